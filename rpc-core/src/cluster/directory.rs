@@ -1,0 +1,72 @@
+//! Directories: where a cluster gets its provider list.
+
+use std::sync::Arc;
+
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::invocation::{Invocation, Invoker};
+use crate::url::Url;
+
+use super::{Directory, Router};
+
+/// A fixed provider list: direct connections given in configuration (`url=` of a reference).
+pub struct StaticDirectory {
+    url: Url,
+    invokers: Vec<Arc<dyn Invoker>>,
+    routers: Vec<Arc<dyn Router>>,
+}
+
+impl StaticDirectory {
+    /// A directory over `invokers` for the reference `url`.
+    pub fn new(url: Url, invokers: Vec<Arc<dyn Invoker>>) -> Self {
+        StaticDirectory {
+            url,
+            invokers,
+            routers: Vec::new(),
+        }
+    }
+
+    /// Adds a router to the chain (kept sorted by priority).
+    pub fn with_router(mut self, router: Arc<dyn Router>) -> Self {
+        self.routers.push(router);
+        self.routers.sort_by_key(|r| r.priority());
+        self
+    }
+}
+
+impl Directory for StaticDirectory {
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>> {
+        let mut list: Vec<Arc<dyn Invoker>> = self
+            .invokers
+            .iter()
+            .filter(|i| i.is_available())
+            .cloned()
+            .collect();
+        for r in &self.routers {
+            list = r.route(list, &self.url, invocation);
+        }
+        if list.is_empty() {
+            return Err(invocation.annotate(RpcError::new(
+                ErrorKind::NoProvider,
+                format!(
+                    "none of the {} configured providers is available",
+                    self.invokers.len()
+                ),
+            )));
+        }
+        Ok(list)
+    }
+
+    fn is_available(&self) -> bool {
+        self.invokers.iter().any(|i| i.is_available())
+    }
+
+    fn destroy(&self) {
+        for i in &self.invokers {
+            i.destroy();
+        }
+    }
+}

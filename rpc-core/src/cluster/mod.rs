@@ -1,0 +1,80 @@
+//! Cluster: turns many providers into one reliable invoker.
+//!
+//! A [`Cluster`] strategy (`cluster=`, default `failover`) wraps a [`Directory`] (the live
+//! provider list). Per call it asks the directory for the providers, lets the
+//! [`Router`] chain narrow them, lets a [`LoadBalance`] (`loadbalance=`, default `random`) pick
+//! one, and decides what to do when the call fails.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::invocation::{Invocation, Invoker};
+use crate::url::Url;
+
+pub mod directory;
+pub mod loadbalance;
+pub mod strategy;
+
+pub use directory::StaticDirectory;
+
+/// Picks one provider among several for a call.
+pub trait LoadBalance: Send + Sync {
+    /// The index in `invokers` to call, or `None` when the slice is empty.
+    fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize>;
+}
+
+/// A fault-tolerance strategy: joins a directory into one invoker.
+pub trait Cluster: Send + Sync {
+    /// An invoker that calls through `directory` with this strategy.
+    fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>>;
+}
+
+/// The current provider list of one service reference.
+pub trait Directory: Send + Sync {
+    /// The consumer's reference URL (carries `loadbalance`, `retries`, ...).
+    fn url(&self) -> &Url;
+
+    /// The providers a call may go to, already narrowed by the router chain.
+    fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>>;
+
+    /// Whether any provider is available.
+    fn is_available(&self) -> bool;
+
+    /// Closes every provider invoker.
+    fn destroy(&self) {}
+}
+
+/// Narrows a provider list for one call (condition rules, tags, ...).
+pub trait Router: Send + Sync {
+    /// The providers that may serve `invocation`, a subset of `invokers`.
+    fn route(
+        &self,
+        invokers: Vec<Arc<dyn Invoker>>,
+        url: &Url,
+        invocation: &Invocation,
+    ) -> Vec<Arc<dyn Invoker>>;
+
+    /// Routers run in ascending priority.
+    fn priority(&self) -> i32 {
+        0
+    }
+}
+
+/// Makes routers from rule URLs (`condition://...`, `tag://...`).
+pub trait RouterFactory: Send + Sync {
+    /// A router for the rule in `url`; a malformed rule is an error naming what is wrong.
+    fn create(&self, url: &Url) -> Result<Arc<dyn Router>>;
+}
+
+fn _assert_object_safe(
+    _: &dyn LoadBalance,
+    _: &dyn Cluster,
+    _: &dyn Directory,
+    _: &dyn Router,
+    _: &dyn RouterFactory,
+) {
+}
+
+crate::extension_point!(dyn LoadBalance, key = "loadbalance", default = "random");
+crate::extension_point!(dyn Cluster, key = "cluster", default = "failover");
+crate::extension_point!(dyn RouterFactory, key = "router", default = "condition");

@@ -1,0 +1,5 @@
+//! Fault-tolerance strategies, one file each.
+
+mod failfast;
+
+pub use failfast::Failfast;

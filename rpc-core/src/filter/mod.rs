@@ -1,0 +1,148 @@
+//! Filters: interceptors around every call, on the consumer and on the provider side.
+//!
+//! A [`Filter`] receives the invocation and the next invoker. Which filters run is decided per
+//! URL by the SPI's activation rules (see
+//! [`ExtensionLoader::activated`](crate::extension::ExtensionLoader::activated)): filters
+//! registered with an [`Activate`](crate::extension::Activate) for a side run by default in
+//! ascending order; `filter=-name` removes one, `filter=name` adds one, `default` places the
+//! defaults.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::extension::{ExtensionPoint, Side};
+use crate::invocation::{Invocation, Invoker, Response};
+use crate::url::Url;
+
+mod timeout;
+
+pub use timeout::{TimeoutFilter, DEFAULT_TIMEOUT_MS};
+
+/// An interceptor that can inspect or change a call, short-circuit it, or observe its result.
+#[async_trait::async_trait]
+pub trait Filter: Send + Sync {
+    /// Handles `invocation`, normally by calling `next.invoke(invocation)`.
+    async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response>;
+}
+
+fn _assert_object_safe(_: &dyn Filter) {}
+
+crate::extension_point!(dyn Filter, key = "filter", default = "timeout");
+
+struct FilterInvoker {
+    name: &'static str,
+    filter: Arc<dyn Filter>,
+    next: Arc<dyn Invoker>,
+}
+
+#[async_trait::async_trait]
+impl Invoker for FilterInvoker {
+    fn url(&self) -> &Url {
+        self.next.url()
+    }
+
+    fn is_available(&self) -> bool {
+        self.next.is_available()
+    }
+
+    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
+        tracing::trace!(filter = self.name, method = invocation.method(), "filter");
+        self.filter.invoke(&*self.next, invocation).await
+    }
+
+    fn destroy(&self) {
+        self.next.destroy();
+    }
+}
+
+/// Wraps `invoker` in the filters activated for `side` by its URL, first filter outermost.
+pub fn build_chain(invoker: Arc<dyn Invoker>, side: Side) -> Result<Arc<dyn Invoker>> {
+    let filters = <dyn Filter>::loader().activated(side, invoker.url())?;
+    Ok(wrap(invoker, filters))
+}
+
+/// Wraps `invoker` in `filters` (first outermost).
+pub fn wrap(
+    invoker: Arc<dyn Invoker>,
+    filters: Vec<(&'static str, Arc<dyn Filter>)>,
+) -> Arc<dyn Invoker> {
+    filters
+        .into_iter()
+        .rev()
+        .fold(invoker, |next, (name, filter)| {
+            Arc::new(FilterInvoker { name, filter, next })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invocation::{ServiceKey, Value};
+    use std::sync::Mutex;
+
+    /// Records the order filters ran in.
+    struct Tagger(&'static str, Arc<Mutex<Vec<&'static str>>>);
+
+    #[async_trait::async_trait]
+    impl Filter for Tagger {
+        async fn invoke(&self, next: &dyn Invoker, mut inv: Invocation) -> Result<Response> {
+            self.1.lock().expect("lock").push(self.0);
+            inv.attachments_mut().insert(self.0, "seen");
+            next.invoke(inv).await
+        }
+    }
+
+    struct Echo(Url);
+
+    #[async_trait::async_trait]
+    impl Invoker for Echo {
+        fn url(&self) -> &Url {
+            &self.0
+        }
+        async fn invoke(&self, inv: Invocation) -> Result<Response> {
+            let keys: Vec<String> = inv
+                .attachments()
+                .iter()
+                .map(|(k, _)| k.to_string())
+                .collect();
+            Ok(Response::value(Value::typed(keys)))
+        }
+    }
+
+    #[tokio::test]
+    async fn first_filter_is_outermost() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let url = Url::parse("dubbo://h:1/S").expect("url");
+        let chain = wrap(
+            Arc::new(Echo(url)),
+            vec![
+                ("a", Arc::new(Tagger("a", log.clone())) as Arc<dyn Filter>),
+                ("b", Arc::new(Tagger("b", log.clone()))),
+            ],
+        );
+        let inv = Invocation::new(ServiceKey::new("S", None, None), "m", Value::Empty);
+        let keys: Vec<String> = chain
+            .invoke(inv)
+            .await
+            .expect("ok")
+            .into_value()
+            .expect("vec");
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(*log.lock().expect("lock"), ["a", "b"]);
+    }
+
+    #[test]
+    fn timeout_filter_is_a_consumer_default_and_can_be_removed() {
+        let on = |q: &str| {
+            let url = Url::parse(&format!("consumer://h/S?{q}")).expect("url");
+            <dyn Filter>::loader()
+                .activated(Side::Consumer, &url)
+                .expect("activation")
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>()
+        };
+        assert!(on("").contains(&"timeout"));
+        assert!(!on("filter=-timeout").contains(&"timeout"));
+    }
+}

@@ -1,0 +1,121 @@
+//! `timeout`: the consumer-side call budget.
+//!
+//! Sets the invocation's deadline from the `timeout` key (milliseconds, method level first,
+//! default [`DEFAULT_TIMEOUT_MS`]) unless an earlier deadline is already set (a nested call
+//! inherits its caller's remaining budget), and fails the call with
+//! [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the deadline passes. Dropping the
+//! inner future cancels the call's wait; the exchange discards a late response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Result, RpcError};
+use crate::extension::Activate;
+use crate::filter::Filter;
+use crate::invocation::{Invocation, Invoker, Response};
+
+/// Timeout of a call whose URL does not set `timeout`, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+
+/// See the [module docs](self).
+#[derive(Debug, Default)]
+pub struct TimeoutFilter;
+
+#[async_trait::async_trait]
+impl Filter for TimeoutFilter {
+    async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
+        let ms: u64 =
+            next.url()
+                .method_param_as(invocation.method(), "timeout", DEFAULT_TIMEOUT_MS)?;
+        invocation.set_timeout(Duration::from_millis(ms));
+        let Some(deadline) = invocation.deadline() else {
+            return next.invoke(invocation).await;
+        };
+        let budget = invocation.remaining().unwrap_or_default();
+        let service = invocation.service().to_string();
+        let method = invocation.method().to_string();
+        match tokio::time::timeout_at(deadline, next.invoke(invocation)).await {
+            Ok(result) => result,
+            Err(_) => Err(RpcError::timeout(format!(
+                "no response within {} ms",
+                budget.as_millis()
+            ))
+            .with_service(service)
+            .with_method(method)
+            .with_provider(next.url().address())),
+        }
+    }
+}
+
+crate::register!(
+    dyn Filter,
+    "timeout",
+    || Arc::new(TimeoutFilter),
+    activate = Activate::consumer(-10_000)
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::invocation::{ServiceKey, Value};
+    use crate::url::Url;
+
+    struct Sleepy(Url, Duration);
+
+    #[async_trait::async_trait]
+    impl Invoker for Sleepy {
+        fn url(&self) -> &Url {
+            &self.0
+        }
+        async fn invoke(&self, _: Invocation) -> Result<Response> {
+            tokio::time::sleep(self.1).await;
+            Ok(Response::empty())
+        }
+    }
+
+    fn call(method: &'static str) -> Invocation {
+        Invocation::new(ServiceKey::new("S", None, None), method, Value::Empty)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn method_level_timeout_fires() {
+        let url = Url::parse("dubbo://h:1/S?timeout=5000&slow.timeout=100").expect("url");
+        let inv = Sleepy(url, Duration::from_millis(1000));
+        let e = TimeoutFilter
+            .invoke(&inv, call("slow"))
+            .await
+            .expect_err("times out");
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(e.to_string().contains("within 100 ms"), "{e}");
+        assert_eq!(e.method(), Some("slow"));
+        TimeoutFilter
+            .invoke(&inv, call("other"))
+            .await
+            .expect("5 s is enough");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inherited_shorter_deadline_wins() {
+        let url = Url::parse("dubbo://h:1/S?timeout=5000").expect("url");
+        let inv = Sleepy(url, Duration::from_millis(1000));
+        let mut c = call("m");
+        c.set_timeout(Duration::from_millis(50));
+        let e = TimeoutFilter
+            .invoke(&inv, c)
+            .await
+            .expect_err("inherited budget");
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+    }
+
+    #[tokio::test]
+    async fn bad_timeout_value_is_reported() {
+        let url = Url::parse("dubbo://h:1/S?timeout=fast").expect("url");
+        let inv = Sleepy(url, Duration::ZERO);
+        let e = TimeoutFilter
+            .invoke(&inv, call("m"))
+            .await
+            .expect_err("bad");
+        assert!(e.to_string().contains("'timeout' has value 'fast'"), "{e}");
+    }
+}

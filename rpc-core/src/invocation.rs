@@ -1,0 +1,611 @@
+//! The invocation model: what travels down the consumer stack and what comes back.
+//!
+//! - [`Invocation`]: service key, method, arguments, attachments, deadline and call flags.
+//! - [`Response`]: a [`Outcome`] (value or business error) plus attachments.
+//! - [`Value`]: a typed value erased once at the proxy (`Typed`), bytes in a known
+//!   serialization (`Encoded`), or nothing (`Empty`). Layers below the proxy never see the
+//!   user's types; protocols encode `Typed` values with the serialization the URL chose, and
+//!   an in-process call hands the typed value straight to the skeleton.
+//! - [`Invoker`]: the object-safe unit every layer composes.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::serialize::{self, Serialization};
+use crate::url::Url;
+
+/// Dubbo's service key: interface plus optional group and version.
+///
+/// Displayed as `group/interface:version`, omitting empty parts.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    interface: Arc<str>,
+    group: Option<Arc<str>>,
+    version: Option<Arc<str>>,
+}
+
+impl ServiceKey {
+    /// A key; empty group or version count as absent.
+    pub fn new(interface: &str, group: Option<&str>, version: Option<&str>) -> Self {
+        let opt = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Arc::from);
+        ServiceKey {
+            interface: Arc::from(interface),
+            group: opt(group),
+            version: opt(version),
+        }
+    }
+
+    /// The interface name (`org.example.Greeter`).
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The group, if any.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
+    /// The version, if any.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(g) = &self.group {
+            write!(f, "{g}/")?;
+        }
+        f.write_str(&self.interface)?;
+        if let Some(v) = &self.version {
+            write!(f, ":{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceKey({self})")
+    }
+}
+
+/// A value whose type was erased at the proxy or skeleton: serializable by any
+/// [`Serialization`], and recoverable by downcasting in-process.
+pub trait AnyValue: erased_serde::Serialize + Any + Send + Sync {
+    /// Upcast for downcasting back to the concrete type.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// The concrete type's name, for error messages.
+    fn type_name(&self) -> &'static str;
+}
+
+impl<T: serde::Serialize + Any + Send + Sync> AnyValue for T {
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+}
+
+/// Bytes in a known serialization, identified by its wire id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    /// The [`Serialization::id`] the bytes are in.
+    pub serialization: u8,
+    /// The encoded value.
+    pub bytes: Bytes,
+}
+
+/// Arguments or a result, in whichever form the layers below have it.
+#[derive(Clone)]
+pub enum Value {
+    /// No value: a one-way call's result, or a failsafe cluster's empty answer.
+    Empty,
+    /// A typed value from the proxy or skeleton, not encoded yet.
+    Typed(Arc<dyn AnyValue>),
+    /// An encoded value, from the wire or from a generic (typeless) caller.
+    Encoded(Payload),
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Empty => f.write_str("Empty"),
+            Value::Typed(v) => write!(f, "Typed({})", v.type_name()),
+            Value::Encoded(p) => write!(
+                f,
+                "Encoded(serialization {}, {} bytes)",
+                p.serialization,
+                p.bytes.len()
+            ),
+        }
+    }
+}
+
+impl Value {
+    /// Erases a typed value.
+    pub fn typed<T: serde::Serialize + Any + Send + Sync>(value: T) -> Self {
+        Value::Typed(Arc::new(value))
+    }
+
+    /// Encodes the value with `ser` (re-encoding an `Encoded` value in another serialization
+    /// goes through a self-describing transcode).
+    pub fn encode(&self, ser: &dyn Serialization) -> Result<Payload> {
+        match self {
+            Value::Encoded(p) if p.serialization == ser.id() => Ok(p.clone()),
+            Value::Encoded(p) => {
+                let from = serialize::by_id(p.serialization)?;
+                let mut out = Vec::new();
+                serialize::transcode(&*from, &p.bytes, ser, &mut out)?;
+                Ok(Payload {
+                    serialization: ser.id(),
+                    bytes: out.into(),
+                })
+            }
+            Value::Typed(v) => {
+                let mut out = Vec::new();
+                ser.serialize(&**v, &mut out)?;
+                Ok(Payload {
+                    serialization: ser.id(),
+                    bytes: out.into(),
+                })
+            }
+            Value::Empty => {
+                let mut out = Vec::new();
+                ser.serialize(&(), &mut out)?;
+                Ok(Payload {
+                    serialization: ser.id(),
+                    bytes: out.into(),
+                })
+            }
+        }
+    }
+
+    /// Recovers a `T`: downcasts a typed value (moving it out when not shared), decodes an
+    /// encoded one with the serialization named by its id, and decodes `Empty` as a unit
+    /// (so `()` and `Option<_>` accept it).
+    pub fn decode<T: DeserializeOwned + Any + Send + Sync>(self) -> Result<T> {
+        match self {
+            Value::Typed(v) => {
+                let any: &dyn Any = &*v;
+                if any.is::<T>() && Arc::strong_count(&v) == 1 {
+                    // The only reference: move the value out, no encoding at all.
+                    if let Ok(arc) = v.clone().into_any().downcast::<T>() {
+                        drop(v);
+                        if let Ok(t) = Arc::try_unwrap(arc) {
+                            return Ok(t);
+                        }
+                        return Err(RpcError::internal("typed value shared during decode"));
+                    }
+                }
+                // Shared (a retry or fork still holds it), or another type of the same shape
+                // (a generic caller): copy through the default serialization.
+                let ser = serialize::default_serialization()?;
+                let mut out = Vec::new();
+                ser.serialize(&*v, &mut out)?;
+                serialize::decode(&*ser, &out).map_err(|e| {
+                    RpcError::codec(format!(
+                        "a {} cannot be read as a {}: {}",
+                        v.type_name(),
+                        std::any::type_name::<T>(),
+                        e.message()
+                    ))
+                })
+            }
+            Value::Encoded(p) => {
+                let ser = serialize::by_id(p.serialization)?;
+                serialize::decode(&*ser, &p.bytes)
+            }
+            Value::Empty => serialize::decode_unit::<T>(),
+        }
+    }
+}
+
+/// String key/value pairs that travel with a call (trace context, tokens, tags, ...).
+///
+/// Kept as a small vector: calls carry a handful, and a linear scan beats hashing at that size.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Attachments(Vec<(String, String)>);
+
+impl Attachments {
+    /// No attachments.
+    pub fn new() -> Self {
+        Attachments(Vec::new())
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets `key` (replacing an earlier value).
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    /// The pairs in insertion order (until a removal).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// How many pairs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Attachments {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Attachments {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut a = Attachments::new();
+        for (k, v) in iter {
+            a.insert(k, v);
+        }
+        a
+    }
+}
+
+/// One call on its way down the consumer stack (or up the provider stack).
+///
+/// Cheap to clone: retries and forks clone it.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    service: ServiceKey,
+    method: Cow<'static, str>,
+    args: Value,
+    attachments: Attachments,
+    deadline: Option<Instant>,
+    oneway: bool,
+    idempotent: bool,
+}
+
+impl Invocation {
+    /// A call of `method` on `service` with `args` (a typed tuple, or encoded bytes).
+    pub fn new(service: ServiceKey, method: impl Into<Cow<'static, str>>, args: Value) -> Self {
+        Invocation {
+            service,
+            method: method.into(),
+            args,
+            attachments: Attachments::new(),
+            deadline: None,
+            oneway: false,
+            idempotent: false,
+        }
+    }
+
+    /// The service key.
+    pub fn service(&self) -> &ServiceKey {
+        &self.service
+    }
+
+    /// The method name.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The arguments (a tuple of the method's parameters).
+    pub fn args(&self) -> &Value {
+        &self.args
+    }
+
+    /// Takes the arguments out, leaving [`Value::Empty`].
+    pub fn take_args(&mut self) -> Value {
+        std::mem::replace(&mut self.args, Value::Empty)
+    }
+
+    /// The attachments.
+    pub fn attachments(&self) -> &Attachments {
+        &self.attachments
+    }
+
+    /// The attachments, for filters that add to them.
+    pub fn attachments_mut(&mut self) -> &mut Attachments {
+        &mut self.attachments
+    }
+
+    /// The instant after which the caller no longer waits, if set.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Sets the deadline; an earlier existing deadline is kept (nested budgets only shrink).
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(match self.deadline {
+            Some(d) if d < deadline => d,
+            _ => deadline,
+        });
+    }
+
+    /// Sets the deadline to `timeout` from now (keeping an earlier one).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.set_deadline(Instant::now() + timeout);
+    }
+
+    /// Time left before the deadline (`None` without a deadline, zero when passed).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the caller expects no response.
+    pub fn is_oneway(&self) -> bool {
+        self.oneway
+    }
+
+    /// Marks the call fire-and-forget.
+    pub fn set_oneway(&mut self, oneway: bool) {
+        self.oneway = oneway;
+    }
+
+    /// Whether the method was declared idempotent (safe to retry after a failure that may
+    /// have reached the provider).
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// Declares the call idempotent.
+    pub fn set_idempotent(&mut self, idempotent: bool) {
+        self.idempotent = idempotent;
+    }
+
+    /// Adds the service and method to an error about this call.
+    pub fn annotate(&self, e: RpcError) -> RpcError {
+        e.with_service(self.service.to_string())
+            .with_method(self.method.to_string())
+    }
+}
+
+/// What a call produced: a value or the service's declared business error.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// The method's `Ok` value (or its plain return value).
+    Value(Value),
+    /// The method's `Err(E)`: a business error that is a value, never retried.
+    BizError(Value),
+}
+
+/// A completed call.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// Value or business error.
+    pub outcome: Outcome,
+    /// Attachments the provider sent back.
+    pub attachments: Attachments,
+}
+
+impl Response {
+    /// A successful response.
+    pub fn value(value: Value) -> Self {
+        Response {
+            outcome: Outcome::Value(value),
+            attachments: Attachments::new(),
+        }
+    }
+
+    /// A business-error response.
+    pub fn biz_error(error: Value) -> Self {
+        Response {
+            outcome: Outcome::BizError(error),
+            attachments: Attachments::new(),
+        }
+    }
+
+    /// An empty response (one-way calls, failsafe).
+    pub fn empty() -> Self {
+        Self::value(Value::Empty)
+    }
+
+    /// Decodes the value of a method returning plain `T`; a business error here means the
+    /// provider and consumer disagree about the signature.
+    pub fn into_value<T: DeserializeOwned + Any + Send + Sync>(self) -> Result<T> {
+        match self.outcome {
+            Outcome::Value(v) => v.decode(),
+            Outcome::BizError(_) => Err(RpcError::new(
+                ErrorKind::Codec,
+                "the provider returned a business error for a method that declares none",
+            )),
+        }
+    }
+
+    /// Decodes the outcome of a method returning `Result<T, E>`.
+    pub fn into_result<
+        T: DeserializeOwned + Any + Send + Sync,
+        E: DeserializeOwned + Any + Send + Sync,
+    >(
+        self,
+    ) -> Result<std::result::Result<T, E>> {
+        match self.outcome {
+            Outcome::Value(v) => Ok(Ok(v.decode()?)),
+            Outcome::BizError(e) => Ok(Err(e.decode()?)),
+        }
+    }
+}
+
+/// The unit every layer composes: something that can perform an [`Invocation`].
+///
+/// A protocol's remote reference, a cluster over a directory, a filter wrapping the next
+/// invoker, and a service skeleton are all invokers.
+#[async_trait::async_trait]
+pub trait Invoker: Send + Sync {
+    /// The URL describing this invoker (a provider URL for remote references).
+    fn url(&self) -> &Url;
+
+    /// Whether it can take calls now (a connected client, a non-empty directory).
+    fn is_available(&self) -> bool {
+        true
+    }
+
+    /// Performs the call.
+    async fn invoke(&self, invocation: Invocation) -> Result<Response>;
+
+    /// Releases resources (connections); later calls fail.
+    fn destroy(&self) {}
+}
+
+fn _assert_object_safe(_: &dyn Invoker) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Point {
+        x: i32,
+        y: i32,
+    }
+
+    #[test]
+    fn service_key_formats_like_dubbo() {
+        assert_eq!(ServiceKey::new("a.B", None, None).to_string(), "a.B");
+        assert_eq!(
+            ServiceKey::new("a.B", Some("g"), Some("1.0")).to_string(),
+            "g/a.B:1.0"
+        );
+        assert_eq!(
+            ServiceKey::new("a.B", Some(""), Some("")).to_string(),
+            "a.B"
+        );
+    }
+
+    #[test]
+    fn typed_value_moves_out_without_encoding() {
+        let v = Value::typed(Point { x: 1, y: 2 });
+        assert_eq!(
+            v.decode::<Point>().expect("same type"),
+            Point { x: 1, y: 2 }
+        );
+    }
+
+    #[test]
+    fn shared_typed_value_is_copied() {
+        let v = Value::typed(Point { x: 1, y: 2 });
+        let keep = v.clone();
+        assert_eq!(v.decode::<Point>().expect("copy"), Point { x: 1, y: 2 });
+        drop(keep);
+    }
+
+    #[test]
+    fn typed_value_of_same_shape_decodes_through_bytes() {
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Other {
+            x: i32,
+            y: i32,
+        }
+        let v = Value::typed(Point { x: 3, y: 4 });
+        assert_eq!(
+            v.decode::<Other>().expect("same shape"),
+            Other { x: 3, y: 4 }
+        );
+        let e = Value::typed(5u8)
+            .decode::<Point>()
+            .expect_err("wrong shape");
+        assert_eq!(e.kind(), ErrorKind::Codec);
+    }
+
+    #[test]
+    fn encoded_value_round_trips_in_every_builtin_serialization() {
+        for name in ["msgpack", "json"] {
+            let ser = crate::extension::get::<dyn Serialization>(name).expect(name);
+            let p = Value::typed(Point { x: 5, y: 6 })
+                .encode(&*ser)
+                .expect("encode");
+            assert_eq!(p.serialization, ser.id());
+            let back = Value::Encoded(p).decode::<Point>().expect("decode");
+            assert_eq!(back, Point { x: 5, y: 6 });
+        }
+    }
+
+    #[test]
+    fn encoded_value_transcodes_between_serializations() {
+        let json = crate::extension::get::<dyn Serialization>("json").expect("json");
+        let msgpack = crate::extension::get::<dyn Serialization>("msgpack").expect("msgpack");
+        let p = Value::Encoded(Payload {
+            serialization: json.id(),
+            bytes: Bytes::from_static(br#"{"x":7,"y":8}"#),
+        });
+        let m = p.encode(&*msgpack).expect("transcode");
+        assert_eq!(m.serialization, msgpack.id());
+        assert_eq!(
+            Value::Encoded(m).decode::<Point>().expect("decode"),
+            Point { x: 7, y: 8 }
+        );
+    }
+
+    #[test]
+    fn empty_decodes_as_unit_and_none() {
+        Value::Empty.decode::<()>().expect("unit");
+        assert_eq!(Value::Empty.decode::<Option<u32>>().expect("none"), None);
+        assert!(Value::Empty.decode::<u32>().is_err());
+    }
+
+    #[test]
+    fn attachments_replace_and_remove() {
+        let mut a: Attachments = [("k", "1"), ("t", "x")].into_iter().collect();
+        a.insert("k", "2");
+        assert_eq!(a.get("k"), Some("2"));
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.remove("k").as_deref(), Some("2"));
+        assert_eq!(a.get("k"), None);
+    }
+
+    #[tokio::test]
+    async fn nested_deadlines_only_shrink() {
+        let mut inv = Invocation::new(ServiceKey::new("S", None, None), "m", Value::Empty);
+        inv.set_timeout(Duration::from_millis(100));
+        let first = inv.deadline().expect("set");
+        inv.set_timeout(Duration::from_secs(10));
+        assert_eq!(inv.deadline(), Some(first));
+        inv.set_timeout(Duration::from_millis(10));
+        assert!(inv.deadline().expect("set") < first);
+        assert!(inv.remaining().expect("set") <= Duration::from_millis(10));
+    }
+
+    #[test]
+    fn business_error_and_value_decode_separately() {
+        let ok = Response::value(Value::typed(1u32));
+        assert_eq!(ok.into_result::<u32, String>().expect("decoded"), Ok(1));
+        let err = Response::biz_error(Value::typed("nope".to_string()));
+        assert_eq!(
+            err.into_result::<u32, String>().expect("decoded"),
+            Err("nope".to_string())
+        );
+        let e = Response::biz_error(Value::typed(1u8))
+            .into_value::<u32>()
+            .expect_err("mismatch");
+        assert_eq!(e.kind(), ErrorKind::Codec);
+    }
+}

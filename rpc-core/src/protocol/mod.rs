@@ -1,0 +1,43 @@
+//! Protocols: how an invoker is exported on the provider side and referred to on the
+//! consumer side (`protocol=` key).
+//!
+//! The remote protocol's exchange and framing live in [`crate::exchange`]-style modules of their
+//! own; this module holds the extension point and the in-process protocol `injvm`.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::invocation::Invoker;
+use crate::url::Url;
+
+mod injvm;
+
+pub use injvm::Injvm;
+
+/// Exports services and creates references to them.
+#[async_trait::async_trait]
+pub trait Protocol: Send + Sync {
+    /// The port used when a provider URL does not give one.
+    fn default_port(&self) -> u16;
+
+    /// Starts serving `invoker` (a service skeleton wrapped in provider filters) at `url`.
+    /// Several services may share one port; the protocol dispatches by service key.
+    async fn export(&self, url: Url, invoker: Arc<dyn Invoker>) -> Result<Box<dyn Exporter>>;
+
+    /// An invoker that calls the provider at `url`.
+    async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>>;
+}
+
+/// A handle on one exported service.
+#[async_trait::async_trait]
+pub trait Exporter: Send + Sync {
+    /// The URL the service is exported at (with the real bound port).
+    fn url(&self) -> &Url;
+
+    /// Stops taking new calls for this service and lets in-flight ones finish.
+    async fn unexport(&self);
+}
+
+fn _assert_object_safe(_: &dyn Protocol, _: &dyn Exporter) {}
+
+crate::extension_point!(dyn Protocol, key = "protocol", default = "dubbo");

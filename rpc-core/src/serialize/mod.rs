@@ -1,0 +1,238 @@
+//! Serialization: how argument tuples and results become bytes.
+//!
+//! The `serialization=` URL key picks an implementation (default `msgpack`); its one-byte
+//! [`Serialization::id`] travels in every frame header so the provider decodes with it and
+//! answers in kind. Values are erased with `erased_serde`, so the trait is object safe and no
+//! layer below the proxy is generic over user types.
+//!
+//! Built in: `msgpack` (rmp-serde, structs as maps, so a provider that adds a
+//! `#[serde(default)]` field keeps serving old consumers) and `json` (serde_json, the form a
+//! command-line caller writes). `bincode` lives in its own plugin crate.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Result, RpcError};
+use crate::extension::{self, ExtensionPoint};
+
+mod json;
+mod msgpack;
+
+pub use json::Json;
+pub use msgpack::MsgPack;
+
+/// Wire ids of the serializations this workspace ships (5 bits in the header flag byte).
+pub mod ids {
+    /// MessagePack, the default.
+    pub const MSGPACK: u8 = 24;
+    /// bincode 2.x (plugin crate).
+    pub const BINCODE: u8 = 25;
+    /// JSON text.
+    pub const JSON: u8 = 26;
+}
+
+/// A visitor handed the erased deserializer over some bytes; see [`Serialization::deserialize`].
+pub type DeserializeSink<'s> =
+    dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error> + 's;
+
+/// An encoding of values as bytes, selected by the `serialization` key.
+pub trait Serialization: Send + Sync {
+    /// The id sent in the frame header (0..=31, unique among linked serializations).
+    fn id(&self) -> u8;
+
+    /// Whether the bytes describe their own structure (field names, types), so that they can
+    /// be decoded without the Rust type (generic invocation, transcoding).
+    fn self_describing(&self) -> bool;
+
+    /// Appends the encoding of `value` to `out`.
+    fn serialize(&self, value: &dyn erased_serde::Serialize, out: &mut Vec<u8>) -> Result<()>;
+
+    /// Runs `sink` with a deserializer reading `bytes`; fails if `sink` fails or if bytes are
+    /// left over.
+    fn deserialize(&self, bytes: &[u8], sink: &mut DeserializeSink<'_>) -> Result<()>;
+}
+
+fn _assert_object_safe(_: &dyn Serialization) {}
+
+crate::extension_point!(
+    dyn Serialization,
+    key = "serialization",
+    default = "msgpack"
+);
+
+/// The default serialization (used to copy shared in-process values).
+pub fn default_serialization() -> Result<Arc<dyn Serialization>> {
+    extension::get_default::<dyn Serialization>()
+}
+
+/// The linked serialization with wire id `id`.
+pub fn by_id(id: u8) -> Result<Arc<dyn Serialization>> {
+    static TABLE: OnceLock<Vec<Arc<dyn Serialization>>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        <dyn Serialization>::loader()
+            .names()
+            .into_iter()
+            .filter_map(|n| extension::get::<dyn Serialization>(n).ok())
+            .collect()
+    });
+    table.iter().find(|s| s.id() == id).cloned().ok_or_else(|| {
+        RpcError::codec(format!(
+            "unknown serialization id {id}; linked: {}",
+            table
+                .iter()
+                .map(|s| s.id().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+/// Decodes a `T` from `bytes` in `ser`.
+pub fn decode<T: DeserializeOwned>(ser: &dyn Serialization, bytes: &[u8]) -> Result<T> {
+    let mut out: Option<T> = None;
+    ser.deserialize(bytes, &mut |de| {
+        out = Some(erased_serde::deserialize::<T>(de)?);
+        Ok(())
+    })
+    .map_err(|e| {
+        RpcError::codec(format!(
+            "cannot decode a {}: {}",
+            std::any::type_name::<T>(),
+            e.message()
+        ))
+    })?;
+    out.ok_or_else(|| RpcError::internal("deserializer did not run its sink"))
+}
+
+/// Decodes a `T` from "no value": works for `()` and `Option<_>` (as `None`).
+pub fn decode_unit<T: DeserializeOwned>() -> Result<T> {
+    let de = serde::de::value::UnitDeserializer::<serde::de::value::Error>::new();
+    T::deserialize(de).map_err(|e| {
+        RpcError::codec(format!(
+            "an empty result cannot be read as a {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// Re-encodes `bytes` from serialization `from` into `to`, through a self-describing
+/// intermediate value (used when a generic caller's JSON must reach a msgpack provider).
+pub fn transcode(
+    from: &dyn Serialization,
+    bytes: &[u8],
+    to: &dyn Serialization,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    if !from.self_describing() {
+        return Err(RpcError::codec(format!(
+            "serialization {} is not self-describing and cannot be transcoded",
+            from.id()
+        )));
+    }
+    let value: serde_json::Value = decode(from, bytes)?;
+    to.serialize(&value, out)
+}
+
+/// Wraps a serializer error as a codec error.
+pub(crate) fn codec_err(what: &str, e: impl std::fmt::Display) -> RpcError {
+    RpcError::codec(format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum Shape {
+        Unit,
+        Circle(f64),
+        Rect { w: u32, h: u32 },
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Everything {
+        name: String,
+        maybe: Option<u64>,
+        list: Vec<i16>,
+        map: BTreeMap<String, bool>,
+        shapes: Vec<Shape>,
+        bytes: Vec<u8>,
+    }
+
+    fn sample() -> Everything {
+        Everything {
+            name: "ünïcode".into(),
+            maybe: Some(u64::MAX),
+            list: vec![-1, 0, 1],
+            map: [("a".to_string(), true)].into_iter().collect(),
+            shapes: vec![Shape::Unit, Shape::Circle(1.5), Shape::Rect { w: 2, h: 3 }],
+            bytes: vec![0, 255],
+        }
+    }
+
+    #[test]
+    fn builtins_round_trip_rich_values() {
+        for name in ["msgpack", "json"] {
+            let ser = extension::get::<dyn Serialization>(name).expect(name);
+            let mut out = Vec::new();
+            ser.serialize(&sample(), &mut out).expect("serialize");
+            let back: Everything = decode(&*ser, &out).expect("decode");
+            assert_eq!(back, sample(), "{name}");
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_and_found() {
+        for name in extension::names::<dyn Serialization>() {
+            let ser = extension::get::<dyn Serialization>(name).expect(name);
+            assert_eq!(by_id(ser.id()).expect("by id").id(), ser.id());
+        }
+        let e = by_id(31).err().expect("unknown id");
+        assert!(e.to_string().contains("unknown serialization id 31"), "{e}");
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_codec_errors() {
+        for name in ["msgpack", "json"] {
+            let ser = extension::get::<dyn Serialization>(name).expect(name);
+            let e = decode::<Everything>(&*ser, b"\xc1\xff garbage").expect_err("garbage");
+            assert_eq!(e.kind(), crate::ErrorKind::Codec, "{name}");
+            assert!(e.to_string().contains("Everything"), "{e}");
+            let mut out = Vec::new();
+            ser.serialize(&1u8, &mut out).expect("ser");
+            out.extend_from_slice(b" \x01x");
+            assert!(
+                decode::<u8>(&*ser, &out).is_err(),
+                "{name} accepted trailing bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn msgpack_structs_are_maps_so_new_defaulted_fields_are_compatible() {
+        #[derive(Serialize)]
+        struct V1 {
+            id: u32,
+        }
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct V2 {
+            id: u32,
+            #[serde(default)]
+            note: String,
+        }
+        let ser = MsgPack;
+        let mut out = Vec::new();
+        ser.serialize(&V1 { id: 9 }, &mut out).expect("ser");
+        let v2: V2 = decode(&ser, &out).expect("old bytes, new type");
+        assert_eq!(
+            v2,
+            V2 {
+                id: 9,
+                note: String::new()
+            }
+        );
+    }
+}
