@@ -423,9 +423,11 @@ fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
         (host, port)
     } else {
         match hostport.split_once(':') {
-            Some((h, p)) if p.contains(':') => return Err(format!(
+            Some((h, p)) if p.contains(':') => {
+                return Err(format!(
                 "host '{h}' is followed by '{p}': write IPv6 hosts in brackets, like [::1]:20880"
-            )),
+            ))
+            }
             Some((h, p)) => (h, Some(p)),
             None => (hostport, None),
         }
