@@ -29,6 +29,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod exchange;
 pub mod extension;
 pub mod filter;
 pub mod invocation;
