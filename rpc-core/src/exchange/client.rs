@@ -145,16 +145,33 @@ fn poisoned() -> RpcError {
     RpcError::internal("pending-call table poisoned by a panic")
 }
 
+/// One connection position of a client: the live connection, if any, and whether its
+/// supervisor (which reconnects) still runs — it does not once its runtime shut down.
 #[derive(Default)]
-struct Slot(RwLock<Option<Arc<Live>>>);
+struct Slot {
+    live: RwLock<Option<Arc<Live>>>,
+    supervisor_gone: AtomicBool,
+}
 
 impl Slot {
     fn get(&self) -> Option<Arc<Live>> {
-        self.0.read().ok()?.clone()
+        self.live.read().ok()?.clone()
     }
     fn set(&self, live: Option<Arc<Live>>) {
-        if let Ok(mut s) = self.0.write() {
+        if let Ok(mut s) = self.live.write() {
             *s = live;
+        }
+    }
+}
+
+/// Marks the slot unsupervised when the supervisor task ends or is dropped.
+struct SupervisorGuard(Arc<Slot>);
+
+impl Drop for SupervisorGuard {
+    fn drop(&mut self) {
+        self.0.supervisor_gone.store(true, Ordering::Release);
+        if let Some(l) = self.0.get() {
+            l.close("connection supervisor stopped");
         }
     }
 }
@@ -199,13 +216,18 @@ impl Client {
             .map_err(|_| poisoned())?
             .get(&key)
             .and_then(Weak::upgrade)
+            .filter(|c| c.is_supervised())
         {
             return Ok(c);
         }
         let client = Arc::new(Client::connect(url, cfg).await?);
         let mut reg = registry().lock().map_err(|_| poisoned())?;
         reg.retain(|_, w| w.strong_count() > 0);
-        if let Some(existing) = reg.get(&key).and_then(Weak::upgrade) {
+        if let Some(existing) = reg
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .filter(|c| c.is_supervised())
+        {
             // Another reference connected meanwhile; use its client, ours closes on drop.
             return Ok(existing);
         }
@@ -258,6 +280,12 @@ impl Client {
     /// The largest body this client sends or accepts.
     pub fn payload_limit(&self) -> usize {
         self.payload
+    }
+
+    fn is_supervised(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| !s.supervisor_gone.load(Ordering::Acquire))
     }
 
     /// Whether at least one connection is open.
@@ -362,6 +390,7 @@ async fn supervise(
     cancel: CancellationToken,
     first: oneshot::Sender<Result<()>>,
 ) {
+    let _guard = SupervisorGuard(slot.clone());
     let mut first = Some(first);
     let mut backoff = cfg.reconnect_min;
     loop {
