@@ -223,14 +223,9 @@ mod tests {
             let mut buf = BytesMut::from(&data[..]);
             let before = buf.len();
             let mut consumed = 0usize;
-            loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(f)) => {
-                        prop_assert!(f.body.len() <= 256);
-                        consumed += HEADER_LEN + f.body.len();
-                    }
-                    Ok(None) | Err(_) => break,
-                }
+            while let Ok(Some(f)) = codec.decode(&mut buf) {
+                prop_assert!(f.body.len() <= 256);
+                consumed += HEADER_LEN + f.body.len();
             }
             prop_assert_eq!(consumed + buf.len(), before);
         }

@@ -460,3 +460,96 @@ impl Invoker for DubboInvoker {
 }
 
 crate::register!(dyn Protocol, "dubbo", || Arc::new(Dubbo::default()));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_crosses_the_wire_as_itself() {
+        for kind in [
+            ErrorKind::Timeout,
+            ErrorKind::NoProvider,
+            ErrorKind::Network,
+            ErrorKind::Codec,
+            ErrorKind::ServiceNotFound,
+            ErrorKind::MethodNotFound,
+            ErrorKind::Unauthorized,
+            ErrorKind::LimitExceeded,
+            ErrorKind::CircuitOpen,
+            ErrorKind::Biz,
+            ErrorKind::Internal,
+        ] {
+            let f = error_frame(24, 9, &RpcError::new(kind, "why"));
+            assert_eq!(f.status, status_of(kind));
+            let e = decode_answer(f).expect_err("error answer");
+            assert_eq!(e.kind(), kind);
+            assert!(e.message().contains("why"), "{e}");
+        }
+        assert_eq!(status_of(ErrorKind::Biz), status::SERVICE_ERROR);
+        assert_eq!(status_of(ErrorKind::LimitExceeded), 100);
+        // Without a kind name, the status decides.
+        let bare = Frame {
+            flag: 24,
+            status: status::SERVICE_NOT_FOUND,
+            id: 1,
+            body: Bytes::new(),
+        };
+        assert_eq!(
+            decode_answer(bare).expect_err("err").kind(),
+            ErrorKind::ServiceNotFound
+        );
+    }
+
+    struct Slow(Url);
+
+    #[async_trait::async_trait]
+    impl Invoker for Slow {
+        fn url(&self) -> &Url {
+            &self.0
+        }
+        async fn invoke(&self, mut inv: Invocation) -> Result<Response> {
+            let (ms,): (u64,) = inv.take_args().decode()?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(Response::value(Value::typed(ms)))
+        }
+    }
+
+    #[tokio::test]
+    async fn unexport_lets_in_flight_calls_finish_and_releases_the_port() {
+        let p = Dubbo::default();
+        let url = Url::parse("dubbo://127.0.0.1:0/t.Slow").expect("url");
+        let exp = p
+            .export(url.clone(), Arc::new(Slow(url.clone())))
+            .await
+            .expect("export");
+        let port = exp.url().port().expect("port");
+        assert_ne!(port, 0);
+        let inv = p
+            .refer(url.with_port(port).with_param("timeout", 5000))
+            .await
+            .expect("refer");
+        let call = Invocation::new(
+            ServiceKey::new("t.Slow", None, None),
+            "s",
+            Value::typed((300u64,)),
+        );
+        let pending = tokio::spawn({
+            let inv = inv.clone();
+            async move { inv.invoke(call).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        exp.unexport().await;
+        // The listener is gone: the port can be bound again.
+        let again = std::net::TcpListener::bind(("127.0.0.1", port));
+        assert!(again.is_ok(), "port still held after unexport");
+        drop(again);
+        let ms: u64 = pending
+            .await
+            .expect("join")
+            .expect("in-flight call finished")
+            .into_value()
+            .expect("u64");
+        assert_eq!(ms, 300);
+    }
+}
