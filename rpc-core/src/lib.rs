@@ -30,6 +30,7 @@
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod exchange;
 pub mod extension;
 pub mod filter;
 pub mod invocation;
