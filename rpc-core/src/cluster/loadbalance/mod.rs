@@ -213,4 +213,26 @@ mod tests {
         assert_eq!(weight_at(&*p[0], &inv, 11_000), 100);
         assert_eq!(weight_at(&*p[0], &inv, 99_000), 100);
     }
+
+    /// Every weight-aware balancer honours warm-up when providers are idle: two providers of
+    /// weight 100, one 250 s into a 1000 s warm-up (effective weight 25), so the shares are
+    /// 0.8/0.2. Over 10,000 picks the standard deviation is 0.4 points; the tolerance is 2.
+    #[test]
+    fn warm_up_applies_to_every_weighted_balancer() {
+        let started = now_ms() - 250_000;
+        let warm = format!("weight=100&warmup=1000000&timestamp={started}");
+        for name in [
+            "random",
+            "roundrobin",
+            "leastactive",
+            "shortestresponse",
+            "p2c",
+        ] {
+            let service = format!("warm.{name}");
+            let p = providers_of(&service, &["weight=100", &warm]);
+            let lb = crate::extension::get::<dyn crate::cluster::LoadBalance>(name).expect(name);
+            let s = shares(&*lb, &p, &call_of(&service), 10_000);
+            assert!((s[1] - 0.2).abs() < 0.02, "{name}: {s:?}");
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! Two providers are drawn at random (each draw weighted by the providers' warmed-up
 //! weights) and the one with the lower load wins, where load is the exponentially weighted
-//! moving average of its latency times its calls in flight plus one, divided by its weight.
+//! moving average of its latency times its calls in flight plus one. (Weight acts through
+//! the draws only, so idle providers of equal latency get picks in proportion to weight.)
 //! Picking the better of two random choices avoids both the herd behaviour of always taking
 //! the global minimum on stale data and the cost of scanning every provider: it is O(1) per
 //! pick and still moves load away from slow or overloaded providers.
@@ -10,8 +11,8 @@
 //! Sources: M. Mitzenmacher, "The Power of Two Choices in Randomized Load Balancing",
 //! IEEE TPDS 12(10), 2001; Twitter Finagle's `P2CPeakEwma` balancer (peak EWMA of latency ×
 //! outstanding requests). Our EWMA decays with the time between samples
-//! ([`crate::cluster::stats::EWMA_TAU`]); a provider without history has load 0 and is
-//! therefore tried soon.
+//! ([`crate::cluster::stats::EWMA_TAU`]); a provider without history is assumed as fast as
+//! the one it is compared with, so its calls in flight still count against it.
 
 use std::sync::Arc;
 
@@ -38,9 +39,14 @@ fn weighted_draw(weights: &[u32], total: u64) -> usize {
     weights.len() - 1
 }
 
-fn load(inv: &dyn Invoker, invocation: &Invocation, weight: u32) -> f64 {
+/// EWMA latency (0 without history) and calls in flight.
+fn observe(inv: &dyn Invoker, invocation: &Invocation) -> (f64, u32) {
     let s = stats::stats(inv.url(), invocation.method());
-    s.ewma_ns() * (f64::from(s.active()) + 1.0) / f64::from(weight.max(1))
+    (s.ewma_ns(), s.active())
+}
+
+fn load(ewma: f64, active: u32) -> f64 {
+    ewma * (f64::from(active) + 1.0)
 }
 
 impl LoadBalance for P2c {
@@ -57,8 +63,19 @@ impl LoadBalance for P2c {
         if a == b {
             return Some(a);
         }
-        let la = load(&*invokers[a], invocation, weights[a]);
-        let lb = load(&*invokers[b], invocation, weights[b]);
+        let (ea, aa) = observe(&*invokers[a], invocation);
+        let (eb, ab) = observe(&*invokers[b], invocation);
+        // A provider without history is assumed as fast as the other one, so that its calls
+        // in flight still count (a slow new provider must not look free until its first
+        // answer); two without history compare by calls in flight alone.
+        let (ea, eb) = match (ea > 0.0, eb > 0.0) {
+            (true, true) => (ea, eb),
+            (false, true) => (eb, eb),
+            (true, false) => (ea, ea),
+            (false, false) => (1.0, 1.0),
+        };
+        let la = load(ea, aa);
+        let lb = load(eb, ab);
         // On a tie the first draw wins, which keeps the shares of idle providers equal to
         // their weights.
         Some(if lb < la { b } else { a })

@@ -3,7 +3,8 @@
 //! The expected time of a provider is the mean of its recent latencies (a sliding window of
 //! the last [`crate::cluster::stats::WINDOW`] calls per provider and method) multiplied by
 //! its calls in flight plus one: a fast provider that is already busy can lose to a slower
-//! idle one. Providers with no history count as zero, so new providers are tried at once.
+//! idle one. A provider with no history is assumed to have the mean latency of the others,
+//! so it is tried soon but its calls in flight still count.
 //! Ties are broken by weight, then at random. The statistics are recorded by the cluster
 //! invokers after every call.
 
@@ -24,11 +25,26 @@ impl LoadBalance for ShortestResponse {
             1 => return Some(0),
             _ => {}
         }
+        let observed: Vec<(u64, u32)> = invokers
+            .iter()
+            .map(|inv| {
+                let s = stats::stats(inv.url(), invocation.method());
+                (s.window_mean_ns(), s.active())
+            })
+            .collect();
+        // Providers without history are assumed to have the mean latency of those with some
+        // (1 ns when none has any), so their calls in flight still count.
+        let known: Vec<u64> = observed.iter().map(|o| o.0).filter(|m| *m > 0).collect();
+        let assumed = if known.is_empty() {
+            1
+        } else {
+            known.iter().sum::<u64>() / known.len() as u64
+        };
         let mut best = u128::MAX;
         let mut tied: Vec<usize> = Vec::new();
-        for (i, inv) in invokers.iter().enumerate() {
-            let s = stats::stats(inv.url(), invocation.method());
-            let expected = u128::from(s.window_mean_ns()) * (u128::from(s.active()) + 1);
+        for (i, (mean, active)) in observed.into_iter().enumerate() {
+            let mean = if mean == 0 { assumed } else { mean };
+            let expected = u128::from(mean) * (u128::from(active) + 1);
             if expected < best {
                 best = expected;
                 tied.clear();

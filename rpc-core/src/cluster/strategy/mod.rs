@@ -381,4 +381,60 @@ mod tests {
             .await
             .expect("service level");
     }
+
+    /// Four providers, one ten times slower (50 ms against 5 ms); 800 calls arrive at four
+    /// per millisecond. Returns the slow provider's share of the calls.
+    async fn slow_share(lb: &str, service: &str) -> f64 {
+        use std::time::Duration;
+        let slow = Scripted::new(service, 0, "", &[Step::Slow(Duration::from_millis(50))]);
+        let mut all = vec![slow.clone()];
+        for i in 1..4u8 {
+            all.push(Scripted::new(
+                service,
+                i,
+                "",
+                &[Step::Slow(Duration::from_millis(5))],
+            ));
+        }
+        let url = reference(service, &format!("loadbalance={lb}"));
+        let inv = Failfast
+            .join(Arc::new(StaticDirectory::new(url, as_dyn(&all))))
+            .expect("join");
+        let mut running = Vec::new();
+        for _ in 0..200 {
+            for _ in 0..4 {
+                let inv = inv.clone();
+                let service = service.to_string();
+                running.push(tokio::spawn(async move {
+                    let c = crate::invocation::Invocation::new(
+                        crate::invocation::ServiceKey::new(&service, None, None),
+                        "m",
+                        crate::Value::Empty,
+                    );
+                    inv.invoke(c).await
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for r in running {
+            r.await.expect("task").expect("call");
+        }
+        slow.calls() as f64 / 800.0
+    }
+
+    /// Random would give the slow provider a quarter of the calls; the load-aware balancers
+    /// equalise in-flight calls (or expected latency), which leaves it about 3%.
+    #[tokio::test(start_paused = true)]
+    async fn load_aware_balancers_steer_away_from_a_slow_provider() {
+        for (lb, service) in [
+            ("leastactive", "steer.la"),
+            ("p2c", "steer.p2c"),
+            ("shortestresponse", "steer.sr"),
+        ] {
+            let share = slow_share(lb, service).await;
+            assert!(share < 0.12, "{lb}: slow provider got {share}");
+        }
+        let share = slow_share("random", "steer.random").await;
+        assert!(share > 0.15, "random ignores load: {share}");
+    }
 }
