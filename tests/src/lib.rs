@@ -4,4 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+use rpc_registry_etcd as _;
+use rpc_registry_zookeeper as _;
 use rpc_serialization_bincode as _;
+
+pub mod registry;
