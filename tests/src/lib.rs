@@ -158,3 +158,6 @@ pub fn kind_of<T>(r: Result<T>) -> ErrorKind {
         Err(e) => e.kind(),
     }
 }
+use rpc_registry_etcd as _;
+use rpc_registry_zookeeper as _;
+pub mod registry;
