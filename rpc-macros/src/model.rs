@@ -82,6 +82,8 @@ pub(crate) struct Method {
     pub(crate) name: String,
     pub(crate) args: Vec<Arg>,
     pub(crate) ret: Ret,
+    /// Where the return type is written, if it is.
+    pub(crate) ret_span: Option<Span>,
     pub(crate) idempotent: bool,
     pub(crate) oneway: bool,
     pub(crate) timeout_ms: Option<u64>,
@@ -95,6 +97,8 @@ pub(crate) struct Arg {
 }
 
 /// What a method returns.
+// A few of these exist per trait, at compile time only: size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Ret {
     /// A plain value (`()` when nothing is written).
     Plain(Type),
@@ -120,7 +124,6 @@ const RESERVED: &[&str] = &[
     "with_service_key",
     "from_invoker",
     "descriptor",
-    "fmt",
 ];
 
 /// Collects errors so that all of them are reported.
@@ -416,6 +419,10 @@ fn method(f: TraitItemFn, errors: &mut Errors) -> Method {
         name,
         args,
         ret,
+        ret_span: match &sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => Some(ty.span()),
+        },
         idempotent: flags.idempotent,
         oneway: flags.oneway.is_some(),
         timeout_ms: flags.timeout_ms,
