@@ -402,7 +402,10 @@ fn server(s: &Service) -> TokenStream {
                 async move {
                     match method.name() {
                         #(#arms)*
-                        _ => #p::Err(#client::DESCRIPTOR.method_not_found(method.name())),
+                        _ => {
+                            let _ = args;
+                            #p::Err(#client::DESCRIPTOR.method_not_found(method.name()))
+                        }
                     }
                 }
             }
