@@ -389,7 +389,8 @@ fn server(s: &Service) -> TokenStream {
             }
         }
 
-        impl<S: #service> #p::ServiceServer for #ident<S> {
+        // The parameter is not `S`: the arms below name the user's types, one of which may be `S`.
+        impl<__RpcImpl: #service> #p::ServiceServer for #ident<__RpcImpl> {
             fn descriptor() -> &'static #p::ServiceDescriptor {
                 #client::DESCRIPTOR
             }
@@ -420,7 +421,7 @@ fn server_arm(m: &Method, s: &Service) -> TokenStream {
     let name = &m.ident;
     let args = arg_idents(m);
     let tys = arg_types(m);
-    let call = quote!(<S as #service>::#name(&*self.service, #(#args),*).await);
+    let call = quote!(<__RpcImpl as #service>::#name(&*self.service, #(#args),*).await);
     let at = args_span(m);
     let pa = rt_at(at);
     let decode = quote_spanned!(at=> #pa::decode_args(method, args)?);

@@ -253,6 +253,11 @@ fn method_flags(attrs: Vec<Attribute>, errors: &mut Errors) -> (Vec<Attribute>, 
                     "write the timeout in milliseconds as a positive integer: `#[timeout = 300]` or `#[timeout(300)]`",
                 ),
             }
+        } else if path.is_ident("cfg") || path.is_ident("cfg_attr") {
+            errors.push_tokens(
+                &attr,
+                "`#[cfg]` on a service method is not supported: the client, the server and the metadata must agree on the methods; put the `#[cfg]` on the whole trait",
+            );
         } else {
             kept.push(attr);
         }

@@ -592,3 +592,28 @@ fn client_is_cheap_to_clone_and_its_futures_are_send() {
     assert!(Arc::ptr_eq(copy.invoker(), client.invoker()));
     assert!(format!("{client:?}").contains("org.example.Greeter:1.0.0"));
 }
+
+/// A user type named like a common generic parameter.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct S(u8);
+
+/// Uses the type `S` in a service.
+#[rpc_core::service]
+pub trait Shadow {
+    /// Returns its argument, incremented.
+    async fn next(&self, s: S) -> S;
+}
+
+struct Next;
+
+impl Shadow for Next {
+    async fn next(&self, s: S) -> S {
+        S(s.0 + 1)
+    }
+}
+
+#[tokio::test]
+async fn user_types_may_share_names_with_generated_parameters() {
+    let client = ShadowClient::new(ShadowServer::new(Next).into_invoker());
+    assert_eq!(client.next(S(1)).await.expect("next"), S(2));
+}

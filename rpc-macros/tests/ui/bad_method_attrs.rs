@@ -7,6 +7,8 @@ pub trait Slow {
     #[idempotent(true)]
     async fn c(&self);
     async fn new(&self);
+    #[cfg(feature = "extra")]
+    async fn d(&self);
 }
 
 fn main() {}
