@@ -481,6 +481,31 @@ async fn oneway_returns_once_handed_off() {
     assert_eq!(f.seen.recv().await, Some(7));
     let seen = wire.seen.lock().expect("lock").clone();
     assert_eq!(seen, [("notify".to_string(), false, true)]);
+
+    // What the skeleton answers a one-way invocation: an empty value, at once.
+    let mut inv = Invocation::new(
+        GreeterClient::DESCRIPTOR.service_key(),
+        "notify",
+        Value::typed((8u32,)),
+    );
+    inv.set_oneway(true);
+    let resp = f.skeleton.invoke(inv).await.expect("handed off");
+    assert!(
+        matches!(resp.outcome, Outcome::Value(Value::Empty)),
+        "{resp:?}"
+    );
+    f.gate.add_permits(1);
+    assert_eq!(f.seen.recv().await, Some(8));
+
+    // A one-way call of a panicking method fails on its own task, not the caller's.
+    let mut inv = Invocation::new(
+        GreeterClient::DESCRIPTOR.service_key(),
+        "boom",
+        Value::typed(("in the background".to_string(),)),
+    );
+    inv.set_oneway(true);
+    f.skeleton.invoke(inv).await.expect("handed off");
+    assert_eq!(client.add(1, 2, 3, 4).await.expect("still serving"), 10);
 }
 
 #[tokio::test(start_paused = true)]
