@@ -13,6 +13,7 @@ use rpc_core::protocol::{Exporter, Protocol};
 use rpc_core::{
     extension, ErrorKind, Invocation, Invoker, Response, Result, RpcError, ServiceKey, Url, Value,
 };
+use rpc_custom_plugin as _;
 use rpc_serialization_bincode as _;
 
 /// Interface name of [`TestService`].
