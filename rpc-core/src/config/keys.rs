@@ -242,6 +242,109 @@ crate::config_key!(
     "fire and forget: no response is awaited"
 );
 
+crate::config_key!(
+    "connections",
+    "1",
+    Int,
+    "connections a consumer opens to each provider address (shared by all references)"
+);
+crate::config_key!(
+    "heartbeat",
+    "60000",
+    Millis,
+    "idle time before a heartbeat; a peer silent for three heartbeats is dead"
+);
+crate::config_key!(
+    "idle.timeout",
+    "180000",
+    Millis,
+    "provider: close a connection that sent nothing (not even a heartbeat) for this long"
+);
+crate::config_key!(
+    "payload",
+    "8388608",
+    Int,
+    "largest frame body accepted, in bytes; checked before allocating"
+);
+crate::config_key!(
+    "send.queue",
+    "1024",
+    Int,
+    "frames queued per connection before senders wait (back-pressure)"
+);
+crate::config_key!(
+    "sticky",
+    "false",
+    Bool,
+    per_method,
+    "keep calling the same provider while it stays available"
+);
+crate::config_key!(
+    "forks",
+    "2",
+    Int,
+    per_method,
+    "forking: providers called in parallel, the first success wins"
+);
+crate::config_key!(
+    "failback.interval",
+    "5000",
+    Millis,
+    per_method,
+    "failback: delay between background retries of a failed call"
+);
+crate::config_key!(
+    "failback.tasks",
+    "100",
+    Int,
+    "failback: most failed calls waiting for a retry at once"
+);
+crate::config_key!(
+    "hash.nodes",
+    "160",
+    Int,
+    per_method,
+    "consistenthash: virtual nodes per provider"
+);
+crate::config_key!(
+    "hash.arguments",
+    "0",
+    Text,
+    per_method,
+    "consistenthash: comma-separated indexes of the arguments hashed"
+);
+crate::config_key!(
+    "tag",
+    "",
+    Text,
+    "provider: the routing tag it serves; a call's `tag` attachment picks providers with that tag"
+);
+crate::config_key!(
+    "tag.force",
+    "false",
+    Bool,
+    "tag routing: no fallback to untagged providers when no provider has the requested tag"
+);
+crate::config_key!(
+    "lease",
+    "3000",
+    Millis,
+    "registry URL (local): a registration not refreshed for this long is dead"
+);
+crate::config_key!(
+    "poll",
+    "300",
+    Millis,
+    "registry URL (local): how often subscriptions look for changes"
+);
+crate::config_key!(
+    "cache",
+    "true",
+    Bool,
+    "registry URL: keep provider lists in a disk cache used while the registry is down"
+);
+crate::config_key!("cache.file", "", Text, "registry URL: path of the provider-list cache file (default ~/.rpc/cache/registry-<address>.json)");
+
 #[cfg(test)]
 mod tests {
     use super::*;
