@@ -29,6 +29,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod extension;
 pub mod filter;

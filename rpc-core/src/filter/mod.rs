@@ -14,9 +14,40 @@ use crate::extension::{ExtensionPoint, Side};
 use crate::invocation::{Invocation, Invoker, Response};
 use crate::url::Url;
 
+pub mod accesslog;
+mod actives;
+mod circuitbreaker;
+mod consumer_context;
+mod consumer_token;
+mod context;
+mod deadline;
+mod executes;
+mod isolation;
+pub mod metrics;
+pub mod mock;
+mod panic;
+mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 mod timeout;
+pub mod token;
+mod tps;
 
+pub use accesslog::AccessLogFilter;
+pub use actives::ActivesFilter;
+pub use circuitbreaker::CircuitBreakerFilter;
+pub use consumer_context::ConsumerContextFilter;
+pub use consumer_token::ConsumerTokenFilter;
+pub use context::ContextFilter;
+pub use deadline::DeadlineFilter;
+pub use executes::ExecutesFilter;
+pub use isolation::IsolationFilter;
+pub use metrics::MetricsFilter;
+pub use mock::{register_fallback, unregister_fallback, MockFilter};
+pub use panic::PanicFilter;
 pub use timeout::{TimeoutFilter, DEFAULT_TIMEOUT_MS};
+pub use token::TokenFilter;
+pub use tps::TpsFilter;
 
 /// An interceptor that can inspect or change a call, short-circuit it, or observe its result.
 #[async_trait::async_trait]
