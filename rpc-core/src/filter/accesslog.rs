@@ -74,3 +74,47 @@ crate::register!(
     || Arc::new(AccessLogFilter),
     activate = Activate::provider(-19_500).when("accesslog")
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RpcError;
+    use crate::filter::testing::{call, capture, Mock};
+
+    #[test]
+    fn one_event_per_call_with_outcome_when_enabled() {
+        let (_, seen) = capture(async {
+            let on = Mock::new("dubbo://h:1/S?accesslog=true", |inv| async move {
+                match inv.method() {
+                    "bad" => Err(RpcError::network("reset")),
+                    _ => Ok(Response::empty()),
+                }
+            });
+            let mut c = call("S", "good");
+            c.attachments_mut().insert(APPLICATION_ATTACHMENT, "shop");
+            AccessLogFilter.invoke(&*on, c).await.expect("ok");
+            AccessLogFilter
+                .invoke(&*on, call("S", "bad"))
+                .await
+                .expect_err("fails");
+            let off = Mock::ok("dubbo://h:1/S?accesslog=false");
+            AccessLogFilter
+                .invoke(&*off, call("S", "quiet"))
+                .await
+                .expect("ok");
+        });
+        let logs: Vec<&String> = seen
+            .events
+            .iter()
+            .filter(|(t, _)| t == ACCESSLOG_TARGET)
+            .map(|(_, f)| f)
+            .collect();
+        assert_eq!(logs.len(), 2, "{logs:?}");
+        assert!(logs[0].contains("service=S"), "{}", logs[0]);
+        assert!(logs[0].contains("method=good"), "{}", logs[0]);
+        assert!(logs[0].contains("caller=shop"), "{}", logs[0]);
+        assert!(logs[0].contains("outcome=ok"), "{}", logs[0]);
+        assert!(logs[0].contains("duration_ms="), "{}", logs[0]);
+        assert!(logs[1].contains("outcome=network"), "{}", logs[1]);
+    }
+}

@@ -101,3 +101,73 @@ crate::register!(
     || Arc::new(ConsumerContextFilter),
     activate = Activate::consumer(-15_000)
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::TraceParent;
+    use crate::filter::context::ContextFilter;
+    use crate::filter::testing::{call, capture, Mock};
+    use crate::filter::wrap;
+
+    #[test]
+    fn both_sides_are_spans_with_the_same_trace_id() {
+        let (sent, seen) = capture(async {
+            let provider = wrap(
+                Mock::ok("dubbo://p:7/S"),
+                vec![("context", Arc::new(ContextFilter) as _)],
+            );
+            let network = Mock::new("dubbo://p:7/S?application=shop", move |inv| {
+                let provider = provider.clone();
+                async move { provider.invoke(inv).await }
+            });
+            ConsumerContextFilter
+                .invoke(&*network, call("S", "greet"))
+                .await
+                .expect("ok");
+            network.last().expect("sent")
+        });
+        let tp = TraceParent::parse(
+            sent.attachments()
+                .get(TRACEPARENT_ATTACHMENT)
+                .expect("a new trace is started"),
+        )
+        .expect("valid traceparent");
+        assert_eq!(sent.attachments().get(APPLICATION_ATTACHMENT), Some("shop"));
+        let client = seen
+            .spans
+            .iter()
+            .find(|(n, _)| n == "rpc.client")
+            .expect("client span");
+        let server = seen
+            .spans
+            .iter()
+            .find(|(n, _)| n == "rpc.server")
+            .expect("server span");
+        let tid = format!("trace_id={:032x}", tp.trace_id);
+        assert!(client.1.contains(&tid), "{client:?}");
+        assert!(client.1.contains("provider=p:7"), "{client:?}");
+        assert!(client.1.contains("method=greet"), "{client:?}");
+        assert!(server.1.contains(&tid), "{server:?}");
+        assert!(server.1.contains("caller=shop"), "{server:?}");
+    }
+
+    #[tokio::test]
+    async fn an_explicit_traceparent_is_continued() {
+        let p = Mock::ok("dubbo://p:7/S");
+        let parent = TraceParent::new_root();
+        let mut c = call("S", "m");
+        c.attachments_mut()
+            .insert(TRACEPARENT_ATTACHMENT, parent.to_string());
+        ConsumerContextFilter.invoke(&*p, c).await.expect("ok");
+        let sent = p.last().expect("sent");
+        let tp = TraceParent::parse(
+            sent.attachments()
+                .get(TRACEPARENT_ATTACHMENT)
+                .expect("traceparent"),
+        )
+        .expect("valid");
+        assert_eq!(tp.trace_id, parent.trace_id);
+        assert_ne!(tp.span_id, parent.span_id);
+    }
+}

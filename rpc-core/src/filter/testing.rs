@@ -68,3 +68,70 @@ impl Invoker for Mock {
 pub(crate) fn call(service: &str, method: &'static str) -> Invocation {
     Invocation::new(ServiceKey::new(service, None, None), method, Value::Empty)
 }
+
+/// What a [`Capture`] subscriber saw: span names and events, each with its fields as text.
+#[derive(Default, Debug)]
+pub(crate) struct Captured {
+    /// `(span name, "field=value ...")`.
+    pub(crate) spans: Vec<(String, String)>,
+    /// `(target, "field=value ...")`.
+    pub(crate) events: Vec<(String, String)>,
+}
+
+/// A minimal `tracing` subscriber that records every span and event.
+pub(crate) struct Capture(pub(crate) Arc<Mutex<Captured>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={} ", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut f = Fields(String::new());
+        span.record(&mut f);
+        let mut c = self.0.lock().expect("lock");
+        c.spans.push((span.metadata().name().to_string(), f.0));
+        tracing::span::Id::from_u64(c.spans.len() as u64)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut f = Fields(String::new());
+        event.record(&mut f);
+        self.0
+            .lock()
+            .expect("lock")
+            .events
+            .push((event.metadata().target().to_string(), f.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Runs `fut` on a fresh current-thread runtime with a [`Capture`] subscriber as the default
+/// for this thread, and returns what it captured.
+pub(crate) fn capture<F: Future>(fut: F) -> (F::Output, Captured) {
+    let seen = Arc::new(Mutex::new(Captured::default()));
+    let dispatch = tracing::Dispatch::new(Capture(seen.clone()));
+    let out = tracing::dispatcher::with_default(&dispatch, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(fut)
+    });
+    let captured = std::mem::take(&mut *seen.lock().expect("lock"));
+    (out, captured)
+}
