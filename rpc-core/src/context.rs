@@ -54,6 +54,29 @@ pub fn is_propagated(key: &str) -> bool {
         || key == TOKEN_ATTACHMENT)
 }
 
+fn local_application() -> &'static std::sync::RwLock<Option<Arc<str>>> {
+    static APP: std::sync::RwLock<Option<Arc<str>>> = std::sync::RwLock::new(None);
+    &APP
+}
+
+/// Names the application this process runs as; consumer calls send it in the
+/// [`APPLICATION_ATTACHMENT`] attachment (for the provider's per-application `tps` limit and
+/// access log). The bootstrap calls this with the configured `application` name. Without it,
+/// the `application` key of the invoker's URL is used.
+pub fn set_application(name: &str) {
+    *local_application()
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::from(name));
+}
+
+/// The name given to [`set_application`], if any.
+pub fn application() -> Option<Arc<str>> {
+    local_application()
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
 tokio::task_local! {
     static CURRENT: Arc<RpcContext>;
 }

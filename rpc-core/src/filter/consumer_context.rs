@@ -7,8 +7,9 @@
 //!   unless the invocation already sets the key;
 //! - W3C `traceparent`: a child of the invocation's own `traceparent`, else of the context's
 //!   trace, else a new trace; every hop has a new span id and the same trace id;
-//! - `application` (the caller's application, from the invoker URL's `application` key) is
-//!   sent unless already set, for per-application limits on the provider;
+//! - `application` (the caller's application: [`set_application`](crate::context::set_application),
+//!   else the invoker URL's `application` key) is sent unless already set, for
+//!   per-application limits and the access log on the provider;
 //! - the rest of the call runs in an `rpc.client` span with service, method, provider and
 //!   trace id fields.
 //!
@@ -59,7 +60,11 @@ impl Filter for ConsumerContextFilter {
             .get(APPLICATION_ATTACHMENT)
             .is_none()
         {
-            if let Some(app) = next.url().param("application") {
+            if let Some(app) = crate::context::application() {
+                invocation
+                    .attachments_mut()
+                    .insert(APPLICATION_ATTACHMENT, &*app);
+            } else if let Some(app) = next.url().param("application") {
                 invocation
                     .attachments_mut()
                     .insert(APPLICATION_ATTACHMENT, app);
@@ -112,12 +117,14 @@ mod tests {
 
     #[test]
     fn both_sides_are_spans_with_the_same_trace_id() {
+        // The process's own application name beats the one in the provider's URL.
+        crate::context::set_application("shop");
         let (sent, seen) = capture(async {
             let provider = wrap(
                 Mock::ok("dubbo://p:7/S"),
                 vec![("context", Arc::new(ContextFilter) as _)],
             );
-            let network = Mock::new("dubbo://p:7/S?application=shop", move |inv| {
+            let network = Mock::new("dubbo://p:7/S?application=provider-app", move |inv| {
                 let provider = provider.clone();
                 async move { provider.invoke(inv).await }
             });

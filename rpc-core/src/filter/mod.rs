@@ -273,6 +273,44 @@ mod tests {
         assert_eq!(service.calls(), 1);
     }
 
+    /// Both default chains built from URLs, joined by a pass-through "network": the
+    /// consumer sends the published token, its budget and its application; the provider
+    /// limits per application.
+    #[tokio::test]
+    async fn consumer_and_provider_chains_work_together() {
+        use crate::context::{APPLICATION_ATTACHMENT, TIMEOUT_ATTACHMENT};
+        use crate::error::ErrorKind;
+        use crate::filter::testing::{call, Mock};
+        let provider_url = "dubbo://h:1/S?token=abc&tps=1&tps.burst=2&timeout=700";
+        let service = Mock::new(provider_url, |inv| async move {
+            let budget = crate::context::RpcContext::current()
+                .remaining()
+                .expect("deadline from the consumer's budget");
+            assert!(budget.as_millis() <= 700, "{budget:?}");
+            assert!(inv.deadline().is_some());
+            Ok(Response::empty())
+        });
+        let served = build_chain(service.clone(), Side::Provider).expect("provider chain");
+        let network = Mock::new(provider_url, move |inv| {
+            let served = served.clone();
+            async move { served.invoke(inv).await }
+        });
+        let consumer = build_chain(network.clone(), Side::Consumer).expect("consumer chain");
+        let from = |app: &str| {
+            let mut c = call("S", "m");
+            c.attachments_mut().insert(APPLICATION_ATTACHMENT, app);
+            c
+        };
+        consumer.invoke(from("a")).await.expect("a 1");
+        consumer.invoke(from("a")).await.expect("a 2");
+        let e = consumer.invoke(from("a")).await.expect_err("a limited");
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+        consumer.invoke(from("b")).await.expect("b unaffected");
+        assert_eq!(service.calls(), 3);
+        let sent = network.last().expect("sent");
+        assert!(sent.attachments().get(TIMEOUT_ATTACHMENT).is_some());
+    }
+
     #[test]
     fn timeout_filter_is_a_consumer_default_and_can_be_removed() {
         let on = |q: &str| {

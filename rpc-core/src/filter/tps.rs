@@ -125,7 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_application_has_its_own_bucket() {
-        // One call per hour sustained, a burst of 3: the test cannot refill a bucket.
+        // One call per second sustained, a burst of 3: the four calls take far less than a second.
         let p = Mock::ok("dubbo://h:1/S?greet.tps=1&greet.tps.burst=3");
         let f = TpsFilter::default();
         for _ in 0..3 {
