@@ -1,12 +1,12 @@
 //! `metrics` (consumer) and `providermetrics` (provider), both on by default: call metrics
-//! through the [`metrics`](::metrics) facade, and a Prometheus text endpoint.
+//! through the `metrics` crate facade, and a Prometheus text endpoint.
 //!
 //! Every call records, with labels `side` (`consumer`/`provider`), `service` and `method`:
 //!
 //! | metric | kind | meaning |
 //! |---|---|---|
 //! | `rpc_calls_total` | counter | calls started |
-//! | `rpc_errors_total` | counter | calls that failed with an [`RpcError`](crate::RpcError), with a `kind` label ([`ErrorKind::as_str`](crate::ErrorKind::as_str)); a panic is counted as `service_error` |
+//! | `rpc_errors_total` | counter | calls that failed with an [`RpcError`], with a `kind` label ([`ErrorKind::as_str`]); a panic is counted as `service_error` |
 //! | `rpc_in_flight` | gauge | calls in progress |
 //! | `rpc_latency_seconds` | histogram | time to the result |
 //!

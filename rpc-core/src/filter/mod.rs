@@ -40,23 +40,23 @@ use crate::invocation::{Invocation, Invoker, Response};
 use crate::url::Url;
 
 pub mod accesslog;
-mod actives;
-mod circuitbreaker;
-mod consumer_context;
-mod consumer_token;
-mod context;
-mod deadline;
-mod executes;
-mod isolation;
+pub mod actives;
+pub mod circuitbreaker;
+pub mod consumer_context;
+pub mod consumer_token;
+pub mod context;
+pub mod deadline;
+pub mod executes;
+pub mod isolation;
 pub mod metrics;
 pub mod mock;
-mod panic;
+pub mod panic;
 mod state;
 #[cfg(test)]
 pub(crate) mod testing;
-mod timeout;
+pub mod timeout;
 pub mod token;
-mod tps;
+pub mod tps;
 
 pub use accesslog::AccessLogFilter;
 pub use actives::ActivesFilter;
