@@ -131,27 +131,31 @@ mod tests {
             r.await.expect("join").expect("admitted");
         }
         assert_eq!(p.calls(), 3);
-        // Without a deadline the excess fails at once.
-        let f2 = Arc::new(ActivesFilter::default());
-        let busy = {
-            let (f2, p) = (f2.clone(), p.clone());
-            let p1 = Mock::new("dubbo://h:1/S?actives=1", |_| async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                Ok(Response::empty())
-            });
-            drop(p);
-            let p1b = p1.clone();
-            (
-                tokio::spawn(async move { f2.invoke(&*p1b, call("S", "m")).await }),
-                p1,
-            )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_deadline_the_excess_fails_at_once() {
+        let p = Mock::new("dubbo://h:1/S?actives=1", |_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(Response::empty())
+        });
+        let f = Arc::new(ActivesFilter::default());
+        let first = {
+            let (f, p) = (f.clone(), p.clone());
+            tokio::spawn(async move { f.invoke(&*p, call("S", "m")).await })
         };
         tokio::task::yield_now().await;
-        let e = f2
-            .invoke(&*busy.1, call("S", "m"))
+        let started = tokio::time::Instant::now();
+        let e = f
+            .invoke(&*p, call("S", "m"))
             .await
-            .expect_err("at once");
+            .expect_err("no slot, no deadline");
         assert_eq!(e.kind(), ErrorKind::LimitExceeded);
-        busy.0.await.expect("join").expect("first call ok");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(e.provider(), Some("h:1"));
+        // Another provider of the same method has its own slots.
+        let other = Mock::ok("dubbo://h:2/S?actives=1");
+        f.invoke(&*other, call("S", "m")).await.expect("own slots");
+        first.await.expect("join").expect("first call ok");
     }
 }
