@@ -85,6 +85,8 @@ struct Bucket {
 
 #[derive(Debug)]
 struct State {
+    /// The configuration read from the URL last seen (re-read when the URL changes).
+    config: Option<(Url, Config)>,
     phase: Phase,
     buckets: [Bucket; BUCKETS],
     consecutive: u64,
@@ -111,6 +113,7 @@ impl Breaker {
         Breaker {
             origin: Instant::now(),
             state: Mutex::new(State {
+                config: None,
                 phase: Phase::Closed,
                 buckets: [Bucket::default(); BUCKETS],
                 consecutive: 0,
@@ -120,6 +123,19 @@ impl Breaker {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The configuration for calls through `url` (read once per URL: comparing a URL with
+    /// the one cached is a pointer comparison while it is the same URL).
+    fn config(&self, url: &Url, method: &str) -> Result<Config> {
+        if let Some((u, c)) = &self.lock().config {
+            if u == url {
+                return Ok(*c);
+            }
+        }
+        let c = Config::read(url, method)?;
+        self.lock().config = Some((url.clone(), c));
+        Ok(c)
     }
 
     /// Lets a call through (`Ok(is_probe)`) or says how long the circuit stays open.
@@ -280,12 +296,13 @@ impl Default for CircuitBreakerFilter {
 #[async_trait::async_trait]
 impl Filter for CircuitBreakerFilter {
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
-        let cfg =
-            Config::read(next.url(), invocation.method()).map_err(|e| invocation.annotate(e))?;
         let peer = next.url().address();
         let breaker = self
             .breakers
             .get_or_insert(Site::at(&peer, &invocation), |_| true, Breaker::new)
+            .map_err(|e| invocation.annotate(e))?;
+        let cfg = breaker
+            .config(next.url(), invocation.method())
             .map_err(|e| invocation.annotate(e))?;
         let probe = match breaker.admit(&cfg, Instant::now()) {
             Ok(probe) => probe,
@@ -458,6 +475,20 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Codec);
         }
         assert_eq!(p.calls(), 5);
+    }
+
+    #[tokio::test]
+    async fn bad_breaker_settings_are_reported() {
+        let f = CircuitBreakerFilter::default();
+        for (q, want) in [
+            ("breaker.error-rate=150", "not a percentage"),
+            ("breaker.open=soon", "'breaker.open' has value 'soon'"),
+        ] {
+            let p = Mock::ok(&format!("dubbo://h:1/S?{q}"));
+            let e = f.invoke(&*p, call("S", "m")).await.expect_err("bad");
+            assert!(e.to_string().contains(want), "{q}: {e}");
+            assert_eq!(p.calls(), 0);
+        }
     }
 
     #[tokio::test(start_paused = true)]

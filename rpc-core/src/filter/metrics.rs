@@ -16,19 +16,22 @@
 //!
 //! Nothing is recorded until a recorder is installed: [`install`] installs the Prometheus one
 //! (once per process), [`render`] gives the text exposition in-process, and [`serve`] exposes
-//! it over HTTP (`GET /metrics`).
+//! it over HTTP (`GET /metrics`). The filters register their metric handles once per service
+//! and method; after installing another recorder, call [`use_installed_recorder`].
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ::metrics::{counter, gauge, histogram, Label};
+use ::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, Label};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
+use crate::filter::state::{Site, StateMap};
 use crate::filter::Filter;
 use crate::invocation::{Invocation, Invoker, Response};
 
@@ -43,37 +46,84 @@ const MAX_CONNECTIONS: usize = 32;
 /// Time a scraper gets to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Whether a recorder was installed (by [`install`] or announced with
+/// [`use_installed_recorder`]); handles registered before that are replaced.
+static RECORDER_LIVE: AtomicBool = AtomicBool::new(false);
+
+/// Tells the filters that a `metrics` recorder other than this module's Prometheus one was
+/// installed, so that they register their metric handles again with it. Not needed after
+/// [`install`], nor when the recorder is installed before the first call.
+pub fn use_installed_recorder() {
+    RECORDER_LIVE.store(true, Ordering::Release);
+}
+
+/// The metric handles of one side, service and method, registered once.
+struct Handles {
+    live: bool,
+    labels: Vec<Label>,
+    calls: Counter,
+    in_flight: Gauge,
+    latency: Histogram,
+}
+
+impl Handles {
+    fn new(side: &'static str, invocation: &Invocation, live: bool) -> Self {
+        let labels = vec![
+            Label::new("side", side),
+            Label::new("service", invocation.service().to_string()),
+            Label::new("method", invocation.method().to_string()),
+        ];
+        Handles {
+            live,
+            calls: counter!("rpc_calls_total", labels.iter()),
+            in_flight: gauge!("rpc_in_flight", labels.iter()),
+            latency: histogram!("rpc_latency_seconds", labels.iter()),
+            labels,
+        }
+    }
+
+    fn count_error(&self, kind: ErrorKind) {
+        let mut labels = self.labels.clone();
+        labels.push(Label::new("kind", kind.as_str()));
+        counter!("rpc_errors_total", labels.iter()).increment(1);
+    }
+}
+
 /// Records one call's metrics; see the [module docs](self).
-#[derive(Debug)]
 pub struct MetricsFilter {
     side: &'static str,
+    handles: StateMap<Handles>,
 }
 
 impl MetricsFilter {
     /// The filter for the consumer side.
-    pub const fn consumer() -> Self {
-        MetricsFilter { side: "consumer" }
+    pub fn consumer() -> Self {
+        MetricsFilter {
+            side: "consumer",
+            handles: StateMap::new("metrics"),
+        }
     }
 
     /// The filter for the provider side.
-    pub const fn provider() -> Self {
-        MetricsFilter { side: "provider" }
+    pub fn provider() -> Self {
+        MetricsFilter {
+            side: "provider",
+            handles: StateMap::new("providermetrics"),
+        }
     }
 }
 
 /// Ends the in-flight gauge, and counts a panic unwinding through the call as an error.
-struct InFlight {
-    labels: Vec<Label>,
+struct InFlight<'a> {
+    handles: &'a Handles,
     done: bool,
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        gauge!("rpc_in_flight", self.labels.iter()).decrement(1.0);
+        self.handles.in_flight.decrement(1.0);
         if !self.done && std::thread::panicking() {
-            let mut labels = self.labels.clone();
-            labels.push(Label::new("kind", ErrorKind::Biz.as_str()));
-            counter!("rpc_errors_total", labels.iter()).increment(1);
+            self.handles.count_error(ErrorKind::Biz);
         }
     }
 }
@@ -81,26 +131,28 @@ impl Drop for InFlight {
 #[async_trait::async_trait]
 impl Filter for MetricsFilter {
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
-        let labels = vec![
-            Label::new("side", self.side),
-            Label::new("service", invocation.service().to_string()),
-            Label::new("method", invocation.method().to_string()),
-        ];
-        counter!("rpc_calls_total", labels.iter()).increment(1);
-        gauge!("rpc_in_flight", labels.iter()).increment(1.0);
+        let live = RECORDER_LIVE.load(Ordering::Acquire);
+        let handles = self
+            .handles
+            .get_or_insert(
+                Site::of(&invocation),
+                |h| h.live || !live,
+                || Handles::new(self.side, &invocation, live),
+            )
+            // Metrics never fail a call: past the map's bound, register without caching.
+            .unwrap_or_else(|_| Arc::new(Handles::new(self.side, &invocation, live)));
+        handles.calls.increment(1);
+        handles.in_flight.increment(1.0);
         let mut in_flight = InFlight {
-            labels,
+            handles: &handles,
             done: false,
         };
         let start = std::time::Instant::now();
         let result = next.invoke(invocation).await;
         in_flight.done = true;
-        let labels = &in_flight.labels;
-        histogram!("rpc_latency_seconds", labels.iter()).record(start.elapsed().as_secs_f64());
+        handles.latency.record(start.elapsed().as_secs_f64());
         if let Err(e) = &result {
-            let mut labels = labels.clone();
-            labels.push(Label::new("kind", e.kind().as_str()));
-            counter!("rpc_errors_total", labels.iter()).increment(1);
+            handles.count_error(e.kind());
         }
         result
     }
@@ -137,6 +189,7 @@ pub fn install() -> Result<PrometheusHandle> {
             ))
         })?;
     *slot = Some(handle.clone());
+    RECORDER_LIVE.store(true, Ordering::Release);
     Ok(handle)
 }
 
