@@ -45,13 +45,25 @@ pub const APPLICATION_ATTACHMENT: &str = "application";
 /// Attachment carrying the provider's token (see the `token` filter).
 pub const TOKEN_ATTACHMENT: &str = "token";
 
+/// Attachment keys that describe one hop and are never copied onto nested calls: ours, and
+/// those the Dubbo wire format uses for the target service.
+const PER_HOP: &[&str] = &[
+    TRACEPARENT_ATTACHMENT,
+    APPLICATION_ATTACHMENT,
+    TOKEN_ATTACHMENT,
+    "path",
+    "interface",
+    "version",
+    "group",
+    "dubbo",
+    "timeout",
+];
+
 /// Whether an incoming attachment is copied onto calls made while serving: everything but
-/// the per-hop keys (deadline, trace, token, application) and the `rpc.` namespace.
+/// the per-hop keys (deadline, trace, token, application, the target service's path, group,
+/// version and timeout) and the `rpc.` namespace.
 pub fn is_propagated(key: &str) -> bool {
-    !(key.starts_with("rpc.")
-        || key == TRACEPARENT_ATTACHMENT
-        || key == APPLICATION_ATTACHMENT
-        || key == TOKEN_ATTACHMENT)
+    !(key.starts_with("rpc.") || PER_HOP.contains(&key))
 }
 
 fn local_application() -> &'static std::sync::RwLock<Option<Arc<str>>> {
@@ -343,7 +355,14 @@ mod tests {
     #[test]
     fn per_hop_keys_are_not_propagated() {
         assert!(is_propagated("tenant"));
-        for k in ["rpc.timeout-ms", "traceparent", "token", "application"] {
+        for k in [
+            "rpc.timeout-ms",
+            "traceparent",
+            "token",
+            "application",
+            "version",
+            "path",
+        ] {
             assert!(!is_propagated(k), "{k}");
         }
     }
