@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn one_event_per_call_with_outcome_when_enabled() {
-        let (_, seen) = capture(async {
+        let (_, seen) = capture(|| async {
             let on = Mock::new("dubbo://h:1/S?accesslog=true", |inv| async move {
                 match inv.method() {
                     "bad" => Err(RpcError::network("reset")),

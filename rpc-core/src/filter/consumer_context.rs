@@ -119,7 +119,7 @@ mod tests {
     fn both_sides_are_spans_with_the_same_trace_id() {
         // The process's own application name beats the one in the provider's URL.
         crate::context::set_application("shop");
-        let (sent, seen) = capture(async {
+        let (sent, seen) = capture(|| async {
             let provider = wrap(
                 Mock::ok("dubbo://p:7/S"),
                 vec![("context", Arc::new(ContextFilter) as _)],

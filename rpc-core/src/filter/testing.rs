@@ -120,17 +120,25 @@ impl tracing::Subscriber for Capture {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-/// Runs `fut` on a fresh current-thread runtime with a [`Capture`] subscriber as the default
-/// for this thread, and returns what it captured.
-pub(crate) fn capture<F: Future>(fut: F) -> (F::Output, Captured) {
+/// Runs the future made by `make` on a fresh current-thread runtime with a [`Capture`]
+/// subscriber as this thread's default, and returns its output and what it captured.
+///
+/// `tracing` caches per call site whether any subscriber is interested, and a call site
+/// first hit by a test on another thread at the same moment can be cached as uninteresting.
+/// So the future runs twice: the first run registers every call site, the cache is rebuilt
+/// while the capturing subscriber exists, and only the second run is recorded.
+pub(crate) fn capture<F: Future>(make: impl Fn() -> F) -> (F::Output, Captured) {
     let seen = Arc::new(Mutex::new(Captured::default()));
     let dispatch = tracing::Dispatch::new(Capture(seen.clone()));
     let out = tracing::dispatcher::with_default(&dispatch, || {
-        tokio::runtime::Builder::new_current_thread()
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("runtime")
-            .block_on(fut)
+            .expect("runtime");
+        rt.block_on(make());
+        tracing::callsite::rebuild_interest_cache();
+        *seen.lock().expect("lock") = Captured::default();
+        rt.block_on(make())
     });
     let captured = std::mem::take(&mut *seen.lock().expect("lock"));
     (out, captured)
