@@ -30,6 +30,7 @@
 pub mod bootstrap;
 pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod exchange;
 pub mod extension;

@@ -344,6 +344,110 @@ crate::config_key!(
     "registry URL: keep provider lists in a disk cache used while the registry is down"
 );
 crate::config_key!("cache.file", "", Text, "registry URL: path of the provider-list cache file (default ~/.rpc/cache/registry-<address>.json)");
+// Governance filters (see `filter`).
+crate::config_key!(
+    "actives",
+    "0",
+    Int,
+    per_method,
+    "consumer: most calls of a method in flight to one provider; excess waits until its deadline (0 = no limit)"
+);
+crate::config_key!(
+    "executes",
+    "0",
+    Int,
+    per_method,
+    "provider: most concurrent executions of a method; excess rejected at once (0 = no limit)"
+);
+crate::config_key!(
+    "tps",
+    "0",
+    Int,
+    per_method,
+    "provider: calls per second per method and calling application (0 = no limit)"
+);
+crate::config_key!(
+    "tps.burst",
+    "",
+    Int,
+    per_method,
+    "provider: token bucket size of the tps limit (default: tps)"
+);
+crate::config_key!(
+    "isolation",
+    "0",
+    Int,
+    per_method,
+    "provider: concurrency budget of a service (or of a method, set per method) (0 = none)"
+);
+crate::config_key!(
+    "isolation.queue",
+    "0",
+    Int,
+    per_method,
+    "provider: calls that may wait for an isolation slot before LimitExceeded"
+);
+crate::config_key!(
+    "breaker.error-rate",
+    "50",
+    Int,
+    per_method,
+    "circuit breaker: failure percentage in the window that opens it (0 = off)"
+);
+crate::config_key!(
+    "breaker.min-calls",
+    "20",
+    Int,
+    per_method,
+    "circuit breaker: calls in the window before the error rate is judged"
+);
+crate::config_key!(
+    "breaker.window",
+    "10000",
+    Millis,
+    per_method,
+    "circuit breaker: length of the sliding window"
+);
+crate::config_key!(
+    "breaker.consecutive-failures",
+    "0",
+    Int,
+    per_method,
+    "circuit breaker: failures in a row that open it (0 = off)"
+);
+crate::config_key!(
+    "breaker.open",
+    "5000",
+    Millis,
+    per_method,
+    "circuit breaker: time it stays open before probing"
+);
+crate::config_key!(
+    "breaker.probes",
+    "1",
+    Int,
+    per_method,
+    "circuit breaker: successful half-open probe calls that close it"
+);
+crate::config_key!(
+    "mock",
+    "",
+    Text,
+    per_method,
+    "degradation: [force:|fail:]return <json> | throw [message] | fallback"
+);
+crate::config_key!(
+    "token",
+    "",
+    Text,
+    "provider: secret callers must present; true = generate one at export"
+);
+crate::config_key!(
+    "accesslog",
+    "false",
+    Bool,
+    "provider: one tracing event per call under target rpc::accesslog"
+);
 
 #[cfg(test)]
 mod tests {

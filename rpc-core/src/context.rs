@@ -1,0 +1,369 @@
+//! The call context: deadline, attachments and trace of the call being served, visible to
+//! everything the service implementation does while serving it.
+//!
+//! On the provider, the `context` filter runs the rest of the call inside a task-local
+//! [`RpcContext`] built from what the consumer sent: the deadline (from the relative budget in
+//! [`TIMEOUT_ATTACHMENT`]), the attachments and the W3C trace context. A call the
+//! implementation makes to another service then inherits all of it through the consumer-side
+//! `consumercontext` filter: its deadline can only shrink to the caller's remaining budget,
+//! propagated attachments are copied, and the trace id stays the same while each hop gets a
+//! new span id.
+//!
+//! ```
+//! use rpc_core::context::RpcContext;
+//! use rpc_core::Attachments;
+//!
+//! # async fn demo() {
+//! // Calls made inside the future carry `tenant=blue`.
+//! let attachments: Attachments = [("tenant", "blue")].into_iter().collect();
+//! RpcContext::scope_with(attachments, async {
+//!     assert_eq!(RpcContext::current().get("tenant"), Some("blue"));
+//! })
+//! .await;
+//! # }
+//! ```
+//!
+//! The context is task-local: a task started with `tokio::spawn` inside a call does not see
+//! it unless the future is wrapped again (`RpcContext::current().scope(fut)`).
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::invocation::Attachments;
+
+/// Attachment carrying the caller's remaining budget in whole milliseconds, measured when the
+/// call was sent (a relative duration, so clocks need not agree).
+pub const TIMEOUT_ATTACHMENT: &str = "rpc.timeout-ms";
+/// Attachment carrying the W3C trace context (`00-<trace id>-<span id>-<flags>`).
+pub const TRACEPARENT_ATTACHMENT: &str = "traceparent";
+/// Attachment carrying the calling application's name (used by per-application limits).
+pub const APPLICATION_ATTACHMENT: &str = "application";
+/// Attachment carrying the provider's token (see the `token` filter).
+pub const TOKEN_ATTACHMENT: &str = "token";
+
+/// Attachment keys that describe one hop and are never copied onto nested calls: ours, and
+/// those the Dubbo wire format uses for the target service.
+const PER_HOP: &[&str] = &[
+    TRACEPARENT_ATTACHMENT,
+    APPLICATION_ATTACHMENT,
+    TOKEN_ATTACHMENT,
+    "path",
+    "interface",
+    "version",
+    "group",
+    "dubbo",
+    "timeout",
+];
+
+/// Whether an incoming attachment is copied onto calls made while serving: everything but
+/// the per-hop keys (deadline, trace, token, application, the target service's path, group,
+/// version and timeout) and the `rpc.` namespace.
+pub fn is_propagated(key: &str) -> bool {
+    !(key.starts_with("rpc.") || PER_HOP.contains(&key))
+}
+
+fn local_application() -> &'static std::sync::RwLock<Option<Arc<str>>> {
+    static APP: std::sync::RwLock<Option<Arc<str>>> = std::sync::RwLock::new(None);
+    &APP
+}
+
+/// Names the application this process runs as; consumer calls send it in the
+/// [`APPLICATION_ATTACHMENT`] attachment (for the provider's per-application `tps` limit and
+/// access log). The bootstrap calls this with the configured `application` name. Without it,
+/// the `application` key of the invoker's URL is used.
+pub fn set_application(name: &str) {
+    *local_application()
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::from(name));
+}
+
+/// The name given to [`set_application`], if any.
+pub fn application() -> Option<Arc<str>> {
+    local_application()
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+tokio::task_local! {
+    static CURRENT: Arc<RpcContext>;
+}
+
+/// The context of the call in progress. See the [module docs](self).
+#[derive(Clone, Debug, Default)]
+pub struct RpcContext {
+    deadline: Option<Instant>,
+    attachments: Attachments,
+    trace: Option<TraceParent>,
+}
+
+impl RpcContext {
+    /// An empty context: no deadline, no attachments, no trace.
+    pub fn new() -> Self {
+        RpcContext::default()
+    }
+
+    /// The context of the current task (a copy), or an empty one outside any scope.
+    pub fn current() -> RpcContext {
+        CURRENT
+            .try_with(|c| RpcContext::clone(c))
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` on the current context without copying it (`None` outside any scope).
+    pub fn with_current<R>(f: impl FnOnce(Option<&RpcContext>) -> R) -> R {
+        let mut f = Some(f);
+        match CURRENT.try_with(|c| (f.take().expect("called once"))(Some(c))) {
+            Ok(r) => r,
+            Err(_) => (f.take().expect("not called yet"))(None),
+        }
+    }
+
+    /// Runs `fut` with this context as the current one.
+    pub fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(Arc::new(self), fut)
+    }
+
+    /// Runs `fut` with the current context plus `attachments` (replacing equal keys): calls
+    /// made inside carry them.
+    pub fn scope_with<F: Future>(
+        attachments: Attachments,
+        fut: F,
+    ) -> impl Future<Output = F::Output> {
+        let mut ctx = RpcContext::current();
+        for (k, v) in attachments.iter() {
+            ctx.attachments.insert(k, v);
+        }
+        ctx.scope(fut)
+    }
+
+    /// Runs `fut` with the current context limited to `timeout` from now: calls made inside
+    /// get at most that budget.
+    pub fn scope_with_timeout<F: Future>(
+        timeout: Duration,
+        fut: F,
+    ) -> impl Future<Output = F::Output> {
+        let mut ctx = RpcContext::current();
+        ctx.set_deadline(Instant::now() + timeout);
+        ctx.scope(fut)
+    }
+
+    /// The deadline of the call being served, if the caller sent one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Time left before the deadline (`None` without one, zero once passed).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Sets the deadline; an earlier existing one is kept (budgets only shrink).
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(match self.deadline {
+            Some(d) if d < deadline => d,
+            _ => deadline,
+        });
+    }
+
+    /// The attachments (incoming ones on a provider, plus those added by scopes).
+    pub fn attachments(&self) -> &Attachments {
+        &self.attachments
+    }
+
+    /// The attachments, to change them before [`RpcContext::scope`].
+    pub fn attachments_mut(&mut self) -> &mut Attachments {
+        &mut self.attachments
+    }
+
+    /// One attachment.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.attachments.get(key)
+    }
+
+    /// The trace context of the span in progress, if any.
+    pub fn trace(&self) -> Option<&TraceParent> {
+        self.trace.as_ref()
+    }
+
+    /// Sets the trace context.
+    pub fn set_trace(&mut self, trace: TraceParent) {
+        self.trace = Some(trace);
+    }
+}
+
+/// A W3C trace context (`traceparent` header, version 00): 16-byte trace id, 8-byte parent
+/// span id and flags. See <https://www.w3.org/TR/trace-context/>.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    /// Identifies the whole trace; the same on every hop.
+    pub trace_id: u128,
+    /// Identifies the span that sent this context; new on every hop.
+    pub span_id: u64,
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// A new trace with random ids, marked sampled.
+    pub fn new_root() -> Self {
+        TraceParent {
+            trace_id: nonzero(|| fastrand::u128(..)),
+            span_id: nonzero(|| fastrand::u64(..)),
+            flags: 1,
+        }
+    }
+
+    /// The context of a child span: same trace and flags, a new span id.
+    pub fn child(&self) -> Self {
+        TraceParent {
+            span_id: nonzero(|| fastrand::u64(..)),
+            ..*self
+        }
+    }
+
+    /// The trace id as 32 lowercase hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// Parses a `traceparent` value; `None` when it is malformed (wrong length, upper-case or
+    /// non-hex digits, version `ff`, all-zero ids). Unknown future versions are read by their
+    /// version-00 prefix, as the specification asks.
+    pub fn parse(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() < 55 || (b.len() > 55 && (s.starts_with("00") || b[55] != b'-')) {
+            return None;
+        }
+        if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+            return None;
+        }
+        let hex = |r: std::ops::Range<usize>| -> Option<&str> {
+            let part = s.get(r)?;
+            part.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+                .then_some(part)
+        };
+        let version = u8::from_str_radix(hex(0..2)?, 16).ok()?;
+        let trace_id = u128::from_str_radix(hex(3..35)?, 16).ok()?;
+        let span_id = u64::from_str_radix(hex(36..52)?, 16).ok()?;
+        let flags = u8::from_str_radix(hex(53..55)?, 16).ok()?;
+        if version == 0xff || trace_id == 0 || span_id == 0 {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
+}
+
+fn nonzero<T: PartialEq + Default>(mut f: impl FnMut() -> T) -> T {
+    loop {
+        let v = f();
+        if v != T::default() {
+            return v;
+        }
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
+    }
+}
+
+impl fmt::Debug for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceParent({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_rejects_garbage() {
+        let t = TraceParent::new_root();
+        let text = t.to_string();
+        assert_eq!(text.len(), 55);
+        assert_eq!(TraceParent::parse(&text), Some(t));
+        let spec = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let p = TraceParent::parse(spec).expect("spec example");
+        assert_eq!(p.to_string(), spec);
+        assert_eq!(p.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad}");
+        }
+        let child = p.child();
+        assert_eq!(child.trace_id, p.trace_id);
+        assert_ne!(child.span_id, p.span_id);
+    }
+
+    #[tokio::test]
+    async fn scopes_nest_and_end() {
+        assert!(RpcContext::current().attachments().is_empty());
+        let a: Attachments = [("k", "1"), ("x", "y")].into_iter().collect();
+        RpcContext::scope_with(a, async {
+            let b: Attachments = [("k", "2")].into_iter().collect();
+            RpcContext::scope_with(b, async {
+                let c = RpcContext::current();
+                assert_eq!(c.get("k"), Some("2"));
+                assert_eq!(c.get("x"), Some("y"));
+            })
+            .await;
+            assert_eq!(RpcContext::current().get("k"), Some("1"));
+        })
+        .await;
+        assert_eq!(RpcContext::current().get("k"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_scope_only_shrinks() {
+        RpcContext::scope_with_timeout(Duration::from_millis(100), async {
+            RpcContext::scope_with_timeout(Duration::from_secs(10), async {
+                let left = RpcContext::current().remaining().expect("deadline");
+                assert!(left <= Duration::from_millis(100), "{left:?}");
+            })
+            .await;
+        })
+        .await;
+    }
+
+    #[test]
+    fn per_hop_keys_are_not_propagated() {
+        assert!(is_propagated("tenant"));
+        for k in [
+            "rpc.timeout-ms",
+            "traceparent",
+            "token",
+            "application",
+            "version",
+            "path",
+        ] {
+            assert!(!is_propagated(k), "{k}");
+        }
+    }
+}

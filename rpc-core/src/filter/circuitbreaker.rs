@@ -1,0 +1,512 @@
+//! `circuitbreaker` (consumer, on by default): stops sending calls to a provider that keeps
+//! failing, so callers fail fast and failover goes elsewhere.
+//!
+//! One breaker per provider address, service and method. Only failures that say the provider
+//! is unhealthy count: [`ErrorKind::Network`], [`ErrorKind::Timeout`],
+//! [`ErrorKind::LimitExceeded`] (the provider is overloaded) and
+//! [`ErrorKind::ServiceNotFound`]. Business errors, codec errors, unknown methods and refused
+//! tokens say nothing about the provider's health and count as successes.
+//!
+//! - **Closed**: calls go through; outcomes are counted over a sliding window of
+//!   `breaker.window` ms (ten buckets). The breaker opens when, with at least
+//!   `breaker.min-calls` calls in the window, the failure rate reaches `breaker.error-rate`
+//!   percent, or when `breaker.consecutive-failures` calls in a row failed (0 = off).
+//! - **Open**: calls fail at once with [`ErrorKind::CircuitOpen`] (retriable, so failover tries
+//!   another provider) for `breaker.open` ms.
+//! - **Half-open**: then up to `breaker.probes` calls go through as probes while the others are
+//!   still rejected. When that many probes succeeded the breaker closes with a fresh window;
+//!   a failed probe opens it again.
+//!
+//! Defaults are conservative (50 % of at least 20 calls in 10 s, open 5 s, 1 probe), so a
+//! healthy provider never trips it. A call abandoned after its deadline (the `timeout` filter
+//! dropped it) counts as a timeout. Time is `tokio::time::Instant`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::extension::Activate;
+use crate::filter::state::{Site, StateMap};
+use crate::filter::Filter;
+use crate::invocation::{Invocation, Invoker, Response};
+use crate::url::Url;
+
+const BUCKETS: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Config {
+    error_rate: u64,
+    min_calls: u64,
+    window: Duration,
+    consecutive: u64,
+    open: Duration,
+    probes: u32,
+}
+
+impl Config {
+    fn read(url: &Url, method: &str) -> Result<Config> {
+        let error_rate: u64 = url.method_param_as(method, "breaker.error-rate", 50)?;
+        if error_rate > 100 {
+            return Err(RpcError::internal(format!(
+                "parameter 'breaker.error-rate' has value '{error_rate}', which is not a percentage (0-100)"
+            )));
+        }
+        Ok(Config {
+            error_rate,
+            min_calls: url.method_param_as(method, "breaker.min-calls", 20)?,
+            window: Duration::from_millis(
+                url.method_param_as::<u64>(method, "breaker.window", 10_000)?
+                    .max(BUCKETS as u64),
+            ),
+            consecutive: url.method_param_as(method, "breaker.consecutive-failures", 0)?,
+            open: Duration::from_millis(url.method_param_as(method, "breaker.open", 5_000)?),
+            probes: url
+                .method_param_as::<u32>(method, "breaker.probes", 1)?
+                .max(1),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { in_flight: u32, succeeded: u32 },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    epoch: u64,
+    calls: u64,
+    failures: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The configuration read from the URL last seen (re-read when the URL changes).
+    config: Option<(Url, Config)>,
+    phase: Phase,
+    buckets: [Bucket; BUCKETS],
+    consecutive: u64,
+}
+
+/// What a finished call says about the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Good,
+    Bad,
+    /// Cancelled before its deadline: says nothing.
+    Unknown,
+}
+
+/// One breaker (one provider + service + method).
+#[derive(Debug)]
+struct Breaker {
+    origin: Instant,
+    state: Mutex<State>,
+}
+
+impl Breaker {
+    fn new() -> Self {
+        Breaker {
+            origin: Instant::now(),
+            state: Mutex::new(State {
+                config: None,
+                phase: Phase::Closed,
+                buckets: [Bucket::default(); BUCKETS],
+                consecutive: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The configuration for calls through `url` (read once per URL: comparing a URL with
+    /// the one cached is a pointer comparison while it is the same URL).
+    fn config(&self, url: &Url, method: &str) -> Result<Config> {
+        if let Some((u, c)) = &self.lock().config {
+            if u == url {
+                return Ok(*c);
+            }
+        }
+        let c = Config::read(url, method)?;
+        self.lock().config = Some((url.clone(), c));
+        Ok(c)
+    }
+
+    /// Lets a call through (`Ok(is_probe)`) or says how long the circuit stays open.
+    fn admit(&self, cfg: &Config, now: Instant) -> std::result::Result<bool, Duration> {
+        let mut s = self.lock();
+        match s.phase {
+            Phase::Closed => Ok(false),
+            Phase::Open { until } if now < until => Err(until - now),
+            Phase::Open { .. } => {
+                s.phase = Phase::HalfOpen {
+                    in_flight: 1,
+                    succeeded: 0,
+                };
+                Ok(true)
+            }
+            Phase::HalfOpen {
+                in_flight,
+                succeeded,
+            } if in_flight + succeeded < cfg.probes => {
+                s.phase = Phase::HalfOpen {
+                    in_flight: in_flight + 1,
+                    succeeded,
+                };
+                Ok(true)
+            }
+            Phase::HalfOpen { .. } => Err(Duration::ZERO),
+        }
+    }
+
+    fn epoch(&self, cfg: &Config, now: Instant) -> u64 {
+        let width = cfg.window.as_nanos() / BUCKETS as u128;
+        (now.duration_since(self.origin).as_nanos() / width.max(1)) as u64
+    }
+
+    fn record(&self, cfg: &Config, probe: bool, health: Health, now: Instant) {
+        let mut s = self.lock();
+        if probe {
+            if let Phase::HalfOpen {
+                in_flight,
+                succeeded,
+            } = s.phase
+            {
+                s.phase = match health {
+                    Health::Bad => Phase::Open {
+                        until: now + cfg.open,
+                    },
+                    Health::Unknown => Phase::HalfOpen {
+                        in_flight: in_flight.saturating_sub(1),
+                        succeeded,
+                    },
+                    Health::Good if succeeded + 1 >= cfg.probes => {
+                        s.buckets = [Bucket::default(); BUCKETS];
+                        s.consecutive = 0;
+                        Phase::Closed
+                    }
+                    Health::Good => Phase::HalfOpen {
+                        in_flight: in_flight.saturating_sub(1),
+                        succeeded: succeeded + 1,
+                    },
+                };
+            }
+            return;
+        }
+        // A call admitted while closed that ends after the breaker changed state says
+        // nothing about the new state.
+        if s.phase != Phase::Closed || health == Health::Unknown {
+            return;
+        }
+        let epoch = self.epoch(cfg, now);
+        let b = &mut s.buckets[(epoch % BUCKETS as u64) as usize];
+        if b.epoch != epoch {
+            *b = Bucket {
+                epoch,
+                calls: 0,
+                failures: 0,
+            };
+        }
+        b.calls += 1;
+        if health == Health::Bad {
+            b.failures += 1;
+            s.consecutive += 1;
+        } else {
+            s.consecutive = 0;
+        }
+        let (calls, failures) = s
+            .buckets
+            .iter()
+            .filter(|b| b.epoch + BUCKETS as u64 > epoch)
+            .fold((0, 0), |(c, f), b| (c + b.calls, f + b.failures));
+        let by_rate = cfg.error_rate > 0
+            && calls >= cfg.min_calls.max(1)
+            && failures * 100 >= cfg.error_rate * calls;
+        let by_run = cfg.consecutive > 0 && s.consecutive >= cfg.consecutive;
+        if by_rate || by_run {
+            tracing::warn!(
+                calls,
+                failures,
+                consecutive = s.consecutive,
+                "circuit opens"
+            );
+            s.phase = Phase::Open {
+                until: now + cfg.open,
+            };
+            s.buckets = [Bucket::default(); BUCKETS];
+            s.consecutive = 0;
+        }
+    }
+}
+
+fn health_of(result: &Result<Response>) -> Health {
+    match result {
+        Ok(_) => Health::Good,
+        Err(e) => match e.kind() {
+            ErrorKind::Network
+            | ErrorKind::Timeout
+            | ErrorKind::LimitExceeded
+            | ErrorKind::ServiceNotFound => Health::Bad,
+            _ => Health::Good,
+        },
+    }
+}
+
+/// Records the outcome even when the call is dropped (by the `timeout` filter).
+struct Pending<'a> {
+    breaker: &'a Breaker,
+    cfg: &'a Config,
+    probe: bool,
+    deadline: Option<Instant>,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let now = Instant::now();
+            let health = match self.deadline {
+                Some(d) if now >= d => Health::Bad,
+                _ => Health::Unknown,
+            };
+            self.breaker.record(self.cfg, self.probe, health, now);
+        }
+    }
+}
+
+/// See the [module docs](self).
+pub struct CircuitBreakerFilter {
+    breakers: StateMap<Breaker>,
+}
+
+impl Default for CircuitBreakerFilter {
+    fn default() -> Self {
+        CircuitBreakerFilter {
+            breakers: StateMap::new("circuitbreaker"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Filter for CircuitBreakerFilter {
+    async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
+        let peer = next.url().address();
+        let breaker = self
+            .breakers
+            .get_or_insert(Site::at(&peer, &invocation), |_| true, Breaker::new)
+            .map_err(|e| invocation.annotate(e))?;
+        let cfg = breaker
+            .config(next.url(), invocation.method())
+            .map_err(|e| invocation.annotate(e))?;
+        let probe = match breaker.admit(&cfg, Instant::now()) {
+            Ok(probe) => probe,
+            Err(left) => {
+                let msg = if left.is_zero() {
+                    "circuit half-open: probe calls in flight, call rejected".to_string()
+                } else {
+                    format!(
+                        "circuit open after repeated failures; next probe in {} ms",
+                        left.as_millis()
+                    )
+                };
+                return Err(invocation
+                    .annotate(RpcError::new(ErrorKind::CircuitOpen, msg).with_provider(peer)));
+            }
+        };
+        let mut pending = Pending {
+            breaker: &breaker,
+            cfg: &cfg,
+            probe,
+            deadline: invocation.deadline(),
+            done: false,
+        };
+        let result = next.invoke(invocation).await;
+        pending.done = true;
+        breaker.record(&cfg, probe, health_of(&result), Instant::now());
+        result
+    }
+}
+
+crate::register!(
+    dyn Filter,
+    "circuitbreaker",
+    || Arc::new(CircuitBreakerFilter::default()),
+    activate = Activate::consumer(-8_000)
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::testing::{call, Mock};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A provider whose health the test switches.
+    fn switchable(url: &str) -> (Arc<Mock>, Arc<AtomicBool>) {
+        let healthy = Arc::new(AtomicBool::new(true));
+        let h = healthy.clone();
+        let mock = Mock::new(url, move |_| {
+            let ok = h.load(Ordering::SeqCst);
+            async move {
+                if ok {
+                    Ok(Response::empty())
+                } else {
+                    Err(RpcError::network("connection reset"))
+                }
+            }
+        });
+        (mock, healthy)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_rejects_half_opens_and_closes() {
+        let (p, healthy) = switchable(
+            "dubbo://h:1/S?breaker.min-calls=4&breaker.error-rate=50&breaker.open=1000&breaker.probes=2",
+        );
+        let f = CircuitBreakerFilter::default();
+        // Healthy: nothing trips.
+        for _ in 0..10 {
+            f.invoke(&*p, call("S", "m")).await.expect("healthy");
+        }
+        // A burst of failures: 10 ok + 10 bad is 50 % of 20 calls.
+        healthy.store(false, Ordering::SeqCst);
+        let mut failures = 0;
+        loop {
+            let e = f.invoke(&*p, call("S", "m")).await.expect_err("down");
+            if e.kind() == ErrorKind::CircuitOpen {
+                break;
+            }
+            assert_eq!(e.kind(), ErrorKind::Network);
+            failures += 1;
+            assert!(failures <= 10, "breaker never opened");
+        }
+        assert_eq!(failures, 10);
+        // Open: rejected fast, provider not called, error is retriable and names it.
+        let before = p.calls();
+        let e = f.invoke(&*p, call("S", "m")).await.expect_err("open");
+        assert_eq!(e.kind(), ErrorKind::CircuitOpen);
+        assert!(e.is_retriable());
+        assert_eq!(e.provider(), Some("h:1"));
+        assert_eq!(p.calls(), before);
+        // Another method of the same provider is not affected.
+        healthy.store(true, Ordering::SeqCst);
+        f.invoke(&*p, call("S", "other"))
+            .await
+            .expect("own breaker");
+
+        // After the open time, probes go through; a failed probe reopens.
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        healthy.store(false, Ordering::SeqCst);
+        let e = f
+            .invoke(&*p, call("S", "m"))
+            .await
+            .expect_err("probe fails");
+        assert_eq!(e.kind(), ErrorKind::Network);
+        let e = f.invoke(&*p, call("S", "m")).await.expect_err("reopened");
+        assert_eq!(e.kind(), ErrorKind::CircuitOpen);
+
+        // Recovery: two successful probes close it.
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        healthy.store(true, Ordering::SeqCst);
+        f.invoke(&*p, call("S", "m")).await.expect("probe 1");
+        f.invoke(&*p, call("S", "m")).await.expect("probe 2");
+        for _ in 0..5 {
+            f.invoke(&*p, call("S", "m")).await.expect("closed");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_lets_only_the_probes_through() {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let g = gate.clone();
+        let down = Arc::new(AtomicBool::new(true));
+        let d = down.clone();
+        let p = Mock::new(
+            "dubbo://h:1/S?breaker.consecutive-failures=2&breaker.open=100",
+            move |_| {
+                let g = g.clone();
+                let fail = d.load(Ordering::SeqCst);
+                async move {
+                    if fail {
+                        return Err(RpcError::timeout("slow"));
+                    }
+                    g.notified().await;
+                    Ok(Response::empty())
+                }
+            },
+        );
+        let f = Arc::new(CircuitBreakerFilter::default());
+        for _ in 0..2 {
+            f.invoke(&*p, call("S", "m")).await.expect_err("timeout");
+        }
+        let e = f.invoke(&*p, call("S", "m")).await.expect_err("open");
+        assert_eq!(e.kind(), ErrorKind::CircuitOpen);
+        tokio::time::advance(Duration::from_millis(101)).await;
+        down.store(false, Ordering::SeqCst);
+        let probe = {
+            let (f, p) = (f.clone(), p.clone());
+            tokio::spawn(async move { f.invoke(&*p, call("S", "m")).await })
+        };
+        tokio::task::yield_now().await;
+        let e = f.invoke(&*p, call("S", "m")).await.expect_err("probe busy");
+        assert_eq!(e.kind(), ErrorKind::CircuitOpen);
+        gate.notify_one();
+        probe.await.expect("join").expect("probe ok");
+        // Closed again: the next call reaches the provider (which now fails at once).
+        down.store(true, Ordering::SeqCst);
+        let e = f.invoke(&*p, call("S", "m")).await.expect_err("admitted");
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn business_and_codec_failures_do_not_trip() {
+        let p = Mock::new(
+            "dubbo://h:1/S?breaker.consecutive-failures=1&breaker.min-calls=1",
+            |_| async { Err(RpcError::codec("bad frame")) },
+        );
+        let f = CircuitBreakerFilter::default();
+        for _ in 0..5 {
+            let e = f.invoke(&*p, call("S", "m")).await.expect_err("codec");
+            assert_eq!(e.kind(), ErrorKind::Codec);
+        }
+        assert_eq!(p.calls(), 5);
+    }
+
+    #[tokio::test]
+    async fn bad_breaker_settings_are_reported() {
+        let f = CircuitBreakerFilter::default();
+        for (q, want) in [
+            ("breaker.error-rate=150", "not a percentage"),
+            ("breaker.open=soon", "'breaker.open' has value 'soon'"),
+        ] {
+            let p = Mock::ok(&format!("dubbo://h:1/S?{q}"));
+            let e = f.invoke(&*p, call("S", "m")).await.expect_err("bad");
+            assert!(e.to_string().contains(want), "{q}: {e}");
+            assert_eq!(p.calls(), 0);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_failures_leave_the_window() {
+        let (p, healthy) = switchable(
+            "dubbo://h:1/S?breaker.min-calls=4&breaker.error-rate=50&breaker.window=1000",
+        );
+        let f = CircuitBreakerFilter::default();
+        healthy.store(false, Ordering::SeqCst);
+        for _ in 0..3 {
+            f.invoke(&*p, call("S", "m")).await.expect_err("down");
+        }
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        healthy.store(true, Ordering::SeqCst);
+        f.invoke(&*p, call("S", "m")).await.expect("ok");
+        healthy.store(false, Ordering::SeqCst);
+        // 1 ok + 1 bad in the window: below min-calls, still closed.
+        let e = f.invoke(&*p, call("S", "m")).await.expect_err("down");
+        assert_eq!(e.kind(), ErrorKind::Network);
+    }
+}

@@ -1,0 +1,34 @@
+//! `consumertoken` (consumer, when the provider URL has `token`): sends the token the
+//! provider published in its registry URL as the [`TOKEN_ATTACHMENT`] attachment, for the
+//! provider's `token` filter.
+
+use std::sync::Arc;
+
+use crate::context::TOKEN_ATTACHMENT;
+use crate::error::Result;
+use crate::extension::Activate;
+use crate::filter::Filter;
+use crate::invocation::{Invocation, Invoker, Response};
+
+/// See the [module docs](self).
+#[derive(Debug, Default)]
+pub struct ConsumerTokenFilter;
+
+#[async_trait::async_trait]
+impl Filter for ConsumerTokenFilter {
+    async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
+        if let Some(token) = next.url().param("token") {
+            if !matches!(token, "" | "false" | "true" | "default") {
+                invocation.attachments_mut().insert(TOKEN_ATTACHMENT, token);
+            }
+        }
+        next.invoke(invocation).await
+    }
+}
+
+crate::register!(
+    dyn Filter,
+    "consumertoken",
+    || Arc::new(ConsumerTokenFilter),
+    activate = Activate::consumer(-6_000).when("token")
+);

@@ -1,0 +1,173 @@
+//! Per-call-site state shared by the governance filters.
+//!
+//! Each filter is one shared instance (the SPI creates it once), so the state of every
+//! service, method and provider lives in a map inside it. [`StateMap`] keys entries by
+//! provider address (empty on the provider side), service key and method, finds an entry
+//! without allocating, and never holds its lock across an `.await`: callers get an `Arc` to
+//! the entry and release the lock at once.
+//!
+//! The map is bounded ([`MAX_ENTRIES`]): method names come from the network on the provider
+//! side, and a caller inventing names must not grow memory without limit.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::invocation::{Invocation, ServiceKey};
+
+/// Most entries one filter keeps; more distinct call sites are refused.
+pub(crate) const MAX_ENTRIES: usize = 10_000;
+
+/// Where a call goes: provider address (may be empty), service and method.
+#[derive(Clone, Copy)]
+pub(crate) struct Site<'a> {
+    pub(crate) peer: &'a str,
+    pub(crate) service: &'a ServiceKey,
+    pub(crate) method: &'a str,
+}
+
+impl<'a> Site<'a> {
+    /// The provider-side site of `invocation` (no peer).
+    pub(crate) fn of(invocation: &'a Invocation) -> Self {
+        Site {
+            peer: "",
+            service: invocation.service(),
+            method: invocation.method(),
+        }
+    }
+
+    /// The consumer-side site of `invocation` sent to `peer`.
+    pub(crate) fn at(peer: &'a str, invocation: &'a Invocation) -> Self {
+        Site {
+            peer,
+            service: invocation.service(),
+            method: invocation.method(),
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.peer.hash(&mut h);
+        self.service.hash(&mut h);
+        self.method.hash(&mut h);
+        h.finish()
+    }
+}
+
+struct OwnedSite {
+    peer: Box<str>,
+    service: ServiceKey,
+    method: Box<str>,
+}
+
+impl OwnedSite {
+    fn matches(&self, s: &Site<'_>) -> bool {
+        &*self.peer == s.peer && &*self.method == s.method && &self.service == s.service
+    }
+}
+
+type Bucket<V> = Vec<(OwnedSite, Arc<V>)>;
+
+/// A bounded map from call site to shared state. See the [module docs](self).
+pub(crate) struct StateMap<V> {
+    what: &'static str,
+    map: RwLock<HashMap<u64, Bucket<V>>>,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+impl<V> StateMap<V> {
+    /// An empty map; `what` names the filter in the error when the map is full.
+    pub(crate) fn new(what: &'static str) -> Self {
+        StateMap {
+            what,
+            map: RwLock::new(HashMap::new()),
+            len: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The entry of `site` if it exists and `keep` accepts it, else a new one from `make`
+    /// (replacing a rejected entry, for example after the configured limit changed).
+    pub(crate) fn get_or_insert(
+        &self,
+        site: Site<'_>,
+        keep: impl Fn(&V) -> bool,
+        make: impl FnOnce() -> V,
+    ) -> Result<Arc<V>> {
+        let h = site.hash();
+        {
+            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(bucket) = map.get(&h) {
+                if let Some((_, v)) = bucket.iter().find(|(k, _)| k.matches(&site)) {
+                    if keep(v) {
+                        return Ok(v.clone());
+                    }
+                }
+            }
+        }
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        let bucket = map.entry(h).or_default();
+        if let Some(slot) = bucket.iter_mut().find(|(k, _)| k.matches(&site)) {
+            if !keep(&slot.1) {
+                slot.1 = Arc::new(make());
+            }
+            return Ok(slot.1.clone());
+        }
+        let len = self.len.load(std::sync::atomic::Ordering::Relaxed);
+        if len >= MAX_ENTRIES {
+            return Err(RpcError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "{} tracks {MAX_ENTRIES} call sites already; refusing method '{}'",
+                    self.what, site.method
+                ),
+            ));
+        }
+        self.len
+            .store(len + 1, std::sync::atomic::Ordering::Relaxed);
+        let v = Arc::new(make());
+        bucket.push((
+            OwnedSite {
+                peer: site.peer.into(),
+                service: site.service.clone(),
+                method: site.method.into(),
+            },
+            v.clone(),
+        ));
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invocation::Value;
+
+    #[test]
+    fn entries_are_per_peer_service_and_method() {
+        let m: StateMap<u32> = StateMap::new("test");
+        let a = Invocation::new(ServiceKey::new("A", None, None), "m", Value::Empty);
+        let b = Invocation::new(ServiceKey::new("B", None, None), "m", Value::Empty);
+        let x = m.get_or_insert(Site::of(&a), |_| true, || 1).expect("a");
+        let y = m
+            .get_or_insert(Site::of(&a), |_| true, || 2)
+            .expect("a again");
+        assert!(Arc::ptr_eq(&x, &y));
+        assert_eq!(
+            *m.get_or_insert(Site::of(&b), |_| true, || 3).expect("b"),
+            3
+        );
+        assert_eq!(
+            *m.get_or_insert(Site::at("h:1", &a), |_| true, || 4)
+                .expect("peer"),
+            4
+        );
+        // A rejected entry is replaced.
+        assert_eq!(
+            *m.get_or_insert(Site::of(&a), |v| *v == 9, || 9)
+                .expect("replaced"),
+            9
+        );
+    }
+}
