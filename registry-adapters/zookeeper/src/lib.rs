@@ -101,6 +101,8 @@ struct Shared {
     /// Watch tasks of the current session, by subscription id.
     watches: Mutex<HashMap<u64, Vec<JoinHandle<()>>>>,
     next_id: AtomicU64,
+    /// Woken whenever a new client is in place.
+    ready: tokio::sync::Notify,
 }
 
 /// A ZooKeeper registry client (see the crate docs).
@@ -159,6 +161,7 @@ impl ZookeeperRegistry {
             subs: Mutex::new(Vec::new()),
             watches: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            ready: tokio::sync::Notify::new(),
         });
         let supervisor = tokio::spawn(supervise(shared.clone()));
         Ok(ZookeeperRegistry { shared, supervisor })
@@ -173,6 +176,21 @@ impl ZookeeperRegistry {
 impl Shared {
     fn client(&self) -> Option<zk::Client> {
         self.client.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// The current client, waiting up to the `timeout` key for the first one (so a start-up
+    /// subscription reads the registry rather than the cache when the registry is up).
+    async fn wait_client(&self) -> Option<zk::Client> {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        loop {
+            let ready = self.ready.notified();
+            if let Some(c) = self.client() {
+                return Some(c);
+            }
+            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+                return None;
+            }
+        }
     }
 
     fn acls(&self) -> zk::Acls<'static> {
@@ -376,6 +394,7 @@ async fn supervise(shared: Arc<Shared>) {
         if let Ok(mut c) = shared.client.lock() {
             *c = Some(client.clone());
         }
+        shared.ready.notify_waiters();
         let registered: Vec<(String, Url)> = shared
             .registered
             .lock()
@@ -433,7 +452,7 @@ impl Registry for ZookeeperRegistry {
         if let Ok(mut r) = self.shared.registered.lock() {
             r.insert(path.clone(), url.clone());
         }
-        let Some(client) = self.shared.client() else {
+        let Some(client) = self.shared.wait_client().await else {
             return Ok(());
         };
         match self.shared.create_node(&client, &path, url).await {
@@ -477,7 +496,7 @@ impl Registry for ZookeeperRegistry {
         if let Ok(mut subs) = self.shared.subs.lock() {
             subs.push(sub.clone());
         }
-        let firsts = match self.shared.client() {
+        let firsts = match self.shared.wait_client().await {
             Some(client) => self.shared.start_watch(&client, &sub),
             None => Vec::new(),
         };
