@@ -523,7 +523,7 @@ impl Registry for EtcdRegistry {
     }
 
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
-        let mut client = self.shared.client().ok_or_else(|| {
+        let mut client = self.shared.wait_client().await.ok_or_else(|| {
             RpcError::network(format!("etcd {:?} is not connected", self.shared.endpoints))
         })?;
         let prefix = self.shared.prefix(url.interface(), Category::Providers);

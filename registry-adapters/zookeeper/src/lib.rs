@@ -121,8 +121,16 @@ impl Drop for ZookeeperRegistry {
     }
 }
 
+/// A ZooKeeper error as an [`RpcError`]: refused credentials or ACLs are `Unauthorized`,
+/// everything else `Network`.
 fn zk_err(what: &str, e: zk::Error) -> RpcError {
-    RpcError::network(format!("zookeeper {what}: {e}"))
+    let kind = match e {
+        zk::Error::NoAuth | zk::Error::AuthFailed | zk::Error::InvalidAcl => {
+            rpc_core::ErrorKind::Unauthorized
+        }
+        _ => rpc_core::ErrorKind::Network,
+    };
+    RpcError::new(kind, format!("zookeeper {what}: {e}"))
 }
 
 impl ZookeeperRegistry {
@@ -530,7 +538,7 @@ impl Registry for ZookeeperRegistry {
     }
 
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
-        let client = self.shared.client().ok_or_else(|| {
+        let client = self.shared.wait_client().await.ok_or_else(|| {
             RpcError::network(format!(
                 "zookeeper {} is not connected",
                 self.shared.cluster
