@@ -63,7 +63,10 @@ impl Backend {
         let text = match self {
             Backend::Local => format!(
                 "local://{}?poll=50&lease=600",
-                std::env::temp_dir().join(namespace).display()
+                std::env::temp_dir()
+                    .join("rpc-it-local")
+                    .join(namespace)
+                    .display()
             ),
             Backend::Zookeeper => {
                 format!("zookeeper://{address}?root={namespace}&session=2000&timeout=1000")
