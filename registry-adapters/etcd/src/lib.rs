@@ -350,11 +350,12 @@ async fn watch_category(
 async fn supervise(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match run_session(&shared).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                tracing::warn!(registry = %shared.url, error = %e, "etcd: session lost, starting over");
-            }
+        let started = tokio::time::Instant::now();
+        if let Err(e) = run_session(&shared).await {
+            tracing::warn!(registry = %shared.url, error = %e, "etcd: session lost, starting over");
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
         }
         shared.available.store(false, Ordering::SeqCst);
         shared.stop_watches();
@@ -368,6 +369,7 @@ async fn supervise(shared: Arc<Shared>) {
     }
 }
 
+/// One client and lease, until something fails (it never returns `Ok`).
 async fn run_session(shared: &Arc<Shared>) -> Result<()> {
     let mut opts = etcd::ConnectOptions::new()
         .with_connect_timeout(shared.timeout)

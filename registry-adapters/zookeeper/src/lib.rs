@@ -397,7 +397,7 @@ async fn supervise(shared: Arc<Shared>) {
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        let started = tokio::time::Instant::now();
         let mut states = client.state_watcher();
         if let Ok(mut c) = shared.client.lock() {
             *c = Some(client.clone());
@@ -439,6 +439,15 @@ async fn supervise(shared: Arc<Shared>) {
         shared.stop_watches();
         if let Ok(mut c) = shared.client.lock() {
             c.take();
+        }
+        // A session that ended quickly (e.g. refused credentials) must not spin.
+        let jitter = Duration::from_millis(fastrand::u64(0..100));
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+            tokio::time::sleep(jitter).await;
+        } else {
+            tokio::time::sleep(backoff + jitter).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 }
