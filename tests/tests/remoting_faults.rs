@@ -214,3 +214,39 @@ async fn a_response_for_an_unknown_id_is_ignored() {
     assert!(dropped_responses() >= before + 2);
     server.abort();
 }
+
+#[tokio::test]
+async fn a_saturated_provider_answers_limit_exceeded_at_once() {
+    let (exp, _) = export_on(0, "threads=1").await;
+    let inv = refer(&*exp, "timeout=5000").await;
+    let slow = tokio::spawn({
+        let inv = inv.clone();
+        async move { inv.invoke(call("sleep", Value::typed((400u64,)))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    assert_eq!(kind_of(echo(&*inv, "x").await), ErrorKind::LimitExceeded);
+    assert!(t0.elapsed() < Duration::from_millis(300));
+    slow.await
+        .expect("join")
+        .expect("the running call completes");
+    assert_eq!(echo(&*inv, "y").await.expect("free again"), "y");
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn a_result_over_the_provider_payload_limit_is_a_codec_error() {
+    let (exp, _) = export_on(0, "payload=1024").await;
+    let inv = refer(&*exp, "").await;
+    let e = inv
+        .invoke(call("repeat", Value::typed(("ab".to_string(), 2000usize))))
+        .await
+        .expect_err("too large");
+    assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+    assert!(e.to_string().contains("payload limit"), "{e}");
+    assert_eq!(
+        echo(&*inv, "small").await.expect("connection fine"),
+        "small"
+    );
+    exp.unexport().await;
+}

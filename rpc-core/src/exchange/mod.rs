@@ -55,7 +55,7 @@ mod server;
 
 pub use client::{Client, ClientConfig};
 pub use codec::{FrameCodec, FrameError};
-pub use server::{Handler, Server, ServerConfig};
+pub use server::{Handler, Server, ServerConfig, DEFAULT_THREADS};
 
 /// The two magic bytes every frame starts with.
 pub const MAGIC: u16 = 0xdabb;

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::client::write_loop;
 use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
 use crate::transport::{Acceptor, Connection, Transporter};
 use crate::url::Url;
@@ -23,10 +23,15 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles one request frame; returns the response frame for two-way requests.
     async fn handle(&self, request: Frame) -> Option<Frame>;
 
-    /// The response to a request whose header was read but whose body was refused (too
-    /// large); `None` to just close.
-    fn reject(&self, flag: u8, id: u64, reason: &str) -> Option<Frame>;
+    /// The response to a request (header `flag` and `id`) refused before it was handled: its
+    /// body is over the payload limit, or the server is saturated. `None` sends nothing.
+    fn reject(&self, flag: u8, id: u64, error: RpcError) -> Option<Frame>;
 }
+
+/// Requests executing at once on one server when the URL does not set `threads`. Past it a
+/// request is refused at once with status 100 (LimitExceeded, retriable elsewhere) rather
+/// than queued: load is shed early, as Dubbo's default thread pool does.
+pub const DEFAULT_THREADS: usize = 10_000;
 
 /// Server settings read from the export URL.
 #[derive(Debug, Clone)]
@@ -38,6 +43,9 @@ pub struct ServerConfig {
     pub idle: Duration,
     /// `send.queue`: responses buffered per connection before handlers wait.
     pub queue: usize,
+    /// `threads`: requests executing at once on this server (default [`DEFAULT_THREADS`]); one over
+    /// the limit is answered `SERVER_THREADPOOL_EXHAUSTED_ERROR` at once, as Dubbo does.
+    pub threads: usize,
 }
 
 impl ServerConfig {
@@ -48,6 +56,7 @@ impl ServerConfig {
             payload: url.param_as("payload", DEFAULT_PAYLOAD)?,
             idle: Duration::from_millis(url.param_as("idle.timeout", hb.saturating_mul(3))?.max(1)),
             queue: url.param_as("send.queue", 1024usize)?.max(1),
+            threads: url.param_as("threads", DEFAULT_THREADS)?.max(1),
         })
     }
 }
@@ -113,6 +122,7 @@ async fn accept_loop(
     cfg: ServerConfig,
     stop: CancellationToken,
 ) {
+    let permits = Arc::new(Semaphore::new(cfg.threads));
     loop {
         let conn = tokio::select! {
             _ = stop.cancelled() => break,
@@ -120,7 +130,13 @@ async fn accept_loop(
         };
         match conn {
             Ok(conn) => {
-                tokio::spawn(serve(conn, handler.clone(), cfg.clone(), stop.clone()));
+                tokio::spawn(serve(
+                    conn,
+                    handler.clone(),
+                    cfg.clone(),
+                    permits.clone(),
+                    stop.clone(),
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -135,6 +151,7 @@ async fn serve(
     conn: Connection,
     handler: Arc<dyn Handler>,
     cfg: ServerConfig,
+    permits: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
     let Connection {
@@ -154,12 +171,14 @@ async fn serve(
     'conn: loop {
         loop {
             match codec.decode(&mut buf) {
-                Ok(Some(frame)) => dispatch(frame, &handler, &tx).await,
+                Ok(Some(frame)) => dispatch(frame, &handler, &tx, &permits).await,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "bad frame; closing the connection");
                     if let FrameError::TooLarge { flag, id, .. } = e {
-                        if let Some(answer) = handler.reject(flag, id, &e.to_string()) {
+                        if let Some(answer) =
+                            handler.reject(flag, id, RpcError::codec(e.to_string()))
+                        {
                             let _ = tx.send(answer).await;
                         }
                     }
@@ -194,7 +213,12 @@ async fn serve(
     let _ = writer.await;
 }
 
-async fn dispatch(frame: Frame, handler: &Arc<dyn Handler>, tx: &mpsc::Sender<Frame>) {
+async fn dispatch(
+    frame: Frame,
+    handler: &Arc<dyn Handler>,
+    tx: &mpsc::Sender<Frame>,
+    permits: &Arc<Semaphore>,
+) {
     if !frame.is_request() {
         // Answers to heartbeats we never send, or noise: nothing to do.
         return;
@@ -205,10 +229,22 @@ async fn dispatch(frame: Frame, handler: &Arc<dyn Handler>, tx: &mpsc::Sender<Fr
         }
         return;
     }
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let e = RpcError::new(
+            ErrorKind::LimitExceeded,
+            "the provider is executing its maximum of concurrent requests (threads)",
+        );
+        if let Some(answer) = handler.reject(frame.flag, frame.id, e) {
+            let _ = tx.send(answer).await;
+        }
+        return;
+    };
     let handler = handler.clone();
     let tx = tx.clone();
     tokio::spawn(async move {
-        if let Some(answer) = handler.handle(frame).await {
+        let answer = handler.handle(frame).await;
+        drop(permit);
+        if let Some(answer) = answer {
             let _ = tx.send(answer).await;
         }
     });

@@ -38,7 +38,8 @@
 //! Consumer: `serialization` (default msgpack, method level first), `timeout` (ms, method level
 //! first, default 1000, unless the invocation has a deadline), `connections`, `heartbeat`,
 //! `payload`, `send.queue`, `reconnect.interval`, `reconnect.max`, `transporter`.
-//! Provider: `payload`, `idle.timeout`, `heartbeat`, `send.queue`, `transporter`; port 0 binds
+//! Provider: `payload`, `idle.timeout`, `heartbeat`, `send.queue`, `threads` (requests
+//! executing at once, default 10000, status 100 beyond), `transporter`; port 0 binds
 //! a free port, reported in the exporter's URL. Services exported on the same host and port
 //! share one listener and are dispatched by service key `group/interface:version`.
 //! The provider answers in the serialization of the request.
@@ -153,6 +154,7 @@ impl Protocol for Dubbo {
                 let services: Table = Default::default();
                 let handler = Arc::new(Dispatcher {
                     services: services.clone(),
+                    payload: url.param_as("payload", crate::exchange::DEFAULT_PAYLOAD)?,
                 });
                 let bind_url = url.with_host(&host).with_port(port);
                 let server = Server::bind(&bind_url, handler).await?;
@@ -229,6 +231,7 @@ impl Exporter for DubboExporter {
 /// The provider side: decodes envelopes and calls the exported invokers.
 struct Dispatcher {
     services: Table,
+    payload: usize,
 }
 
 fn error_frame(ser_id: u8, id: u64, e: &RpcError) -> Frame {
@@ -327,7 +330,19 @@ impl Handler for Dispatcher {
                     Outcome::Value(v) => (RESPONSE_VALUE, v),
                     Outcome::BizError(v) => (RESPONSE_BIZ_ERROR, v),
                 };
-                match body::encode_response(kind, value, &resp.attachments, &*ser) {
+                let encoded = body::encode_response(kind, value, &resp.attachments, &*ser)
+                    .and_then(|b| {
+                        if b.len() > self.payload {
+                            Err(RpcError::codec(format!(
+                                "result of {} bytes is over the payload limit of {}",
+                                b.len(),
+                                self.payload
+                            )))
+                        } else {
+                            Ok(b)
+                        }
+                    });
+                match encoded {
                     Ok(b) => Frame {
                         flag: ser_id,
                         status: status::OK,
@@ -349,9 +364,9 @@ impl Handler for Dispatcher {
         })
     }
 
-    fn reject(&self, flag: u8, id: u64, reason: &str) -> Option<Frame> {
-        let request = flag & FLAG_REQUEST != 0 && flag & FLAG_TWO_WAY != 0;
-        request.then(|| error_frame(flag, id, &RpcError::codec(reason.to_string())))
+    fn reject(&self, flag: u8, id: u64, error: RpcError) -> Option<Frame> {
+        let two_way_request = flag & FLAG_REQUEST != 0 && flag & FLAG_TWO_WAY != 0;
+        two_way_request.then(|| error_frame(flag, id, &error))
     }
 }
 
