@@ -16,17 +16,17 @@ async fn timeout_fires_on_time_and_the_late_response_is_dropped() {
     let before = dropped_responses();
     let t0 = Instant::now();
     let e = inv
-        .invoke(call("sleep", Value::typed((600u64,))))
+        .invoke(call("sleep", Value::typed((2000u64,))))
         .await
         .expect_err("must time out");
     let took = t0.elapsed();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(
-        took >= Duration::from_millis(150) && took < Duration::from_millis(550),
+        took >= Duration::from_millis(150) && took < Duration::from_millis(1500),
         "method-level timeout of 150 ms fired after {took:?}"
     );
-    // The provider still answers at ~600 ms; nobody waits for it any more.
-    let t = Instant::now() + Duration::from_secs(5);
+    // The provider still answers at ~2 s; nobody waits for it any more.
+    let t = Instant::now() + Duration::from_secs(8);
     while dropped_responses() == before && Instant::now() < t {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -61,7 +61,7 @@ async fn provider_restart_is_survived_by_reconnect() {
     let port = exp.url().port().expect("port");
     let inv = refer(
         &*exp,
-        "reconnect.interval=20&reconnect.max=200&timeout=3000",
+        "reconnect.interval=20&reconnect.max=200&timeout=10000",
     )
     .await;
     assert_eq!(echo(&*inv, "before").await.expect("before"), "before");
@@ -75,7 +75,7 @@ async fn provider_restart_is_survived_by_reconnect() {
         match echo(&*inv, "down").await {
             Err(e) if e.kind() == ErrorKind::Network => {
                 assert!(
-                    t0.elapsed() < Duration::from_millis(1000),
+                    t0.elapsed() < Duration::from_secs(3),
                     "not fast: {:?}",
                     t0.elapsed()
                 );
@@ -221,12 +221,16 @@ async fn a_saturated_provider_answers_limit_exceeded_at_once() {
     let inv = refer(&*exp, "timeout=5000").await;
     let slow = tokio::spawn({
         let inv = inv.clone();
-        async move { inv.invoke(call("sleep", Value::typed((400u64,)))).await }
+        async move { inv.invoke(call("sleep", Value::typed((1500u64,)))).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t0 = Instant::now();
     assert_eq!(kind_of(echo(&*inv, "x").await), ErrorKind::LimitExceeded);
-    assert!(t0.elapsed() < Duration::from_millis(300));
+    assert!(
+        t0.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t0.elapsed()
+    );
     slow.await
         .expect("join")
         .expect("the running call completes");
