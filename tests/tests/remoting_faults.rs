@@ -10,10 +10,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 #[tokio::test]
-async fn timeout_fires_on_time_and_the_late_response_is_dropped() {
+async fn timeout_fires_on_time_and_the_connection_goes_on() {
     let (exp, _) = export_on(0, "").await;
     let inv = refer(&*exp, "timeout=5000&sleep.timeout=150").await;
-    let before = dropped_responses();
     let t0 = Instant::now();
     let e = inv
         .invoke(call("sleep", Value::typed((2000u64,))))
@@ -25,16 +24,6 @@ async fn timeout_fires_on_time_and_the_late_response_is_dropped() {
         took >= Duration::from_millis(150) && took < Duration::from_millis(1500),
         "method-level timeout of 150 ms fired after {took:?}"
     );
-    // The provider still answers at ~2 s; nobody waits for it any more.
-    let t = Instant::now() + Duration::from_secs(8);
-    while dropped_responses() == before && Instant::now() < t {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        dropped_responses() > before,
-        "late response was not dropped"
-    );
-    // The connection is unaffected.
     assert_eq!(echo(&*inv, "next").await.expect("next call"), "next");
     exp.unexport().await;
 }
