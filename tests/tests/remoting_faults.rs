@@ -243,3 +243,38 @@ async fn a_result_over_the_provider_payload_limit_is_a_codec_error() {
     );
     exp.unexport().await;
 }
+
+#[tokio::test]
+async fn idle_connections_send_heartbeats_and_answered_ones_stay_up() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        let mut beats = 0u32;
+        let until = Instant::now() + Duration::from_millis(700);
+        while Instant::now() < until {
+            let mut h = [0u8; HEADER_LEN];
+            match tokio::time::timeout(Duration::from_millis(100), s.read_exact(&mut h)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => break,
+                Err(_) => continue,
+            }
+            let len = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as usize;
+            let mut body = vec![0u8; len];
+            s.read_exact(&mut body).await.expect("body");
+            // request | two-way | event
+            assert_eq!(h[2] & 0xe0, 0xe0, "only heartbeats on an idle connection");
+            beats += 1;
+            let mut reply = h;
+            reply[2] = 0x20 | (h[2] & 0x1f);
+            reply[3] = 20;
+            s.write_all(&reply).await.expect("reply");
+        }
+        (beats, s)
+    });
+    let inv = refer_port(port, "heartbeat=100&reconnect.interval=5000").await;
+    let (beats, _conn) = server.await.expect("server");
+    assert!(beats >= 3, "only {beats} heartbeats in 700 ms at 100 ms");
+    // Answered heartbeats keep the peer alive: past three intervals, still connected.
+    assert!(inv.is_available());
+}
