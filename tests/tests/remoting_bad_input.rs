@@ -107,16 +107,28 @@ async fn truncated_header_and_truncated_body_close_the_connection() {
 }
 
 #[tokio::test]
-async fn body_over_the_payload_limit_is_answered_bad_request_then_closed() {
+async fn body_over_the_payload_limit_is_answered_bad_request_and_skipped() {
     let (exp, _) = export_on(0, "payload=1024").await;
     let mut s = connect(&*exp).await;
-    let mut header = frame(REQ | ids::MSGPACK, 99, &[]);
-    header[12..16].copy_from_slice(&(64u32 * 1024 * 1024).to_be_bytes());
-    s.write_all(&header).await.expect("send");
+    let big = vec![0x55u8; 4096];
+    s.write_all(&frame(REQ | ids::MSGPACK, 99, &big))
+        .await
+        .expect("send");
     let (st, id, body) = response(&mut s).await;
     assert_eq!((st, id), (status::BAD_REQUEST, 99));
     assert!(String::from_utf8_lossy(&body).contains("payload limit"));
-    closed(&mut s, Duration::from_secs(5)).await;
+    // The refused body was skipped: the next frame on the same connection is served.
+    let good = request_body("test.Echo", "1.0", "echo", &msgpack(&("y",)));
+    s.write_all(&frame(REQ | ids::MSGPACK, 100, &good))
+        .await
+        .expect("send");
+    assert_eq!(response(&mut s).await.0, status::OK);
+    // A header announcing a huge body is refused at once, nothing is buffered for it.
+    let mut header = frame(REQ | ids::MSGPACK, 101, &[]);
+    header[12..16].copy_from_slice(&(64u32 * 1024 * 1024).to_be_bytes());
+    s.write_all(&header).await.expect("send");
+    let (st, id, _) = response(&mut s).await;
+    assert_eq!((st, id), (status::BAD_REQUEST, 101));
     still_serves(&*exp).await;
     exp.unexport().await;
 }

@@ -278,3 +278,21 @@ async fn idle_connections_send_heartbeats_and_answered_ones_stay_up() {
     // Answered heartbeats keep the peer alive: past three intervals, still connected.
     assert!(inv.is_available());
 }
+
+#[tokio::test]
+async fn a_response_over_the_consumer_payload_limit_fails_only_its_call() {
+    let (exp, _) = export_on(0, "").await;
+    let inv = refer(&*exp, "payload=2048").await;
+    let big = inv.invoke(call("repeat", Value::typed(("ab".to_string(), 4000usize))));
+    let small = echo(&*inv, "small");
+    let (big, small) = tokio::join!(big, small);
+    let e = big.expect_err("too large for the consumer");
+    assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+    assert!(e.to_string().contains("payload limit"), "{e}");
+    assert_eq!(small.expect("the other call is unaffected"), "small");
+    assert_eq!(
+        echo(&*inv, "after").await.expect("connection fine"),
+        "after"
+    );
+    exp.unexport().await;
+}

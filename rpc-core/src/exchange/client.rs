@@ -13,7 +13,8 @@ use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    count_dropped, next_request_id, Frame, FrameCodec, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD,
+    count_dropped, next_request_id, Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS,
+    DEFAULT_PAYLOAD, FLAG_REQUEST,
 };
 use crate::error::{Result, RpcError};
 use crate::extension;
@@ -61,7 +62,7 @@ const SHARDS: usize = 16;
 struct Live {
     peer: String,
     tx: mpsc::Sender<Frame>,
-    pending: [Mutex<HashMap<u64, oneshot::Sender<Frame>>>; SHARDS],
+    pending: [Mutex<HashMap<u64, oneshot::Sender<Result<Frame>>>>; SHARDS],
     closed: AtomicBool,
     dead: CancellationToken,
     started: Instant,
@@ -69,12 +70,12 @@ struct Live {
 }
 
 impl Live {
-    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, oneshot::Sender<Frame>>> {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, oneshot::Sender<Result<Frame>>>> {
         &self.pending[(id as usize) % SHARDS]
     }
 
     /// Parks a waiter for `id`; refused once the connection is closed.
-    fn register(&self, id: u64) -> Result<oneshot::Receiver<Frame>> {
+    fn register(&self, id: u64) -> Result<oneshot::Receiver<Result<Frame>>> {
         let (tx, rx) = oneshot::channel();
         let mut shard = self.shard(id).lock().map_err(|_| poisoned())?;
         if self.closed.load(Ordering::Acquire) {
@@ -90,22 +91,18 @@ impl Live {
         }
     }
 
-    fn complete(&self, frame: Frame) {
-        let waiter = self
-            .shard(frame.id)
-            .lock()
-            .ok()
-            .and_then(|mut s| s.remove(&frame.id));
+    fn complete(&self, id: u64, answer: Result<Frame>) {
+        let waiter = self.shard(id).lock().ok().and_then(|mut s| s.remove(&id));
         match waiter {
             Some(w) => {
                 // The caller may have given up in the meantime; then the frame is dropped.
-                if w.send(frame).is_err() {
+                if w.send(answer).is_err() {
                     count_dropped();
                 }
             }
             None => {
                 count_dropped();
-                tracing::debug!(peer = %self.peer, id = frame.id, "response for no pending call dropped (late or unknown id)");
+                tracing::debug!(peer = %self.peer, id, "response for no pending call dropped (late or unknown id)");
             }
         }
     }
@@ -336,9 +333,9 @@ impl Client {
             }
         }
         match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(f)) => {
+            Ok(Ok(answer)) => {
                 guard.armed = false;
-                Ok(f)
+                answer
             }
             Ok(Err(_)) => {
                 guard.armed = false;
@@ -514,6 +511,21 @@ async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => on_frame(&live, frame),
                 Ok(None) => break,
+                Err(FrameError::TooLarge {
+                    flag,
+                    id,
+                    len,
+                    limit,
+                }) if flag & FLAG_REQUEST == 0 => {
+                    // The body is skipped; only the call it answers fails.
+                    live.complete(
+                        id,
+                        Err(RpcError::codec(format!(
+                            "response of {len} bytes is over the payload limit of {limit}"
+                        ))
+                        .with_provider(live.peer.clone())),
+                    );
+                }
                 Err(e) => {
                     tracing::warn!(peer = %live.peer, error = %e, "bad frame from provider; closing");
                     live.close("bad frame");
@@ -544,7 +556,7 @@ fn on_frame(live: &Live, frame: Frame) {
     } else if frame.is_event() {
         // A heartbeat answer: reading it already refreshed the liveness clock.
     } else {
-        live.complete(frame);
+        live.complete(frame.id, Ok(frame));
     }
 }
 

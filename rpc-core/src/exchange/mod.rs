@@ -43,7 +43,10 @@
 //! # Limits
 //!
 //! `payload` (bytes, default [`DEFAULT_PAYLOAD`]) bounds a frame body; the decoder checks it
-//! from the header before reserving any memory for the body.
+//! from the header before reserving any memory for the body, then skips that body as it
+//! arrives. The request id is known from the header, so only that call fails: a provider
+//! answers `BAD_REQUEST`, a consumer fails the waiting call with `Codec`; the shared connection
+//! goes on. A bad magic cannot be resynchronised and closes the connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -173,15 +173,23 @@ async fn serve(
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => dispatch(frame, &handler, &tx, &permits).await,
                 Ok(None) => break,
+                Err(FrameError::TooLarge {
+                    flag,
+                    id,
+                    len,
+                    limit,
+                }) => {
+                    // The codec skips the body; the connection goes on.
+                    tracing::warn!(%peer, id, len, limit, "frame over the payload limit refused");
+                    let e = RpcError::codec(format!(
+                        "request of {len} bytes is over the payload limit of {limit}"
+                    ));
+                    if let Some(answer) = handler.reject(flag, id, e) {
+                        let _ = tx.send(answer).await;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "bad frame; closing the connection");
-                    if let FrameError::TooLarge { flag, id, .. } = e {
-                        if let Some(answer) =
-                            handler.reject(flag, id, RpcError::codec(e.to_string()))
-                        {
-                            let _ = tx.send(answer).await;
-                        }
-                    }
                     break 'conn;
                 }
             }
