@@ -296,3 +296,25 @@ async fn a_response_over_the_consumer_payload_limit_fails_only_its_call() {
     );
     exp.unexport().await;
 }
+
+#[tokio::test]
+async fn reconnects_to_a_flapping_peer_back_off_exponentially() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let accepts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = accepts.clone();
+    let server = tokio::spawn(async move {
+        // Accept and drop at once, for ever.
+        while let Ok((s, _)) = l.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let inv = refer_port(port, "reconnect.interval=50&reconnect.max=200").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let n = accepts.load(std::sync::atomic::Ordering::SeqCst);
+    // 50, 100, 200, 200, ... ms between attempts: about 7 in 1.2 s; a spin would be thousands.
+    assert!((2..=20).contains(&n), "{n} connection attempts in 1.2 s");
+    assert_eq!(kind_of(echo(&*inv, "x").await), ErrorKind::Network);
+    server.abort();
+}

@@ -58,6 +58,9 @@ impl ClientConfig {
 
 const SHARDS: usize = 16;
 
+/// A connection that lived this long resets the reconnect backoff.
+const STABLE: Duration = Duration::from_secs(1);
+
 /// One open connection: its send queue and the calls waiting on it.
 struct Live {
     peer: String,
@@ -397,7 +400,7 @@ async fn supervise(
         };
         match attempt {
             Ok(conn) => {
-                backoff = cfg.reconnect_min;
+                let since = Instant::now();
                 let live = start(conn, &cfg);
                 slot.set(Some(live.clone()));
                 if let Some(f) = first.take() {
@@ -412,6 +415,17 @@ async fn supervise(
                     _ = live.dead.cancelled() => {}
                 }
                 slot.set(None);
+                if since.elapsed() >= STABLE {
+                    // A connection that served a while: reconnect at once.
+                    backoff = cfg.reconnect_min;
+                    continue;
+                }
+                // It died young (a peer that accepts then drops): back off, do not spin.
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(cfg.reconnect_max);
             }
             Err(e) => {
                 if let Some(f) = first.take() {
