@@ -227,3 +227,17 @@ async fn a_peer_that_stalls_mid_frame_is_closed_after_the_idle_timeout() {
     still_serves(&*exp).await;
     exp.unexport().await;
 }
+
+#[tokio::test]
+async fn connections_over_the_accepts_limit_are_closed_at_once() {
+    let (exp, _) = export_on(0, "accepts=1").await;
+    let inv = refer(&*exp, "").await;
+    assert_eq!(echo(&*inv, "first").await.expect("first"), "first");
+    let mut extra = connect(&*exp).await;
+    closed(&mut extra, Duration::from_secs(5)).await;
+    assert_eq!(
+        echo(&*inv, "still").await.expect("first still served"),
+        "still"
+    );
+    exp.unexport().await;
+}

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// `threads`: requests executing at once on this server (default [`DEFAULT_THREADS`]); one over
     /// the limit is answered `SERVER_THREADPOOL_EXHAUSTED_ERROR` at once, as Dubbo does.
     pub threads: usize,
+    /// `accepts`: most connections open at once (default 0, unlimited); one more is closed
+    /// as soon as it is accepted.
+    pub accepts: usize,
 }
 
 impl ServerConfig {
@@ -57,6 +60,7 @@ impl ServerConfig {
             idle: Duration::from_millis(url.param_as("idle.timeout", hb.saturating_mul(3))?.max(1)),
             queue: url.param_as("send.queue", 1024usize)?.max(1),
             threads: url.param_as("threads", DEFAULT_THREADS)?.max(1),
+            accepts: url.param_as("accepts", 0usize)?,
         })
     }
 }
@@ -123,6 +127,7 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(cfg.threads));
+    let connections = (cfg.accepts > 0).then(|| Arc::new(Semaphore::new(cfg.accepts)));
     loop {
         let conn = tokio::select! {
             _ = stop.cancelled() => break,
@@ -130,13 +135,22 @@ async fn accept_loop(
         };
         match conn {
             Ok(conn) => {
-                tokio::spawn(serve(
-                    conn,
-                    handler.clone(),
-                    cfg.clone(),
-                    permits.clone(),
-                    stop.clone(),
-                ));
+                let slot = match &connections {
+                    None => None,
+                    Some(sem) => match sem.clone().try_acquire_owned() {
+                        Ok(p) => Some(p),
+                        Err(_) => {
+                            tracing::warn!(peer = %conn.peer, limit = cfg.accepts, "too many connections; refused");
+                            continue;
+                        }
+                    },
+                };
+                let (handler, cfg, permits, stop) =
+                    (handler.clone(), cfg.clone(), permits.clone(), stop.clone());
+                tokio::spawn(async move {
+                    serve(conn, handler, cfg, permits, stop).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");

@@ -39,7 +39,8 @@
 //! first, default 1000, unless the invocation has a deadline), `connections`, `heartbeat`,
 //! `payload`, `send.queue`, `reconnect.interval`, `reconnect.max`, `transporter`.
 //! Provider: `payload`, `idle.timeout`, `heartbeat`, `send.queue`, `threads` (requests
-//! executing at once, default 10000, status 100 beyond), `transporter`; port 0 binds
+//! executing at once, default 10000, status 100 beyond), `accepts` (most open connections,
+//! default unlimited), `transporter`; port 0 binds
 //! a free port, reported in the exporter's URL. Services exported on the same host and port
 //! share one listener and are dispatched by service key `group/interface:version`.
 //! The provider answers in the serialization of the request.
@@ -398,7 +399,12 @@ impl DubboInvoker {
         let deadline = self.deadline(inv, start)?;
         let ser = extension::adaptive::<dyn Serialization>(&self.url, inv.method())?;
         let budget = deadline.saturating_duration_since(start).as_millis();
-        let timeout_ms = u32::try_from(budget).unwrap_or(u32::MAX).max(1);
+        // A one-way call has no caller waiting: the provider gets no budget to cancel it by.
+        let timeout_ms = if inv.is_oneway() {
+            0
+        } else {
+            u32::try_from(budget).unwrap_or(u32::MAX).max(1)
+        };
         let body = body::encode_request(inv, &*ser, timeout_ms)?;
         if body.len() > self.client.payload_limit() {
             return Err(RpcError::codec(format!(
