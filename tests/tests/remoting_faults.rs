@@ -318,3 +318,41 @@ async fn reconnects_to_a_flapping_peer_back_off_exponentially() {
     assert_eq!(kind_of(echo(&*inv, "x").await), ErrorKind::Network);
     server.abort();
 }
+
+#[tokio::test]
+async fn connections_n_opens_n_and_round_robins_over_them() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let (s, _) = l.accept().await.expect("accept");
+            conns.push(tokio::spawn(async move {
+                let mut s = s;
+                let mut served = 0u32;
+                for _ in 0..10 {
+                    let (id, flag) = read_request(&mut s).await;
+                    let mut f = frame(flag & 0x1f, id, &ok_body(&[0xa2, b'o', b'k']));
+                    f[3] = 20;
+                    s.write_all(&f).await.expect("answer");
+                    served += 1;
+                }
+                (served, s)
+            }));
+        }
+        let mut counts = Vec::new();
+        let mut keep = Vec::new();
+        for c in conns {
+            let (n, s) = c.await.expect("conn");
+            counts.push(n);
+            keep.push(s);
+        }
+        (counts, keep)
+    });
+    let inv = refer_port(port, "connections=3&timeout=5000").await;
+    for _ in 0..30 {
+        assert_eq!(echo(&*inv, "x").await.expect("call"), "ok");
+    }
+    let (counts, _keep) = server.await.expect("server");
+    assert_eq!(counts, vec![10, 10, 10]);
+}

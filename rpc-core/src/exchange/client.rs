@@ -22,6 +22,9 @@ use crate::transport::{BoxReader, BoxWriter, Connection, Transporter};
 use crate::url::Url;
 
 /// Connection settings read from a provider URL.
+///
+/// Clients are shared per transporter, address and `connections`: the first reference to an
+/// address fixes the other settings for every reference that shares its client.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// `connections`: how many connections to open (default 1).
