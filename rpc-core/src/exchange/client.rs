@@ -550,6 +550,7 @@ async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec
                 }
             }
         }
+        reserve_for_read(&mut buf);
         let read = tokio::select! {
             r = reader.read_buf(&mut buf) => r,
             _ = live.dead.cancelled() => break "closed",
@@ -561,6 +562,14 @@ async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec
         }
     };
     live.close(why);
+}
+
+/// Keeps room for a large read, so a busy connection is drained in few system calls.
+pub(crate) fn reserve_for_read(buf: &mut BytesMut) {
+    const MIN_ROOM: usize = 8 * 1024;
+    if buf.capacity() - buf.len() < MIN_ROOM {
+        buf.reserve(64 * 1024);
+    }
 }
 
 fn on_frame(live: &Live, frame: Frame) {

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use super::client::write_loop;
+use super::client::{reserve_for_read, write_loop};
 use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
@@ -208,6 +208,7 @@ async fn serve(
                 }
             }
         }
+        reserve_for_read(&mut buf);
         let read = tokio::select! {
             _ = stop.cancelled() => break,
             r = tokio::time::timeout(cfg.idle, reader.read_buf(&mut buf)) => r,
@@ -264,10 +265,11 @@ async fn dispatch(
     let handler = handler.clone();
     let tx = tx.clone();
     tokio::spawn(async move {
-        let answer = handler.handle(frame).await;
-        drop(permit);
-        if let Some(answer) = answer {
+        if let Some(answer) = handler.handle(frame).await {
             let _ = tx.send(answer).await;
         }
+        // Held until the answer is queued: a peer that does not read its answers runs into
+        // the limit instead of piling up tasks.
+        drop(permit);
     });
 }
