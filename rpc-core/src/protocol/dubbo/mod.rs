@@ -1,5 +1,40 @@
 //! `dubbo`: the native remote protocol, framed like dubbo:// (see [`crate::exchange`]).
 //!
+//! # Use
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use rpc_core::protocol::Protocol;
+//! # use rpc_core::{extension, Invocation, Invoker, Response, Result, ServiceKey, Url, Value};
+//! # struct Echo(Url);
+//! # #[async_trait::async_trait]
+//! # impl Invoker for Echo {
+//! #     fn url(&self) -> &Url { &self.0 }
+//! #     async fn invoke(&self, mut inv: Invocation) -> Result<Response> {
+//! #         let (s,): (String,) = inv.take_args().decode()?;
+//! #         Ok(Response::value(Value::typed(s)))
+//! #     }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<()> {
+//! let dubbo = extension::get::<dyn Protocol>("dubbo")?;
+//! // Provider: port 0 binds a free port; the exporter's URL carries the real one.
+//! let url = Url::parse("dubbo://127.0.0.1:0/org.example.Echo?version=1.0").expect("url");
+//! let exporter = dubbo.export(url.clone(), Arc::new(Echo(url))).await?;
+//! // Consumer: one shared connection per provider address.
+//! let echo = dubbo.refer(exporter.url().with_param("timeout", 3000)).await?;
+//! let call = Invocation::new(
+//!     ServiceKey::new("org.example.Echo", None, Some("1.0")),
+//!     "echo",
+//!     Value::typed(("hi".to_string(),)),
+//! );
+//! let answer: String = echo.invoke(call).await?.into_value()?;
+//! assert_eq!(answer, "hi");
+//! exporter.unexport().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Body layout
 //!
 //! All integers big-endian; `str` is a u16 length then UTF-8; `section` is a u32 length then
