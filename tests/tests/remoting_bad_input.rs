@@ -241,3 +241,37 @@ async fn connections_over_the_accepts_limit_are_closed_at_once() {
     );
     exp.unexport().await;
 }
+
+#[tokio::test]
+async fn a_peer_that_never_reads_its_answers_is_closed() {
+    let (exp, _) = export_on(0, "idle.timeout=300").await;
+    let mut s = connect(&*exp).await;
+    // ~25 MB of answers, far more than the socket buffers hold.
+    let body = request_body(
+        "test.Echo",
+        "1.0",
+        "repeat",
+        &msgpack(&("x".repeat(1024), 128usize)),
+    );
+    for id in 0..200u64 {
+        s.write_all(&frame(REQ | ids::MSGPACK, id, &body))
+            .await
+            .expect("send");
+    }
+    // Others are served meanwhile.
+    still_serves(&*exp).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Drain what was buffered; the stream must end (closed by the server).
+    let mut buf = vec![0u8; 1 << 20];
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(tokio::time::Instant::now() < until, "connection not closed");
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("server neither sends nor closes"),
+        }
+    }
+    still_serves(&*exp).await;
+    exp.unexport().await;
+}

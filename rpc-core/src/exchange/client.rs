@@ -458,7 +458,13 @@ fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
         last_read_ms: AtomicU64::new(0),
     });
     let codec = FrameCodec::new(cfg.payload);
-    tokio::spawn(write_task(live.clone(), rx, conn.writer, codec));
+    tokio::spawn(write_task(
+        live.clone(),
+        rx,
+        conn.writer,
+        codec,
+        cfg.heartbeat * 3,
+    ));
     tokio::spawn(read_task(live.clone(), conn.reader, codec));
     tokio::spawn(heartbeat_task(Arc::downgrade(&live), cfg.heartbeat));
     live
@@ -469,12 +475,13 @@ async fn write_task(
     rx: mpsc::Receiver<Frame>,
     writer: BoxWriter,
     codec: FrameCodec,
+    write_timeout: Duration,
 ) {
     let dead = live.dead.clone();
     let peer = live.peer.clone();
     // The writer must not keep the connection's sender alive.
     drop(live);
-    if let Err(e) = write_loop(rx, writer, codec, Some(dead.clone())).await {
+    if let Err(e) = write_loop(rx, writer, codec, Some(dead.clone()), write_timeout).await {
         tracing::debug!(%peer, error = %e, "write failed");
     }
     // Any exit of the writer means the connection is unusable.
@@ -483,12 +490,14 @@ async fn write_task(
 
 /// Drains `rx` into `writer`, encoding frames into one buffer and writing it out only when
 /// the queue is momentarily empty (or the buffer is large), so concurrent frames share
-/// system calls. Ends when every sender is gone (after flushing) or `stop` fires.
+/// system calls. Ends when every sender is gone (after flushing) or `stop` fires; fails when
+/// one write cannot complete within `write_timeout` (a peer that stopped reading).
 pub(crate) async fn write_loop(
     mut rx: mpsc::Receiver<Frame>,
     mut writer: BoxWriter,
     mut codec: FrameCodec,
     stop: Option<CancellationToken>,
+    write_timeout: Duration,
 ) -> std::io::Result<()> {
     const FLUSH_AT: usize = 256 * 1024;
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -507,7 +516,14 @@ pub(crate) async fn write_loop(
                 Err(_) => break,
             }
         }
-        writer.write_all(&buf).await?;
+        tokio::time::timeout(write_timeout, writer.write_all(&buf))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("peer took no data for {} ms", write_timeout.as_millis()),
+                )
+            })??;
         buf.clear();
     }
     writer.flush().await?;

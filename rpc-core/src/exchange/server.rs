@@ -176,10 +176,16 @@ async fn serve(
     let (tx, rx) = mpsc::channel::<Frame>(cfg.queue);
     let mut codec = FrameCodec::new(cfg.payload);
     let writer_peer = peer.clone();
+    // Fires when the writer gives up (write error, or a peer that stopped reading): the
+    // reader then stops taking requests it could not answer.
+    let writer_gone = CancellationToken::new();
+    let gone = writer_gone.clone();
+    let idle = cfg.idle;
     let writer = tokio::spawn(async move {
-        if let Err(e) = write_loop(rx, writer, codec, None).await {
-            tracing::debug!(peer = %writer_peer, error = %e, "write failed");
+        if let Err(e) = write_loop(rx, writer, codec, None, idle).await {
+            tracing::debug!(peer = %writer_peer, error = %e, "write failed; closing");
         }
+        gone.cancel();
     });
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'conn: loop {
@@ -211,6 +217,7 @@ async fn serve(
         reserve_for_read(&mut buf);
         let read = tokio::select! {
             _ = stop.cancelled() => break,
+            _ = writer_gone.cancelled() => break,
             r = tokio::time::timeout(cfg.idle, reader.read_buf(&mut buf)) => r,
         };
         match read {
