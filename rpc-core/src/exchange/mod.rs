@@ -36,7 +36,10 @@
 //!
 //! An accept loop, one reader per connection, each request handed to a spawned task, one
 //! writer task per connection. A connection that sends nothing for `idle.timeout` ms (default
-//! three heartbeats) — for instance one that stalls in the middle of a frame — is closed.
+//! three heartbeats) — for instance one that stalls in the middle of a frame — is closed, and
+//! so is one whose answers cannot be written for as long (a peer that stopped reading; on the
+//! consumer side the bound is three heartbeats). At most `threads` requests execute at once
+//! (status 100 beyond) and at most `accepts` connections are open (unlimited by default).
 //! Closing a server stops the listener; connections stop reading, let in-flight requests
 //! answer, then close.
 //!
