@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -170,8 +170,49 @@ fn matches(s: &Slot, url: &Url, method: &str) -> bool {
     s.port == url.port() && s.host == url.host() && s.path == url.path() && s.method == method
 }
 
+/// Bumped by [`forget`]; per-thread caches are dropped when it changes.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+const LOCAL_MAX: usize = 4096;
+
+struct Local {
+    generation: u64,
+    /// Keyed by the URL's address in memory; checked against the URL (pointer-equal in the
+    /// common case) and the method.
+    entries: HashMap<usize, Vec<(Url, String, Arc<MethodStats>)>>,
+}
+
+thread_local! {
+    static LOCAL: std::cell::RefCell<Local> = std::cell::RefCell::new(Local {
+        generation: 0,
+        entries: HashMap::new(),
+    });
+}
+
 /// The statistics of the provider at `url` for `method` (created on first use).
+///
+/// A per-thread cache in front of the shared map makes repeated lookups of the same provider
+/// URL object cheap (no hashing of strings, no lock).
 pub fn stats(url: &Url, method: &str) -> Arc<MethodStats> {
+    let key = url as *const Url as usize;
+    let generation = GENERATION.load(Ordering::Acquire);
+    LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.generation != generation || l.entries.len() >= LOCAL_MAX {
+            l.entries.clear();
+            l.generation = generation;
+        }
+        let bucket = l.entries.entry(key).or_default();
+        if let Some((_, _, s)) = bucket.iter().find(|(u, m, _)| u == url && m == method) {
+            return s.clone();
+        }
+        let s = shared_stats(url, method);
+        bucket.push((url.clone(), method.to_string(), s.clone()));
+        s
+    })
+}
+
+fn shared_stats(url: &Url, method: &str) -> Arc<MethodStats> {
     let h = key_hash(url, method);
     {
         let t = table().read().unwrap_or_else(|p| p.into_inner());
@@ -201,6 +242,7 @@ pub fn stats(url: &Url, method: &str) -> Arc<MethodStats> {
 /// Forgets every method's statistics of the provider at `url` (it left the directory).
 /// Calls still in flight keep their own handle and finish normally.
 pub fn forget(url: &Url) {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     let mut t = table().write().unwrap_or_else(|p| p.into_inner());
     t.retain(|_, bucket| {
         bucket.retain(|s| !(s.port == url.port() && s.host == url.host() && s.path == url.path()));

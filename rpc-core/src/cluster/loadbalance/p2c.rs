@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::weight;
+use super::{now_ms, weight_at};
 use crate::cluster::{stats, LoadBalance};
 use crate::invocation::{Invocation, Invoker};
 
@@ -56,7 +56,11 @@ impl LoadBalance for P2c {
             1 => return Some(0),
             _ => {}
         }
-        let weights: Vec<u32> = invokers.iter().map(|i| weight(&**i, invocation)).collect();
+        let now = now_ms();
+        let weights: Vec<u32> = invokers
+            .iter()
+            .map(|i| weight_at(&**i, invocation, now))
+            .collect();
         let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
         let a = weighted_draw(&weights, total);
         let b = weighted_draw(&weights, total);

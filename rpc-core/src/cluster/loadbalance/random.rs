@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::weight;
+use super::{now_ms, weight_at};
 use crate::cluster::LoadBalance;
 use crate::invocation::{Invocation, Invoker};
 
@@ -26,10 +26,11 @@ impl LoadBalance for Random {
             large.resize(invokers.len(), 0);
             &mut large
         };
+        let now = now_ms();
         let mut total: u64 = 0;
         let mut same = true;
         for (slot, inv) in weights.iter_mut().zip(invokers) {
-            *slot = weight(&**inv, invocation);
+            *slot = weight_at(&**inv, invocation, now);
             total += u64::from(*slot);
         }
         if let Some(first) = weights.first() {

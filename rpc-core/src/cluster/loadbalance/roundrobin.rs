@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::weight;
+use super::{now_ms, weight_at};
 use crate::cluster::LoadBalance;
 use crate::invocation::{Invocation, Invoker, ServiceKey};
 
@@ -62,10 +62,11 @@ impl LoadBalance for RoundRobin {
                 })
                 .collect();
         }
+        let now = now_ms();
         let mut total: i64 = 0;
         let mut best: Option<(usize, i64)> = None;
         for (idx, (e, inv)) in entries.iter_mut().zip(invokers).enumerate() {
-            let w = i64::from(weight(&**inv, invocation));
+            let w = i64::from(weight_at(&**inv, invocation, now));
             if w == 0 {
                 continue;
             }
