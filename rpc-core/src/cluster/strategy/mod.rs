@@ -142,7 +142,7 @@ impl ClusterBase {
         Ok(chosen)
     }
 
-    /// Lists, selects (avoiding `tried`) and calls one provider; see [`ClusterBase::call`].
+    /// Lists, selects (avoiding `tried`) and calls one provider; see [`call`].
     pub async fn select_and_call(
         &self,
         invocation: &Invocation,
