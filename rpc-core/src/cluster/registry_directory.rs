@@ -9,6 +9,12 @@
 //! invokers of departed URLs are destroyed once no call holds them any more (or after a grace
 //! period, [`DESTROY_GRACE`]), so a list swap under load loses no call.
 //!
+//! Provider URLs are filtered before use: `empty://` markers, `enabled=false` providers and,
+//! when the reference sets `protocol=`, providers of other protocols are skipped. The
+//! consumer-side balancer keys of the reference (`hash.nodes`, `hash.arguments`, also
+//! method-level) are merged into each provider URL handed to the factory, since balancers
+//! read them from the provider invokers.
+//!
 //! # Telling "no providers" from a registry fault
 //!
 //! The convention, also stated on [`NotifyListener::notify`]:
@@ -148,6 +154,27 @@ impl RegistryDirectory {
         }
     }
 
+    /// The URL an invoker is created with: the provider URL plus the consumer-side keys the
+    /// load balancers read from provider URLs (`hash.nodes`, `hash.arguments`, also
+    /// method-level), taken from the reference URL.
+    fn merge(&self, provider: &Url) -> Url {
+        let consumer_keys: Vec<(&String, &String)> = self
+            .url
+            .params()
+            .iter()
+            .filter(|(k, _)| k.ends_with("hash.nodes") || k.ends_with("hash.arguments"))
+            .collect();
+        if consumer_keys.is_empty() {
+            provider.clone()
+        } else {
+            provider.with_params(
+                consumer_keys
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            )
+        }
+    }
+
     async fn apply_providers(&self, urls: Vec<Url>) {
         if self.destroyed.load(Ordering::Acquire) {
             return;
@@ -168,7 +195,7 @@ impl RegistryDirectory {
                 providers.push((u, (*i).clone()));
                 continue;
             }
-            match self.factory.refer(u.clone()).await {
+            match self.factory.refer(self.merge(&u)).await {
                 Ok(i) => providers.push((u, i)),
                 Err(e) => tracing::warn!(provider = %u, error = %e, "cannot refer provider"),
             }
@@ -482,6 +509,33 @@ mod tests {
         dir.refresh().await;
         assert!(dir.providers().is_empty());
         assert!(!dir.is_available());
+    }
+
+    #[tokio::test]
+    async fn consumer_hash_keys_reach_the_provider_invokers() {
+        let f = Arc::new(Factory::default());
+        let url = Url::parse("consumer://127.0.0.1/rd.S?hash.arguments=1&m.hash.nodes=8&timeout=5")
+            .expect("url");
+        let dir = RegistryDirectory::new(url, f.clone());
+        dir.notify(Category::Providers, vec![provider(1, "hash.nodes=99")]);
+        dir.refresh().await;
+        let made = &f.made()[0].url;
+        assert_eq!(made.param("hash.arguments"), Some("1"));
+        assert_eq!(made.param("m.hash.nodes"), Some("8"));
+        assert_eq!(
+            made.param("hash.nodes"),
+            Some("99"),
+            "provider keys not merged stay"
+        );
+        assert_eq!(
+            made.param("timeout"),
+            None,
+            "only the balancer keys are merged"
+        );
+        // Reuse is decided on the registry's URL, not the merged one.
+        dir.notify(Category::Providers, vec![provider(1, "hash.nodes=99")]);
+        dir.refresh().await;
+        assert_eq!(f.made().len(), 1);
     }
 
     #[tokio::test]
