@@ -1,6 +1,7 @@
-//! Micro-benchmark of the per-call cluster path: registry directory `list` (snapshot read,
-//! availability filter) + router chain (one condition rule, one tag router) + load balancer
-//! pick, over 100 providers, for every built-in balancer.
+//! Micro-benchmark of the per-call cluster path, as the cluster invokers run it: registry
+//! directory `list_shared` (snapshot read, availability check, router chain of one condition
+//! rule and one tag router, cached per method and tag) + load balancer pick, over 100
+//! providers, for every built-in balancer.
 //!
 //! Run: `cargo run --release -p rpc-core --example cluster_pick`
 
@@ -80,7 +81,7 @@ async fn main() -> Result<()> {
     let list_ns = {
         let start = Instant::now();
         for _ in 0..ITERATIONS {
-            black_box(dir.list(black_box(&invocation))?);
+            black_box(dir.list_shared(black_box(&invocation))?);
         }
         start.elapsed().as_nanos() as f64 / f64::from(ITERATIONS)
     };
@@ -95,12 +96,12 @@ async fn main() -> Result<()> {
         let lb = extension::get::<dyn LoadBalance>(name)?;
         // Warm up caches (rings, round-robin state, statistics entries).
         for _ in 0..1000 {
-            let list = dir.list(&invocation)?;
+            let list = dir.list_shared(&invocation)?;
             black_box(lb.select(&list, &invocation));
         }
         let start = Instant::now();
         for _ in 0..ITERATIONS {
-            let list = dir.list(black_box(&invocation))?;
+            let list = dir.list_shared(black_box(&invocation))?;
             black_box(lb.select(&list, &invocation));
         }
         let ns = start.elapsed().as_nanos() as f64 / f64::from(ITERATIONS);

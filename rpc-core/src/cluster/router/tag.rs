@@ -92,6 +92,10 @@ impl Router for TagRouter {
     fn priority(&self) -> i32 {
         self.priority
     }
+
+    fn cacheable(&self) -> bool {
+        true
+    }
 }
 
 /// Makes [`TagRouter`]s from `tag://` URLs (`force`, `priority` parameters).

@@ -58,8 +58,8 @@ impl ClusterBase {
     }
 
     /// The routed provider list for `invocation`.
-    pub fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>> {
-        self.directory.list(invocation)
+    pub fn list(&self, invocation: &Invocation) -> Result<Arc<[Arc<dyn Invoker>]>> {
+        self.directory.list_shared(invocation)
     }
 
     /// The load balancer for the method (`{method}.loadbalance`, else `loadbalance`).
