@@ -141,6 +141,11 @@ pub fn weighted_among(
     match candidates.len() {
         0 => return None,
         1 => return Some(candidates[0]),
+        n if n == invokers.len() => {
+            // Everyone tied: a weighted pick over the whole list (cached cumulative weights).
+            use crate::cluster::LoadBalance;
+            return Random.select(invokers, invocation);
+        }
         _ => {}
     }
     let now = now_ms();
