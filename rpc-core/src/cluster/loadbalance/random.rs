@@ -73,6 +73,25 @@ impl Prefix {
     }
 }
 
+/// Runs `f` with the cumulative (warmed-up) weights of `invokers` for the method:
+/// `prefix[i]` is the sum of the weights of providers `0..=i`. Cached per thread for the last
+/// list, as for picks.
+pub(super) fn with_prefix<R>(
+    invokers: &[Arc<dyn Invoker>],
+    invocation: &Invocation,
+    f: impl FnOnce(&[u64]) -> R,
+) -> R {
+    let now = now_ms();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(p) if p.matches(invokers, invocation.method(), now) => {}
+            _ => *last = Some(Prefix::build(invokers, invocation, now)),
+        }
+        f(last.as_ref().map(|p| &p.prefix[..]).unwrap_or(&[]))
+    })
+}
+
 impl LoadBalance for Random {
     fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize> {
         match invokers.len() {
