@@ -31,8 +31,13 @@
 //!
 //! # Hot path
 //!
-//! [`Directory::list`] reads an [`ArcSwap`] snapshot (providers and router chain together):
-//! no lock, nothing held across an `.await`. Notifications build a new snapshot and swap it.
+//! [`Directory::list_shared`] (what the cluster invokers call) reads an [`ArcSwap`] snapshot
+//! (providers and router chain together): nothing is held across an `.await`. When every
+//! provider is available and every router is [cacheable](Router::cacheable), the routed list
+//! is cached in the snapshot per method and tag and handed out as a shared
+//! `Arc<[Arc<dyn Invoker>]>` (no copy per call); any provider or rule notification builds a
+//! new snapshot, which starts with an empty cache. A provider that is not available makes the
+//! call take the uncached path, so availability is always current.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
