@@ -21,7 +21,7 @@ pub const INTERFACE: &str = "test.Echo";
 /// Version [`TestService`] is exported under.
 pub const VERSION: &str = "1.0";
 
-/// A hand-written skeleton: `echo(String)`, `add(u64, u64)`, `sleep(u64 ms)`, `panic()`,
+/// A hand-written skeleton: `echo(String)`, `repeat(String, usize)`, `add(u64, u64)`, `sleep(u64 ms)`, `panic()`,
 /// `fail(String)` (business error), `deny()`, `busy()`, `hit()` (counts one-way calls);
 /// any other name is `MethodNotFound`.
 pub struct TestService {
@@ -51,6 +51,10 @@ impl Invoker for TestService {
             "echo" => {
                 let (s,): (String,) = inv.take_args().decode()?;
                 Ok(Response::value(Value::typed(s)))
+            }
+            "repeat" => {
+                let (s, n): (String, usize) = inv.take_args().decode()?;
+                Ok(Response::value(Value::typed(s.repeat(n))))
             }
             "add" => {
                 let (a, b): (u64, u64) = inv.take_args().decode()?;

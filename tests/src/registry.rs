@@ -63,7 +63,10 @@ impl Backend {
         let text = match self {
             Backend::Local => format!(
                 "local://{}?poll=50&lease=600",
-                std::env::temp_dir().join(namespace).display()
+                std::env::temp_dir()
+                    .join("rpc-it-local")
+                    .join(namespace)
+                    .display()
             ),
             Backend::Zookeeper => {
                 format!("zookeeper://{address}?root={namespace}&session=2000&timeout=1000")
@@ -335,4 +338,41 @@ pub async fn scenario_outage_served_from_cache(backend: Backend) {
     .await;
     assert!(second.is_available());
     let _ = std::fs::remove_file(cache_file);
+}
+
+/// Scenario (ZooKeeper, etcd): the connection drops for less than the session or lease
+/// timeout; the subscription keeps working afterwards (watches are re-armed) and the
+/// provider registered through the same cut connection stays listed.
+pub async fn scenario_brief_disconnect_keeps_watching(backend: Backend) {
+    let Some(server) = backend.address() else {
+        return;
+    };
+    let proxy = Proxy::start(&server).await;
+    let namespace = unique("ns");
+    let via_proxy = backend.url_at(&proxy.address(), &namespace);
+    let direct = backend.url_at(&server, &namespace);
+    let interface = unique("org.example.Blip");
+    let p1 = provider(&interface, 20885);
+    let p2 = provider(&interface, 20886);
+
+    let cut_client = client(&via_proxy, "cut").await;
+    cut_client.register(&p1).await.expect("register p1");
+    let rec = Recorder::new();
+    cut_client
+        .subscribe(&consumer(&interface), rec.clone())
+        .await
+        .expect("subscribe");
+    expect_providers(&rec, Duration::from_secs(2), "p1", |l| l.len() == 1).await;
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore().await;
+
+    let other = client(&direct, "other").await;
+    other.register(&p2).await.expect("register p2");
+    let list = expect_providers(&rec, Duration::from_secs(10), "p2 after the blip", |l| {
+        l.len() == 2
+    })
+    .await;
+    assert!(list.contains(&p1) && list.contains(&p2), "{list:?}");
 }

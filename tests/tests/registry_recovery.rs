@@ -10,7 +10,7 @@ use rpc_core::registry::Registry;
 use rpc_core::Url;
 use rpc_registry_etcd::EtcdRegistry;
 use rpc_registry_zookeeper::ZookeeperRegistry;
-use rpc_tests::registry::{client, consumer, expect_providers, provider, unique, Backend};
+use rpc_tests::registry::{client, consumer, expect_providers, provider, unique, Backend, Proxy};
 
 /// Waits (bounded) until `f` gives `Some`.
 async fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -69,16 +69,19 @@ async fn local_provider_killed_with_sigkill_disappears_after_its_lease() {
     .await;
 }
 
-/// Closes the ZooKeeper session of `session` from a second connection that presents the
-/// same session id and password, which expires it for its owner.
-async fn expire_session(address: &str, session: zookeeper_client::SessionInfo) {
-    let twin = zookeeper_client::Client::connector()
-        .with_session(session)
-        .with_session_timeout(Duration::from_secs(2))
-        .connect(address)
-        .await
-        .expect("attach to the session");
-    drop(twin); // the last handle of that connection closes the session
+/// Expires the ZooKeeper session of `reg` the way a network partition does: its traffic
+/// goes through `proxy`, which is cut for longer than the session timeout (2 s in these
+/// tests) so the server expires the session; then the network comes back and the registry
+/// must move to a new session by itself.
+async fn partition_until_expired(reg: &ZookeeperRegistry, proxy: &Proxy) {
+    let old = reg.session().expect("a session");
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    proxy.restore().await;
+    eventually(Duration::from_secs(15), "a new session", || {
+        reg.session().filter(|s| s.id() != old.id())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -86,14 +89,20 @@ async fn zookeeper_session_expiry_is_recovered_without_restart() {
     let Some(address) = Backend::Zookeeper.address() else {
         return;
     };
-    let url = Backend::Zookeeper.url_at(&address, &unique("ns"));
-    let prov = ZookeeperRegistry::start(&url.with_param("client", "p")).expect("start");
-    let cons = ZookeeperRegistry::start(&url.with_param("client", "c")).expect("start");
-    let old_prov = eventually(Duration::from_secs(5), "provider session", || {
+    let namespace = unique("ns");
+    let prov_proxy = Proxy::start(&address).await;
+    let cons_proxy = Proxy::start(&address).await;
+    let prov =
+        ZookeeperRegistry::start(&Backend::Zookeeper.url_at(&prov_proxy.address(), &namespace))
+            .expect("start");
+    let cons =
+        ZookeeperRegistry::start(&Backend::Zookeeper.url_at(&cons_proxy.address(), &namespace))
+            .expect("start");
+    eventually(Duration::from_secs(5), "provider session", || {
         prov.session()
     })
     .await;
-    let old_cons = eventually(Duration::from_secs(5), "consumer session", || {
+    eventually(Duration::from_secs(5), "consumer session", || {
         cons.session()
     })
     .await;
@@ -107,36 +116,32 @@ async fn zookeeper_session_expiry_is_recovered_without_restart() {
         .expect("subscribe");
     expect_providers(&rec, Duration::from_secs(2), "p1", |l| l.len() == 1).await;
 
-    // The provider's session expires: its ephemeral node goes, then comes back in a new one.
-    expire_session(&address, old_prov.clone()).await;
-    eventually(Duration::from_secs(15), "a new provider session", || {
-        prov.session().filter(|s| s.id() != old_prov.id())
-    })
-    .await;
+    // The provider's session expires: the server deletes its ephemeral node (the consumer
+    // sees that), and the provider re-creates it in a new session.
+    let seen_gone = {
+        let rec = rec.clone();
+        tokio::spawn(async move {
+            rec.wait_for(
+                rpc_core::registry::Category::Providers,
+                Duration::from_secs(10),
+                |l| l.is_empty(),
+            )
+            .await
+        })
+    };
+    partition_until_expired(&prov, &prov_proxy).await;
+    assert_eq!(
+        seen_gone.await.expect("join"),
+        Some(vec![]),
+        "the expired session's node was deleted"
+    );
     expect_providers(&rec, Duration::from_secs(10), "p1 re-created", |l| {
         l == std::slice::from_ref(&p1)
     })
     .await;
-    // The old session's node is gone with it, so a listed p1 is the re-created node.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let listed = cons.lookup(&consumer(&interface)).await.expect("lookup");
-        if listed == std::slice::from_ref(&p1) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "p1 not re-created: {listed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // The consumer's session expires: its watch is re-armed in the new session.
-    expire_session(&address, old_cons.clone()).await;
-    eventually(Duration::from_secs(15), "a new consumer session", || {
-        cons.session().filter(|s| s.id() != old_cons.id())
-    })
-    .await;
+    partition_until_expired(&cons, &cons_proxy).await;
     let p2 = provider(&interface, 20892);
     prov.register(&p2).await.expect("register p2");
     expect_providers(&rec, Duration::from_secs(10), "p2 after the expiry", |l| {

@@ -107,16 +107,28 @@ async fn truncated_header_and_truncated_body_close_the_connection() {
 }
 
 #[tokio::test]
-async fn body_over_the_payload_limit_is_answered_bad_request_then_closed() {
+async fn body_over_the_payload_limit_is_answered_bad_request_and_skipped() {
     let (exp, _) = export_on(0, "payload=1024").await;
     let mut s = connect(&*exp).await;
-    let mut header = frame(REQ | ids::MSGPACK, 99, &[]);
-    header[12..16].copy_from_slice(&(64u32 * 1024 * 1024).to_be_bytes());
-    s.write_all(&header).await.expect("send");
+    let big = vec![0x55u8; 4096];
+    s.write_all(&frame(REQ | ids::MSGPACK, 99, &big))
+        .await
+        .expect("send");
     let (st, id, body) = response(&mut s).await;
     assert_eq!((st, id), (status::BAD_REQUEST, 99));
     assert!(String::from_utf8_lossy(&body).contains("payload limit"));
-    closed(&mut s, Duration::from_secs(5)).await;
+    // The refused body was skipped: the next frame on the same connection is served.
+    let good = request_body("test.Echo", "1.0", "echo", &msgpack(&("y",)));
+    s.write_all(&frame(REQ | ids::MSGPACK, 100, &good))
+        .await
+        .expect("send");
+    assert_eq!(response(&mut s).await.0, status::OK);
+    // A header announcing a huge body is refused at once, nothing is buffered for it.
+    let mut header = frame(REQ | ids::MSGPACK, 101, &[]);
+    header[12..16].copy_from_slice(&(64u32 * 1024 * 1024).to_be_bytes());
+    s.write_all(&header).await.expect("send");
+    let (st, id, _) = response(&mut s).await;
+    assert_eq!((st, id), (status::BAD_REQUEST, 101));
     still_serves(&*exp).await;
     exp.unexport().await;
 }
@@ -212,6 +224,54 @@ async fn a_peer_that_stalls_mid_frame_is_closed_after_the_idle_timeout() {
     let t0 = tokio::time::Instant::now();
     closed(&mut s, Duration::from_secs(5)).await;
     assert!(t0.elapsed() < Duration::from_secs(3));
+    still_serves(&*exp).await;
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_accepts_limit_are_closed_at_once() {
+    let (exp, _) = export_on(0, "accepts=1").await;
+    let inv = refer(&*exp, "").await;
+    assert_eq!(echo(&*inv, "first").await.expect("first"), "first");
+    let mut extra = connect(&*exp).await;
+    closed(&mut extra, Duration::from_secs(5)).await;
+    assert_eq!(
+        echo(&*inv, "still").await.expect("first still served"),
+        "still"
+    );
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_its_answers_is_closed() {
+    let (exp, _) = export_on(0, "idle.timeout=300").await;
+    let mut s = connect(&*exp).await;
+    // ~25 MB of answers, far more than the socket buffers hold.
+    let body = request_body(
+        "test.Echo",
+        "1.0",
+        "repeat",
+        &msgpack(&("x".repeat(1024), 128usize)),
+    );
+    for id in 0..200u64 {
+        s.write_all(&frame(REQ | ids::MSGPACK, id, &body))
+            .await
+            .expect("send");
+    }
+    // Others are served meanwhile.
+    still_serves(&*exp).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Drain what was buffered; the stream must end (closed by the server).
+    let mut buf = vec![0u8; 1 << 20];
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(tokio::time::Instant::now() < until, "connection not closed");
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("server neither sends nor closes"),
+        }
+    }
     still_serves(&*exp).await;
     exp.unexport().await;
 }

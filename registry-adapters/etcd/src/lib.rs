@@ -96,6 +96,8 @@ struct Shared {
     /// Watch tasks of the current client, by subscription id.
     watches: Mutex<HashMap<u64, Vec<JoinHandle<()>>>>,
     next_id: AtomicU64,
+    /// Woken whenever a new client is in place.
+    ready: tokio::sync::Notify,
 }
 
 /// An etcd registry client (see the crate docs).
@@ -158,6 +160,7 @@ impl EtcdRegistry {
             subs: Mutex::new(Vec::new()),
             watches: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            ready: tokio::sync::Notify::new(),
         });
         let supervisor = tokio::spawn(supervise(shared.clone()));
         Ok(EtcdRegistry { shared, supervisor })
@@ -173,6 +176,21 @@ impl EtcdRegistry {
 impl Shared {
     fn client(&self) -> Option<etcd::Client> {
         self.client.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// The current client, waiting up to the `timeout` key for the first one (so a start-up
+    /// subscription reads the registry rather than the cache when the registry is up).
+    async fn wait_client(&self) -> Option<etcd::Client> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let ready = self.ready.notified();
+            if let Some(c) = self.client() {
+                return Some(c);
+            }
+            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+                return None;
+            }
+        }
     }
 
     fn prefix(&self, interface: &str, category: Category) -> String {
@@ -332,11 +350,12 @@ async fn watch_category(
 async fn supervise(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match run_session(&shared).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                tracing::warn!(registry = %shared.url, error = %e, "etcd: session lost, starting over");
-            }
+        let started = tokio::time::Instant::now();
+        if let Err(e) = run_session(&shared).await {
+            tracing::warn!(registry = %shared.url, error = %e, "etcd: session lost, starting over");
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
         }
         shared.available.store(false, Ordering::SeqCst);
         shared.stop_watches();
@@ -350,6 +369,7 @@ async fn supervise(shared: Arc<Shared>) {
     }
 }
 
+/// One client and lease, until something fails (it never returns `Ok`).
 async fn run_session(shared: &Arc<Shared>) -> Result<()> {
     let mut opts = etcd::ConnectOptions::new()
         .with_connect_timeout(shared.timeout)
@@ -379,6 +399,7 @@ async fn run_session(shared: &Arc<Shared>) -> Result<()> {
     if let Ok(mut c) = shared.client.lock() {
         *c = Some(client.clone());
     }
+    shared.ready.notify_waiters();
     let registered: Vec<(String, Url)> = shared
         .registered
         .lock()
@@ -434,7 +455,8 @@ impl Registry for EtcdRegistry {
         if let Ok(mut r) = self.shared.registered.lock() {
             r.insert(key.clone(), url.clone());
         }
-        if let (Some(mut client), Some(_)) = (self.shared.client(), self.lease_id()) {
+        let client = self.shared.wait_client().await;
+        if let (Some(mut client), Some(_)) = (client, self.lease_id()) {
             if let Err(e) = self.shared.put(&mut client, &key, url).await {
                 tracing::warn!(key, error = %e, "etcd: registration deferred until reconnected");
             }
@@ -469,7 +491,7 @@ impl Registry for EtcdRegistry {
         if let Ok(mut subs) = self.shared.subs.lock() {
             subs.push(sub.clone());
         }
-        let firsts = match self.shared.client() {
+        let firsts = match self.shared.wait_client().await {
             Some(client) => self.shared.start_watch(&client, &sub),
             None => Vec::new(),
         };
@@ -503,7 +525,7 @@ impl Registry for EtcdRegistry {
     }
 
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
-        let mut client = self.shared.client().ok_or_else(|| {
+        let mut client = self.shared.wait_client().await.ok_or_else(|| {
             RpcError::network(format!("etcd {:?} is not connected", self.shared.endpoints))
         })?;
         let prefix = self.shared.prefix(url.interface(), Category::Providers);

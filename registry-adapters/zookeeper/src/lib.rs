@@ -101,6 +101,8 @@ struct Shared {
     /// Watch tasks of the current session, by subscription id.
     watches: Mutex<HashMap<u64, Vec<JoinHandle<()>>>>,
     next_id: AtomicU64,
+    /// Woken whenever a new client is in place.
+    ready: tokio::sync::Notify,
 }
 
 /// A ZooKeeper registry client (see the crate docs).
@@ -119,8 +121,16 @@ impl Drop for ZookeeperRegistry {
     }
 }
 
+/// A ZooKeeper error as an [`RpcError`]: refused credentials or ACLs are `Unauthorized`,
+/// everything else `Network`.
 fn zk_err(what: &str, e: zk::Error) -> RpcError {
-    RpcError::network(format!("zookeeper {what}: {e}"))
+    let kind = match e {
+        zk::Error::NoAuth | zk::Error::AuthFailed | zk::Error::InvalidAcl => {
+            rpc_core::ErrorKind::Unauthorized
+        }
+        _ => rpc_core::ErrorKind::Network,
+    };
+    RpcError::new(kind, format!("zookeeper {what}: {e}"))
 }
 
 impl ZookeeperRegistry {
@@ -159,6 +169,7 @@ impl ZookeeperRegistry {
             subs: Mutex::new(Vec::new()),
             watches: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            ready: tokio::sync::Notify::new(),
         });
         let supervisor = tokio::spawn(supervise(shared.clone()));
         Ok(ZookeeperRegistry { shared, supervisor })
@@ -173,6 +184,21 @@ impl ZookeeperRegistry {
 impl Shared {
     fn client(&self) -> Option<zk::Client> {
         self.client.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// The current client, waiting up to the `timeout` key for the first one (so a start-up
+    /// subscription reads the registry rather than the cache when the registry is up).
+    async fn wait_client(&self) -> Option<zk::Client> {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        loop {
+            let ready = self.ready.notified();
+            if let Some(c) = self.client() {
+                return Some(c);
+            }
+            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+                return None;
+            }
+        }
     }
 
     fn acls(&self) -> zk::Acls<'static> {
@@ -371,11 +397,12 @@ async fn supervise(shared: Arc<Shared>) {
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        let started = tokio::time::Instant::now();
         let mut states = client.state_watcher();
         if let Ok(mut c) = shared.client.lock() {
             *c = Some(client.clone());
         }
+        shared.ready.notify_waiters();
         let registered: Vec<(String, Url)> = shared
             .registered
             .lock()
@@ -413,6 +440,15 @@ async fn supervise(shared: Arc<Shared>) {
         if let Ok(mut c) = shared.client.lock() {
             c.take();
         }
+        // A session that ended quickly (e.g. refused credentials) must not spin.
+        let jitter = Duration::from_millis(fastrand::u64(0..100));
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+            tokio::time::sleep(jitter).await;
+        } else {
+            tokio::time::sleep(backoff + jitter).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
     }
 }
 
@@ -433,7 +469,7 @@ impl Registry for ZookeeperRegistry {
         if let Ok(mut r) = self.shared.registered.lock() {
             r.insert(path.clone(), url.clone());
         }
-        let Some(client) = self.shared.client() else {
+        let Some(client) = self.shared.wait_client().await else {
             return Ok(());
         };
         match self.shared.create_node(&client, &path, url).await {
@@ -477,7 +513,7 @@ impl Registry for ZookeeperRegistry {
         if let Ok(mut subs) = self.shared.subs.lock() {
             subs.push(sub.clone());
         }
-        let firsts = match self.shared.client() {
+        let firsts = match self.shared.wait_client().await {
             Some(client) => self.shared.start_watch(&client, &sub),
             None => Vec::new(),
         };
@@ -511,7 +547,7 @@ impl Registry for ZookeeperRegistry {
     }
 
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
-        let client = self.shared.client().ok_or_else(|| {
+        let client = self.shared.wait_client().await.ok_or_else(|| {
             RpcError::network(format!(
                 "zookeeper {} is not connected",
                 self.shared.cluster

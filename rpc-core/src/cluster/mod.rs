@@ -57,6 +57,13 @@ pub trait Directory: Send + Sync {
     /// The providers a call may go to, already narrowed by the router chain.
     fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>>;
 
+    /// The same list as [`Directory::list`], as a shared slice. Directories that cache routed
+    /// lists override this to hand out the cached list without copying it; the cluster
+    /// invokers call this one.
+    fn list_shared(&self, invocation: &Invocation) -> Result<Arc<[Arc<dyn Invoker>]>> {
+        self.list(invocation).map(Arc::from)
+    }
+
     /// Whether any provider is available.
     fn is_available(&self) -> bool;
 
@@ -77,6 +84,13 @@ pub trait Router: Send + Sync {
     /// Routers run in ascending priority.
     fn priority(&self) -> i32 {
         0
+    }
+
+    /// Whether the result depends only on the provider list, the consumer URL, the method
+    /// and the tag attachments (`dubbo.tag`, `tag`, `dubbo.force.tag`), so that a directory
+    /// may cache it per method and tag until the providers or rules change. Default `false`.
+    fn cacheable(&self) -> bool {
+        false
     }
 }
 

@@ -9,6 +9,12 @@
 //! invokers of departed URLs are destroyed once no call holds them any more (or after a grace
 //! period, [`DESTROY_GRACE`]), so a list swap under load loses no call.
 //!
+//! Provider URLs are filtered before use: `empty://` markers, `enabled=false` providers and,
+//! when the reference sets `protocol=`, providers of other protocols are skipped. The
+//! consumer-side balancer keys of the reference (`hash.nodes`, `hash.arguments`, also
+//! method-level) are merged into each provider URL handed to the factory, since balancers
+//! read them from the provider invokers.
+//!
 //! # Telling "no providers" from a registry fault
 //!
 //! The convention, also stated on [`NotifyListener::notify`]:
@@ -25,8 +31,13 @@
 //!
 //! # Hot path
 //!
-//! [`Directory::list`] reads an [`ArcSwap`] snapshot (providers and router chain together):
-//! no lock, nothing held across an `.await`. Notifications build a new snapshot and swap it.
+//! [`Directory::list_shared`] (what the cluster invokers call) reads an [`ArcSwap`] snapshot
+//! (providers and router chain together): nothing is held across an `.await`. When every
+//! provider is available and every router is [cacheable](Router::cacheable), the routed list
+//! is cached in the snapshot per method and tag and handed out as a shared
+//! `Arc<[Arc<dyn Invoker>]>` (no copy per call); any provider or rule notification builds a
+//! new snapshot, which starts with an empty cache. A provider that is not available makes the
+//! call take the uncached path, so availability is always current.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +79,14 @@ impl InvokerFactory for ProtocolInvokerFactory {
     }
 }
 
+type Shared = Arc<[Arc<dyn Invoker>]>;
+
+/// Routed lists cached per method, then per (request tag, forced-tag attachment).
+type RouteCache = HashMap<String, Vec<(Option<String>, Option<String>, Shared)>>;
+
+/// Cached routed lists kept per snapshot at most; beyond it the cache starts over.
+const ROUTE_CACHE_MAX: usize = 1024;
+
 #[derive(Default)]
 struct Snapshot {
     /// Whether a provider list has been received at all.
@@ -75,9 +94,31 @@ struct Snapshot {
     /// Provider URL and its invoker, in notification order.
     providers: Vec<(Url, Arc<dyn Invoker>)>,
     /// The invokers alone, for `list`.
-    invokers: Vec<Arc<dyn Invoker>>,
+    invokers: Shared,
     /// Router chain, sorted by priority.
     routers: Vec<Arc<dyn Router>>,
+    /// Whether every router's result may be cached per method and tag.
+    cacheable: bool,
+    /// Routed lists for the case where every provider is available; dropped with the
+    /// snapshot, so any provider or rule change starts afresh.
+    routes: std::sync::RwLock<RouteCache>,
+}
+
+impl Snapshot {
+    fn new(
+        received: bool,
+        providers: Vec<(Url, Arc<dyn Invoker>)>,
+        routers: Vec<Arc<dyn Router>>,
+    ) -> Self {
+        Snapshot {
+            received,
+            invokers: providers.iter().map(|(_, i)| i.clone()).collect(),
+            providers,
+            cacheable: routers.iter().all(|r| r.cacheable()),
+            routers,
+            routes: Default::default(),
+        }
+    }
 }
 
 /// The provider list of one reference, kept current by registry notifications; see the
@@ -148,6 +189,27 @@ impl RegistryDirectory {
         }
     }
 
+    /// The URL an invoker is created with: the provider URL plus the consumer-side keys the
+    /// load balancers read from provider URLs (`hash.nodes`, `hash.arguments`, also
+    /// method-level), taken from the reference URL.
+    fn merge(&self, provider: &Url) -> Url {
+        let consumer_keys: Vec<(&String, &String)> = self
+            .url
+            .params()
+            .iter()
+            .filter(|(k, _)| k.ends_with("hash.nodes") || k.ends_with("hash.arguments"))
+            .collect();
+        if consumer_keys.is_empty() {
+            provider.clone()
+        } else {
+            provider.with_params(
+                consumer_keys
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            )
+        }
+    }
+
     async fn apply_providers(&self, urls: Vec<Url>) {
         if self.destroyed.load(Ordering::Acquire) {
             return;
@@ -168,7 +230,7 @@ impl RegistryDirectory {
                 providers.push((u, (*i).clone()));
                 continue;
             }
-            match self.factory.refer(u.clone()).await {
+            match self.factory.refer(self.merge(&u)).await {
                 Ok(i) => providers.push((u, i)),
                 Err(e) => tracing::warn!(provider = %u, error = %e, "cannot refer provider"),
             }
@@ -187,20 +249,14 @@ impl RegistryDirectory {
             .filter(|(u, _)| !providers.iter().any(|(n, _)| n == u))
             .cloned()
             .collect();
-        let invokers: Vec<Arc<dyn Invoker>> = providers.iter().map(|(_, i)| i.clone()).collect();
-        let providers = Arc::new(providers);
-        let invokers = Arc::new(invokers);
+        let count = providers.len();
         drop(old);
         drop(current);
-        self.state.rcu(|s| Snapshot {
-            received: true,
-            providers: (*providers).clone(),
-            invokers: (*invokers).clone(),
-            routers: s.routers.clone(),
-        });
+        self.state
+            .rcu(|s| Snapshot::new(true, providers.clone(), s.routers.clone()));
         tracing::info!(
             service = %self.url.service_key(),
-            providers = invokers.len(),
+            providers = count,
             removed = removed.len(),
             "provider list updated"
         );
@@ -221,13 +277,63 @@ impl RegistryDirectory {
             }
         }
         routers.sort_by_key(|r| r.priority());
-        let routers = Arc::new(routers);
-        self.state.rcu(|s| Snapshot {
-            received: s.received,
-            providers: s.providers.clone(),
-            invokers: s.invokers.clone(),
-            routers: (*routers).clone(),
-        });
+        self.state
+            .rcu(|s| Snapshot::new(s.received, s.providers.clone(), routers.clone()));
+    }
+}
+
+impl RegistryDirectory {
+    fn cached_route(&self, s: &Snapshot, invocation: &Invocation) -> Result<Shared> {
+        let a = invocation.attachments();
+        let tag = a.get("dubbo.tag").or_else(|| a.get("tag"));
+        let force = a.get("dubbo.force.tag");
+        let method = invocation.method();
+        let hit = s
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(method)
+            .and_then(|v| {
+                v.iter()
+                    .find(|(t, f, _)| t.as_deref() == tag && f.as_deref() == force)
+                    .map(|(_, _, l)| l.clone())
+            });
+        let list = match hit {
+            Some(l) => l,
+            None => {
+                let routed: Shared =
+                    router::route_all(&s.routers, s.invokers.to_vec(), &self.url, invocation)
+                        .into();
+                let mut routes = s.routes.write().unwrap_or_else(|p| p.into_inner());
+                if routes.values().map(Vec::len).sum::<usize>() >= ROUTE_CACHE_MAX {
+                    routes.clear();
+                }
+                routes.entry(method.to_string()).or_default().push((
+                    tag.map(str::to_string),
+                    force.map(str::to_string),
+                    routed.clone(),
+                ));
+                routed
+            }
+        };
+        self.non_empty(s, list, invocation)
+    }
+
+    fn non_empty(&self, s: &Snapshot, list: Shared, invocation: &Invocation) -> Result<Shared> {
+        if !list.is_empty() {
+            return Ok(list);
+        }
+        let why = if self.destroyed.load(Ordering::Acquire) {
+            "the reference was destroyed".to_string()
+        } else if !s.received {
+            "no provider list received from the registry yet".to_string()
+        } else {
+            format!(
+                "no available provider ({} registered, after routing)",
+                s.invokers.len()
+            )
+        };
+        Err(invocation.annotate(RpcError::new(ErrorKind::NoProvider, why)))
     }
 }
 
@@ -277,7 +383,22 @@ impl Directory for RegistryDirectory {
     }
 
     fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>> {
+        self.list_shared(invocation).map(|l| l.to_vec())
+    }
+
+    /// Routes over the snapshot; when every provider is available and every router is
+    /// cacheable, the routed list is cached per method and tag and handed out shared.
+    fn list_shared(&self, invocation: &Invocation) -> Result<Shared> {
         let s = self.state.load();
+        let all_available = s.invokers.iter().all(|i| i.is_available());
+        if all_available && !s.invokers.is_empty() {
+            if s.routers.is_empty() {
+                return Ok(s.invokers.clone());
+            }
+            if s.cacheable {
+                return self.cached_route(&s, invocation);
+            }
+        }
         let list: Vec<Arc<dyn Invoker>> = s
             .invokers
             .iter()
@@ -285,20 +406,7 @@ impl Directory for RegistryDirectory {
             .cloned()
             .collect();
         let routed = router::route_all(&s.routers, list, &self.url, invocation);
-        if routed.is_empty() {
-            let why = if self.destroyed.load(Ordering::Acquire) {
-                "the reference was destroyed".to_string()
-            } else if !s.received {
-                "no provider list received from the registry yet".to_string()
-            } else {
-                format!(
-                    "no available provider ({} registered, after routing)",
-                    s.invokers.len()
-                )
-            };
-            return Err(invocation.annotate(RpcError::new(ErrorKind::NoProvider, why)));
-        }
-        Ok(routed)
+        self.non_empty(&s, routed.into(), invocation)
     }
 
     fn is_available(&self) -> bool {
@@ -326,6 +434,7 @@ mod tests {
     struct Fake {
         url: Url,
         destroyed: Arc<AtomicBool>,
+        down: Arc<AtomicBool>,
         calls: AtomicUsize,
     }
 
@@ -335,12 +444,16 @@ mod tests {
     struct Made {
         url: Url,
         destroyed: Arc<AtomicBool>,
+        down: Arc<AtomicBool>,
     }
 
     #[async_trait::async_trait]
     impl Invoker for Fake {
         fn url(&self) -> &Url {
             &self.url
+        }
+        fn is_available(&self) -> bool {
+            !self.down.load(Ordering::SeqCst)
         }
         async fn invoke(&self, _: Invocation) -> Result<Response> {
             self.calls.fetch_add(1, Ordering::SeqCst);
@@ -377,13 +490,16 @@ mod tests {
                 return Err(RpcError::network("connection refused"));
             }
             let destroyed = Arc::new(AtomicBool::new(false));
+            let down = Arc::new(AtomicBool::new(false));
             self.made.lock().expect("lock").push(Made {
                 url: url.clone(),
                 destroyed: destroyed.clone(),
+                down: down.clone(),
             });
             Ok(Arc::new(Fake {
                 url,
                 destroyed,
+                down,
                 calls: AtomicUsize::new(0),
             }))
         }
@@ -482,6 +598,68 @@ mod tests {
         dir.refresh().await;
         assert!(dir.providers().is_empty());
         assert!(!dir.is_available());
+    }
+
+    #[tokio::test]
+    async fn consumer_hash_keys_reach_the_provider_invokers() {
+        let f = Arc::new(Factory::default());
+        let url = Url::parse("consumer://127.0.0.1/rd.S?hash.arguments=1&m.hash.nodes=8&timeout=5")
+            .expect("url");
+        let dir = RegistryDirectory::new(url, f.clone());
+        dir.notify(Category::Providers, vec![provider(1, "hash.nodes=99")]);
+        dir.refresh().await;
+        let made = &f.made()[0].url;
+        assert_eq!(made.param("hash.arguments"), Some("1"));
+        assert_eq!(made.param("m.hash.nodes"), Some("8"));
+        assert_eq!(
+            made.param("hash.nodes"),
+            Some("99"),
+            "provider keys not merged stay"
+        );
+        assert_eq!(
+            made.param("timeout"),
+            None,
+            "only the balancer keys are merged"
+        );
+        // Reuse is decided on the registry's URL, not the merged one.
+        dir.notify(Category::Providers, vec![provider(1, "hash.nodes=99")]);
+        dir.refresh().await;
+        assert_eq!(f.made().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn cached_routes_follow_availability_tags_and_methods() {
+        let (dir, f) = setup();
+        dir.notify(
+            Category::Providers,
+            vec![provider(1, "tag=gray"), provider(2, ""), provider(3, "")],
+        );
+        dir.refresh().await;
+        let rule = crate::url::encode_component("method = other => host = 10.2.0.3");
+        dir.notify(
+            Category::Routers,
+            vec![
+                Url::parse(&format!("condition://0.0.0.0/rd.S?rule={rule}")).expect("url"),
+                Url::parse("tag://0.0.0.0/rd.S").expect("url"),
+            ],
+        );
+        let mut gray = call();
+        gray.attachments_mut().insert("dubbo.tag", "gray");
+        let other = Invocation::new(ServiceKey::new("rd.S", None, None), "other", Value::Empty);
+        for _ in 0..3 {
+            assert_eq!(addrs(&dir), ["10.2.0.2:20880", "10.2.0.3:20880"]);
+            assert_eq!(dir.list(&gray).expect("gray").len(), 1);
+            assert_eq!(dir.list(&other).expect("other")[0].url().host(), "10.2.0.3");
+        }
+        // A provider going down is seen at once, cache or not.
+        f.made()[1].down.store(true, Ordering::SeqCst);
+        assert_eq!(addrs(&dir), ["10.2.0.3:20880"]);
+        f.made()[1].down.store(false, Ordering::SeqCst);
+        assert_eq!(addrs(&dir).len(), 2);
+        // A shared list is the cached one: no copy per call.
+        let a = dir.list_shared(&call()).expect("list");
+        let b = dir.list_shared(&call()).expect("list");
+        assert!(Arc::ptr_eq(&a, &b));
     }
 
     #[tokio::test]

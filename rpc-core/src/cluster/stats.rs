@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ pub const EWMA_TAU: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct MethodStats {
     active: AtomicU32,
+    /// Published copies of the window mean and the EWMA (f64 bits), read without the lock.
+    mean_ns: AtomicU64,
+    ewma_bits: AtomicU64,
     latency: Mutex<Latency>,
 }
 
@@ -47,6 +50,8 @@ impl MethodStats {
     fn new() -> Self {
         MethodStats {
             active: AtomicU32::new(0),
+            mean_ns: AtomicU64::new(0),
+            ewma_bits: AtomicU64::new(0f64.to_bits()),
             latency: Mutex::new(Latency {
                 window: [0; WINDOW],
                 len: 0,
@@ -74,18 +79,13 @@ impl MethodStats {
 
     /// Mean of the sliding window of recent latencies, in nanoseconds (0 before any call).
     pub fn window_mean_ns(&self) -> u64 {
-        let l = self.lock();
-        if l.len == 0 {
-            0
-        } else {
-            l.sum / l.len as u64
-        }
+        self.mean_ns.load(Ordering::Relaxed)
     }
 
     /// Exponentially weighted moving average of latency in nanoseconds, decayed by the time
     /// between samples with time constant [`EWMA_TAU`] (0 before any call).
     pub fn ewma_ns(&self) -> f64 {
-        self.lock().ewma_ns
+        f64::from_bits(self.ewma_bits.load(Ordering::Relaxed))
     }
 
     /// Records one completed call's latency.
@@ -112,6 +112,8 @@ impl MethodStats {
             }
         };
         l.last = Some(now);
+        self.mean_ns.store(l.sum / l.len as u64, Ordering::Relaxed);
+        self.ewma_bits.store(l.ewma_ns.to_bits(), Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Latency> {
@@ -170,8 +172,102 @@ fn matches(s: &Slot, url: &Url, method: &str) -> bool {
     s.port == url.port() && s.host == url.host() && s.path == url.path() && s.method == method
 }
 
+/// Bumped by [`forget`]; per-thread caches are dropped when it changes.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+const LOCAL_MAX: usize = 4096;
+
+struct Local {
+    generation: u64,
+    /// Keyed by the URL's address in memory; checked against the URL (pointer-equal in the
+    /// common case) and the method.
+    entries: HashMap<usize, Vec<(Url, String, Arc<MethodStats>)>>,
+}
+
+thread_local! {
+    static LOCAL: std::cell::RefCell<Local> = std::cell::RefCell::new(Local {
+        generation: 0,
+        entries: HashMap::new(),
+    });
+}
+
 /// The statistics of the provider at `url` for `method` (created on first use).
+///
+/// A per-thread cache in front of the shared map makes repeated lookups of the same provider
+/// URL object cheap (no hashing of strings, no lock).
 pub fn stats(url: &Url, method: &str) -> Arc<MethodStats> {
+    let key = url as *const Url as usize;
+    let generation = GENERATION.load(Ordering::Acquire);
+    LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.generation != generation || l.entries.len() >= LOCAL_MAX {
+            l.entries.clear();
+            l.generation = generation;
+        }
+        let bucket = l.entries.entry(key).or_default();
+        if let Some((_, _, s)) = bucket.iter().find(|(u, m, _)| u == url && m == method) {
+            return s.clone();
+        }
+        let s = shared_stats(url, method);
+        bucket.push((url.clone(), method.to_string(), s.clone()));
+        s
+    })
+}
+
+/// The statistics of every provider in `invokers` for `method`, in order, handed to `f`.
+///
+/// Each thread remembers the last list it looked up (by invoker identity), so balancers that
+/// read every provider's statistics on each pick pay one pointer comparison per provider
+/// instead of a map lookup.
+pub fn with_list<R>(
+    invokers: &[Arc<dyn crate::invocation::Invoker>],
+    method: &str,
+    f: impl FnOnce(&[Arc<MethodStats>]) -> R,
+) -> R {
+    let generation = GENERATION.load(Ordering::Acquire);
+    let id = |i: &Arc<dyn crate::invocation::Invoker>| Arc::as_ptr(i) as *const () as usize;
+    let cached = LIST.with(|l| {
+        let l = l.borrow();
+        l.as_ref()
+            .filter(|c| {
+                c.generation == generation
+                    && c.method == method
+                    && c.ids.len() == invokers.len()
+                    && c.ids.iter().zip(invokers).all(|(a, b)| *a == id(b))
+            })
+            .map(|c| c.stats.clone())
+    });
+    let stats = match cached {
+        Some(s) => s,
+        None => {
+            let s: Arc<[Arc<MethodStats>]> =
+                invokers.iter().map(|i| stats(i.url(), method)).collect();
+            LIST.with(|l| {
+                *l.borrow_mut() = Some(ListCache {
+                    generation,
+                    method: method.to_string(),
+                    ids: invokers.iter().map(id).collect(),
+                    stats: s.clone(),
+                })
+            });
+            s
+        }
+    };
+    f(&stats)
+}
+
+struct ListCache {
+    generation: u64,
+    method: String,
+    ids: Vec<usize>,
+    stats: Arc<[Arc<MethodStats>]>,
+}
+
+thread_local! {
+    static LIST: std::cell::RefCell<Option<ListCache>> = const { std::cell::RefCell::new(None) };
+}
+
+fn shared_stats(url: &Url, method: &str) -> Arc<MethodStats> {
     let h = key_hash(url, method);
     {
         let t = table().read().unwrap_or_else(|p| p.into_inner());
@@ -201,6 +297,7 @@ pub fn stats(url: &Url, method: &str) -> Arc<MethodStats> {
 /// Forgets every method's statistics of the provider at `url` (it left the directory).
 /// Calls still in flight keep their own handle and finish normally.
 pub fn forget(url: &Url) {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     let mut t = table().write().unwrap_or_else(|p| p.into_inner());
     t.retain(|_, bucket| {
         bucket.retain(|s| !(s.port == url.port() && s.host == url.host() && s.path == url.path()));

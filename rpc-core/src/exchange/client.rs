@@ -13,7 +13,8 @@ use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    count_dropped, next_request_id, Frame, FrameCodec, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD,
+    count_dropped, next_request_id, Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS,
+    DEFAULT_PAYLOAD, FLAG_REQUEST,
 };
 use crate::error::{Result, RpcError};
 use crate::extension;
@@ -21,6 +22,9 @@ use crate::transport::{BoxReader, BoxWriter, Connection, Transporter};
 use crate::url::Url;
 
 /// Connection settings read from a provider URL.
+///
+/// Clients are shared per transporter, address and `connections`: the first reference to an
+/// address fixes the other settings for every reference that shares its client.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// `connections`: how many connections to open (default 1).
@@ -57,11 +61,14 @@ impl ClientConfig {
 
 const SHARDS: usize = 16;
 
+/// A connection that lived this long resets the reconnect backoff.
+const STABLE: Duration = Duration::from_secs(1);
+
 /// One open connection: its send queue and the calls waiting on it.
 struct Live {
     peer: String,
     tx: mpsc::Sender<Frame>,
-    pending: [Mutex<HashMap<u64, oneshot::Sender<Frame>>>; SHARDS],
+    pending: [Mutex<HashMap<u64, oneshot::Sender<Result<Frame>>>>; SHARDS],
     closed: AtomicBool,
     dead: CancellationToken,
     started: Instant,
@@ -69,12 +76,12 @@ struct Live {
 }
 
 impl Live {
-    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, oneshot::Sender<Frame>>> {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, oneshot::Sender<Result<Frame>>>> {
         &self.pending[(id as usize) % SHARDS]
     }
 
     /// Parks a waiter for `id`; refused once the connection is closed.
-    fn register(&self, id: u64) -> Result<oneshot::Receiver<Frame>> {
+    fn register(&self, id: u64) -> Result<oneshot::Receiver<Result<Frame>>> {
         let (tx, rx) = oneshot::channel();
         let mut shard = self.shard(id).lock().map_err(|_| poisoned())?;
         if self.closed.load(Ordering::Acquire) {
@@ -90,22 +97,18 @@ impl Live {
         }
     }
 
-    fn complete(&self, frame: Frame) {
-        let waiter = self
-            .shard(frame.id)
-            .lock()
-            .ok()
-            .and_then(|mut s| s.remove(&frame.id));
+    fn complete(&self, id: u64, answer: Result<Frame>) {
+        let waiter = self.shard(id).lock().ok().and_then(|mut s| s.remove(&id));
         match waiter {
             Some(w) => {
                 // The caller may have given up in the meantime; then the frame is dropped.
-                if w.send(frame).is_err() {
+                if w.send(answer).is_err() {
                     count_dropped();
                 }
             }
             None => {
                 count_dropped();
-                tracing::debug!(peer = %self.peer, id = frame.id, "response for no pending call dropped (late or unknown id)");
+                tracing::debug!(peer = %self.peer, id, "response for no pending call dropped (late or unknown id)");
             }
         }
     }
@@ -336,9 +339,9 @@ impl Client {
             }
         }
         match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(f)) => {
+            Ok(Ok(answer)) => {
                 guard.armed = false;
-                Ok(f)
+                answer
             }
             Ok(Err(_)) => {
                 guard.armed = false;
@@ -400,7 +403,7 @@ async fn supervise(
         };
         match attempt {
             Ok(conn) => {
-                backoff = cfg.reconnect_min;
+                let since = Instant::now();
                 let live = start(conn, &cfg);
                 slot.set(Some(live.clone()));
                 if let Some(f) = first.take() {
@@ -415,6 +418,17 @@ async fn supervise(
                     _ = live.dead.cancelled() => {}
                 }
                 slot.set(None);
+                if since.elapsed() >= STABLE {
+                    // A connection that served a while: reconnect at once.
+                    backoff = cfg.reconnect_min;
+                    continue;
+                }
+                // It died young (a peer that accepts then drops): back off, do not spin.
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(cfg.reconnect_max);
             }
             Err(e) => {
                 if let Some(f) = first.take() {
@@ -444,7 +458,13 @@ fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
         last_read_ms: AtomicU64::new(0),
     });
     let codec = FrameCodec::new(cfg.payload);
-    tokio::spawn(write_task(live.clone(), rx, conn.writer, codec));
+    tokio::spawn(write_task(
+        live.clone(),
+        rx,
+        conn.writer,
+        codec,
+        cfg.heartbeat * 3,
+    ));
     tokio::spawn(read_task(live.clone(), conn.reader, codec));
     tokio::spawn(heartbeat_task(Arc::downgrade(&live), cfg.heartbeat));
     live
@@ -455,12 +475,13 @@ async fn write_task(
     rx: mpsc::Receiver<Frame>,
     writer: BoxWriter,
     codec: FrameCodec,
+    write_timeout: Duration,
 ) {
     let dead = live.dead.clone();
     let peer = live.peer.clone();
     // The writer must not keep the connection's sender alive.
     drop(live);
-    if let Err(e) = write_loop(rx, writer, codec, Some(dead.clone())).await {
+    if let Err(e) = write_loop(rx, writer, codec, Some(dead.clone()), write_timeout).await {
         tracing::debug!(%peer, error = %e, "write failed");
     }
     // Any exit of the writer means the connection is unusable.
@@ -469,12 +490,14 @@ async fn write_task(
 
 /// Drains `rx` into `writer`, encoding frames into one buffer and writing it out only when
 /// the queue is momentarily empty (or the buffer is large), so concurrent frames share
-/// system calls. Ends when every sender is gone (after flushing) or `stop` fires.
+/// system calls. Ends when every sender is gone (after flushing) or `stop` fires; fails when
+/// one write cannot complete within `write_timeout` (a peer that stopped reading).
 pub(crate) async fn write_loop(
     mut rx: mpsc::Receiver<Frame>,
     mut writer: BoxWriter,
     mut codec: FrameCodec,
     stop: Option<CancellationToken>,
+    write_timeout: Duration,
 ) -> std::io::Result<()> {
     const FLUSH_AT: usize = 256 * 1024;
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -493,7 +516,14 @@ pub(crate) async fn write_loop(
                 Err(_) => break,
             }
         }
-        writer.write_all(&buf).await?;
+        tokio::time::timeout(write_timeout, writer.write_all(&buf))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("peer took no data for {} ms", write_timeout.as_millis()),
+                )
+            })??;
         buf.clear();
     }
     writer.flush().await?;
@@ -514,6 +544,21 @@ async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => on_frame(&live, frame),
                 Ok(None) => break,
+                Err(FrameError::TooLarge {
+                    flag,
+                    id,
+                    len,
+                    limit,
+                }) if flag & FLAG_REQUEST == 0 => {
+                    // The body is skipped; only the call it answers fails.
+                    live.complete(
+                        id,
+                        Err(RpcError::codec(format!(
+                            "response of {len} bytes is over the payload limit of {limit}"
+                        ))
+                        .with_provider(live.peer.clone())),
+                    );
+                }
                 Err(e) => {
                     tracing::warn!(peer = %live.peer, error = %e, "bad frame from provider; closing");
                     live.close("bad frame");
@@ -521,6 +566,7 @@ async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec
                 }
             }
         }
+        reserve_for_read(&mut buf);
         let read = tokio::select! {
             r = reader.read_buf(&mut buf) => r,
             _ = live.dead.cancelled() => break "closed",
@@ -534,6 +580,14 @@ async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec
     live.close(why);
 }
 
+/// Keeps room for a large read, so a busy connection is drained in few system calls.
+pub(crate) fn reserve_for_read(buf: &mut BytesMut) {
+    const MIN_ROOM: usize = 8 * 1024;
+    if buf.capacity() - buf.len() < MIN_ROOM {
+        buf.reserve(64 * 1024);
+    }
+}
+
 fn on_frame(live: &Live, frame: Frame) {
     if frame.is_request() {
         if frame.is_event() && frame.is_two_way() {
@@ -544,7 +598,7 @@ fn on_frame(live: &Live, frame: Frame) {
     } else if frame.is_event() {
         // A heartbeat answer: reading it already refreshed the liveness clock.
     } else {
-        live.complete(frame);
+        live.complete(frame.id, Ok(frame));
     }
 }
 

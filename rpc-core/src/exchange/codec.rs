@@ -7,8 +7,9 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::{Frame, HEADER_LEN, MAGIC};
 
-/// Why a byte stream is not a valid frame sequence. After any of these the connection is
-/// closed: the stream cannot be resynchronised.
+/// Why a byte stream is not a valid frame sequence. After [`FrameError::BadMagic`] the stream
+/// cannot be resynchronised and the connection is closed; after [`FrameError::TooLarge`] the
+/// decoder skips the announced body (without buffering it) and decoding can go on.
 #[derive(Debug)]
 pub enum FrameError {
     /// The first two bytes are not `0xdabb`.
@@ -54,6 +55,8 @@ impl From<std::io::Error> for FrameError {
 #[derive(Debug, Clone, Copy)]
 pub struct FrameCodec {
     max_body: usize,
+    /// Bytes of a refused body still to be thrown away.
+    skip: usize,
 }
 
 impl FrameCodec {
@@ -61,7 +64,13 @@ impl FrameCodec {
     pub fn new(max_body: usize) -> Self {
         FrameCodec {
             max_body: max_body.min(u32::MAX as usize),
+            skip: 0,
         }
+    }
+
+    /// Whether the decoder is throwing away the body of a refused frame.
+    pub fn is_skipping(&self) -> bool {
+        self.skip > 0
     }
 }
 
@@ -70,6 +79,14 @@ impl Decoder for FrameCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if self.skip > 0 {
+            let n = self.skip.min(src.len());
+            src.advance(n);
+            self.skip -= n;
+            if self.skip > 0 {
+                return Ok(None);
+            }
+        }
         if src.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -83,8 +100,11 @@ impl Decoder for FrameCodec {
         id.copy_from_slice(&src[4..12]);
         let id = u64::from_be_bytes(id);
         let len = u32::from_be_bytes([src[12], src[13], src[14], src[15]]) as usize;
-        // The limit is checked before any memory is reserved for the body.
+        // The limit is checked before any memory is reserved for the body; the body is then
+        // skipped as it arrives, never buffered.
         if len > self.max_body {
+            src.advance(HEADER_LEN);
+            self.skip = len;
             return Err(FrameError::TooLarge {
                 flag,
                 id,
@@ -213,7 +233,34 @@ mod tests {
             }
             other => panic!("unexpected {other}"),
         }
-        assert_eq!(buf.capacity(), cap, "no memory reserved for the body");
+        assert!(buf.capacity() <= cap, "no memory reserved for the body");
+        assert!(buf.is_empty(), "the header was consumed");
+    }
+
+    #[test]
+    fn a_refused_body_is_skipped_and_the_next_frame_decodes() {
+        let mut codec = FrameCodec::new(4);
+        let mut wire = BytesMut::new();
+        FrameCodec::new(64)
+            .encode(frame(1, b"too long body"), &mut wire)
+            .expect("enc");
+        codec.encode(frame(2, b"ok"), &mut wire).expect("enc");
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        let mut refused = Vec::new();
+        for chunk in wire.chunks(3) {
+            buf.extend_from_slice(chunk);
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(f)) => got.push(f.id),
+                    Ok(None) => break,
+                    Err(FrameError::TooLarge { id, .. }) => refused.push(id),
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+        }
+        assert_eq!((refused, got), (vec![1], vec![2]));
+        assert!(!codec.is_skipping());
     }
 
     proptest! {
@@ -221,13 +268,25 @@ mod tests {
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             let mut codec = FrameCodec::new(256);
             let mut buf = BytesMut::from(&data[..]);
-            let before = buf.len();
-            let mut consumed = 0usize;
-            while let Ok(Some(f)) = codec.decode(&mut buf) {
-                prop_assert!(f.body.len() <= 256);
-                consumed += HEADER_LEN + f.body.len();
+            loop {
+                let before = buf.len();
+                match codec.decode(&mut buf) {
+                    Ok(Some(f)) => {
+                        prop_assert!(f.body.len() <= 256);
+                        prop_assert_eq!(before - buf.len(), HEADER_LEN + f.body.len());
+                    }
+                    Ok(None) => break,
+                    Err(FrameError::TooLarge { len, .. }) => {
+                        prop_assert!(len > 256);
+                        prop_assert!(before - buf.len() >= HEADER_LEN, "no progress");
+                    }
+                    Err(FrameError::BadMagic(_)) => {
+                        prop_assert_eq!(before, buf.len());
+                        break;
+                    }
+                    Err(FrameError::Io(_)) => prop_assert!(false, "no i/o here"),
+                }
             }
-            prop_assert_eq!(consumed + buf.len(), before);
         }
 
         #[test]
@@ -252,7 +311,7 @@ mod tests {
             let mut buf = BytesMut::from(&wire[..cut]);
             match codec.decode(&mut buf) {
                 Ok(Some(g)) => prop_assert!(g.body.len() <= 128),
-                Ok(None) => prop_assert!(cut < HEADER_LEN || buf.len() == cut),
+                Ok(None) => prop_assert!(buf.len() == cut),
                 Err(FrameError::BadMagic(m)) => prop_assert_ne!(m, MAGIC),
                 Err(FrameError::TooLarge { len, .. }) => prop_assert!(len > 128),
                 Err(FrameError::Io(_)) => prop_assert!(false, "no i/o here"),

@@ -36,14 +36,20 @@
 //!
 //! An accept loop, one reader per connection, each request handed to a spawned task, one
 //! writer task per connection. A connection that sends nothing for `idle.timeout` ms (default
-//! three heartbeats) — for instance one that stalls in the middle of a frame — is closed.
+//! three heartbeats) — for instance one that stalls in the middle of a frame — is closed, and
+//! so is one whose answers cannot be written for as long (a peer that stopped reading; on the
+//! consumer side the bound is three heartbeats). At most `threads` requests execute at once
+//! (status 100 beyond) and at most `accepts` connections are open (unlimited by default).
 //! Closing a server stops the listener; connections stop reading, let in-flight requests
 //! answer, then close.
 //!
 //! # Limits
 //!
 //! `payload` (bytes, default [`DEFAULT_PAYLOAD`]) bounds a frame body; the decoder checks it
-//! from the header before reserving any memory for the body.
+//! from the header before reserving any memory for the body, then skips that body as it
+//! arrives. The request id is known from the header, so only that call fails: a provider
+//! answers `BAD_REQUEST`, a consumer fails the waiting call with `Codec`; the shared connection
+//! goes on. A bad magic cannot be resynchronised and closes the connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -55,7 +61,7 @@ mod server;
 
 pub use client::{Client, ClientConfig};
 pub use codec::{FrameCodec, FrameError};
-pub use server::{Handler, Server, ServerConfig};
+pub use server::{Handler, Server, ServerConfig, DEFAULT_THREADS};
 
 /// The two magic bytes every frame starts with.
 pub const MAGIC: u16 = 0xdabb;

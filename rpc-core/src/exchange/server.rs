@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use super::client::write_loop;
+use super::client::{reserve_for_read, write_loop};
 use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
 use crate::transport::{Acceptor, Connection, Transporter};
 use crate::url::Url;
@@ -23,10 +23,15 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles one request frame; returns the response frame for two-way requests.
     async fn handle(&self, request: Frame) -> Option<Frame>;
 
-    /// The response to a request whose header was read but whose body was refused (too
-    /// large); `None` to just close.
-    fn reject(&self, flag: u8, id: u64, reason: &str) -> Option<Frame>;
+    /// The response to a request (header `flag` and `id`) refused before it was handled: its
+    /// body is over the payload limit, or the server is saturated. `None` sends nothing.
+    fn reject(&self, flag: u8, id: u64, error: RpcError) -> Option<Frame>;
 }
+
+/// Requests executing at once on one server when the URL does not set `threads`. Past it a
+/// request is refused at once with status 100 (LimitExceeded, retriable elsewhere) rather
+/// than queued: load is shed early, as Dubbo's default thread pool does.
+pub const DEFAULT_THREADS: usize = 10_000;
 
 /// Server settings read from the export URL.
 #[derive(Debug, Clone)]
@@ -38,6 +43,12 @@ pub struct ServerConfig {
     pub idle: Duration,
     /// `send.queue`: responses buffered per connection before handlers wait.
     pub queue: usize,
+    /// `threads`: requests executing at once on this server (default [`DEFAULT_THREADS`]); one over
+    /// the limit is answered `SERVER_THREADPOOL_EXHAUSTED_ERROR` at once, as Dubbo does.
+    pub threads: usize,
+    /// `accepts`: most connections open at once (default 0, unlimited); one more is closed
+    /// as soon as it is accepted.
+    pub accepts: usize,
 }
 
 impl ServerConfig {
@@ -48,6 +59,8 @@ impl ServerConfig {
             payload: url.param_as("payload", DEFAULT_PAYLOAD)?,
             idle: Duration::from_millis(url.param_as("idle.timeout", hb.saturating_mul(3))?.max(1)),
             queue: url.param_as("send.queue", 1024usize)?.max(1),
+            threads: url.param_as("threads", DEFAULT_THREADS)?.max(1),
+            accepts: url.param_as("accepts", 0usize)?,
         })
     }
 }
@@ -113,6 +126,8 @@ async fn accept_loop(
     cfg: ServerConfig,
     stop: CancellationToken,
 ) {
+    let permits = Arc::new(Semaphore::new(cfg.threads));
+    let connections = (cfg.accepts > 0).then(|| Arc::new(Semaphore::new(cfg.accepts)));
     loop {
         let conn = tokio::select! {
             _ = stop.cancelled() => break,
@@ -120,7 +135,22 @@ async fn accept_loop(
         };
         match conn {
             Ok(conn) => {
-                tokio::spawn(serve(conn, handler.clone(), cfg.clone(), stop.clone()));
+                let slot = match &connections {
+                    None => None,
+                    Some(sem) => match sem.clone().try_acquire_owned() {
+                        Ok(p) => Some(p),
+                        Err(_) => {
+                            tracing::warn!(peer = %conn.peer, limit = cfg.accepts, "too many connections; refused");
+                            continue;
+                        }
+                    },
+                };
+                let (handler, cfg, permits, stop) =
+                    (handler.clone(), cfg.clone(), permits.clone(), stop.clone());
+                tokio::spawn(async move {
+                    serve(conn, handler, cfg, permits, stop).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -135,6 +165,7 @@ async fn serve(
     conn: Connection,
     handler: Arc<dyn Handler>,
     cfg: ServerConfig,
+    permits: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
     let Connection {
@@ -145,30 +176,48 @@ async fn serve(
     let (tx, rx) = mpsc::channel::<Frame>(cfg.queue);
     let mut codec = FrameCodec::new(cfg.payload);
     let writer_peer = peer.clone();
+    // Fires when the writer gives up (write error, or a peer that stopped reading): the
+    // reader then stops taking requests it could not answer.
+    let writer_gone = CancellationToken::new();
+    let gone = writer_gone.clone();
+    let idle = cfg.idle;
     let writer = tokio::spawn(async move {
-        if let Err(e) = write_loop(rx, writer, codec, None).await {
-            tracing::debug!(peer = %writer_peer, error = %e, "write failed");
+        if let Err(e) = write_loop(rx, writer, codec, None, idle).await {
+            tracing::debug!(peer = %writer_peer, error = %e, "write failed; closing");
         }
+        gone.cancel();
     });
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'conn: loop {
         loop {
             match codec.decode(&mut buf) {
-                Ok(Some(frame)) => dispatch(frame, &handler, &tx).await,
+                Ok(Some(frame)) => dispatch(frame, &handler, &tx, &permits).await,
                 Ok(None) => break,
+                Err(FrameError::TooLarge {
+                    flag,
+                    id,
+                    len,
+                    limit,
+                }) => {
+                    // The codec skips the body; the connection goes on.
+                    tracing::warn!(%peer, id, len, limit, "frame over the payload limit refused");
+                    let e = RpcError::codec(format!(
+                        "request of {len} bytes is over the payload limit of {limit}"
+                    ));
+                    if let Some(answer) = handler.reject(flag, id, e) {
+                        let _ = tx.send(answer).await;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "bad frame; closing the connection");
-                    if let FrameError::TooLarge { flag, id, .. } = e {
-                        if let Some(answer) = handler.reject(flag, id, &e.to_string()) {
-                            let _ = tx.send(answer).await;
-                        }
-                    }
                     break 'conn;
                 }
             }
         }
+        reserve_for_read(&mut buf);
         let read = tokio::select! {
             _ = stop.cancelled() => break,
+            _ = writer_gone.cancelled() => break,
             r = tokio::time::timeout(cfg.idle, reader.read_buf(&mut buf)) => r,
         };
         match read {
@@ -194,7 +243,12 @@ async fn serve(
     let _ = writer.await;
 }
 
-async fn dispatch(frame: Frame, handler: &Arc<dyn Handler>, tx: &mpsc::Sender<Frame>) {
+async fn dispatch(
+    frame: Frame,
+    handler: &Arc<dyn Handler>,
+    tx: &mpsc::Sender<Frame>,
+    permits: &Arc<Semaphore>,
+) {
     if !frame.is_request() {
         // Answers to heartbeats we never send, or noise: nothing to do.
         return;
@@ -205,11 +259,24 @@ async fn dispatch(frame: Frame, handler: &Arc<dyn Handler>, tx: &mpsc::Sender<Fr
         }
         return;
     }
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let e = RpcError::new(
+            ErrorKind::LimitExceeded,
+            "the provider is executing its maximum of concurrent requests (threads)",
+        );
+        if let Some(answer) = handler.reject(frame.flag, frame.id, e) {
+            let _ = tx.send(answer).await;
+        }
+        return;
+    };
     let handler = handler.clone();
     let tx = tx.clone();
     tokio::spawn(async move {
         if let Some(answer) = handler.handle(frame).await {
             let _ = tx.send(answer).await;
         }
+        // Held until the answer is queued: a peer that does not read its answers runs into
+        // the limit instead of piling up tasks.
+        drop(permit);
     });
 }

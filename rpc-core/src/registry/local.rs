@@ -100,6 +100,8 @@ struct Inner {
     subs: Mutex<Vec<Subscription>>,
     /// Files already warned about, so a bad file is reported once.
     warned: Mutex<HashSet<PathBuf>>,
+    /// Held for a whole poll, so two polls never interleave and notify an older set last.
+    polling: Mutex<()>,
 }
 
 /// A registry over a shared directory (see the module docs).
@@ -140,6 +142,7 @@ impl LocalRegistry {
             registered: Mutex::new(BTreeMap::new()),
             subs: Mutex::new(Vec::new()),
             warned: Mutex::new(HashSet::new()),
+            polling: Mutex::new(()),
         });
         let refresher = {
             let weak = Arc::downgrade(&inner);
@@ -270,6 +273,9 @@ impl Inner {
 
     /// Scans every subscribed category and notifies those whose set changed.
     fn poll(&self) {
+        let Ok(_polling) = self.polling.lock() else {
+            return;
+        };
         let wanted: Vec<(String, Category)> = match self.subs.lock() {
             Ok(subs) => subs
                 .iter()

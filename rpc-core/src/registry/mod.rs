@@ -90,11 +90,17 @@ impl Category {
     /// The categories a subscription with `url` watches: the comma-separated `category` key
     /// (unknown names ignored), else only `providers`.
     pub fn subscribed(url: &Url) -> Vec<Category> {
-        let mut out: Vec<Category> = url
+        let mut out: Vec<Category> = Vec::new();
+        for c in url
             .param("category")
-            .map(|v| v.split(',').filter_map(Category::parse).collect())
-            .unwrap_or_default();
-        out.dedup();
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .filter_map(Category::parse)
+        {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
         if out.is_empty() {
             out.push(Category::Providers);
         }
@@ -180,4 +186,59 @@ pub async fn connect(url: &Url) -> Result<Arc<dyn Registry>> {
 /// The identity of a listener, to find it again on unsubscribe.
 pub fn listener_id(listener: &Arc<dyn NotifyListener>) -> usize {
     Arc::as_ptr(listener).cast::<()>() as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).expect("url")
+    }
+
+    #[test]
+    fn category_of_a_registered_url() {
+        assert_eq!(Category::of(&url("dubbo://h:1/I")), Category::Providers);
+        assert_eq!(
+            Category::of(&url("consumer://h/I?side=consumer")),
+            Category::Consumers
+        );
+        assert_eq!(
+            Category::of(&url("route://0.0.0.0/I?category=routers")),
+            Category::Routers
+        );
+        assert_eq!(
+            Category::of(&url("dubbo://h:1/I?category=bogus")),
+            Category::Providers
+        );
+    }
+
+    #[test]
+    fn subscribed_categories_default_to_providers_and_skip_unknown_names() {
+        assert_eq!(
+            Category::subscribed(&url("consumer://h/I")),
+            vec![Category::Providers]
+        );
+        assert_eq!(
+            Category::subscribed(&url(
+                "consumer://h/I?category=routers,bogus,providers,routers"
+            )),
+            vec![Category::Routers, Category::Providers]
+        );
+        assert_eq!(
+            Category::subscribed(&url("consumer://h/I?category=bogus")),
+            vec![Category::Providers]
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_picks_the_adapter_by_protocol_and_names_unknown_ones() {
+        let reg = connect(&url("memory://mod-connect")).await.expect("memory");
+        assert_eq!(reg.url().protocol(), "memory");
+        let err = connect(&url("nosuch://h:1"))
+            .await
+            .err()
+            .expect("unknown registry");
+        assert!(err.to_string().contains("nosuch"), "{err}");
+    }
 }

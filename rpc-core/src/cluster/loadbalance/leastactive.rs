@@ -22,18 +22,21 @@ impl LoadBalance for LeastActive {
             1 => return Some(0),
             _ => {}
         }
-        let mut least = u32::MAX;
-        let mut tied: Vec<usize> = Vec::new();
-        for (i, inv) in invokers.iter().enumerate() {
-            let active = stats::stats(inv.url(), invocation.method()).active();
-            if active < least {
-                least = active;
-                tied.clear();
-                tied.push(i);
-            } else if active == least {
-                tied.push(i);
+        let tied = stats::with_list(invokers, invocation.method(), |stats| {
+            let mut least = u32::MAX;
+            let mut tied: Vec<usize> = Vec::new();
+            for (i, s) in stats.iter().enumerate() {
+                let active = s.active();
+                if active < least {
+                    least = active;
+                    tied.clear();
+                    tied.push(i);
+                } else if active == least {
+                    tied.push(i);
+                }
             }
-        }
+            tied
+        });
         weighted_among(invokers, &tied, invocation)
     }
 }

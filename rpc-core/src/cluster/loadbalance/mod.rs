@@ -17,6 +17,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::invocation::{Invocation, Invoker};
+use crate::url::Url;
 
 pub mod consistenthash;
 pub mod leastactive;
@@ -42,29 +43,86 @@ pub const DEFAULT_WARMUP_MS: u64 = 10 * 60 * 1000;
 /// A malformed `weight`, `warmup` or `timestamp` falls back to the default rather than failing
 /// the call: a provider's URL is not the caller's to fix, and a bad weight must not take a
 /// provider out of service.
+///
+/// The parsed parameters of each provider URL are cached per thread (keyed by the URL's
+/// identity and checked against it), so a pick over many providers does not re-parse them.
 pub fn weight_at(invoker: &dyn Invoker, invocation: &Invocation, now_ms: u64) -> u32 {
     let url = invoker.url();
-    let method = invocation.method();
-    let weight: u32 = url
-        .method_param_as(method, "weight", DEFAULT_WEIGHT)
-        .unwrap_or(DEFAULT_WEIGHT);
-    if weight == 0 {
-        return 0;
-    }
-    let started: u64 = url.param_as("timestamp", 0u64).unwrap_or(0);
-    if started == 0 || started > now_ms {
+    let key = url as *const Url as usize;
+    let cached = WEIGHTS.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(e) = c.get(&key).filter(|e| e.url == *url) {
+            return e.params;
+        }
+        if c.len() >= WEIGHT_CACHE_MAX {
+            c.clear();
+        }
+        let params = WeightParams::read(url);
+        c.insert(
+            key,
+            CachedWeight {
+                url: url.clone(),
+                params,
+            },
+        );
+        params
+    });
+    let weight = if cached.method_level {
+        url.method_param_as(invocation.method(), "weight", DEFAULT_WEIGHT)
+            .unwrap_or(DEFAULT_WEIGHT)
+    } else {
+        cached.weight
+    };
+    ramp(weight, cached.started, cached.warmup, now_ms)
+}
+
+/// Linear warm-up ramp, never below 1 so a warming provider still gets some traffic.
+fn ramp(weight: u32, started: u64, warmup: u64, now_ms: u64) -> u32 {
+    if weight == 0 || started == 0 || started > now_ms {
         return weight;
     }
-    let warmup: u64 = url
-        .param_as("warmup", DEFAULT_WARMUP_MS)
-        .unwrap_or(DEFAULT_WARMUP_MS);
     let uptime = now_ms - started;
     if warmup == 0 || uptime >= warmup {
         return weight;
     }
-    // Linear ramp, never below 1 so a warming provider still gets some traffic.
     let ramped = (uptime as u128 * weight as u128 / warmup as u128) as u32;
     ramped.clamp(1, weight)
+}
+
+const WEIGHT_CACHE_MAX: usize = 4096;
+
+#[derive(Clone, Copy)]
+struct WeightParams {
+    weight: u32,
+    started: u64,
+    warmup: u64,
+    /// Whether some `{method}.weight` key exists (then the weight is read per method).
+    method_level: bool,
+}
+
+impl WeightParams {
+    fn read(url: &Url) -> Self {
+        WeightParams {
+            weight: url
+                .param_as("weight", DEFAULT_WEIGHT)
+                .unwrap_or(DEFAULT_WEIGHT),
+            started: url.param_as("timestamp", 0u64).unwrap_or(0),
+            warmup: url
+                .param_as("warmup", DEFAULT_WARMUP_MS)
+                .unwrap_or(DEFAULT_WARMUP_MS),
+            method_level: url.params().keys().any(|k| k.ends_with(".weight")),
+        }
+    }
+}
+
+struct CachedWeight {
+    url: Url,
+    params: WeightParams,
+}
+
+thread_local! {
+    static WEIGHTS: std::cell::RefCell<std::collections::HashMap<usize, CachedWeight>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// The effective weight now; see [`weight_at`].
@@ -83,11 +141,17 @@ pub fn weighted_among(
     match candidates.len() {
         0 => return None,
         1 => return Some(candidates[0]),
+        n if n == invokers.len() => {
+            // Everyone tied: a weighted pick over the whole list (cached cumulative weights).
+            use crate::cluster::LoadBalance;
+            return Random.select(invokers, invocation);
+        }
         _ => {}
     }
+    let now = now_ms();
     let weights: Vec<u64> = candidates
         .iter()
-        .map(|&i| u64::from(weight(&*invokers[i], invocation)))
+        .map(|&i| u64::from(weight_at(&*invokers[i], invocation, now)))
         .collect();
     let total: u64 = weights.iter().sum();
     if total == 0 || weights.iter().all(|w| *w == weights[0]) {

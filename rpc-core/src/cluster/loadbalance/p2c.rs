@@ -16,28 +16,13 @@
 
 use std::sync::Arc;
 
-use super::weight;
+use super::Random;
 use crate::cluster::{stats, LoadBalance};
 use crate::invocation::{Invocation, Invoker};
 
 /// Power of two choices on EWMA latency × (in flight + 1); see the [module docs](self).
 #[derive(Debug, Default)]
 pub struct P2c;
-
-fn weighted_draw(weights: &[u32], total: u64) -> usize {
-    if total == 0 {
-        return fastrand::usize(..weights.len());
-    }
-    let mut offset = fastrand::u64(..total);
-    for (i, w) in weights.iter().enumerate() {
-        let w = u64::from(*w);
-        if offset < w {
-            return i;
-        }
-        offset -= w;
-    }
-    weights.len() - 1
-}
 
 /// EWMA latency (0 without history) and calls in flight.
 fn observe(inv: &dyn Invoker, invocation: &Invocation) -> (f64, u32) {
@@ -56,10 +41,9 @@ impl LoadBalance for P2c {
             1 => return Some(0),
             _ => {}
         }
-        let weights: Vec<u32> = invokers.iter().map(|i| weight(&**i, invocation)).collect();
-        let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
-        let a = weighted_draw(&weights, total);
-        let b = weighted_draw(&weights, total);
+        // Weighted draws from the cumulative weights `random` keeps per list.
+        let a = Random.select(invokers, invocation)?;
+        let b = Random.select(invokers, invocation)?;
         if a == b {
             return Some(a);
         }

@@ -1,14 +1,96 @@
 //! `random`: weighted random choice, the default balancer.
+//!
+//! Each thread keeps the cumulative weights of the provider list it last picked from (for
+//! one second), so repeated picks over the same list cost a binary search.
 
 use std::sync::Arc;
 
-use super::weight;
+use super::{now_ms, weight_at};
 use crate::cluster::LoadBalance;
 use crate::invocation::{Invocation, Invoker};
 
 /// Picks a provider at random with probability proportional to its (warmed-up) weight.
 #[derive(Debug, Default)]
 pub struct Random;
+
+/// How long a thread reuses the weights it computed for one provider list (warm-up moves
+/// weights slowly, so one second of staleness is immaterial).
+const WEIGHTS_TTL_MS: u64 = 1000;
+
+/// The cumulative weights of the last provider list this thread picked from.
+struct Prefix {
+    ids: Vec<usize>,
+    method: String,
+    until_ms: u64,
+    /// `prefix[i]` is the sum of the weights of providers `0..=i`.
+    prefix: Vec<u64>,
+    uniform: bool,
+}
+
+thread_local! {
+    static LAST: std::cell::RefCell<Option<Prefix>> = const { std::cell::RefCell::new(None) };
+}
+
+fn id(i: &Arc<dyn Invoker>) -> usize {
+    Arc::as_ptr(i) as *const () as usize
+}
+
+impl Prefix {
+    fn matches(&self, invokers: &[Arc<dyn Invoker>], method: &str, now: u64) -> bool {
+        self.until_ms > now
+            && self.method == method
+            && self.ids.len() == invokers.len()
+            && self.ids.iter().zip(invokers).all(|(a, b)| *a == id(b))
+    }
+
+    fn build(invokers: &[Arc<dyn Invoker>], invocation: &Invocation, now: u64) -> Prefix {
+        let mut prefix = Vec::with_capacity(invokers.len());
+        let mut total = 0u64;
+        let mut first = None;
+        let mut uniform = true;
+        for inv in invokers {
+            let w = weight_at(&**inv, invocation, now);
+            uniform &= *first.get_or_insert(w) == w;
+            total += u64::from(w);
+            prefix.push(total);
+        }
+        Prefix {
+            ids: invokers.iter().map(id).collect(),
+            method: invocation.method().to_string(),
+            until_ms: now + WEIGHTS_TTL_MS,
+            uniform: uniform || total == 0,
+            prefix,
+        }
+    }
+
+    fn pick(&self) -> usize {
+        let total = self.prefix.last().copied().unwrap_or(0);
+        if self.uniform {
+            return fastrand::usize(..self.prefix.len());
+        }
+        let offset = fastrand::u64(..total);
+        self.prefix.partition_point(|p| *p <= offset)
+    }
+}
+
+/// Runs `f` with the cumulative (warmed-up) weights of `invokers` for the method:
+/// `prefix[i]` is the sum of the weights of providers `0..=i`. Cached per thread for the last
+/// list, as for picks.
+pub(super) fn with_prefix<R>(
+    invokers: &[Arc<dyn Invoker>],
+    invocation: &Invocation,
+    f: impl FnOnce(&[u64]) -> R,
+) -> R {
+    let now = now_ms();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(p) if p.matches(invokers, invocation.method(), now) => {}
+            _ => *last = Some(Prefix::build(invokers, invocation, now)),
+        }
+        f(last.as_ref().map(|p| &p.prefix[..]).unwrap_or(&[]))
+    })
+}
 
 impl LoadBalance for Random {
     fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize> {
@@ -17,36 +99,15 @@ impl LoadBalance for Random {
             1 => return Some(0),
             _ => {}
         }
-        // Weights are read once per pick; up to 16 on the stack, more on the heap.
-        let mut small = [0u32; 16];
-        let mut large = Vec::new();
-        let weights: &mut [u32] = if invokers.len() <= small.len() {
-            &mut small[..invokers.len()]
-        } else {
-            large.resize(invokers.len(), 0);
-            &mut large
-        };
-        let mut total: u64 = 0;
-        let mut same = true;
-        for (slot, inv) in weights.iter_mut().zip(invokers) {
-            *slot = weight(&**inv, invocation);
-            total += u64::from(*slot);
-        }
-        if let Some(first) = weights.first() {
-            same = weights.iter().all(|w| w == first);
-        }
-        if total == 0 || same {
-            return Some(fastrand::usize(..invokers.len()));
-        }
-        let mut offset = fastrand::u64(..total);
-        for (i, w) in weights.iter().enumerate() {
-            let w = u64::from(*w);
-            if offset < w {
-                return Some(i);
+        let now = now_ms();
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            match &*last {
+                Some(p) if p.matches(invokers, invocation.method(), now) => {}
+                _ => *last = Some(Prefix::build(invokers, invocation, now)),
             }
-            offset -= w;
-        }
-        Some(invokers.len() - 1)
+            last.as_ref().map(Prefix::pick)
+        })
     }
 }
 

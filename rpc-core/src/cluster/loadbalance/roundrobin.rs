@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::weight;
 use crate::cluster::LoadBalance;
 use crate::invocation::{Invocation, Invoker, ServiceKey};
 
@@ -62,19 +61,24 @@ impl LoadBalance for RoundRobin {
                 })
                 .collect();
         }
-        let mut total: i64 = 0;
-        let mut best: Option<(usize, i64)> = None;
-        for (idx, (e, inv)) in entries.iter_mut().zip(invokers).enumerate() {
-            let w = i64::from(weight(&**inv, invocation));
-            if w == 0 {
-                continue;
+        let (total, best) = super::random::with_prefix(invokers, invocation, |prefix| {
+            let mut total: i64 = 0;
+            let mut best: Option<(usize, i64)> = None;
+            let mut before = 0u64;
+            for (idx, (e, cumulative)) in entries.iter_mut().zip(prefix).enumerate() {
+                let w = (*cumulative - before) as i64;
+                before = *cumulative;
+                if w == 0 {
+                    continue;
+                }
+                e.current += w;
+                total += w;
+                if best.is_none_or(|(_, c)| e.current > c) {
+                    best = Some((idx, e.current));
+                }
             }
-            e.current += w;
-            total += w;
-            if best.is_none_or(|(_, c)| e.current > c) {
-                best = Some((idx, e.current));
-            }
-        }
+            (total, best)
+        });
         match best {
             Some((b, _)) => {
                 entries[b].current -= total;

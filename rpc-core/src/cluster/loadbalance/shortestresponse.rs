@@ -25,13 +25,9 @@ impl LoadBalance for ShortestResponse {
             1 => return Some(0),
             _ => {}
         }
-        let observed: Vec<(u64, u32)> = invokers
-            .iter()
-            .map(|inv| {
-                let s = stats::stats(inv.url(), invocation.method());
-                (s.window_mean_ns(), s.active())
-            })
-            .collect();
+        let observed: Vec<(u64, u32)> = stats::with_list(invokers, invocation.method(), |s| {
+            s.iter().map(|s| (s.window_mean_ns(), s.active())).collect()
+        });
         // Providers without history are assumed to have the mean latency of those with some
         // (1 ns when none has any), so their calls in flight still count.
         let known: Vec<u64> = observed.iter().map(|o| o.0).filter(|m| *m > 0).collect();

@@ -284,6 +284,10 @@ impl Router for ConditionRouter {
         // Dubbo runs higher priorities first; the chain runs ascending.
         -self.priority
     }
+
+    fn cacheable(&self) -> bool {
+        true
+    }
 }
 
 /// Makes [`ConditionRouter`]s from `condition://` URLs.

@@ -1,5 +1,5 @@
 //! Routers: narrow the provider list before load balancing. One file each, registered as
-//! [`RouterFactory`](crate::cluster::RouterFactory) extensions under the rule URL's protocol:
+//! [`RouterFactory`] extensions under the rule URL's protocol:
 //!
 //! - `condition` ([`ConditionRouter`]): Dubbo's condition rules,
 //!   `condition://0.0.0.0/{interface}?rule=<url-encoded rule>&force=false&priority=0`;
@@ -17,8 +17,8 @@ use crate::extension;
 use crate::invocation::{Invocation, Invoker};
 use crate::url::Url;
 
-mod condition;
-mod tag;
+pub mod condition;
+pub mod tag;
 
 pub use condition::{ConditionRouter, ConditionRouterFactory};
 pub use tag::{TagRouter, TagRouterFactory};

@@ -76,6 +76,9 @@ impl Router for TagRouter {
                 }
             }
             None => {
+                if invokers.iter().all(|i| provider_tag(i).is_none()) {
+                    return invokers;
+                }
                 let plain = untagged(&invokers);
                 if plain.is_empty() {
                     invokers
@@ -88,6 +91,10 @@ impl Router for TagRouter {
 
     fn priority(&self) -> i32 {
         self.priority
+    }
+
+    fn cacheable(&self) -> bool {
+        true
     }
 }
 

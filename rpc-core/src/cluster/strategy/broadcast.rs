@@ -39,7 +39,7 @@ impl Invoker for BroadcastInvoker {
         let list = self.base.list(&invocation)?;
         let mut last_ok = None;
         let mut last_err = None;
-        for invoker in &list {
+        for invoker in list.iter() {
             match super::call(invoker, invocation.clone()).await {
                 Ok(r) => last_ok = Some(r),
                 Err(e) => {

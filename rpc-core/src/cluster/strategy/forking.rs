@@ -53,7 +53,7 @@ impl Invoker for ForkingInvoker {
         let lb = self.base.load_balance(&invocation)?;
         let mut chosen: Vec<Arc<dyn Invoker>> = Vec::new();
         if forks == 0 || forks >= list.len() {
-            chosen = list;
+            chosen = list.to_vec();
         } else {
             while chosen.len() < forks {
                 let pick = self.base.select(&*lb, &list, &invocation, &chosen)?;

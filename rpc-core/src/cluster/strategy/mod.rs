@@ -58,8 +58,8 @@ impl ClusterBase {
     }
 
     /// The routed provider list for `invocation`.
-    pub fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>> {
-        self.directory.list(invocation)
+    pub fn list(&self, invocation: &Invocation) -> Result<Arc<[Arc<dyn Invoker>]>> {
+        self.directory.list_shared(invocation)
     }
 
     /// The load balancer for the method (`{method}.loadbalance`, else `loadbalance`).
@@ -142,7 +142,7 @@ impl ClusterBase {
         Ok(chosen)
     }
 
-    /// Lists, selects (avoiding `tried`) and calls one provider; see [`ClusterBase::call`].
+    /// Lists, selects (avoiding `tried`) and calls one provider; see [`call`].
     pub async fn select_and_call(
         &self,
         invocation: &Invocation,

@@ -343,4 +343,17 @@ mod tests {
         assert_eq!(name, "method_not_found");
         assert!(msg.len() <= MAX_MESSAGE);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bodies_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let b = Bytes::from(data);
+            if let Ok(req) = decode_request(b.clone()) {
+                proptest::prop_assert!(req.attachments.len() <= MAX_ATTACHMENTS);
+                proptest::prop_assert!(req.method.len() <= MAX_NAME);
+            }
+            let _ = decode_response(b.clone());
+            let _ = decode_error(b);
+        }
+    }
 }

@@ -1,5 +1,40 @@
 //! `dubbo`: the native remote protocol, framed like dubbo:// (see [`crate::exchange`]).
 //!
+//! # Use
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use rpc_core::protocol::Protocol;
+//! # use rpc_core::{extension, Invocation, Invoker, Response, Result, ServiceKey, Url, Value};
+//! # struct Echo(Url);
+//! # #[async_trait::async_trait]
+//! # impl Invoker for Echo {
+//! #     fn url(&self) -> &Url { &self.0 }
+//! #     async fn invoke(&self, mut inv: Invocation) -> Result<Response> {
+//! #         let (s,): (String,) = inv.take_args().decode()?;
+//! #         Ok(Response::value(Value::typed(s)))
+//! #     }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<()> {
+//! let dubbo = extension::get::<dyn Protocol>("dubbo")?;
+//! // Provider: port 0 binds a free port; the exporter's URL carries the real one.
+//! let url = Url::parse("dubbo://127.0.0.1:0/org.example.Echo?version=1.0").expect("url");
+//! let exporter = dubbo.export(url.clone(), Arc::new(Echo(url))).await?;
+//! // Consumer: one shared connection per provider address.
+//! let echo = dubbo.refer(exporter.url().with_param("timeout", 3000)).await?;
+//! let call = Invocation::new(
+//!     ServiceKey::new("org.example.Echo", None, Some("1.0")),
+//!     "echo",
+//!     Value::typed(("hi".to_string(),)),
+//! );
+//! let answer: String = echo.invoke(call).await?.into_value()?;
+//! assert_eq!(answer, "hi");
+//! exporter.unexport().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Body layout
 //!
 //! All integers big-endian; `str` is a u16 length then UTF-8; `section` is a u32 length then
@@ -38,7 +73,9 @@
 //! Consumer: `serialization` (default msgpack, method level first), `timeout` (ms, method level
 //! first, default 1000, unless the invocation has a deadline), `connections`, `heartbeat`,
 //! `payload`, `send.queue`, `reconnect.interval`, `reconnect.max`, `transporter`.
-//! Provider: `payload`, `idle.timeout`, `heartbeat`, `send.queue`, `transporter`; port 0 binds
+//! Provider: `payload`, `idle.timeout`, `heartbeat`, `send.queue`, `threads` (requests
+//! executing at once, default 10000, status 100 beyond), `accepts` (most open connections,
+//! default unlimited), `transporter`; port 0 binds
 //! a free port, reported in the exporter's URL. Services exported on the same host and port
 //! share one listener and are dispatched by service key `group/interface:version`.
 //! The provider answers in the serialization of the request.
@@ -153,6 +190,7 @@ impl Protocol for Dubbo {
                 let services: Table = Default::default();
                 let handler = Arc::new(Dispatcher {
                     services: services.clone(),
+                    payload: url.param_as("payload", crate::exchange::DEFAULT_PAYLOAD)?,
                 });
                 let bind_url = url.with_host(&host).with_port(port);
                 let server = Server::bind(&bind_url, handler).await?;
@@ -229,6 +267,7 @@ impl Exporter for DubboExporter {
 /// The provider side: decodes envelopes and calls the exported invokers.
 struct Dispatcher {
     services: Table,
+    payload: usize,
 }
 
 fn error_frame(ser_id: u8, id: u64, e: &RpcError) -> Frame {
@@ -327,7 +366,19 @@ impl Handler for Dispatcher {
                     Outcome::Value(v) => (RESPONSE_VALUE, v),
                     Outcome::BizError(v) => (RESPONSE_BIZ_ERROR, v),
                 };
-                match body::encode_response(kind, value, &resp.attachments, &*ser) {
+                let encoded = body::encode_response(kind, value, &resp.attachments, &*ser)
+                    .and_then(|b| {
+                        if b.len() > self.payload {
+                            Err(RpcError::codec(format!(
+                                "result of {} bytes is over the payload limit of {}",
+                                b.len(),
+                                self.payload
+                            )))
+                        } else {
+                            Ok(b)
+                        }
+                    });
+                match encoded {
                     Ok(b) => Frame {
                         flag: ser_id,
                         status: status::OK,
@@ -349,9 +400,9 @@ impl Handler for Dispatcher {
         })
     }
 
-    fn reject(&self, flag: u8, id: u64, reason: &str) -> Option<Frame> {
-        let request = flag & FLAG_REQUEST != 0 && flag & FLAG_TWO_WAY != 0;
-        request.then(|| error_frame(flag, id, &RpcError::codec(reason.to_string())))
+    fn reject(&self, flag: u8, id: u64, error: RpcError) -> Option<Frame> {
+        let two_way_request = flag & FLAG_REQUEST != 0 && flag & FLAG_TWO_WAY != 0;
+        two_way_request.then(|| error_frame(flag, id, &error))
     }
 }
 
@@ -383,7 +434,12 @@ impl DubboInvoker {
         let deadline = self.deadline(inv, start)?;
         let ser = extension::adaptive::<dyn Serialization>(&self.url, inv.method())?;
         let budget = deadline.saturating_duration_since(start).as_millis();
-        let timeout_ms = u32::try_from(budget).unwrap_or(u32::MAX).max(1);
+        // A one-way call has no caller waiting: the provider gets no budget to cancel it by.
+        let timeout_ms = if inv.is_oneway() {
+            0
+        } else {
+            u32::try_from(budget).unwrap_or(u32::MAX).max(1)
+        };
         let body = body::encode_request(inv, &*ser, timeout_ms)?;
         if body.len() > self.client.payload_limit() {
             return Err(RpcError::codec(format!(
