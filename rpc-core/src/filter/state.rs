@@ -163,11 +163,39 @@ mod tests {
                 .expect("peer"),
             4
         );
-        // A rejected entry is replaced.
+        // A replaced entry does not count twice.
         assert_eq!(
             *m.get_or_insert(Site::of(&a), |v| *v == 9, || 9)
                 .expect("replaced"),
             9
         );
+    }
+
+    #[test]
+    fn the_map_is_bounded() {
+        let m: StateMap<()> = StateMap::new("executes");
+        let service = ServiceKey::new("S", None, None);
+        let names: Vec<String> = (0..=MAX_ENTRIES).map(|i| format!("m{i}")).collect();
+        let site = |method: &str| {
+            m.get_or_insert(
+                Site {
+                    peer: "",
+                    service: &service,
+                    method,
+                },
+                |_| true,
+                || (),
+            )
+        };
+        for n in &names[..MAX_ENTRIES] {
+            site(n).expect("within the bound");
+        }
+        let e = site(&names[MAX_ENTRIES]).expect_err("over the bound");
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+        assert!(
+            e.to_string().contains("executes tracks 10000 call sites"),
+            "{e}"
+        );
+        site(&names[0]).expect("known sites still work");
     }
 }
