@@ -44,6 +44,9 @@ pub const TRACEPARENT_ATTACHMENT: &str = "traceparent";
 pub const APPLICATION_ATTACHMENT: &str = "application";
 /// Attachment carrying the provider's token (see the `token` filter).
 pub const TOKEN_ATTACHMENT: &str = "token";
+/// Attachment a provider-side protocol sets to the caller's socket address (`ip:port`), for
+/// the access log and the `rpc.server` span. Set by the server, never taken from the wire.
+pub const REMOTE_ADDRESS_ATTACHMENT: &str = "rpc.remote-address";
 
 /// Attachment keys that describe one hop and are never copied onto nested calls: ours, and
 /// those the Dubbo wire format uses for the target service.

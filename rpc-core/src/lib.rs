@@ -43,6 +43,7 @@ pub mod serialize;
 pub mod transport;
 pub mod url;
 
+pub use context::RpcContext;
 pub use error::{ErrorKind, Result, RpcError};
 pub use invocation::{
     AnyValue, Attachments, Invocation, Invoker, Outcome, Payload, Response, ServiceKey, Value,

@@ -2,13 +2,16 @@
 //!
 //! The event is at `INFO` under the target `rpc::accesslog` (route it with the subscriber's
 //! filter, e.g. `RUST_LOG=rpc::accesslog=info`), with the fields `service`, `method`,
-//! `caller` (the calling application), `trace_id`, `duration_ms` and `outcome` (`ok`,
+//! `caller` (the calling application), `peer` (the caller's address, when the protocol sets
+//! [`REMOTE_ADDRESS_ATTACHMENT`]), `trace_id`, `duration_ms` and `outcome` (`ok`,
 //! `business_error`, or the [`ErrorKind::as_str`](crate::ErrorKind::as_str) of the failure).
 //! Runs outside the token and limit filters, so refused calls are logged too.
 
 use std::sync::Arc;
 
-use crate::context::{TraceParent, APPLICATION_ATTACHMENT, TRACEPARENT_ATTACHMENT};
+use crate::context::{
+    TraceParent, APPLICATION_ATTACHMENT, REMOTE_ADDRESS_ATTACHMENT, TRACEPARENT_ATTACHMENT,
+};
 use crate::error::Result;
 use crate::extension::Activate;
 use crate::filter::Filter;
@@ -38,6 +41,11 @@ impl Filter for AccessLogFilter {
             .get(APPLICATION_ATTACHMENT)
             .unwrap_or("")
             .to_string();
+        let peer = invocation
+            .attachments()
+            .get(REMOTE_ADDRESS_ATTACHMENT)
+            .unwrap_or("")
+            .to_string();
         let trace_id = invocation
             .attachments()
             .get(TRACEPARENT_ATTACHMENT)
@@ -59,6 +67,7 @@ impl Filter for AccessLogFilter {
             service = %service,
             method = %method,
             caller = %caller,
+            peer = %peer,
             trace_id = %trace_id,
             duration_ms = start.elapsed().as_secs_f64() * 1000.0,
             outcome,
@@ -92,6 +101,8 @@ mod tests {
             });
             let mut c = call("S", "good");
             c.attachments_mut().insert(APPLICATION_ATTACHMENT, "shop");
+            c.attachments_mut()
+                .insert(REMOTE_ADDRESS_ATTACHMENT, "10.1.2.3:40000");
             AccessLogFilter.invoke(&*on, c).await.expect("ok");
             AccessLogFilter
                 .invoke(&*on, call("S", "bad"))
@@ -113,6 +124,7 @@ mod tests {
         assert!(logs[0].contains("service=S"), "{}", logs[0]);
         assert!(logs[0].contains("method=good"), "{}", logs[0]);
         assert!(logs[0].contains("caller=shop"), "{}", logs[0]);
+        assert!(logs[0].contains("peer=10.1.2.3:40000"), "{}", logs[0]);
         assert!(logs[0].contains("outcome=ok"), "{}", logs[0]);
         assert!(logs[0].contains("duration_ms="), "{}", logs[0]);
         assert!(logs[1].contains("outcome=network"), "{}", logs[1]);

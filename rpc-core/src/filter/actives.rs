@@ -45,11 +45,10 @@ impl Filter for ActivesFilter {
         if limit == 0 {
             return next.invoke(invocation).await;
         }
-        let peer = next.url().address();
         let slots = self
             .slots
             .get_or_insert(
-                Site::at(&peer, &invocation),
+                Site::at(next.url(), &invocation),
                 |s| s.limit == limit,
                 || Slots {
                     limit,
@@ -78,7 +77,7 @@ impl Filter for ActivesFilter {
                                      (no slot freed before the deadline)"
                                 ),
                             )
-                            .with_provider(peer),
+                            .with_provider(next.url().address()),
                         ))
                     }
                 }

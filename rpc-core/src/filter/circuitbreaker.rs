@@ -296,10 +296,9 @@ impl Default for CircuitBreakerFilter {
 #[async_trait::async_trait]
 impl Filter for CircuitBreakerFilter {
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
-        let peer = next.url().address();
         let breaker = self
             .breakers
-            .get_or_insert(Site::at(&peer, &invocation), |_| true, Breaker::new)
+            .get_or_insert(Site::at(next.url(), &invocation), |_| true, Breaker::new)
             .map_err(|e| invocation.annotate(e))?;
         let cfg = breaker
             .config(next.url(), invocation.method())
@@ -315,8 +314,9 @@ impl Filter for CircuitBreakerFilter {
                         left.as_millis()
                     )
                 };
-                return Err(invocation
-                    .annotate(RpcError::new(ErrorKind::CircuitOpen, msg).with_provider(peer)));
+                return Err(invocation.annotate(
+                    RpcError::new(ErrorKind::CircuitOpen, msg).with_provider(next.url().address()),
+                ));
             }
         };
         let mut pending = Pending {

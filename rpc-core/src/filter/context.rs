@@ -7,7 +7,9 @@
 //! - runs the rest of the call (inner filters, skeleton, the user's code) inside a task-local
 //!   [`RpcContext`] holding the deadline, the incoming attachments and the trace context, so
 //!   calls the implementation makes inherit them (see `consumercontext`);
-//! - wraps it in an `rpc.server` `tracing` span with service, method, caller and trace id.
+//! - wraps it in an `rpc.server` `tracing` span with service, method, caller (application),
+//!   peer (the caller's address, from [`REMOTE_ADDRESS_ATTACHMENT`] set by the protocol) and
+//!   trace id.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::context::{
-    RpcContext, TraceParent, APPLICATION_ATTACHMENT, TIMEOUT_ATTACHMENT, TRACEPARENT_ATTACHMENT,
+    RpcContext, TraceParent, APPLICATION_ATTACHMENT, REMOTE_ADDRESS_ATTACHMENT, TIMEOUT_ATTACHMENT,
+    TRACEPARENT_ATTACHMENT,
 };
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
@@ -77,6 +80,7 @@ impl Filter for ContextFilter {
             service = %invocation.service(),
             method = invocation.method(),
             caller = invocation.attachments().get(APPLICATION_ATTACHMENT).unwrap_or(""),
+            peer = invocation.attachments().get(REMOTE_ADDRESS_ATTACHMENT).unwrap_or(""),
             trace_id = %Hex128(trace.trace_id),
             span_id = %Hex64(trace.span_id),
         );

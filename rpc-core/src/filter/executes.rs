@@ -116,4 +116,33 @@ mod tests {
         f.invoke(&*p, call("S", "slow")).await.expect("free again");
         assert_eq!(p.calls(), 4);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_execution_frees_its_slot() {
+        let p = Mock::new("dubbo://h:1/S?executes=1", |_| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(crate::Response::empty())
+        });
+        let f = Arc::new(ExecutesFilter::default());
+        let stuck = {
+            let (f, p) = (f.clone(), p.clone());
+            tokio::spawn(async move { f.invoke(&*p, call("S", "m")).await })
+        };
+        tokio::task::yield_now().await;
+        let e = f.invoke(&*p, call("S", "m")).await.expect_err("busy");
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+        stuck.abort();
+        assert!(stuck.await.expect_err("aborted").is_cancelled());
+        let next = {
+            let (f, p) = (f.clone(), p.clone());
+            tokio::spawn(async move { f.invoke(&*p, call("S", "m")).await })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(
+            p.calls(),
+            2,
+            "the slot was freed and the next call admitted"
+        );
+        next.abort();
+    }
 }

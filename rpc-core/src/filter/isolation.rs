@@ -72,6 +72,7 @@ impl Filter for IsolationFilter {
         };
         let site = Site {
             peer: "",
+            port: None,
             service: invocation.service(),
             method: if per_method { method } else { "" },
         };

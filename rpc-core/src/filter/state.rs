@@ -16,14 +16,17 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
+use crate::url::Url;
 
 /// Most entries one filter keeps; more distinct call sites are refused.
 pub(crate) const MAX_ENTRIES: usize = 10_000;
 
-/// Where a call goes: provider address (may be empty), service and method.
+/// Where a call goes: provider host and port (empty and `None` on the provider side),
+/// service and method.
 #[derive(Clone, Copy)]
 pub(crate) struct Site<'a> {
     pub(crate) peer: &'a str,
+    pub(crate) port: Option<u16>,
     pub(crate) service: &'a ServiceKey,
     pub(crate) method: &'a str,
 }
@@ -33,15 +36,17 @@ impl<'a> Site<'a> {
     pub(crate) fn of(invocation: &'a Invocation) -> Self {
         Site {
             peer: "",
+            port: None,
             service: invocation.service(),
             method: invocation.method(),
         }
     }
 
-    /// The consumer-side site of `invocation` sent to `peer`.
-    pub(crate) fn at(peer: &'a str, invocation: &'a Invocation) -> Self {
+    /// The consumer-side site of `invocation` sent to the provider at `url`.
+    pub(crate) fn at(url: &'a Url, invocation: &'a Invocation) -> Self {
         Site {
-            peer,
+            peer: url.host(),
+            port: url.port(),
             service: invocation.service(),
             method: invocation.method(),
         }
@@ -50,6 +55,7 @@ impl<'a> Site<'a> {
     fn hash(&self) -> u64 {
         let mut h = DefaultHasher::new();
         self.peer.hash(&mut h);
+        self.port.hash(&mut h);
         self.service.hash(&mut h);
         self.method.hash(&mut h);
         h.finish()
@@ -58,13 +64,17 @@ impl<'a> Site<'a> {
 
 struct OwnedSite {
     peer: Box<str>,
+    port: Option<u16>,
     service: ServiceKey,
     method: Box<str>,
 }
 
 impl OwnedSite {
     fn matches(&self, s: &Site<'_>) -> bool {
-        &*self.peer == s.peer && &*self.method == s.method && &self.service == s.service
+        &*self.peer == s.peer
+            && self.port == s.port
+            && &*self.method == s.method
+            && &self.service == s.service
     }
 }
 
@@ -130,6 +140,7 @@ impl<V> StateMap<V> {
         bucket.push((
             OwnedSite {
                 peer: site.peer.into(),
+                port: site.port,
                 service: site.service.clone(),
                 method: site.method.into(),
             },
@@ -159,15 +170,44 @@ mod tests {
             3
         );
         assert_eq!(
-            *m.get_or_insert(Site::at("h:1", &a), |_| true, || 4)
+            *m.get_or_insert(Site::at(&Url::new("dubbo", "h", 1), &a), |_| true, || 4)
                 .expect("peer"),
             4
         );
-        // A rejected entry is replaced.
+        // A replaced entry does not count twice.
         assert_eq!(
             *m.get_or_insert(Site::of(&a), |v| *v == 9, || 9)
                 .expect("replaced"),
             9
         );
+    }
+
+    #[test]
+    fn the_map_is_bounded() {
+        let m: StateMap<()> = StateMap::new("executes");
+        let service = ServiceKey::new("S", None, None);
+        let names: Vec<String> = (0..=MAX_ENTRIES).map(|i| format!("m{i}")).collect();
+        let site = |method: &str| {
+            m.get_or_insert(
+                Site {
+                    peer: "",
+                    port: None,
+                    service: &service,
+                    method,
+                },
+                |_| true,
+                || (),
+            )
+        };
+        for n in &names[..MAX_ENTRIES] {
+            site(n).expect("within the bound");
+        }
+        let e = site(&names[MAX_ENTRIES]).expect_err("over the bound");
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+        assert!(
+            e.to_string().contains("executes tracks 10000 call sites"),
+            "{e}"
+        );
+        site(&names[0]).expect("known sites still work");
     }
 }
