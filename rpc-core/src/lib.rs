@@ -27,6 +27,9 @@
 
 #![forbid(unsafe_code)]
 
+// Lets `#[service]` (which names `::rpc_core`) be used inside this crate too.
+extern crate self as rpc_core;
+
 pub mod bootstrap;
 pub mod cluster;
 pub mod config;

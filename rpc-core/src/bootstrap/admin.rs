@@ -135,7 +135,7 @@ impl Admin for AdminImpl {
     }
 
     async fn metrics(&self) -> Result<String, String> {
-        crate::filter::metrics_text().map_err(|e| e.to_string())
+        crate::filter::metrics::render().map_err(|e| e.to_string())
     }
 
     async fn is_online(&self) -> bool {

@@ -36,9 +36,12 @@
 //! (default 1000) so consumers see the removal and stop sending, then unexports: the server
 //! stops accepting and lets in-flight calls finish.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+pub mod admin;
 
 use crate::cluster::registry_directory::{InvokerFactory, RegistryDirectory};
 use crate::cluster::{Cluster, StaticDirectory};
@@ -48,6 +51,7 @@ use crate::extension::{self, Side};
 use crate::invocation::Invoker;
 use crate::protocol::{Exporter, Protocol};
 use crate::proxy::{ServiceClient, ServiceDescriptor, ServiceServer, Skeleton};
+use admin::ProviderState;
 use crate::registry::{self, Registry};
 use crate::url::Url;
 
@@ -199,18 +203,45 @@ impl ProviderBuilder {
         }
         let cfg = builder.build();
         let registry = connect_registry(&cfg, self.no_registry).await?;
+        if let Some(app) = &cfg.application {
+            crate::context::set_application(app);
+        }
+        let metrics_addr = serve_metrics(&cfg).await?;
+        let state = Arc::new(ProviderState {
+            registry,
+            services: std::sync::RwLock::new(Vec::new()),
+            online: AtomicBool::new(false),
+            switch: tokio::sync::Mutex::new(()),
+        });
+        let mut services = self.services;
+        let admin_on = match cfg.params.get("admin").map(String::as_str) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(RpcError::internal(format!(
+                    "'admin' must be true or false, not '{other}'"
+                )))
+            }
+        };
         let mut port = cfg.port.unwrap_or(0);
         let started = crate::cluster::loadbalance::now_ms();
         let mut exported = Vec::new();
-        for svc in self.services {
+        let mut registered = Vec::new();
+        if admin_on {
+            // Exported last, on the port the services bound; never registered.
+            let server = admin::AdminServer::new(admin::AdminImpl(state.clone()));
+            services.push(PendingService {
+                descriptor: <admin::AdminServer<admin::AdminImpl> as ServiceServer>::descriptor(),
+                make: Box::new(move |url| Arc::new(Skeleton::with_url(server, url))),
+            });
+        }
+        let admin_index = admin_on.then(|| services.len() - 1);
+        for (i, svc) in services.into_iter().enumerate() {
             let url = cfg
-                .service_url(
-                    svc.descriptor.interface(),
-                    port,
-                    &svc.descriptor.url_params(),
-                )
+                .service_url(svc.descriptor.interface(), port, &svc.descriptor.url_params())
                 .with_param("timestamp", started)
                 .with_param("pid", std::process::id());
+            let url = crate::filter::token::resolve_token(&url)?;
             let protocol = extension::get::<dyn Protocol>(url.protocol())?;
             let skeleton = (svc.make)(url.clone());
             let chain = crate::filter::build_chain(skeleton, Side::Provider)?;
@@ -219,17 +250,35 @@ impl ProviderBuilder {
                 port = p;
             }
             tracing::info!(url = %exporter.url(), "exported");
+            if Some(i) != admin_index {
+                registered.push((exporter.url().clone(), svc.descriptor));
+            }
             exported.push(exporter);
         }
-        let running = RunningProvider {
-            registry,
+        if let Ok(mut s) = state.services.write() {
+            *s = registered;
+        }
+        state.set_online(true).await?;
+        Ok(RunningProvider {
+            state,
             exporters: exported,
-            online: AtomicBool::new(false),
             shutdown_wait: Duration::from_millis(cfg_millis(&cfg, "shutdown.wait", 1000)?),
-        };
-        running.online().await?;
-        Ok(running)
+            metrics_addr,
+        })
     }
+}
+
+/// Starts the Prometheus endpoint when `metrics.port` is set.
+async fn serve_metrics(cfg: &Config) -> Result<Option<SocketAddr>> {
+    let Some(port) = cfg.params.get("metrics.port") else {
+        return Ok(None);
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| RpcError::internal(format!("'metrics.port' '{port}' is not a port")))?;
+    let addr = crate::filter::metrics::serve(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    tracing::info!(%addr, "metrics endpoint");
+    Ok(Some(addr))
 }
 
 fn cfg_millis(cfg: &Config, key: &str, default: u64) -> Result<u64> {
@@ -256,49 +305,43 @@ async fn connect_registry(cfg: &Config, none: bool) -> Result<Option<Arc<dyn Reg
 
 /// A started provider: its exported services, registered in the registry.
 pub struct RunningProvider {
-    registry: Option<Arc<dyn Registry>>,
+    state: Arc<ProviderState>,
     exporters: Vec<Box<dyn Exporter>>,
-    online: AtomicBool,
     shutdown_wait: Duration,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl RunningProvider {
-    /// The exported URLs (with the bound port).
+    /// The exported URLs of the user's services (with the bound port).
     pub fn urls(&self) -> Vec<Url> {
-        self.exporters.iter().map(|e| e.url().clone()).collect()
+        self.state.urls()
     }
 
-    /// The bound port of the first service.
+    /// The bound port of the services (and of the admin service).
     pub fn port(&self) -> Option<u16> {
         self.exporters.first().and_then(|e| e.url().port())
     }
 
+    /// Where the Prometheus endpoint listens, when `metrics.port` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// Whether the services are registered (see [`RunningProvider::offline`]).
     pub fn is_online(&self) -> bool {
-        self.online.load(Ordering::SeqCst)
+        self.state.online.load(Ordering::SeqCst)
     }
 
     /// Takes the services out of the registry without stopping them: consumers stop sending
     /// new calls (to debug the process, or before a deploy). Direct connections still work.
+    /// Also reachable remotely through the admin service (`rpcctl offline`).
     pub async fn offline(&self) -> Result<()> {
-        if let Some(r) = &self.registry {
-            for e in &self.exporters {
-                r.unregister(e.url()).await?;
-            }
-        }
-        self.online.store(false, Ordering::SeqCst);
-        Ok(())
+        self.state.set_online(false).await
     }
 
     /// Puts the services (back) into the registry.
     pub async fn online(&self) -> Result<()> {
-        if let Some(r) = &self.registry {
-            for e in &self.exporters {
-                r.register(e.url()).await?;
-            }
-        }
-        self.online.store(true, Ordering::SeqCst);
-        Ok(())
+        self.state.set_online(true).await
     }
 
     /// Graceful shutdown: unregister, wait `shutdown.wait`, then unexport (stop accepting,
@@ -307,7 +350,7 @@ impl RunningProvider {
         if let Err(e) = self.offline().await {
             tracing::warn!(error = %e, "unregistering during shutdown failed");
         }
-        if self.registry.is_some() {
+        if self.state.registry.is_some() {
             tokio::time::sleep(self.shutdown_wait).await;
         }
         for e in &self.exporters {
@@ -396,6 +439,9 @@ impl ConsumerBuilder {
             builder = builder.env()?;
         }
         let config = builder.build();
+        if let Some(app) = &config.application {
+            crate::context::set_application(app);
+        }
         let registry = connect_registry(&config, self.no_registry).await?;
         Ok(Consumer { config, registry })
     }
