@@ -149,6 +149,16 @@ pub trait Registry: Send + Sync {
 
     /// The current provider URLs of the service of `url`.
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>>;
+
+    /// The interface names that have at least one registered URL (any category), sorted.
+    /// Used by operators' tools to list what a registry holds. Adapters that cannot
+    /// enumerate say so with an error of kind `Internal` naming the adapter.
+    async fn services(&self) -> Result<Vec<String>> {
+        Err(crate::error::RpcError::internal(format!(
+            "the {} registry cannot list its services",
+            self.url().protocol()
+        )))
+    }
 }
 
 /// Connects to a registry from its URL.
