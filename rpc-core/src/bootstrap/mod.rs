@@ -51,9 +51,9 @@ use crate::extension::{self, Side};
 use crate::invocation::Invoker;
 use crate::protocol::{Exporter, Protocol};
 use crate::proxy::{ServiceClient, ServiceDescriptor, ServiceServer, Skeleton};
-use admin::ProviderState;
 use crate::registry::{self, Registry};
 use crate::url::Url;
+use admin::ProviderState;
 
 crate::config_key!(
     "shutdown.wait",
@@ -206,6 +206,7 @@ impl ProviderBuilder {
         if let Some(app) = &cfg.application {
             crate::context::set_application(app);
         }
+        install_metrics();
         let metrics_addr = serve_metrics(&cfg).await?;
         let state = Arc::new(ProviderState {
             registry,
@@ -238,7 +239,11 @@ impl ProviderBuilder {
         let admin_index = admin_on.then(|| services.len() - 1);
         for (i, svc) in services.into_iter().enumerate() {
             let url = cfg
-                .service_url(svc.descriptor.interface(), port, &svc.descriptor.url_params())
+                .service_url(
+                    svc.descriptor.interface(),
+                    port,
+                    &svc.descriptor.url_params(),
+                )
                 .with_param("timestamp", started)
                 .with_param("pid", std::process::id());
             let url = crate::filter::token::resolve_token(&url)?;
@@ -265,6 +270,16 @@ impl ProviderBuilder {
             shutdown_wait: Duration::from_millis(cfg_millis(&cfg, "shutdown.wait", 1000)?),
             metrics_addr,
         })
+    }
+}
+
+/// Installs the Prometheus recorder before the first call, so the metrics filters record into
+/// it. An application that installed its own `metrics` recorder keeps it (the filters then
+/// record there).
+fn install_metrics() {
+    if let Err(e) = crate::filter::metrics::install() {
+        tracing::debug!(error = %e, "using the application's own metrics recorder");
+        crate::filter::metrics::use_installed_recorder();
     }
 }
 
@@ -442,6 +457,7 @@ impl ConsumerBuilder {
         if let Some(app) = &config.application {
             crate::context::set_application(app);
         }
+        install_metrics();
         let registry = connect_registry(&config, self.no_registry).await?;
         Ok(Consumer { config, registry })
     }
