@@ -14,6 +14,7 @@ use rpc_core::serialize::Serialization;
 use rpc_core::{Invocation, Invoker, Response, ServiceKey, Url, Value};
 use serde_bytes::ByteBuf;
 
+use crate::targets::framework;
 use crate::BoxResult;
 
 /// A provider that answers at once with an empty value.
@@ -202,5 +203,31 @@ pub fn run(min: Duration) -> BoxResult<String> {
         "failfast + random over 100 providers (pick + no-op call)",
         &t,
     );
+
+    // The framework targets' own provider and call code, in process (injvm), per payload.
+    for size in [16usize, 4096] {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (echo, exporter) = rt.block_on(framework::in_process())?;
+        let data = vec![0x5au8; size];
+        let t = time_async(min, || {
+            let echo = echo.clone();
+            let data = &data;
+            async move {
+                let n = framework::call(&*echo, data).await?;
+                if n != data.len() {
+                    return Err(format!("echo returned {n} bytes for {}", data.len()).into());
+                }
+                Ok(())
+            }
+        })?;
+        row(
+            &mut s,
+            &format!("injvm echo call through the rpc target's code ({size} B)"),
+            &t,
+        );
+        rt.block_on(exporter.unexport());
+    }
     Ok(s)
 }

@@ -176,7 +176,7 @@ fn mib(kib: Option<u64>) -> String {
 }
 
 fn payload_name(b: usize) -> String {
-    if b >= 1024 && b % 1024 == 0 {
+    if b >= 1024 && b.is_multiple_of(1024) {
         format!("{} KiB", b / 1024)
     } else {
         format!("{b} B")

@@ -59,6 +59,18 @@ pub async fn start_server(port: u16, bincode: bool) -> BoxResult<(u16, Box<dyn E
     Ok((port, exporter))
 }
 
+/// The echo service exported and referred in this process through the `injvm` protocol:
+/// the same provider and call code as the network targets, without sockets or encoding.
+/// Returns the reference and the exporter (keep it alive while calling).
+pub async fn in_process() -> BoxResult<(Arc<dyn Invoker>, Box<dyn Exporter>)> {
+    let protocol = extension::get::<dyn Protocol>("injvm")?;
+    let url = Url::parse(&format!("injvm://127.0.0.1/{SERVICE}"))?;
+    let exporter = protocol
+        .export(url.clone(), Arc::new(EchoInvoker { url: url.clone() }))
+        .await?;
+    Ok((protocol.refer(url).await?, exporter))
+}
+
 /// A reference to the echo service at `addr`.
 pub async fn connect(addr: SocketAddr, bincode: bool) -> BoxResult<Arc<dyn Invoker>> {
     let protocol = extension::get::<dyn Protocol>("dubbo")?;
