@@ -16,6 +16,7 @@ out=target/results.md
     echo "- CPU: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
     echo "- rustc: $(rustc --version)"
     echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "- load average before the run: $(cut -d" " -f1-3 /proc/loadavg) (other work on the machine skews numbers)"
     echo
     echo "## Load matrix"
     echo
