@@ -30,10 +30,12 @@
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod exchange;
 pub mod extension;
 pub mod filter;
 pub mod invocation;
 pub mod protocol;
+pub mod proxy;
 pub mod registry;
 pub mod serialize;
 pub mod transport;
@@ -45,10 +47,53 @@ pub use invocation::{
 };
 pub use url::{Url, UrlError};
 
+/// Turns a trait of `async fn`s into an RPC service: a client proxy (`{Trait}Client`), a
+/// server skeleton (`{Trait}Server`) and its metadata ([`proxy::ServiceDescriptor`]).
+///
+/// ```
+/// # #[derive(serde::Serialize, serde::Deserialize)] pub struct GreetError(String);
+/// #[rpc_core::service(name = "org.example.Greeter", version = "1.0.0")]
+/// pub trait Greeter {
+///     /// Says hello.
+///     #[idempotent]
+///     #[timeout = 300]
+///     async fn greet(&self, name: String) -> Result<String, GreetError>;
+/// }
+///
+/// struct English;
+/// impl Greeter for English {
+///     async fn greet(&self, name: String) -> Result<String, GreetError> {
+///         Ok(format!("hello {name}"))
+///     }
+/// }
+///
+/// let server: std::sync::Arc<dyn rpc_core::Invoker> = GreeterServer::new(English).into_invoker();
+/// let client = GreeterClient::new(server);
+/// # let _ = client;
+/// ```
+///
+/// Options: `name = "..."` (the interface name; default: the trait's name), `version`,
+/// `group`. Method attributes: `#[idempotent]`, `#[oneway]` (return type `()`),
+/// `#[timeout = ms]` / `#[timeout(ms)]`. See the [`proxy`] module for the runtime side.
+pub use rpc_macros::service;
+
 /// Re-exports used by the macros; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use async_trait::async_trait;
     pub use inventory;
     pub use serde;
+
+    pub use crate::error::RpcError;
+    pub use crate::invocation::{Invocation, Invoker, Response, ServiceKey, Value};
+    pub use crate::proxy::{
+        assert_rpc_type, decode_args, respond_result, respond_value, ArgDescriptor, ClientCore,
+        MethodDescriptor, ServiceClient, ServiceDescriptor, ServiceServer,
+    };
+    pub use core::clone::Clone;
+    pub use core::fmt;
+    pub use core::future::Future;
+    pub use core::marker::{Send, Sync};
+    pub use core::result::Result::{self, Err, Ok};
+    pub use std::sync::Arc;
 }

@@ -4,6 +4,22 @@
 //! provider list). Per call it asks the directory for the providers, lets the
 //! [`Router`] chain narrow them, lets a [`LoadBalance`] (`loadbalance=`, default `random`) pick
 //! one, and decides what to do when the call fails.
+//!
+//! ```text
+//!  cluster invoker (failover, failfast, failsafe, failback, forking, broadcast, available)
+//!    │  ClusterBase: list → route → select (loadbalance, sticky, skip tried) → call + stats
+//!    ├─ Directory: StaticDirectory | RegistryDirectory (NotifyListener, ArcSwap snapshot)
+//!    ├─ Router chain: condition rules, tag routing (RouterFactory "condition", "tag")
+//!    └─ LoadBalance: random, roundrobin, leastactive, consistenthash, shortestresponse, p2c
+//! ```
+//!
+//! Building a consumer invoker from a registry:
+//!
+//! ```ignore
+//! let dir = RegistryDirectory::new(reference_url.clone(), Arc::new(ProtocolInvokerFactory));
+//! registry.subscribe(&reference_url, dir.clone()).await?;
+//! let invoker = extension::adaptive::<dyn Cluster>(&reference_url, "")?.join(dir)?;
+//! ```
 
 use std::sync::Arc;
 
@@ -13,9 +29,13 @@ use crate::url::Url;
 
 pub mod directory;
 pub mod loadbalance;
+pub mod registry_directory;
+pub mod router;
+pub mod stats;
 pub mod strategy;
 
 pub use directory::StaticDirectory;
+pub use registry_directory::{InvokerFactory, ProtocolInvokerFactory, RegistryDirectory};
 
 /// Picks one provider among several for a call.
 pub trait LoadBalance: Send + Sync {

@@ -112,6 +112,24 @@ pub fn closest_key(name: &str) -> Option<&'static str> {
         .map(|(_, n)| n)
 }
 
+/// The key table as Markdown (name, default, per-method, meaning), as the README shows it.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| key | default | per method | meaning |\n|---|---|---|---|\n");
+    for k in all_keys() {
+        let default = if k.default.is_empty() {
+            "—".to_string()
+        } else {
+            format!("`{}`", k.default)
+        };
+        let per_method = if k.per_method { "yes" } else { "" };
+        out.push_str(&format!(
+            "| `{}` | {default} | {per_method} | {} |\n",
+            k.name, k.doc
+        ));
+    }
+    out
+}
+
 // The core's own keys. Layers that read a key declare it here so the table is one place.
 crate::config_key!(
     "application",

@@ -1,8 +1,8 @@
 //! Protocols: how an invoker is exported on the provider side and referred to on the
 //! consumer side (`protocol=` key).
 //!
-//! The remote protocol's exchange and framing live in [`crate::exchange`]-style modules of their
-//! own; this module holds the extension point and the in-process protocol `injvm`.
+//! Built in: [`dubbo`] (the native remote protocol, default; its exchange and framing live in
+//! [`crate::exchange`]) and `injvm` (in-process).
 
 use std::sync::Arc;
 
@@ -10,8 +10,10 @@ use crate::error::Result;
 use crate::invocation::Invoker;
 use crate::url::Url;
 
+pub mod dubbo;
 mod injvm;
 
+pub use dubbo::Dubbo;
 pub use injvm::Injvm;
 
 /// Exports services and creates references to them.

@@ -34,7 +34,11 @@ impl Category {
 /// Receives the full current list of one category whenever it changes.
 pub trait NotifyListener: Send + Sync {
     /// `urls` is the complete list (not a delta); an empty list means the registry really
-    /// holds none.
+    /// holds none (a list made only of `empty://` URLs, Dubbo's marker, means the same).
+    ///
+    /// A registry that cannot reach its server must **not** notify an empty list: it simply
+    /// stays silent until it is back, and listeners keep their last good list meanwhile.
+    /// Notifications are delivered from within a tokio runtime.
     fn notify(&self, category: Category, urls: Vec<Url>);
 }
 

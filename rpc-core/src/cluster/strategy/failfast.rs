@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::cluster::{Cluster, Directory, LoadBalance};
-use crate::error::{ErrorKind, Result, RpcError};
-use crate::extension;
+use super::ClusterBase;
+use crate::cluster::{Cluster, Directory};
+use crate::error::Result;
 use crate::invocation::{Invocation, Invoker, Response};
 use crate::url::Url;
 
@@ -15,46 +15,32 @@ pub struct Failfast;
 
 impl Cluster for Failfast {
     fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
-        Ok(Arc::new(FailfastInvoker { directory }))
+        Ok(Arc::new(FailfastInvoker {
+            base: ClusterBase::new(directory),
+        }))
     }
 }
 
 struct FailfastInvoker {
-    directory: Arc<dyn Directory>,
+    base: ClusterBase,
 }
 
 #[async_trait::async_trait]
 impl Invoker for FailfastInvoker {
     fn url(&self) -> &Url {
-        self.directory.url()
+        self.base.url()
     }
 
     fn is_available(&self) -> bool {
-        self.directory.is_available()
+        self.base.directory().is_available()
     }
 
     async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        let invokers = self.directory.list(&invocation)?;
-        let lb = extension::adaptive::<dyn LoadBalance>(self.url(), invocation.method())?;
-        let chosen = lb
-            .select(&invokers, &invocation)
-            .and_then(|i| invokers.get(i))
-            .ok_or_else(|| {
-                invocation.annotate(RpcError::new(
-                    ErrorKind::NoProvider,
-                    "the load balancer chose no provider",
-                ))
-            })?
-            .clone();
-        let provider = chosen.url().address();
-        chosen
-            .invoke(invocation.clone())
-            .await
-            .map_err(|e| invocation.annotate(e).with_provider(provider))
+        self.base.select_and_call(&invocation, &[]).await.1
     }
 
     fn destroy(&self) {
-        self.directory.destroy();
+        self.base.directory().destroy();
     }
 }
 
@@ -65,6 +51,7 @@ mod tests {
     use super::*;
     use crate::cluster::loadbalance::testing::*;
     use crate::cluster::StaticDirectory;
+    use crate::error::{ErrorKind, RpcError};
 
     struct Broken(Url);
 

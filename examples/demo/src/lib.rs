@@ -1,0 +1,6 @@
+//! Examples for the RPC framework: service definitions and implementations shared by the
+//! `provider`, `consumer` and `demo` binaries.
+
+#![forbid(unsafe_code)]
+
+pub mod idgen;

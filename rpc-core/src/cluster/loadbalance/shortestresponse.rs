@@ -1,0 +1,95 @@
+//! `shortestresponse`: send the call where it is expected to finish first.
+//!
+//! The expected time of a provider is the mean of its recent latencies (a sliding window of
+//! the last [`crate::cluster::stats::WINDOW`] calls per provider and method) multiplied by
+//! its calls in flight plus one: a fast provider that is already busy can lose to a slower
+//! idle one. A provider with no history is assumed to have the mean latency of the others,
+//! so it is tried soon but its calls in flight still count.
+//! Ties are broken by weight, then at random. The statistics are recorded by the cluster
+//! invokers after every call.
+
+use std::sync::Arc;
+
+use super::weighted_among;
+use crate::cluster::{stats, LoadBalance};
+use crate::invocation::{Invocation, Invoker};
+
+/// Smallest expected latency × (in flight + 1) wins; see the [module docs](self).
+#[derive(Debug, Default)]
+pub struct ShortestResponse;
+
+impl LoadBalance for ShortestResponse {
+    fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize> {
+        match invokers.len() {
+            0 => return None,
+            1 => return Some(0),
+            _ => {}
+        }
+        let observed: Vec<(u64, u32)> = invokers
+            .iter()
+            .map(|inv| {
+                let s = stats::stats(inv.url(), invocation.method());
+                (s.window_mean_ns(), s.active())
+            })
+            .collect();
+        // Providers without history are assumed to have the mean latency of those with some
+        // (1 ns when none has any), so their calls in flight still count.
+        let known: Vec<u64> = observed.iter().map(|o| o.0).filter(|m| *m > 0).collect();
+        let assumed = if known.is_empty() {
+            1
+        } else {
+            known.iter().sum::<u64>() / known.len() as u64
+        };
+        let mut best = u128::MAX;
+        let mut tied: Vec<usize> = Vec::new();
+        for (i, (mean, active)) in observed.into_iter().enumerate() {
+            let mean = if mean == 0 { assumed } else { mean };
+            let expected = u128::from(mean) * (u128::from(active) + 1);
+            if expected < best {
+                best = expected;
+                tied.clear();
+                tied.push(i);
+            } else if expected == best {
+                tied.push(i);
+            }
+        }
+        weighted_among(invokers, &tied, invocation)
+    }
+}
+
+crate::register!(dyn LoadBalance, "shortestresponse", || Arc::new(
+    ShortestResponse
+));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::loadbalance::testing::*;
+    use std::time::Duration;
+
+    #[test]
+    fn prefers_the_faster_provider_unless_it_is_busy() {
+        let p = providers_of("sr1.S", &["", ""]);
+        let inv = call_of("sr1.S");
+        stats::stats(p[0].url(), "m").record(Duration::from_millis(10));
+        stats::stats(p[1].url(), "m").record(Duration::from_millis(30));
+        for _ in 0..100 {
+            assert_eq!(ShortestResponse.select(&p, &inv), Some(0));
+        }
+        // Three calls in flight: 10 ms × 4 = 40 ms > 30 ms × 1.
+        let busy: Vec<_> = (0..3)
+            .map(|_| stats::stats(p[0].url(), "m").begin())
+            .collect();
+        assert_eq!(ShortestResponse.select(&p, &inv), Some(1));
+        drop(busy);
+    }
+
+    /// Without history all providers tie and shares follow weights 1/2/7 within 2 points
+    /// over 10,000 picks (over four standard deviations).
+    #[test]
+    fn ties_follow_weights() {
+        let p = providers_of("sr2.S", &["weight=10", "weight=20", "weight=70"]);
+        let s = shares(&ShortestResponse, &p, &call_of("sr2.S"), 10_000);
+        assert_shares(&s, &[0.1, 0.2, 0.7], 0.02);
+    }
+}

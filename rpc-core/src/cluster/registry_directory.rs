@@ -1,0 +1,601 @@
+//! A directory fed by a registry subscription.
+//!
+//! [`RegistryDirectory`] is a [`NotifyListener`]: the registry hands it the full provider list
+//! of the service whenever it changes (`providers` category) and the routing rules
+//! (`routers` category). It keeps the provider URLs and one invoker per URL, and on each
+//! notification rebuilds only what changed: invokers of URLs still listed are reused (URLs
+//! are compared whole, so a provider whose parameters changed, a new weight for example, gets
+//! a new invoker), new URLs are referred through an injectable [`InvokerFactory`], and
+//! invokers of departed URLs are destroyed once no call holds them any more (or after a grace
+//! period, [`DESTROY_GRACE`]), so a list swap under load loses no call.
+//!
+//! # Telling "no providers" from a registry fault
+//!
+//! The convention, also stated on [`NotifyListener::notify`]:
+//!
+//! - A notification always carries the **complete** list. An **empty list** means the registry
+//!   really holds no provider: the directory empties and calls fail with `NoProvider`. For
+//!   compatibility with Dubbo registries, a list made only of `empty://` URLs means the same
+//!   (`empty://` entries are otherwise ignored).
+//! - A registry that **lost its connection does not notify**: the directory keeps serving its
+//!   last good list until the registry is back and notifies again.
+//! - A non-empty list none of whose providers can be referred (every `refer` failed, or every
+//!   URL is disabled or of another protocol) is treated as a fault and the last good list is
+//!   kept, with a warning.
+//!
+//! # Hot path
+//!
+//! [`Directory::list`] reads an [`ArcSwap`] snapshot (providers and router chain together):
+//! no lock, nothing held across an `.await`. Notifications build a new snapshot and swap it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::{router, stats, Directory, Router};
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::extension;
+use crate::invocation::{Invocation, Invoker};
+use crate::protocol::Protocol;
+use crate::registry::{Category, NotifyListener};
+use crate::url::Url;
+
+/// How long a removed provider's invoker may stay alive for calls still using it before it
+/// is destroyed anyway.
+pub const DESTROY_GRACE: Duration = Duration::from_secs(30);
+
+/// Creates the invoker of one provider URL. Injectable so that tests (and custom bootstraps)
+/// do not need the network.
+#[async_trait::async_trait]
+pub trait InvokerFactory: Send + Sync {
+    /// An invoker calling the provider at `url`.
+    async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>>;
+}
+
+/// The default factory: `extension::get::<dyn Protocol>(url.protocol())?.refer(url)`.
+#[derive(Debug, Default)]
+pub struct ProtocolInvokerFactory;
+
+#[async_trait::async_trait]
+impl InvokerFactory for ProtocolInvokerFactory {
+    async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>> {
+        extension::get::<dyn Protocol>(url.protocol())?
+            .refer(url)
+            .await
+    }
+}
+
+#[derive(Default)]
+struct Snapshot {
+    /// Whether a provider list has been received at all.
+    received: bool,
+    /// Provider URL and its invoker, in notification order.
+    providers: Vec<(Url, Arc<dyn Invoker>)>,
+    /// The invokers alone, for `list`.
+    invokers: Vec<Arc<dyn Invoker>>,
+    /// Router chain, sorted by priority.
+    routers: Vec<Arc<dyn Router>>,
+}
+
+/// The provider list of one reference, kept current by registry notifications; see the
+/// [module docs](self).
+pub struct RegistryDirectory {
+    url: Url,
+    factory: Arc<dyn InvokerFactory>,
+    state: ArcSwap<Snapshot>,
+    pending: Mutex<Option<Vec<Url>>>,
+    refresh: tokio::sync::Mutex<()>,
+    destroyed: AtomicBool,
+    me: Weak<RegistryDirectory>,
+}
+
+impl RegistryDirectory {
+    /// A directory for the consumer reference `url`, creating invokers with `factory` (use
+    /// [`ProtocolInvokerFactory`] for the real protocols). Subscribe it to a registry to fill
+    /// it: `registry.subscribe(&url, dir.clone()).await?`.
+    pub fn new(url: Url, factory: Arc<dyn InvokerFactory>) -> Arc<Self> {
+        Arc::new_cyclic(|me| RegistryDirectory {
+            url,
+            factory,
+            state: ArcSwap::from_pointee(Snapshot::default()),
+            pending: Mutex::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+            destroyed: AtomicBool::new(false),
+            me: me.clone(),
+        })
+    }
+
+    /// The provider URLs currently in use.
+    pub fn providers(&self) -> Vec<Url> {
+        self.state
+            .load()
+            .providers
+            .iter()
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
+
+    /// How many routers the chain holds.
+    pub fn router_count(&self) -> usize {
+        self.state.load().routers.len()
+    }
+
+    /// Applies the latest provider notification now, if one is pending, and returns once it
+    /// is in effect. [`NotifyListener::notify`] schedules this on the tokio runtime; call it
+    /// to wait for a notification to take effect.
+    pub async fn refresh(&self) {
+        let _serial = self.refresh.lock().await;
+        let taken = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(urls) = taken {
+            self.apply_providers(urls).await;
+        }
+    }
+
+    fn usable(&self, url: &Url) -> bool {
+        if url.protocol() == "empty" || !url.param_bool("enabled", true).unwrap_or(true) {
+            return false;
+        }
+        match self.url.param("protocol") {
+            Some(wanted) => wanted.split(',').any(|p| p.trim() == url.protocol()),
+            None => true,
+        }
+    }
+
+    async fn apply_providers(&self, urls: Vec<Url>) {
+        if self.destroyed.load(Ordering::Acquire) {
+            return;
+        }
+        let current = self.state.load_full();
+        let mut wanted: Vec<Url> = Vec::with_capacity(urls.len());
+        for u in urls.iter().filter(|u| self.usable(u)) {
+            if !wanted.contains(u) {
+                wanted.push(u.clone());
+            }
+        }
+        let really_empty = urls.iter().all(|u| u.protocol() == "empty");
+        let old: HashMap<&Url, &Arc<dyn Invoker>> =
+            current.providers.iter().map(|(u, i)| (u, i)).collect();
+        let mut providers: Vec<(Url, Arc<dyn Invoker>)> = Vec::with_capacity(wanted.len());
+        for u in wanted {
+            if let Some(i) = old.get(&u) {
+                providers.push((u, (*i).clone()));
+                continue;
+            }
+            match self.factory.refer(u.clone()).await {
+                Ok(i) => providers.push((u, i)),
+                Err(e) => tracing::warn!(provider = %u, error = %e, "cannot refer provider"),
+            }
+        }
+        if providers.is_empty() && !really_empty {
+            tracing::warn!(
+                service = %self.url.service_key(),
+                listed = urls.len(),
+                "no usable provider in a non-empty notification; keeping the last good list"
+            );
+            return;
+        }
+        let removed: Vec<(Url, Arc<dyn Invoker>)> = current
+            .providers
+            .iter()
+            .filter(|(u, _)| !providers.iter().any(|(n, _)| n == u))
+            .cloned()
+            .collect();
+        let invokers: Vec<Arc<dyn Invoker>> = providers.iter().map(|(_, i)| i.clone()).collect();
+        let providers = Arc::new(providers);
+        let invokers = Arc::new(invokers);
+        drop(old);
+        drop(current);
+        self.state.rcu(|s| Snapshot {
+            received: true,
+            providers: (*providers).clone(),
+            invokers: (*invokers).clone(),
+            routers: s.routers.clone(),
+        });
+        tracing::info!(
+            service = %self.url.service_key(),
+            providers = invokers.len(),
+            removed = removed.len(),
+            "provider list updated"
+        );
+        for (url, invoker) in removed {
+            retire(url, invoker);
+        }
+    }
+
+    fn apply_routers(&self, urls: Vec<Url>) {
+        let mut routers = Vec::new();
+        for u in urls.iter().filter(|u| u.protocol() != "empty") {
+            match router::from_url(u) {
+                Ok(r) => routers.push(r),
+                Err(e) => {
+                    tracing::error!(rule = %u, error = %e, "bad routing rule; keeping the previous router chain");
+                    return;
+                }
+            }
+        }
+        routers.sort_by_key(|r| r.priority());
+        let routers = Arc::new(routers);
+        self.state.rcu(|s| Snapshot {
+            received: s.received,
+            providers: s.providers.clone(),
+            invokers: s.invokers.clone(),
+            routers: (*routers).clone(),
+        });
+    }
+}
+
+/// Destroys a removed provider's invoker once no call holds it (only this function's handle
+/// is left), or after [`DESTROY_GRACE`].
+fn retire(url: Url, invoker: Arc<dyn Invoker>) {
+    stats::forget(&url);
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        invoker.destroy();
+        return;
+    };
+    handle.spawn(async move {
+        let step = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        while Arc::strong_count(&invoker) > 1 && waited < DESTROY_GRACE {
+            tokio::time::sleep(step).await;
+            waited += step;
+        }
+        invoker.destroy();
+    });
+}
+
+impl NotifyListener for RegistryDirectory {
+    fn notify(&self, category: Category, urls: Vec<Url>) {
+        match category {
+            Category::Providers => {
+                *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(urls);
+                let Some(me) = self.me.upgrade() else { return };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => {
+                        h.spawn(async move { me.refresh().await });
+                    }
+                    Err(_) => tracing::error!(
+                        "provider notification outside a tokio runtime; call refresh() to apply it"
+                    ),
+                }
+            }
+            Category::Routers => self.apply_routers(urls),
+            Category::Consumers | Category::Configurators => {}
+        }
+    }
+}
+
+impl Directory for RegistryDirectory {
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>> {
+        let s = self.state.load();
+        let list: Vec<Arc<dyn Invoker>> = s
+            .invokers
+            .iter()
+            .filter(|i| i.is_available())
+            .cloned()
+            .collect();
+        let routed = router::route_all(&s.routers, list, &self.url, invocation);
+        if routed.is_empty() {
+            let why = if self.destroyed.load(Ordering::Acquire) {
+                "the reference was destroyed".to_string()
+            } else if !s.received {
+                "no provider list received from the registry yet".to_string()
+            } else {
+                format!(
+                    "no available provider ({} registered, after routing)",
+                    s.invokers.len()
+                )
+            };
+            return Err(invocation.annotate(RpcError::new(ErrorKind::NoProvider, why)));
+        }
+        Ok(routed)
+    }
+
+    fn is_available(&self) -> bool {
+        self.state.load().invokers.iter().any(|i| i.is_available())
+    }
+
+    fn destroy(&self) {
+        self.destroyed.store(true, Ordering::Release);
+        let old = self.state.swap(Arc::new(Snapshot::default()));
+        for (_, i) in &old.providers {
+            i.destroy();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::strategy::Failfast;
+    use crate::cluster::Cluster;
+    use crate::invocation::{Response, ServiceKey, Value};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A provider invoker that fails if called after being destroyed.
+    struct Fake {
+        url: Url,
+        destroyed: Arc<AtomicBool>,
+        calls: AtomicUsize,
+    }
+
+    /// What the factory made: the URL and the invoker's destroyed flag (the factory keeps no
+    /// handle on the invoker itself, so that retiring sees the calls' handles only).
+    #[derive(Clone)]
+    struct Made {
+        url: Url,
+        destroyed: Arc<AtomicBool>,
+    }
+
+    #[async_trait::async_trait]
+    impl Invoker for Fake {
+        fn url(&self) -> &Url {
+            &self.url
+        }
+        async fn invoke(&self, _: Invocation) -> Result<Response> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.destroyed.load(Ordering::SeqCst) {
+                return Err(RpcError::network("called after destroy"));
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            if self.destroyed.load(Ordering::SeqCst) {
+                return Err(RpcError::network("destroyed during the call"));
+            }
+            Ok(Response::value(Value::typed(self.url.address())))
+        }
+        fn destroy(&self) {
+            self.destroyed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Records every invoker it makes; refuses URLs with `broken=true`.
+    #[derive(Default)]
+    struct Factory {
+        made: Mutex<Vec<Made>>,
+    }
+
+    impl Factory {
+        fn made(&self) -> Vec<Made> {
+            self.made.lock().expect("lock").clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl InvokerFactory for Factory {
+        async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>> {
+            if url.param("broken").is_some() {
+                return Err(RpcError::network("connection refused"));
+            }
+            let destroyed = Arc::new(AtomicBool::new(false));
+            self.made.lock().expect("lock").push(Made {
+                url: url.clone(),
+                destroyed: destroyed.clone(),
+            });
+            Ok(Arc::new(Fake {
+                url,
+                destroyed,
+                calls: AtomicUsize::new(0),
+            }))
+        }
+    }
+
+    fn provider(i: u8, q: &str) -> Url {
+        Url::parse(&format!("dubbo://10.2.0.{i}:20880/rd.S?{q}")).expect("url")
+    }
+
+    fn setup() -> (Arc<RegistryDirectory>, Arc<Factory>) {
+        let f = Arc::new(Factory::default());
+        let url = Url::parse("consumer://127.0.0.1/rd.S").expect("url");
+        (RegistryDirectory::new(url, f.clone()), f)
+    }
+
+    fn call() -> Invocation {
+        Invocation::new(ServiceKey::new("rd.S", None, None), "m", Value::Empty)
+    }
+
+    fn addrs(dir: &RegistryDirectory) -> Vec<String> {
+        let mut v: Vec<String> = dir
+            .list(&call())
+            .map(|l| l.iter().map(|i| i.url().address()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn nothing_received_yet_is_no_provider() {
+        let (dir, _) = setup();
+        let e = dir.list(&call()).err().expect("empty");
+        assert_eq!(e.kind(), ErrorKind::NoProvider);
+        assert!(e.to_string().contains("no provider list received"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn rebuilds_only_what_changed_and_destroys_removed() {
+        let (dir, f) = setup();
+        dir.notify(Category::Providers, vec![provider(1, ""), provider(2, "")]);
+        dir.refresh().await;
+        assert_eq!(addrs(&dir), ["10.2.0.1:20880", "10.2.0.2:20880"]);
+        assert_eq!(f.made().len(), 2);
+
+        dir.notify(Category::Providers, vec![provider(2, ""), provider(3, "")]);
+        dir.refresh().await;
+        assert_eq!(addrs(&dir), ["10.2.0.2:20880", "10.2.0.3:20880"]);
+        let made = f.made();
+        assert_eq!(made.len(), 3, "provider 2 was reused, only 3 was referred");
+        // The removed invoker is destroyed once no call holds it.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            made[0].destroyed.load(Ordering::SeqCst),
+            "provider 1 destroyed"
+        );
+        assert!(!made[1].destroyed.load(Ordering::SeqCst));
+
+        // A changed URL (new weight) is a new invoker.
+        dir.notify(
+            Category::Providers,
+            vec![provider(2, "weight=5"), provider(3, "")],
+        );
+        dir.refresh().await;
+        assert_eq!(f.made().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn empty_list_means_really_empty_and_failed_refers_keep_the_last_good_list() {
+        let (dir, _) = setup();
+        dir.notify(Category::Providers, vec![provider(1, "")]);
+        dir.refresh().await;
+        // Every listed provider fails to connect: a fault, keep what works.
+        dir.notify(Category::Providers, vec![provider(7, "broken=1")]);
+        dir.refresh().await;
+        assert_eq!(addrs(&dir), ["10.2.0.1:20880"]);
+        // Some fail, some work: use those that work.
+        dir.notify(
+            Category::Providers,
+            vec![provider(7, "broken=1"), provider(8, "")],
+        );
+        dir.refresh().await;
+        assert_eq!(addrs(&dir), ["10.2.0.8:20880"]);
+        // `empty://` alone means no providers, as an empty list does.
+        let empty = Url::parse("empty://0.0.0.0/rd.S?category=providers").expect("url");
+        dir.notify(Category::Providers, vec![empty]);
+        dir.refresh().await;
+        assert_eq!(
+            dir.list(&call()).err().expect("none").kind(),
+            ErrorKind::NoProvider
+        );
+        dir.notify(Category::Providers, vec![provider(1, "")]);
+        dir.refresh().await;
+        dir.notify(Category::Providers, Vec::new());
+        dir.refresh().await;
+        assert!(dir.providers().is_empty());
+        assert!(!dir.is_available());
+    }
+
+    #[tokio::test]
+    async fn disabled_and_other_protocol_providers_are_skipped() {
+        let f = Arc::new(Factory::default());
+        let url = Url::parse("consumer://127.0.0.1/rd.S?protocol=dubbo").expect("url");
+        let dir = RegistryDirectory::new(url, f);
+        let grpc = Url::parse("grpc://10.2.0.5:50051/rd.S").expect("url");
+        dir.notify(
+            Category::Providers,
+            vec![provider(1, "enabled=false"), grpc, provider(2, "")],
+        );
+        dir.refresh().await;
+        assert_eq!(addrs(&dir), ["10.2.0.2:20880"]);
+    }
+
+    #[tokio::test]
+    async fn routing_rules_arrive_at_run_time() {
+        let (dir, _) = setup();
+        dir.notify(
+            Category::Providers,
+            (1..=3).map(|i| provider(i, "")).collect(),
+        );
+        dir.refresh().await;
+        let rule = crate::url::encode_component("method = m => host = 10.2.0.2,10.2.0.3");
+        let cond = Url::parse(&format!("condition://0.0.0.0/rd.S?rule={rule}")).expect("url");
+        dir.notify(Category::Routers, vec![cond]);
+        assert_eq!(dir.router_count(), 1);
+        assert_eq!(addrs(&dir), ["10.2.0.2:20880", "10.2.0.3:20880"]);
+
+        // A bad rule keeps the previous chain.
+        let bad = Url::parse("condition://0.0.0.0/rd.S?rule=host%20%3D").expect("url");
+        dir.notify(Category::Routers, vec![bad]);
+        assert_eq!(addrs(&dir).len(), 2);
+
+        // Providers change under the rule; the chain stays.
+        dir.notify(
+            Category::Providers,
+            (1..=4).map(|i| provider(i, "")).collect(),
+        );
+        dir.refresh().await;
+        assert_eq!(addrs(&dir).len(), 2);
+
+        // An empty routers list clears the chain.
+        dir.notify(Category::Routers, Vec::new());
+        assert_eq!(addrs(&dir).len(), 4);
+
+        // Tag rules too.
+        dir.notify(
+            Category::Providers,
+            vec![provider(1, "tag=gray"), provider(2, "")],
+        );
+        dir.refresh().await;
+        let tag = Url::parse("tag://0.0.0.0/rd.S").expect("url");
+        dir.notify(Category::Routers, vec![tag]);
+        let mut c = call();
+        c.attachments_mut().insert("dubbo.tag", "gray");
+        let l = dir.list(&c).expect("tagged");
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].url().address(), "10.2.0.1:20880");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn swapping_providers_under_load_loses_no_call() {
+        let (dir, f) = setup();
+        dir.notify(
+            Category::Providers,
+            (1..=4).map(|i| provider(i, "")).collect(),
+        );
+        dir.refresh().await;
+        let invoker = Failfast.join(dir.clone()).expect("join");
+        let mut calls = Vec::new();
+        for _ in 0..400 {
+            let invoker = invoker.clone();
+            calls.push(tokio::spawn(async move { invoker.invoke(call()).await }));
+        }
+        // Replace the whole list several times while the calls run.
+        for round in 0..6u8 {
+            let base = 10 + round * 4;
+            dir.notify(
+                Category::Providers,
+                (base..base + 4).map(|i| provider(i, "")).collect(),
+            );
+            dir.refresh().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut ok = 0;
+        for c in calls {
+            c.await.expect("task").expect("no call lost");
+            ok += 1;
+        }
+        assert_eq!(ok, 400);
+        // Every replaced invoker is eventually destroyed, none of the live ones is.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let live: Vec<Url> = dir.providers();
+        for made in f.made() {
+            let is_live = live.contains(&made.url);
+            assert_eq!(
+                made.destroyed.load(Ordering::SeqCst),
+                !is_live,
+                "{}",
+                made.url
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn destroy_closes_every_invoker() {
+        let (dir, f) = setup();
+        dir.notify(Category::Providers, vec![provider(1, ""), provider(2, "")]);
+        dir.refresh().await;
+        dir.destroy();
+        assert!(f.made().iter().all(|i| i.destroyed.load(Ordering::SeqCst)));
+        let e = dir.list(&call()).err().expect("destroyed");
+        assert!(e.to_string().contains("destroyed"), "{e}");
+    }
+}

@@ -1,0 +1,93 @@
+//! `failsafe`: a failure is logged and swallowed; the caller gets an empty response.
+
+use std::sync::Arc;
+
+use super::ClusterBase;
+use crate::cluster::{Cluster, Directory};
+use crate::error::Result;
+use crate::invocation::{Invocation, Invoker, Response};
+use crate::url::Url;
+
+/// Calls one provider; on any error logs it at `warn` and returns [`Response::empty`]. For
+/// calls whose failure must not disturb the caller (audit logs, metrics reports).
+#[derive(Debug, Default)]
+pub struct Failsafe;
+
+impl Cluster for Failsafe {
+    fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
+        Ok(Arc::new(FailsafeInvoker {
+            base: ClusterBase::new(directory),
+        }))
+    }
+}
+
+struct FailsafeInvoker {
+    base: ClusterBase,
+}
+
+#[async_trait::async_trait]
+impl Invoker for FailsafeInvoker {
+    fn url(&self) -> &Url {
+        self.base.url()
+    }
+
+    fn is_available(&self) -> bool {
+        self.base.directory().is_available()
+    }
+
+    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
+        match self.base.select_and_call(&invocation, &[]).await.1 {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "failsafe: call failed, returning an empty response");
+                Ok(Response::empty())
+            }
+        }
+    }
+
+    fn destroy(&self) {
+        self.base.directory().destroy();
+    }
+}
+
+crate::register!(dyn Cluster, "failsafe", || Arc::new(Failsafe));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::strategy::testing::*;
+    use crate::cluster::StaticDirectory;
+    use crate::error::ErrorKind;
+    use crate::invocation::{Outcome, Value};
+
+    #[tokio::test]
+    async fn failure_becomes_an_empty_response() {
+        let p = [Scripted::new(
+            "fs1.S",
+            0,
+            "",
+            &[Step::Fail(ErrorKind::Network)],
+        )];
+        let dir = StaticDirectory::new(reference("fs1.S", ""), as_dyn(&p));
+        let inv = Failsafe.join(Arc::new(dir)).expect("join");
+        let r = inv.invoke(call("fs1.S", "m")).await.expect("swallowed");
+        assert!(matches!(r.outcome, Outcome::Value(Value::Empty)));
+        assert_eq!(p[0].calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn absent_providers_also_give_an_empty_response_and_success_passes_through() {
+        let dir = StaticDirectory::new(reference("fs2.S", ""), Vec::new());
+        let inv = Failsafe.join(Arc::new(dir)).expect("join");
+        let r = inv.invoke(call("fs2.S", "m")).await.expect("swallowed");
+        assert!(matches!(r.outcome, Outcome::Value(Value::Empty)));
+
+        let p = [Scripted::new("fs2.S", 0, "", &[Step::Ok])];
+        let dir = StaticDirectory::new(reference("fs2.S", ""), as_dyn(&p));
+        let inv = Failsafe.join(Arc::new(dir)).expect("join");
+        assert_eq!(
+            answer(inv.invoke(call("fs2.S", "m")).await.expect("ok")),
+            "10.1.0.0:20880"
+        );
+    }
+}

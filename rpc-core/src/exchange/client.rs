@@ -1,0 +1,577 @@
+//! The consumer side of the exchange: shared multiplexed connections to one provider address.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    count_dropped, next_request_id, Frame, FrameCodec, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD,
+};
+use crate::error::{Result, RpcError};
+use crate::extension;
+use crate::transport::{BoxReader, BoxWriter, Connection, Transporter};
+use crate::url::Url;
+
+/// Connection settings read from a provider URL.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `connections`: how many connections to open (default 1).
+    pub connections: usize,
+    /// `heartbeat`: idle time before a heartbeat is sent; three of them without a byte from
+    /// the peer and the connection is declared dead.
+    pub heartbeat: Duration,
+    /// `payload`: the largest frame body accepted or sent.
+    pub payload: usize,
+    /// `send.queue`: frames buffered per connection before senders wait (default 1024).
+    pub queue: usize,
+    /// `reconnect.interval`: first reconnect delay (default 100 ms), doubled on each failure.
+    pub reconnect_min: Duration,
+    /// `reconnect.max`: the cap of the reconnect delay (default 3000 ms).
+    pub reconnect_max: Duration,
+}
+
+impl ClientConfig {
+    /// Reads the settings from `url`, with the defaults above.
+    pub fn from_url(url: &Url) -> Result<Self> {
+        let ms = |key: &str, default: u64| -> Result<Duration> {
+            Ok(Duration::from_millis(url.param_as(key, default)?.max(1)))
+        };
+        Ok(ClientConfig {
+            connections: url.param_as("connections", 1usize)?.clamp(1, 64),
+            heartbeat: ms("heartbeat", DEFAULT_HEARTBEAT_MS)?,
+            payload: url.param_as("payload", DEFAULT_PAYLOAD)?,
+            queue: url.param_as("send.queue", 1024usize)?.max(1),
+            reconnect_min: ms("reconnect.interval", 100)?,
+            reconnect_max: ms("reconnect.max", 3000)?,
+        })
+    }
+}
+
+const SHARDS: usize = 16;
+
+/// One open connection: its send queue and the calls waiting on it.
+struct Live {
+    peer: String,
+    tx: mpsc::Sender<Frame>,
+    pending: [Mutex<HashMap<u64, oneshot::Sender<Frame>>>; SHARDS],
+    closed: AtomicBool,
+    dead: CancellationToken,
+    started: Instant,
+    last_read_ms: AtomicU64,
+}
+
+impl Live {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, oneshot::Sender<Frame>>> {
+        &self.pending[(id as usize) % SHARDS]
+    }
+
+    /// Parks a waiter for `id`; refused once the connection is closed.
+    fn register(&self, id: u64) -> Result<oneshot::Receiver<Frame>> {
+        let (tx, rx) = oneshot::channel();
+        let mut shard = self.shard(id).lock().map_err(|_| poisoned())?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        shard.insert(id, tx);
+        Ok(rx)
+    }
+
+    fn unregister(&self, id: u64) {
+        if let Ok(mut s) = self.shard(id).lock() {
+            s.remove(&id);
+        }
+    }
+
+    fn complete(&self, frame: Frame) {
+        let waiter = self
+            .shard(frame.id)
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(&frame.id));
+        match waiter {
+            Some(w) => {
+                // The caller may have given up in the meantime; then the frame is dropped.
+                if w.send(frame).is_err() {
+                    count_dropped();
+                }
+            }
+            None => {
+                count_dropped();
+                tracing::debug!(peer = %self.peer, id = frame.id, "response for no pending call dropped (late or unknown id)");
+            }
+        }
+    }
+
+    /// Marks the connection dead and fails every pending call at once.
+    fn close(&self, why: &str) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::debug!(peer = %self.peer, why, "connection closed");
+        for shard in &self.pending {
+            if let Ok(mut s) = shard.lock() {
+                // Dropping the senders wakes the waiters with an error.
+                s.clear();
+            }
+        }
+        self.dead.cancel();
+    }
+
+    fn closed_error(&self) -> RpcError {
+        RpcError::network(format!("connection to {} closed", self.peer))
+            .with_provider(self.peer.clone())
+    }
+
+    fn touch(&self) {
+        self.last_read_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_read_ms.load(Ordering::Relaxed)))
+    }
+}
+
+fn poisoned() -> RpcError {
+    RpcError::internal("pending-call table poisoned by a panic")
+}
+
+/// One connection position of a client: the live connection, if any, and whether its
+/// supervisor (which reconnects) still runs — it does not once its runtime shut down.
+#[derive(Default)]
+struct Slot {
+    live: RwLock<Option<Arc<Live>>>,
+    supervisor_gone: AtomicBool,
+}
+
+impl Slot {
+    fn get(&self) -> Option<Arc<Live>> {
+        self.live.read().ok()?.clone()
+    }
+    fn set(&self, live: Option<Arc<Live>>) {
+        if let Ok(mut s) = self.live.write() {
+            *s = live;
+        }
+    }
+}
+
+/// Marks the slot unsupervised when the supervisor task ends or is dropped.
+struct SupervisorGuard(Arc<Slot>);
+
+impl Drop for SupervisorGuard {
+    fn drop(&mut self) {
+        self.0.supervisor_gone.store(true, Ordering::Release);
+        if let Some(l) = self.0.get() {
+            l.close("connection supervisor stopped");
+        }
+    }
+}
+
+/// Multiplexed connections to one provider address, shared by every reference to it in the
+/// process (see [`Client::shared`]). Dropping the last handle closes them.
+pub struct Client {
+    address: String,
+    slots: Vec<Arc<Slot>>,
+    next: AtomicUsize,
+    payload: usize,
+    cancel: CancellationToken,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        for s in &self.slots {
+            if let Some(l) = s.get() {
+                l.close("client dropped");
+            }
+        }
+    }
+}
+
+type Registry = Mutex<HashMap<String, Weak<Client>>>;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+impl Client {
+    /// The client for `url`'s address: an existing one if any reference in the process already
+    /// holds it, else a new one whose first connection attempt must succeed.
+    pub async fn shared(url: &Url) -> Result<Arc<Client>> {
+        let cfg = ClientConfig::from_url(url)?;
+        let transporter_name = url.param("transporter").unwrap_or("tcp");
+        let key = format!("{transporter_name}|{}|{}", url.address(), cfg.connections);
+        if let Some(c) = registry()
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .filter(|c| c.is_supervised())
+        {
+            return Ok(c);
+        }
+        let client = Arc::new(Client::connect(url, cfg).await?);
+        let mut reg = registry().lock().map_err(|_| poisoned())?;
+        reg.retain(|_, w| w.strong_count() > 0);
+        if let Some(existing) = reg
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .filter(|c| c.is_supervised())
+        {
+            // Another reference connected meanwhile; use its client, ours closes on drop.
+            return Ok(existing);
+        }
+        reg.insert(key, Arc::downgrade(&client));
+        Ok(client)
+    }
+
+    /// A new, unshared client; waits for the first connection of every slot.
+    pub async fn connect(url: &Url, cfg: ClientConfig) -> Result<Client> {
+        let transporter = extension::adaptive::<dyn Transporter>(url, "")?;
+        let cancel = CancellationToken::new();
+        let mut slots = Vec::with_capacity(cfg.connections);
+        let mut firsts = Vec::with_capacity(cfg.connections);
+        for _ in 0..cfg.connections {
+            let slot = Arc::new(Slot::default());
+            let (tx, rx) = oneshot::channel();
+            tokio::spawn(supervise(
+                slot.clone(),
+                transporter.clone(),
+                url.clone(),
+                cfg.clone(),
+                cancel.clone(),
+                tx,
+            ));
+            slots.push(slot);
+            firsts.push(rx);
+        }
+        let client = Client {
+            address: url.address(),
+            slots,
+            next: AtomicUsize::new(0),
+            payload: cfg.payload,
+            cancel,
+        };
+        for rx in firsts {
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.with_provider(client.address.clone())),
+                Err(_) => return Err(RpcError::internal("connection supervisor stopped")),
+            }
+        }
+        Ok(client)
+    }
+
+    /// The provider address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The largest body this client sends or accepts.
+    pub fn payload_limit(&self) -> usize {
+        self.payload
+    }
+
+    fn is_supervised(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| !s.supervisor_gone.load(Ordering::Acquire))
+    }
+
+    /// Whether at least one connection is open.
+    pub fn is_connected(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.get().is_some_and(|l| !l.closed.load(Ordering::Acquire)))
+    }
+
+    fn pick(&self) -> Result<Arc<Live>> {
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Some(l) = self.slots[(start + i) % n].get() {
+                if !l.closed.load(Ordering::Acquire) {
+                    return Ok(l);
+                }
+            }
+        }
+        Err(
+            RpcError::network(format!("not connected to {} (reconnecting)", self.address))
+                .with_provider(self.address.clone()),
+        )
+    }
+
+    /// Sends a two-way request (its id is assigned here) and waits for the response until
+    /// `deadline`. Fails with `Network` at once if the connection is or goes down, with
+    /// `Timeout` at the deadline (the late response is then dropped).
+    pub async fn request(&self, mut frame: Frame, deadline: Instant) -> Result<Frame> {
+        let live = self.pick()?;
+        let id = next_request_id();
+        frame.id = id;
+        let rx = live.register(id)?;
+        let mut guard = PendingGuard {
+            live: &live,
+            id,
+            armed: true,
+        };
+        match tokio::time::timeout_at(deadline, live.tx.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(live.closed_error()),
+            Err(_) => {
+                return Err(RpcError::timeout(format!(
+                    "send queue to {} stayed full until the deadline",
+                    live.peer
+                ))
+                .with_provider(live.peer.clone()))
+            }
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(f)) => {
+                guard.armed = false;
+                Ok(f)
+            }
+            Ok(Err(_)) => {
+                guard.armed = false;
+                Err(live.closed_error())
+            }
+            Err(_) => Err(RpcError::timeout(format!(
+                "no response from {} before the deadline",
+                live.peer
+            ))
+            .with_provider(live.peer.clone())),
+        }
+    }
+
+    /// Sends a one-way frame (id assigned here); returns once it is queued for writing.
+    pub async fn send(&self, mut frame: Frame, deadline: Instant) -> Result<()> {
+        let live = self.pick()?;
+        frame.id = next_request_id();
+        match tokio::time::timeout_at(deadline, live.tx.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(live.closed_error()),
+            Err(_) => Err(RpcError::timeout(format!(
+                "send queue to {} stayed full until the deadline",
+                live.peer
+            ))),
+        }
+    }
+}
+
+/// Removes the pending entry when a call stops waiting (timeout or cancellation).
+struct PendingGuard<'a> {
+    live: &'a Live,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.live.unregister(self.id);
+        }
+    }
+}
+
+async fn supervise(
+    slot: Arc<Slot>,
+    transporter: Arc<dyn Transporter>,
+    url: Url,
+    cfg: ClientConfig,
+    cancel: CancellationToken,
+    first: oneshot::Sender<Result<()>>,
+) {
+    let _guard = SupervisorGuard(slot.clone());
+    let mut first = Some(first);
+    let mut backoff = cfg.reconnect_min;
+    loop {
+        let attempt = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = transporter.connect(&url) => r,
+        };
+        match attempt {
+            Ok(conn) => {
+                backoff = cfg.reconnect_min;
+                let live = start(conn, &cfg);
+                slot.set(Some(live.clone()));
+                if let Some(f) = first.take() {
+                    let _ = f.send(Ok(()));
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => {
+                        live.close("client closed");
+                        slot.set(None);
+                        return;
+                    }
+                    _ = live.dead.cancelled() => {}
+                }
+                slot.set(None);
+            }
+            Err(e) => {
+                if let Some(f) = first.take() {
+                    let _ = f.send(Err(e));
+                    return;
+                }
+                tracing::debug!(address = %url.address(), error = %e, delay_ms = backoff.as_millis() as u64, "reconnect failed");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(cfg.reconnect_max);
+            }
+        }
+    }
+}
+
+fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
+    let (tx, rx) = mpsc::channel(cfg.queue);
+    let live = Arc::new(Live {
+        peer: conn.peer,
+        tx,
+        pending: Default::default(),
+        closed: AtomicBool::new(false),
+        dead: CancellationToken::new(),
+        started: Instant::now(),
+        last_read_ms: AtomicU64::new(0),
+    });
+    let codec = FrameCodec::new(cfg.payload);
+    tokio::spawn(write_task(live.clone(), rx, conn.writer, codec));
+    tokio::spawn(read_task(live.clone(), conn.reader, codec));
+    tokio::spawn(heartbeat_task(Arc::downgrade(&live), cfg.heartbeat));
+    live
+}
+
+async fn write_task(
+    live: Arc<Live>,
+    rx: mpsc::Receiver<Frame>,
+    writer: BoxWriter,
+    codec: FrameCodec,
+) {
+    let dead = live.dead.clone();
+    let peer = live.peer.clone();
+    // The writer must not keep the connection's sender alive.
+    drop(live);
+    if let Err(e) = write_loop(rx, writer, codec, Some(dead.clone())).await {
+        tracing::debug!(%peer, error = %e, "write failed");
+    }
+    // Any exit of the writer means the connection is unusable.
+    dead.cancel();
+}
+
+/// Drains `rx` into `writer`, encoding frames into one buffer and writing it out only when
+/// the queue is momentarily empty (or the buffer is large), so concurrent frames share
+/// system calls. Ends when every sender is gone (after flushing) or `stop` fires.
+pub(crate) async fn write_loop(
+    mut rx: mpsc::Receiver<Frame>,
+    mut writer: BoxWriter,
+    mut codec: FrameCodec,
+    stop: Option<CancellationToken>,
+) -> std::io::Result<()> {
+    const FLUSH_AT: usize = 256 * 1024;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let stop = stop.unwrap_or_default();
+    loop {
+        let first = tokio::select! {
+            biased;
+            f = rx.recv() => f,
+            _ = stop.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        encode_or_log(&mut codec, first, &mut buf);
+        while buf.len() < FLUSH_AT {
+            match rx.try_recv() {
+                Ok(f) => encode_or_log(&mut codec, f, &mut buf),
+                Err(_) => break,
+            }
+        }
+        writer.write_all(&buf).await?;
+        buf.clear();
+    }
+    writer.flush().await?;
+    writer.shutdown().await
+}
+
+fn encode_or_log(codec: &mut FrameCodec, frame: Frame, buf: &mut BytesMut) {
+    let id = frame.id;
+    if let Err(e) = codec.encode(frame, buf) {
+        tracing::warn!(id, error = %e, "frame not sent");
+    }
+}
+
+async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let why = loop {
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => on_frame(&live, frame),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(peer = %live.peer, error = %e, "bad frame from provider; closing");
+                    live.close("bad frame");
+                    return;
+                }
+            }
+        }
+        let read = tokio::select! {
+            r = reader.read_buf(&mut buf) => r,
+            _ = live.dead.cancelled() => break "closed",
+        };
+        match read {
+            Ok(0) => break "peer closed the connection",
+            Ok(_) => live.touch(),
+            Err(_) => break "read failed",
+        }
+    };
+    live.close(why);
+}
+
+fn on_frame(live: &Live, frame: Frame) {
+    if frame.is_request() {
+        if frame.is_event() && frame.is_two_way() {
+            let _ = live.tx.try_send(frame.heartbeat_reply());
+        } else {
+            tracing::debug!(peer = %live.peer, "unexpected request from provider ignored");
+        }
+    } else if frame.is_event() {
+        // A heartbeat answer: reading it already refreshed the liveness clock.
+    } else {
+        live.complete(frame);
+    }
+}
+
+async fn heartbeat_task(live: Weak<Live>, every: Duration) {
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let dead = match live.upgrade() {
+            Some(l) => l.dead.clone(),
+            None => return,
+        };
+        tokio::select! {
+            _ = dead.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(l) = live.upgrade() else { return };
+        let silent = l.silent_for();
+        if silent >= every * 3 {
+            tracing::warn!(peer = %l.peer, silent_ms = silent.as_millis() as u64, "peer silent for three heartbeats; closing");
+            l.close("heartbeat timeout");
+            return;
+        }
+        if silent >= every {
+            let _ = l.tx.try_send(Frame::heartbeat(
+                next_request_id(),
+                crate::serialize::ids::MSGPACK,
+            ));
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Exchange: frames, request ids, pending calls, heartbeats and reconnects.
+//!
+//! This layer sits between the remote protocol ([`crate::protocol`]'s `dubbo`) and the
+//! byte streams of a [`Transporter`](crate::transport::Transporter). It knows nothing of
+//! services or values: it moves [`Frame`]s.
+//!
+//! # Frame (byte-compatible with dubbo:// framing)
+//!
+//! ```text
+//!  0      2      3        4                  12            16
+//!  +------+------+--------+------------------+-------------+----------------+
+//!  | dabb | flag | status |  request id (BE) | body len BE | body ...       |
+//!  +------+------+--------+------------------+-------------+----------------+
+//!  flag = 0x80 request | 0x40 two-way | 0x20 event | 5-bit serialization id
+//! ```
+//!
+//! The status byte is meaningful in responses only ([`status`]). Heartbeats are event frames
+//! with an empty body. The body layout belongs to the protocol (see `protocol::dubbo`).
+//!
+//! # Consumer side ([`Client`])
+//!
+//! One multiplexed connection per provider address is shared by every reference in the
+//! process (`connections=N` opens N and round-robins over them). Each call takes a request id
+//! from a process-wide counter, parks a oneshot sender in a sharded pending map and waits
+//! until its deadline; on timeout the entry is removed, so a late response finds nobody and is
+//! dropped (counted by [`dropped_responses`]). Writes go through one writer task per
+//! connection draining a bounded queue and flushing only when the queue is momentarily empty,
+//! so concurrent small calls share system calls; a full queue makes senders wait (within their
+//! deadline). Idle connections send heartbeats (`heartbeat` ms, default 60000); a peer silent
+//! for three heartbeats is declared dead. A dead connection fails its pending calls at once
+//! with [`ErrorKind::Network`](crate::ErrorKind::Network) and is reopened with exponential
+//! backoff (`reconnect.interval` ms, default 100, doubling up to `reconnect.max` ms, default
+//! 3000); calls made while it is down fail fast.
+//!
+//! # Provider side ([`Server`])
+//!
+//! An accept loop, one reader per connection, each request handed to a spawned task, one
+//! writer task per connection. A connection that sends nothing for `idle.timeout` ms (default
+//! three heartbeats) — for instance one that stalls in the middle of a frame — is closed.
+//! Closing a server stops the listener; connections stop reading, let in-flight requests
+//! answer, then close.
+//!
+//! # Limits
+//!
+//! `payload` (bytes, default [`DEFAULT_PAYLOAD`]) bounds a frame body; the decoder checks it
+//! from the header before reserving any memory for the body.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+mod client;
+mod codec;
+mod server;
+
+pub use client::{Client, ClientConfig};
+pub use codec::{FrameCodec, FrameError};
+pub use server::{Handler, Server, ServerConfig};
+
+/// The two magic bytes every frame starts with.
+pub const MAGIC: u16 = 0xdabb;
+/// Length of the fixed frame header.
+pub const HEADER_LEN: usize = 16;
+/// Flag bit: the frame is a request (else a response).
+pub const FLAG_REQUEST: u8 = 0x80;
+/// Flag bit: the request expects a response.
+pub const FLAG_TWO_WAY: u8 = 0x40;
+/// Flag bit: the frame is an event (heartbeat), not a call.
+pub const FLAG_EVENT: u8 = 0x20;
+/// Mask of the serialization id in the flag byte.
+pub const SERIALIZATION_MASK: u8 = 0x1f;
+/// Largest frame body accepted when the URL does not set `payload` (8 MiB, as Dubbo).
+pub const DEFAULT_PAYLOAD: usize = 8 * 1024 * 1024;
+/// Heartbeat interval when the URL does not set `heartbeat`, in milliseconds.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 60_000;
+
+/// Response status codes, the values Dubbo uses.
+pub mod status {
+    /// The call completed (value or business error in the body).
+    pub const OK: u8 = 20;
+    /// The consumer gave up waiting.
+    pub const CLIENT_TIMEOUT: u8 = 30;
+    /// The provider ran out of time.
+    pub const SERVER_TIMEOUT: u8 = 31;
+    /// The request could not be decoded or its arguments did not fit the method.
+    pub const BAD_REQUEST: u8 = 40;
+    /// The response could not be encoded.
+    pub const BAD_RESPONSE: u8 = 50;
+    /// No such service is exported on this port.
+    pub const SERVICE_NOT_FOUND: u8 = 60;
+    /// The service failed (unknown method, refused caller, panic, ...).
+    pub const SERVICE_ERROR: u8 = 70;
+    /// The provider's framework failed.
+    pub const SERVER_ERROR: u8 = 80;
+    /// The consumer's framework failed.
+    pub const CLIENT_ERROR: u8 = 90;
+    /// The provider is saturated and refused the call.
+    pub const SERVER_THREADPOOL_EXHAUSTED_ERROR: u8 = 100;
+}
+
+/// One frame: the 16-byte header's fields and the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Flag byte: request / two-way / event bits and the serialization id.
+    pub flag: u8,
+    /// Status byte (responses).
+    pub status: u8,
+    /// Request id, echoed by the response.
+    pub id: u64,
+    /// The body, laid out by the protocol.
+    pub body: Bytes,
+}
+
+impl Frame {
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        self.flag & FLAG_REQUEST != 0
+    }
+
+    /// Whether the request expects a response.
+    pub fn is_two_way(&self) -> bool {
+        self.flag & FLAG_TWO_WAY != 0
+    }
+
+    /// Whether this is an event (heartbeat).
+    pub fn is_event(&self) -> bool {
+        self.flag & FLAG_EVENT != 0
+    }
+
+    /// The serialization id from the flag byte.
+    pub fn serialization(&self) -> u8 {
+        self.flag & SERIALIZATION_MASK
+    }
+
+    /// A heartbeat request.
+    pub fn heartbeat(id: u64, serialization: u8) -> Frame {
+        Frame {
+            flag: FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | (serialization & SERIALIZATION_MASK),
+            status: 0,
+            id,
+            body: Bytes::new(),
+        }
+    }
+
+    /// The answer to a heartbeat request.
+    pub fn heartbeat_reply(&self) -> Frame {
+        Frame {
+            flag: FLAG_EVENT | self.serialization(),
+            status: status::OK,
+            id: self.id,
+            body: Bytes::new(),
+        }
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh request id (process-wide counter, as Dubbo).
+pub fn next_request_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How many responses arrived for no pending call (late after a timeout, or unknown ids)
+/// since the process started.
+pub fn dropped_responses() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+pub(crate) fn count_dropped() {
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+}

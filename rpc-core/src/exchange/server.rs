@@ -1,0 +1,215 @@
+//! The provider side of the exchange: accept loop, per-connection reader and writer.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use super::client::write_loop;
+use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD};
+use crate::error::Result;
+use crate::extension;
+use crate::transport::{Acceptor, Connection, Transporter};
+use crate::url::Url;
+
+/// Answers requests; implemented by the protocol (which knows the body layout).
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one request frame; returns the response frame for two-way requests.
+    async fn handle(&self, request: Frame) -> Option<Frame>;
+
+    /// The response to a request whose header was read but whose body was refused (too
+    /// large); `None` to just close.
+    fn reject(&self, flag: u8, id: u64, reason: &str) -> Option<Frame>;
+}
+
+/// Server settings read from the export URL.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `payload`: the largest frame body accepted.
+    pub payload: usize,
+    /// `idle.timeout`: a connection that sends no byte for this long is closed (default three
+    /// heartbeats).
+    pub idle: Duration,
+    /// `send.queue`: responses buffered per connection before handlers wait.
+    pub queue: usize,
+}
+
+impl ServerConfig {
+    /// Reads the settings from `url`.
+    pub fn from_url(url: &Url) -> Result<Self> {
+        let hb: u64 = url.param_as("heartbeat", DEFAULT_HEARTBEAT_MS)?;
+        Ok(ServerConfig {
+            payload: url.param_as("payload", DEFAULT_PAYLOAD)?,
+            idle: Duration::from_millis(url.param_as("idle.timeout", hb.saturating_mul(3))?.max(1)),
+            queue: url.param_as("send.queue", 1024usize)?.max(1),
+        })
+    }
+}
+
+/// A listening server; [`Server::close`] stops it.
+pub struct Server {
+    local: String,
+    stop: CancellationToken,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Server {
+    /// Binds at `url` (transporter from `transporter=`; port 0 picks a free port) and serves
+    /// every connection with `handler`.
+    pub async fn bind(url: &Url, handler: Arc<dyn Handler>) -> Result<Server> {
+        let cfg = ServerConfig::from_url(url)?;
+        let transporter = extension::adaptive::<dyn Transporter>(url, "")?;
+        let acceptor = transporter.bind(url).await?;
+        let local = acceptor.local_addr()?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(acceptor, handler, cfg, stop.clone()));
+        Ok(Server {
+            local,
+            stop,
+            accept: Mutex::new(Some(task)),
+        })
+    }
+
+    /// The bound `host:port`.
+    pub fn local_addr(&self) -> &str {
+        &self.local
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Stops accepting (the port is released when this returns); open connections stop
+    /// reading, let in-flight requests answer, then close.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        let task = self.accept.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn accept_loop(
+    acceptor: Box<dyn Acceptor>,
+    handler: Arc<dyn Handler>,
+    cfg: ServerConfig,
+    stop: CancellationToken,
+) {
+    loop {
+        let conn = tokio::select! {
+            _ = stop.cancelled() => break,
+            c = acceptor.accept() => c,
+        };
+        match conn {
+            Ok(conn) => {
+                tokio::spawn(serve(conn, handler.clone(), cfg.clone(), stop.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                // Out of descriptors and the like: do not spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn serve(
+    conn: Connection,
+    handler: Arc<dyn Handler>,
+    cfg: ServerConfig,
+    stop: CancellationToken,
+) {
+    let Connection {
+        mut reader,
+        writer,
+        peer,
+    } = conn;
+    let (tx, rx) = mpsc::channel::<Frame>(cfg.queue);
+    let mut codec = FrameCodec::new(cfg.payload);
+    let writer_peer = peer.clone();
+    let writer = tokio::spawn(async move {
+        if let Err(e) = write_loop(rx, writer, codec, None).await {
+            tracing::debug!(peer = %writer_peer, error = %e, "write failed");
+        }
+    });
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    'conn: loop {
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => dispatch(frame, &handler, &tx).await,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "bad frame; closing the connection");
+                    if let FrameError::TooLarge { flag, id, .. } = e {
+                        if let Some(answer) = handler.reject(flag, id, &e.to_string()) {
+                            let _ = tx.send(answer).await;
+                        }
+                    }
+                    break 'conn;
+                }
+            }
+        }
+        let read = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = tokio::time::timeout(cfg.idle, reader.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Err(_) => {
+                tracing::warn!(%peer, idle_ms = cfg.idle.as_millis() as u64, partial = buf.len(), "connection idle too long; closing");
+                break;
+            }
+            Ok(Ok(0)) => {
+                if !buf.is_empty() {
+                    tracing::warn!(%peer, partial = buf.len(), "connection closed in the middle of a frame");
+                }
+                break;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "read failed");
+                break;
+            }
+        }
+    }
+    // In-flight handlers hold clones of `tx`: the writer flushes their answers, then closes.
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn dispatch(frame: Frame, handler: &Arc<dyn Handler>, tx: &mpsc::Sender<Frame>) {
+    if !frame.is_request() {
+        // Answers to heartbeats we never send, or noise: nothing to do.
+        return;
+    }
+    if frame.is_event() {
+        if frame.is_two_way() {
+            let _ = tx.send(frame.heartbeat_reply()).await;
+        }
+        return;
+    }
+    let handler = handler.clone();
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        if let Some(answer) = handler.handle(frame).await {
+            let _ = tx.send(answer).await;
+        }
+    });
+}

@@ -1,0 +1,555 @@
+//! `dubbo`: the native remote protocol, framed like dubbo:// (see [`crate::exchange`]).
+//!
+//! # Body layout
+//!
+//! All integers big-endian; `str` is a u16 length then UTF-8; `section` is a u32 length then
+//! bytes. The arguments and the result value are sections in the serialization named by the
+//! header's 5-bit id, so the envelope is read without knowing any user type and the skeleton
+//! receives `Value::Encoded(Payload { serialization, bytes })` (the bytes are a slice of the
+//! frame, not a copy).
+//!
+//! ```text
+//! request       u8 body version (1) | str path | str version | str group | str method
+//!               | u32 timeout ms (remaining budget, 0 = none) | attachments | section args
+//! response OK   u8 kind (0 business error, 1 value, 2 empty) | attachments | section value
+//! response !OK  str error kind name (ErrorKind::as_str) | section message (UTF-8)
+//! attachments   u16 count (≤ 256) | (str key (≤ 1024 B) | str value)*
+//! ```
+//!
+//! Names are bounded to 1024 bytes; a body that does not end exactly after its last field is
+//! refused.
+//!
+//! # Status codes and error kinds
+//!
+//! | kind                                  | status sent             |
+//! |---------------------------------------|-------------------------|
+//! | Timeout                               | 31 SERVER_TIMEOUT       |
+//! | Codec                                 | 40 BAD_REQUEST          |
+//! | ServiceNotFound                       | 60 SERVICE_NOT_FOUND    |
+//! | MethodNotFound, Unauthorized, Biz     | 70 SERVICE_ERROR        |
+//! | LimitExceeded                         | 100 THREADPOOL_EXHAUSTED|
+//! | other                                 | 80 SERVER_ERROR         |
+//!
+//! The kind's name travels in the error body, so the consumer gets back the very kind; a
+//! body without a known name falls back to the status (50 BAD_RESPONSE → Codec, 90 → Network).
+//!
+//! # Keys
+//!
+//! Consumer: `serialization` (default msgpack, method level first), `timeout` (ms, method level
+//! first, default 1000, unless the invocation has a deadline), `connections`, `heartbeat`,
+//! `payload`, `send.queue`, `reconnect.interval`, `reconnect.max`, `transporter`.
+//! Provider: `payload`, `idle.timeout`, `heartbeat`, `send.queue`, `transporter`; port 0 binds
+//! a free port, reported in the exporter's URL. Services exported on the same host and port
+//! share one listener and are dispatched by service key `group/interface:version`.
+//! The provider answers in the serialization of the request.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, RwLock};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::exchange::{
+    status, Client, Frame, Handler, Server, FLAG_REQUEST, FLAG_TWO_WAY, SERIALIZATION_MASK,
+};
+use crate::extension;
+use crate::filter::DEFAULT_TIMEOUT_MS;
+use crate::invocation::{Invocation, Invoker, Outcome, Payload, Response, ServiceKey, Value};
+use crate::protocol::{Exporter, Protocol};
+use crate::serialize::{self, Serialization};
+use crate::url::Url;
+
+mod body;
+
+use body::{RESPONSE_BIZ_ERROR, RESPONSE_EMPTY, RESPONSE_VALUE};
+
+/// The port used when a provider URL gives none (Dubbo's).
+pub const DEFAULT_PORT: u16 = 20880;
+
+/// The status a provider sends for an error of `kind`.
+pub fn status_of(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Timeout => status::SERVER_TIMEOUT,
+        ErrorKind::Codec => status::BAD_REQUEST,
+        ErrorKind::ServiceNotFound => status::SERVICE_NOT_FOUND,
+        ErrorKind::MethodNotFound | ErrorKind::Unauthorized | ErrorKind::Biz => {
+            status::SERVICE_ERROR
+        }
+        ErrorKind::LimitExceeded => status::SERVER_THREADPOOL_EXHAUSTED_ERROR,
+        _ => status::SERVER_ERROR,
+    }
+}
+
+/// The kind a consumer reports for a non-OK `status` whose body names no known kind.
+pub fn kind_of_status(code: u8) -> ErrorKind {
+    match code {
+        status::CLIENT_TIMEOUT | status::SERVER_TIMEOUT => ErrorKind::Timeout,
+        status::BAD_REQUEST | status::BAD_RESPONSE => ErrorKind::Codec,
+        status::SERVICE_NOT_FOUND => ErrorKind::ServiceNotFound,
+        status::SERVICE_ERROR => ErrorKind::Biz,
+        status::CLIENT_ERROR => ErrorKind::Network,
+        status::SERVER_THREADPOOL_EXHAUSTED_ERROR => ErrorKind::LimitExceeded,
+        _ => ErrorKind::Internal,
+    }
+}
+
+fn kind_by_name(name: &str) -> Option<ErrorKind> {
+    [
+        ErrorKind::Timeout,
+        ErrorKind::NoProvider,
+        ErrorKind::Network,
+        ErrorKind::Codec,
+        ErrorKind::ServiceNotFound,
+        ErrorKind::MethodNotFound,
+        ErrorKind::Unauthorized,
+        ErrorKind::LimitExceeded,
+        ErrorKind::CircuitOpen,
+        ErrorKind::Biz,
+        ErrorKind::Internal,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == name)
+}
+
+type Table = Arc<RwLock<HashMap<String, Arc<dyn Invoker>>>>;
+
+struct Listener {
+    server: Server,
+    services: Table,
+}
+
+/// The `dubbo` protocol: one listener per bound address, one shared client per provider
+/// address. See the [module docs](self).
+#[derive(Default)]
+pub struct Dubbo {
+    listeners: Arc<tokio::sync::Mutex<HashMap<String, Arc<Listener>>>>,
+}
+
+#[async_trait::async_trait]
+impl Protocol for Dubbo {
+    fn default_port(&self) -> u16 {
+        DEFAULT_PORT
+    }
+
+    async fn export(&self, url: Url, invoker: Arc<dyn Invoker>) -> Result<Box<dyn Exporter>> {
+        let host = if url.host().is_empty() {
+            "127.0.0.1".to_string()
+        } else {
+            url.host().to_string()
+        };
+        let port = url.port().unwrap_or(DEFAULT_PORT);
+        let key = url.service_key();
+        let mut listeners = self.listeners.lock().await;
+        let existing = (port != 0)
+            .then(|| listeners.get(&format!("{host}:{port}")).cloned())
+            .flatten();
+        let (listener, real_port) = match existing {
+            Some(l) => (l, port),
+            None => {
+                let services: Table = Default::default();
+                let handler = Arc::new(Dispatcher {
+                    services: services.clone(),
+                });
+                let bind_url = url.with_host(&host).with_port(port);
+                let server = Server::bind(&bind_url, handler).await?;
+                let real = server.port();
+                let l = Arc::new(Listener { server, services });
+                listeners.insert(format!("{host}:{real}"), l.clone());
+                (l, real)
+            }
+        };
+        {
+            let mut table = listener
+                .services
+                .write()
+                .map_err(|_| RpcError::internal("service table poisoned"))?;
+            if table.contains_key(&key) {
+                return Err(RpcError::internal(format!(
+                    "service {key} is already exported on {host}:{real_port}"
+                )));
+            }
+            table.insert(key.clone(), invoker);
+        }
+        Ok(Box::new(DubboExporter {
+            url: url.with_host(&host).with_port(real_port),
+            key,
+            address: format!("{host}:{real_port}"),
+            listeners: self.listeners.clone(),
+        }))
+    }
+
+    async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>> {
+        let client = Client::shared(&url).await?;
+        let timeout = Duration::from_millis(url.param_as("timeout", DEFAULT_TIMEOUT_MS)?);
+        Ok(Arc::new(DubboInvoker {
+            url,
+            client,
+            timeout,
+        }))
+    }
+}
+
+struct DubboExporter {
+    url: Url,
+    key: String,
+    address: String,
+    listeners: Arc<tokio::sync::Mutex<HashMap<String, Arc<Listener>>>>,
+}
+
+#[async_trait::async_trait]
+impl Exporter for DubboExporter {
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    async fn unexport(&self) {
+        let mut listeners = self.listeners.lock().await;
+        let Some(l) = listeners.get(&self.address).cloned() else {
+            return;
+        };
+        let empty = match l.services.write() {
+            Ok(mut t) => {
+                t.remove(&self.key);
+                t.is_empty()
+            }
+            Err(_) => true,
+        };
+        if empty {
+            listeners.remove(&self.address);
+            drop(listeners);
+            l.server.close().await;
+        }
+    }
+}
+
+/// The provider side: decodes envelopes and calls the exported invokers.
+struct Dispatcher {
+    services: Table,
+}
+
+fn error_frame(ser_id: u8, id: u64, e: &RpcError) -> Frame {
+    Frame {
+        flag: ser_id & SERIALIZATION_MASK,
+        status: status_of(e.kind()),
+        id,
+        body: Bytes::from(body::encode_error(e.kind(), &e.to_string())),
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string panic payload")
+}
+
+impl Dispatcher {
+    async fn call(&self, req: Frame) -> Result<(Response, Arc<dyn Serialization>)> {
+        let ser_id = req.serialization();
+        let ser = serialize::by_id(ser_id)?;
+        let two_way = req.is_two_way();
+        let env = body::decode_request(req.body)?;
+        let service = ServiceKey::new(&env.path, Some(&env.group), Some(&env.version));
+        let key = service.to_string();
+        let invoker = self
+            .services
+            .read()
+            .map_err(|_| RpcError::internal("service table poisoned"))?
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| {
+                RpcError::new(
+                    ErrorKind::ServiceNotFound,
+                    format!("service {key} is not exported on this port"),
+                )
+            })?;
+        let mut inv = Invocation::new(
+            service,
+            env.method,
+            Value::Encoded(Payload {
+                serialization: ser_id,
+                bytes: env.args,
+            }),
+        );
+        *inv.attachments_mut() = env.attachments;
+        inv.set_oneway(!two_way);
+        if env.timeout_ms > 0 {
+            inv.set_timeout(Duration::from_millis(env.timeout_ms.into()));
+        }
+        let deadline = inv.deadline();
+        let mut fut = invoker.invoke(inv);
+        // A panic in the service becomes an error response; the connection lives on.
+        let guarded = std::future::poll_fn(move |cx| {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                Ok(Poll::Ready(r)) => Poll::Ready(r),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(p) => Poll::Ready(Err(RpcError::new(
+                    ErrorKind::Biz,
+                    format!("the service panicked: {}", panic_message(&*p)),
+                ))),
+            }
+        });
+        let result = match deadline {
+            Some(d) => tokio::time::timeout_at(d, guarded)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RpcError::timeout(
+                        "the provider did not finish before the caller's deadline",
+                    ))
+                }),
+            None => guarded.await,
+        };
+        Ok((result?, ser))
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Dispatcher {
+    async fn handle(&self, req: Frame) -> Option<Frame> {
+        let two_way = req.is_two_way();
+        let ser_id = req.serialization();
+        let id = req.id;
+        let result = self.call(req).await;
+        if !two_way {
+            if let Err(e) = result {
+                tracing::debug!(id, error = %e, "one-way call failed");
+            }
+            return None;
+        }
+        Some(match result {
+            Ok((resp, ser)) => {
+                let (kind, value) = match &resp.outcome {
+                    Outcome::Value(Value::Empty) => (RESPONSE_EMPTY, &Value::Empty),
+                    Outcome::Value(v) => (RESPONSE_VALUE, v),
+                    Outcome::BizError(v) => (RESPONSE_BIZ_ERROR, v),
+                };
+                match body::encode_response(kind, value, &resp.attachments, &*ser) {
+                    Ok(b) => Frame {
+                        flag: ser_id,
+                        status: status::OK,
+                        id,
+                        body: Bytes::from(b),
+                    },
+                    Err(e) => Frame {
+                        flag: ser_id,
+                        status: status::BAD_RESPONSE,
+                        id,
+                        body: Bytes::from(body::encode_error(
+                            ErrorKind::Codec,
+                            &format!("the provider could not encode its result: {e}"),
+                        )),
+                    },
+                }
+            }
+            Err(e) => error_frame(ser_id, id, &e),
+        })
+    }
+
+    fn reject(&self, flag: u8, id: u64, reason: &str) -> Option<Frame> {
+        let request = flag & FLAG_REQUEST != 0 && flag & FLAG_TWO_WAY != 0;
+        request.then(|| error_frame(flag, id, &RpcError::codec(reason.to_string())))
+    }
+}
+
+/// A reference to one remote provider.
+struct DubboInvoker {
+    url: Url,
+    client: Arc<Client>,
+    timeout: Duration,
+}
+
+impl DubboInvoker {
+    fn deadline(&self, inv: &Invocation, start: Instant) -> Result<Instant> {
+        if let Some(d) = inv.deadline() {
+            return Ok(d);
+        }
+        let t = match self.url.method_param(inv.method(), "timeout") {
+            Some(_) => Duration::from_millis(self.url.method_param_as(
+                inv.method(),
+                "timeout",
+                DEFAULT_TIMEOUT_MS,
+            )?),
+            None => self.timeout,
+        };
+        Ok(start + t)
+    }
+
+    async fn call(&self, inv: &Invocation) -> Result<Response> {
+        let start = Instant::now();
+        let deadline = self.deadline(inv, start)?;
+        let ser = extension::adaptive::<dyn Serialization>(&self.url, inv.method())?;
+        let budget = deadline.saturating_duration_since(start).as_millis();
+        let timeout_ms = u32::try_from(budget).unwrap_or(u32::MAX).max(1);
+        let body = body::encode_request(inv, &*ser, timeout_ms)?;
+        if body.len() > self.client.payload_limit() {
+            return Err(RpcError::codec(format!(
+                "request body of {} bytes is over the payload limit of {}",
+                body.len(),
+                self.client.payload_limit()
+            )));
+        }
+        let ser_id = ser.id() & SERIALIZATION_MASK;
+        let mut frame = Frame {
+            flag: FLAG_REQUEST | ser_id,
+            status: 0,
+            id: 0,
+            body: Bytes::from(body),
+        };
+        if inv.is_oneway() {
+            self.client.send(frame, deadline).await?;
+            return Ok(Response::empty());
+        }
+        frame.flag |= FLAG_TWO_WAY;
+        let answer = self.client.request(frame, deadline).await?;
+        decode_answer(answer)
+    }
+}
+
+fn decode_answer(answer: Frame) -> Result<Response> {
+    if answer.status != status::OK {
+        let fallback = kind_of_status(answer.status);
+        return Err(match body::decode_error(answer.body) {
+            Ok((name, msg)) => RpcError::new(
+                kind_by_name(&name).unwrap_or(fallback),
+                format!("provider answered status {}: {msg}", answer.status),
+            ),
+            Err(_) => RpcError::new(
+                fallback,
+                format!("provider answered status {}", answer.status),
+            ),
+        });
+    }
+    let ser_id = answer.serialization();
+    let (kind, attachments, bytes) = body::decode_response(answer.body)?;
+    let value = || {
+        Value::Encoded(Payload {
+            serialization: ser_id,
+            bytes,
+        })
+    };
+    let outcome = match kind {
+        RESPONSE_EMPTY => Outcome::Value(Value::Empty),
+        RESPONSE_BIZ_ERROR => Outcome::BizError(value()),
+        _ => Outcome::Value(value()),
+    };
+    Ok(Response {
+        outcome,
+        attachments,
+    })
+}
+
+#[async_trait::async_trait]
+impl Invoker for DubboInvoker {
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn is_available(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
+        self.call(&invocation)
+            .await
+            .map_err(|e| invocation.annotate(e).with_provider(self.client.address()))
+    }
+}
+
+crate::register!(dyn Protocol, "dubbo", || Arc::new(Dubbo::default()));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_crosses_the_wire_as_itself() {
+        for kind in [
+            ErrorKind::Timeout,
+            ErrorKind::NoProvider,
+            ErrorKind::Network,
+            ErrorKind::Codec,
+            ErrorKind::ServiceNotFound,
+            ErrorKind::MethodNotFound,
+            ErrorKind::Unauthorized,
+            ErrorKind::LimitExceeded,
+            ErrorKind::CircuitOpen,
+            ErrorKind::Biz,
+            ErrorKind::Internal,
+        ] {
+            let f = error_frame(24, 9, &RpcError::new(kind, "why"));
+            assert_eq!(f.status, status_of(kind));
+            let e = decode_answer(f).expect_err("error answer");
+            assert_eq!(e.kind(), kind);
+            assert!(e.message().contains("why"), "{e}");
+        }
+        assert_eq!(status_of(ErrorKind::Biz), status::SERVICE_ERROR);
+        assert_eq!(status_of(ErrorKind::LimitExceeded), 100);
+        // Without a kind name, the status decides.
+        let bare = Frame {
+            flag: 24,
+            status: status::SERVICE_NOT_FOUND,
+            id: 1,
+            body: Bytes::new(),
+        };
+        assert_eq!(
+            decode_answer(bare).expect_err("err").kind(),
+            ErrorKind::ServiceNotFound
+        );
+    }
+
+    struct Slow(Url);
+
+    #[async_trait::async_trait]
+    impl Invoker for Slow {
+        fn url(&self) -> &Url {
+            &self.0
+        }
+        async fn invoke(&self, mut inv: Invocation) -> Result<Response> {
+            let (ms,): (u64,) = inv.take_args().decode()?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(Response::value(Value::typed(ms)))
+        }
+    }
+
+    #[tokio::test]
+    async fn unexport_lets_in_flight_calls_finish_and_releases_the_port() {
+        let p = Dubbo::default();
+        let url = Url::parse("dubbo://127.0.0.1:0/t.Slow").expect("url");
+        let exp = p
+            .export(url.clone(), Arc::new(Slow(url.clone())))
+            .await
+            .expect("export");
+        let port = exp.url().port().expect("port");
+        assert_ne!(port, 0);
+        let inv = p
+            .refer(url.with_port(port).with_param("timeout", 5000))
+            .await
+            .expect("refer");
+        let call = Invocation::new(
+            ServiceKey::new("t.Slow", None, None),
+            "s",
+            Value::typed((300u64,)),
+        );
+        let pending = tokio::spawn({
+            let inv = inv.clone();
+            async move { inv.invoke(call).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        exp.unexport().await;
+        // The listener is gone: the port can be bound again.
+        let again = std::net::TcpListener::bind(("127.0.0.1", port));
+        assert!(again.is_ok(), "port still held after unexport");
+        drop(again);
+        let ms: u64 = pending
+            .await
+            .expect("join")
+            .expect("in-flight call finished")
+            .into_value()
+            .expect("u64");
+        assert_eq!(ms, 300);
+    }
+}

@@ -1,0 +1,545 @@
+//! Parsing and validation: from the attribute and the trait to a checked [`Service`].
+//!
+//! Every rule reports at the offending tokens and says what to write instead; all problems of
+//! a trait are collected with [`syn::Error::combine`] and reported together.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Expr, ExprLit, FnArg, GenericArgument, Ident, ItemTrait, Lit, LitStr, Pat,
+    PathArguments, ReturnType, TraitItem, TraitItemFn, Type, Visibility,
+};
+
+/// The options of `#[service(...)]`.
+#[derive(Default)]
+pub(crate) struct Options {
+    name: Option<LitStr>,
+    version: Option<LitStr>,
+    group: Option<LitStr>,
+}
+
+impl Options {
+    pub(crate) fn parse(attr: TokenStream) -> syn::Result<Options> {
+        let mut o = Options::default();
+        let parser = syn::meta::parser(|meta| {
+            let slot = if meta.path.is_ident("name") {
+                &mut o.name
+            } else if meta.path.is_ident("version") {
+                &mut o.version
+            } else if meta.path.is_ident("group") {
+                &mut o.group
+            } else {
+                return Err(meta.error(
+                    "unknown #[service] option; expected `name = \"org.example.Greeter\"`, `version = \"1.0.0\"` or `group = \"...\"`",
+                ));
+            };
+            if slot.is_some() {
+                return Err(meta.error("this option is given twice; keep one"));
+            }
+            let value: LitStr = meta.value()?.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected a string literal, e.g. `version = \"1.0.0\"`",
+                )
+            })?;
+            if value.value().trim().is_empty() {
+                return Err(syn::Error::new(
+                    value.span(),
+                    "must not be empty; leave the option out instead",
+                ));
+            }
+            *slot = Some(value);
+            Ok(())
+        });
+        parser.parse2(attr)?;
+        Ok(o)
+    }
+}
+
+/// A validated service trait.
+pub(crate) struct Service {
+    /// The trait's attributes (doc comments, ...), passed through.
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) ident: Ident,
+    /// Supertraits the user wrote (kept, ours are appended).
+    pub(crate) supertraits: Vec<TokenStream>,
+    pub(crate) interface: String,
+    pub(crate) version: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) methods: Vec<Method>,
+}
+
+/// A validated method.
+pub(crate) struct Method {
+    /// Attributes other than ours (doc comments, lints), passed through.
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) ident: Ident,
+    /// The wire name (the identifier without `r#`).
+    pub(crate) name: String,
+    pub(crate) args: Vec<Arg>,
+    pub(crate) ret: Ret,
+    pub(crate) idempotent: bool,
+    pub(crate) oneway: bool,
+    pub(crate) timeout_ms: Option<u64>,
+}
+
+/// One argument.
+pub(crate) struct Arg {
+    /// The name shown in metadata (`_` for a wildcard).
+    pub(crate) name: String,
+    pub(crate) ty: Type,
+}
+
+/// What a method returns.
+pub(crate) enum Ret {
+    /// A plain value (`()` when nothing is written).
+    Plain(Type),
+    /// `Result<T, E>`: `E` is a business error.
+    Result { full: Type, ok: Type, err: Type },
+}
+
+impl Ret {
+    /// The type the trait method's future outputs.
+    pub(crate) fn full(&self) -> &Type {
+        match self {
+            Ret::Plain(t) | Ret::Result { full: t, .. } => t,
+        }
+    }
+}
+
+/// Names the generated client already uses for its own methods.
+const RESERVED: &[&str] = &[
+    "new",
+    "clone",
+    "invoker",
+    "service_key",
+    "with_service_key",
+    "from_invoker",
+    "descriptor",
+    "fmt",
+];
+
+/// Collects errors so that all of them are reported.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, span: Span, message: impl std::fmt::Display) {
+        let e = syn::Error::new(span, message);
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    fn push_tokens(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        let e = syn::Error::new_spanned(tokens, message);
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+impl Service {
+    pub(crate) fn from_trait(options: Options, item: ItemTrait) -> syn::Result<Service> {
+        let mut errors = Errors::default();
+        if let Some(u) = &item.unsafety {
+            errors.push_tokens(u, "a service trait cannot be `unsafe`; remove `unsafe`");
+        }
+        if let Some(a) = &item.auto_token {
+            errors.push_tokens(a, "a service trait cannot be an `auto` trait");
+        }
+        if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+            errors.push_tokens(
+                &item.generics,
+                "a service trait cannot be generic: its methods are called by name with serialized arguments; use concrete types",
+            );
+        }
+        let mut methods: Vec<Method> = Vec::new();
+        for trait_item in item.items {
+            match trait_item {
+                TraitItem::Fn(f) => {
+                    let m = method(f, &mut errors);
+                    {
+                        if let Some(first) = methods.iter().find(|o| o.name == m.name) {
+                            errors.push(
+                                m.ident.span(),
+                                format_args!(
+                                    "duplicate method `{}`: calls are dispatched by name, so each method needs its own; rename one",
+                                    m.name
+                                ),
+                            );
+                            errors.push(first.ident.span(), format_args!("`{}` first defined here", m.name));
+                        } else {
+                            methods.push(m);
+                        }
+                    }
+                }
+                other => errors.push_tokens(
+                    other,
+                    "a service trait holds only methods: `async fn name(&self, arg: Type) -> Ret;`; move constants and types out of it",
+                ),
+            }
+        }
+        errors.finish()?;
+        let supertraits = item
+            .supertraits
+            .iter()
+            .map(ToTokens::to_token_stream)
+            .collect();
+        Ok(Service {
+            attrs: item.attrs,
+            vis: item.vis,
+            interface: options
+                .name
+                .map(|n| n.value())
+                .unwrap_or_else(|| item.ident.unraw().to_string()),
+            ident: item.ident,
+            supertraits,
+            version: options.version.map(|v| v.value()),
+            group: options.group.map(|g| g.value()),
+            methods,
+        })
+    }
+}
+
+/// Our method attributes, found and removed from `attrs`.
+#[derive(Default)]
+struct MethodFlags {
+    idempotent: bool,
+    oneway: Option<Span>,
+    timeout_ms: Option<u64>,
+}
+
+fn method_flags(attrs: Vec<Attribute>, errors: &mut Errors) -> (Vec<Attribute>, MethodFlags) {
+    let mut flags = MethodFlags::default();
+    let mut kept = Vec::new();
+    for attr in attrs {
+        let path = attr.path();
+        if path.is_ident("idempotent") {
+            if attr.meta.require_path_only().is_err() {
+                errors.push_tokens(&attr, "write `#[idempotent]` without arguments");
+            } else if flags.idempotent {
+                errors.push_tokens(&attr, "`#[idempotent]` is given twice; keep one");
+            }
+            flags.idempotent = true;
+        } else if path.is_ident("oneway") {
+            if attr.meta.require_path_only().is_err() {
+                errors.push_tokens(&attr, "write `#[oneway]` without arguments");
+            } else if flags.oneway.is_some() {
+                errors.push_tokens(&attr, "`#[oneway]` is given twice; keep one");
+            }
+            flags.oneway = Some(attr.span());
+        } else if path.is_ident("timeout") {
+            if flags.timeout_ms.is_some() {
+                errors.push_tokens(&attr, "`#[timeout]` is given twice; keep one");
+            }
+            match timeout_ms(&attr) {
+                Some(ms) => flags.timeout_ms = Some(ms),
+                None => errors.push_tokens(
+                    &attr,
+                    "write the timeout in milliseconds as a positive integer: `#[timeout = 300]` or `#[timeout(300)]`",
+                ),
+            }
+        } else {
+            kept.push(attr);
+        }
+    }
+    (kept, flags)
+}
+
+fn timeout_ms(attr: &Attribute) -> Option<u64> {
+    let lit = match &attr.meta {
+        syn::Meta::NameValue(nv) => match &nv.value {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(i), ..
+            }) => i.clone(),
+            _ => return None,
+        },
+        syn::Meta::List(list) => syn::parse2::<syn::LitInt>(list.tokens.clone()).ok()?,
+        syn::Meta::Path(_) => return None,
+    };
+    lit.base10_parse::<u64>().ok().filter(|ms| *ms > 0)
+}
+
+fn method(f: TraitItemFn, errors: &mut Errors) -> Method {
+    let (attrs, flags) = method_flags(f.attrs, errors);
+    let sig = f.sig;
+    let name = sig.ident.unraw().to_string();
+
+    if let Some(body) = &f.default {
+        errors.push_tokens(
+            body,
+            "a service method cannot have a default body: end the declaration with `;` and implement it in your `impl`",
+        );
+    }
+    if let Some(c) = &sig.constness {
+        errors.push_tokens(c, "a service method cannot be `const`; write `async fn`");
+    }
+    if let Some(u) = &sig.unsafety {
+        errors.push_tokens(u, "a service method cannot be `unsafe`; remove `unsafe`");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push_tokens(
+            abi,
+            "a service method cannot have an `extern` ABI; remove it",
+        );
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push_tokens(v, "a service method cannot be variadic");
+    }
+    if sig.asyncness.is_none() {
+        errors.push(
+            sig.fn_token.span,
+            format_args!(
+                "service methods must be `async`: write `async fn {name}(&self, ...)`; the client awaits a remote call"
+            ),
+        );
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push_tokens(
+            &sig.generics,
+            format_args!(
+                "service method `{name}` cannot be generic: arguments are serialized and dispatched by name; use concrete owned types"
+            ),
+        );
+    } else if let Some(w) = &sig.generics.where_clause {
+        errors.push_tokens(
+            w,
+            format_args!(
+                "service method `{name}` cannot have a `where` clause; use concrete owned types"
+            ),
+        );
+    }
+
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(r)) => {
+            if r.colon_token.is_some() {
+                errors.push_tokens(r, "write the receiver as `&self`; typed receivers (`self: Arc<Self>`) are not supported");
+            } else if r.reference.is_none() {
+                errors.push_tokens(
+                    r,
+                    "take `&self`, not `self`: one service object serves many concurrent calls",
+                );
+            } else if r.mutability.is_some() {
+                errors.push_tokens(
+                    r,
+                    "take `&self`, not `&mut self`: calls run concurrently; keep mutable state behind a `Mutex` or atomics in your implementation",
+                );
+            } else if let Some((_, Some(lt))) = &r.reference {
+                errors.push_tokens(lt, "write `&self` without a lifetime");
+            }
+        }
+        Some(FnArg::Typed(t)) => errors.push_tokens(
+            t,
+            format_args!("add `&self` as the first parameter: `async fn {name}(&self, ...)`"),
+        ),
+        None => errors.push(
+            sig.paren_token.span.join(),
+            format_args!("add `&self` as the first parameter: `async fn {name}(&self)`"),
+        ),
+    }
+    let mut args = Vec::new();
+    for input in inputs {
+        let FnArg::Typed(t) = input else {
+            continue; // a second receiver is a Rust syntax error already
+        };
+        let arg_name = match &*t.pat {
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                p.ident.unraw().to_string()
+            }
+            Pat::Wild(_) => "_".to_string(),
+            other => {
+                errors.push_tokens(
+                    other,
+                    "name the argument with a plain identifier (`name: Type`); patterns are not supported",
+                );
+                continue;
+            }
+        };
+        check_owned(&t.ty, Position::Argument, errors);
+        args.push(Arg {
+            name: arg_name,
+            ty: (*t.ty).clone(),
+        });
+    }
+
+    let ret = match &sig.output {
+        ReturnType::Default => Ret::Plain(syn::parse_quote!(())),
+        ReturnType::Type(_, ty) => {
+            check_owned(ty, Position::Return, errors);
+            match result_parts(ty) {
+                Some((ok, err)) => Ret::Result {
+                    full: (**ty).clone(),
+                    ok,
+                    err,
+                },
+                None => Ret::Plain((**ty).clone()),
+            }
+        }
+    };
+    if let Some(span) = flags.oneway {
+        let unit = matches!(&ret, Ret::Plain(Type::Tuple(t)) if t.elems.is_empty());
+        if !unit {
+            let at = match &sig.output {
+                ReturnType::Type(_, ty) => ty.span(),
+                ReturnType::Default => span,
+            };
+            errors.push(
+                at,
+                "a `#[oneway]` method returns nothing: the caller gets no reply, so remove the `-> ...` return type (or remove `#[oneway]` to get a result)",
+            );
+        }
+    }
+    if RESERVED.contains(&name.as_str()) {
+        errors.push(
+            sig.ident.span(),
+            format_args!(
+                "`{name}` is used by the generated client itself; rename the method (reserved: {})",
+                RESERVED.join(", ")
+            ),
+        );
+    }
+    Method {
+        attrs,
+        ident: sig.ident,
+        name,
+        args,
+        ret,
+        idempotent: flags.idempotent,
+        oneway: flags.oneway.is_some(),
+        timeout_ms: flags.timeout_ms,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Position {
+    Argument,
+    Return,
+}
+
+/// Arguments and results cross the network: they must be owned, concrete types.
+fn check_owned(ty: &Type, pos: Position, errors: &mut Errors) {
+    let what = match pos {
+        Position::Argument => "arguments",
+        Position::Return => "results",
+    };
+    match ty {
+        Type::Reference(r) => {
+            let fix = match &*r.elem {
+                Type::Path(p) if p.path.is_ident("str") => "take `String` instead of `&str`".to_string(),
+                Type::Slice(s) => format!(
+                    "take `Vec<{}>` instead of `&[{0}]`",
+                    type_name(&s.elem)
+                ),
+                Type::Path(p) if p.path.is_ident("Path") => "take `PathBuf` instead of `&Path`".to_string(),
+                other => format!("take an owned `{}` instead of a reference", type_name(other)),
+            };
+            errors.push_tokens(
+                ty,
+                format_args!("{fix}: RPC {what} are serialized and must be owned"),
+            );
+        }
+        Type::ImplTrait(_) => errors.push_tokens(
+            ty,
+            format_args!(
+                "`impl Trait` is not allowed here: RPC {what} are decoded into one concrete type; name a concrete owned type"
+            ),
+        ),
+        Type::Infer(_) => errors.push_tokens(ty, "write the type out"),
+        _ => {
+            if let Some(lt) = borrowed_lifetime(ty.to_token_stream()) {
+                errors.push(
+                    lt,
+                    format_args!(
+                        "RPC {what} must be owned (`'static`): remove the lifetime and use owned types (`String`, `Vec<T>`)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The span of a lifetime other than `'static` in `tokens`, or of a `&` reference.
+fn borrowed_lifetime(tokens: TokenStream) -> Option<Span> {
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(tt) = iter.next() {
+        match tt {
+            TokenTree::Punct(p) if p.as_char() == '\'' => {
+                if let Some(TokenTree::Ident(i)) = iter.peek() {
+                    if i != "static" {
+                        return Some(i.span());
+                    }
+                }
+            }
+            TokenTree::Punct(p) if p.as_char() == '&' => return Some(p.span()),
+            TokenTree::Group(g) => {
+                if let Some(s) = borrowed_lifetime(g.stream()) {
+                    return Some(s);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `(T, E)` when `ty` is written `Result<T, E>` (any path ending in `Result` with two type
+/// arguments).
+fn result_parts(ty: &Type) -> Option<(Type, Type)> {
+    let Type::Path(p) = ty else { return None };
+    if p.qself.is_some() {
+        return None;
+    }
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    });
+    let ok = types.next()?;
+    let err = types.next()?;
+    if types.next().is_some() || args.args.len() != 2 {
+        return None;
+    }
+    Some((ok, err))
+}
+
+/// A type as readable source text (`Vec<Option<u8>>`, not `Vec < Option < u8 > >`).
+pub(crate) fn type_name(ty: &Type) -> String {
+    let mut s = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        (":: ", "::"),
+        (" ::", "::"),
+        ("& ", "&"),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+        (" ;", ";"),
+    ] {
+        while s.contains(from) {
+            s = s.replace(from, to);
+        }
+    }
+    s
+}

@@ -1,0 +1,33 @@
+//! The README's configuration key table is the key table of the code, so it cannot drift.
+//!
+//! Run with `UPDATE_README=1` to rewrite the table after adding a key.
+
+use rpc_tests as _;
+
+const START: &str = "<!-- config-keys:start -->\n";
+const END: &str = "<!-- config-keys:end -->";
+
+#[test]
+fn readme_key_table_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let start = readme
+        .find(START)
+        .expect("README has the config-keys start marker")
+        + START.len();
+    let end = readme
+        .find(END)
+        .expect("README has the config-keys end marker");
+    let expected = rpc_core::config::keys::markdown_table();
+    if readme[start..end] != expected {
+        if std::env::var_os("UPDATE_README").is_some() {
+            let updated = format!("{}{expected}{}", &readme[..start], &readme[end..]);
+            std::fs::write(path, updated).expect("write README.md");
+            return;
+        }
+        panic!(
+            "README.md's configuration key table is out of date; run \
+             `UPDATE_README=1 cargo test -p rpc-tests --test readme_keys` and commit. Expected:\n{expected}"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Malformed input against a real loopback server: each case gets the right status when the
+//! request id is known, else its connection is closed; the server keeps serving others.
+
+use std::time::Duration;
+
+use rpc_core::exchange::{status, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_LEN};
+use rpc_core::protocol::Exporter;
+use rpc_core::serialize::ids;
+use rpc_core::{ErrorKind, Value};
+use rpc_tests::{call, echo, export_on, frame, kind_of, refer, request_body};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const REQ: u8 = FLAG_REQUEST | FLAG_TWO_WAY;
+
+async fn connect(exp: &dyn Exporter) -> TcpStream {
+    let port = exp.url().port().expect("port");
+    TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect")
+}
+
+/// Reads one response: (status, id, body).
+async fn response(s: &mut TcpStream) -> (u8, u64, Vec<u8>) {
+    let mut h = [0u8; HEADER_LEN];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut h))
+        .await
+        .expect("response in time")
+        .expect("header");
+    assert_eq!(&h[..2], &[0xda, 0xbb]);
+    assert_eq!(h[2] & FLAG_REQUEST, 0, "a response");
+    let len = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.expect("body");
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&h[4..12]);
+    (h[3], u64::from_be_bytes(id), body)
+}
+
+/// Asserts the server closes this connection within `within`.
+async fn closed(s: &mut TcpStream, within: Duration) {
+    let mut b = [0u8; 64];
+    loop {
+        match tokio::time::timeout(within, s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("connection not closed within {within:?}"),
+        }
+    }
+}
+
+/// A fresh client still gets served.
+async fn still_serves(exp: &dyn Exporter) {
+    let inv = refer(exp, "").await;
+    assert_eq!(echo(&*inv, "ok").await.expect("server still serves"), "ok");
+}
+
+fn msgpack(v: &impl serde::Serialize) -> Vec<u8> {
+    let ser = rpc_core::extension::get::<dyn rpc_core::serialize::Serialization>("msgpack")
+        .expect("msgpack");
+    let mut out = Vec::new();
+    ser.serialize(v, &mut out).expect("encode");
+    out
+}
+
+#[tokio::test]
+async fn a_valid_raw_request_is_answered() {
+    let (exp, _) = export_on(0, "").await;
+    let mut s = connect(&*exp).await;
+    let body = request_body("test.Echo", "1.0", "echo", &msgpack(&("raw",)));
+    s.write_all(&frame(REQ | ids::MSGPACK, 42, &body))
+        .await
+        .expect("send");
+    let (st, id, body) = response(&mut s).await;
+    assert_eq!((st, id), (status::OK, 42));
+    // kind 1 (value), no attachments, value section = msgpack "raw"
+    assert_eq!(
+        body,
+        [&[1u8, 0, 0, 0, 0, 0, 4][..], &msgpack(&"raw")].concat()
+    );
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn bad_magic_closes_only_that_connection() {
+    let (exp, _) = export_on(0, "").await;
+    let mut s = connect(&*exp).await;
+    s.write_all(&[0x12u8; 32]).await.expect("send");
+    closed(&mut s, Duration::from_secs(5)).await;
+    still_serves(&*exp).await;
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn truncated_header_and_truncated_body_close_the_connection() {
+    let (exp, _) = export_on(0, "").await;
+    let body = request_body("test.Echo", "1.0", "echo", &msgpack(&("x",)));
+    let whole = frame(REQ | ids::MSGPACK, 1, &body);
+    for cut in [10, HEADER_LEN + body.len() / 2] {
+        let mut s = connect(&*exp).await;
+        s.write_all(&whole[..cut]).await.expect("send");
+        s.shutdown().await.expect("half-close");
+        closed(&mut s, Duration::from_secs(5)).await;
+        still_serves(&*exp).await;
+    }
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn body_over_the_payload_limit_is_answered_bad_request_then_closed() {
+    let (exp, _) = export_on(0, "payload=1024").await;
+    let mut s = connect(&*exp).await;
+    let mut header = frame(REQ | ids::MSGPACK, 99, &[]);
+    header[12..16].copy_from_slice(&(64u32 * 1024 * 1024).to_be_bytes());
+    s.write_all(&header).await.expect("send");
+    let (st, id, body) = response(&mut s).await;
+    assert_eq!((st, id), (status::BAD_REQUEST, 99));
+    assert!(String::from_utf8_lossy(&body).contains("payload limit"));
+    closed(&mut s, Duration::from_secs(5)).await;
+    still_serves(&*exp).await;
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn unknown_serialization_id_is_bad_request() {
+    let (exp, _) = export_on(0, "").await;
+    let mut s = connect(&*exp).await;
+    let body = request_body("test.Echo", "1.0", "echo", &msgpack(&("x",)));
+    s.write_all(&frame(REQ | 3, 7, &body)).await.expect("send");
+    let (st, id, body) = response(&mut s).await;
+    assert_eq!((st, id), (status::BAD_REQUEST, 7));
+    assert!(String::from_utf8_lossy(&body).contains("unknown serialization id 3"));
+    // The same connection goes on.
+    let good = request_body("test.Echo", "1.0", "echo", &msgpack(&("y",)));
+    s.write_all(&frame(REQ | ids::MSGPACK, 8, &good))
+        .await
+        .expect("send");
+    assert_eq!(response(&mut s).await.0, status::OK);
+    still_serves(&*exp).await;
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn undecodable_body_is_bad_request() {
+    let (exp, _) = export_on(0, "").await;
+    let mut s = connect(&*exp).await;
+    for (id, garbage) in [(1u64, &b"\x01\xff\xff"[..]), (2, b"\x09"), (3, b"")] {
+        s.write_all(&frame(REQ | ids::MSGPACK, id, garbage))
+            .await
+            .expect("send");
+        let (st, got, _) = response(&mut s).await;
+        assert_eq!((st, got), (status::BAD_REQUEST, id));
+    }
+    still_serves(&*exp).await;
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn unknown_service_unknown_method_and_wrong_arguments_get_their_status() {
+    let (exp, _) = export_on(0, "").await;
+    let mut s = connect(&*exp).await;
+    let cases = [
+        (
+            request_body("test.Nope", "1.0", "echo", &msgpack(&("x",))),
+            status::SERVICE_NOT_FOUND,
+        ),
+        (
+            request_body("test.Echo", "1.0", "nosuch", &msgpack(&("x",))),
+            status::SERVICE_ERROR,
+        ),
+        (
+            request_body("test.Echo", "1.0", "add", &msgpack(&("x",))),
+            status::BAD_REQUEST,
+        ),
+        (
+            request_body("test.Echo", "1.0", "add", b"\xc1"),
+            status::BAD_REQUEST,
+        ),
+    ];
+    for (i, (body, want)) in cases.iter().enumerate() {
+        s.write_all(&frame(REQ | ids::MSGPACK, i as u64, body))
+            .await
+            .expect("send");
+        let (st, id, _) = response(&mut s).await;
+        assert_eq!((st, id), (*want, i as u64), "case {i}");
+    }
+    // The same failures through a reference keep their kinds.
+    let inv = refer(&*exp, "").await;
+    assert_eq!(
+        kind_of(inv.invoke(call("nosuch", Value::Empty)).await),
+        ErrorKind::MethodNotFound
+    );
+    assert_eq!(
+        kind_of(inv.invoke(call("add", Value::typed(("x",)))).await),
+        ErrorKind::Codec
+    );
+    still_serves(&*exp).await;
+    exp.unexport().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stalls_mid_frame_is_closed_after_the_idle_timeout() {
+    let (exp, _) = export_on(0, "idle.timeout=300").await;
+    let mut s = connect(&*exp).await;
+    let body = request_body("test.Echo", "1.0", "echo", &msgpack(&("x",)));
+    let whole = frame(REQ | ids::MSGPACK, 5, &body);
+    s.write_all(&whole[..HEADER_LEN + 2])
+        .await
+        .expect("half a frame");
+    // Others are served while it stalls.
+    still_serves(&*exp).await;
+    let t0 = tokio::time::Instant::now();
+    closed(&mut s, Duration::from_secs(5)).await;
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    still_serves(&*exp).await;
+    exp.unexport().await;
+}
