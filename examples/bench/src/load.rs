@@ -2,6 +2,7 @@
 //! measuring window; prints one JSON line.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -45,14 +46,25 @@ pub struct LoadSpec {
     pub measure: Duration,
 }
 
+/// Latencies a task keeps before recording them into the shared histogram (one lock per batch).
+const BATCH: usize = 256;
+
 fn new_histogram() -> BoxResult<Histogram<u64>> {
-    // 10 ns .. 60 s at 2 significant digits: small enough to keep one per task without
-    // weighing on the client's RSS.
-    Ok(Histogram::new_with_bounds(10, 60_000_000_000, 2)?)
+    // 10 ns .. 60 s at 3 significant digits (0.1 % resolution).
+    Ok(Histogram::new_with_bounds(10, 60_000_000_000, 3)?)
+}
+
+/// Records a batch of latencies (ns) into the shared histogram and clears it.
+fn record(hist: &Mutex<Histogram<u64>>, batch: &mut Vec<u64>) {
+    if let Ok(mut h) = hist.lock() {
+        for &ns in batch.iter() {
+            h.saturating_record(ns);
+        }
+    }
+    batch.clear();
 }
 
 struct TaskResult {
-    hist: Histogram<u64>,
     calls: u64,
     errors: u64,
     first_error: Option<String>,
@@ -69,12 +81,14 @@ pub async fn run(target: Target, addr: SocketAddr, spec: LoadSpec) -> BoxResult<
     let start = Instant::now();
     let warm_end = start + spec.warmup;
     let end = warm_end + spec.measure;
+    let hist = Arc::new(Mutex::new(new_histogram()?));
     let mut tasks = Vec::with_capacity(spec.concurrency);
     for _ in 0..spec.concurrency.max(1) {
         let mut caller = caller.clone();
         let payload = payload.clone();
-        let mut hist = new_histogram()?;
+        let hist = hist.clone();
         tasks.push(tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
             let mut calls = 0u64;
             let mut errors = 0u64;
             let mut first_error = None;
@@ -91,7 +105,10 @@ pub async fn run(target: Target, addr: SocketAddr, spec: LoadSpec) -> BoxResult<
                 match r {
                     Ok(n) if n == payload.len() => {
                         let ns = u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX);
-                        hist.saturating_record(ns.max(10));
+                        batch.push(ns.max(10));
+                        if batch.len() == BATCH {
+                            record(&hist, &mut batch);
+                        }
                         calls += 1;
                     }
                     Ok(n) => {
@@ -108,19 +125,17 @@ pub async fn run(target: Target, addr: SocketAddr, spec: LoadSpec) -> BoxResult<
                     }
                 }
             }
+            record(&hist, &mut batch);
             TaskResult {
-                hist,
                 calls,
                 errors,
                 first_error,
             }
         }));
     }
-    let mut hist = new_histogram()?;
     let mut out = ClientResult::default();
     for t in tasks {
         let t = t.await?;
-        hist.add(&t.hist)?;
         out.calls += t.calls;
         out.errors += t.errors;
         if out.first_error.is_none() {
@@ -128,6 +143,7 @@ pub async fn run(target: Target, addr: SocketAddr, spec: LoadSpec) -> BoxResult<
         }
     }
     out.calls_per_sec = out.calls as f64 / spec.measure.as_secs_f64();
+    let hist = hist.lock().map_err(|_| "histogram lock poisoned")?;
     if out.calls > 0 {
         out.p50_us = hist.value_at_quantile(0.50) as f64 / 1000.0;
         out.p99_us = hist.value_at_quantile(0.99) as f64 / 1000.0;

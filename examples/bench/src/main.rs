@@ -136,7 +136,8 @@ fn server(args: &Args) -> BoxResult<()> {
     let target = args.target()?;
     let port: u16 = args.get("port", 0)?;
     let duration = args.seconds("duration", 600.0)?;
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         let (port, guard) = targets::start_server(target, port).await?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{port}")?;
@@ -157,7 +158,10 @@ fn server(args: &Args) -> BoxResult<()> {
         }
         drop(guard);
         Ok(())
-    })
+    });
+    // Do not wait for the blocking thread still reading stdin.
+    rt.shutdown_background();
+    result
 }
 
 /// Drives the load against a running server and prints one JSON result line.
@@ -220,4 +224,37 @@ fn run_matrix(args: &Args) -> BoxResult<()> {
         std::fs::write(path, &report)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> BoxResult<Args> {
+        Args::parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn flags_take_values_and_quick_is_a_switch() {
+        let a = args("run --quick --measure 2.5 --targets raw,tarpc").expect("parse");
+        assert_eq!(a.positional, ["run"]);
+        assert!(a.has("quick"));
+        assert_eq!(
+            a.seconds("measure", 5.0).expect("secs"),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            a.seconds("warmup", 1.0).expect("default"),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn a_flag_without_value_or_with_a_bad_one_is_refused() {
+        let e = args("server raw --port").err().expect("missing value");
+        assert!(e.to_string().contains("--port needs a value"), "{e}");
+        let a = args("server raw --port 70000 --measure -1").expect("parse");
+        assert!(a.get::<u16>("port", 0).is_err());
+        assert!(a.seconds("measure", 1.0).is_err());
+    }
 }

@@ -140,6 +140,13 @@ fn measure_point(
     if let Some(e) = client.error {
         return Err(format!("client failed: {e}"));
     }
+    if client.calls == 0 {
+        return Err(format!(
+            "no call completed in the measuring window ({} errors: {})",
+            client.errors,
+            client.first_error.as_deref().unwrap_or("none reported")
+        ));
+    }
     Ok(Measured {
         client,
         server_rss_kib,
@@ -347,4 +354,113 @@ pub fn parse_list<T>(s: &str, f: impl Fn(&str) -> BoxResult<T>) -> BoxResult<Vec
         .filter(|p| !p.trim().is_empty())
         .map(|p| f(p.trim()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(tput: f64, p50: f64, p99: f64) -> Result<Measured, String> {
+        Ok(Measured {
+            client: ClientResult {
+                calls_per_sec: tput,
+                p50_us: p50,
+                p99_us: p99,
+                calls: tput as u64,
+                client_rss_kib: 4096,
+                ..Default::default()
+            },
+            server_rss_kib: Some(2048),
+        })
+    }
+
+    fn row(target: Target, concurrency: usize, result: Result<Measured, String>) -> Row {
+        Row {
+            target,
+            concurrency,
+            payload: 16,
+            result,
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            targets: Target::ALL.to_vec(),
+            concurrency: vec![1, 64],
+            payloads: vec![16],
+            warmup: Duration::from_secs(1),
+            measure: Duration::from_secs(5),
+        }
+    }
+
+    fn peers() -> Vec<Row> {
+        vec![
+            row(Target::Raw, 1, ok(40_000.0, 20.0, 40.0)),
+            row(Target::Tarpc, 1, ok(20_000.0, 45.0, 90.0)),
+            row(Target::Tonic, 1, ok(8_000.0, 100.0, 200.0)),
+            row(Target::Raw, 64, ok(100_000.0, 500.0, 1000.0)),
+            row(Target::Tarpc, 64, ok(50_000.0, 1000.0, 2000.0)),
+            row(Target::Tonic, 64, ok(20_000.0, 3000.0, 6000.0)),
+        ]
+    }
+
+    #[test]
+    fn a_failed_target_is_a_row_with_its_error_and_its_checks_are_not_measured() {
+        let mut rows = peers();
+        for c in [1, 64] {
+            rows.push(row(Target::Rpc, c, Err("unknown protocol 'dubbo'".into())));
+        }
+        let r = report(&plan(), &rows);
+        assert!(
+            r.contains(
+                "| rpc | 64 | 16 B | – | – | – | – | – | FAILED: unknown protocol 'dubbo' |"
+            ),
+            "{r}"
+        );
+        assert!(
+            r.contains("| rpc | c64 16 B: calls/s ≥ 1.3 × tarpc | – | not measured |"),
+            "{r}"
+        );
+        assert!(r.contains("| raw | 64 | 16 B | 100000 | 500.0 | 1000.0 | 2.0 | 4.0 | 0 |"));
+        // Ratios of the peers are still there.
+        assert!(
+            r.contains("| 64 | 16 B | tarpc | 0.50 | 1.00 | 2.50 |"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn the_issue_targets_are_judged_against_the_peers() {
+        let mut rows = peers();
+        rows.push(row(Target::Rpc, 1, ok(35_000.0, 25.0, 50.0)));
+        rows.push(row(Target::Rpc, 64, ok(90_000.0, 600.0, 1500.0)));
+        rows.push(row(Target::RpcBincode, 1, ok(38_000.0, 22.0, 45.0)));
+        rows.push(row(Target::RpcBincode, 64, ok(60_000.0, 900.0, 2500.0)));
+        let r = report(&plan(), &rows);
+        for line in [
+            "| rpc | c64 16 B: calls/s ≥ 1.3 × tarpc | 1.80 | pass |",
+            "| rpc | c64 16 B: calls/s ≥ 2 × tonic | 4.50 | pass |",
+            "| rpc | c64 16 B: calls/s ≥ 0.8 × raw | 0.90 | pass |",
+            "| rpc | c64 16 B: p99 ≤ tarpc's | 0.75 | pass |",
+            "| rpc | c1 16 B: p50 ≤ 1.15 × raw | 1.25 | FAIL |",
+            "| rpc-bincode | c64 16 B: calls/s ≥ 0.8 × raw | 0.60 | FAIL |",
+            "| rpc-bincode | c64 16 B: p99 ≤ tarpc's | 1.25 | FAIL |",
+            "| rpc-bincode | c1 16 B: p50 ≤ 1.15 × raw | 1.10 | pass |",
+        ] {
+            assert!(r.contains(line), "missing {line:?} in\n{r}");
+        }
+    }
+
+    #[test]
+    fn lists_parse_and_name_a_bad_item() {
+        assert_eq!(
+            parse_list("1, 64,", |s| Ok(s.parse::<usize>()?)).expect("list"),
+            [1, 64]
+        );
+        let e = parse_list("raw,grpc", Target::parse)
+            .err()
+            .expect("bad target");
+        assert!(e.to_string().contains("unknown target 'grpc'"), "{e}");
+        assert!(e.to_string().contains("tarpc"), "{e}");
+    }
 }

@@ -22,6 +22,10 @@ use crate::BoxResult;
 /// Largest frame either side accepts (ids plus the largest benchmark payload, with room).
 const MAX_FRAME: usize = 1 << 20;
 
+/// Bytes buffered before a write is forced out (tokio-util's default of 8 KiB would flush
+/// every second 4 KiB frame of a batch).
+const WRITE_BATCH: usize = 64 * 1024;
+
 fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME)
@@ -49,6 +53,7 @@ async fn serve_conn(sock: TcpStream) -> BoxResult<()> {
     let (r, w) = sock.into_split();
     let mut rd = FramedRead::new(r, codec());
     let mut wr = FramedWrite::new(w, codec());
+    wr.set_backpressure_boundary(WRITE_BATCH);
     while let Some(frame) = rd.next().await {
         let frame = frame?;
         if frame.len() < 8 {
@@ -89,6 +94,7 @@ impl Client {
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         tokio::spawn(async move {
             let mut wr = FramedWrite::new(w, codec());
+            wr.set_backpressure_boundary(WRITE_BATCH);
             while let Some(frame) = rx.recv().await {
                 if wr.feed(frame).await.is_err() {
                     return;
@@ -150,5 +156,65 @@ impl Client {
             return Err("raw connection writer stopped".into());
         }
         Ok(wait.await.map_err(|_| "raw connection closed")?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_on_one_connection_get_their_own_answers() {
+        let port = start_server(0).await.expect("server");
+        let client = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .expect("connect");
+        let mut calls = Vec::new();
+        for i in 0..64u32 {
+            let client = client.clone();
+            calls.push(tokio::spawn(async move {
+                let payload = i.to_be_bytes().repeat(i as usize + 1);
+                let back = client.call(&payload).await.expect("call");
+                assert_eq!(
+                    &back[..],
+                    &payload[..],
+                    "call {i} got another call's answer"
+                );
+            }));
+        }
+        for c in calls {
+            c.await.expect("task");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_without_a_request_id_closes_the_connection() {
+        let port = start_server(0).await.expect("server");
+        let mut sock = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        // Length prefix 3, then 3 bytes: too short to hold the 8-byte id.
+        sock.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.expect("write");
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
+            .await
+            .expect("server answered or closed in time")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "server echoed a frame without an id");
+    }
+
+    #[tokio::test]
+    async fn calls_fail_once_the_server_is_gone() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accept = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+        let client = Client::connect(addr).await.expect("connect");
+        drop(accept.await.expect("task").expect("accepted"));
+        let r = tokio::time::timeout(Duration::from_secs(10), client.call(b"x"))
+            .await
+            .expect("failed in time");
+        assert!(r.is_err(), "a call on a closed connection succeeded");
     }
 }
