@@ -457,9 +457,7 @@ mod tests {
             parse_list("1, 64,", |s| Ok(s.parse::<usize>()?)).expect("list"),
             [1, 64]
         );
-        let e = parse_list("raw,grpc", Target::parse)
-            .err()
-            .expect("bad target");
+        let e = parse_list("raw,grpc", Target::parse).expect_err("bad target");
         assert!(e.to_string().contains("unknown target 'grpc'"), "{e}");
         assert!(e.to_string().contains("tarpc"), "{e}");
     }
