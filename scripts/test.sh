@@ -1,7 +1,120 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs and starts what the tests need, and stops it afterwards.
+#
+# ZooKeeper and etcd are started on 127.0.0.1 (free ports, data under a temp dir) and their
+# addresses exported as RPC_TEST_ZOOKEEPER and RPC_TEST_ETCD for the registry tests. If either
+# is already set, that server is used and none is started. If a server cannot be installed or
+# started, its variable stays unset and the registry tests for it skip themselves loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/rpc-test.XXXXXX")"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 20000))
+        if ! port_in_use "$p"; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+zk_ok() {
+    local reply=""
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'ruok' >&3
+    read -r -t 2 reply <&3 || true
+    exec 3>&-
+    [ "$reply" = "imok" ]
+}
+
+etcd_ok() {
+    local reply=""
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    reply="$(timeout 2 cat <&3 || true)"
+    exec 3>&-
+    [[ "$reply" == *'"health":"true"'* ]]
+}
+
+# wait_for NAME CHECK PORT PID: bounded wait (30 s) until CHECK PORT answers.
+wait_for() {
+    for _ in $(seq 1 150); do
+        if ! kill -0 "$4" 2>/dev/null; then
+            echo "test.sh: $1 exited early; see its log below" >&2
+            return 1
+        fi
+        if "$2" "$3" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "test.sh: $1 did not answer within 30 s" >&2
+    return 1
+}
+
+if [ -z "${RPC_TEST_ZOOKEEPER:-}" ] && [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1; then
+    port="$(free_port)"
+    mkdir -p "$work/zk/data" "$work/zk/conf"
+    cat >"$work/zk/conf/zoo.cfg" <<CFG
+tickTime=500
+minSessionTimeout=1000
+maxSessionTimeout=60000
+dataDir=$work/zk/data
+clientPort=$port
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr
+CFG
+    java -Xmx256m -cp "$work/zk/conf:/usr/share/java/zookeeper.jar" \
+        -Dzookeeper.admin.enableServer=false \
+        org.apache.zookeeper.server.ZooKeeperServerMain "$work/zk/conf/zoo.cfg" \
+        >"$work/zk/log" 2>&1 &
+    pids+=($!)
+    if wait_for zookeeper zk_ok "$port" "$!"; then
+        export RPC_TEST_ZOOKEEPER="127.0.0.1:$port"
+        echo "test.sh: ZooKeeper on $RPC_TEST_ZOOKEEPER" >&2
+    else
+        tail -20 "$work/zk/log" >&2 || true
+    fi
+fi
+
+if [ -z "${RPC_TEST_ETCD:-}" ] && command -v etcd >/dev/null 2>&1; then
+    port="$(free_port)"
+    peer="$(free_port)"
+    ETCD_UNSUPPORTED_ARCH="${ETCD_UNSUPPORTED_ARCH:-}" etcd --name rpc-test \
+        --data-dir "$work/etcd" \
+        --listen-client-urls "http://127.0.0.1:$port" \
+        --advertise-client-urls "http://127.0.0.1:$port" \
+        --listen-peer-urls "http://127.0.0.1:$peer" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+        --initial-cluster "rpc-test=http://127.0.0.1:$peer" \
+        >"$work/etcd.log" 2>&1 &
+    pids+=($!)
+    if wait_for etcd etcd_ok "$port" "$!"; then
+        export RPC_TEST_ETCD="127.0.0.1:$port"
+        echo "test.sh: etcd on $RPC_TEST_ETCD" >&2
+    else
+        tail -20 "$work/etcd.log" >&2 || true
+    fi
+fi
 
 cargo test --workspace --all-targets
 cargo test --workspace --doc

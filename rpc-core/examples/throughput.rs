@@ -122,7 +122,9 @@ async fn run_raw(port: u16, conc: usize, size: usize, dur: Duration) -> Stats {
     let mut tasks = Vec::new();
     for _ in 0..conc {
         tasks.push(tokio::spawn(async move {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+            let mut s = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
             s.set_nodelay(true).expect("nodelay");
             let mut msg = (size as u32).to_be_bytes().to_vec();
             msg.extend(std::iter::repeat_n(b'x', size));
@@ -178,7 +180,12 @@ async fn main() {
     println!("|-------|------|---------|------------|------------|------------|");
     for conc in [1, 64] {
         for size in [16, 4096] {
-            row("rpc", conc, size, &run_rpc(inv.clone(), conc, size, dur).await);
+            row(
+                "rpc",
+                conc,
+                size,
+                &run_rpc(inv.clone(), conc, size, dur).await,
+            );
             row("raw", conc, size, &run_raw(raw, conc, size, dur).await);
         }
     }

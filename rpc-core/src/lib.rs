@@ -27,6 +27,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bootstrap;
 pub mod cluster;
 pub mod config;
 pub mod error;

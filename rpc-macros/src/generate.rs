@@ -2,7 +2,7 @@
 //! through absolute `::rpc_core::__private::...` paths, so it works whatever the user imported
 //! (even under `#![no_implicit_prelude]`).
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Type};
@@ -11,6 +11,22 @@ use crate::model::{type_name, Method, Ret, Service};
 
 fn rt() -> TokenStream {
     quote!(::rpc_core::__private)
+}
+
+/// The runtime path with every token at `span`, so that a type error in a generated call is
+/// reported at the user's type rather than at the attribute.
+fn rt_at(span: Span) -> TokenStream {
+    quote_spanned!(span=> ::rpc_core::__private)
+}
+
+/// Where the argument types are written (the method name when there are none).
+fn args_span(m: &Method) -> Span {
+    m.args.first().map_or(m.ident.span(), |a| a.ty.span())
+}
+
+/// Where the return type is written (the method name when there is none).
+fn ret_span(m: &Method) -> Span {
+    m.ret_span.unwrap_or(m.ident.span())
 }
 
 /// Everything `#[service]` expands to.
@@ -41,11 +57,14 @@ fn arg_idents(m: &Method) -> Vec<Ident> {
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            if a.name == "_" {
+            let mut ident = if a.name == "_" {
                 format_ident!("arg{}", i)
             } else {
                 syn::parse_str::<Ident>(&a.name).unwrap_or_else(|_| format_ident!("r#{}", a.name))
-            }
+            };
+            // At the type, so that errors about the value point at the user's declaration.
+            ident.set_span(a.ty.span());
+            ident
         })
         .collect()
 }
@@ -274,8 +293,10 @@ fn client_method(index: usize, m: &Method, s: &Service) -> TokenStream {
         signature_text(s, m),
         flags_text(m)
     );
-    let method = quote!(&Self::DESCRIPTOR.methods()[#index]);
-    let value = quote!(#p::Value::typed((#(#args,)*)));
+    let (args_at, ret_at) = (args_span(m), ret_span(m));
+    let method = quote_spanned!(ret_at=> &Self::DESCRIPTOR.methods()[#index]);
+    let pa = rt_at(args_at);
+    let value = quote_spanned!(args_at=> #pa::Value::typed((#(#args,)*)));
     let (output, body) = if m.oneway {
         (quote!(()), quote!(self.core.call_oneway(#method, #value)))
     } else {
@@ -284,7 +305,7 @@ fn client_method(index: usize, m: &Method, s: &Service) -> TokenStream {
                 let check = quote_spanned!(t.span()=> #p::assert_rpc_type::<#t>(););
                 (
                     quote!(#t),
-                    quote! {{ #check self.core.call_value::<#t>(#method, #value) }},
+                    quote_spanned! {ret_at=> { #check self.core.call_value::<#t>(#method, #value) }},
                 )
             }
             Ret::Result { ok, err, .. } => {
@@ -293,16 +314,19 @@ fn client_method(index: usize, m: &Method, s: &Service) -> TokenStream {
                     .map(|t| quote_spanned!(t.span()=> #p::assert_rpc_type::<#t>();));
                 (
                     quote!(#p::Result<#ok, #err>),
-                    quote! {{ #(#checks)* self.core.call_result::<#ok, #err>(#method, #value) }},
+                    quote_spanned! {ret_at=> { #(#checks)* self.core.call_result::<#ok, #err>(#method, #value) }},
                 )
             }
         }
     };
+    let pr = rt_at(ret_at);
+    let future = quote_spanned! {ret_at=>
+        impl #pr::Future<Output = #pr::Result<#output, #pr::RpcError>> + #pr::Send + 'static
+    };
     quote! {
         #(#docs)*
         #[doc = #generated_doc]
-        #vis fn #name(&self, #(#args: #tys),*)
-            -> impl #p::Future<Output = #p::Result<#output, #p::RpcError>> + #p::Send + 'static
+        #vis fn #name(&self, #(#args: #tys),*) -> #future
         {
             #(#checks)*
             #body
@@ -365,7 +389,8 @@ fn server(s: &Service) -> TokenStream {
             }
         }
 
-        impl<S: #service> #p::ServiceServer for #ident<S> {
+        // The parameter is not `S`: the arms below name the user's types, one of which may be `S`.
+        impl<__RpcImpl: #service> #p::ServiceServer for #ident<__RpcImpl> {
             fn descriptor() -> &'static #p::ServiceDescriptor {
                 #client::DESCRIPTOR
             }
@@ -378,7 +403,10 @@ fn server(s: &Service) -> TokenStream {
                 async move {
                     match method.name() {
                         #(#arms)*
-                        _ => #p::Err(#client::DESCRIPTOR.method_not_found(method.name())),
+                        _ => {
+                            let _ = args;
+                            #p::Err(#client::DESCRIPTOR.method_not_found(method.name()))
+                        }
                     }
                 }
             }
@@ -393,18 +421,27 @@ fn server_arm(m: &Method, s: &Service) -> TokenStream {
     let name = &m.ident;
     let args = arg_idents(m);
     let tys = arg_types(m);
-    let call = quote!(<S as #service>::#name(&*self.service, #(#args),*).await);
+    let call = quote!(<__RpcImpl as #service>::#name(&*self.service, #(#args),*).await);
+    let at = args_span(m);
+    let pa = rt_at(at);
+    let decode = quote_spanned!(at=> #pa::decode_args(method, args)?);
     let respond = if m.oneway {
         quote! {{ #call; #p::Response::empty() }}
     } else {
         match &m.ret {
-            Ret::Plain(_) => quote!(#p::respond_value(#call)),
-            Ret::Result { .. } => quote!(#p::respond_result(#call)),
+            Ret::Plain(_) => {
+                let pr = rt_at(ret_span(m));
+                quote_spanned!(ret_span(m)=> { let ret = #call; #pr::respond_value(ret) })
+            }
+            Ret::Result { .. } => {
+                let pr = rt_at(ret_span(m));
+                quote_spanned!(ret_span(m)=> { let ret = #call; #pr::respond_result(ret) })
+            }
         }
     };
     quote! {
         #wire => {
-            let (#(#args,)*): (#(#tys,)*) = #p::decode_args(method, args)?;
+            let (#(#args,)*): (#(#tys,)*) = #decode;
             #p::Ok(#respond)
         }
     }

@@ -82,6 +82,8 @@ pub(crate) struct Method {
     pub(crate) name: String,
     pub(crate) args: Vec<Arg>,
     pub(crate) ret: Ret,
+    /// Where the return type is written, if it is.
+    pub(crate) ret_span: Option<Span>,
     pub(crate) idempotent: bool,
     pub(crate) oneway: bool,
     pub(crate) timeout_ms: Option<u64>,
@@ -95,6 +97,8 @@ pub(crate) struct Arg {
 }
 
 /// What a method returns.
+// A few of these exist per trait, at compile time only: size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Ret {
     /// A plain value (`()` when nothing is written).
     Plain(Type),
@@ -120,7 +124,6 @@ const RESERVED: &[&str] = &[
     "with_service_key",
     "from_invoker",
     "descriptor",
-    "fmt",
 ];
 
 /// Collects errors so that all of them are reported.
@@ -250,6 +253,11 @@ fn method_flags(attrs: Vec<Attribute>, errors: &mut Errors) -> (Vec<Attribute>, 
                     "write the timeout in milliseconds as a positive integer: `#[timeout = 300]` or `#[timeout(300)]`",
                 ),
             }
+        } else if path.is_ident("cfg") || path.is_ident("cfg_attr") {
+            errors.push_tokens(
+                &attr,
+                "`#[cfg]` on a service method is not supported: the client, the server and the metadata must agree on the methods; put the `#[cfg]` on the whole trait",
+            );
         } else {
             kept.push(attr);
         }
@@ -416,6 +424,10 @@ fn method(f: TraitItemFn, errors: &mut Errors) -> Method {
         name,
         args,
         ret,
+        ret_span: match &sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => Some(ty.span()),
+        },
         idempotent: flags.idempotent,
         oneway: flags.oneway.is_some(),
         timeout_ms: flags.timeout_ms,
@@ -542,4 +554,70 @@ pub(crate) fn type_name(ty: &Type) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ty(s: &str) -> Type {
+        syn::parse_str(s).expect("a type")
+    }
+
+    #[test]
+    fn type_names_read_like_source() {
+        assert_eq!(type_name(&ty("Vec < Option < u8 > >")), "Vec<Option<u8>>");
+        assert_eq!(
+            type_name(&ty("std::collections::HashMap<String, (u8, i64)>")),
+            "std::collections::HashMap<String, (u8, i64)>"
+        );
+        assert_eq!(type_name(&ty("[u8; 4]")), "[u8; 4]");
+        assert_eq!(type_name(&ty("()")), "()");
+    }
+
+    #[test]
+    fn only_two_argument_results_are_business_results() {
+        let (ok, err) = result_parts(&ty("Result<u8, MyError>")).expect("result");
+        assert_eq!(type_name(&ok), "u8");
+        assert_eq!(type_name(&err), "MyError");
+        assert!(result_parts(&ty("std::result::Result<(), String>")).is_some());
+        assert!(result_parts(&ty("io::Result<u8>")).is_none());
+        assert!(result_parts(&ty("Option<u8>")).is_none());
+    }
+
+    #[test]
+    fn all_errors_of_a_trait_are_reported_together() {
+        let item: ItemTrait = syn::parse_str(
+            "trait T { fn a(&self); async fn b(&mut self); async fn c(&self, s: &str); async fn a(&self); }",
+        )
+        .expect("trait");
+        let Err(e) = Service::from_trait(Options::default(), item) else {
+            panic!("must be rejected")
+        };
+        let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 5, "{messages:#?}");
+        assert!(messages[0].contains("must be `async`"));
+        assert!(messages[1].contains("not `&mut self`"));
+        assert!(messages[2].contains("take `String` instead of `&str`"));
+        assert!(messages[3].contains("duplicate method `a`"));
+        assert!(messages[4].contains("first defined here"));
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let item: ItemTrait =
+            syn::parse_str("pub trait r#Greeter { async fn greet(&self, _: u8); }").expect("trait");
+        let s = Service::from_trait(Options::default(), item).expect("valid");
+        assert_eq!(s.interface, "Greeter");
+        assert_eq!(s.methods[0].args[0].name, "_");
+        let o = Options::parse(quote::quote!(name = "a.B", group = "g")).expect("options");
+        let item: ItemTrait = syn::parse_str("trait G {}").expect("trait");
+        let s = Service::from_trait(o, item).expect("valid");
+        assert_eq!(
+            (s.interface.as_str(), s.group.as_deref()),
+            ("a.B", Some("g"))
+        );
+        assert!(Options::parse(quote::quote!(version = "")).is_err());
+        assert!(Options::parse(quote::quote!(name = "a", name = "b")).is_err());
+    }
 }

@@ -13,6 +13,7 @@ use rpc_core::protocol::{Exporter, Protocol};
 use rpc_core::{
     extension, ErrorKind, Invocation, Invoker, Response, Result, RpcError, ServiceKey, Url, Value,
 };
+use rpc_custom_plugin as _;
 use rpc_serialization_bincode as _;
 
 /// Interface name of [`TestService`].
@@ -158,3 +159,6 @@ pub fn kind_of<T>(r: Result<T>) -> ErrorKind {
         Err(e) => e.kind(),
     }
 }
+use rpc_registry_etcd as _;
+use rpc_registry_zookeeper as _;
+pub mod registry;

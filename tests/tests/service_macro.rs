@@ -481,6 +481,31 @@ async fn oneway_returns_once_handed_off() {
     assert_eq!(f.seen.recv().await, Some(7));
     let seen = wire.seen.lock().expect("lock").clone();
     assert_eq!(seen, [("notify".to_string(), false, true)]);
+
+    // What the skeleton answers a one-way invocation: an empty value, at once.
+    let mut inv = Invocation::new(
+        GreeterClient::DESCRIPTOR.service_key(),
+        "notify",
+        Value::typed((8u32,)),
+    );
+    inv.set_oneway(true);
+    let resp = f.skeleton.invoke(inv).await.expect("handed off");
+    assert!(
+        matches!(resp.outcome, Outcome::Value(Value::Empty)),
+        "{resp:?}"
+    );
+    f.gate.add_permits(1);
+    assert_eq!(f.seen.recv().await, Some(8));
+
+    // A one-way call of a panicking method fails on its own task, not the caller's.
+    let mut inv = Invocation::new(
+        GreeterClient::DESCRIPTOR.service_key(),
+        "boom",
+        Value::typed(("in the background".to_string(),)),
+    );
+    inv.set_oneway(true);
+    f.skeleton.invoke(inv).await.expect("handed off");
+    assert_eq!(client.add(1, 2, 3, 4).await.expect("still serving"), 10);
 }
 
 #[tokio::test(start_paused = true)]
@@ -591,4 +616,29 @@ fn client_is_cheap_to_clone_and_its_futures_are_send() {
     let copy = client.clone();
     assert!(Arc::ptr_eq(copy.invoker(), client.invoker()));
     assert!(format!("{client:?}").contains("org.example.Greeter:1.0.0"));
+}
+
+/// A user type named like a common generic parameter.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct S(u8);
+
+/// Uses the type `S` in a service.
+#[rpc_core::service]
+pub trait Shadow {
+    /// Returns its argument, incremented.
+    async fn next(&self, s: S) -> S;
+}
+
+struct Next;
+
+impl Shadow for Next {
+    async fn next(&self, s: S) -> S {
+        S(s.0 + 1)
+    }
+}
+
+#[tokio::test]
+async fn user_types_may_share_names_with_generated_parameters() {
+    let client = ShadowClient::new(ShadowServer::new(Next).into_invoker());
+    assert_eq!(client.next(S(1)).await.expect("next"), S(2));
 }

@@ -71,3 +71,27 @@ fn generated_code_needs_no_prelude() {
         client.poke().await.expect("poke");
     });
 }
+
+/// A service with no methods yet.
+#[::rpc_core::service]
+pub trait Nothing {}
+
+impl Nothing for Impl {}
+
+#[test]
+fn a_service_without_methods_answers_method_not_found() {
+    let rt = ::tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let skeleton = NothingServer::new(Impl).into_invoker();
+    let inv = ::rpc_core::Invocation::new(
+        NothingClient::DESCRIPTOR.service_key(),
+        "any",
+        ::rpc_core::Value::Empty,
+    );
+    let e = rt
+        .block_on(skeleton.invoke(inv))
+        .expect_err("nothing to call");
+    ::std::assert_eq!(e.kind(), ::rpc_core::ErrorKind::MethodNotFound);
+    ::std::assert_eq!(NothingClient::DESCRIPTOR.interface(), "Nothing");
+}

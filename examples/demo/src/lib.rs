@@ -4,3 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod idgen;
+pub mod services;
+
+pub use services::{
+    GreetError, Greeter, GreeterClient, GreeterServer, IdServer, IdService, IdServiceClient,
+    IdServiceServer, SignedGreeter,
+};

@@ -14,10 +14,28 @@
 //!   methods with argument and return types, per-method idempotent/oneway/timeout) that
 //!   registries publish with [`ServiceDescriptor::url_params`].
 //!
+//! # The trait the user implements
+//!
+//! `#[service]` rewrites each `async fn m(&self, a: A) -> R;` of the trait into
+//! `fn m(&self, a: A) -> impl Future<Output = R> + Send;` and adds `Send + Sync + 'static`
+//! supertraits. Users still write `async fn` in their `impl`; nothing is boxed on their side
+//! (no `async_trait`), the skeleton holds the implementation in an `Arc<S>` and its futures
+//! are `Send`, so any runtime can poll or spawn them. The trait is not object safe; use the
+//! generated server (`GreeterServer<S>`) or `Arc<dyn Invoker>` where erasure is needed.
+//!
+//! # Client signatures
+//!
+//! `async fn m(..) -> Result<T, E>` becomes `fn m(..) -> impl Future<Output =
+//! Result<Result<T, E>, RpcError>> + Send + 'static` on the client: the outer error is the
+//! framework's, the inner one the service's business error (sent as
+//! [`Outcome::BizError`](crate::Outcome::BizError), never retried). `-> T` becomes
+//! `Result<T, RpcError>`; only a return type written `Result<T, E>` with two type arguments
+//! counts as a business result (`io::Result<T>` is a plain value).
+//!
 //! # Panics in service code
 //!
 //! [`Skeleton`] polls the method's future inside
-//! [`FutureExt::catch_unwind`](futures_util::FutureExt::catch_unwind) rather than spawning a
+//! [`futures_util::FutureExt::catch_unwind`] rather than spawning a
 //! task per call: no allocation or scheduling on the hot path, and it works whatever runtime
 //! polls the skeleton. A panic becomes an [`ErrorKind::Biz`] error naming the method and the
 //! panic message; the caller and the connection live on.

@@ -1,5 +1,34 @@
-//! Registries: where providers announce themselves and consumers find them (`registry://`
-//! URL scheme or `registry=` key picks the adapter).
+//! Registries: where providers announce themselves and consumers find them.
+//!
+//! The registry URL's protocol picks the adapter through the SPI
+//! (`extension::get::<dyn RegistryFactory>(url.protocol())`), see [`connect`]:
+//!
+//! | URL | adapter | for |
+//! |---|---|---|
+//! | `local://` or `local:///some/dir` | [`local`], a shared directory with liveness leases | development, one host (the default) |
+//! | `memory://name` | [`memory`], in-process | tests |
+//! | `zookeeper://127.0.0.1:2181` | crate `rpc-registry-zookeeper` | production |
+//! | `etcd://127.0.0.1:2379` | crate `rpc-registry-etcd` | production |
+//!
+//! # Notification contract (every adapter)
+//!
+//! A [`NotifyListener`] always receives the COMPLETE current list of one [`Category`] of one
+//! interface, never a delta. An empty list means the registry really holds no URL in that
+//! category. A connection fault is never reported as an empty list: while the registry
+//! cannot be reached an adapter stays silent (and [`Registry::is_available`] is false); once
+//! it is back, the adapter replays its registrations and subscriptions by itself and notifies
+//! the lists it then reads.
+//!
+//! Consumers should go through [`connect`], which wraps the adapter in a
+//! [`CachedRegistry`]: the last lists are kept in memory and on disk, so a consumer started
+//! while the registry is down still finds the providers it saw last time.
+//!
+//! # Layout
+//!
+//! Every adapter files a URL under `{interface}/{category}/{Url::encoded()}` (Dubbo's layout,
+//! `/dubbo/{interface}/providers/...` for ZooKeeper and etcd). The category of a registered
+//! URL is [`Category::of`]; the categories a subscription watches are
+//! [`Category::subscribed`].
 
 use std::sync::Arc;
 
@@ -29,6 +58,54 @@ impl Category {
             Category::Configurators => "configurators",
         }
     }
+
+    /// Every category, in Dubbo's order.
+    pub const ALL: [Category; 4] = [
+        Category::Providers,
+        Category::Consumers,
+        Category::Routers,
+        Category::Configurators,
+    ];
+
+    /// The category named `name` (`providers`, `consumers`, `routers`, `configurators`).
+    pub fn parse(name: &str) -> Option<Category> {
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str() == name.trim())
+    }
+
+    /// The category a registered URL is filed under: its `category` key when valid, else
+    /// `consumers` for `side=consumer` URLs, else `providers`.
+    pub fn of(url: &Url) -> Category {
+        if let Some(c) = url.param("category").and_then(Category::parse) {
+            return c;
+        }
+        if url.param("side") == Some("consumer") {
+            Category::Consumers
+        } else {
+            Category::Providers
+        }
+    }
+
+    /// The categories a subscription with `url` watches: the comma-separated `category` key
+    /// (unknown names ignored), else only `providers`.
+    pub fn subscribed(url: &Url) -> Vec<Category> {
+        let mut out: Vec<Category> = url
+            .param("category")
+            .map(|v| v.split(',').filter_map(Category::parse).collect())
+            .unwrap_or_default();
+        out.dedup();
+        if out.is_empty() {
+            out.push(Category::Providers);
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Receives the full current list of one category whenever it changes.
@@ -38,7 +115,8 @@ pub trait NotifyListener: Send + Sync {
     ///
     /// A registry that cannot reach its server must **not** notify an empty list: it simply
     /// stays silent until it is back, and listeners keep their last good list meanwhile.
-    /// Notifications are delivered from within a tokio runtime.
+    /// Notifications are delivered from within a tokio runtime, often from the adapter's
+    /// background task: keep `notify` short and do not block.
     fn notify(&self, category: Category, urls: Vec<Url>);
 }
 
@@ -77,3 +155,29 @@ pub trait RegistryFactory: Send + Sync {
 fn _assert_object_safe(_: &dyn Registry, _: &dyn RegistryFactory, _: &dyn NotifyListener) {}
 
 crate::extension_point!(dyn RegistryFactory, key = "registry", default = "local");
+
+pub mod cache;
+pub mod local;
+pub mod memory;
+pub mod testing;
+
+pub use cache::{CachedRegistry, RegistryCache};
+
+/// Connects to the registry of `url`, chosen by its protocol through the SPI, wrapped in a
+/// [`CachedRegistry`] (unless `cache=false`, or the registry is `memory`).
+pub async fn connect(url: &Url) -> Result<Arc<dyn Registry>> {
+    let factory = crate::extension::get::<dyn RegistryFactory>(url.protocol())?;
+    let inner = factory.connect(url).await?;
+    if url.protocol() == "memory" || !url.param_bool("cache", true)? {
+        return Ok(inner);
+    }
+    Ok(Arc::new(CachedRegistry::new(
+        inner,
+        RegistryCache::open(url),
+    )))
+}
+
+/// The identity of a listener, to find it again on unsubscribe.
+pub fn listener_id(listener: &Arc<dyn NotifyListener>) -> usize {
+    Arc::as_ptr(listener).cast::<()>() as usize
+}

@@ -7,5 +7,5 @@
 pub mod segment;
 pub mod snowflake;
 
-pub use segment::{MemoryStore, SegmentAllocator, SegmentStore};
+pub use segment::{FileStore, MemoryStore, SegmentAllocator, SegmentStore};
 pub use snowflake::{parts, IdError, Snowflake};

@@ -56,6 +56,77 @@ impl SegmentStore for MemoryStore {
     }
 }
 
+/// A store shared by processes on one machine: one file per tag holding the next free id,
+/// updated under an exclusive file lock, so providers in separate processes never hand out
+/// the same block.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: std::path::PathBuf,
+}
+
+impl FileStore {
+    /// A store in `dir` (created if missing).
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(FileStore { dir })
+    }
+
+    fn reserve_blocking(&self, tag: &str, step: u64) -> Result<u64, IdError> {
+        use std::io::{Read, Seek, Write};
+        let fail = |reason: String| IdError::Store {
+            tag: tag.to_string(),
+            reason,
+        };
+        if tag.is_empty()
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(IdError::UnknownTag(tag.to_string()));
+        }
+        let path = self.dir.join(format!("{tag}.next"));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| fail(format!("open {}: {e}", path.display())))?;
+        f.lock().map_err(|e| fail(format!("lock: {e}")))?;
+        let mut text = String::new();
+        f.read_to_string(&mut text)
+            .map_err(|e| fail(format!("read: {e}")))?;
+        let first: u64 = match text.trim() {
+            "" => 1,
+            t => t
+                .parse()
+                .map_err(|_| fail(format!("corrupt counter '{t}'")))?,
+        };
+        f.set_len(0).map_err(|e| fail(format!("truncate: {e}")))?;
+        f.rewind().map_err(|e| fail(format!("seek: {e}")))?;
+        write!(f, "{}", first + step).map_err(|e| fail(format!("write: {e}")))?;
+        f.sync_data().map_err(|e| fail(format!("sync: {e}")))?;
+        Ok(first)
+    }
+}
+
+#[async_trait::async_trait]
+impl SegmentStore for FileStore {
+    async fn reserve(&self, tag: &str, step: u64) -> Result<u64, IdError> {
+        let me = FileStore {
+            dir: self.dir.clone(),
+        };
+        let tag = tag.to_string();
+        tokio::task::spawn_blocking(move || me.reserve_blocking(&tag, step))
+            .await
+            .map_err(|e| IdError::Store {
+                tag: String::new(),
+                reason: format!("store task failed: {e}"),
+            })?
+    }
+}
+
 type Prefetch = tokio::task::JoinHandle<Result<u64, IdError>>;
 
 struct Buffer {
@@ -195,6 +266,21 @@ mod tests {
             alloc.next_id("b").await,
             Err(IdError::UnknownTag("b".to_string()))
         );
+    }
+
+    #[tokio::test]
+    async fn file_store_blocks_never_overlap() {
+        let dir = std::env::temp_dir().join(format!("rpc-segments-{}", std::process::id()));
+        let a = FileStore::new(&dir).expect("dir");
+        let b = FileStore::new(&dir).expect("dir");
+        let x = a.reserve("orders", 100).await.expect("a");
+        let y = b.reserve("orders", 100).await.expect("b");
+        assert_eq!((x, y), (1, 101));
+        assert_eq!(
+            a.reserve("../etc", 1).await,
+            Err(IdError::UnknownTag("../etc".to_string()))
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     struct Failing;

@@ -1,0 +1,568 @@
+//! ZooKeeper registry (`zookeeper://host:port`), in Apache Dubbo's node layout so Dubbo
+//! tooling can read it:
+//!
+//! ```text
+//! /{root}/{interface}/providers/{Url::encoded()}      ephemeral, one per provider
+//! /{root}/{interface}/consumers/{Url::encoded()}      ephemeral
+//! /{root}/{interface}/routers/...  /configurators/... (same shape)
+//! ```
+//!
+//! Parent nodes are persistent and created as needed. Link this crate and use
+//! `rpc_core::registry::connect(&"zookeeper://127.0.0.1:2181".parse()?)`; because nothing
+//! else references it, add `use rpc_registry_zookeeper as _;` so the linker keeps it.
+//!
+//! URL keys: `root` (default `dubbo`), `session` (session timeout in ms, default 60000, the
+//! server clamps it to its own bounds), `timeout` (connection timeout in ms, default 5000),
+//! `backup` (more servers, `host:port,host:port`), and digest authentication from the URL's
+//! user information (`zookeeper://user:password@host:2181`; nodes then get the creator-only
+//! ACL).
+//!
+//! # Faults
+//!
+//! Registrations and subscriptions are kept by the client. A background task owns the
+//! session: when it expires or closes, the task connects a new session, re-creates every
+//! ephemeral node and re-arms every watch. While no session is usable the adapter is silent
+//! (no empty list is ever notified because of a fault) and `is_available` is false.
+//! Children watches are one-shot in ZooKeeper; each subscription re-arms its watch after every
+//! event and notifies the complete list it then reads. Dropping the registry closes its
+//! session, so its ephemeral nodes disappear.
+
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use rpc_core::registry::{listener_id, Category, NotifyListener, Registry, RegistryFactory};
+use rpc_core::url::encode_component;
+use rpc_core::{RpcError, Url};
+
+type Result<T, E = RpcError> = std::result::Result<T, E>;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use zookeeper_client as zk;
+
+/// Most children read from one category node.
+pub const MAX_CHILDREN: usize = 10_000;
+
+/// Creates ZooKeeper registries, one per registry URL while it is in use.
+#[derive(Debug, Default)]
+pub struct ZookeeperRegistryFactory;
+
+rpc_core::register!(dyn RegistryFactory, "zookeeper", || Arc::new(
+    ZookeeperRegistryFactory
+));
+
+fn instances() -> &'static Mutex<HashMap<String, Weak<ZookeeperRegistry>>> {
+    static INSTANCES: OnceLock<Mutex<HashMap<String, Weak<ZookeeperRegistry>>>> = OnceLock::new();
+    INSTANCES.get_or_init(Default::default)
+}
+
+#[async_trait::async_trait]
+impl RegistryFactory for ZookeeperRegistryFactory {
+    /// Returns at once; the session is established in the background (see the crate docs).
+    async fn connect(&self, url: &Url) -> Result<Arc<dyn Registry>> {
+        let key = url.to_string();
+        let mut map = instances()
+            .lock()
+            .map_err(|_| RpcError::internal("zookeeper registry table poisoned"))?;
+        map.retain(|_, w| w.strong_count() > 0);
+        if let Some(reg) = map.get(&key).and_then(Weak::upgrade) {
+            return Ok(reg);
+        }
+        let reg = Arc::new(ZookeeperRegistry::start(url)?);
+        map.insert(key, Arc::downgrade(&reg));
+        Ok(reg)
+    }
+}
+
+#[derive(Clone)]
+struct Subscription {
+    id: u64,
+    interface: String,
+    categories: Vec<Category>,
+    listener: Arc<dyn NotifyListener>,
+}
+
+struct Shared {
+    url: Url,
+    cluster: String,
+    root: String,
+    session_timeout: Duration,
+    connect_timeout: Duration,
+    auth: Option<Vec<u8>>,
+    available: AtomicBool,
+    /// The current session, when there is one.
+    client: Mutex<Option<zk::Client>>,
+    /// Node path → URL, replayed on every new session.
+    registered: Mutex<BTreeMap<String, Url>>,
+    subs: Mutex<Vec<Subscription>>,
+    /// Watch tasks of the current session, by subscription id.
+    watches: Mutex<HashMap<u64, Vec<JoinHandle<()>>>>,
+    next_id: AtomicU64,
+}
+
+/// A ZooKeeper registry client (see the crate docs).
+pub struct ZookeeperRegistry {
+    shared: Arc<Shared>,
+    supervisor: JoinHandle<()>,
+}
+
+impl Drop for ZookeeperRegistry {
+    fn drop(&mut self) {
+        self.supervisor.abort();
+        self.shared.stop_watches();
+        if let Ok(mut c) = self.shared.client.lock() {
+            c.take();
+        }
+    }
+}
+
+fn zk_err(what: &str, e: zk::Error) -> RpcError {
+    RpcError::network(format!("zookeeper {what}: {e}"))
+}
+
+impl ZookeeperRegistry {
+    /// Starts a client for `url` and its session task (needs a tokio runtime).
+    pub fn start(url: &Url) -> Result<ZookeeperRegistry> {
+        let host = url.host();
+        if host.is_empty() {
+            return Err(RpcError::internal(format!(
+                "zookeeper registry URL '{url}' has no host"
+            )));
+        }
+        let mut cluster = format!("{host}:{}", url.port().unwrap_or(2181));
+        if let Some(backup) = url.param("backup").filter(|b| !b.is_empty()) {
+            cluster.push(',');
+            cluster.push_str(backup);
+        }
+        let root = url.param("root").unwrap_or("dubbo").trim_matches('/');
+        let root = if root.is_empty() {
+            String::new()
+        } else {
+            format!("/{root}")
+        };
+        let auth = url
+            .username()
+            .map(|u| format!("{u}:{}", url.password().unwrap_or("")).into_bytes());
+        let shared = Arc::new(Shared {
+            url: url.clone(),
+            cluster,
+            root,
+            session_timeout: Duration::from_millis(url.param_as("session", 60_000u64)?),
+            connect_timeout: Duration::from_millis(url.param_as("timeout", 5_000u64)?),
+            auth,
+            available: AtomicBool::new(false),
+            client: Mutex::new(None),
+            registered: Mutex::new(BTreeMap::new()),
+            subs: Mutex::new(Vec::new()),
+            watches: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let supervisor = tokio::spawn(supervise(shared.clone()));
+        Ok(ZookeeperRegistry { shared, supervisor })
+    }
+
+    /// The id of the current session, if one is established (for tests and diagnostics).
+    pub fn session(&self) -> Option<zk::SessionInfo> {
+        self.shared.client().map(|c| c.session().clone())
+    }
+}
+
+impl Shared {
+    fn client(&self) -> Option<zk::Client> {
+        self.client.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn acls(&self) -> zk::Acls<'static> {
+        if self.auth.is_some() {
+            zk::Acls::creator_all()
+        } else {
+            zk::Acls::anyone_all()
+        }
+    }
+
+    fn category_path(&self, interface: &str, category: Category) -> String {
+        format!(
+            "{}/{}/{}",
+            self.root,
+            encode_component(interface),
+            category.as_str()
+        )
+    }
+
+    fn node_path(&self, url: &Url) -> String {
+        format!(
+            "{}/{}",
+            self.category_path(url.interface(), Category::of(url)),
+            url.encoded()
+        )
+    }
+
+    fn stop_watches(&self) {
+        if let Ok(mut w) = self.watches.lock() {
+            for (_, tasks) in w.drain() {
+                for t in tasks {
+                    t.abort();
+                }
+            }
+        }
+    }
+
+    /// Creates the persistent parents of `path`.
+    async fn ensure_parent(&self, client: &zk::Client, path: &str) -> Result<(), zk::Error> {
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            if !parent.is_empty() {
+                let opts = zk::CreateMode::Persistent.with_acls(self.acls());
+                client.mkdir(parent, &opts).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the ephemeral node of `url` in this session, replacing a node left by an older
+    /// session of ours.
+    async fn create_node(
+        &self,
+        client: &zk::Client,
+        path: &str,
+        url: &Url,
+    ) -> Result<(), zk::Error> {
+        let opts = zk::CreateMode::Ephemeral.with_acls(self.acls());
+        let data = url.to_string().into_bytes();
+        for _ in 0..3 {
+            match client.create(path, &data, &opts).await {
+                Ok(_) => return Ok(()),
+                Err(zk::Error::NoNode) => self.ensure_parent(client, path).await?,
+                Err(zk::Error::NodeExists) => match client.check_stat(path).await? {
+                    Some(stat) if stat.ephemeral_owner == client.session_id().0 => return Ok(()),
+                    Some(_) => match client.delete(path, None).await {
+                        Ok(()) | Err(zk::Error::NoNode) => {}
+                        Err(e) => return Err(e),
+                    },
+                    None => {}
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Err(zk::Error::NodeExists)
+    }
+
+    /// Starts the watch tasks of one subscription in the session of `client`; the receivers
+    /// fire once each category's first list was notified.
+    fn start_watch(
+        self: &Arc<Self>,
+        client: &zk::Client,
+        sub: &Subscription,
+    ) -> Vec<oneshot::Receiver<()>> {
+        let mut firsts = Vec::new();
+        let mut tasks = Vec::new();
+        for category in &sub.categories {
+            let (tx, rx) = oneshot::channel();
+            firsts.push(rx);
+            tasks.push(tokio::spawn(watch_category(
+                self.clone(),
+                client.clone(),
+                sub.listener.clone(),
+                self.category_path(&sub.interface, *category),
+                *category,
+                tx,
+            )));
+        }
+        if let Ok(mut w) = self.watches.lock() {
+            if let Some(old) = w.insert(sub.id, tasks) {
+                old.into_iter().for_each(|t| t.abort());
+            }
+        }
+        firsts
+    }
+}
+
+/// Decodes child node names into URLs, skipping (with a warning) what is not one.
+fn decode_children(path: &str, mut children: Vec<String>) -> Vec<Url> {
+    if children.len() > MAX_CHILDREN {
+        tracing::warn!(
+            path,
+            count = children.len(),
+            "zookeeper: only the first {MAX_CHILDREN} children are read"
+        );
+        children.truncate(MAX_CHILDREN);
+    }
+    let mut urls: Vec<Url> = children
+        .iter()
+        .filter_map(|c| match Url::decode_component(c) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!(path, child = %c, error = %e, "zookeeper: skipped a child that is not a URL");
+                None
+            }
+        })
+        .collect();
+    urls.sort_by_key(|u| u.to_string());
+    urls
+}
+
+/// Lists one category node, notifies its complete list when it changed, and re-arms the
+/// one-shot children watch after every event, for as long as the session lives.
+async fn watch_category(
+    shared: Arc<Shared>,
+    client: zk::Client,
+    listener: Arc<dyn NotifyListener>,
+    path: String,
+    category: Category,
+    first: oneshot::Sender<()>,
+) {
+    let mut first = Some(first);
+    let mut last: Option<Vec<Url>> = None;
+    loop {
+        match client.list_and_watch_children(&path).await {
+            Ok((children, watcher)) => {
+                let urls = decode_children(&path, children);
+                if last.as_ref() != Some(&urls) {
+                    last = Some(urls.clone());
+                    listener.notify(category, urls);
+                }
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(());
+                }
+                let event = watcher.changed().await;
+                if event.event_type == zk::EventType::Session && event.session_state.is_terminated()
+                {
+                    return;
+                }
+            }
+            Err(zk::Error::NoNode) => {
+                let probe = format!("{path}/x");
+                if let Err(e) = shared.ensure_parent(&client, &probe).await {
+                    tracing::debug!(path, error = %e, "zookeeper: cannot create category node");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Err(e) => {
+                if client.state().is_terminated() {
+                    return;
+                }
+                tracing::debug!(path, error = %e, "zookeeper: list failed, retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Owns the session: connects, replays registrations and watches, and starts over when the
+/// session expires or closes.
+async fn supervise(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut connector = zk::Client::connector()
+            .with_session_timeout(shared.session_timeout)
+            .with_connection_timeout(shared.connect_timeout);
+        if let Some(auth) = &shared.auth {
+            connector = connector.with_auth("digest", auth);
+        }
+        let client = match connector.connect(&shared.cluster).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(registry = %shared.url, error = %e, "zookeeper: cannot connect, retrying");
+                let jitter = Duration::from_millis(fastrand::u64(0..100));
+                tokio::time::sleep(backoff + jitter).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let mut states = client.state_watcher();
+        if let Ok(mut c) = shared.client.lock() {
+            *c = Some(client.clone());
+        }
+        let registered: Vec<(String, Url)> = shared
+            .registered
+            .lock()
+            .map(|r| r.iter().map(|(p, u)| (p.clone(), u.clone())).collect())
+            .unwrap_or_default();
+        for (path, url) in registered {
+            if let Err(e) = shared.create_node(&client, &path, &url).await {
+                tracing::warn!(path, error = %e, "zookeeper: cannot re-create registration");
+            }
+        }
+        if let Ok(subs) = shared.subs.lock() {
+            for sub in subs.iter() {
+                drop(shared.start_watch(&client, sub));
+            }
+        }
+        shared.available.store(true, Ordering::SeqCst);
+        tracing::info!(registry = %shared.url, session = ?client.session_id(), "zookeeper: session established");
+        loop {
+            match states.changed().await {
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    shared.available.store(true, Ordering::SeqCst);
+                }
+                zk::SessionState::Disconnected => {
+                    shared.available.store(false, Ordering::SeqCst);
+                }
+                terminal => {
+                    tracing::warn!(registry = %shared.url, state = %terminal,
+                        "zookeeper: session ended; starting a new one");
+                    break;
+                }
+            }
+        }
+        shared.available.store(false, Ordering::SeqCst);
+        shared.stop_watches();
+        if let Ok(mut c) = shared.client.lock() {
+            c.take();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Registry for ZookeeperRegistry {
+    fn url(&self) -> &Url {
+        &self.shared.url
+    }
+
+    fn is_available(&self) -> bool {
+        self.shared.available.load(Ordering::SeqCst)
+    }
+
+    /// Records the registration (replayed on every new session) and creates its node now if
+    /// a session exists. Fails only when the server refuses the node (e.g. not authorized).
+    async fn register(&self, url: &Url) -> Result<()> {
+        let path = self.shared.node_path(url);
+        if let Ok(mut r) = self.shared.registered.lock() {
+            r.insert(path.clone(), url.clone());
+        }
+        let Some(client) = self.shared.client() else {
+            return Ok(());
+        };
+        match self.shared.create_node(&client, &path, url).await {
+            Ok(()) => Ok(()),
+            Err(e @ (zk::Error::NoAuth | zk::Error::InvalidAcl | zk::Error::BadArguments(_))) => {
+                if let Ok(mut r) = self.shared.registered.lock() {
+                    r.remove(&path);
+                }
+                Err(zk_err("register", e).with_service(url.service_key()))
+            }
+            Err(e) => {
+                tracing::warn!(path, error = %e, "zookeeper: registration deferred until reconnected");
+                Ok(())
+            }
+        }
+    }
+
+    async fn unregister(&self, url: &Url) -> Result<()> {
+        let path = self.shared.node_path(url);
+        if let Ok(mut r) = self.shared.registered.lock() {
+            r.remove(&path);
+        }
+        let Some(client) = self.shared.client() else {
+            return Ok(());
+        };
+        match client.delete(&path, None).await {
+            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+            Err(e) => Err(zk_err("unregister", e).with_service(url.service_key())),
+        }
+    }
+
+    /// Records the subscription (re-armed on every new session); with a session, waits until
+    /// the current lists were notified (at most the connection timeout).
+    async fn subscribe(&self, url: &Url, listener: Arc<dyn NotifyListener>) -> Result<()> {
+        let sub = Subscription {
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            interface: url.interface().to_string(),
+            categories: Category::subscribed(url),
+            listener,
+        };
+        if let Ok(mut subs) = self.shared.subs.lock() {
+            subs.push(sub.clone());
+        }
+        let firsts = match self.shared.client() {
+            Some(client) => self.shared.start_watch(&client, &sub),
+            None => Vec::new(),
+        };
+        let _ = tokio::time::timeout(self.shared.connect_timeout, async {
+            for rx in firsts {
+                let _ = rx.await;
+            }
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, url: &Url, listener: &Arc<dyn NotifyListener>) -> Result<()> {
+        let id = listener_id(listener);
+        let mut removed = Vec::new();
+        if let Ok(mut subs) = self.shared.subs.lock() {
+            subs.retain(|s| {
+                let hit = s.interface == url.interface() && listener_id(&s.listener) == id;
+                if hit {
+                    removed.push(s.id);
+                }
+                !hit
+            });
+        }
+        if let Ok(mut w) = self.shared.watches.lock() {
+            for id in removed {
+                w.remove(&id).into_iter().flatten().for_each(|t| t.abort());
+            }
+        }
+        Ok(())
+    }
+
+    async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
+        let client = self.shared.client().ok_or_else(|| {
+            RpcError::network(format!(
+                "zookeeper {} is not connected",
+                self.shared.cluster
+            ))
+        })?;
+        let path = self
+            .shared
+            .category_path(url.interface(), Category::Providers);
+        match client.list_children(&path).await {
+            Ok(children) => Ok(decode_children(&path, children)),
+            Err(zk::Error::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(zk_err("lookup", e).with_service(url.service_key())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn layout_follows_dubbo() {
+        let reg = ZookeeperRegistry::start(
+            &Url::parse("zookeeper://127.0.0.1:1?root=/rpc/").expect("url"),
+        )
+        .expect("start");
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo?side=provider").expect("url");
+        assert_eq!(
+            reg.shared.node_path(&p),
+            format!("/rpc/org.Foo/providers/{}", p.encoded())
+        );
+        let c = Url::parse("consumer://10.0.0.2/org.Foo?side=consumer").expect("url");
+        assert!(reg
+            .shared
+            .node_path(&c)
+            .starts_with("/rpc/org.Foo/consumers/"));
+        assert!(!reg.is_available());
+    }
+
+    #[test]
+    fn children_that_are_not_urls_are_skipped() {
+        let good = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
+        let urls = decode_children("/p", vec!["%zz".into(), "plain".into(), good.encoded()]);
+        assert_eq!(urls, vec![good]);
+    }
+
+    #[test]
+    fn a_url_without_host_is_refused() {
+        let err = ZookeeperRegistry::start(&Url::parse("zookeeper://").expect("url"))
+            .err()
+            .expect("no host");
+        assert!(err.to_string().contains("no host"), "{err}");
+    }
+}

@@ -1,0 +1,526 @@
+//! Bootstrap: the two ends a user writes — a [`Provider`] that serves implementations and a
+//! [`Consumer`] that hands out typed clients.
+//!
+//! ```ignore
+//! // provider
+//! let running = Provider::builder()
+//!     .application("greeter-app")
+//!     .registry("local://")?
+//!     .protocol("dubbo", 20880)
+//!     .service(GreeterServer::new(MyGreeter))
+//!     .start()
+//!     .await?;
+//! running.wait_for_shutdown_signal().await; // Ctrl-C / SIGTERM: unregister, drain, close
+//!
+//! // consumer
+//! let consumer = Consumer::builder().registry("local://")?.build().await?;
+//! let greeter: GreeterClient = consumer.reference().await?;
+//! greeter.greet("ann".into()).await?;
+//! ```
+//!
+//! Configuration comes from the builder, an optional TOML file (`.config_file(path)`) and the
+//! environment (`RPC_*`, read by default), merged as described in [`crate::config`]. Without a
+//! registry setting, both ends use the embedded `local://` registry, so a first run needs no
+//! server.
+//!
+//! # The consumer stack
+//! For each reference: a [`Directory`](crate::cluster::Directory) (static for direct `url=`
+//! providers, else a [`RegistryDirectory`] subscribed to the registry), wrapped by the
+//! [`Cluster`] chosen by `cluster=`; every provider invoker inside is the protocol's reference
+//! wrapped in the consumer filter chain, with the provider's URL merged with the reference's
+//! settings (the consumer's `timeout`, `retries`, ... win; the provider's `weight`, `warmup`,
+//! `timestamp` and `token` stay).
+//!
+//! # Graceful shutdown
+//! [`RunningProvider::shutdown`] unregisters every service, waits `shutdown.wait` ms
+//! (default 1000) so consumers see the removal and stop sending, then unexports: the server
+//! stops accepting and lets in-flight calls finish.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::registry_directory::{InvokerFactory, RegistryDirectory};
+use crate::cluster::{Cluster, StaticDirectory};
+use crate::config::{Config, ConfigBuilder, ServiceConfig};
+use crate::error::{Result, RpcError};
+use crate::extension::{self, Side};
+use crate::invocation::Invoker;
+use crate::protocol::{Exporter, Protocol};
+use crate::proxy::{ServiceClient, ServiceDescriptor, ServiceServer, Skeleton};
+use crate::registry::{self, Registry};
+use crate::url::Url;
+
+crate::config_key!(
+    "shutdown.wait",
+    "1000",
+    Millis,
+    "graceful shutdown: time between unregistering and closing, so consumers stop sending"
+);
+crate::config_key!(
+    "check",
+    "3000",
+    Millis,
+    "a new reference waits up to this long for its first providers (0: do not wait)"
+);
+
+/// The registry used when none is configured: the embedded, server-less one.
+pub const DEFAULT_REGISTRY: &str = "local://";
+
+/// Provider URL keys a consumer's settings never override.
+const PROVIDER_ONLY: &[&str] = &[
+    "weight",
+    "warmup",
+    "timestamp",
+    "token",
+    "methods",
+    "side",
+    "pid",
+    "dynamic",
+];
+
+type MakeSkeleton = Box<dyn FnOnce(Url) -> Arc<dyn Invoker> + Send>;
+
+struct PendingService {
+    descriptor: &'static ServiceDescriptor,
+    make: MakeSkeleton,
+}
+
+/// Builds a [`Provider`]; see the [module docs](self).
+pub struct ProviderBuilder {
+    config: ConfigBuilder,
+    config_error: Option<RpcError>,
+    use_env: bool,
+    no_registry: bool,
+    services: Vec<PendingService>,
+}
+
+/// Entry point for serving services.
+#[derive(Debug)]
+pub struct Provider;
+
+impl Provider {
+    /// A builder with no services yet.
+    pub fn builder() -> ProviderBuilder {
+        ProviderBuilder {
+            config: ConfigBuilder::new(),
+            config_error: None,
+            use_env: true,
+            no_registry: false,
+            services: Vec::new(),
+        }
+    }
+}
+
+macro_rules! config_setters {
+    () => {
+        /// Sets the application name.
+        pub fn application(mut self, name: &str) -> Self {
+            self.config = self.config.application(name);
+            self
+        }
+
+        /// Sets the registry URL (`local://`, `zookeeper://127.0.0.1:2181`, ...).
+        pub fn registry(mut self, url: &str) -> Result<Self> {
+            self.config = self.config.registry(url)?;
+            Ok(self)
+        }
+
+        /// Uses no registry at all (consumers then need direct `url=` settings).
+        pub fn no_registry(mut self) -> Self {
+            self.no_registry = true;
+            self
+        }
+
+        /// Sets an application-level parameter (any key of the key table).
+        pub fn param(mut self, key: &str, value: impl ToString) -> Result<Self> {
+            self.config = self.config.param(key, value)?;
+            Ok(self)
+        }
+
+        /// Loads a TOML file (lowest precedence).
+        pub fn config_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self> {
+            self.config = self.config.file(path)?;
+            Ok(self)
+        }
+
+        /// Ignores the `RPC_*` environment variables (they are read by default).
+        pub fn without_env(mut self) -> Self {
+            self.use_env = false;
+            self
+        }
+    };
+}
+
+impl ProviderBuilder {
+    config_setters!();
+
+    /// Sets the protocol and port to export on (port 0 picks a free port).
+    pub fn protocol(mut self, name: &str, port: u16) -> Self {
+        self.config = self.config.protocol(name, port);
+        self
+    }
+
+    /// Sets the host to bind and announce (default 127.0.0.1).
+    pub fn host(mut self, host: &str) -> Self {
+        self.config = self.config.host(host);
+        self
+    }
+
+    /// Adds a service (a server generated by `#[service]`, e.g. `GreeterServer::new(impl)`).
+    pub fn service<S: ServiceServer>(self, server: S) -> Self {
+        self.service_with(server, ServiceConfig::default())
+    }
+
+    /// Adds a service with service- and method-level settings.
+    pub fn service_with<S: ServiceServer>(mut self, server: S, settings: ServiceConfig) -> Self {
+        let descriptor = S::descriptor();
+        match std::mem::take(&mut self.config).service(descriptor.interface(), settings) {
+            Ok(c) => self.config = c,
+            Err(e) => {
+                self.config_error.get_or_insert(e);
+            }
+        }
+        self.services.push(PendingService {
+            descriptor,
+            make: Box::new(move |url| Arc::new(Skeleton::with_url(server, url))),
+        });
+        self
+    }
+
+    /// Exports every service and registers it. Returns once all are reachable.
+    pub async fn start(self) -> Result<RunningProvider> {
+        if let Some(e) = self.config_error {
+            return Err(e);
+        }
+        let mut builder = self.config;
+        if self.use_env {
+            builder = builder.env()?;
+        }
+        let cfg = builder.build();
+        let registry = connect_registry(&cfg, self.no_registry).await?;
+        let mut port = cfg.port.unwrap_or(0);
+        let started = crate::cluster::loadbalance::now_ms();
+        let mut exported = Vec::new();
+        for svc in self.services {
+            let url = cfg
+                .service_url(
+                    svc.descriptor.interface(),
+                    port,
+                    &svc.descriptor.url_params(),
+                )
+                .with_param("timestamp", started)
+                .with_param("pid", std::process::id());
+            let protocol = extension::get::<dyn Protocol>(url.protocol())?;
+            let skeleton = (svc.make)(url.clone());
+            let chain = crate::filter::build_chain(skeleton, Side::Provider)?;
+            let exporter = protocol.export(url, chain).await?;
+            if let Some(p) = exporter.url().port() {
+                port = p;
+            }
+            tracing::info!(url = %exporter.url(), "exported");
+            exported.push(exporter);
+        }
+        let running = RunningProvider {
+            registry,
+            exporters: exported,
+            online: AtomicBool::new(false),
+            shutdown_wait: Duration::from_millis(cfg_millis(&cfg, "shutdown.wait", 1000)?),
+        };
+        running.online().await?;
+        Ok(running)
+    }
+}
+
+fn cfg_millis(cfg: &Config, key: &str, default: u64) -> Result<u64> {
+    match cfg.params.get(key) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            RpcError::internal(format!(
+                "'{key}' must be a whole number of milliseconds, not '{v}'"
+            ))
+        }),
+    }
+}
+
+async fn connect_registry(cfg: &Config, none: bool) -> Result<Option<Arc<dyn Registry>>> {
+    if none {
+        return Ok(None);
+    }
+    let url = match &cfg.registry {
+        Some(u) => u.clone(),
+        None => Url::parse(DEFAULT_REGISTRY)?,
+    };
+    Ok(Some(registry::connect(&url).await?))
+}
+
+/// A started provider: its exported services, registered in the registry.
+pub struct RunningProvider {
+    registry: Option<Arc<dyn Registry>>,
+    exporters: Vec<Box<dyn Exporter>>,
+    online: AtomicBool,
+    shutdown_wait: Duration,
+}
+
+impl RunningProvider {
+    /// The exported URLs (with the bound port).
+    pub fn urls(&self) -> Vec<Url> {
+        self.exporters.iter().map(|e| e.url().clone()).collect()
+    }
+
+    /// The bound port of the first service.
+    pub fn port(&self) -> Option<u16> {
+        self.exporters.first().and_then(|e| e.url().port())
+    }
+
+    /// Whether the services are registered (see [`RunningProvider::offline`]).
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::SeqCst)
+    }
+
+    /// Takes the services out of the registry without stopping them: consumers stop sending
+    /// new calls (to debug the process, or before a deploy). Direct connections still work.
+    pub async fn offline(&self) -> Result<()> {
+        if let Some(r) = &self.registry {
+            for e in &self.exporters {
+                r.unregister(e.url()).await?;
+            }
+        }
+        self.online.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Puts the services (back) into the registry.
+    pub async fn online(&self) -> Result<()> {
+        if let Some(r) = &self.registry {
+            for e in &self.exporters {
+                r.register(e.url()).await?;
+            }
+        }
+        self.online.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Graceful shutdown: unregister, wait `shutdown.wait`, then unexport (stop accepting,
+    /// let in-flight calls finish).
+    pub async fn shutdown(self) {
+        if let Err(e) = self.offline().await {
+            tracing::warn!(error = %e, "unregistering during shutdown failed");
+        }
+        if self.registry.is_some() {
+            tokio::time::sleep(self.shutdown_wait).await;
+        }
+        for e in &self.exporters {
+            e.unexport().await;
+        }
+    }
+
+    /// Waits for Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn wait_for_shutdown_signal(self) {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; draining");
+        self.shutdown().await;
+    }
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM on Unix.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Builds a [`Consumer`]; see the [module docs](self).
+pub struct ConsumerBuilder {
+    config: ConfigBuilder,
+    config_error: Option<RpcError>,
+    use_env: bool,
+    no_registry: bool,
+}
+
+/// Hands out typed clients for remote services.
+pub struct Consumer {
+    config: Config,
+    registry: Option<Arc<dyn Registry>>,
+}
+
+impl Consumer {
+    /// A builder.
+    pub fn builder() -> ConsumerBuilder {
+        ConsumerBuilder {
+            config: ConfigBuilder::new(),
+            config_error: None,
+            use_env: true,
+            no_registry: false,
+        }
+    }
+}
+
+impl ConsumerBuilder {
+    config_setters!();
+
+    /// Settings for the reference to `interface` (service- and method-level).
+    pub fn reference_config(mut self, interface: &str, settings: ServiceConfig) -> Self {
+        match std::mem::take(&mut self.config).reference(interface, settings) {
+            Ok(c) => self.config = c,
+            Err(e) => {
+                self.config_error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Connects to the registry (unless none is used).
+    pub async fn build(self) -> Result<Consumer> {
+        if let Some(e) = self.config_error {
+            return Err(e);
+        }
+        let mut builder = self.config;
+        if self.use_env {
+            builder = builder.env()?;
+        }
+        let config = builder.build();
+        let registry = connect_registry(&config, self.no_registry).await?;
+        Ok(Consumer { config, registry })
+    }
+}
+
+impl Consumer {
+    /// The merged configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The reference URL a client of `descriptor` is built from.
+    pub fn reference_url(&self, descriptor: &ServiceDescriptor) -> Url {
+        self.config
+            .reference_url(descriptor.interface(), &descriptor.url_params())
+    }
+
+    /// A typed client (`GreeterClient`) for its service, through the full consumer stack.
+    pub async fn reference<C: ServiceClient>(&self) -> Result<C> {
+        let invoker = self.reference_invoker(C::descriptor()).await?;
+        Ok(C::from_invoker(invoker))
+    }
+
+    /// The cluster invoker for a service, for generic (typeless) callers.
+    pub async fn reference_invoker(
+        &self,
+        descriptor: &ServiceDescriptor,
+    ) -> Result<Arc<dyn Invoker>> {
+        let url = self.reference_url(descriptor);
+        self.refer_url(url).await
+    }
+
+    /// The cluster invoker for a reference URL (`consumer://host/{interface}?...`).
+    pub async fn refer_url(&self, url: Url) -> Result<Arc<dyn Invoker>> {
+        let factory: Arc<dyn InvokerFactory> = Arc::new(ConsumerInvokerFactory {
+            reference: url.clone(),
+        });
+        let cluster = extension::adaptive::<dyn Cluster>(&url, "")?;
+        if let Some(direct) = url.param("url").filter(|s| !s.trim().is_empty()) {
+            let mut invokers = Vec::new();
+            for one in direct.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let provider = Url::parse(one)?;
+                let provider = if provider.path().is_empty() {
+                    provider.with_path(url.path())
+                } else {
+                    provider
+                };
+                invokers.push(factory.refer(provider).await?);
+            }
+            return cluster.join(Arc::new(StaticDirectory::new(url, invokers)));
+        }
+        let Some(registry) = &self.registry else {
+            return Err(RpcError::internal(format!(
+                "reference to {} has neither a registry nor a direct `url`",
+                url.path()
+            )));
+        };
+        let dir = RegistryDirectory::new(url.clone(), factory);
+        registry.subscribe(&url, dir.clone()).await?;
+        if let Err(e) = registry.register(&url).await {
+            tracing::debug!(error = %e, "consumer registration failed (informational only)");
+        }
+        let wait = url.param_as("check", 3000u64)?;
+        let until = tokio::time::Instant::now() + Duration::from_millis(wait);
+        while dir.providers().is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            dir.refresh().await;
+        }
+        cluster.join(dir)
+    }
+}
+
+/// Refers one provider for a reference: the provider URL merged with the reference's
+/// settings, then the protocol's invoker wrapped in the consumer filter chain.
+struct ConsumerInvokerFactory {
+    reference: Url,
+}
+
+/// The URL a consumer uses to call `provider` for `reference`: the provider's URL with the
+/// reference's settings laid over it, except the provider-only keys.
+pub fn merge_provider_url(provider: &Url, reference: &Url) -> Url {
+    let remote_app = provider.param("application").map(str::to_string);
+    let mut merged = provider.with_params(
+        reference
+            .params()
+            .iter()
+            .filter(|(k, _)| !PROVIDER_ONLY.contains(&k.as_str()) && k.as_str() != "url"),
+    );
+    if let Some(app) = remote_app {
+        merged = merged.with_param("remote.application", app);
+    }
+    merged
+}
+
+#[async_trait::async_trait]
+impl InvokerFactory for ConsumerInvokerFactory {
+    async fn refer(&self, provider: Url) -> Result<Arc<dyn Invoker>> {
+        let url = merge_provider_url(&provider, &self.reference);
+        let protocol = extension::get::<dyn Protocol>(url.protocol())?;
+        let invoker = protocol.refer(url).await?;
+        crate::filter::build_chain(invoker, Side::Consumer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_settings_win_but_provider_only_keys_stay() {
+        let provider = Url::parse(
+            "dubbo://10.0.0.1:20880/a.B?weight=50&timeout=5000&token=s3&application=prov&warmup=1",
+        )
+        .expect("url");
+        let reference = Url::parse(
+            "consumer://127.0.0.1/a.B?timeout=300&weight=1&token=x&application=cons&retries=0",
+        )
+        .expect("url");
+        let merged = merge_provider_url(&provider, &reference);
+        assert_eq!(merged.param("timeout"), Some("300"));
+        assert_eq!(merged.param("retries"), Some("0"));
+        assert_eq!(merged.param("weight"), Some("50"));
+        assert_eq!(merged.param("token"), Some("s3"));
+        assert_eq!(merged.param("application"), Some("cons"));
+        assert_eq!(merged.param("remote.application"), Some("prov"));
+        assert_eq!(merged.address(), "10.0.0.1:20880");
+    }
+}

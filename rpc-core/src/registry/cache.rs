@@ -1,0 +1,489 @@
+//! The consumer-side cache of provider lists: in memory and on disk.
+//!
+//! [`CachedRegistry`] wraps any adapter. Every list an adapter notifies is remembered per
+//! interface and category, and written to one JSON file per registry (atomically: a temporary
+//! file, then a rename). At start-up the file is loaded; a subscription made while the
+//! registry cannot be reached gets the cached lists at once, so calls go on when the registry
+//! is down and a consumer restarted during an outage still finds its providers. When the
+//! registry comes back the adapter replays the subscription and its live lists replace the
+//! cached ones.
+//!
+//! File location: the `file` or `cache.file` key of the registry URL, else
+//! `$HOME/.rpc/cache/registry-{registry address}.json` (the system temp dir when `HOME` is
+//! unset), the address made file-name safe. The file is bounded ([`MAX_FILE_BYTES`],
+//! [`MAX_URLS`]); a file that is too big or malformed is ignored with a warning, never a panic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::{listener_id, Category, NotifyListener, Registry};
+use crate::error::{Result, RpcError};
+use crate::url::Url;
+
+/// Largest cache file read back.
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// Most URLs read back from a cache file, all lists together.
+pub const MAX_URLS: usize = 100_000;
+
+const FORMAT_VERSION: u32 = 1;
+
+/// interface → category name → URL texts.
+type Lists = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    registry: String,
+    services: Lists,
+}
+
+/// The last known lists of one registry, mirrored to a file.
+pub struct RegistryCache {
+    registry: String,
+    path: Option<PathBuf>,
+    lists: Mutex<Lists>,
+}
+
+impl std::fmt::Debug for RegistryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCache")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default cache file of `registry` (see the module docs).
+pub fn default_path(registry: &Url) -> PathBuf {
+    let base = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".rpc").join("cache"))
+        .unwrap_or_else(|| std::env::temp_dir().join("rpc-cache"));
+    let raw = format!(
+        "{}-{}-{}",
+        registry.protocol(),
+        registry.address(),
+        registry.path()
+    );
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    name.truncate(150);
+    base.join(format!(
+        "registry-{}.json",
+        name.trim_end_matches(['-', '_'])
+    ))
+}
+
+impl RegistryCache {
+    /// The cache of `registry`, loaded from its file (see the module docs); a missing,
+    /// oversized or malformed file gives an empty cache and a warning.
+    pub fn open(registry: &Url) -> RegistryCache {
+        let path = registry
+            .param("cache.file")
+            .or_else(|| registry.param("file"))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_path(registry));
+        let lists = match load(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "registry cache ignored");
+                Lists::new()
+            }
+        };
+        RegistryCache {
+            registry: registry.to_string(),
+            path: Some(path),
+            lists: Mutex::new(lists),
+        }
+    }
+
+    /// A cache kept in memory only.
+    pub fn in_memory(registry: &Url) -> RegistryCache {
+        RegistryCache {
+            registry: registry.to_string(),
+            path: None,
+            lists: Mutex::new(Lists::new()),
+        }
+    }
+
+    /// The file this cache is written to, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The cached list of `category` of `interface`, if one was ever stored.
+    pub fn get(&self, interface: &str, category: Category) -> Option<Vec<Url>> {
+        let lists = self.lists.lock().ok()?;
+        let texts = lists.get(interface)?.get(category.as_str())?;
+        Some(texts.iter().filter_map(|t| Url::parse(t).ok()).collect())
+    }
+
+    /// Stores the list of `category` of `interface` and rewrites the file when it changed.
+    pub fn put(&self, interface: &str, category: Category, urls: &[Url]) {
+        let mut texts: Vec<String> = urls.iter().map(Url::to_string).collect();
+        texts.sort();
+        let snapshot = {
+            let Ok(mut lists) = self.lists.lock() else {
+                return;
+            };
+            let slot = lists
+                .entry(interface.to_string())
+                .or_default()
+                .entry(category.as_str().to_string())
+                .or_default();
+            if *slot == texts {
+                return;
+            }
+            *slot = texts;
+            lists.clone()
+        };
+        if let Some(path) = &self.path {
+            let file = CacheFile {
+                version: FORMAT_VERSION,
+                registry: self.registry.clone(),
+                services: snapshot,
+            };
+            if let Err(e) = write_atomically(path, &file) {
+                tracing::warn!(file = %path.display(), error = %e, "registry cache not written");
+            }
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Lists> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lists::new()),
+        Err(e) => return Err(RpcError::internal(format!("cannot read: {e}"))),
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(RpcError::codec(format!(
+            "{} bytes, more than the limit of {MAX_FILE_BYTES}",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| RpcError::internal(format!("cannot read: {e}")))?;
+    let file: CacheFile = serde_json::from_slice(&bytes)
+        .map_err(|e| RpcError::codec(format!("malformed JSON: {e}")))?;
+    if file.version != FORMAT_VERSION {
+        return Err(RpcError::codec(format!(
+            "format version {} (expected {FORMAT_VERSION})",
+            file.version
+        )));
+    }
+    let mut total = 0usize;
+    let mut out = Lists::new();
+    for (interface, cats) in file.services {
+        for (cat, urls) in cats {
+            if Category::parse(&cat).is_none() {
+                return Err(RpcError::codec(format!("unknown category '{cat}'")));
+            }
+            total += urls.len();
+            if total > MAX_URLS {
+                return Err(RpcError::codec(format!(
+                    "more than {MAX_URLS} URLs in the cache"
+                )));
+            }
+            for u in &urls {
+                Url::parse(u).map_err(|e| RpcError::codec(format!("bad URL: {e}")))?;
+            }
+            out.entry(interface.clone()).or_default().insert(cat, urls);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `value` as JSON to `path` through a temporary file and a rename, so a reader never
+/// sees half a file.
+pub(crate) fn write_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    write_bytes_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub(crate) fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Forwards notifications, remembering them in the cache; delivers cached lists only until
+/// the first live one.
+struct CachingListener {
+    cache: Arc<RegistryCache>,
+    interface: String,
+    inner: Arc<dyn NotifyListener>,
+    /// True once the adapter delivered a live list; guarded so a cached list never follows.
+    live: Mutex<bool>,
+}
+
+impl CachingListener {
+    fn deliver_cached(&self, categories: &[Category]) -> bool {
+        let Ok(live) = self.live.lock() else {
+            return false;
+        };
+        if *live {
+            return true;
+        }
+        let mut any = false;
+        for c in categories {
+            if let Some(list) = self.cache.get(&self.interface, *c) {
+                self.inner.notify(*c, list);
+                any = true;
+            }
+        }
+        any
+    }
+}
+
+impl NotifyListener for CachingListener {
+    fn notify(&self, category: Category, urls: Vec<Url>) {
+        self.cache.put(&self.interface, category, &urls);
+        let guard = self.live.lock();
+        if let Ok(mut live) = guard {
+            *live = true;
+            self.inner.notify(category, urls);
+        } else {
+            self.inner.notify(category, urls);
+        }
+    }
+}
+
+/// A registry wrapped with the provider-list cache (see the module docs).
+pub struct CachedRegistry {
+    inner: Arc<dyn Registry>,
+    cache: Arc<RegistryCache>,
+    /// (interface, user listener id) → the wrapper handed to the adapter.
+    wrappers: Mutex<HashMap<(String, usize), Arc<dyn NotifyListener>>>,
+}
+
+impl CachedRegistry {
+    /// Wraps `inner` with `cache`.
+    pub fn new(inner: Arc<dyn Registry>, cache: RegistryCache) -> CachedRegistry {
+        CachedRegistry {
+            inner,
+            cache: Arc::new(cache),
+            wrappers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cache in use.
+    pub fn cache(&self) -> &RegistryCache {
+        &self.cache
+    }
+
+    /// The wrapped adapter.
+    pub fn inner(&self) -> &Arc<dyn Registry> {
+        &self.inner
+    }
+}
+
+#[async_trait::async_trait]
+impl Registry for CachedRegistry {
+    fn url(&self) -> &Url {
+        self.inner.url()
+    }
+
+    fn is_available(&self) -> bool {
+        self.inner.is_available()
+    }
+
+    async fn register(&self, url: &Url) -> Result<()> {
+        self.inner.register(url).await
+    }
+
+    async fn unregister(&self, url: &Url) -> Result<()> {
+        self.inner.unregister(url).await
+    }
+
+    /// Subscribes through the adapter; when the registry cannot be reached, the cached
+    /// lists are delivered at once instead (an error is returned only if nothing is cached).
+    async fn subscribe(&self, url: &Url, listener: Arc<dyn NotifyListener>) -> Result<()> {
+        let interface = url.interface().to_string();
+        let wrapper = Arc::new(CachingListener {
+            cache: self.cache.clone(),
+            interface: interface.clone(),
+            inner: listener.clone(),
+            live: Mutex::new(false),
+        });
+        if let Ok(mut w) = self.wrappers.lock() {
+            w.insert((interface, listener_id(&listener)), wrapper.clone());
+        }
+        let result = self.inner.subscribe(url, wrapper.clone()).await;
+        if result.is_err() || !self.inner.is_available() {
+            let delivered = wrapper.deliver_cached(&Category::subscribed(url));
+            if let Err(e) = result {
+                if delivered {
+                    tracing::warn!(registry = %self.inner.url(), error = %e,
+                        "registry unreachable; serving the cached provider list");
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        }
+        result
+    }
+
+    async fn unsubscribe(&self, url: &Url, listener: &Arc<dyn NotifyListener>) -> Result<()> {
+        let key = (url.interface().to_string(), listener_id(listener));
+        let wrapper = self.wrappers.lock().ok().and_then(|mut w| w.remove(&key));
+        match wrapper {
+            Some(w) => self.inner.unsubscribe(url, &w).await,
+            None => self.inner.unsubscribe(url, listener).await,
+        }
+    }
+
+    /// The adapter's answer, or the cached providers when the registry cannot be reached.
+    async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
+        if self.inner.is_available() {
+            if let Ok(list) = self.inner.lookup(url).await {
+                self.cache.put(url.interface(), Category::Providers, &list);
+                return Ok(list);
+            }
+        }
+        match self.cache.get(url.interface(), Category::Providers) {
+            Some(list) => Ok(list),
+            None => self.inner.lookup(url).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::testing::Recorder;
+
+    fn temp_file(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "rpc-cache-test-{}-{}-{name}.json",
+            std::process::id(),
+            fastrand::u32(..)
+        ))
+    }
+
+    #[test]
+    fn put_writes_a_file_that_a_new_cache_loads() {
+        let file = temp_file("roundtrip");
+        let reg = Url::parse("zookeeper://127.0.0.1:1")
+            .expect("url")
+            .with_param("file", file.display());
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
+        RegistryCache::open(&reg).put("org.Foo", Category::Providers, std::slice::from_ref(&p));
+        let again = RegistryCache::open(&reg);
+        assert_eq!(again.get("org.Foo", Category::Providers), Some(vec![p]));
+        assert_eq!(again.get("org.Bar", Category::Providers), None);
+        let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn malformed_or_oversized_files_are_ignored() {
+        let file = temp_file("bad");
+        let reg = Url::parse("etcd://127.0.0.1:1")
+            .expect("url")
+            .with_param("cache.file", file.display());
+        std::fs::write(&file, b"{not json").expect("write");
+        assert_eq!(
+            RegistryCache::open(&reg).get("a", Category::Providers),
+            None
+        );
+
+        let bad_url =
+            r#"{"version":1,"registry":"x","services":{"a":{"providers":["no scheme"]}}}"#;
+        std::fs::write(&file, bad_url).expect("write");
+        assert_eq!(
+            RegistryCache::open(&reg).get("a", Category::Providers),
+            None
+        );
+
+        let f = std::fs::File::create(&file).expect("create");
+        f.set_len(MAX_FILE_BYTES + 1).expect("grow");
+        assert_eq!(
+            RegistryCache::open(&reg).get("a", Category::Providers),
+            None
+        );
+        let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn default_path_is_a_safe_file_name_under_rpc_cache() {
+        let p = default_path(&Url::parse("zookeeper://127.0.0.1:2181").expect("url"));
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        assert_eq!(name, "registry-zookeeper-127.0.0.1_2181.json");
+    }
+
+    /// A registry that is always down.
+    struct Down(Url);
+
+    #[async_trait::async_trait]
+    impl Registry for Down {
+        fn url(&self) -> &Url {
+            &self.0
+        }
+        fn is_available(&self) -> bool {
+            false
+        }
+        async fn register(&self, _: &Url) -> Result<()> {
+            Err(RpcError::network("down"))
+        }
+        async fn unregister(&self, _: &Url) -> Result<()> {
+            Err(RpcError::network("down"))
+        }
+        async fn subscribe(&self, _: &Url, _: Arc<dyn NotifyListener>) -> Result<()> {
+            Err(RpcError::network("down"))
+        }
+        async fn unsubscribe(&self, _: &Url, _: &Arc<dyn NotifyListener>) -> Result<()> {
+            Ok(())
+        }
+        async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
+            Err(RpcError::network("down"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_down_registry_serves_the_cached_list_or_fails_without_one() {
+        let reg = Url::parse("zookeeper://127.0.0.1:1").expect("url");
+        let cache = RegistryCache::in_memory(&reg);
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
+        cache.put("org.Foo", Category::Providers, std::slice::from_ref(&p));
+        let cached = CachedRegistry::new(Arc::new(Down(reg)), cache);
+
+        let rec = Recorder::new();
+        let sub = Url::parse("consumer://h/org.Foo").expect("url");
+        cached
+            .subscribe(&sub, rec.clone())
+            .await
+            .expect("cache answers");
+        assert_eq!(rec.last(Category::Providers), Some(vec![p.clone()]));
+        assert_eq!(cached.lookup(&sub).await.expect("lookup"), vec![p]);
+
+        let other = Url::parse("consumer://h/org.Unknown").expect("url");
+        let err = cached
+            .subscribe(&other, Recorder::new())
+            .await
+            .expect_err("nothing cached");
+        assert_eq!(err.kind(), crate::ErrorKind::Network);
+    }
+}

@@ -1,0 +1,455 @@
+//! `local://`: the default registry, a shared directory with liveness leases. No server.
+//!
+//! **For development and single-host use.** Processes on one machine find each other through
+//! a directory; use ZooKeeper or etcd (crates `rpc-registry-zookeeper`, `rpc-registry-etcd`)
+//! in production.
+//!
+//! - Directory: the URL's path (`local:///some/dir`), else `$XDG_RUNTIME_DIR/rpc-registry`,
+//!   else `{system temp dir}/rpc-registry` (`local://` with no path uses the default).
+//! - A registration is one small JSON file `{dir}/{interface}/{category}/{Url::encoded()}`
+//!   (a hash stands in for names longer than 200 bytes), holding the URL and its lease. It is
+//!   written atomically (temporary file + rename) and rewritten every `lease`/3 ms by the
+//!   registering process (`lease` key, default 3000 ms). A file older than its lease is dead:
+//!   a process killed with `kill -9` disappears from the lists after its lease; one that calls
+//!   `unregister` disappears at once (its file is deleted). Dropping the registry stops the
+//!   refresh, exactly like a dead process. Files dead for ten leases are removed.
+//! - Subscriptions poll the directory every `poll` ms (default 300) and notify a category's
+//!   complete list when its set of URLs changed.
+//! - Bounded reads: at most [`MAX_ENTRIES`] files per category and [`MAX_FILE_BYTES`] per
+//!   file; malformed files are skipped with a warning (once per file name).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::cache::write_bytes_atomically;
+use super::{listener_id, Category, NotifyListener, Registry, RegistryFactory};
+use crate::error::{Result, RpcError};
+use crate::url::{encode_component, Url};
+
+/// Most files read per category directory.
+pub const MAX_ENTRIES: usize = 10_000;
+/// Largest registration file read.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024;
+/// Default lease of a registration, in milliseconds.
+pub const DEFAULT_LEASE_MS: u64 = 3000;
+/// Default poll period of subscriptions, in milliseconds.
+pub const DEFAULT_POLL_MS: u64 = 300;
+
+/// The directory used when the URL gives none (see the module docs).
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("rpc-registry")
+}
+
+/// Creates local registries, one per registry URL while it is in use.
+#[derive(Debug, Default)]
+pub struct LocalRegistryFactory;
+
+crate::register!(dyn RegistryFactory, "local", || Arc::new(
+    LocalRegistryFactory
+));
+
+fn instances() -> &'static Mutex<HashMap<String, Weak<LocalRegistry>>> {
+    static INSTANCES: OnceLock<Mutex<HashMap<String, Weak<LocalRegistry>>>> = OnceLock::new();
+    INSTANCES.get_or_init(Default::default)
+}
+
+#[async_trait::async_trait]
+impl RegistryFactory for LocalRegistryFactory {
+    async fn connect(&self, url: &Url) -> Result<Arc<dyn Registry>> {
+        let key = url.to_string();
+        let mut map = instances()
+            .lock()
+            .map_err(|_| RpcError::internal("local registry table poisoned"))?;
+        map.retain(|_, w| w.strong_count() > 0);
+        if let Some(reg) = map.get(&key).and_then(Weak::upgrade) {
+            return Ok(reg);
+        }
+        let reg = Arc::new(LocalRegistry::start(url)?);
+        map.insert(key, Arc::downgrade(&reg));
+        Ok(reg)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    url: String,
+    lease_ms: u64,
+}
+
+struct Subscription {
+    interface: String,
+    categories: Vec<Category>,
+    listener: Arc<dyn NotifyListener>,
+    /// The last set notified per category; `None` until the first notification.
+    last: HashMap<Category, Option<Vec<String>>>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    lease: Duration,
+    /// File path → file content, for every URL registered by this process.
+    registered: Mutex<BTreeMap<PathBuf, Vec<u8>>>,
+    subs: Mutex<Vec<Subscription>>,
+    /// Files already warned about, so a bad file is reported once.
+    warned: Mutex<HashSet<PathBuf>>,
+}
+
+/// A registry over a shared directory (see the module docs).
+pub struct LocalRegistry {
+    url: Url,
+    inner: Arc<Inner>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl LocalRegistry {
+    /// Starts a registry on the directory of `url`, with its refresh and poll tasks (needs a
+    /// tokio runtime).
+    pub fn start(url: &Url) -> Result<LocalRegistry> {
+        let dir = if url.path().is_empty() {
+            default_dir()
+        } else {
+            PathBuf::from(format!("/{}", url.path().trim_start_matches('/')))
+        };
+        let lease = Duration::from_millis(url.param_as("lease", DEFAULT_LEASE_MS)?.max(30));
+        let poll = Duration::from_millis(url.param_as("poll", DEFAULT_POLL_MS)?.max(10));
+        let inner = Arc::new(Inner {
+            dir,
+            lease,
+            registered: Mutex::new(BTreeMap::new()),
+            subs: Mutex::new(Vec::new()),
+            warned: Mutex::new(HashSet::new()),
+        });
+        let refresher = {
+            let weak = Arc::downgrade(&inner);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(lease / 3);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let _ = tokio::task::spawn_blocking(move || inner.refresh()).await;
+                }
+            })
+        };
+        let poller = {
+            let weak = Arc::downgrade(&inner);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(poll);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let _ = tokio::task::spawn_blocking(move || inner.poll()).await;
+                }
+            })
+        };
+        Ok(LocalRegistry {
+            url: url.clone(),
+            inner,
+            tasks: vec![refresher, poller],
+        })
+    }
+
+    /// The directory this registry works in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+impl Inner {
+    fn category_dir(&self, interface: &str, category: Category) -> PathBuf {
+        self.dir
+            .join(encode_component(interface))
+            .join(category.as_str())
+    }
+
+    fn file_of(&self, url: &Url) -> PathBuf {
+        let encoded = url.encoded();
+        let name = if encoded.len() <= 200 {
+            encoded
+        } else {
+            format!("h{:016x}", fnv1a(&encoded))
+        };
+        self.category_dir(url.interface(), Category::of(url))
+            .join(name)
+    }
+
+    fn refresh(&self) {
+        let files: Vec<_> = match self.registered.lock() {
+            Ok(r) => r.iter().map(|(p, c)| (p.clone(), c.clone())).collect(),
+            Err(_) => return,
+        };
+        for (path, content) in files {
+            if let Err(e) = write_bytes_atomically(&path, &content) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot refresh local registration");
+            }
+        }
+    }
+
+    fn warn_once(&self, path: &Path, what: &str) {
+        if let Ok(mut w) = self.warned.lock() {
+            if w.insert(path.to_path_buf()) {
+                tracing::warn!(file = %path.display(), "local registry: skipped {what}");
+            }
+        }
+    }
+
+    /// The live URLs of one category, sorted by text.
+    fn scan(&self, interface: &str, category: Category) -> Vec<String> {
+        let dir = self.category_dir(interface, category);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let now = SystemTime::now();
+        let mut out = Vec::new();
+        for (i, entry) in entries.flatten().enumerate() {
+            if i >= MAX_ENTRIES {
+                self.warn_once(&dir, &format!("files beyond the first {MAX_ENTRIES}"));
+                break;
+            }
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue; // a temporary file being written
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            if meta.len() > MAX_FILE_BYTES {
+                self.warn_once(&path, "an oversized registration file");
+                continue;
+            }
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            let Some(e) = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+            else {
+                self.warn_once(&path, "a malformed registration file");
+                continue;
+            };
+            let lease = Duration::from_millis(e.lease_ms.clamp(30, 3_600_000));
+            if age > lease {
+                if age > lease * 10 {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
+            match Url::parse(&e.url) {
+                Ok(u) if u.interface() == interface => out.push(u.to_string()),
+                _ => self.warn_once(&path, "a registration file with a bad URL"),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Scans every subscribed category and notifies those whose set changed.
+    fn poll(&self) {
+        let wanted: Vec<(String, Category)> = match self.subs.lock() {
+            Ok(subs) => subs
+                .iter()
+                .flat_map(|s| s.categories.iter().map(|c| (s.interface.clone(), *c)))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect(),
+            Err(_) => return,
+        };
+        let current: HashMap<(String, Category), Vec<String>> = wanted
+            .into_iter()
+            .map(|(i, c)| {
+                let list = self.scan(&i, c);
+                ((i, c), list)
+            })
+            .collect();
+        let mut to_notify = Vec::new();
+        if let Ok(mut subs) = self.subs.lock() {
+            for s in subs.iter_mut() {
+                for c in &s.categories {
+                    let Some(now) = current.get(&(s.interface.clone(), *c)) else {
+                        continue;
+                    };
+                    let last = s.last.entry(*c).or_insert(None);
+                    if last.as_ref() != Some(now) {
+                        *last = Some(now.clone());
+                        to_notify.push((s.listener.clone(), *c, now.clone()));
+                    }
+                }
+            }
+        }
+        for (l, c, texts) in to_notify {
+            l.notify(c, texts.iter().filter_map(|t| Url::parse(t).ok()).collect());
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RpcError::internal(format!("local registry task failed: {e}")))
+}
+
+#[async_trait::async_trait]
+impl Registry for LocalRegistry {
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn is_available(&self) -> bool {
+        true
+    }
+
+    async fn register(&self, url: &Url) -> Result<()> {
+        let inner = self.inner.clone();
+        let path = inner.file_of(url);
+        let entry = Entry {
+            url: url.to_string(),
+            lease_ms: u64::try_from(inner.lease.as_millis()).unwrap_or(u64::MAX),
+        };
+        let content = serde_json::to_vec(&entry)
+            .map_err(|e| RpcError::internal(format!("cannot encode registration: {e}")))?;
+        blocking(move || {
+            write_bytes_atomically(&path, &content)
+                .map_err(|e| RpcError::internal(format!("cannot write {}: {e}", path.display())))?;
+            if let Ok(mut r) = inner.registered.lock() {
+                r.insert(path, content);
+            }
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn unregister(&self, url: &Url) -> Result<()> {
+        let inner = self.inner.clone();
+        let path = inner.file_of(url);
+        blocking(move || {
+            if let Ok(mut r) = inner.registered.lock() {
+                r.remove(&path);
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(RpcError::internal(format!(
+                    "cannot delete {}: {e}",
+                    path.display()
+                ))),
+            }
+        })
+        .await?
+    }
+
+    async fn subscribe(&self, url: &Url, listener: Arc<dyn NotifyListener>) -> Result<()> {
+        if let Ok(mut subs) = self.inner.subs.lock() {
+            subs.push(Subscription {
+                interface: url.interface().to_string(),
+                categories: Category::subscribed(url),
+                listener,
+                last: HashMap::new(),
+            });
+        }
+        let inner = self.inner.clone();
+        blocking(move || inner.poll()).await
+    }
+
+    async fn unsubscribe(&self, url: &Url, listener: &Arc<dyn NotifyListener>) -> Result<()> {
+        let id = listener_id(listener);
+        if let Ok(mut subs) = self.inner.subs.lock() {
+            subs.retain(|s| !(s.interface == url.interface() && listener_id(&s.listener) == id));
+        }
+        Ok(())
+    }
+
+    async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
+        let inner = self.inner.clone();
+        let interface = url.interface().to_string();
+        let texts = blocking(move || inner.scan(&interface, Category::Providers)).await?;
+        Ok(texts.iter().filter_map(|t| Url::parse(t).ok()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::testing::Recorder;
+
+    fn temp_registry(extra: &str) -> Url {
+        let dir = std::env::temp_dir().join(format!(
+            "rpc-local-unit-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        Url::parse(&format!(
+            "local://{}?poll=20&lease=300{extra}",
+            dir.display()
+        ))
+        .expect("url")
+    }
+
+    #[test]
+    fn directory_comes_from_the_path_or_the_default() {
+        assert!(default_dir().ends_with("rpc-registry"));
+        let u = Url::parse("local:///var/tmp/x").expect("url");
+        assert_eq!(u.path(), "var/tmp/x");
+    }
+
+    #[tokio::test]
+    async fn malformed_files_are_skipped_and_live_ones_seen() {
+        let url = temp_registry("");
+        let reg = LocalRegistryFactory.connect(&url).await.expect("connect");
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
+        reg.register(&p).await.expect("register");
+        let dir = PathBuf::from(format!("/{}", url.path()))
+            .join("org.Foo")
+            .join("providers");
+        std::fs::write(dir.join("garbage"), b"\xff not json").expect("write");
+        let big = std::fs::File::create(dir.join("big")).expect("create");
+        big.set_len(MAX_FILE_BYTES + 1).expect("grow");
+        assert_eq!(reg.lookup(&p).await.expect("lookup"), vec![p.clone()]);
+        let _ = std::fs::remove_dir_all(format!("/{}", url.path()));
+    }
+
+    #[tokio::test]
+    async fn long_urls_get_a_hashed_file_name() {
+        let url = temp_registry("");
+        let reg = LocalRegistryFactory.connect(&url).await.expect("connect");
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo")
+            .expect("url")
+            .with_param("methods", "m".repeat(400));
+        reg.register(&p).await.expect("register");
+        let rec = Recorder::new();
+        reg.subscribe(&p, rec.clone()).await.expect("subscribe");
+        assert_eq!(rec.last(Category::Providers), Some(vec![p.clone()]));
+        reg.unregister(&p).await.expect("unregister");
+        let got = rec
+            .wait_for(Category::Providers, Duration::from_secs(2), |l| {
+                l.is_empty()
+            })
+            .await;
+        assert_eq!(got, Some(vec![]));
+        let _ = std::fs::remove_dir_all(format!("/{}", url.path()));
+    }
+}

@@ -1,0 +1,338 @@
+//! Support for the registry tests: which registries to run against, a TCP proxy that can be
+//! cut to simulate a registry outage, and the scenarios shared by every registry.
+//!
+//! Environment read: `RPC_TEST_ZOOKEEPER` and `RPC_TEST_ETCD` (`host:port` of running
+//! servers; `scripts/test.sh` starts both and sets them). When one is absent its tests print
+//! a loud `SKIPPED` line and pass without running.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rpc_core::registry::testing::Recorder;
+use rpc_core::registry::{self, Category, Registry, RegistryFactory};
+use rpc_core::Url;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A registry kind under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `local://` on a fresh temp directory.
+    Local,
+    /// `zookeeper://` at `RPC_TEST_ZOOKEEPER`.
+    Zookeeper,
+    /// `etcd://` at `RPC_TEST_ETCD`.
+    Etcd,
+}
+
+/// A unique name for this test run and call, so tests never see each other's data.
+pub fn unique(tag: &str) -> String {
+    format!("{tag}-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// A unique temp path for a cache file.
+pub fn temp_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("rpc-it-{}.json", unique(tag)))
+}
+
+impl Backend {
+    /// The server address of this backend, `None` (after a loud message) when its variable
+    /// is not set. `local` needs no server.
+    pub fn address(self) -> Option<String> {
+        let var = match self {
+            Backend::Local => return Some(String::new()),
+            Backend::Zookeeper => "RPC_TEST_ZOOKEEPER",
+            Backend::Etcd => "RPC_TEST_ETCD",
+        };
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => {
+                eprintln!(
+                    "\n*** SKIPPED: {var} is not set, so the {self:?} registry test did not run. \
+                     Run `bash scripts/test.sh` (it starts ZooKeeper and etcd) to run it. ***\n"
+                );
+                None
+            }
+        }
+    }
+
+    /// A registry URL on a fresh namespace (root or directory) with short timeouts, pointing
+    /// at `address`; `None` when the backend is not available.
+    pub fn url_at(self, address: &str, namespace: &str) -> Url {
+        let text = match self {
+            Backend::Local => format!(
+                "local://{}?poll=50&lease=600",
+                std::env::temp_dir().join(namespace).display()
+            ),
+            Backend::Zookeeper => {
+                format!("zookeeper://{address}?root={namespace}&session=2000&timeout=1000")
+            }
+            Backend::Etcd => format!("etcd://{address}?root={namespace}&lease=2&timeout=1000"),
+        };
+        Url::parse(&text).expect("registry URL")
+    }
+
+    /// A registry URL for this backend on a fresh namespace, or `None` (skipped).
+    pub fn url(self) -> Option<Url> {
+        let address = self.address()?;
+        Some(self.url_at(&address, &unique("ns")))
+    }
+
+    /// How long after its client dies a registration may still be listed (lease or session
+    /// timeout, with room for slow machines).
+    pub fn death_bound(self) -> Duration {
+        match self {
+            Backend::Local => Duration::from_secs(5),
+            Backend::Zookeeper => Duration::from_secs(10),
+            Backend::Etcd => Duration::from_secs(10),
+        }
+    }
+}
+
+/// A separate registry client for `url` (the factories share clients per URL, so a `client`
+/// key tells them apart), without the cache.
+pub async fn client(url: &Url, name: &str) -> Arc<dyn Registry> {
+    rpc_core::extension::get::<dyn RegistryFactory>(url.protocol())
+        .expect("registry extension linked")
+        .connect(&url.with_param("client", name))
+        .await
+        .expect("connect")
+}
+
+/// A provider URL of `interface` on `port`.
+pub fn provider(interface: &str, port: u16) -> Url {
+    Url::parse(&format!(
+        "dubbo://127.0.0.1:{port}/{interface}?side=provider&version=1.0.0"
+    ))
+    .expect("provider URL")
+}
+
+/// A consumer (subscription) URL of `interface`.
+pub fn consumer(interface: &str) -> Url {
+    Url::parse(&format!("consumer://127.0.0.1/{interface}?side=consumer")).expect("consumer URL")
+}
+
+/// Fails the test if the providers list does not satisfy `pred` within `within`.
+pub async fn expect_providers(
+    rec: &Recorder,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&[Url]) -> bool,
+) -> Vec<Url> {
+    match rec.wait_for(Category::Providers, within, pred).await {
+        Some(list) => list,
+        None => panic!(
+            "{what}: not seen within {within:?}; last list: {:?}",
+            rec.last(Category::Providers)
+        ),
+    }
+}
+
+/// Scenario: a registration is seen by a subscriber within 2 s, and is gone within 2 s
+/// after a graceful unregister.
+pub async fn scenario_register_then_unregister(url: Url) {
+    let interface = unique("org.example.Visible");
+    let prov = client(&url, "provider").await;
+    let cons = client(&url, "consumer").await;
+    let p = provider(&interface, 20880);
+
+    let rec = Recorder::new();
+    cons.subscribe(&consumer(&interface), rec.clone())
+        .await
+        .expect("subscribe");
+    prov.register(&p).await.expect("register");
+    expect_providers(&rec, Duration::from_secs(2), "registration", |l| {
+        l == std::slice::from_ref(&p)
+    })
+    .await;
+    assert_eq!(
+        cons.lookup(&consumer(&interface)).await.expect("lookup"),
+        vec![p.clone()]
+    );
+
+    prov.unregister(&p).await.expect("unregister");
+    expect_providers(&rec, Duration::from_secs(2), "unregistration", |l| {
+        l.is_empty()
+    })
+    .await;
+}
+
+/// Scenario: a provider whose client dies without unregistering disappears after the lease
+/// or session timeout, while another provider of the same service stays.
+pub async fn scenario_dead_client_disappears(url: Url, bound: Duration) {
+    let interface = unique("org.example.Dies");
+    let cons = client(&url, "consumer").await;
+    let survivor = client(&url, "survivor").await;
+    let stay = provider(&interface, 20881);
+    survivor.register(&stay).await.expect("register");
+
+    let dying = client(&url, "dying").await;
+    let gone = provider(&interface, 20882);
+    dying.register(&gone).await.expect("register");
+
+    let rec = Recorder::new();
+    cons.subscribe(&consumer(&interface), rec.clone())
+        .await
+        .expect("subscribe");
+    expect_providers(&rec, Duration::from_secs(2), "both providers", |l| {
+        l.len() == 2
+    })
+    .await;
+
+    drop(dying); // no unregister: its lease or session is left to run out
+    let left = expect_providers(&rec, bound, "the dead provider's removal", |l| l.len() == 1).await;
+    assert_eq!(left, vec![stay]);
+}
+
+/// A TCP proxy in front of a registry server that a test can cut and restore on the same
+/// port, to simulate the registry going away and coming back.
+pub struct Proxy {
+    port: u16,
+    target: String,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    /// Starts a proxy on a free 127.0.0.1 port forwarding to `target` (`host:port`).
+    pub async fn start(target: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let proxy = Proxy {
+            port,
+            target: target.to_string(),
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    /// The address clients connect to.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let target = self.target.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let target = target.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let mut inbound = inbound;
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                if let Ok(mut t) = tasks.lock() {
+                    t.push(conn);
+                }
+            }
+        });
+        if let Ok(mut t) = self.tasks.lock() {
+            t.push(accept);
+        }
+    }
+
+    /// Closes the listener and every connection: the registry is now unreachable.
+    pub fn cut(&self) {
+        if let Ok(mut t) = self.tasks.lock() {
+            t.drain(..).for_each(|h| h.abort());
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restore(&self) {
+        let mut last_err = None;
+        for _ in 0..50 {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => {
+                    self.serve(l);
+                    return;
+                }
+                Err(e) => last_err = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot listen again on port {}: {last_err:?}", self.port);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Scenario (ZooKeeper, etcd): a consumer sees a provider through a proxy, and the list is
+/// cached on disk; the registry goes away (proxy cut); the consumer stays silent rather than
+/// reporting an empty list; a consumer started during the outage gets the cached list from
+/// disk; when the registry comes back it sees a provider registered in the meantime.
+pub async fn scenario_outage_served_from_cache(backend: Backend) {
+    let Some(server) = backend.address() else {
+        return;
+    };
+    let proxy = Proxy::start(&server).await;
+    let namespace = unique("ns");
+    let cache_file = temp_path("cache");
+    let via_proxy = backend
+        .url_at(&proxy.address(), &namespace)
+        .with_param("cache.file", cache_file.display());
+    let direct = backend.url_at(&server, &namespace);
+    let interface = unique("org.example.Outage");
+    let p1 = provider(&interface, 20883);
+    let p2 = provider(&interface, 20884);
+
+    let prov = client(&direct, "provider").await;
+    prov.register(&p1).await.expect("register p1");
+
+    let first = registry::connect(&via_proxy).await.expect("connect");
+    let rec = Recorder::new();
+    first
+        .subscribe(&consumer(&interface), rec.clone())
+        .await
+        .expect("subscribe");
+    expect_providers(&rec, Duration::from_secs(5), "p1 through the proxy", |l| {
+        l == std::slice::from_ref(&p1)
+    })
+    .await;
+    assert!(cache_file.exists(), "cache file written");
+
+    proxy.cut();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while first.is_available() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!first.is_available(), "outage noticed");
+    assert_eq!(
+        rec.last(Category::Providers),
+        Some(vec![p1.clone()]),
+        "an outage is not reported as an empty list"
+    );
+    drop(first);
+
+    // A consumer restarted during the outage finds p1 in the disk cache.
+    let second = registry::connect(&via_proxy).await.expect("connect");
+    let rec2 = Recorder::new();
+    second
+        .subscribe(&consumer(&interface), rec2.clone())
+        .await
+        .expect("subscribe answered from the cache");
+    assert_eq!(rec2.last(Category::Providers), Some(vec![p1.clone()]));
+    assert!(!second.is_available());
+
+    // Meanwhile a new provider arrives; once the registry is back the consumer sees it.
+    prov.register(&p2).await.expect("register p2");
+    proxy.restore().await;
+    let mut want = vec![p1.clone(), p2.clone()];
+    want.sort_by_key(|u| u.to_string());
+    expect_providers(&rec2, Duration::from_secs(15), "p2 after recovery", |l| {
+        l == want.as_slice()
+    })
+    .await;
+    assert!(second.is_available());
+    let _ = std::fs::remove_file(cache_file);
+}

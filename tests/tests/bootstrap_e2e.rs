@@ -1,0 +1,194 @@
+//! End to end through the bootstrap: providers register, a consumer finds them through a
+//! registry, calls are balanced, a provider that dies mid-load costs no call, and a plugin
+//! crate's balancer is selected by name.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::config::ServiceConfig;
+use rpc_core::ErrorKind;
+use rpc_examples::{GreetError, GreeterClient, GreeterServer, SignedGreeter};
+use rpc_tests as _;
+
+async fn provider(registry: &str, name: &str) -> RunningProvider {
+    Provider::builder()
+        .without_env()
+        .application("e2e-provider")
+        .registry(registry)
+        .expect("registry url")
+        .protocol("dubbo", 0)
+        .param("shutdown.wait", 100)
+        .expect("key")
+        .service(GreeterServer::new(SignedGreeter {
+            name: name.to_string(),
+        }))
+        .start()
+        .await
+        .expect("provider starts")
+}
+
+async fn consumer(registry: &str, settings: ServiceConfig) -> GreeterClient {
+    Consumer::builder()
+        .without_env()
+        .application("e2e-consumer")
+        .registry(registry)
+        .expect("registry url")
+        .reference_config("org.example.Greeter", settings)
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<GreeterClient>()
+        .await
+        .expect("reference")
+}
+
+fn who(reply: &str) -> String {
+    reply.rsplit("from ").next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_reach_every_provider_through_the_registry() {
+    let reg = "memory://e2e-balance";
+    let a = provider(reg, "a").await;
+    let b = provider(reg, "b").await;
+    let client = consumer(reg, ServiceConfig::default()).await;
+    let mut seen = HashSet::new();
+    for i in 0..100 {
+        let reply = client
+            .greet(format!("n{i}"))
+            .await
+            .expect("no transport error")
+            .expect("no business error");
+        assert!(reply.starts_with(&format!("hello n{i}, from ")), "{reply}");
+        seen.insert(who(&reply));
+    }
+    assert_eq!(seen, HashSet::from(["a".to_string(), "b".to_string()]));
+    // A business error is a value, not an RpcError.
+    assert_eq!(
+        client.greet(String::new()).await.expect("rpc ok"),
+        Err(GreetError::EmptyName)
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_shut_down_under_load_loses_no_call() {
+    let reg = "memory://e2e-failover";
+    let a = provider(reg, "a").await;
+    let b = provider(reg, "b").await;
+    let client = consumer(reg, ServiceConfig::default().param("timeout", 2000)).await;
+
+    let load = tokio::spawn(async move {
+        let mut served: BTreeMap<String, u32> = BTreeMap::new();
+        let mut failures = Vec::new();
+        for i in 0..400 {
+            match client.greet(format!("n{i}")).await {
+                Ok(Ok(reply)) => *served.entry(who(&reply)).or_default() += 1,
+                other => failures.push(format!("{other:?}")),
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        (served, failures)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.shutdown().await;
+    let (served, failures) = load.await.expect("load task");
+    assert!(failures.is_empty(), "lost calls: {failures:?}");
+    assert_eq!(served.values().sum::<u32>(), 400);
+    assert!(served.get("b").copied().unwrap_or(0) > 0);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_url_bypasses_the_registry() {
+    let a = Provider::builder()
+        .without_env()
+        .no_registry()
+        .protocol("dubbo", 0)
+        .service(GreeterServer::new(SignedGreeter {
+            name: "direct".into(),
+        }))
+        .start()
+        .await
+        .expect("provider");
+    let port = a.port().expect("port");
+    let client = Consumer::builder()
+        .without_env()
+        .no_registry()
+        .reference_config(
+            "org.example.Greeter",
+            ServiceConfig::default().param("url", format!("dubbo://127.0.0.1:{port}")),
+        )
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<GreeterClient>()
+        .await
+        .expect("reference");
+    let reply = client.greet("x".into()).await.expect("rpc").expect("biz");
+    assert_eq!(reply, "hello x, from direct");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_provider_is_a_clear_error() {
+    let client = consumer(
+        "memory://e2e-empty",
+        ServiceConfig::default().param("check", 0),
+    )
+    .await;
+    let e = client.greet("x".into()).await.expect_err("nobody serves");
+    assert_eq!(e.kind(), ErrorKind::NoProvider, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_balancer_is_selected_by_name() {
+    let reg = "memory://e2e-plugin";
+    let a = provider(reg, "a").await;
+    let b = provider(reg, "b").await;
+    // The plugin crate is only linked (by rpc-tests); `keyhash` without a route key always
+    // picks the first provider, where `random` would spread the calls.
+    let client = consumer(
+        reg,
+        ServiceConfig::default().param("loadbalance", "keyhash"),
+    )
+    .await;
+    let mut seen = HashSet::new();
+    for i in 0..50 {
+        let reply = client
+            .greet(format!("n{i}"))
+            .await
+            .expect("rpc")
+            .expect("biz");
+        seen.insert(who(&reply));
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "keyhash must pin calls without a route key: {seen:?}"
+    );
+
+    let unknown = Consumer::builder()
+        .without_env()
+        .registry(reg)
+        .expect("url")
+        .reference_config(
+            "org.example.Greeter",
+            ServiceConfig::default().param("loadbalance", "keyhsah"),
+        )
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<GreeterClient>()
+        .await
+        .expect("reference");
+    let e = unknown
+        .greet("x".into())
+        .await
+        .expect_err("unknown balancer");
+    assert!(e.to_string().contains("did you mean 'keyhash'"), "{e}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
