@@ -32,7 +32,7 @@ use targets::Target;
 pub type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage:
-  rpc-bench run [--quick] [--warmup S] [--measure S] [--targets raw,tarpc,tonic,rpc,rpc-bincode]
+  rpc-bench run [--quick] [--warmup S] [--measure S] [--targets raw,tarpc,tonic,rpc,rpc-bincode,rpc-stack]
                 [--concurrency 1,64] [--payload 16,4096] [--out FILE]
   rpc-bench server <target> [--port 0] [--duration S]
   rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
@@ -91,7 +91,7 @@ impl Args {
         Target::parse(
             self.positional
                 .get(1)
-                .ok_or("missing <target> (raw, tarpc, tonic, rpc, rpc-bincode)")?,
+                .ok_or("missing <target> (raw, tarpc, tonic, rpc, rpc-bincode, rpc-stack)")?,
         )
     }
 }
@@ -205,7 +205,10 @@ fn run_matrix(args: &Args) -> BoxResult<()> {
     let quick = args.has("quick");
     let plan = run::Plan {
         targets: run::parse_list(
-            &args.get("targets", "raw,tarpc,tonic,rpc,rpc-bincode".to_string())?,
+            &args.get(
+                "targets",
+                "raw,tarpc,tonic,rpc,rpc-bincode,rpc-stack".to_string(),
+            )?,
             Target::parse,
         )?,
         concurrency: run::parse_list(&args.get("concurrency", "1,64".to_string())?, |s| {

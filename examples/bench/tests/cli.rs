@@ -89,14 +89,18 @@ fn bad_arguments_are_refused_with_the_reason() {
 #[test]
 fn run_measures_every_target_and_reports_a_row_each() {
     let out = Command::new(BIN)
-        .args(["run", "--targets", "raw,tarpc,tonic,rpc,rpc-bincode"])
+        .args([
+            "run",
+            "--targets",
+            "raw,tarpc,tonic,rpc,rpc-bincode,rpc-stack",
+        ])
         .args(["--concurrency", "2", "--payload", "16"])
         .args(["--warmup", "0.1", "--measure", "0.3"])
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    for target in ["raw", "tarpc", "tonic", "rpc", "rpc-bincode"] {
+    for target in ["raw", "tarpc", "tonic", "rpc", "rpc-bincode", "rpc-stack"] {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(&format!("| {target} | 2 | 16 B |")))

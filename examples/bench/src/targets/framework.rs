@@ -1,5 +1,6 @@
 //! `rpc` / `rpc-bincode`: this framework's `dubbo` protocol, default settings (msgpack) or
-//! `serialization=bincode`.
+//! `serialization=bincode`, called through the invoker `refer` returns; `rpc-stack`: the same
+//! provider called through the whole consumer stack (`Consumer::refer_url`).
 //!
 //! Uses only the kernel's stable API: the provider exports a hand-written [`Invoker`] through
 //! `extension::get::<dyn Protocol>("dubbo")`, the consumer calls the invoker that `refer`
@@ -75,6 +76,20 @@ pub async fn in_process() -> BoxResult<(Arc<dyn Invoker>, Box<dyn Exporter>)> {
 pub async fn connect(addr: SocketAddr, bincode: bool) -> BoxResult<Arc<dyn Invoker>> {
     let protocol = extension::get::<dyn Protocol>("dubbo")?;
     Ok(protocol.refer(url(&addr.to_string(), bincode)?).await?)
+}
+
+/// A reference to the echo service at `addr` through the whole consumer stack a user gets:
+/// `Consumer::refer_url` with a direct `url=` (cluster `failover`, balancer `random`, the
+/// default consumer filters, then the protocol's invoker).
+pub async fn connect_stack(addr: SocketAddr) -> BoxResult<Arc<dyn Invoker>> {
+    let consumer = rpc_core::bootstrap::Consumer::builder()
+        .no_registry()
+        .without_env()
+        .build()
+        .await?;
+    let reference = Url::parse(&format!("consumer://127.0.0.1/{SERVICE}"))?
+        .with_param("url", format!("dubbo://{addr}/{SERVICE}"));
+    Ok(consumer.refer_url(reference).await?)
 }
 
 /// One call.

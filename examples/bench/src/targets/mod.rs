@@ -23,16 +23,19 @@ pub enum Target {
     Rpc,
     /// This framework with `serialization=bincode`.
     RpcBincode,
+    /// This framework (msgpack) called through the consumer stack: cluster, balancer, filters.
+    RpcStack,
 }
 
 impl Target {
     /// Every target, in report order.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::Raw,
         Target::Tarpc,
         Target::Tonic,
         Target::Rpc,
         Target::RpcBincode,
+        Target::RpcStack,
     ];
 
     /// The command-line name.
@@ -43,6 +46,7 @@ impl Target {
             Target::Tonic => "tonic",
             Target::Rpc => "rpc",
             Target::RpcBincode => "rpc-bincode",
+            Target::RpcStack => "rpc-stack",
         }
     }
 
@@ -72,7 +76,7 @@ pub async fn start_server(target: Target, port: u16) -> BoxResult<(u16, ServerGu
         Target::Raw => (raw::start_server(port).await?, ServerGuard::None),
         Target::Tarpc => (tarpc_echo::start_server(port).await?, ServerGuard::None),
         Target::Tonic => (tonic_echo::start_server(port).await?, ServerGuard::None),
-        Target::Rpc | Target::RpcBincode => {
+        Target::Rpc | Target::RpcBincode | Target::RpcStack => {
             let (port, exporter) =
                 framework::start_server(port, target == Target::RpcBincode).await?;
             (port, ServerGuard::Exporter(exporter))
@@ -103,6 +107,7 @@ impl Caller {
             Target::Rpc | Target::RpcBincode => {
                 Caller::Rpc(framework::connect(addr, target == Target::RpcBincode).await?)
             }
+            Target::RpcStack => Caller::Rpc(framework::connect_stack(addr).await?),
         })
     }
 
