@@ -2,7 +2,7 @@
 //! tonic, each server and client in its own process, plus per-layer micro-benchmarks.
 //!
 //! ```text
-//! rpc-bench run [--quick] [--warmup S] [--measure S] [--targets raw,tarpc,...]
+//! rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,...]
 //!               [--concurrency 1,64] [--payload 16,4096] [--out FILE]
 //! rpc-bench server <target> [--port 0] [--duration S]
 //! rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
@@ -32,7 +32,7 @@ use targets::Target;
 pub type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage:
-  rpc-bench run [--quick] [--warmup S] [--measure S] [--targets raw,tarpc,tonic,rpc,rpc-bincode,rpc-stack]
+  rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,tonic,rpc,rpc-bincode,rpc-stack]
                 [--concurrency 1,64] [--payload 16,4096] [--out FILE]
   rpc-bench server <target> [--port 0] [--duration S]
   rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
@@ -51,7 +51,7 @@ impl Args {
         let mut raw = raw.peekable();
         while let Some(a) = raw.next() {
             if let Some(name) = a.strip_prefix("--") {
-                if name == "quick" || name == "help" {
+                if name == "quick" || name == "help" || name == "pin" {
                     flags.insert(name.to_string(), String::new());
                     continue;
                 }
@@ -219,6 +219,7 @@ fn run_matrix(args: &Args) -> BoxResult<()> {
         })?,
         warmup: args.seconds("warmup", if quick { 0.5 } else { 1.0 })?,
         measure: args.seconds("measure", if quick { 2.0 } else { 5.0 })?,
+        pin: args.has("pin"),
     };
     let rows = run::run(&plan);
     let report = run::report(&plan, &rows);

@@ -23,6 +23,20 @@ pub struct Plan {
     pub warmup: Duration,
     /// Measuring window per point.
     pub measure: Duration,
+    /// Pin the server to CPU 0 and the client to CPU 1 (through `taskset`, which execs the
+    /// program, so the child's PID stays the benchmark process's).
+    pub pin: bool,
+}
+
+/// A command running this binary, pinned to `cpu` when asked.
+fn own_command(exe: &std::path::Path, pin: bool, cpu: &str) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpu]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    }
 }
 
 /// One target at one matrix point.
@@ -79,7 +93,7 @@ fn measure_point(
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
     // The server stops by itself after this long even if we vanish (stdin closing also stops it).
     let lifetime = plan.warmup + plan.measure + Duration::from_secs(60);
-    let child = Command::new(&exe)
+    let child = own_command(&exe, plan.pin, "0")
         .args(["server", target.name(), "--port", "0", "--duration"])
         .arg(secs(lifetime))
         .stdin(Stdio::piped())
@@ -106,7 +120,7 @@ fn measure_point(
             return Err(format!("server failed: {}", last_lines(&err)));
         }
     };
-    let output = Command::new(&exe)
+    let output = own_command(&exe, plan.pin, "1")
         .args(["client", target.name(), "--addr"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--concurrency")
@@ -208,9 +222,14 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Warm-up {} s, measuring window {} s per point; one connection per client.\n",
+        "Warm-up {} s, measuring window {} s per point; one connection per client{}.\n",
         secs(plan.warmup),
-        secs(plan.measure)
+        secs(plan.measure),
+        if plan.pin {
+            "; server pinned to CPU 0, client to CPU 1"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         s,
@@ -390,6 +409,7 @@ mod tests {
             payloads: vec![16],
             warmup: Duration::from_secs(1),
             measure: Duration::from_secs(5),
+            pin: false,
         }
     }
 
