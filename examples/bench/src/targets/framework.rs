@@ -1,0 +1,104 @@
+//! `rpc` / `rpc-bincode`: this framework's `dubbo` protocol, default settings (msgpack) or
+//! `serialization=bincode`, called through the invoker `refer` returns; `rpc-stack`: the same
+//! provider called through the whole consumer stack (`Consumer::refer_url`).
+//!
+//! Uses only the kernel's stable API: the provider exports a hand-written [`Invoker`] through
+//! `extension::get::<dyn Protocol>("dubbo")`, the consumer calls the invoker that `refer`
+//! returns. Until a protocol registers as `dubbo`, both fail with "unknown protocol 'dubbo'".
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rpc_core::protocol::{Exporter, Protocol};
+use rpc_core::{extension, Invocation, Invoker, Response, ServiceKey, Url, Value};
+use serde_bytes::ByteBuf;
+
+use crate::BoxResult;
+
+/// The benchmark's service interface name.
+const SERVICE: &str = "bench.Echo";
+
+fn url(addr: &str, bincode: bool) -> BoxResult<Url> {
+    let query = if bincode {
+        "?serialization=bincode"
+    } else {
+        ""
+    };
+    Ok(Url::parse(&format!("dubbo://{addr}/{SERVICE}{query}"))?)
+}
+
+/// The provider side: `echo(bytes) -> bytes`.
+struct EchoInvoker {
+    url: Url,
+}
+
+#[async_trait::async_trait]
+impl Invoker for EchoInvoker {
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    async fn invoke(&self, mut invocation: Invocation) -> rpc_core::Result<Response> {
+        let (bytes,): (ByteBuf,) = invocation.take_args().decode()?;
+        Ok(Response::value(Value::typed(bytes)))
+    }
+}
+
+/// Exports the echo service on `127.0.0.1:port`; returns the bound port and the exporter
+/// (keep it alive while serving).
+pub async fn start_server(port: u16, bincode: bool) -> BoxResult<(u16, Box<dyn Exporter>)> {
+    let protocol = extension::get::<dyn Protocol>("dubbo")?;
+    let url = url(&format!("127.0.0.1:{port}"), bincode)?;
+    let exporter = protocol
+        .export(url.clone(), Arc::new(EchoInvoker { url }))
+        .await?;
+    let port = exporter
+        .url()
+        .port()
+        .filter(|p| *p != 0)
+        .ok_or("the exporter's URL does not carry the bound port")?;
+    Ok((port, exporter))
+}
+
+/// The echo service exported and referred in this process through the `injvm` protocol:
+/// the same provider and call code as the network targets, without sockets or encoding.
+/// Returns the reference and the exporter (keep it alive while calling).
+pub async fn in_process() -> BoxResult<(Arc<dyn Invoker>, Box<dyn Exporter>)> {
+    let protocol = extension::get::<dyn Protocol>("injvm")?;
+    let url = Url::parse(&format!("injvm://127.0.0.1/{SERVICE}"))?;
+    let exporter = protocol
+        .export(url.clone(), Arc::new(EchoInvoker { url: url.clone() }))
+        .await?;
+    Ok((protocol.refer(url).await?, exporter))
+}
+
+/// A reference to the echo service at `addr`.
+pub async fn connect(addr: SocketAddr, bincode: bool) -> BoxResult<Arc<dyn Invoker>> {
+    let protocol = extension::get::<dyn Protocol>("dubbo")?;
+    Ok(protocol.refer(url(&addr.to_string(), bincode)?).await?)
+}
+
+/// A reference to the echo service at `addr` through the whole consumer stack a user gets:
+/// `Consumer::refer_url` with a direct `url=` (cluster `failover`, balancer `random`, the
+/// default consumer filters, then the protocol's invoker).
+pub async fn connect_stack(addr: SocketAddr) -> BoxResult<Arc<dyn Invoker>> {
+    let consumer = rpc_core::bootstrap::Consumer::builder()
+        .no_registry()
+        .without_env()
+        .build()
+        .await?;
+    let reference = Url::parse(&format!("consumer://127.0.0.1/{SERVICE}"))?
+        .with_param("url", format!("dubbo://{addr}/{SERVICE}"));
+    Ok(consumer.refer_url(reference).await?)
+}
+
+/// One call.
+pub async fn call(invoker: &dyn Invoker, payload: &[u8]) -> BoxResult<usize> {
+    let invocation = Invocation::new(
+        ServiceKey::new(SERVICE, None, None),
+        "echo",
+        Value::typed((ByteBuf::from(payload.to_vec()),)),
+    );
+    let back: ByteBuf = invoker.invoke(invocation).await?.into_value()?;
+    Ok(back.len())
+}

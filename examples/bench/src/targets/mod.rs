@@ -1,0 +1,123 @@
+//! The systems under test: one module each, all serving `echo(bytes) -> bytes`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::BoxResult;
+
+pub mod framework;
+pub mod raw;
+pub mod tarpc_echo;
+pub mod tonic_echo;
+
+/// A system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Hand-written tokio length-delimited echo.
+    Raw,
+    /// tarpc over its TCP serde transport with bincode.
+    Tarpc,
+    /// tonic unary gRPC over HTTP/2.
+    Tonic,
+    /// This framework, default settings (msgpack).
+    Rpc,
+    /// This framework with `serialization=bincode`.
+    RpcBincode,
+    /// This framework (msgpack) called through the consumer stack: cluster, balancer, filters.
+    RpcStack,
+}
+
+impl Target {
+    /// Every target, in report order.
+    pub const ALL: [Target; 6] = [
+        Target::Raw,
+        Target::Tarpc,
+        Target::Tonic,
+        Target::Rpc,
+        Target::RpcBincode,
+        Target::RpcStack,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Raw => "raw",
+            Target::Tarpc => "tarpc",
+            Target::Tonic => "tonic",
+            Target::Rpc => "rpc",
+            Target::RpcBincode => "rpc-bincode",
+            Target::RpcStack => "rpc-stack",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn parse(name: &str) -> BoxResult<Target> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = Target::ALL.iter().map(|t| t.name()).collect();
+                format!("unknown target '{name}'; known: {}", names.join(", ")).into()
+            })
+    }
+}
+
+/// Keeps a server's resources alive while it serves.
+pub enum ServerGuard {
+    /// Nothing to hold (the server runs in spawned tasks).
+    None,
+    /// The framework's exporter.
+    Exporter(#[allow(dead_code)] Box<dyn rpc_core::protocol::Exporter>),
+}
+
+/// Starts `target`'s server on `127.0.0.1:port` (0 = any free port); returns the bound port.
+pub async fn start_server(target: Target, port: u16) -> BoxResult<(u16, ServerGuard)> {
+    Ok(match target {
+        Target::Raw => (raw::start_server(port).await?, ServerGuard::None),
+        Target::Tarpc => (tarpc_echo::start_server(port).await?, ServerGuard::None),
+        Target::Tonic => (tonic_echo::start_server(port).await?, ServerGuard::None),
+        Target::Rpc | Target::RpcBincode | Target::RpcStack => {
+            let (port, exporter) =
+                framework::start_server(port, target == Target::RpcBincode).await?;
+            (port, ServerGuard::Exporter(exporter))
+        }
+    })
+}
+
+/// A connected client of one target; clones share the connection.
+#[derive(Clone)]
+pub enum Caller {
+    /// See [`raw::Client`].
+    Raw(raw::Client),
+    /// See [`tarpc_echo`].
+    Tarpc(tarpc_echo::EchoClient),
+    /// See [`tonic_echo`].
+    Tonic(tonic::client::Grpc<tonic::transport::Channel>),
+    /// See [`framework`].
+    Rpc(Arc<dyn rpc_core::Invoker>),
+}
+
+impl Caller {
+    /// Connects to `target`'s server at `addr`.
+    pub async fn connect(target: Target, addr: SocketAddr) -> BoxResult<Caller> {
+        Ok(match target {
+            Target::Raw => Caller::Raw(raw::Client::connect(addr).await?),
+            Target::Tarpc => Caller::Tarpc(tarpc_echo::connect(addr).await?),
+            Target::Tonic => Caller::Tonic(tonic_echo::connect(addr).await?),
+            Target::Rpc | Target::RpcBincode => {
+                Caller::Rpc(framework::connect(addr, target == Target::RpcBincode).await?)
+            }
+            Target::RpcStack => Caller::Rpc(framework::connect_stack(addr).await?),
+        })
+    }
+
+    /// One echo call; returns the length of the echoed payload.
+    pub async fn call(&mut self, payload: &[u8]) -> BoxResult<usize> {
+        match self {
+            Caller::Raw(c) => Ok(c.call(payload).await?.len()),
+            Caller::Tarpc(c) => tarpc_echo::call(c, payload).await,
+            Caller::Tonic(c) => tonic_echo::call(c, payload).await,
+            Caller::Rpc(c) => framework::call(&**c, payload).await,
+        }
+    }
+}
