@@ -20,10 +20,10 @@ pub const INTERFACE: &str = "test.Echo";
 /// Version [`TestService`] is exported under.
 pub const VERSION: &str = "1.0";
 
-/// A hand-written skeleton: `echo(String)`, `repeat(String, usize)`, `add(u64, u64)`, `sleep(u64 ms)`, `panic()`,
-/// `fail(String)` (business error), `deny()`, `busy()`, `hit()` (counts one-way calls), `attachment()` (returns attachment `k`,
-/// answers with attachment `seen=yes`);
-/// any other name is `MethodNotFound`.
+/// A hand-written skeleton: `echo(String)`, `repeat(String, usize)`, `add(u64, u64)`,
+/// `sleep(u64 ms)`, `panic()`, `fail(String)` (business error), `deny()`, `busy()`, `hit()`
+/// (counts one-way calls), `attachment()` (returns attachment `k`, answers with attachment
+/// `seen=yes`); any other name is `MethodNotFound`.
 pub struct TestService {
     url: Url,
     /// How many `hit` calls arrived.
