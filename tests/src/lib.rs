@@ -21,9 +21,10 @@ pub const INTERFACE: &str = "test.Echo";
 /// Version [`TestService`] is exported under.
 pub const VERSION: &str = "1.0";
 
-/// A hand-written skeleton: `echo(String)`, `repeat(String, usize)`, `add(u64, u64)`, `sleep(u64 ms)`, `panic()`,
-/// `fail(String)` (business error), `deny()`, `busy()`, `hit()` (counts one-way calls);
-/// any other name is `MethodNotFound`.
+/// A hand-written skeleton: `echo(String)`, `repeat(String, usize)`, `add(u64, u64)`,
+/// `sleep(u64 ms)`, `panic()`, `fail(String)` (business error), `deny()`, `busy()`, `hit()`
+/// (counts one-way calls), `attachment()` (returns attachment `k`, answers with attachment
+/// `seen=yes`); any other name is `MethodNotFound`.
 pub struct TestService {
     url: Url,
     /// How many `hit` calls arrived.
@@ -72,6 +73,12 @@ impl Invoker for TestService {
             }
             "deny" => Err(RpcError::new(ErrorKind::Unauthorized, "bad token")),
             "busy" => Err(RpcError::new(ErrorKind::LimitExceeded, "too many calls")),
+            "attachment" => {
+                let v = inv.attachments().get("k").unwrap_or("").to_string();
+                let mut r = Response::value(Value::typed(v));
+                r.attachments.insert("seen", "yes");
+                Ok(r)
+            }
             "hit" => {
                 self.hits.fetch_add(1, Ordering::SeqCst);
                 Ok(Response::empty())

@@ -238,6 +238,11 @@ async fn error_kinds_survive_the_wire() {
 async fn attachments_travel_both_ways_and_oversized_requests_are_refused() {
     let (exp, _) = export_on(0, "").await;
     let inv = refer(&*exp, "payload=2048").await;
+    let mut c = call("attachment", Value::typed(()));
+    c.attachments_mut().insert("k", "v-1");
+    let r = inv.invoke(c).await.expect("attachment call");
+    assert_eq!(r.attachments.get("seen"), Some("yes"));
+    assert_eq!(r.into_value::<String>().expect("string"), "v-1");
     let mut c = call("echo", Value::typed(("x".repeat(4096),)));
     c.attachments_mut().insert("k", "v");
     let e = inv.invoke(c).await.expect_err("over the payload limit");
