@@ -449,6 +449,31 @@ crate::config_key!(
     "provider: one tracing event per call under target rpc::accesslog"
 );
 
+crate::config_key!(
+    "reconnect.interval",
+    "100",
+    Millis,
+    "first delay before reconnecting to a provider, doubled after each failure"
+);
+crate::config_key!(
+    "reconnect.max",
+    "3000",
+    Millis,
+    "longest delay between reconnect attempts"
+);
+crate::config_key!(
+    "threads",
+    "10000",
+    Int,
+    "provider: requests running at once per server; beyond it calls are refused with LimitExceeded"
+);
+crate::config_key!(
+    "accepts",
+    "0",
+    Int,
+    "provider: most open connections per server (0 = unlimited)"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
