@@ -20,8 +20,9 @@ use crate::url::Url;
 /// Answers requests; implemented by the protocol (which knows the body layout).
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
-    /// Handles one request frame; returns the response frame for two-way requests.
-    async fn handle(&self, request: Frame) -> Option<Frame>;
+    /// Handles one request frame from `peer` (the caller's address as the transport saw it);
+    /// returns the response frame for two-way requests.
+    async fn handle(&self, request: Frame, peer: Arc<str>) -> Option<Frame>;
 
     /// The response to a request (header `flag` and `id`) refused before it was handled: its
     /// body is over the payload limit, or the server is saturated. `None` sends nothing.
@@ -187,11 +188,12 @@ async fn serve(
         }
         gone.cancel();
     });
+    let peer_name: Arc<str> = Arc::from(peer.as_str());
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'conn: loop {
         loop {
             match codec.decode(&mut buf) {
-                Ok(Some(frame)) => dispatch(frame, &handler, &tx, &permits).await,
+                Ok(Some(frame)) => dispatch(frame, &peer_name, &handler, &tx, &permits).await,
                 Ok(None) => break,
                 Err(FrameError::TooLarge {
                     flag,
@@ -245,6 +247,7 @@ async fn serve(
 
 async fn dispatch(
     frame: Frame,
+    peer: &Arc<str>,
     handler: &Arc<dyn Handler>,
     tx: &mpsc::Sender<Frame>,
     permits: &Arc<Semaphore>,
@@ -271,8 +274,9 @@ async fn dispatch(
     };
     let handler = handler.clone();
     let tx = tx.clone();
+    let peer = peer.clone();
     tokio::spawn(async move {
-        if let Some(answer) = handler.handle(frame).await {
+        if let Some(answer) = handler.handle(frame, peer).await {
             let _ = tx.send(answer).await;
         }
         // Held until the answer is queued: a peer that does not read its answers runs into

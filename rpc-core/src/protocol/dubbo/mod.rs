@@ -287,7 +287,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
 }
 
 impl Dispatcher {
-    async fn call(&self, req: Frame) -> Result<(Response, Arc<dyn Serialization>)> {
+    async fn call(&self, req: Frame, peer: &str) -> Result<(Response, Arc<dyn Serialization>)> {
         let ser_id = req.serialization();
         let ser = serialize::by_id(ser_id)?;
         let two_way = req.is_two_way();
@@ -315,6 +315,9 @@ impl Dispatcher {
             }),
         );
         *inv.attachments_mut() = env.attachments;
+        // The caller's address as the transport saw it; whatever the caller claimed is replaced.
+        inv.attachments_mut()
+            .insert(crate::context::REMOTE_ADDRESS_ATTACHMENT, peer);
         inv.set_oneway(!two_way);
         if env.timeout_ms > 0 {
             inv.set_timeout(Duration::from_millis(env.timeout_ms.into()));
@@ -348,11 +351,11 @@ impl Dispatcher {
 
 #[async_trait::async_trait]
 impl Handler for Dispatcher {
-    async fn handle(&self, req: Frame) -> Option<Frame> {
+    async fn handle(&self, req: Frame, peer: Arc<str>) -> Option<Frame> {
         let two_way = req.is_two_way();
         let ser_id = req.serialization();
         let id = req.id;
-        let result = self.call(req).await;
+        let result = self.call(req, &peer).await;
         if !two_way {
             if let Err(e) = result {
                 tracing::debug!(id, error = %e, "one-way call failed");
