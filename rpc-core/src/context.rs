@@ -133,6 +133,10 @@ impl RpcContext {
 
     /// Runs `fut` with the current context plus `attachments` (replacing equal keys): calls
     /// made inside carry them.
+    ///
+    /// The current context is read when this is called, not when the future first runs, and an
+    /// inner scope replaces the outer one while it runs. To combine attachments and a budget,
+    /// build one context (`RpcContext::new()`, `attachments_mut`, `set_deadline`) and `scope` it.
     pub fn scope_with<F: Future>(
         attachments: Attachments,
         fut: F,

@@ -192,3 +192,42 @@ async fn plugin_balancer_is_selected_by_name() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_takes_a_provider_out_of_consumers_lists_and_online_restores_it() {
+    let reg = "memory://e2e-offline";
+    let a = provider(reg, "a").await;
+    let b = provider(reg, "b").await;
+    let client = consumer(reg, ServiceConfig::default()).await;
+
+    async fn served_by(client: &GreeterClient, n: usize) -> HashSet<String> {
+        let mut seen = HashSet::new();
+        for i in 0..n {
+            let reply = client
+                .greet(format!("n{i}"))
+                .await
+                .expect("rpc")
+                .expect("biz");
+            seen.insert(who(&reply));
+        }
+        seen
+    }
+
+    a.offline().await.expect("offline");
+    assert!(!a.is_online());
+    // The memory registry notifies at once; give the directory a moment to apply it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        served_by(&client, 50).await,
+        HashSet::from(["b".to_string()])
+    );
+
+    a.online().await.expect("online");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        served_by(&client, 100).await,
+        HashSet::from(["a".to_string(), "b".to_string()])
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
