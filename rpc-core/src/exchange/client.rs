@@ -510,11 +510,22 @@ pub(crate) async fn write_loop(
         };
         let Some(first) = first else { break };
         encode_or_log(&mut codec, first, &mut buf);
-        while buf.len() < FLUSH_AT {
-            match rx.try_recv() {
-                Ok(f) => encode_or_log(&mut codec, f, &mut buf),
-                Err(_) => break,
+        // Drain what is queued; then let the tasks that are about to queue more (callers,
+        // or the provider's request tasks finishing) run once before writing, so that
+        // concurrent frames share one write instead of a syscall each.
+        let mut yielded = false;
+        loop {
+            while buf.len() < FLUSH_AT {
+                match rx.try_recv() {
+                    Ok(f) => encode_or_log(&mut codec, f, &mut buf),
+                    Err(_) => break,
+                }
             }
+            if yielded || buf.len() >= FLUSH_AT {
+                break;
+            }
+            yielded = true;
+            tokio::task::yield_now().await;
         }
         tokio::time::timeout(write_timeout, writer.write_all(&buf))
             .await
