@@ -113,7 +113,12 @@ pub(crate) struct AdminImpl(pub(crate) Arc<ProviderState>);
 
 impl Admin for AdminImpl {
     async fn services(&self) -> Vec<ServiceInfo> {
-        let services = self.0.services.read().map(|s| s.clone()).unwrap_or_default();
+        let services = self
+            .0
+            .services
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default();
         services
             .into_iter()
             .map(|(url, d)| ServiceInfo {

@@ -51,9 +51,9 @@ use crate::extension::{self, Side};
 use crate::invocation::Invoker;
 use crate::protocol::{Exporter, Protocol};
 use crate::proxy::{ServiceClient, ServiceDescriptor, ServiceServer, Skeleton};
-use admin::ProviderState;
 use crate::registry::{self, Registry};
 use crate::url::Url;
+use admin::ProviderState;
 
 crate::config_key!(
     "shutdown.wait",
@@ -238,7 +238,11 @@ impl ProviderBuilder {
         let admin_index = admin_on.then(|| services.len() - 1);
         for (i, svc) in services.into_iter().enumerate() {
             let url = cfg
-                .service_url(svc.descriptor.interface(), port, &svc.descriptor.url_params())
+                .service_url(
+                    svc.descriptor.interface(),
+                    port,
+                    &svc.descriptor.url_params(),
+                )
                 .with_param("timestamp", started)
                 .with_param("pid", std::process::id());
             let url = crate::filter::token::resolve_token(&url)?;
