@@ -364,7 +364,8 @@ impl Drop for Proxy {
 /// Scenario (ZooKeeper, etcd): a consumer sees a provider through a proxy, and the list is
 /// cached on disk; the registry goes away (proxy cut); the consumer stays silent rather than
 /// reporting an empty list; a consumer started during the outage gets the cached list from
-/// disk; when the registry comes back it sees a provider registered in the meantime.
+/// disk, and `services` lists the interfaces last known; when the registry comes back it sees
+/// a provider registered in the meantime.
 pub async fn scenario_outage_served_from_cache(backend: Backend) {
     let Some(server) = backend.address() else {
         return;
@@ -394,6 +395,10 @@ pub async fn scenario_outage_served_from_cache(backend: Backend) {
     })
     .await;
     assert!(cache_file.exists(), "cache file written");
+    assert_eq!(
+        first.services().await.expect("live services"),
+        vec![interface.clone()]
+    );
 
     proxy.cut();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -417,6 +422,14 @@ pub async fn scenario_outage_served_from_cache(backend: Backend) {
         .expect("subscribe answered from the cache");
     assert_eq!(rec2.last(Category::Providers), Some(vec![p1.clone()]));
     assert!(!second.is_available());
+    assert_eq!(
+        second
+            .services()
+            .await
+            .expect("services answered from the cache"),
+        vec![interface.clone()],
+        "an operator still sees the interfaces last known"
+    );
 
     // Meanwhile a new provider arrives; once the registry is back the consumer sees it.
     prov.register(&p2).await.expect("register p2");

@@ -396,7 +396,10 @@ impl Registry for CachedRegistry {
         };
         let cached = self.cache.interfaces();
         if !cached.is_empty() {
-            tracing::warn!(registry = %self.inner.url(), error = ?error.as_ref().map(ToString::to_string),
+            let reason = error
+                .as_ref()
+                .map_or_else(|| "unavailable".to_string(), ToString::to_string);
+            tracing::warn!(registry = %self.inner.url(), reason,
                 "registry cannot list its services; answering from the cache");
             return Ok(cached);
         }
