@@ -188,6 +188,97 @@ pub async fn scenario_dead_client_disappears(url: Url, bound: Duration) {
     assert_eq!(left, vec![stay]);
 }
 
+/// Fails the test if `registry.services()` does not return `want` within `within`.
+pub async fn expect_services(
+    registry: &dyn Registry,
+    within: Duration,
+    what: &str,
+    want: &[String],
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = registry.services().await;
+        if matches!(&got, Ok(list) if list == want) {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: services not {want:?} within {within:?}; last answer: {got:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Scenario: `services` lists, to any client, the interfaces with at least one URL in any
+/// category (providers, consumers, routers), sorted, each once; an interface stays listed
+/// while one URL is left and disappears with its last one, although the registry may keep
+/// its empty folders (ZooKeeper nodes, local directories); a subscription alone lists
+/// nothing. `url` must be a fresh namespace.
+pub async fn scenario_services_lists_registered_interfaces(url: Url) {
+    let prov = client(&url, "provider").await;
+    let operator = client(&url, "operator").await;
+    assert_eq!(
+        operator
+            .services()
+            .await
+            .expect("services of an empty namespace"),
+        Vec::<String>::new()
+    );
+
+    let with_providers = unique("org.example.ListedProviders");
+    let with_consumer = unique("org.example.Outer$ListedConsumer");
+    let with_router = unique("org.example.ListedRouter");
+    let p1 = provider(&with_providers, 20887);
+    let p2 = provider(&with_providers, 20888);
+    let c = consumer(&with_consumer);
+    let r = Url::parse(&format!(
+        "route://0.0.0.0/{with_router}?category=routers&rule=x"
+    ))
+    .expect("router URL");
+    for u in [&p1, &p2, &c, &r] {
+        prov.register(u).await.expect("register");
+    }
+    let mut all = vec![
+        with_providers.clone(),
+        with_consumer.clone(),
+        with_router.clone(),
+    ];
+    all.sort();
+    expect_services(
+        operator.as_ref(),
+        Duration::from_secs(5),
+        "every category",
+        &all,
+    )
+    .await;
+
+    prov.unregister(&p1).await.expect("unregister p1");
+    expect_services(
+        operator.as_ref(),
+        Duration::from_secs(5),
+        "one provider left",
+        &all,
+    )
+    .await;
+
+    // A subscription alone (ZooKeeper creates its empty category node) lists nothing.
+    operator
+        .subscribe(
+            &consumer(&unique("org.example.OnlyWatched")),
+            Recorder::new(),
+        )
+        .await
+        .expect("subscribe");
+    prov.unregister(&p2).await.expect("unregister p2");
+    prov.unregister(&r).await.expect("unregister router");
+    expect_services(
+        operator.as_ref(),
+        Duration::from_secs(5),
+        "last URLs withdrawn",
+        std::slice::from_ref(&with_consumer),
+    )
+    .await;
+}
+
 /// A TCP proxy in front of a registry server that a test can cut and restore on the same
 /// port, to simulate the registry going away and coming back.
 pub struct Proxy {
@@ -273,7 +364,8 @@ impl Drop for Proxy {
 /// Scenario (ZooKeeper, etcd): a consumer sees a provider through a proxy, and the list is
 /// cached on disk; the registry goes away (proxy cut); the consumer stays silent rather than
 /// reporting an empty list; a consumer started during the outage gets the cached list from
-/// disk; when the registry comes back it sees a provider registered in the meantime.
+/// disk, and `services` lists the interfaces last known; when the registry comes back it sees
+/// a provider registered in the meantime.
 pub async fn scenario_outage_served_from_cache(backend: Backend) {
     let Some(server) = backend.address() else {
         return;
@@ -303,6 +395,10 @@ pub async fn scenario_outage_served_from_cache(backend: Backend) {
     })
     .await;
     assert!(cache_file.exists(), "cache file written");
+    assert_eq!(
+        first.services().await.expect("live services"),
+        vec![interface.clone()]
+    );
 
     proxy.cut();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -326,6 +422,14 @@ pub async fn scenario_outage_served_from_cache(backend: Backend) {
         .expect("subscribe answered from the cache");
     assert_eq!(rec2.last(Category::Providers), Some(vec![p1.clone()]));
     assert!(!second.is_available());
+    assert_eq!(
+        second
+            .services()
+            .await
+            .expect("services answered from the cache"),
+        vec![interface.clone()],
+        "an operator still sees the interfaces last known"
+    );
 
     // Meanwhile a new provider arrives; once the registry is back the consumer sees it.
     prov.register(&p2).await.expect("register p2");

@@ -1,8 +1,10 @@
-//! Registration, unregistration and dead clients, against every registry (local always;
-//! ZooKeeper and etcd when `RPC_TEST_ZOOKEEPER` / `RPC_TEST_ETCD` are set).
+//! Registration, unregistration, dead clients and the list of services, against every
+//! registry (local always; ZooKeeper and etcd when `RPC_TEST_ZOOKEEPER` / `RPC_TEST_ETCD` are
+//! set).
 
 use rpc_tests::registry::{
-    scenario_dead_client_disappears, scenario_register_then_unregister, Backend,
+    client, scenario_dead_client_disappears, scenario_register_then_unregister,
+    scenario_services_lists_registered_interfaces, unique, Backend,
 };
 
 #[tokio::test]
@@ -45,4 +47,71 @@ async fn etcd_dead_client_disappears_after_its_lease() {
     if let Some(url) = Backend::Etcd.url() {
         scenario_dead_client_disappears(url, Backend::Etcd.death_bound()).await;
     }
+}
+
+#[tokio::test]
+async fn local_services_lists_interfaces_with_a_registration() {
+    if let Some(url) = Backend::Local.url() {
+        scenario_services_lists_registered_interfaces(url).await;
+    }
+}
+
+#[tokio::test]
+async fn zookeeper_services_lists_interfaces_with_a_registration() {
+    if let Some(url) = Backend::Zookeeper.url() {
+        scenario_services_lists_registered_interfaces(url).await;
+    }
+}
+
+#[tokio::test]
+async fn etcd_services_lists_interfaces_with_a_registration() {
+    if let Some(url) = Backend::Etcd.url() {
+        scenario_services_lists_registered_interfaces(url).await;
+    }
+}
+
+/// etcd: `services` reads keys in pages and jumps past each interface it finds, so an
+/// interface with more keys than a page (1,000) is listed once, the interface after it is
+/// still found, and keys outside the `{interface}/{category}/{name}` layout are ignored.
+#[tokio::test]
+async fn etcd_services_pages_past_interfaces_with_many_keys() {
+    let Some(address) = Backend::Etcd.address() else {
+        return;
+    };
+    let namespace = unique("ns");
+    let root = format!("/{namespace}");
+    let mut raw = etcd_client::Client::connect([format!("http://{address}")], None)
+        .await
+        .expect("etcd client");
+    let many = unique("org.example.Many");
+    let after = unique("org.example.ZAfter");
+    let keys: Vec<String> = (0..1200)
+        .map(|i| format!("{root}/{many}/providers/k{i:04}"))
+        .chain([
+            format!("{root}/{}/bogus/x", unique("org.example.AOutside")),
+            format!("{root}/{after}/consumers/c"),
+            format!("{root}/stray"),
+        ])
+        .collect();
+    for chunk in keys.chunks(100) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|k| etcd_client::TxnOp::put(k.as_str(), "", None))
+            .collect();
+        raw.txn(etcd_client::Txn::new().and_then(ops))
+            .await
+            .expect("put keys");
+    }
+
+    let operator = client(&Backend::Etcd.url_at(&address, &namespace), "operator").await;
+    let mut want = vec![many, after];
+    want.sort();
+    assert_eq!(operator.services().await.expect("services"), want);
+
+    raw.delete(
+        format!("{root}/"),
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await
+    .expect("clean up");
 }

@@ -22,6 +22,9 @@
 //! While that is not done the adapter is silent (no empty list is ever notified because of a
 //! fault) and `is_available` is false. A subscription watches its category prefix and, on
 //! every event, reads the whole prefix again and notifies the complete list.
+//!
+//! `services` reads the keys (not the values) under `/{root}/` and lists the interfaces that
+//! have a key in a category folder; keys outside the layout are ignored.
 
 #![forbid(unsafe_code)]
 
@@ -31,14 +34,32 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use etcd_client as etcd;
-use rpc_core::registry::{listener_id, Category, NotifyListener, Registry, RegistryFactory};
+use rpc_core::registry::{
+    decode_interface_segment, listener_id, Category, NotifyListener, Registry, RegistryFactory,
+};
 use rpc_core::url::encode_component;
 use rpc_core::{Result, RpcError, Url};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Most keys read from one category prefix.
+/// Most keys read from one category prefix, and most interfaces listed by `services`.
 pub const MAX_KEYS: i64 = 10_000;
+
+/// Keys read per request while listing the services.
+const SERVICES_PAGE: i64 = 1_000;
+
+/// The interface of a key `{root}/{interface}/{category}/{name}` (`root_prefix` is
+/// `{root}/`), with the key's interface segment; `None` for a key outside that layout.
+fn interface_of_key<'k>(root_prefix: &str, key: &'k str) -> Option<(&'k str, String)> {
+    let rest = key.strip_prefix(root_prefix)?;
+    let (segment, rest) = rest.split_once('/')?;
+    let (category, name) = rest.split_once('/')?;
+    Category::parse(category)?;
+    if name.is_empty() || name.contains('/') || category != category.trim() {
+        return None;
+    }
+    Some((segment, decode_interface_segment(segment)?))
+}
 
 /// Creates etcd registries, one per registry URL while it is in use.
 #[derive(Debug, Default)]
@@ -261,6 +282,65 @@ impl Shared {
             .collect();
         urls.sort_by_key(|u| u.to_string());
         Ok(urls)
+    }
+
+    /// The interfaces with at least one key in a category, sorted. Reads keys only, in
+    /// pages; after a page it jumps past the last interface found, so each interface costs
+    /// at most one page whatever its number of keys. At most [`MAX_KEYS`] interfaces and
+    /// [`MAX_KEYS`] pages.
+    async fn services(&self, client: &mut etcd::Client) -> Result<Vec<String>> {
+        let root_prefix = format!("{}/", self.root);
+        // The end of the prefix range: '0' is the byte after '/'.
+        let end = format!("{}0", self.root);
+        let mut start: Vec<u8> = root_prefix.clone().into_bytes();
+        let mut out: Vec<String> = Vec::new();
+        let limit = usize::try_from(MAX_KEYS).unwrap_or(usize::MAX);
+        let mut pages = 0usize;
+        let truncated = loop {
+            pages += 1;
+            let opts = etcd::GetOptions::new()
+                .with_range(end.as_str())
+                .with_keys_only()
+                .with_limit(SERVICES_PAGE);
+            let resp = tokio::time::timeout(self.timeout, client.get(start.clone(), Some(opts)))
+                .await
+                .map_err(|_| {
+                    RpcError::timeout(format!(
+                        "etcd get from {} timed out",
+                        String::from_utf8_lossy(&start)
+                    ))
+                })?
+                .map_err(|e| etcd_err("services", e))?;
+            // The first key after this page worth reading.
+            let mut next: Option<Vec<u8>> = None;
+            for kv in resp.kvs() {
+                let key = std::str::from_utf8(kv.key()).ok();
+                match key.and_then(|k| interface_of_key(&root_prefix, k)) {
+                    Some((segment, interface)) => {
+                        if out.last() != Some(&interface) {
+                            out.push(interface);
+                        }
+                        // Every key of this interface starts with `{root}/{segment}/`.
+                        next = Some(format!("{root_prefix}{segment}0").into_bytes());
+                    }
+                    None => next = Some([kv.key(), &[0]].concat()),
+                }
+            }
+            match next {
+                Some(n) if resp.more() && out.len() < limit && pages <= limit => start = n,
+                _ => break resp.more() || out.len() > limit,
+            }
+        };
+        if truncated {
+            tracing::warn!(
+                prefix = root_prefix,
+                "etcd: listing stopped after {MAX_KEYS} interfaces or pages"
+            );
+            out.truncate(limit);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     fn start_watch(
@@ -534,6 +614,14 @@ impl Registry for EtcdRegistry {
             .await
             .map_err(|e| e.with_service(url.service_key()))
     }
+
+    /// The interfaces with at least one key under `/{root}/{interface}/{category}/`.
+    async fn services(&self) -> Result<Vec<String>> {
+        let mut client = self.shared.wait_client().await.ok_or_else(|| {
+            RpcError::network(format!("etcd {:?} is not connected", self.shared.endpoints))
+        })?;
+        self.shared.services(&mut client).await
+    }
 }
 
 #[cfg(test)]
@@ -557,6 +645,36 @@ mod tests {
         );
         assert!(!reg.is_available());
         assert_eq!(reg.lease_id(), None);
+    }
+
+    #[test]
+    fn keys_outside_the_layout_give_no_interface() {
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Outer$Inner").expect("url");
+        let key = format!("/dubbo/org.Outer%24Inner/providers/{}", p.encoded());
+        assert_eq!(
+            interface_of_key("/dubbo/", &key),
+            Some(("org.Outer%24Inner", "org.Outer$Inner".to_string()))
+        );
+        for bad in [
+            "/other/org.Foo/providers/x",
+            "/dubbo/org.Foo",
+            "/dubbo/org.Foo/providers/",
+            "/dubbo/org.Foo/bogus/x",
+            "/dubbo/org.Foo/providers/a/b",
+            "/dubbo//providers/x",
+            "/dubbo/bad%ff/providers/x",
+        ] {
+            assert_eq!(interface_of_key("/dubbo/", bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn services_fail_with_a_network_error_when_unreachable() {
+        let reg = EtcdRegistry::start(&Url::parse("etcd://127.0.0.1:1?timeout=100").expect("url"))
+            .expect("start");
+        let err = reg.services().await.expect_err("no server");
+        assert_eq!(err.kind(), rpc_core::ErrorKind::Network);
+        assert!(err.to_string().contains("not connected"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! /{root}/{interface}/routers/...  /configurators/... (same shape)
 //! ```
 //!
-//! Parent nodes are persistent and created as needed. Link this crate and use
+//! Parent nodes are persistent and created as needed, so an interface whose URLs are all
+//! gone keeps its empty nodes; `services` lists only the interfaces with at least one child
+//! node in a category node. Link this crate and use
 //! `rpc_core::registry::connect(&"zookeeper://127.0.0.1:2181".parse()?)`; because nothing
 //! else references it, add `use rpc_registry_zookeeper as _;` so the linker keeps it.
 //!
@@ -34,7 +36,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use rpc_core::registry::{listener_id, Category, NotifyListener, Registry, RegistryFactory};
+use rpc_core::registry::{
+    decode_interface_segment, listener_id, Category, NotifyListener, Registry, RegistryFactory,
+};
 use rpc_core::url::encode_component;
 use rpc_core::{RpcError, Url};
 
@@ -224,6 +228,35 @@ impl Shared {
             self.category_path(url.interface(), Category::of(url)),
             url.encoded()
         )
+    }
+
+    /// The path of the root node (`/` when the root is empty).
+    fn root_path(&self) -> &str {
+        if self.root.is_empty() {
+            "/"
+        } else {
+            &self.root
+        }
+    }
+
+    /// Whether any category node of `interface` (as its node name `segment`) has a child.
+    async fn has_registration(
+        &self,
+        client: &zk::Client,
+        segment: &str,
+    ) -> Result<bool, zk::Error> {
+        // Sent together, so the four reads cost one round trip.
+        let stats: Vec<_> = Category::ALL
+            .into_iter()
+            .map(|c| client.check_stat(&format!("{}/{segment}/{}", self.root, c.as_str())))
+            .collect();
+        let mut any = false;
+        for stat in stats {
+            if stat.await?.is_some_and(|s| s.num_children > 0) {
+                any = true;
+            }
+        }
+        Ok(any)
     }
 
     fn stop_watches(&self) {
@@ -562,6 +595,50 @@ impl Registry for ZookeeperRegistry {
             Err(e) => Err(zk_err("lookup", e).with_service(url.service_key())),
         }
     }
+
+    /// The children of the root node that have at least one child in a category node; at
+    /// most [`MAX_CHILDREN`] interfaces are looked at.
+    async fn services(&self) -> Result<Vec<String>> {
+        let client = self.shared.wait_client().await.ok_or_else(|| {
+            RpcError::network(format!(
+                "zookeeper {} is not connected",
+                self.shared.cluster
+            ))
+        })?;
+        let root = self.shared.root_path();
+        let mut children = match client.list_children(root).await {
+            Ok(children) => children,
+            Err(zk::Error::NoNode) => return Ok(Vec::new()),
+            Err(e) => return Err(zk_err("services", e)),
+        };
+        if children.len() > MAX_CHILDREN {
+            tracing::warn!(
+                path = root,
+                count = children.len(),
+                "zookeeper: only the first {MAX_CHILDREN} interfaces are listed"
+            );
+            children.sort();
+            children.truncate(MAX_CHILDREN);
+        }
+        let mut out = Vec::new();
+        for segment in children {
+            let Some(interface) = decode_interface_segment(&segment) else {
+                tracing::warn!(path = root, child = %segment, "zookeeper: skipped a node that is not an interface name");
+                continue;
+            };
+            if self
+                .shared
+                .has_registration(&client, &segment)
+                .await
+                .map_err(|e| zk_err("services", e))?
+            {
+                out.push(interface);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -592,6 +669,17 @@ mod tests {
         let good = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
         let urls = decode_children("/p", vec!["%zz".into(), "plain".into(), good.encoded()]);
         assert_eq!(urls, vec![good]);
+    }
+
+    #[tokio::test]
+    async fn services_fail_with_a_network_error_when_unreachable() {
+        let reg = ZookeeperRegistry::start(
+            &Url::parse("zookeeper://127.0.0.1:1?timeout=100").expect("url"),
+        )
+        .expect("start");
+        let err = reg.services().await.expect_err("no server");
+        assert_eq!(err.kind(), rpc_core::ErrorKind::Network);
+        assert!(err.to_string().contains("not connected"), "{err}");
     }
 
     #[test]

@@ -128,6 +128,18 @@ impl RegistryCache {
         Some(texts.iter().filter_map(|t| Url::parse(t).ok()).collect())
     }
 
+    /// The interfaces with at least one cached URL in any category, sorted.
+    pub fn interfaces(&self) -> Vec<String> {
+        let Ok(lists) = self.lists.lock() else {
+            return Vec::new();
+        };
+        lists
+            .iter()
+            .filter(|(_, cats)| cats.values().any(|urls| !urls.is_empty()))
+            .map(|(interface, _)| interface.clone())
+            .collect()
+    }
+
     /// Stores the list of `category` of `interface` and rewrites the file when it changed.
     pub fn put(&self, interface: &str, category: Category, urls: &[Url]) {
         let mut texts: Vec<String> = urls.iter().map(Url::to_string).collect();
@@ -369,6 +381,33 @@ impl Registry for CachedRegistry {
             None => self.inner.lookup(url).await,
         }
     }
+
+    /// The adapter's answer; when the registry cannot be reached or fails to answer, the
+    /// interfaces last seen with URLs (from the cache), so an operator still sees what was
+    /// last known. With nothing cached, the adapter's error.
+    async fn services(&self) -> Result<Vec<String>> {
+        let error = if self.inner.is_available() {
+            match self.inner.services().await {
+                Ok(list) => return Ok(list),
+                Err(e) => Some(e),
+            }
+        } else {
+            None
+        };
+        let cached = self.cache.interfaces();
+        if !cached.is_empty() {
+            let reason = error
+                .as_ref()
+                .map_or_else(|| "unavailable".to_string(), ToString::to_string);
+            tracing::warn!(registry = %self.inner.url(), reason,
+                "registry cannot list its services; answering from the cache");
+            return Ok(cached);
+        }
+        match error {
+            Some(e) => Err(e),
+            None => self.inner.services().await,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -460,6 +499,88 @@ mod tests {
         async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
             Err(RpcError::network("down"))
         }
+    }
+
+    #[tokio::test]
+    async fn services_come_from_the_cache_when_the_registry_is_down() {
+        let reg = Url::parse("zookeeper://127.0.0.1:1").expect("url");
+        let cache = RegistryCache::in_memory(&reg);
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
+        let r = Url::parse("route://0.0.0.0/org.Bar?category=routers").expect("url");
+        cache.put("org.Foo", Category::Providers, std::slice::from_ref(&p));
+        cache.put("org.Bar", Category::Routers, std::slice::from_ref(&r));
+        cache.put("org.Bar", Category::Providers, &[]);
+        cache.put("org.Empty", Category::Providers, &[]);
+        assert_eq!(cache.interfaces(), vec!["org.Bar", "org.Foo"]);
+        let cached = CachedRegistry::new(Arc::new(Down(reg.clone())), cache);
+        assert_eq!(
+            cached.services().await.expect("cache answers"),
+            vec!["org.Bar", "org.Foo"]
+        );
+
+        let empty =
+            CachedRegistry::new(Arc::new(Down(reg.clone())), RegistryCache::in_memory(&reg));
+        let err = empty.services().await.expect_err("nothing cached");
+        assert!(err.to_string().contains("cannot list"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn services_come_from_the_registry_when_it_answers() {
+        let reg = Url::parse("memory://cache-services").expect("url");
+        let inner = Arc::new(crate::registry::memory::MemoryRegistry::new(reg.clone()));
+        let live = Url::parse("dubbo://10.0.0.2:20880/org.Live").expect("url");
+        inner.register(&live).await.expect("register");
+        let cache = RegistryCache::in_memory(&reg);
+        let old = Url::parse("dubbo://10.0.0.1:20880/org.Old").expect("url");
+        cache.put("org.Old", Category::Providers, std::slice::from_ref(&old));
+        let cached = CachedRegistry::new(inner, cache);
+        assert_eq!(cached.services().await.expect("live"), vec!["org.Live"]);
+    }
+
+    /// A registry that is reachable but cannot list its services (the trait's default).
+    struct CannotList(Url);
+
+    #[async_trait::async_trait]
+    impl Registry for CannotList {
+        fn url(&self) -> &Url {
+            &self.0
+        }
+        fn is_available(&self) -> bool {
+            true
+        }
+        async fn register(&self, _: &Url) -> Result<()> {
+            Ok(())
+        }
+        async fn unregister(&self, _: &Url) -> Result<()> {
+            Ok(())
+        }
+        async fn subscribe(&self, _: &Url, _: Arc<dyn NotifyListener>) -> Result<()> {
+            Ok(())
+        }
+        async fn unsubscribe(&self, _: &Url, _: &Arc<dyn NotifyListener>) -> Result<()> {
+            Ok(())
+        }
+        async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn services_fall_back_to_the_cache_when_the_registry_fails() {
+        let reg = Url::parse("custom://127.0.0.1:1").expect("url");
+        let cache = RegistryCache::in_memory(&reg);
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Known").expect("url");
+        cache.put("org.Known", Category::Providers, std::slice::from_ref(&p));
+        let cached = CachedRegistry::new(Arc::new(CannotList(reg.clone())), cache);
+        assert_eq!(cached.services().await.expect("cache"), vec!["org.Known"]);
+
+        let bare = CachedRegistry::new(
+            Arc::new(CannotList(reg.clone())),
+            RegistryCache::in_memory(&reg),
+        );
+        let err = bare.services().await.expect_err("nothing cached");
+        assert_eq!(err.kind(), crate::ErrorKind::Internal);
+        assert!(err.to_string().contains("custom registry"), "{err}");
     }
 
     #[tokio::test]

@@ -15,8 +15,11 @@
 //!   refresh, exactly like a dead process. Files dead for ten leases are removed.
 //! - Subscriptions poll the directory every `poll` ms (default 300) and notify a category's
 //!   complete list when its set of URLs changed.
-//! - Bounded reads: at most [`MAX_ENTRIES`] files per category and [`MAX_FILE_BYTES`] per
-//!   file; malformed files are skipped with a warning (once per file name).
+//! - Bounded reads: at most [`MAX_ENTRIES`] files per category, [`MAX_ENTRIES`] interface
+//!   directories when listing the services, and [`MAX_FILE_BYTES`] per file; malformed files
+//!   are skipped with a warning (once per file name).
+//! - `services` lists the interface directories that hold at least one live registration
+//!   (any category); an interface whose files all expired or were unregistered is not listed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -30,7 +33,7 @@ use super::{listener_id, Category, NotifyListener, Registry, RegistryFactory};
 use crate::error::{Result, RpcError};
 use crate::url::{encode_component, Url};
 
-/// Most files read per category directory.
+/// Most files read per category directory, and most interface directories listed.
 pub const MAX_ENTRIES: usize = 10_000;
 /// Largest registration file read.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024;
@@ -219,6 +222,58 @@ impl Inner {
 
     /// The live URLs of one category, sorted by text.
     fn scan(&self, interface: &str, category: Category) -> Vec<String> {
+        self.scan_up_to(interface, category, MAX_ENTRIES)
+    }
+
+    /// Whether `interface` has a live registration in any category.
+    fn has_live(&self, interface: &str) -> bool {
+        Category::ALL
+            .into_iter()
+            .any(|c| !self.scan_up_to(interface, c, 1).is_empty())
+    }
+
+    /// The interfaces with a live registration in any category, sorted: one directory per
+    /// interface under the registry directory, at most [`MAX_ENTRIES`] of them looked at.
+    fn services(&self) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(RpcError::internal(format!(
+                    "cannot list the local registry directory {}: {e}",
+                    self.dir.display()
+                )))
+            }
+        };
+        let mut out = Vec::new();
+        for (i, entry) in entries.flatten().enumerate() {
+            if i >= MAX_ENTRIES {
+                self.warn_once(
+                    &self.dir,
+                    &format!("interface directories beyond the first {MAX_ENTRIES}"),
+                );
+                break;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Some(interface) = super::decode_interface_segment(&name) else {
+                self.warn_once(&entry.path(), "a directory that is not an interface name");
+                continue;
+            };
+            if self.has_live(&interface) {
+                out.push(interface);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The live URLs of one category, sorted by text; stops after `limit` of them.
+    fn scan_up_to(&self, interface: &str, category: Category, limit: usize) -> Vec<String> {
         let dir = self.category_dir(interface, category);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Vec::new();
@@ -264,6 +319,9 @@ impl Inner {
             match Url::parse(&e.url) {
                 Ok(u) if u.interface() == interface => out.push(u.to_string()),
                 _ => self.warn_once(&path, "a registration file with a bad URL"),
+            }
+            if out.len() >= limit {
+                break;
             }
         }
         out.sort();
@@ -395,6 +453,12 @@ impl Registry for LocalRegistry {
         let texts = blocking(move || inner.scan(&interface, Category::Providers)).await?;
         Ok(texts.iter().filter_map(|t| Url::parse(t).ok()).collect())
     }
+
+    /// The interfaces with at least one live (unexpired) registration in any category.
+    async fn services(&self) -> Result<Vec<String>> {
+        let inner = self.inner.clone();
+        blocking(move || inner.services()).await?
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +500,52 @@ mod tests {
         big.set_len(MAX_FILE_BYTES + 1).expect("grow");
         assert_eq!(reg.lookup(&p).await.expect("lookup"), vec![p.clone()]);
         let _ = std::fs::remove_dir_all(format!("/{}", url.path()));
+    }
+
+    #[tokio::test]
+    async fn services_lists_interfaces_with_a_live_registration() {
+        let url = temp_registry("");
+        let root = PathBuf::from(format!("/{}", url.path()));
+        let reg = LocalRegistryFactory.connect(&url).await.expect("connect");
+        assert_eq!(
+            reg.services().await.expect("no directory yet"),
+            Vec::<String>::new()
+        );
+
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
+        let c = Url::parse("consumer://10.0.0.2/org.Outer$Inner?side=consumer").expect("url");
+        let gone = Url::parse("dubbo://10.0.0.3:20880/org.Gone").expect("url");
+        for u in [&p, &c, &gone] {
+            reg.register(u).await.expect("register");
+        }
+        reg.unregister(&gone).await.expect("unregister");
+
+        // An interface whose only registration expired: written by a process that died.
+        let stale = Url::parse("dubbo://10.0.0.4:20880/org.Stale").expect("url");
+        let stale_dir = root.join("org.Stale").join("providers");
+        std::fs::create_dir_all(&stale_dir).expect("mkdir");
+        let stale_file = stale_dir.join(stale.encoded());
+        let entry = serde_json::to_vec(&Entry {
+            url: stale.to_string(),
+            lease_ms: 300,
+        })
+        .expect("json");
+        std::fs::write(&stale_file, entry).expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&stale_file)
+            .expect("open")
+            .set_modified(SystemTime::now() - Duration::from_secs(2))
+            .expect("age the file");
+        // Noise that is not an interface directory.
+        std::fs::write(root.join("stray-file"), b"x").expect("write");
+        std::fs::create_dir_all(root.join(".tmp-dir").join("providers")).expect("mkdir");
+
+        assert_eq!(
+            reg.services().await.expect("services"),
+            vec!["org.Foo", "org.Outer$Inner"]
+        );
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[tokio::test]

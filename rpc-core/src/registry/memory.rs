@@ -167,6 +167,18 @@ impl Registry for MemoryRegistry {
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
         Ok(self.state()?.list(url.interface(), Category::Providers))
     }
+
+    async fn services(&self) -> Result<Vec<String>> {
+        let mut out: Vec<String> = self
+            .state()?
+            .urls
+            .iter()
+            .filter(|(_, cats)| cats.values().any(|set| !set.is_empty()))
+            .map(|(interface, _)| interface.clone())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +216,40 @@ mod tests {
         let before = rec.count();
         a.register(&p).await.expect("register");
         assert_eq!(rec.count(), before, "no notification after unsubscribe");
+    }
+
+    #[tokio::test]
+    async fn services_lists_interfaces_with_a_url_in_any_category() {
+        let reg = MemoryRegistry::new(Url::parse("memory://unit-services").expect("url"));
+        assert_eq!(
+            reg.services().await.expect("services"),
+            Vec::<String>::new()
+        );
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Zed?side=provider").expect("url");
+        let p2 = Url::parse("dubbo://10.0.0.2:20880/org.Zed?side=provider").expect("url");
+        let c = Url::parse("consumer://10.0.0.3/org.Alpha?side=consumer").expect("url");
+        let r = Url::parse("route://0.0.0.0/org.Mid?category=routers").expect("url");
+        for u in [&p, &p2, &c, &r] {
+            reg.register(u).await.expect("register");
+        }
+        assert_eq!(
+            reg.services().await.expect("services"),
+            vec!["org.Alpha", "org.Mid", "org.Zed"]
+        );
+        reg.unregister(&p).await.expect("unregister");
+        reg.unregister(&r).await.expect("unregister");
+        assert_eq!(
+            reg.services().await.expect("services"),
+            vec!["org.Alpha", "org.Zed"],
+            "an interface stays while one URL is left and goes with its last one"
+        );
+        // A subscription alone does not make an interface listed.
+        let sub = Url::parse("consumer://h/org.Watched").expect("url");
+        reg.subscribe(&sub, Recorder::new())
+            .await
+            .expect("subscribe");
+        reg.unregister(&p2).await.expect("unregister");
+        assert_eq!(reg.services().await.expect("services"), vec!["org.Alpha"]);
     }
 
     #[tokio::test]

@@ -193,6 +193,19 @@ pub async fn connect(url: &Url) -> Result<Arc<dyn Registry>> {
     )))
 }
 
+/// The interface name of one path segment of the Dubbo layout (a directory, ZooKeeper node
+/// or etcd key part written as `encode_component(interface)`), percent-decoded; `None` when
+/// the segment is empty or does not decode to UTF-8, so adapters skip what they did not write.
+pub fn decode_interface_segment(segment: &str) -> Option<String> {
+    let text = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()?;
+    if text.trim().is_empty() {
+        return None;
+    }
+    Some(text.into_owned())
+}
+
 /// The identity of a listener, to find it again on unsubscribe.
 pub fn listener_id(listener: &Arc<dyn NotifyListener>) -> usize {
     Arc::as_ptr(listener).cast::<()>() as usize
@@ -239,6 +252,58 @@ mod tests {
             Category::subscribed(&url("consumer://h/I?category=bogus")),
             vec![Category::Providers]
         );
+    }
+
+    #[test]
+    fn interface_segments_decode_or_are_refused() {
+        let name = "org.example.Outer$Inner";
+        assert_eq!(
+            decode_interface_segment(&crate::url::encode_component(name)).as_deref(),
+            Some(name)
+        );
+        assert_eq!(
+            decode_interface_segment("org.Plain").as_deref(),
+            Some("org.Plain")
+        );
+        assert_eq!(decode_interface_segment(""), None);
+        assert_eq!(decode_interface_segment("%20"), None);
+        assert_eq!(decode_interface_segment("bad%ff"), None);
+    }
+
+    /// A registry that implements only the required methods.
+    struct Minimal(Url);
+
+    #[async_trait::async_trait]
+    impl Registry for Minimal {
+        fn url(&self) -> &Url {
+            &self.0
+        }
+        fn is_available(&self) -> bool {
+            true
+        }
+        async fn register(&self, _: &Url) -> Result<()> {
+            Ok(())
+        }
+        async fn unregister(&self, _: &Url) -> Result<()> {
+            Ok(())
+        }
+        async fn subscribe(&self, _: &Url, _: Arc<dyn NotifyListener>) -> Result<()> {
+            Ok(())
+        }
+        async fn unsubscribe(&self, _: &Url, _: &Arc<dyn NotifyListener>) -> Result<()> {
+            Ok(())
+        }
+        async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_adapter_without_services_says_it_cannot_list() {
+        let reg = Minimal(url("custom://h:1"));
+        let err = reg.services().await.expect_err("not implemented");
+        assert_eq!(err.kind(), crate::ErrorKind::Internal);
+        assert!(err.to_string().contains("custom registry"), "{err}");
     }
 
     #[tokio::test]
