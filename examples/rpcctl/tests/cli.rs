@@ -57,6 +57,29 @@ async fn describe_invoke_metrics_and_offline_online() {
     let p = provider(&reg).await;
     let addr = format!("127.0.0.1:{}", p.port().expect("port"));
 
+    let (code, out, err) = rpcctl(args(&["--registry", &reg, "list"])).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("org.example.Greeter  (1 providers)"), "{out}");
+    assert!(
+        out.contains(&addr) && out.contains("version=1.0.0"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("rpc.Admin"),
+        "the admin service is not registered: {out}"
+    );
+
+    // describe through the registry finds the provider by itself
+    let (code, out, err) = rpcctl(args(&[
+        "--registry",
+        &reg,
+        "describe",
+        "org.example.Greeter",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&addr), "{out}");
+
     let (code, out, err) = rpcctl(args(&[
         "--provider",
         &addr,
