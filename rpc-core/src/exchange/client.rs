@@ -519,7 +519,7 @@ pub(crate) async fn write_loop(
         // each; a lone caller mostly does not pay for the extra scheduling.
         let mut frames = 1usize;
         batches = batches.wrapping_add(1);
-        let mut yielded = last_batch <= 1 && batches % 8 != 0;
+        let mut yielded = last_batch <= 1 && !batches.is_multiple_of(8);
         loop {
             while buf.len() < FLUSH_AT {
                 match rx.try_recv() {

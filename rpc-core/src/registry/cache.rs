@@ -538,44 +538,20 @@ mod tests {
     }
 
     /// A registry that is reachable but cannot list its services (the trait's default).
-    struct CannotList(Url);
-
-    #[async_trait::async_trait]
-    impl Registry for CannotList {
-        fn url(&self) -> &Url {
-            &self.0
-        }
-        fn is_available(&self) -> bool {
-            true
-        }
-        async fn register(&self, _: &Url) -> Result<()> {
-            Ok(())
-        }
-        async fn unregister(&self, _: &Url) -> Result<()> {
-            Ok(())
-        }
-        async fn subscribe(&self, _: &Url, _: Arc<dyn NotifyListener>) -> Result<()> {
-            Ok(())
-        }
-        async fn unsubscribe(&self, _: &Url, _: &Arc<dyn NotifyListener>) -> Result<()> {
-            Ok(())
-        }
-        async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
-            Ok(Vec::new())
-        }
-    }
-
     #[tokio::test]
     async fn services_fall_back_to_the_cache_when_the_registry_fails() {
         let reg = Url::parse("custom://127.0.0.1:1").expect("url");
         let cache = RegistryCache::in_memory(&reg);
         let p = Url::parse("dubbo://10.0.0.1:20880/org.Known").expect("url");
         cache.put("org.Known", Category::Providers, std::slice::from_ref(&p));
-        let cached = CachedRegistry::new(Arc::new(CannotList(reg.clone())), cache);
+        let cached = CachedRegistry::new(
+            Arc::new(crate::registry::testing::Inert(reg.clone())),
+            cache,
+        );
         assert_eq!(cached.services().await.expect("cache"), vec!["org.Known"]);
 
         let bare = CachedRegistry::new(
-            Arc::new(CannotList(reg.clone())),
+            Arc::new(crate::registry::testing::Inert(reg.clone())),
             RegistryCache::in_memory(&reg),
         );
         let err = bare.services().await.expect_err("nothing cached");

@@ -271,36 +271,9 @@ mod tests {
     }
 
     /// A registry that implements only the required methods.
-    struct Minimal(Url);
-
-    #[async_trait::async_trait]
-    impl Registry for Minimal {
-        fn url(&self) -> &Url {
-            &self.0
-        }
-        fn is_available(&self) -> bool {
-            true
-        }
-        async fn register(&self, _: &Url) -> Result<()> {
-            Ok(())
-        }
-        async fn unregister(&self, _: &Url) -> Result<()> {
-            Ok(())
-        }
-        async fn subscribe(&self, _: &Url, _: Arc<dyn NotifyListener>) -> Result<()> {
-            Ok(())
-        }
-        async fn unsubscribe(&self, _: &Url, _: &Arc<dyn NotifyListener>) -> Result<()> {
-            Ok(())
-        }
-        async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
-            Ok(Vec::new())
-        }
-    }
-
     #[tokio::test]
     async fn an_adapter_without_services_says_it_cannot_list() {
-        let reg = Minimal(url("custom://h:1"));
+        let reg = crate::registry::testing::Inert(url("custom://h:1"));
         let err = reg.services().await.expect_err("not implemented");
         assert_eq!(err.kind(), crate::ErrorKind::Internal);
         assert!(err.to_string().contains("custom registry"), "{err}");

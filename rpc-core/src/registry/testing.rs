@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Category, NotifyListener};
+use super::{Category, NotifyListener, Registry};
+use crate::error::Result;
 use crate::url::Url;
 
 /// Records every notification; tests wait on it for a list to appear.
@@ -64,5 +65,35 @@ impl NotifyListener for Recorder {
             s.1.insert(category, urls);
         }
         self.changed.notify_waiters();
+    }
+}
+
+/// A registry that is always reachable, accepts every call and holds nothing: it implements
+/// only the trait's required methods, so it shows the provided defaults (such as
+/// [`Registry::services`]).
+pub struct Inert(pub Url);
+
+#[async_trait::async_trait]
+impl Registry for Inert {
+    fn url(&self) -> &Url {
+        &self.0
+    }
+    fn is_available(&self) -> bool {
+        true
+    }
+    async fn register(&self, _: &Url) -> Result<()> {
+        Ok(())
+    }
+    async fn unregister(&self, _: &Url) -> Result<()> {
+        Ok(())
+    }
+    async fn subscribe(&self, _: &Url, _: Arc<dyn NotifyListener>) -> Result<()> {
+        Ok(())
+    }
+    async fn unsubscribe(&self, _: &Url, _: &Arc<dyn NotifyListener>) -> Result<()> {
+        Ok(())
+    }
+    async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
+        Ok(Vec::new())
     }
 }
