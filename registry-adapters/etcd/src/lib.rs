@@ -28,18 +28,19 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client as etcd;
-use rpc_core::registry::{
-    decode_interface_segment, listener_id, Category, NotifyListener, Registry, RegistryFactory,
+use rpc_core::registry::remote::{Backoff, Connection, DubboLayout, Instances, Registrations};
+use rpc_core::registry::subscriptions::{
+    wait_first_lists, CategoryWatch, Subscription, Subscriptions,
 };
-use rpc_core::url::encode_component;
+use rpc_core::registry::{
+    decode_interface_segment, Category, NotifyListener, Registry, RegistryFactory,
+};
 use rpc_core::{Result, RpcError, Url};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Most keys read from one category prefix, and most interfaces listed by `services`.
@@ -69,56 +70,30 @@ rpc_core::register!(dyn RegistryFactory, "etcd", || Arc::new(
     EtcdRegistryFactory
 ));
 
-fn instances() -> &'static Mutex<HashMap<String, Weak<EtcdRegistry>>> {
-    static INSTANCES: OnceLock<Mutex<HashMap<String, Weak<EtcdRegistry>>>> = OnceLock::new();
-    INSTANCES.get_or_init(Default::default)
-}
+static INSTANCES: Instances<EtcdRegistry> = Instances::new("etcd");
 
 #[async_trait::async_trait]
 impl RegistryFactory for EtcdRegistryFactory {
     /// Returns at once; the connection and lease are set up in the background.
     async fn connect(&self, url: &Url) -> Result<Arc<dyn Registry>> {
-        let key = url.to_string();
-        let mut map = instances()
-            .lock()
-            .map_err(|_| RpcError::internal("etcd registry table poisoned"))?;
-        map.retain(|_, w| w.strong_count() > 0);
-        if let Some(reg) = map.get(&key).and_then(Weak::upgrade) {
-            return Ok(reg);
-        }
-        let reg = Arc::new(EtcdRegistry::start(url)?);
-        map.insert(key, Arc::downgrade(&reg));
-        Ok(reg)
+        Ok(INSTANCES.get_or_start(url, EtcdRegistry::start)?)
     }
-}
-
-#[derive(Clone)]
-struct Subscription {
-    id: u64,
-    interface: String,
-    categories: Vec<Category>,
-    listener: Arc<dyn NotifyListener>,
 }
 
 struct Shared {
     url: Url,
     endpoints: Vec<String>,
-    root: String,
+    layout: DubboLayout,
     ttl: i64,
     timeout: Duration,
     user: Option<(String, String)>,
-    available: AtomicBool,
     /// The current client and its lease, when set up.
-    client: Mutex<Option<etcd::Client>>,
+    conn: Connection<etcd::Client>,
     lease: AtomicI64,
     /// Key → URL, put again on every new lease.
-    registered: Mutex<BTreeMap<String, Url>>,
-    subs: Mutex<Vec<Subscription>>,
-    /// Watch tasks of the current client, by subscription id.
-    watches: Mutex<HashMap<u64, Vec<JoinHandle<()>>>>,
-    next_id: AtomicU64,
-    /// Woken whenever a new client is in place.
-    ready: tokio::sync::Notify,
+    registered: Registrations,
+    /// Re-opened after every reconnection.
+    subs: Subscriptions,
 }
 
 /// An etcd registry client (see the crate docs).
@@ -130,7 +105,7 @@ pub struct EtcdRegistry {
 impl Drop for EtcdRegistry {
     fn drop(&mut self) {
         self.supervisor.abort();
-        self.shared.stop_watches();
+        self.shared.subs.stop_watches();
     }
 }
 
@@ -159,29 +134,19 @@ impl EtcdRegistry {
                     .map(|b| format!("http://{}", b.trim())),
             );
         }
-        let root = url.param("root").unwrap_or("dubbo").trim_matches('/');
-        let root = if root.is_empty() {
-            String::new()
-        } else {
-            format!("/{root}")
-        };
         let shared = Arc::new(Shared {
             url: url.clone(),
             endpoints,
-            root,
+            layout: DubboLayout::from_url(url),
             ttl: url.param_as("lease", 10i64)?.max(1),
             timeout: Duration::from_millis(url.param_as("timeout", 5_000u64)?.max(10)),
             user: url
                 .username()
                 .map(|u| (u.to_string(), url.password().unwrap_or("").to_string())),
-            available: AtomicBool::new(false),
-            client: Mutex::new(None),
+            conn: Connection::new(),
             lease: AtomicI64::new(0),
-            registered: Mutex::new(BTreeMap::new()),
-            subs: Mutex::new(Vec::new()),
-            watches: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            ready: tokio::sync::Notify::new(),
+            registered: Registrations::new(),
+            subs: Subscriptions::new(),
         });
         let supervisor = tokio::spawn(supervise(shared.clone()));
         Ok(EtcdRegistry { shared, supervisor })
@@ -195,48 +160,19 @@ impl EtcdRegistry {
 }
 
 impl Shared {
-    fn client(&self) -> Option<etcd::Client> {
-        self.client.lock().ok().and_then(|c| c.clone())
-    }
-
     /// The current client, waiting up to the `timeout` key for the first one (so a start-up
     /// subscription reads the registry rather than the cache when the registry is up).
     async fn wait_client(&self) -> Option<etcd::Client> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let ready = self.ready.notified();
-            if let Some(c) = self.client() {
-                return Some(c);
-            }
-            if tokio::time::timeout_at(deadline, ready).await.is_err() {
-                return None;
-            }
-        }
+        self.conn.wait(self.timeout).await
     }
 
+    /// The key prefix of one category of `interface`: `{root}/{interface}/{category}/`.
     fn prefix(&self, interface: &str, category: Category) -> String {
-        format!(
-            "{}/{}/{}/",
-            self.root,
-            encode_component(interface),
-            category.as_str()
-        )
+        format!("{}/", self.layout.category_path(interface, category))
     }
 
     fn key(&self, url: &Url) -> String {
-        format!(
-            "{}{}",
-            self.prefix(url.interface(), Category::of(url)),
-            url.encoded()
-        )
-    }
-
-    fn stop_watches(&self) {
-        if let Ok(mut w) = self.watches.lock() {
-            for (_, tasks) in w.drain() {
-                tasks.into_iter().for_each(|t| t.abort());
-            }
-        }
+        self.layout.url_path(url)
     }
 
     async fn put(&self, client: &mut etcd::Client, key: &str, url: &Url) -> Result<()> {
@@ -289,9 +225,9 @@ impl Shared {
     /// at most one page whatever its number of keys. At most [`MAX_KEYS`] interfaces and
     /// [`MAX_KEYS`] pages.
     async fn services(&self, client: &mut etcd::Client) -> Result<Vec<String>> {
-        let root_prefix = format!("{}/", self.root);
+        let root_prefix = format!("{}/", self.layout.root());
         // The end of the prefix range: '0' is the byte after '/'.
-        let end = format!("{}0", self.root);
+        let end = format!("{}0", self.layout.root());
         let mut start: Vec<u8> = root_prefix.clone().into_bytes();
         let mut out: Vec<String> = Vec::new();
         let limit = usize::try_from(MAX_KEYS).unwrap_or(usize::MAX);
@@ -343,31 +279,21 @@ impl Shared {
         Ok(out)
     }
 
+    /// Starts the watch tasks of one subscription on `client`; the receivers fire once each
+    /// category's first list was notified.
     fn start_watch(
         self: &Arc<Self>,
         client: &etcd::Client,
         sub: &Subscription,
-    ) -> Vec<oneshot::Receiver<()>> {
-        let mut firsts = Vec::new();
-        let mut tasks = Vec::new();
-        for category in &sub.categories {
-            let (tx, rx) = oneshot::channel();
-            firsts.push(rx);
-            tasks.push(tokio::spawn(watch_category(
+    ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        self.subs.start(sub, |category, watch| {
+            tokio::spawn(watch_category(
                 self.clone(),
                 client.clone(),
-                sub.listener.clone(),
-                self.prefix(&sub.interface, *category),
-                *category,
-                tx,
-            )));
-        }
-        if let Ok(mut w) = self.watches.lock() {
-            if let Some(old) = w.insert(sub.id, tasks) {
-                old.into_iter().for_each(|t| t.abort());
-            }
-        }
-        firsts
+                self.prefix(&sub.interface, category),
+                watch,
+            ))
+        })
     }
 }
 
@@ -376,13 +302,9 @@ impl Shared {
 async fn watch_category(
     shared: Arc<Shared>,
     mut client: etcd::Client,
-    listener: Arc<dyn NotifyListener>,
     prefix: String,
-    category: Category,
-    first: oneshot::Sender<()>,
+    mut watch: CategoryWatch,
 ) {
-    let mut first = Some(first);
-    let mut last: Option<Vec<Url>> = None;
     loop {
         let opts = etcd::WatchOptions::new().with_prefix();
         let opened =
@@ -399,13 +321,7 @@ async fn watch_category(
         loop {
             match shared.list(&mut client, &prefix).await {
                 Ok(urls) => {
-                    if last.as_ref() != Some(&urls) {
-                        last = Some(urls.clone());
-                        listener.notify(category, urls);
-                    }
-                    if let Some(tx) = first.take() {
-                        let _ = tx.send(());
-                    }
+                    watch.update(urls);
                 }
                 Err(e) => {
                     tracing::debug!(prefix, error = %e, "etcd: list failed, re-opening the watch");
@@ -428,24 +344,20 @@ async fn watch_category(
 /// Sets up a client and lease, puts every registration and opens every watch; then keeps
 /// the lease alive. Any failure starts over with a new client and lease.
 async fn supervise(shared: Arc<Shared>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::registry();
     loop {
         let started = tokio::time::Instant::now();
         if let Err(e) = run_session(&shared).await {
             tracing::warn!(registry = %shared.url, error = %e, "etcd: session lost, starting over");
         }
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff = Duration::from_millis(100);
+        if started.elapsed() > Backoff::STABLE {
+            backoff.reset();
         }
-        shared.available.store(false, Ordering::SeqCst);
-        shared.stop_watches();
+        shared.conn.set_available(false);
+        shared.subs.stop_watches();
         shared.lease.store(0, Ordering::SeqCst);
-        if let Ok(mut c) = shared.client.lock() {
-            c.take();
-        }
-        let jitter = Duration::from_millis(fastrand::u64(0..100));
-        tokio::time::sleep(backoff + jitter).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        shared.conn.clear();
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -476,23 +388,14 @@ async fn run_session(shared: &Arc<Shared>) -> Result<()> {
             .map_err(timed("keep-alive"))?
             .map_err(|e| etcd_err("keep-alive", e))?;
     shared.lease.store(lease, Ordering::SeqCst);
-    if let Ok(mut c) = shared.client.lock() {
-        *c = Some(client.clone());
-    }
-    shared.ready.notify_waiters();
-    let registered: Vec<(String, Url)> = shared
-        .registered
-        .lock()
-        .map(|r| r.iter().map(|(k, u)| (k.clone(), u.clone())).collect())
-        .unwrap_or_default();
-    for (key, url) in registered {
+    shared.conn.set(client.clone());
+    for (key, url) in shared.registered.snapshot() {
         shared.put(&mut client, &key, &url).await?;
     }
-    let subs: Vec<Subscription> = shared.subs.lock().map(|s| s.clone()).unwrap_or_default();
-    for sub in &subs {
-        drop(shared.start_watch(&client, sub));
+    for sub in shared.subs.snapshot() {
+        drop(shared.start_watch(&client, &sub));
     }
-    shared.available.store(true, Ordering::SeqCst);
+    shared.conn.set_available(true);
     tracing::info!(registry = %shared.url, lease, "etcd: lease granted");
 
     let period = Duration::from_millis(u64::try_from(shared.ttl).unwrap_or(1) * 1000 / 3);
@@ -525,16 +428,14 @@ impl Registry for EtcdRegistry {
     }
 
     fn is_available(&self) -> bool {
-        self.shared.available.load(Ordering::SeqCst)
+        self.shared.conn.is_available()
     }
 
     /// Records the registration (put again on every new lease) and puts it now when a lease
     /// exists; a failure now is logged and retried by the background task.
     async fn register(&self, url: &Url) -> Result<()> {
         let key = self.shared.key(url);
-        if let Ok(mut r) = self.shared.registered.lock() {
-            r.insert(key.clone(), url.clone());
-        }
+        self.shared.registered.insert(&key, url);
         let client = self.shared.wait_client().await;
         if let (Some(mut client), Some(_)) = (client, self.lease_id()) {
             if let Err(e) = self.shared.put(&mut client, &key, url).await {
@@ -546,10 +447,8 @@ impl Registry for EtcdRegistry {
 
     async fn unregister(&self, url: &Url) -> Result<()> {
         let key = self.shared.key(url);
-        if let Ok(mut r) = self.shared.registered.lock() {
-            r.remove(&key);
-        }
-        let Some(mut client) = self.shared.client() else {
+        self.shared.registered.remove(&key);
+        let Some(mut client) = self.shared.conn.get() else {
             return Ok(());
         };
         tokio::time::timeout(self.shared.timeout, client.delete(key.as_str(), None))
@@ -562,45 +461,17 @@ impl Registry for EtcdRegistry {
     /// Records the subscription (re-opened after every reconnection); when connected, waits
     /// until the current lists were notified (at most the `timeout` key).
     async fn subscribe(&self, url: &Url, listener: Arc<dyn NotifyListener>) -> Result<()> {
-        let sub = Subscription {
-            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
-            interface: url.interface().to_string(),
-            categories: Category::subscribed(url),
-            listener,
-        };
-        if let Ok(mut subs) = self.shared.subs.lock() {
-            subs.push(sub.clone());
-        }
+        let sub = self.shared.subs.add(url, listener);
         let firsts = match self.shared.wait_client().await {
             Some(client) => self.shared.start_watch(&client, &sub),
             None => Vec::new(),
         };
-        let _ = tokio::time::timeout(self.shared.timeout, async {
-            for rx in firsts {
-                let _ = rx.await;
-            }
-        })
-        .await;
+        wait_first_lists(firsts, self.shared.timeout).await;
         Ok(())
     }
 
     async fn unsubscribe(&self, url: &Url, listener: &Arc<dyn NotifyListener>) -> Result<()> {
-        let id = listener_id(listener);
-        let mut removed = Vec::new();
-        if let Ok(mut subs) = self.shared.subs.lock() {
-            subs.retain(|s| {
-                let hit = s.interface == url.interface() && listener_id(&s.listener) == id;
-                if hit {
-                    removed.push(s.id);
-                }
-                !hit
-            });
-        }
-        if let Ok(mut w) = self.shared.watches.lock() {
-            for id in removed {
-                w.remove(&id).into_iter().flatten().for_each(|t| t.abort());
-            }
-        }
+        self.shared.subs.remove(url.interface(), listener);
         Ok(())
     }
 

@@ -31,19 +31,19 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_core::registry::{
-    decode_interface_segment, listener_id, Category, NotifyListener, Registry, RegistryFactory,
+use rpc_core::registry::remote::{Backoff, Connection, DubboLayout, Instances, Registrations};
+use rpc_core::registry::subscriptions::{
+    wait_first_lists, CategoryWatch, Subscription, Subscriptions,
 };
-use rpc_core::url::encode_component;
+use rpc_core::registry::{
+    decode_interface_segment, Category, NotifyListener, Registry, RegistryFactory,
+};
 use rpc_core::{RpcError, Url};
 
 type Result<T, E = RpcError> = std::result::Result<T, E>;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use zookeeper_client as zk;
 
@@ -58,55 +58,29 @@ rpc_core::register!(dyn RegistryFactory, "zookeeper", || Arc::new(
     ZookeeperRegistryFactory
 ));
 
-fn instances() -> &'static Mutex<HashMap<String, Weak<ZookeeperRegistry>>> {
-    static INSTANCES: OnceLock<Mutex<HashMap<String, Weak<ZookeeperRegistry>>>> = OnceLock::new();
-    INSTANCES.get_or_init(Default::default)
-}
+static INSTANCES: Instances<ZookeeperRegistry> = Instances::new("zookeeper");
 
 #[async_trait::async_trait]
 impl RegistryFactory for ZookeeperRegistryFactory {
     /// Returns at once; the session is established in the background (see the crate docs).
     async fn connect(&self, url: &Url) -> Result<Arc<dyn Registry>> {
-        let key = url.to_string();
-        let mut map = instances()
-            .lock()
-            .map_err(|_| RpcError::internal("zookeeper registry table poisoned"))?;
-        map.retain(|_, w| w.strong_count() > 0);
-        if let Some(reg) = map.get(&key).and_then(Weak::upgrade) {
-            return Ok(reg);
-        }
-        let reg = Arc::new(ZookeeperRegistry::start(url)?);
-        map.insert(key, Arc::downgrade(&reg));
-        Ok(reg)
+        Ok(INSTANCES.get_or_start(url, ZookeeperRegistry::start)?)
     }
-}
-
-#[derive(Clone)]
-struct Subscription {
-    id: u64,
-    interface: String,
-    categories: Vec<Category>,
-    listener: Arc<dyn NotifyListener>,
 }
 
 struct Shared {
     url: Url,
     cluster: String,
-    root: String,
+    layout: DubboLayout,
     session_timeout: Duration,
     connect_timeout: Duration,
     auth: Option<Vec<u8>>,
-    available: AtomicBool,
     /// The current session, when there is one.
-    client: Mutex<Option<zk::Client>>,
+    conn: Connection<zk::Client>,
     /// Node path → URL, replayed on every new session.
-    registered: Mutex<BTreeMap<String, Url>>,
-    subs: Mutex<Vec<Subscription>>,
-    /// Watch tasks of the current session, by subscription id.
-    watches: Mutex<HashMap<u64, Vec<JoinHandle<()>>>>,
-    next_id: AtomicU64,
-    /// Woken whenever a new client is in place.
-    ready: tokio::sync::Notify,
+    registered: Registrations,
+    /// Re-armed on every new session.
+    subs: Subscriptions,
 }
 
 /// A ZooKeeper registry client (see the crate docs).
@@ -118,10 +92,8 @@ pub struct ZookeeperRegistry {
 impl Drop for ZookeeperRegistry {
     fn drop(&mut self) {
         self.supervisor.abort();
-        self.shared.stop_watches();
-        if let Ok(mut c) = self.shared.client.lock() {
-            c.take();
-        }
+        self.shared.subs.stop_watches();
+        self.shared.conn.clear();
     }
 }
 
@@ -151,29 +123,19 @@ impl ZookeeperRegistry {
             cluster.push(',');
             cluster.push_str(backup);
         }
-        let root = url.param("root").unwrap_or("dubbo").trim_matches('/');
-        let root = if root.is_empty() {
-            String::new()
-        } else {
-            format!("/{root}")
-        };
         let auth = url
             .username()
             .map(|u| format!("{u}:{}", url.password().unwrap_or("")).into_bytes());
         let shared = Arc::new(Shared {
             url: url.clone(),
             cluster,
-            root,
+            layout: DubboLayout::from_url(url),
             session_timeout: Duration::from_millis(url.param_as("session", 60_000u64)?),
             connect_timeout: Duration::from_millis(url.param_as("timeout", 5_000u64)?),
             auth,
-            available: AtomicBool::new(false),
-            client: Mutex::new(None),
-            registered: Mutex::new(BTreeMap::new()),
-            subs: Mutex::new(Vec::new()),
-            watches: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            ready: tokio::sync::Notify::new(),
+            conn: Connection::new(),
+            registered: Registrations::new(),
+            subs: Subscriptions::new(),
         });
         let supervisor = tokio::spawn(supervise(shared.clone()));
         Ok(ZookeeperRegistry { shared, supervisor })
@@ -181,28 +143,15 @@ impl ZookeeperRegistry {
 
     /// The id of the current session, if one is established (for tests and diagnostics).
     pub fn session(&self) -> Option<zk::SessionInfo> {
-        self.shared.client().map(|c| c.session().clone())
+        self.shared.conn.get().map(|c| c.session().clone())
     }
 }
 
 impl Shared {
-    fn client(&self) -> Option<zk::Client> {
-        self.client.lock().ok().and_then(|c| c.clone())
-    }
-
     /// The current client, waiting up to the `timeout` key for the first one (so a start-up
     /// subscription reads the registry rather than the cache when the registry is up).
     async fn wait_client(&self) -> Option<zk::Client> {
-        let deadline = tokio::time::Instant::now() + self.connect_timeout;
-        loop {
-            let ready = self.ready.notified();
-            if let Some(c) = self.client() {
-                return Some(c);
-            }
-            if tokio::time::timeout_at(deadline, ready).await.is_err() {
-                return None;
-            }
-        }
+        self.conn.wait(self.connect_timeout).await
     }
 
     fn acls(&self) -> zk::Acls<'static> {
@@ -213,29 +162,11 @@ impl Shared {
         }
     }
 
-    fn category_path(&self, interface: &str, category: Category) -> String {
-        format!(
-            "{}/{}/{}",
-            self.root,
-            encode_component(interface),
-            category.as_str()
-        )
-    }
-
-    fn node_path(&self, url: &Url) -> String {
-        format!(
-            "{}/{}",
-            self.category_path(url.interface(), Category::of(url)),
-            url.encoded()
-        )
-    }
-
     /// The path of the root node (`/` when the root is empty).
     fn root_path(&self) -> &str {
-        if self.root.is_empty() {
-            "/"
-        } else {
-            &self.root
+        match self.layout.root() {
+            "" => "/",
+            root => root,
         }
     }
 
@@ -248,7 +179,7 @@ impl Shared {
         // Sent together, so the four reads cost one round trip.
         let stats: Vec<_> = Category::ALL
             .into_iter()
-            .map(|c| client.check_stat(&format!("{}/{segment}/{}", self.root, c.as_str())))
+            .map(|c| client.check_stat(&format!("{}/{segment}/{}", self.layout.root(), c.as_str())))
             .collect();
         let mut any = false;
         for stat in stats {
@@ -257,16 +188,6 @@ impl Shared {
             }
         }
         Ok(any)
-    }
-
-    fn stop_watches(&self) {
-        if let Ok(mut w) = self.watches.lock() {
-            for (_, tasks) in w.drain() {
-                for t in tasks {
-                    t.abort();
-                }
-            }
-        }
     }
 
     /// Creates the persistent parents of `path`.
@@ -314,27 +235,15 @@ impl Shared {
         self: &Arc<Self>,
         client: &zk::Client,
         sub: &Subscription,
-    ) -> Vec<oneshot::Receiver<()>> {
-        let mut firsts = Vec::new();
-        let mut tasks = Vec::new();
-        for category in &sub.categories {
-            let (tx, rx) = oneshot::channel();
-            firsts.push(rx);
-            tasks.push(tokio::spawn(watch_category(
+    ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        self.subs.start(sub, |category, watch| {
+            tokio::spawn(watch_category(
                 self.clone(),
                 client.clone(),
-                sub.listener.clone(),
-                self.category_path(&sub.interface, *category),
-                *category,
-                tx,
-            )));
-        }
-        if let Ok(mut w) = self.watches.lock() {
-            if let Some(old) = w.insert(sub.id, tasks) {
-                old.into_iter().for_each(|t| t.abort());
-            }
-        }
-        firsts
+                self.layout.category_path(&sub.interface, category),
+                watch,
+            ))
+        })
     }
 }
 
@@ -367,24 +276,13 @@ fn decode_children(path: &str, mut children: Vec<String>) -> Vec<Url> {
 async fn watch_category(
     shared: Arc<Shared>,
     client: zk::Client,
-    listener: Arc<dyn NotifyListener>,
     path: String,
-    category: Category,
-    first: oneshot::Sender<()>,
+    mut watch: CategoryWatch,
 ) {
-    let mut first = Some(first);
-    let mut last: Option<Vec<Url>> = None;
     loop {
         match client.list_and_watch_children(&path).await {
             Ok((children, watcher)) => {
-                let urls = decode_children(&path, children);
-                if last.as_ref() != Some(&urls) {
-                    last = Some(urls.clone());
-                    listener.notify(category, urls);
-                }
-                if let Some(tx) = first.take() {
-                    let _ = tx.send(());
-                }
+                watch.update(decode_children(&path, children));
                 let event = watcher.changed().await;
                 if event.event_type == zk::EventType::Session && event.session_state.is_terminated()
                 {
@@ -412,7 +310,7 @@ async fn watch_category(
 /// Owns the session: connects, replays registrations and watches, and starts over when the
 /// session expires or closes.
 async fn supervise(shared: Arc<Shared>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::registry();
     loop {
         let mut connector = zk::Client::connector()
             .with_session_timeout(shared.session_timeout)
@@ -424,42 +322,30 @@ async fn supervise(shared: Arc<Shared>) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(registry = %shared.url, error = %e, "zookeeper: cannot connect, retrying");
-                let jitter = Duration::from_millis(fastrand::u64(0..100));
-                tokio::time::sleep(backoff + jitter).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
         let started = tokio::time::Instant::now();
         let mut states = client.state_watcher();
-        if let Ok(mut c) = shared.client.lock() {
-            *c = Some(client.clone());
-        }
-        shared.ready.notify_waiters();
-        let registered: Vec<(String, Url)> = shared
-            .registered
-            .lock()
-            .map(|r| r.iter().map(|(p, u)| (p.clone(), u.clone())).collect())
-            .unwrap_or_default();
-        for (path, url) in registered {
+        shared.conn.set(client.clone());
+        for (path, url) in shared.registered.snapshot() {
             if let Err(e) = shared.create_node(&client, &path, &url).await {
                 tracing::warn!(path, error = %e, "zookeeper: cannot re-create registration");
             }
         }
-        if let Ok(subs) = shared.subs.lock() {
-            for sub in subs.iter() {
-                drop(shared.start_watch(&client, sub));
-            }
+        for sub in shared.subs.snapshot() {
+            drop(shared.start_watch(&client, &sub));
         }
-        shared.available.store(true, Ordering::SeqCst);
+        shared.conn.set_available(true);
         tracing::info!(registry = %shared.url, session = ?client.session_id(), "zookeeper: session established");
         loop {
             match states.changed().await {
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                    shared.available.store(true, Ordering::SeqCst);
+                    shared.conn.set_available(true);
                 }
                 zk::SessionState::Disconnected => {
-                    shared.available.store(false, Ordering::SeqCst);
+                    shared.conn.set_available(false);
                 }
                 terminal => {
                     tracing::warn!(registry = %shared.url, state = %terminal,
@@ -468,19 +354,15 @@ async fn supervise(shared: Arc<Shared>) {
                 }
             }
         }
-        shared.available.store(false, Ordering::SeqCst);
-        shared.stop_watches();
-        if let Ok(mut c) = shared.client.lock() {
-            c.take();
-        }
+        shared.conn.set_available(false);
+        shared.subs.stop_watches();
+        shared.conn.clear();
         // A session that ended quickly (e.g. refused credentials) must not spin.
-        let jitter = Duration::from_millis(fastrand::u64(0..100));
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff = Duration::from_millis(100);
-            tokio::time::sleep(jitter).await;
+        if started.elapsed() > Backoff::STABLE {
+            backoff.reset();
+            tokio::time::sleep(backoff.jitter()).await;
         } else {
-            tokio::time::sleep(backoff + jitter).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 }
@@ -492,25 +374,21 @@ impl Registry for ZookeeperRegistry {
     }
 
     fn is_available(&self) -> bool {
-        self.shared.available.load(Ordering::SeqCst)
+        self.shared.conn.is_available()
     }
 
     /// Records the registration (replayed on every new session) and creates its node now if
     /// a session exists. Fails only when the server refuses the node (e.g. not authorized).
     async fn register(&self, url: &Url) -> Result<()> {
-        let path = self.shared.node_path(url);
-        if let Ok(mut r) = self.shared.registered.lock() {
-            r.insert(path.clone(), url.clone());
-        }
+        let path = self.shared.layout.url_path(url);
+        self.shared.registered.insert(&path, url);
         let Some(client) = self.shared.wait_client().await else {
             return Ok(());
         };
         match self.shared.create_node(&client, &path, url).await {
             Ok(()) => Ok(()),
             Err(e @ (zk::Error::NoAuth | zk::Error::InvalidAcl | zk::Error::BadArguments(_))) => {
-                if let Ok(mut r) = self.shared.registered.lock() {
-                    r.remove(&path);
-                }
+                self.shared.registered.remove(&path);
                 Err(zk_err("register", e).with_service(url.service_key()))
             }
             Err(e) => {
@@ -521,11 +399,9 @@ impl Registry for ZookeeperRegistry {
     }
 
     async fn unregister(&self, url: &Url) -> Result<()> {
-        let path = self.shared.node_path(url);
-        if let Ok(mut r) = self.shared.registered.lock() {
-            r.remove(&path);
-        }
-        let Some(client) = self.shared.client() else {
+        let path = self.shared.layout.url_path(url);
+        self.shared.registered.remove(&path);
+        let Some(client) = self.shared.conn.get() else {
             return Ok(());
         };
         match client.delete(&path, None).await {
@@ -537,45 +413,17 @@ impl Registry for ZookeeperRegistry {
     /// Records the subscription (re-armed on every new session); with a session, waits until
     /// the current lists were notified (at most the connection timeout).
     async fn subscribe(&self, url: &Url, listener: Arc<dyn NotifyListener>) -> Result<()> {
-        let sub = Subscription {
-            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
-            interface: url.interface().to_string(),
-            categories: Category::subscribed(url),
-            listener,
-        };
-        if let Ok(mut subs) = self.shared.subs.lock() {
-            subs.push(sub.clone());
-        }
+        let sub = self.shared.subs.add(url, listener);
         let firsts = match self.shared.wait_client().await {
             Some(client) => self.shared.start_watch(&client, &sub),
             None => Vec::new(),
         };
-        let _ = tokio::time::timeout(self.shared.connect_timeout, async {
-            for rx in firsts {
-                let _ = rx.await;
-            }
-        })
-        .await;
+        wait_first_lists(firsts, self.shared.connect_timeout).await;
         Ok(())
     }
 
     async fn unsubscribe(&self, url: &Url, listener: &Arc<dyn NotifyListener>) -> Result<()> {
-        let id = listener_id(listener);
-        let mut removed = Vec::new();
-        if let Ok(mut subs) = self.shared.subs.lock() {
-            subs.retain(|s| {
-                let hit = s.interface == url.interface() && listener_id(&s.listener) == id;
-                if hit {
-                    removed.push(s.id);
-                }
-                !hit
-            });
-        }
-        if let Ok(mut w) = self.shared.watches.lock() {
-            for id in removed {
-                w.remove(&id).into_iter().flatten().for_each(|t| t.abort());
-            }
-        }
+        self.shared.subs.remove(url.interface(), listener);
         Ok(())
     }
 
@@ -588,6 +436,7 @@ impl Registry for ZookeeperRegistry {
         })?;
         let path = self
             .shared
+            .layout
             .category_path(url.interface(), Category::Providers);
         match client.list_children(&path).await {
             Ok(children) => Ok(decode_children(&path, children)),
@@ -653,13 +502,14 @@ mod tests {
         .expect("start");
         let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo?side=provider").expect("url");
         assert_eq!(
-            reg.shared.node_path(&p),
+            reg.shared.layout.url_path(&p),
             format!("/rpc/org.Foo/providers/{}", p.encoded())
         );
         let c = Url::parse("consumer://10.0.0.2/org.Foo?side=consumer").expect("url");
         assert!(reg
             .shared
-            .node_path(&c)
+            .layout
+            .url_path(&c)
             .starts_with("/rpc/org.Foo/consumers/"));
         assert!(!reg.is_available());
     }

@@ -175,6 +175,8 @@ crate::extension_point!(dyn RegistryFactory, key = "registry", default = "local"
 pub mod cache;
 pub mod local;
 pub mod memory;
+pub mod remote;
+pub mod subscriptions;
 pub mod testing;
 
 pub use cache::{CachedRegistry, RegistryCache};
