@@ -258,28 +258,14 @@ impl CategoryWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<(Category, Vec<Url>)>>);
-
-    impl NotifyListener for Recorder {
-        fn notify(&self, category: Category, urls: Vec<Url>) {
-            self.0.lock().expect("recorder").push((category, urls));
-        }
-    }
-
-    impl Recorder {
-        fn seen(&self) -> Vec<(Category, Vec<Url>)> {
-            self.0.lock().expect("recorder").clone()
-        }
-    }
+    use crate::registry::testing::Recorder;
 
     fn url(s: &str) -> Url {
         Url::parse(s).expect("url")
     }
 
     fn listener() -> Arc<dyn NotifyListener> {
-        Arc::new(Recorder::default())
+        Recorder::new()
     }
 
     /// A watch task that runs until aborted; the flag says whether it is still running.
@@ -415,7 +401,7 @@ mod tests {
     #[tokio::test]
     async fn start_spawns_one_watch_per_category_and_reports_first_lists() {
         let subs = Subscriptions::new();
-        let recorder = Arc::new(Recorder::default());
+        let recorder = Recorder::new();
         let sub = subs.add(
             &url("consumer://h/org.A?category=providers,routers"),
             recorder.clone(),
@@ -436,15 +422,9 @@ mod tests {
         });
         assert_eq!(firsts.len(), 2);
         assert!(wait_first_lists(firsts, Duration::from_secs(10)).await);
-        let mut seen = recorder.seen();
-        seen.sort_by_key(|(c, _)| c.as_str());
-        assert_eq!(
-            seen,
-            vec![
-                (Category::Providers, vec![provider]),
-                (Category::Routers, Vec::new()),
-            ]
-        );
+        assert_eq!(recorder.count(), 2, "one list per category");
+        assert_eq!(recorder.last(Category::Providers), Some(vec![provider]));
+        assert_eq!(recorder.last(Category::Routers), Some(Vec::new()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -462,23 +442,19 @@ mod tests {
 
     #[test]
     fn a_category_watch_notifies_changes_only_and_always_the_first_list() {
-        let recorder = Arc::new(Recorder::default());
+        let recorder = Recorder::new();
         let (mut watch, mut first) = CategoryWatch::new(recorder.clone(), Category::Routers);
         assert!(first.try_recv().is_err(), "nothing delivered yet");
         assert!(watch.update(Vec::new()), "an empty first list is notified");
         assert!(first.try_recv().is_ok());
+        assert_eq!(recorder.last(Category::Routers), Some(Vec::new()));
         assert!(!watch.update(Vec::new()), "same list again");
         let r = url("route://0.0.0.0/org.A?category=routers");
         assert!(watch.update(vec![r.clone()]));
+        assert_eq!(recorder.last(Category::Routers), Some(vec![r.clone()]));
         assert!(!watch.update(vec![r.clone()]));
         assert!(watch.update(Vec::new()));
-        assert_eq!(
-            recorder.seen(),
-            vec![
-                (Category::Routers, Vec::new()),
-                (Category::Routers, vec![r]),
-                (Category::Routers, Vec::new()),
-            ]
-        );
+        assert_eq!(recorder.count(), 3, "only the changes were notified");
+        assert_eq!(recorder.last(Category::Routers), Some(Vec::new()));
     }
 }
