@@ -33,10 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client as etcd;
-use rpc_core::registry::remote::{Backoff, Connection, DubboLayout, Instances, Registrations};
-use rpc_core::registry::subscriptions::{
-    wait_first_lists, CategoryWatch, Subscription, Subscriptions,
+use rpc_core::registry::remote::{
+    decode_url_list, Backoff, Connection, DubboLayout, Instances, Registrations,
 };
+use rpc_core::registry::subscriptions::{CategoryWatch, Subscription, Subscriptions};
 use rpc_core::registry::{
     decode_interface_segment, Category, NotifyListener, Registry, RegistryFactory,
 };
@@ -166,6 +166,14 @@ impl Shared {
         self.conn.wait(self.timeout).await
     }
 
+    /// The current client as [`Shared::wait_client`], or a `Network` error naming the
+    /// endpoints.
+    async fn require_client(&self) -> Result<etcd::Client> {
+        self.conn
+            .wait_or_fail(self.timeout, || format!("etcd {:?}", self.endpoints))
+            .await
+    }
+
     /// The key prefix of one category of `interface`: `{root}/{interface}/{category}/`.
     fn prefix(&self, interface: &str, category: Category) -> String {
         format!("{}/", self.layout.category_path(interface, category))
@@ -201,23 +209,15 @@ impl Shared {
                 "etcd: only the first {MAX_KEYS} keys of the prefix are read"
             );
         }
-        let mut urls: Vec<Url> = resp
+        let keys: Vec<_> = resp
             .kvs()
             .iter()
-            .filter_map(|kv| {
-                let key = String::from_utf8_lossy(kv.key());
-                let name = key.strip_prefix(prefix)?;
-                match Url::decode_component(name) {
-                    Ok(u) => Some(u),
-                    Err(e) => {
-                        tracing::warn!(key = %key, error = %e, "etcd: skipped a key that is not a URL");
-                        None
-                    }
-                }
-            })
+            .map(|kv| String::from_utf8_lossy(kv.key()))
             .collect();
-        urls.sort_by_key(|u| u.to_string());
-        Ok(urls)
+        Ok(decode_url_list(
+            prefix,
+            keys.iter().filter_map(|k| k.strip_prefix(prefix)),
+        ))
     }
 
     /// The interfaces with at least one key in a category, sorted. Reads keys only, in
@@ -461,12 +461,13 @@ impl Registry for EtcdRegistry {
     /// Records the subscription (re-opened after every reconnection); when connected, waits
     /// until the current lists were notified (at most the `timeout` key).
     async fn subscribe(&self, url: &Url, listener: Arc<dyn NotifyListener>) -> Result<()> {
-        let sub = self.shared.subs.add(url, listener);
-        let firsts = match self.shared.wait_client().await {
-            Some(client) => self.shared.start_watch(&client, &sub),
-            None => Vec::new(),
-        };
-        wait_first_lists(firsts, self.shared.timeout).await;
+        let shared = &self.shared;
+        shared
+            .subs
+            .subscribe(url, listener, &shared.conn, shared.timeout, |c, sub| {
+                shared.start_watch(c, sub)
+            })
+            .await;
         Ok(())
     }
 
@@ -476,9 +477,7 @@ impl Registry for EtcdRegistry {
     }
 
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
-        let mut client = self.shared.wait_client().await.ok_or_else(|| {
-            RpcError::network(format!("etcd {:?} is not connected", self.shared.endpoints))
-        })?;
+        let mut client = self.shared.require_client().await?;
         let prefix = self.shared.prefix(url.interface(), Category::Providers);
         self.shared
             .list(&mut client, &prefix)
@@ -488,9 +487,7 @@ impl Registry for EtcdRegistry {
 
     /// The interfaces with at least one key under `/{root}/{interface}/{category}/`.
     async fn services(&self) -> Result<Vec<String>> {
-        let mut client = self.shared.wait_client().await.ok_or_else(|| {
-            RpcError::network(format!("etcd {:?} is not connected", self.shared.endpoints))
-        })?;
+        let mut client = self.shared.require_client().await?;
         self.shared.services(&mut client).await
     }
 }

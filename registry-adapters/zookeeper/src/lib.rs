@@ -34,10 +34,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_core::registry::remote::{Backoff, Connection, DubboLayout, Instances, Registrations};
-use rpc_core::registry::subscriptions::{
-    wait_first_lists, CategoryWatch, Subscription, Subscriptions,
+use rpc_core::registry::remote::{
+    decode_url_list, Backoff, Connection, DubboLayout, Instances, Registrations,
 };
+use rpc_core::registry::subscriptions::{CategoryWatch, Subscription, Subscriptions};
 use rpc_core::registry::{
     decode_interface_segment, Category, NotifyListener, Registry, RegistryFactory,
 };
@@ -154,6 +154,15 @@ impl Shared {
         self.conn.wait(self.connect_timeout).await
     }
 
+    /// The current client as [`Shared::wait_client`], or a `Network` error naming the servers.
+    async fn require_client(&self) -> Result<zk::Client> {
+        self.conn
+            .wait_or_fail(self.connect_timeout, || {
+                format!("zookeeper {}", self.cluster)
+            })
+            .await
+    }
+
     fn acls(&self) -> zk::Acls<'static> {
         if self.auth.is_some() {
             zk::Acls::creator_all()
@@ -257,18 +266,7 @@ fn decode_children(path: &str, mut children: Vec<String>) -> Vec<Url> {
         );
         children.truncate(MAX_CHILDREN);
     }
-    let mut urls: Vec<Url> = children
-        .iter()
-        .filter_map(|c| match Url::decode_component(c) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                tracing::warn!(path, child = %c, error = %e, "zookeeper: skipped a child that is not a URL");
-                None
-            }
-        })
-        .collect();
-    urls.sort_by_key(|u| u.to_string());
-    urls
+    decode_url_list(path, children.iter().map(String::as_str))
 }
 
 /// Lists one category node, notifies its complete list when it changed, and re-arms the
@@ -413,12 +411,17 @@ impl Registry for ZookeeperRegistry {
     /// Records the subscription (re-armed on every new session); with a session, waits until
     /// the current lists were notified (at most the connection timeout).
     async fn subscribe(&self, url: &Url, listener: Arc<dyn NotifyListener>) -> Result<()> {
-        let sub = self.shared.subs.add(url, listener);
-        let firsts = match self.shared.wait_client().await {
-            Some(client) => self.shared.start_watch(&client, &sub),
-            None => Vec::new(),
-        };
-        wait_first_lists(firsts, self.shared.connect_timeout).await;
+        let shared = &self.shared;
+        shared
+            .subs
+            .subscribe(
+                url,
+                listener,
+                &shared.conn,
+                shared.connect_timeout,
+                |c, sub| shared.start_watch(c, sub),
+            )
+            .await;
         Ok(())
     }
 
@@ -428,12 +431,7 @@ impl Registry for ZookeeperRegistry {
     }
 
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
-        let client = self.shared.wait_client().await.ok_or_else(|| {
-            RpcError::network(format!(
-                "zookeeper {} is not connected",
-                self.shared.cluster
-            ))
-        })?;
+        let client = self.shared.require_client().await?;
         let path = self
             .shared
             .layout
@@ -448,12 +446,7 @@ impl Registry for ZookeeperRegistry {
     /// The children of the root node that have at least one child in a category node; at
     /// most [`MAX_CHILDREN`] interfaces are looked at.
     async fn services(&self) -> Result<Vec<String>> {
-        let client = self.shared.wait_client().await.ok_or_else(|| {
-            RpcError::network(format!(
-                "zookeeper {} is not connected",
-                self.shared.cluster
-            ))
-        })?;
+        let client = self.shared.require_client().await?;
         let root = self.shared.root_path();
         let mut children = match client.list_children(root).await {
             Ok(children) => children,

@@ -29,6 +29,14 @@
 //! `/dubbo/{interface}/providers/...` for ZooKeeper and etcd). The category of a registered
 //! URL is [`Category::of`]; the categories a subscription watches are
 //! [`Category::subscribed`].
+//!
+//! # Writing an adapter for a registry server
+//!
+//! [`subscriptions::Subscriptions`] keeps an adapter's subscriptions and their watch tasks
+//! (replayed after a reconnection, aborted on unsubscribe); [`remote`] has the rest an
+//! adapter of a remote server needs: [`remote::DubboLayout`], [`remote::Registrations`],
+//! [`remote::Connection`], [`remote::Backoff`] and the factory's [`remote::Instances`]. The
+//! ZooKeeper and etcd adapters are built on them.
 
 use std::sync::Arc;
 

@@ -60,6 +60,24 @@ impl DubboLayout {
     }
 }
 
+/// Decodes the entry names (ZooKeeper child nodes, etcd key suffixes) of one category,
+/// written as [`Url::encoded`], into the list to notify: sorted by URL text, without what
+/// does not decode to a URL (skipped with a warning naming `location` and the entry).
+pub fn decode_url_list<'a>(location: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<Url> {
+    let mut urls: Vec<Url> = names
+        .into_iter()
+        .filter_map(|name| match Url::decode_component(name) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!(location, entry = %name, error = %e, "registry: skipped an entry that is not a URL");
+                None
+            }
+        })
+        .collect();
+    urls.sort_by_key(|u| u.to_string());
+    urls
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every user changes the protected value in one step, so a poisoned lock still holds a
     // consistent value.
@@ -158,6 +176,18 @@ impl<C: Clone> Connection<C> {
                 return None;
             }
         }
+    }
+
+    /// Like [`Connection::wait`], for calls that cannot do without the server: an error of
+    /// kind `Network`, `{server} is not connected` (`server()` names it), when no client came.
+    pub async fn wait_or_fail(
+        &self,
+        timeout: Duration,
+        server: impl FnOnce() -> String,
+    ) -> Result<C> {
+        self.wait(timeout)
+            .await
+            .ok_or_else(|| RpcError::network(format!("{} is not connected", server())))
     }
 
     /// Whether the server can currently be reached ([`super::Registry::is_available`]).
@@ -313,11 +343,35 @@ mod tests {
         assert_eq!(regs.snapshot(), vec![("/b".to_string(), b)]);
     }
 
+    #[test]
+    fn url_lists_are_sorted_and_skip_what_is_not_a_url() {
+        let a = url("dubbo://10.0.0.2:1/org.Foo");
+        let b = url("dubbo://10.0.0.1:1/org.Foo?x=1");
+        let names = [
+            a.encoded(),
+            "%zz".to_string(),
+            "plain".to_string(),
+            b.encoded(),
+        ];
+        let urls = decode_url_list("/p", names.iter().map(String::as_str));
+        assert_eq!(urls, vec![b, a]);
+        assert!(decode_url_list("/p", []).is_empty());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn waiting_for_a_connection_is_bounded() {
         let conn: Connection<u32> = Connection::new();
         assert_eq!(conn.wait(Duration::from_secs(5)).await, None);
         assert!(!conn.is_available());
+        let err = conn
+            .wait_or_fail(Duration::from_secs(5), || "test h:1".to_string())
+            .await
+            .expect_err("no client");
+        assert_eq!(err.kind(), crate::ErrorKind::Network);
+        assert!(
+            err.to_string().contains("test h:1 is not connected"),
+            "{err}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -330,6 +384,10 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         conn.set(7);
         assert_eq!(waiter.await.expect("waiter"), Some(7));
+        let now = conn
+            .wait_or_fail(Duration::ZERO, || unreachable!("connected"))
+            .await;
+        assert_eq!(now.ok(), Some(7));
         assert_eq!(conn.get(), Some(7));
         conn.set_available(true);
         assert!(conn.is_available());

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::remote::Connection;
 use super::{listener_id, Category, NotifyListener};
 use crate::url::Url;
 
@@ -169,6 +170,27 @@ impl Subscriptions {
         }
         self.set_watches(sub.id, tasks);
         firsts
+    }
+
+    /// The body of [`Registry::subscribe`](super::Registry::subscribe) for an adapter: records
+    /// the subscription (see [`Subscriptions::add`]); when `conn` has a client within
+    /// `timeout`, starts its watches with `start(client, subscription)` (which should call
+    /// [`Subscriptions::start`]) and waits up to `timeout` for their first lists. Returns
+    /// whether the first lists were all delivered; without a client the subscription is
+    /// only recorded, to be started on the next connection.
+    pub async fn subscribe<C: Clone>(
+        &self,
+        url: &Url,
+        listener: Arc<dyn NotifyListener>,
+        conn: &Connection<C>,
+        timeout: Duration,
+        start: impl FnOnce(&C, &Subscription) -> Vec<oneshot::Receiver<()>>,
+    ) -> bool {
+        let sub = self.add(url, listener);
+        match conn.wait(timeout).await {
+            Some(client) => wait_first_lists(start(&client, &sub), timeout).await,
+            None => false,
+        }
     }
 
     /// Aborts every watch task (the connection they used is gone); the subscriptions stay,
@@ -425,6 +447,53 @@ mod tests {
         assert_eq!(recorder.count(), 2, "one list per category");
         assert_eq!(recorder.last(Category::Providers), Some(vec![provider]));
         assert_eq!(recorder.last(Category::Routers), Some(Vec::new()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn subscribe_without_a_connection_only_records() {
+        let subs = Subscriptions::new();
+        let conn: Connection<()> = Connection::new();
+        let delivered = subs
+            .subscribe(
+                &url("consumer://h/org.A"),
+                listener(),
+                &conn,
+                Duration::from_secs(1),
+                |_, _| unreachable!("no client to start watches on"),
+            )
+            .await;
+        assert!(!delivered);
+        assert_eq!(subs.snapshot().len(), 1, "kept for the next connection");
+    }
+
+    #[tokio::test]
+    async fn subscribe_with_a_connection_waits_for_the_first_lists() {
+        let subs = Subscriptions::new();
+        let conn: Connection<&'static str> = Connection::new();
+        conn.set("client");
+        let recorder = Recorder::new();
+        let provider = url("dubbo://10.0.0.1:1/org.A");
+        let delivered = subs
+            .subscribe(
+                &url("consumer://h/org.A"),
+                recorder.clone(),
+                &conn,
+                Duration::from_secs(10),
+                |client, sub| {
+                    assert_eq!(*client, "client");
+                    subs.start(sub, |_, mut watch| {
+                        let provider = provider.clone();
+                        tokio::spawn(async move {
+                            tokio::task::yield_now().await;
+                            watch.update(vec![provider]);
+                            std::future::pending::<()>().await;
+                        })
+                    })
+                },
+            )
+            .await;
+        assert!(delivered);
+        assert_eq!(recorder.last(Category::Providers), Some(vec![provider]));
     }
 
     #[tokio::test(start_paused = true)]
