@@ -152,7 +152,9 @@ fn kind_by_name(name: &str) -> Option<ErrorKind> {
     .find(|k| k.as_str() == name)
 }
 
-type Table = Arc<RwLock<HashMap<String, Arc<dyn Invoker>>>>;
+/// Exported services by service key text (`group/interface:version`), with the parsed key so
+/// that dispatch clones it instead of building one per call.
+type Table = Arc<RwLock<HashMap<String, (ServiceKey, Arc<dyn Invoker>)>>>;
 
 struct Listener {
     server: Server,
@@ -210,7 +212,9 @@ impl Protocol for Dubbo {
                     "service {key} is already exported on {host}:{real_port}"
                 )));
             }
-            table.insert(key.clone(), invoker);
+            let service =
+                ServiceKey::new(url.interface(), url.param("group"), url.param("version"));
+            table.insert(key.clone(), (service, invoker));
         }
         Ok(Box::new(DubboExporter {
             url: url.with_host(&host).with_port(real_port),
@@ -264,6 +268,11 @@ impl Exporter for DubboExporter {
     }
 }
 
+thread_local! {
+    /// Scratch space for building service keys on the dispatch path.
+    static KEY_BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// The provider side: decodes envelopes and calls the exported invokers.
 struct Dispatcher {
     services: Table,
@@ -292,20 +301,32 @@ impl Dispatcher {
         let ser = serialize::by_id(ser_id)?;
         let two_way = req.is_two_way();
         let env = body::decode_request(req.body)?;
-        let service = ServiceKey::new(&env.path, Some(&env.group), Some(&env.version));
-        let key = service.to_string();
-        let invoker = self
-            .services
-            .read()
-            .map_err(|_| RpcError::internal("service table poisoned"))?
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| {
+        // The key text is built in a reused per-thread buffer: no allocation per call.
+        let (service, invoker) = KEY_BUF.with(|buf| {
+            let mut key = buf.borrow_mut();
+            key.clear();
+            if !env.group.is_empty() {
+                key.push_str(&env.group);
+                key.push('/');
+            }
+            key.push_str(&env.path);
+            if !env.version.is_empty() {
+                key.push(':');
+                key.push_str(&env.version);
+            }
+            let found = self
+                .services
+                .read()
+                .map_err(|_| RpcError::internal("service table poisoned"))?
+                .get(key.as_str())
+                .cloned();
+            found.ok_or_else(|| {
                 RpcError::new(
                     ErrorKind::ServiceNotFound,
                     format!("service {key} is not exported on this port"),
                 )
-            })?;
+            })
+        })?;
         let mut inv = Invocation::new(
             service,
             env.method,
