@@ -526,7 +526,39 @@ impl Consumer {
             tokio::time::sleep(Duration::from_millis(20)).await;
             dir.refresh().await;
         }
-        cluster.join(dir)
+        Ok(Arc::new(RegistryReference {
+            inner: cluster.join(dir)?,
+            _registry: registry.clone(),
+        }))
+    }
+}
+
+/// A reference fed by a registry: keeps the registry client alive as long as the reference
+/// is, so a client that outlives its [`Consumer`] still gets provider updates.
+struct RegistryReference {
+    inner: Arc<dyn Invoker>,
+    _registry: Arc<dyn Registry>,
+}
+
+#[async_trait::async_trait]
+impl Invoker for RegistryReference {
+    fn url(&self) -> &Url {
+        self.inner.url()
+    }
+
+    fn is_available(&self) -> bool {
+        self.inner.is_available()
+    }
+
+    async fn invoke(
+        &self,
+        invocation: crate::invocation::Invocation,
+    ) -> Result<crate::invocation::Response> {
+        self.inner.invoke(invocation).await
+    }
+
+    fn destroy(&self) {
+        self.inner.destroy();
     }
 }
 
