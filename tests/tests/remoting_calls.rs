@@ -251,3 +251,41 @@ async fn attachments_travel_both_ways_and_oversized_requests_are_refused() {
     assert_eq!(echo(&*inv, "small").await.expect("small"), "small");
     exp.unexport().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_method_does_not_hold_up_other_calls_on_its_connection() {
+    let (exp, _) = export_on(0, "").await;
+    let inv = refer(&*exp, "timeout=5000").await;
+    let slow = {
+        let inv = inv.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let ms: u64 = inv
+                .invoke(call("sleep", Value::typed((800u64,))))
+                .await
+                .expect("slow call")
+                .into_value()
+                .expect("u64");
+            (ms, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Same invoker, same shared connection: the quick calls are answered while the slow one
+    // is still running.
+    let started = tokio::time::Instant::now();
+    for i in 0..20 {
+        assert_eq!(
+            echo(&*inv, &format!("q{i}")).await.expect("echo"),
+            format!("q{i}")
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "quick calls waited for the slow one: {:?}",
+        started.elapsed()
+    );
+    let (ms, took) = slow.await.expect("join");
+    assert_eq!(ms, 800);
+    assert!(took >= Duration::from_millis(800));
+    exp.unexport().await;
+}

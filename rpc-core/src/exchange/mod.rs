@@ -34,8 +34,12 @@
 //!
 //! # Provider side ([`Server`])
 //!
-//! An accept loop, one reader per connection, each request handed to a spawned task, one
-//! writer task per connection. A connection that sends nothing for `idle.timeout` ms (default
+//! An accept loop, one reader per connection, one writer task per connection. Each request is
+//! polled once by the reader: a method that completes without waiting is answered at once,
+//! with no task of its own; one that waits (I/O, timers, locks) continues in a spawned task,
+//! so it never holds up the other calls on its connection. A method that blocks its thread
+//! without awaiting (heavy computation) delays the calls queued behind it on that
+//! connection: run such work with `tokio::task::spawn_blocking`, as in any async code. A connection that sends nothing for `idle.timeout` ms (default
 //! three heartbeats) — for instance one that stalls in the middle of a frame — is closed, and
 //! so is one whose answers cannot be written for as long (a peer that stopped reading; on the
 //! consumer side the bound is three heartbeats). At most `threads` requests execute at once

@@ -1,6 +1,8 @@
 //! The provider side of the exchange: accept loop, per-connection reader and writer.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -272,15 +274,31 @@ async fn dispatch(
         }
         return;
     };
+    // The request is polled once right here: a method that completes without waiting (most
+    // do, once their arguments are decoded) is answered without a task of its own and the
+    // scheduling it costs. One that has to wait (I/O, a timer, a lock) continues in its own
+    // task, so it never holds up the other calls on this connection.
     let handler = handler.clone();
-    let tx = tx.clone();
     let peer = peer.clone();
-    tokio::spawn(async move {
-        if let Some(answer) = handler.handle(frame, peer).await {
-            let _ = tx.send(answer).await;
+    let mut call = Box::pin(async move { handler.handle(frame, peer).await });
+    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(answer) => {
+            if let Some(answer) = answer {
+                let _ = tx.send(answer).await;
+            }
+            drop(permit);
         }
-        // Held until the answer is queued: a peer that does not read its answers runs into
-        // the limit instead of piling up tasks.
-        drop(permit);
-    });
+        Poll::Pending => {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Some(answer) = call.await {
+                    let _ = tx.send(answer).await;
+                }
+                // Held until the answer is queued: a peer that does not read its answers runs
+                // into the limit instead of piling up tasks.
+                drop(permit);
+            });
+        }
+    }
 }
