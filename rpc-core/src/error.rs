@@ -37,6 +37,26 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for code that maps all of them (wire status, metrics labels).
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::Timeout,
+        ErrorKind::NoProvider,
+        ErrorKind::Network,
+        ErrorKind::Codec,
+        ErrorKind::ServiceNotFound,
+        ErrorKind::MethodNotFound,
+        ErrorKind::Unauthorized,
+        ErrorKind::LimitExceeded,
+        ErrorKind::CircuitOpen,
+        ErrorKind::Biz,
+        ErrorKind::Internal,
+    ];
+
+    /// The kind whose [`ErrorKind::as_str`] is `name`.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// A short lowercase name, stable for logs and metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -257,6 +277,14 @@ mod tests {
         assert!(!RpcError::new(ErrorKind::Biz, "x").is_retriable());
         assert!(!RpcError::new(ErrorKind::MethodNotFound, "x").is_retriable());
         assert!(!RpcError::new(ErrorKind::Unauthorized, "x").is_retriable());
+    }
+
+    #[test]
+    fn names_map_back_to_kinds() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ErrorKind::from_name("nope"), None);
     }
 
     #[test]

@@ -134,24 +134,6 @@ pub fn kind_of_status(code: u8) -> ErrorKind {
     }
 }
 
-fn kind_by_name(name: &str) -> Option<ErrorKind> {
-    [
-        ErrorKind::Timeout,
-        ErrorKind::NoProvider,
-        ErrorKind::Network,
-        ErrorKind::Codec,
-        ErrorKind::ServiceNotFound,
-        ErrorKind::MethodNotFound,
-        ErrorKind::Unauthorized,
-        ErrorKind::LimitExceeded,
-        ErrorKind::CircuitOpen,
-        ErrorKind::Biz,
-        ErrorKind::Internal,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == name)
-}
-
 /// Exported services by service key text (`group/interface:version`), with the parsed key so
 /// that dispatch clones it instead of building one per call.
 type Table = Arc<RwLock<HashMap<String, (ServiceKey, Arc<dyn Invoker>)>>>;
@@ -494,7 +476,7 @@ fn decode_answer(answer: Frame) -> Result<Response> {
         let fallback = kind_of_status(answer.status);
         return Err(match body::decode_error(answer.body) {
             Ok((name, msg)) => RpcError::new(
-                kind_by_name(&name).unwrap_or(fallback),
+                ErrorKind::from_name(&name).unwrap_or(fallback),
                 format!("provider answered status {}: {msg}", answer.status),
             ),
             Err(_) => RpcError::new(
@@ -547,19 +529,7 @@ mod tests {
 
     #[test]
     fn every_kind_crosses_the_wire_as_itself() {
-        for kind in [
-            ErrorKind::Timeout,
-            ErrorKind::NoProvider,
-            ErrorKind::Network,
-            ErrorKind::Codec,
-            ErrorKind::ServiceNotFound,
-            ErrorKind::MethodNotFound,
-            ErrorKind::Unauthorized,
-            ErrorKind::LimitExceeded,
-            ErrorKind::CircuitOpen,
-            ErrorKind::Biz,
-            ErrorKind::Internal,
-        ] {
+        for kind in ErrorKind::ALL {
             let f = error_frame(24, 9, &RpcError::new(kind, "why"));
             assert_eq!(f.status, status_of(kind));
             let e = decode_answer(f).expect_err("error answer");
