@@ -5,54 +5,18 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::bootstrap::{Consumer, Provider};
 use rpc_core::config::ServiceConfig;
 use rpc_core::ErrorKind;
 use rpc_examples::{GreetError, GreeterClient, GreeterServer, SignedGreeter};
-use rpc_tests as _;
-
-async fn provider(registry: &str, name: &str) -> RunningProvider {
-    Provider::builder()
-        .without_env()
-        .application("e2e-provider")
-        .registry(registry)
-        .expect("registry url")
-        .protocol("dubbo", 0)
-        .param("shutdown.wait", 100)
-        .expect("key")
-        .service(GreeterServer::new(SignedGreeter {
-            name: name.to_string(),
-        }))
-        .start()
-        .await
-        .expect("provider starts")
-}
-
-async fn consumer(registry: &str, settings: ServiceConfig) -> GreeterClient {
-    Consumer::builder()
-        .without_env()
-        .application("e2e-consumer")
-        .registry(registry)
-        .expect("registry url")
-        .reference_config("org.example.Greeter", settings)
-        .build()
-        .await
-        .expect("consumer")
-        .reference::<GreeterClient>()
-        .await
-        .expect("reference")
-}
-
-fn who(reply: &str) -> String {
-    reply.rsplit("from ").next().unwrap_or_default().to_string()
-}
+use rpc_tests::greeter::{client, provider, who};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_reach_every_provider_through_the_registry() {
     let reg = "memory://e2e-balance";
-    let a = provider(reg, "a").await;
-    let b = provider(reg, "b").await;
-    let client = consumer(reg, ServiceConfig::default()).await;
+    let a = provider(reg, "a", 100).await;
+    let b = provider(reg, "b", 100).await;
+    let client = client(reg, ServiceConfig::default()).await;
     let mut seen = HashSet::new();
     for i in 0..100 {
         let reply = client
@@ -76,9 +40,9 @@ async fn calls_reach_every_provider_through_the_registry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_shut_down_under_load_loses_no_call() {
     let reg = "memory://e2e-failover";
-    let a = provider(reg, "a").await;
-    let b = provider(reg, "b").await;
-    let client = consumer(reg, ServiceConfig::default().param("timeout", 2000)).await;
+    let a = provider(reg, "a", 100).await;
+    let b = provider(reg, "b", 100).await;
+    let client = client(reg, ServiceConfig::default().param("timeout", 2000)).await;
 
     let load = tokio::spawn(async move {
         let mut served: BTreeMap<String, u32> = BTreeMap::new();
@@ -134,7 +98,7 @@ async fn direct_url_bypasses_the_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_provider_is_a_clear_error() {
-    let client = consumer(
+    let client = client(
         "memory://e2e-empty",
         ServiceConfig::default().param("check", 0),
     )
@@ -146,11 +110,11 @@ async fn no_provider_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_balancer_is_selected_by_name() {
     let reg = "memory://e2e-plugin";
-    let a = provider(reg, "a").await;
-    let b = provider(reg, "b").await;
+    let a = provider(reg, "a", 100).await;
+    let b = provider(reg, "b", 100).await;
     // The plugin crate is only linked (by rpc-tests); `keyhash` without a route key always
     // picks the first provider, where `random` would spread the calls.
-    let client = consumer(
+    let client = client(
         reg,
         ServiceConfig::default().param("loadbalance", "keyhash"),
     )
@@ -196,9 +160,9 @@ async fn plugin_balancer_is_selected_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_takes_a_provider_out_of_consumers_lists_and_online_restores_it() {
     let reg = "memory://e2e-offline";
-    let a = provider(reg, "a").await;
-    let b = provider(reg, "b").await;
-    let client = consumer(reg, ServiceConfig::default()).await;
+    let a = provider(reg, "a", 100).await;
+    let b = provider(reg, "b", 100).await;
+    let client = client(reg, ServiceConfig::default()).await;
 
     async fn served_by(client: &GreeterClient, n: usize) -> HashSet<String> {
         let mut seen = HashSet::new();

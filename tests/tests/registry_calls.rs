@@ -11,50 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::bootstrap::RunningProvider;
 use rpc_core::config::ServiceConfig;
 use rpc_core::Url;
-use rpc_examples::{GreeterClient, GreeterServer, SignedGreeter};
+use rpc_examples::GreeterClient;
+use rpc_tests::greeter::{provider as start_provider, who};
 use rpc_tests::registry::{temp_path, unique, Backend, Proxy};
-
-async fn provider(registry: &Url, name: &str) -> RunningProvider {
-    Provider::builder()
-        .without_env()
-        .application("calls-provider")
-        .registry(&registry.to_string())
-        .expect("registry url")
-        .protocol("dubbo", 0)
-        .param("shutdown.wait", 1500)
-        .expect("key")
-        .service(GreeterServer::new(SignedGreeter { name: name.into() }))
-        .start()
-        .await
-        .expect("provider starts")
-}
-
-async fn client(registry: &Url) -> GreeterClient {
-    Consumer::builder()
-        .without_env()
-        .application("calls-consumer")
-        .registry(&registry.to_string())
-        .expect("registry url")
-        .reference_config(
-            "org.example.Greeter",
-            ServiceConfig::default()
-                .param("timeout", 3000)
-                .param("check", 5000),
-        )
-        .build()
-        .await
-        .expect("consumer")
-        .reference::<GreeterClient>()
-        .await
-        .expect("reference")
-}
-
-fn who(reply: &str) -> String {
-    reply.rsplit("from ").next().unwrap_or_default().to_string()
-}
 
 /// Calls in a loop until `stop`; returns who served how many, and every failure.
 fn load(
@@ -201,4 +163,18 @@ async fn zookeeper_calls_go_on_through_a_registry_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_calls_go_on_through_a_registry_outage() {
     registry_outage(Backend::Etcd).await;
+}
+
+async fn provider(registry: &Url, name: &str) -> RunningProvider {
+    start_provider(&registry.to_string(), name, 1500).await
+}
+
+async fn client(registry: &Url) -> GreeterClient {
+    rpc_tests::greeter::client(
+        &registry.to_string(),
+        ServiceConfig::default()
+            .param("timeout", 3000)
+            .param("check", 5000),
+    )
+    .await
 }

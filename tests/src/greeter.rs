@@ -1,0 +1,46 @@
+//! Providers and clients of the example `Greeter`, through the bootstrap, for end-to-end tests.
+
+use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::config::ServiceConfig;
+use rpc_examples::{GreeterClient, GreeterServer, SignedGreeter};
+
+/// Starts a `Greeter` provider named `name` on a free port, registered in `registry`; a
+/// graceful shutdown waits `shutdown_wait_ms` between unregistering and closing.
+pub async fn provider(registry: &str, name: &str, shutdown_wait_ms: u64) -> RunningProvider {
+    Provider::builder()
+        .without_env()
+        .application("test-provider")
+        .registry(registry)
+        .expect("registry url")
+        .protocol("dubbo", 0)
+        .param("shutdown.wait", shutdown_wait_ms)
+        .expect("key")
+        .service(GreeterServer::new(SignedGreeter {
+            name: name.to_string(),
+        }))
+        .start()
+        .await
+        .expect("provider starts")
+}
+
+/// A `Greeter` client through `registry` with reference `settings`. The `Consumer` is dropped
+/// at once: the client must keep what it needs alive by itself.
+pub async fn client(registry: &str, settings: ServiceConfig) -> GreeterClient {
+    Consumer::builder()
+        .without_env()
+        .application("test-consumer")
+        .registry(registry)
+        .expect("registry url")
+        .reference_config("org.example.Greeter", settings)
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<GreeterClient>()
+        .await
+        .expect("reference")
+}
+
+/// The provider name a `SignedGreeter` reply was signed with.
+pub fn who(reply: &str) -> String {
+    reply.rsplit("from ").next().unwrap_or_default().to_string()
+}
