@@ -383,8 +383,34 @@ impl Invocation {
 
     /// Adds the service and method to an error about this call.
     pub fn annotate(&self, e: RpcError) -> RpcError {
-        e.with_service(self.service.to_string())
-            .with_method(self.method.to_string())
+        annotate(e, &self.service, &self.method)
+    }
+
+    /// What names this call in errors, kept by a layer that hands the invocation on and may
+    /// have to annotate an error afterwards: cheaper than cloning the whole invocation.
+    pub fn label(&self) -> CallLabel {
+        CallLabel {
+            service: self.service.clone(),
+            method: self.method.clone(),
+        }
+    }
+}
+
+fn annotate(e: RpcError, service: &ServiceKey, method: &str) -> RpcError {
+    e.with_service(service.to_string()).with_method(method)
+}
+
+/// The service and method of a call, for annotating errors; see [`Invocation::label`].
+#[derive(Clone, Debug)]
+pub struct CallLabel {
+    service: ServiceKey,
+    method: Cow<'static, str>,
+}
+
+impl CallLabel {
+    /// Adds the service and method to an error about this call.
+    pub fn annotate(&self, e: RpcError) -> RpcError {
+        annotate(e, &self.service, &self.method)
     }
 }
 
@@ -456,6 +482,11 @@ impl Response {
 
 /// The unit every layer composes: something that can perform an [`Invocation`].
 ///
+/// The future an [`Invoker::invoke`] (or a filter) returns, boxed: what a layer that only
+/// forwards a call can hand on as its own future without boxing it again.
+pub type BoxedCall<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response>> + Send + 'a>>;
+
 /// A protocol's remote reference, a cluster over a directory, a filter wrapping the next
 /// invoker, and a service skeleton are all invokers.
 #[async_trait::async_trait]

@@ -540,7 +540,7 @@ struct RegistryReference {
     _registry: Arc<dyn Registry>,
 }
 
-#[async_trait::async_trait]
+// Forwards the inner invoker's future as its own (no second box per call).
 impl Invoker for RegistryReference {
     fn url(&self) -> &Url {
         self.inner.url()
@@ -550,11 +550,15 @@ impl Invoker for RegistryReference {
         self.inner.is_available()
     }
 
-    async fn invoke(
-        &self,
+    fn invoke<'a, 'f>(
+        &'a self,
         invocation: crate::invocation::Invocation,
-    ) -> Result<crate::invocation::Response> {
-        self.inner.invoke(invocation).await
+    ) -> crate::invocation::BoxedCall<'f>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.inner.invoke(invocation)
     }
 
     fn destroy(&self) {

@@ -11,7 +11,7 @@ use super::{Directory, Router};
 /// A fixed provider list: direct connections given in configuration (`url=` of a reference).
 pub struct StaticDirectory {
     url: Url,
-    invokers: Vec<Arc<dyn Invoker>>,
+    invokers: Arc<[Arc<dyn Invoker>]>,
     routers: Vec<Arc<dyn Router>>,
 }
 
@@ -20,7 +20,7 @@ impl StaticDirectory {
     pub fn new(url: Url, invokers: Vec<Arc<dyn Invoker>>) -> Self {
         StaticDirectory {
             url,
-            invokers,
+            invokers: invokers.into(),
             routers: Vec::new(),
         }
     }
@@ -60,12 +60,24 @@ impl Directory for StaticDirectory {
         Ok(list)
     }
 
+    /// The configured list itself, shared, when no router narrows it and every provider is
+    /// available (the usual case: no copy per call); else a routed copy.
+    fn list_shared(&self, invocation: &Invocation) -> Result<Arc<[Arc<dyn Invoker>]>> {
+        if self.routers.is_empty()
+            && !self.invokers.is_empty()
+            && self.invokers.iter().all(|i| i.is_available())
+        {
+            return Ok(self.invokers.clone());
+        }
+        self.list(invocation).map(Arc::from)
+    }
+
     fn is_available(&self) -> bool {
         self.invokers.iter().any(|i| i.is_available())
     }
 
     fn destroy(&self) {
-        for i in &self.invokers {
+        for i in self.invokers.iter() {
             i.destroy();
         }
     }

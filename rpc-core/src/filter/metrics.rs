@@ -190,7 +190,30 @@ pub fn install() -> Result<PrometheusHandle> {
         })?;
     *slot = Some(handle.clone());
     RECORDER_LIVE.store(true, Ordering::Release);
+    start_upkeep(handle.clone());
     Ok(handle)
+}
+
+/// How often the recorder folds recorded latencies into its histograms.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Name of the thread that runs the recorder's upkeep.
+const UPKEEP_THREAD: &str = "rpc-metrics";
+
+/// Runs the recorder's upkeep every [`UPKEEP_EVERY`] on a small thread of its own, for as
+/// long as the process lives. The recorder keeps each latency sample until upkeep (or a
+/// scrape) folds it into the histogram buckets: without this, a process that records calls
+/// but is never scraped would hold every sample it ever took.
+fn start_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name(UPKEEP_THREAD.into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; samples are folded only when scraped");
+    }
 }
 
 /// The current metrics in the Prometheus text format (installing the recorder if needed).
@@ -380,6 +403,20 @@ mod tests {
         assert!(render().expect("render").contains("rpc_calls_total"));
         // Unknown paths and methods get clear answers.
         assert!(scrape(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+    }
+
+    /// Installing the recorder starts the thread that folds samples into histograms, once.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn install_starts_one_upkeep_thread() {
+        install().expect("recorder");
+        install().expect("again");
+        let upkeep = std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == UPKEEP_THREAD)
+            .count();
+        assert_eq!(upkeep, 1);
     }
 
     #[tokio::test]

@@ -32,17 +32,15 @@ impl Filter for TimeoutFilter {
             return next.invoke(invocation).await;
         };
         let budget = invocation.remaining().unwrap_or_default();
-        let service = invocation.service().to_string();
-        let method = invocation.method().to_string();
+        let label = invocation.label();
         match tokio::time::timeout_at(deadline, next.invoke(invocation)).await {
             Ok(result) => result,
-            Err(_) => Err(RpcError::timeout(format!(
-                "no response within {} ms",
-                budget.as_millis()
-            ))
-            .with_service(service)
-            .with_method(method)
-            .with_provider(next.url().address())),
+            Err(_) => Err(label
+                .annotate(RpcError::timeout(format!(
+                    "no response within {} ms",
+                    budget.as_millis()
+                )))
+                .with_provider(next.url().address())),
         }
     }
 }

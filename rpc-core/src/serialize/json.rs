@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+
 use super::{codec_err, ids, DeserializeSink, Serialization};
 use crate::error::Result;
 
@@ -24,11 +26,29 @@ impl Serialization for Json {
     }
 
     fn deserialize(&self, bytes: &[u8], sink: &mut DeserializeSink<'_>) -> Result<()> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        sink(&mut <dyn erased_serde::Deserializer>::erase(&mut de))
-            .map_err(|e| codec_err("json decode", e))?;
-        de.end().map_err(|e| codec_err("json decode", e))
+        read(bytes, |de| {
+            sink(&mut <dyn erased_serde::Deserializer>::erase(de))
+        })
     }
+}
+
+impl Json {
+    /// Decodes one value straight into `T`, without erasing its type; the same checks as
+    /// [`Serialization::deserialize`].
+    pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        read(bytes, |de| T::deserialize(de))
+    }
+}
+
+/// Runs `f` on a deserializer over `bytes`, then refuses anything but whitespace after it.
+fn read<T, E: std::fmt::Display>(
+    bytes: &[u8],
+    f: impl FnOnce(&mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>) -> Result<T, E>,
+) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = f(&mut de).map_err(|e| codec_err("json decode", e))?;
+    de.end().map_err(|e| codec_err("json decode", e))?;
+    Ok(value)
 }
 
 crate::register!(dyn Serialization, "json", || Arc::new(Json));

@@ -9,6 +9,7 @@
 //! `#[serde(default)]` field keeps serving old consumers) and `json` (serde_json, the form a
 //! command-line caller writes). `bincode` lives in its own plugin crate.
 
+use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
@@ -37,7 +38,7 @@ pub type DeserializeSink<'s> =
     dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error> + 's;
 
 /// An encoding of values as bytes, selected by the `serialization` key.
-pub trait Serialization: Send + Sync {
+pub trait Serialization: Any + Send + Sync {
     /// The id sent in the frame header (0..=31, unique among linked serializations).
     fn id(&self) -> u8;
 
@@ -89,20 +90,30 @@ pub fn by_id(id: u8) -> Result<Arc<dyn Serialization>> {
 }
 
 /// Decodes a `T` from `bytes` in `ser`.
+///
+/// The built-in formats decode straight into `T`; others go through `erased_serde`, which
+/// allocates for each value it hands across the erased boundary.
 pub fn decode<T: DeserializeOwned>(ser: &dyn Serialization, bytes: &[u8]) -> Result<T> {
-    let mut out: Option<T> = None;
-    ser.deserialize(bytes, &mut |de| {
-        out = Some(erased_serde::deserialize::<T>(de)?);
-        Ok(())
-    })
-    .map_err(|e| {
+    let any: &dyn Any = ser;
+    let decoded = if any.is::<MsgPack>() {
+        MsgPack::decode::<T>(bytes)
+    } else if any.is::<Json>() {
+        Json::decode::<T>(bytes)
+    } else {
+        let mut out: Option<T> = None;
+        ser.deserialize(bytes, &mut |de| {
+            out = Some(erased_serde::deserialize::<T>(de)?);
+            Ok(())
+        })
+        .and_then(|()| out.ok_or_else(|| RpcError::internal("deserializer did not run its sink")))
+    };
+    decoded.map_err(|e| {
         RpcError::codec(format!(
             "cannot decode a {}: {}",
             std::any::type_name::<T>(),
             e.message()
         ))
-    })?;
-    out.ok_or_else(|| RpcError::internal("deserializer did not run its sink"))
+    })
 }
 
 /// Decodes a `T` from "no value": works for `()` and `Option<_>` (as `None`).

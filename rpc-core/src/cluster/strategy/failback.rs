@@ -1,5 +1,6 @@
 //! `failback`: on failure, answer empty at once and retry in the background.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +63,12 @@ impl Shared {
             if self.destroyed.load(Ordering::Acquire) {
                 return;
             }
-            match self.base.select_and_call(&invocation, &[]).await.1 {
+            match self
+                .base
+                .select_and_call(Cow::Borrowed(&invocation), &[])
+                .await
+                .1
+            {
                 Ok(_) => {
                     tracing::info!(
                         service = %invocation.service(),
@@ -92,7 +98,13 @@ impl Invoker for FailbackInvoker {
     }
 
     async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        let e = match self.shared.base.select_and_call(&invocation, &[]).await.1 {
+        let e = match self
+            .shared
+            .base
+            .select_and_call(Cow::Borrowed(&invocation), &[])
+            .await
+            .1
+        {
             Ok(r) => return Ok(r),
             Err(e) => e,
         };

@@ -1,5 +1,6 @@
 //! `failfast`: one attempt; any failure goes straight back to the caller.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::ClusterBase;
@@ -36,7 +37,10 @@ impl Invoker for FailfastInvoker {
     }
 
     async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        self.base.select_and_call(&invocation, &[]).await.1
+        self.base
+            .select_and_call(Cow::Owned(invocation), &[])
+            .await
+            .1
     }
 
     fn destroy(&self) {

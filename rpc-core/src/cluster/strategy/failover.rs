@@ -1,5 +1,6 @@
 //! `failover`: on a retriable failure, try another provider (the default strategy).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::ClusterBase;
@@ -58,7 +59,18 @@ impl Invoker for FailoverInvoker {
         let mut tried: Vec<Arc<dyn Invoker>> = Vec::new();
         let mut attempt = 0u32;
         loop {
-            let (invoker, result) = self.base.select_and_call(&invocation, &tried).await;
+            if !may_retry || attempt >= retries {
+                // No retry can follow this attempt: hand the invocation over uncopied.
+                return self
+                    .base
+                    .select_and_call(Cow::Owned(invocation), &tried)
+                    .await
+                    .1;
+            }
+            let (invoker, result) = self
+                .base
+                .select_and_call(Cow::Borrowed(&invocation), &tried)
+                .await;
             let e = match result {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
@@ -69,7 +81,7 @@ impl Invoker for FailoverInvoker {
             };
             attempt += 1;
             let out_of_time = invocation.remaining().is_some_and(|d| d.is_zero());
-            if !may_retry || !e.is_retriable() || attempt > retries || out_of_time {
+            if !e.is_retriable() || out_of_time {
                 return Err(e);
             }
             tracing::debug!(error = %e, attempt, "failover: retrying on another provider");

@@ -1,5 +1,6 @@
 //! `failsafe`: a failure is logged and swallowed; the caller gets an empty response.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::ClusterBase;
@@ -36,7 +37,12 @@ impl Invoker for FailsafeInvoker {
     }
 
     async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        match self.base.select_and_call(&invocation, &[]).await.1 {
+        match self
+            .base
+            .select_and_call(Cow::Owned(invocation), &[])
+            .await
+            .1
+        {
             Ok(r) => Ok(r),
             Err(e) => {
                 tracing::warn!(error = %e, "failsafe: call failed, returning an empty response");

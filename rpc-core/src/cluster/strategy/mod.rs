@@ -6,12 +6,13 @@
 //! records in-flight counts and latencies for the adaptive balancers, and annotates errors
 //! with the provider address, service and method.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::cluster::{stats, Directory, LoadBalance};
 use crate::error::{ErrorKind, Result, RpcError};
-use crate::extension;
+use crate::extension::{self, ExtensionPoint};
 use crate::invocation::{Invocation, Invoker, Response};
 use crate::url::Url;
 
@@ -36,6 +37,9 @@ pub struct ClusterBase {
     directory: Arc<dyn Directory>,
     /// The provider each method stuck to (`sticky=true`), per reference (this invoker).
     sticky: Mutex<HashMap<String, Arc<dyn Invoker>>>,
+    /// The balancer every method uses, looked up once, when the reference URL sets no
+    /// method-level `{method}.loadbalance` (`None` inside: look it up per call).
+    balancer: OnceLock<Option<Arc<dyn LoadBalance>>>,
 }
 
 impl ClusterBase {
@@ -44,6 +48,7 @@ impl ClusterBase {
         ClusterBase {
             directory,
             sticky: Mutex::new(HashMap::new()),
+            balancer: OnceLock::new(),
         }
     }
 
@@ -142,19 +147,33 @@ impl ClusterBase {
         Ok(chosen)
     }
 
-    /// Lists, selects (avoiding `tried`) and calls one provider; see [`call`].
+    /// Lists, selects (avoiding `tried`) and calls one provider; see [`call`]. A strategy that
+    /// needs the invocation again afterwards (to retry it) lends it and the call gets a copy;
+    /// one that does not hands it over (`Cow::Owned`) and nothing is copied.
     pub async fn select_and_call(
         &self,
-        invocation: &Invocation,
+        invocation: Cow<'_, Invocation>,
         tried: &[Arc<dyn Invoker>],
     ) -> (Option<Arc<dyn Invoker>>, Result<Response>) {
-        let picked = self.list(invocation).and_then(|list| {
-            let lb = self.load_balance(invocation)?;
-            self.select(&*lb, &list, invocation, tried)
+        let picked = self.list(&invocation).and_then(|list| {
+            let shared = self.balancer.get_or_init(|| {
+                let url = self.url();
+                let per_method = url.params().keys().any(|k| {
+                    k.strip_suffix(<dyn LoadBalance as ExtensionPoint>::KEY)
+                        .is_some_and(|m| m.ends_with('.'))
+                });
+                (!per_method)
+                    .then(|| extension::adaptive::<dyn LoadBalance>(url, "").ok())
+                    .flatten()
+            });
+            match shared {
+                Some(lb) => self.select(&**lb, &list, &invocation, tried),
+                None => self.select(&*self.load_balance(&invocation)?, &list, &invocation, tried),
+            }
         });
         match picked {
             Ok(invoker) => {
-                let r = call(&invoker, invocation.clone()).await;
+                let r = call(&invoker, invocation.into_owned()).await;
                 (Some(invoker), r)
             }
             Err(e) => (None, Err(e)),
@@ -171,10 +190,10 @@ pub fn same(a: &Arc<dyn Invoker>, b: &Arc<dyn Invoker>) -> bool {
 /// balancers, and annotating an error with the provider address, service and method.
 pub async fn call(invoker: &Arc<dyn Invoker>, invocation: Invocation) -> Result<Response> {
     let guard = stats::stats(invoker.url(), invocation.method()).begin();
-    let annotate = invocation.clone();
+    let label = invocation.label();
     let r = invoker.invoke(invocation).await;
     guard.finish();
-    r.map_err(|e| annotate.annotate(e).with_provider(invoker.url().address()))
+    r.map_err(|e| label.annotate(e).with_provider(invoker.url().address()))
 }
 
 #[cfg(test)]
