@@ -280,13 +280,32 @@ fn nonzero<T: PartialEq + Default>(mut f: impl FnMut() -> T) -> T {
     }
 }
 
+/// Writes `bytes` as lowercase hex into `out` (twice as long).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+}
+
+impl TraceParent {
+    /// The header value, `00-{trace id}-{span id}-{flags}`, formatted on the stack (it is
+    /// written on every outgoing call).
+    fn encode(&self) -> [u8; 55] {
+        let mut out = [b'-'; 55];
+        out[..2].copy_from_slice(b"00");
+        hex_into(&mut out[3..35], &self.trace_id.to_be_bytes());
+        hex_into(&mut out[36..52], &self.span_id.to_be_bytes());
+        hex_into(&mut out[53..55], &[self.flags]);
+        out
+    }
+}
+
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
+        let header = self.encode();
+        f.write_str(std::str::from_utf8(&header).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -32,6 +32,7 @@
 //! Instances are created once per name (on first lookup) and shared. "Adaptive" lookup
 //! ([`adaptive`]) picks the implementation per invocation from a URL, method-level key first.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{ErrorKind, Result, RpcError};
@@ -307,6 +308,47 @@ pub fn adaptive<T: ExtensionPoint + ?Sized>(url: &Url, method: &str) -> Result<A
     T::loader().get(url.method_param(method, T::KEY).unwrap_or(T::DEFAULT))
 }
 
+/// [`adaptive`] for one fixed URL, resolved once: the implementation chosen by the URL's
+/// service-level key (or the default) is kept, and only when the URL has method-level keys
+/// (`{method}.{KEY}`) is a call's method looked up each time. For invokers and clusters that
+/// choose an implementation on every call.
+pub struct AdaptiveCache<T: ?Sized> {
+    /// `(shared, per_method)`: the service-level choice (`None` if it failed: the error is
+    /// then reported per call), and whether any method-level key exists.
+    resolved: OnceLock<(Option<Arc<T>>, bool)>,
+}
+
+impl<T: ExtensionPoint + ?Sized> AdaptiveCache<T> {
+    /// An empty cache, filled on first use.
+    pub const fn new() -> Self {
+        AdaptiveCache {
+            resolved: OnceLock::new(),
+        }
+    }
+
+    /// The implementation `url` chooses for `method`, as [`adaptive`] would return it. `url`
+    /// must be the same on every call.
+    pub fn get<'a>(&'a self, url: &Url, method: &str) -> Result<Cow<'a, Arc<T>>> {
+        let (shared, per_method) = self.resolved.get_or_init(|| {
+            let per_method = url.params().keys().any(|k| {
+                k.strip_suffix(T::KEY)
+                    .is_some_and(|m| m.len() > 1 && m.ends_with('.'))
+            });
+            (adaptive::<T>(url, "").ok(), per_method)
+        });
+        match shared {
+            Some(chosen) if !*per_method => Ok(Cow::Borrowed(chosen)),
+            _ => adaptive::<T>(url, method).map(Cow::Owned),
+        }
+    }
+}
+
+impl<T: ExtensionPoint + ?Sized> Default for AdaptiveCache<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The names registered for point `T`, sorted.
 pub fn names<T: ExtensionPoint + ?Sized>() -> Vec<&'static str> {
     T::loader().names()
@@ -461,6 +503,32 @@ mod tests {
             msg.matches("rpc_core::extension::tests").count() == 2,
             "{msg}"
         );
+    }
+
+    /// The cache answers as `adaptive` does, method-level keys included, and an unknown
+    /// name stays an error on every call rather than a silent default.
+    #[test]
+    fn adaptive_cache_answers_like_adaptive() {
+        let u = url("greeting=hi&shout.greeting=hello");
+        let cache = AdaptiveCache::<dyn Greeting>::new();
+        for (method, word) in [("shout", "hello"), ("other", "hi"), ("shout", "hello")] {
+            assert_eq!(cache.get(&u, method).expect("ok").word(), word);
+        }
+        let plain = AdaptiveCache::<dyn Greeting>::new();
+        let first = plain
+            .get(&url("greeting=hi"), "a")
+            .expect("ok")
+            .into_owned();
+        let again = plain
+            .get(&url("greeting=hi"), "b")
+            .expect("ok")
+            .into_owned();
+        assert!(Arc::ptr_eq(&first, &again));
+        let bad = AdaptiveCache::<dyn Greeting>::new();
+        for _ in 0..2 {
+            let e = bad.get(&url("greeting=nope"), "x").err().expect("unknown");
+            assert!(e.to_string().contains("unknown greeting 'nope'"), "{e}");
+        }
     }
 
     #[test]

@@ -9,10 +9,11 @@
 //! The map is bounded ([`MAX_ENTRIES`]): method names come from the network on the provider
 //! side, and a caller inventing names must not grow memory without limit.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, PoisonError, RwLock};
+
+use foldhash::fast::RandomState;
 
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
@@ -52,13 +53,8 @@ impl<'a> Site<'a> {
         }
     }
 
-    fn hash(&self) -> u64 {
-        let mut h = DefaultHasher::new();
-        self.peer.hash(&mut h);
-        self.port.hash(&mut h);
-        self.service.hash(&mut h);
-        self.method.hash(&mut h);
-        h.finish()
+    fn hash(&self, state: &RandomState) -> u64 {
+        state.hash_one((self.peer, self.port, self.service, self.method))
     }
 }
 
@@ -83,7 +79,10 @@ type Bucket<V> = Vec<(OwnedSite, Arc<V>)>;
 /// A bounded map from call site to shared state. See the [module docs](self).
 pub(crate) struct StateMap<V> {
     what: &'static str,
-    map: RwLock<HashMap<u64, Bucket<V>>>,
+    map: RwLock<HashMap<u64, Bucket<V>, RandomState>>,
+    /// Seeded per map (foldhash: fast on these short keys, and the seed keeps peers from
+    /// choosing colliding sites).
+    hasher: RandomState,
     len: std::sync::atomic::AtomicUsize,
 }
 
@@ -92,7 +91,8 @@ impl<V> StateMap<V> {
     pub(crate) fn new(what: &'static str) -> Self {
         StateMap {
             what,
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::default()),
+            hasher: RandomState::default(),
             len: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -105,7 +105,7 @@ impl<V> StateMap<V> {
         keep: impl Fn(&V) -> bool,
         make: impl FnOnce() -> V,
     ) -> Result<Arc<V>> {
-        let h = site.hash();
+        let h = site.hash(&self.hasher);
         {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(bucket) = map.get(&h) {

@@ -8,11 +8,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::cluster::{stats, Directory, LoadBalance};
 use crate::error::{ErrorKind, Result, RpcError};
-use crate::extension::{self, ExtensionPoint};
+use crate::extension::{self, AdaptiveCache};
 use crate::invocation::{Invocation, Invoker, Response};
 use crate::url::Url;
 
@@ -37,9 +37,8 @@ pub struct ClusterBase {
     directory: Arc<dyn Directory>,
     /// The provider each method stuck to (`sticky=true`), per reference (this invoker).
     sticky: Mutex<HashMap<String, Arc<dyn Invoker>>>,
-    /// The balancer every method uses, looked up once, when the reference URL sets no
-    /// method-level `{method}.loadbalance` (`None` inside: look it up per call).
-    balancer: OnceLock<Option<Arc<dyn LoadBalance>>>,
+    /// The balancer, looked up once unless methods set their own.
+    balancer: AdaptiveCache<dyn LoadBalance>,
 }
 
 impl ClusterBase {
@@ -48,7 +47,7 @@ impl ClusterBase {
         ClusterBase {
             directory,
             sticky: Mutex::new(HashMap::new()),
-            balancer: OnceLock::new(),
+            balancer: AdaptiveCache::new(),
         }
     }
 
@@ -156,20 +155,8 @@ impl ClusterBase {
         tried: &[Arc<dyn Invoker>],
     ) -> (Option<Arc<dyn Invoker>>, Result<Response>) {
         let picked = self.list(&invocation).and_then(|list| {
-            let shared = self.balancer.get_or_init(|| {
-                let url = self.url();
-                let per_method = url.params().keys().any(|k| {
-                    k.strip_suffix(<dyn LoadBalance as ExtensionPoint>::KEY)
-                        .is_some_and(|m| m.ends_with('.'))
-                });
-                (!per_method)
-                    .then(|| extension::adaptive::<dyn LoadBalance>(url, "").ok())
-                    .flatten()
-            });
-            match shared {
-                Some(lb) => self.select(&**lb, &list, &invocation, tried),
-                None => self.select(&*self.load_balance(&invocation)?, &list, &invocation, tried),
-            }
+            let lb = self.balancer.get(self.url(), invocation.method())?;
+            self.select(&**lb, &list, &invocation, tried)
         });
         match picked {
             Ok(invoker) => {

@@ -93,7 +93,7 @@ use crate::error::{ErrorKind, Result, RpcError};
 use crate::exchange::{
     status, Client, Frame, Handler, Server, FLAG_REQUEST, FLAG_TWO_WAY, SERIALIZATION_MASK,
 };
-use crate::extension;
+use crate::extension::AdaptiveCache;
 use crate::filter::DEFAULT_TIMEOUT_MS;
 use crate::invocation::{Invocation, Invoker, Outcome, Payload, Response, ServiceKey, Value};
 use crate::protocol::{Exporter, Protocol};
@@ -213,6 +213,7 @@ impl Protocol for Dubbo {
             url,
             client,
             timeout,
+            serialization: AdaptiveCache::new(),
         }))
     }
 }
@@ -417,6 +418,7 @@ struct DubboInvoker {
     url: Url,
     client: Arc<Client>,
     timeout: Duration,
+    serialization: AdaptiveCache<dyn Serialization>,
 }
 
 impl DubboInvoker {
@@ -438,7 +440,7 @@ impl DubboInvoker {
     async fn call(&self, inv: &Invocation) -> Result<Response> {
         let start = Instant::now();
         let deadline = self.deadline(inv, start)?;
-        let ser = extension::adaptive::<dyn Serialization>(&self.url, inv.method())?;
+        let ser = self.serialization.get(&self.url, inv.method())?;
         let budget = deadline.saturating_duration_since(start).as_millis();
         // A one-way call has no caller waiting: the provider gets no budget to cancel it by.
         let timeout_ms = if inv.is_oneway() {
@@ -446,7 +448,7 @@ impl DubboInvoker {
         } else {
             u32::try_from(budget).unwrap_or(u32::MAX).max(1)
         };
-        let body = body::encode_request(inv, &*ser, timeout_ms)?;
+        let body = body::encode_request(inv, &**ser, timeout_ms)?;
         if body.len() > self.client.payload_limit() {
             return Err(RpcError::codec(format!(
                 "request body of {} bytes is over the payload limit of {}",
