@@ -316,7 +316,12 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
     let _ = writeln!(s, "\nThe issue's targets for the framework:\n");
     let _ = writeln!(s, "| target | check | value | verdict |");
     let _ = writeln!(s, "|---|---|---:|---|");
-    for t in [Target::Rpc, Target::RpcBincode, Target::RpcStack] {
+    for t in [
+        Target::Rpc,
+        Target::RpcBincode,
+        Target::RpcStack,
+        Target::RpcService,
+    ] {
         if !plan.targets.contains(&t) {
             continue;
         }

@@ -1,6 +1,8 @@
 //! `rpc` / `rpc-bincode`: this framework's `dubbo` protocol, default settings (msgpack) or
 //! `serialization=bincode`, called through the invoker `refer` returns; `rpc-stack`: the same
-//! provider called through the whole consumer stack (`Consumer::refer_url`).
+//! provider called through the whole consumer stack (`Consumer::refer_url`); `rpc-service`:
+//! what a user writes, a `#[service]` trait served by `Provider` and called through its
+//! generated client from `Consumer`, every layer on both sides at its defaults.
 //!
 //! Uses only the kernel's stable API: the provider exports a hand-written [`Invoker`] through
 //! `extension::get::<dyn Protocol>("dubbo")`, the consumer calls the invoker that `refer`
@@ -9,6 +11,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::config::ServiceConfig;
 use rpc_core::protocol::{Exporter, Protocol};
 use rpc_core::{extension, Invocation, Invoker, Response, ServiceKey, Url, Value};
 use serde_bytes::ByteBuf;
@@ -101,4 +105,57 @@ pub async fn call(invoker: &dyn Invoker, payload: &[u8]) -> BoxResult<usize> {
     );
     let back: ByteBuf = invoker.invoke(invocation).await?.into_value()?;
     Ok(back.len())
+}
+
+/// The echo service as a user declares it.
+#[rpc_core::service(name = "bench.EchoService")]
+pub trait EchoService {
+    /// Returns `data`.
+    async fn echo(&self, data: ByteBuf) -> ByteBuf;
+}
+
+/// The user's implementation.
+struct EchoImpl;
+
+impl EchoService for EchoImpl {
+    async fn echo(&self, data: ByteBuf) -> ByteBuf {
+        data
+    }
+}
+
+/// Serves [`EchoService`] with `Provider` (no registry) on `127.0.0.1:port`: provider filters,
+/// skeleton and exchange at their defaults. Returns the bound port and the running provider.
+pub async fn start_service(port: u16) -> BoxResult<(u16, RunningProvider)> {
+    let provider = Provider::builder()
+        .without_env()
+        .no_registry()
+        .application("bench-provider")
+        .host("127.0.0.1")
+        .protocol("dubbo", port)
+        .service(EchoServiceServer::new(EchoImpl))
+        .start()
+        .await?;
+    let port = provider.port().ok_or("the provider reports no port")?;
+    Ok((port, provider))
+}
+
+/// A generated [`EchoService`] client from `Consumer`, pointed at `addr` with a direct `url`:
+/// proxy, cluster, balancer and consumer filters at their defaults.
+pub async fn connect_service(addr: SocketAddr) -> BoxResult<EchoServiceClient> {
+    let consumer = Consumer::builder()
+        .without_env()
+        .no_registry()
+        .application("bench-consumer")
+        .reference_config(
+            "bench.EchoService",
+            ServiceConfig::default().param("url", format!("dubbo://{addr}")),
+        )
+        .build()
+        .await?;
+    Ok(consumer.reference::<EchoServiceClient>().await?)
+}
+
+/// One call through the generated client.
+pub async fn call_service(client: &EchoServiceClient, payload: &[u8]) -> BoxResult<usize> {
+    Ok(client.echo(ByteBuf::from(payload.to_vec())).await?.len())
 }

@@ -25,17 +25,20 @@ pub enum Target {
     RpcBincode,
     /// This framework (msgpack) called through the consumer stack: cluster, balancer, filters.
     RpcStack,
+    /// This framework as a user writes it: `#[service]`, `Provider`, `Consumer`, defaults.
+    RpcService,
 }
 
 impl Target {
     /// Every target, in report order.
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 7] = [
         Target::Raw,
         Target::Tarpc,
         Target::Tonic,
         Target::Rpc,
         Target::RpcBincode,
         Target::RpcStack,
+        Target::RpcService,
     ];
 
     /// The command-line name.
@@ -47,6 +50,7 @@ impl Target {
             Target::Rpc => "rpc",
             Target::RpcBincode => "rpc-bincode",
             Target::RpcStack => "rpc-stack",
+            Target::RpcService => "rpc-service",
         }
     }
 
@@ -68,6 +72,8 @@ pub enum ServerGuard {
     None,
     /// The framework's exporter.
     Exporter(#[allow(dead_code)] Box<dyn rpc_core::protocol::Exporter>),
+    /// The framework's running provider.
+    Provider(#[allow(dead_code)] rpc_core::bootstrap::RunningProvider),
 }
 
 /// Starts `target`'s server on `127.0.0.1:port` (0 = any free port); returns the bound port.
@@ -80,6 +86,10 @@ pub async fn start_server(target: Target, port: u16) -> BoxResult<(u16, ServerGu
             let (port, exporter) =
                 framework::start_server(port, target == Target::RpcBincode).await?;
             (port, ServerGuard::Exporter(exporter))
+        }
+        Target::RpcService => {
+            let (port, provider) = framework::start_service(port).await?;
+            (port, ServerGuard::Provider(provider))
         }
     })
 }
@@ -95,6 +105,8 @@ pub enum Caller {
     Tonic(tonic::client::Grpc<tonic::transport::Channel>),
     /// See [`framework`].
     Rpc(Arc<dyn rpc_core::Invoker>),
+    /// See [`framework::connect_service`].
+    Service(framework::EchoServiceClient),
 }
 
 impl Caller {
@@ -108,6 +120,7 @@ impl Caller {
                 Caller::Rpc(framework::connect(addr, target == Target::RpcBincode).await?)
             }
             Target::RpcStack => Caller::Rpc(framework::connect_stack(addr).await?),
+            Target::RpcService => Caller::Service(framework::connect_service(addr).await?),
         })
     }
 
@@ -118,6 +131,7 @@ impl Caller {
             Caller::Tarpc(c) => tarpc_echo::call(c, payload).await,
             Caller::Tonic(c) => tonic_echo::call(c, payload).await,
             Caller::Rpc(c) => framework::call(&**c, payload).await,
+            Caller::Service(c) => framework::call_service(c, payload).await,
         }
     }
 }
