@@ -213,18 +213,25 @@ impl Value {
 /// String key/value pairs that travel with a call (trace context, tokens, tags, ...).
 ///
 /// Kept as a small vector: calls carry a handful, and a linear scan beats hashing at that size.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Attachments(Vec<(String, String)>);
+/// The vector is shared between copies until one of them changes (copy on write), so handing
+/// a call's attachments to its context, or keeping a copy of a call for a retry, copies no
+/// strings.
+#[derive(Clone, Default)]
+pub struct Attachments(Option<Arc<Vec<(String, String)>>>);
 
 impl Attachments {
     /// No attachments.
     pub fn new() -> Self {
-        Attachments(Vec::new())
+        Attachments(None)
+    }
+
+    fn pairs(&self) -> &[(String, String)] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
+        self.pairs()
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -234,33 +241,46 @@ impl Attachments {
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
         let key = key.into();
         let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
+        let pairs = Arc::make_mut(
+            self.0
+                .get_or_insert_with(|| Arc::new(Vec::with_capacity(4))),
+        );
+        match pairs.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
-            None => self.0.push((key, value)),
+            None => pairs.push((key, value)),
         }
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        let i = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.swap_remove(i).1)
+        let i = self.pairs().iter().position(|(k, _)| k == key)?;
+        let pairs = Arc::make_mut(self.0.as_mut()?);
+        Some(pairs.swap_remove(i).1)
     }
 
     /// The pairs in insertion order (until a removal).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// How many pairs.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.pairs().len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.pairs().is_empty()
     }
 }
+
+impl PartialEq for Attachments {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs() == other.pairs()
+    }
+}
+
+impl Eq for Attachments {}
 
 impl fmt::Debug for Attachments {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -517,6 +537,26 @@ mod tests {
     struct Point {
         x: i32,
         y: i32,
+    }
+
+    /// Copies share their pairs until one changes; a change never shows in another copy.
+    #[test]
+    fn attachment_copies_are_independent() {
+        let mut a = Attachments::new();
+        a.insert("k", "1");
+        let mut b = a.clone();
+        b.insert("k", "2");
+        b.insert("j", "3");
+        assert_eq!(a.get("k"), Some("1"));
+        assert_eq!(a.len(), 1);
+        assert_eq!(b.get("k"), Some("2"));
+        let c = b.clone();
+        assert_eq!(b.remove("j"), Some("3".to_string()));
+        assert_eq!(c.get("j"), Some("3"));
+        assert_eq!(b.remove("absent"), None);
+        assert_eq!(b.remove("k"), Some("2".to_string()));
+        assert!(b.is_empty());
+        assert_eq!(b, Attachments::new());
     }
 
     #[test]
