@@ -92,7 +92,7 @@ fn run_measures_every_target_and_reports_a_row_each() {
         .args([
             "run",
             "--targets",
-            "raw,tarpc,tonic,rpc,rpc-bincode,rpc-stack",
+            "raw,tarpc,tonic,rpc,rpc-bincode,rpc-stack,rpc-service",
         ])
         .args(["--concurrency", "2", "--payload", "16"])
         .args(["--warmup", "0.1", "--measure", "0.3"])
@@ -100,7 +100,15 @@ fn run_measures_every_target_and_reports_a_row_each() {
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    for target in ["raw", "tarpc", "tonic", "rpc", "rpc-bincode", "rpc-stack"] {
+    for target in [
+        "raw",
+        "tarpc",
+        "tonic",
+        "rpc",
+        "rpc-bincode",
+        "rpc-stack",
+        "rpc-service",
+    ] {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(&format!("| {target} | 2 | 16 B |")))
