@@ -82,3 +82,33 @@ impl Directory for StaticDirectory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::strategy::testing::{as_dyn, call, reference, Scripted};
+    use std::sync::atomic::Ordering;
+
+    /// With every provider up, each call gets the configured list itself; a provider that
+    /// goes down is left out of the lists handed out after that, and an empty result is
+    /// an error naming the service.
+    #[test]
+    fn shares_the_configured_list_and_leaves_out_unavailable_providers() {
+        let p = [
+            Scripted::new("sd1.S", 0, "", &[]),
+            Scripted::new("sd1.S", 1, "", &[]),
+        ];
+        let dir = StaticDirectory::new(reference("sd1.S", ""), as_dyn(&p));
+        let a = dir.list_shared(&call("sd1.S", "m")).expect("list");
+        let b = dir.list_shared(&call("sd1.S", "m")).expect("list");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.len(), 2);
+        p[0].available.store(false, Ordering::SeqCst);
+        let up = dir.list_shared(&call("sd1.S", "m")).expect("list");
+        assert_eq!(up.len(), 1);
+        assert_eq!(up[0].url(), p[1].url());
+        p[1].available.store(false, Ordering::SeqCst);
+        let e = dir.list_shared(&call("sd1.S", "m")).err().expect("none up");
+        assert_eq!(e.kind(), ErrorKind::NoProvider);
+    }
+}

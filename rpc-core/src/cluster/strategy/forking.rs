@@ -56,7 +56,7 @@ impl Invoker for ForkingInvoker {
             chosen = list.to_vec();
         } else {
             while chosen.len() < forks {
-                let pick = self.base.select(&*lb, &list, &invocation, &chosen)?;
+                let pick = self.base.select(&**lb, &list, &invocation, &chosen)?;
                 if chosen.iter().any(|c| super::same(c, &pick)) {
                     break;
                 }

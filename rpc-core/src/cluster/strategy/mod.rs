@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::cluster::{stats, Directory, LoadBalance};
 use crate::error::{ErrorKind, Result, RpcError};
-use crate::extension::{self, AdaptiveCache};
+use crate::extension::AdaptiveCache;
 use crate::invocation::{Invocation, Invoker, Response};
 use crate::url::Url;
 
@@ -66,9 +66,10 @@ impl ClusterBase {
         self.directory.list_shared(invocation)
     }
 
-    /// The load balancer for the method (`{method}.loadbalance`, else `loadbalance`).
-    pub fn load_balance(&self, invocation: &Invocation) -> Result<Arc<dyn LoadBalance>> {
-        extension::adaptive::<dyn LoadBalance>(self.url(), invocation.method())
+    /// The load balancer for the method (`{method}.loadbalance`, else `loadbalance`),
+    /// resolved once per reference unless methods set their own.
+    pub fn load_balance(&self, invocation: &Invocation) -> Result<Cow<'_, Arc<dyn LoadBalance>>> {
+        self.balancer.get(self.url(), invocation.method())
     }
 
     /// Chooses a provider from `invokers` for `invocation`:
@@ -155,7 +156,7 @@ impl ClusterBase {
         tried: &[Arc<dyn Invoker>],
     ) -> (Option<Arc<dyn Invoker>>, Result<Response>) {
         let picked = self.list(&invocation).and_then(|list| {
-            let lb = self.balancer.get(self.url(), invocation.method())?;
+            let lb = self.load_balance(&invocation)?;
             self.select(&**lb, &list, &invocation, tried)
         });
         match picked {
