@@ -200,13 +200,14 @@ impl Inner {
             .join(name)
     }
 
+    /// Rewrites every registration of this process. Holds the lock while writing, so that
+    /// an `unregister` running meanwhile cannot have its file written back after deleting it.
     fn refresh(&self) {
-        let files: Vec<_> = match self.registered.lock() {
-            Ok(r) => r.iter().map(|(p, c)| (p.clone(), c.clone())).collect(),
-            Err(_) => return,
+        let Ok(files) = self.registered.lock() else {
+            return;
         };
-        for (path, content) in files {
-            if let Err(e) = write_bytes_atomically(&path, &content) {
+        for (path, content) in files.iter() {
+            if let Err(e) = write_bytes_atomically(path, content) {
                 tracing::warn!(file = %path.display(), error = %e, "cannot refresh local registration");
             }
         }
@@ -397,11 +398,11 @@ impl Registry for LocalRegistry {
         let content = serde_json::to_vec(&entry)
             .map_err(|e| RpcError::internal(format!("cannot encode registration: {e}")))?;
         blocking(move || {
+            // Under the lock, like `refresh` and `unregister`, so the three never interleave.
+            let mut registered = inner.registered.lock().unwrap_or_else(|p| p.into_inner());
             write_bytes_atomically(&path, &content)
                 .map_err(|e| RpcError::internal(format!("cannot write {}: {e}", path.display())))?;
-            if let Ok(mut r) = inner.registered.lock() {
-                r.insert(path, content);
-            }
+            registered.insert(path, content);
             Ok(())
         })
         .await?
@@ -411,9 +412,8 @@ impl Registry for LocalRegistry {
         let inner = self.inner.clone();
         let path = inner.file_of(url);
         blocking(move || {
-            if let Ok(mut r) = inner.registered.lock() {
-                r.remove(&path);
-            }
+            let mut registered = inner.registered.lock().unwrap_or_else(|p| p.into_inner());
+            registered.remove(&path);
             match std::fs::remove_file(&path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -500,6 +500,34 @@ mod tests {
         big.set_len(MAX_FILE_BYTES + 1).expect("grow");
         assert_eq!(reg.lookup(&p).await.expect("lookup"), vec![p.clone()]);
         let _ = std::fs::remove_dir_all(format!("/{}", url.path()));
+    }
+
+    /// A lease refresh running while a URL is unregistered never writes its file back: once
+    /// `unregister` returns, the registration is gone for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refresh_never_brings_back_an_unregistered_url() {
+        let url = temp_registry("");
+        let reg = LocalRegistry::start(&url).expect("start");
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Back").expect("url");
+        let file = reg.inner.file_of(&p);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refresher = {
+            let (inner, stop) = (reg.inner.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    inner.refresh();
+                }
+            })
+        };
+        for _ in 0..200 {
+            reg.register(&p).await.expect("register");
+            reg.unregister(&p).await.expect("unregister");
+            assert!(!file.exists(), "unregistered file written back");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        refresher.join().expect("refresher");
+        assert!(!file.exists());
+        let _ = std::fs::remove_dir_all(reg.dir());
     }
 
     #[tokio::test]
