@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::invocation::Attachments;
+use crate::invocation::{Attachments, ByteString};
 
 /// Attachment carrying the caller's remaining budget in whole milliseconds, measured when the
 /// call was sent (a relative duration, so clocks need not agree).
@@ -69,8 +69,8 @@ pub fn is_propagated(key: &str) -> bool {
     !(key.starts_with("rpc.") || PER_HOP.contains(&key))
 }
 
-fn local_application() -> &'static std::sync::RwLock<Option<Arc<str>>> {
-    static APP: std::sync::RwLock<Option<Arc<str>>> = std::sync::RwLock::new(None);
+fn local_application() -> &'static std::sync::RwLock<Option<ByteString>> {
+    static APP: std::sync::RwLock<Option<ByteString>> = std::sync::RwLock::new(None);
     &APP
 }
 
@@ -81,11 +81,11 @@ fn local_application() -> &'static std::sync::RwLock<Option<Arc<str>>> {
 pub fn set_application(name: &str) {
     *local_application()
         .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::from(name));
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ByteString::from(name));
 }
 
 /// The name given to [`set_application`], if any.
-pub fn application() -> Option<Arc<str>> {
+pub fn application() -> Option<ByteString> {
     local_application()
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+/// An immutable, reference-counted UTF-8 string: attachment keys and values (re-exported from
+/// the `bytestring` crate).
+pub use bytestring::ByteString;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
@@ -213,11 +216,16 @@ impl Value {
 /// String key/value pairs that travel with a call (trace context, tokens, tags, ...).
 ///
 /// Kept as a small vector: calls carry a handful, and a linear scan beats hashing at that size.
+/// Keys and values are [`ByteString`]s: a literal key (`ByteString::from_static`) costs no
+/// allocation, and the pairs a protocol decodes are slices of the received frame, not copies.
 /// The vector is shared between copies until one of them changes (copy on write), so handing
 /// a call's attachments to its context, or keeping a copy of a call for a retry, copies no
 /// strings.
 #[derive(Clone, Default)]
-pub struct Attachments(Option<Arc<Vec<(String, String)>>>);
+pub struct Attachments(Option<Arc<Vec<(ByteString, ByteString)>>>);
+
+/// Pairs a new attachment vector has room for before it grows: what the default filters add.
+const ATTACHMENTS_CAPACITY: usize = 4;
 
 impl Attachments {
     /// No attachments.
@@ -225,7 +233,12 @@ impl Attachments {
         Attachments(None)
     }
 
-    fn pairs(&self) -> &[(String, String)] {
+    /// Empty, with room for `n` pairs (a decoder that knows the count allocates once).
+    pub fn with_capacity(n: usize) -> Self {
+        Attachments((n > 0).then(|| Arc::new(Vec::with_capacity(n))))
+    }
+
+    fn pairs(&self) -> &[(ByteString, ByteString)] {
         self.0.as_deref().map_or(&[], Vec::as_slice)
     }
 
@@ -233,17 +246,26 @@ impl Attachments {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs()
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| &**v)
     }
 
-    /// Sets `key` (replacing an earlier value).
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+    /// The value under `key`, shared (a reference-count increment, no copy).
+    pub fn get_shared(&self, key: &str) -> Option<ByteString> {
+        self.pairs()
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Sets `key` (replacing an earlier value). A `&str` is copied; a `String` is taken over;
+    /// a [`ByteString`] is shared.
+    pub fn insert(&mut self, key: impl Into<ByteString>, value: impl Into<ByteString>) {
         let key = key.into();
         let value = value.into();
         let pairs = Arc::make_mut(
             self.0
-                .get_or_insert_with(|| Arc::new(Vec::with_capacity(4))),
+                .get_or_insert_with(|| Arc::new(Vec::with_capacity(ATTACHMENTS_CAPACITY))),
         );
         match pairs.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
@@ -252,15 +274,15 @@ impl Attachments {
     }
 
     /// Removes `key`, returning its value.
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        let i = self.pairs().iter().position(|(k, _)| k == key)?;
+    pub fn remove(&mut self, key: &str) -> Option<ByteString> {
+        let i = self.pairs().iter().position(|(k, _)| &**k == key)?;
         let pairs = Arc::make_mut(self.0.as_mut()?);
         Some(pairs.swap_remove(i).1)
     }
 
     /// The pairs in insertion order (until a removal).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.pairs().iter().map(|(k, v)| (&**k, &**v))
     }
 
     /// How many pairs.
@@ -288,7 +310,7 @@ impl fmt::Debug for Attachments {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Attachments {
+impl<K: Into<ByteString>, V: Into<ByteString>> FromIterator<(K, V)> for Attachments {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut a = Attachments::new();
         for (k, v) in iter {
@@ -304,7 +326,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Attachments {
 #[derive(Clone, Debug)]
 pub struct Invocation {
     service: ServiceKey,
-    method: Cow<'static, str>,
+    method: ByteString,
     args: Value,
     attachments: Attachments,
     deadline: Option<Instant>,
@@ -315,9 +337,19 @@ pub struct Invocation {
 impl Invocation {
     /// A call of `method` on `service` with `args` (a typed tuple, or encoded bytes).
     pub fn new(service: ServiceKey, method: impl Into<Cow<'static, str>>, args: Value) -> Self {
+        let method = match method.into() {
+            Cow::Borrowed(name) => ByteString::from_static(name),
+            Cow::Owned(name) => ByteString::from(name),
+        };
+        Self::with_method(service, method, args)
+    }
+
+    /// Like [`Invocation::new`] with a method name that is already shared, such as a slice of
+    /// a received frame: the decoding protocol copies nothing.
+    pub fn with_method(service: ServiceKey, method: ByteString, args: Value) -> Self {
         Invocation {
             service,
-            method: method.into(),
+            method,
             args,
             attachments: Attachments::new(),
             deadline: None,
@@ -424,7 +456,7 @@ fn annotate(e: RpcError, service: &ServiceKey, method: &str) -> RpcError {
 #[derive(Clone, Debug)]
 pub struct CallLabel {
     service: ServiceKey,
-    method: Cow<'static, str>,
+    method: ByteString,
 }
 
 impl CallLabel {
@@ -522,6 +554,14 @@ pub trait Invoker: Send + Sync {
     /// Performs the call.
     async fn invoke(&self, invocation: Invocation) -> Result<Response>;
 
+    /// Whether this invoker keeps the invocation's deadline itself: it ends the call with
+    /// [`ErrorKind::Timeout`] once the deadline passes, and sends the provider the remaining
+    /// budget. The `timeout` filter then arms no timer of its own and the `deadline` filter
+    /// is left out of the chain. `false` (the default) is always safe.
+    fn enforces_deadline(&self) -> bool {
+        false
+    }
+
     /// Releases resources (connections); later calls fail.
     fn destroy(&self) {}
 }
@@ -551,10 +591,10 @@ mod tests {
         assert_eq!(a.len(), 1);
         assert_eq!(b.get("k"), Some("2"));
         let c = b.clone();
-        assert_eq!(b.remove("j"), Some("3".to_string()));
+        assert_eq!(b.remove("j"), Some(ByteString::from_static("3")));
         assert_eq!(c.get("j"), Some("3"));
         assert_eq!(b.remove("absent"), None);
-        assert_eq!(b.remove("k"), Some("2".to_string()));
+        assert_eq!(b.remove("k"), Some(ByteString::from_static("2")));
         assert!(b.is_empty());
         assert_eq!(b, Attachments::new());
     }

@@ -49,7 +49,8 @@ pub mod url;
 pub use context::RpcContext;
 pub use error::{ErrorKind, Result, RpcError};
 pub use invocation::{
-    AnyValue, Attachments, Invocation, Invoker, Outcome, Payload, Response, ServiceKey, Value,
+    AnyValue, Attachments, ByteString, Invocation, Invoker, Outcome, Payload, Response, ServiceKey,
+    Value,
 };
 pub use url::{Url, UrlError};
 

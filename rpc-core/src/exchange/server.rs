@@ -16,6 +16,7 @@ use super::client::{reserve_for_read, write_loop};
 use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
+use crate::invocation::ByteString;
 use crate::transport::{Acceptor, Connection, Transporter};
 use crate::url::Url;
 
@@ -24,7 +25,7 @@ use crate::url::Url;
 pub trait Handler: Send + Sync + 'static {
     /// Handles one request frame from `peer` (the caller's address as the transport saw it);
     /// returns the response frame for two-way requests.
-    async fn handle(&self, request: Frame, peer: Arc<str>) -> Option<Frame>;
+    async fn handle(&self, request: Frame, peer: ByteString) -> Option<Frame>;
 
     /// The response to a request (header `flag` and `id`) refused before it was handled: its
     /// body is over the payload limit, or the server is saturated. `None` sends nothing.
@@ -190,7 +191,7 @@ async fn serve(
         }
         gone.cancel();
     });
-    let peer_name: Arc<str> = Arc::from(peer.as_str());
+    let peer_name = ByteString::from(peer.as_str());
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'conn: loop {
         loop {
@@ -249,7 +250,7 @@ async fn serve(
 
 async fn dispatch(
     frame: Frame,
-    peer: &Arc<str>,
+    peer: &ByteString,
     handler: &Arc<dyn Handler>,
     tx: &mpsc::Sender<Frame>,
     permits: &Arc<Semaphore>,

@@ -37,6 +37,11 @@ impl Default for ActivesFilter {
 
 #[async_trait::async_trait]
 impl Filter for ActivesFilter {
+    /// An excess call waits for a slot only until the deadline.
+    fn honors_deadline(&self) -> bool {
+        true
+    }
+
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let limit: u32 = next
             .url()

@@ -295,6 +295,11 @@ impl Default for CircuitBreakerFilter {
 
 #[async_trait::async_trait]
 impl Filter for CircuitBreakerFilter {
+    /// It never waits: an open circuit fails the call at once.
+    fn honors_deadline(&self) -> bool {
+        true
+    }
+
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let breaker = self
             .breakers

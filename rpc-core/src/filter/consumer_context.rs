@@ -25,7 +25,7 @@ use crate::context::{
 use crate::error::Result;
 use crate::extension::Activate;
 use crate::filter::Filter;
-use crate::invocation::{Invocation, Invoker, Response};
+use crate::invocation::{ByteString, Invocation, Invoker, Response};
 
 /// See the [module docs](self).
 #[derive(Debug, Default)]
@@ -33,6 +33,11 @@ pub struct ConsumerContextFilter;
 
 #[async_trait::async_trait]
 impl Filter for ConsumerContextFilter {
+    /// It never waits.
+    fn honors_deadline(&self) -> bool {
+        true
+    }
+
     async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
         let inherited = RpcContext::with_current(|ctx| {
             let ctx = ctx?;
@@ -52,9 +57,10 @@ impl Filter for ConsumerContextFilter {
             .and_then(TraceParent::parse)
             .or(inherited);
         let trace = parent.map_or_else(TraceParent::new_root, |p| p.child());
-        invocation
-            .attachments_mut()
-            .insert(TRACEPARENT_ATTACHMENT, trace.to_string());
+        invocation.attachments_mut().insert(
+            ByteString::from_static(TRACEPARENT_ATTACHMENT),
+            trace.to_string(),
+        );
         if invocation
             .attachments()
             .get(APPLICATION_ATTACHMENT)
@@ -63,11 +69,11 @@ impl Filter for ConsumerContextFilter {
             if let Some(app) = crate::context::application() {
                 invocation
                     .attachments_mut()
-                    .insert(APPLICATION_ATTACHMENT, &*app);
+                    .insert(ByteString::from_static(APPLICATION_ATTACHMENT), app);
             } else if let Some(app) = next.url().param("application") {
                 invocation
                     .attachments_mut()
-                    .insert(APPLICATION_ATTACHMENT, app);
+                    .insert(ByteString::from_static(APPLICATION_ATTACHMENT), app);
             }
         }
         let span = tracing::info_span!(

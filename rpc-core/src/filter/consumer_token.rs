@@ -16,6 +16,11 @@ pub struct ConsumerTokenFilter;
 
 #[async_trait::async_trait]
 impl Filter for ConsumerTokenFilter {
+    /// It never waits.
+    fn honors_deadline(&self) -> bool {
+        true
+    }
+
     async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
         if let Some(token) = next.url().param("token") {
             if !matches!(token, "" | "false" | "true" | "default") {

@@ -3,7 +3,10 @@
 //! Runs just inside `timeout`, so the invocation's deadline is set. It writes the time left,
 //! in whole milliseconds, to the [`TIMEOUT_ATTACHMENT`] attachment: a relative duration, so
 //! the two machines' clocks need not agree. The provider's `context` filter turns it back
-//! into a deadline. A call whose deadline has already passed is not sent at all.
+//! into a deadline. A call whose deadline has already passed is not sent at all. A chain
+//! whose protocol keeps the deadline and sends the budget itself
+//! ([`Invoker::enforces_deadline`], as `dubbo` does in its request header) leaves this
+//! filter out.
 
 use std::sync::Arc;
 
@@ -11,7 +14,7 @@ use crate::context::TIMEOUT_ATTACHMENT;
 use crate::error::{Result, RpcError};
 use crate::extension::Activate;
 use crate::filter::Filter;
-use crate::invocation::{Invocation, Invoker, Response};
+use crate::invocation::{ByteString, Invocation, Invoker, Response};
 
 /// See the [module docs](self).
 #[derive(Debug, Default)]
@@ -19,6 +22,16 @@ pub struct DeadlineFilter;
 
 #[async_trait::async_trait]
 impl Filter for DeadlineFilter {
+    /// Left out where the protocol sends the budget itself (`dubbo` has a field for it).
+    fn applies_to(&self, next: &dyn Invoker) -> bool {
+        !next.enforces_deadline()
+    }
+
+    /// It never waits.
+    fn honors_deadline(&self) -> bool {
+        true
+    }
+
     async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
         if let Some(left) = invocation.remaining() {
             if left.is_zero() {
@@ -27,9 +40,10 @@ impl Filter for DeadlineFilter {
                         .with_provider(next.url().address()),
                 ));
             }
-            invocation
-                .attachments_mut()
-                .insert(TIMEOUT_ATTACHMENT, left.as_millis().to_string());
+            invocation.attachments_mut().insert(
+                ByteString::from_static(TIMEOUT_ATTACHMENT),
+                left.as_millis().to_string(),
+            );
         }
         next.invoke(invocation).await
     }

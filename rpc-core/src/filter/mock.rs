@@ -184,6 +184,14 @@ async fn act(action: &Action, invocation: Invocation, cause: Option<RpcError>) -
 
 #[async_trait::async_trait]
 impl Filter for MockFilter {
+    /// Left out of a chain whose URL has no `mock` key, at service or method level.
+    fn applies_to(&self, next: &dyn Invoker) -> bool {
+        next.url()
+            .params()
+            .keys()
+            .any(|k| k == "mock" || k.ends_with(".mock"))
+    }
+
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let Some(raw) = next.url().method_param(invocation.method(), "mock") else {
             return next.invoke(invocation).await;

@@ -26,9 +26,11 @@
 //! ```
 //!
 //! `[key]`: active by default only when the URL has that key (name the filter in `filter=` to
-//! activate it when only a method-level key such as `greet.executes` is set). `mock` is always
-//! in the chain, so a method-level `greet.mock` works alone; without a `mock` key it only
-//! passes the call on. Each module's docs give the keys and the exact behaviour. Every filter
+//! activate it when only a method-level key such as `greet.executes` is set). `mock` is
+//! activated always, so a method-level `greet.mock` works alone, and is left out of a chain
+//! whose URL has no `mock` key at all ([`Filter::applies_to`]); `deadline` is left out where
+//! the protocol carries the budget itself. Each module's docs give the keys and the exact
+//! behaviour. Every filter
 //! is one shared instance; state (counters, breakers, buckets) is kept per service, method
 //! and, on the consumer, provider address, and no lock is held across an `.await`.
 
@@ -79,6 +81,22 @@ pub use tps::TpsFilter;
 pub trait Filter: Send + Sync {
     /// Handles `invocation`, normally by calling `next.invoke(invocation)`.
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response>;
+
+    /// Whether this filter has anything to do around `next`; asked once, when the chain is
+    /// built (an invoker's URL never changes), and a filter that answers `false` is left out
+    /// of that chain and costs its calls nothing. The default is `true`.
+    fn applies_to(&self, next: &dyn Invoker) -> bool {
+        let _ = next;
+        true
+    }
+
+    /// Whether this filter never holds a call past the invocation's deadline (it does not
+    /// wait, or waits at most until the deadline). A chain keeps the deadline itself (see
+    /// [`Invoker::enforces_deadline`]) only when every filter in it says so and the invoker
+    /// it wraps keeps it. The default, `false`, is always safe.
+    fn honors_deadline(&self) -> bool {
+        false
+    }
 }
 
 fn _assert_object_safe(_: &dyn Filter) {}
@@ -89,6 +107,8 @@ struct FilterInvoker {
     name: &'static str,
     filter: Arc<dyn Filter>,
     next: Arc<dyn Invoker>,
+    /// `filter.honors_deadline() && next.enforces_deadline()`, fixed when built.
+    enforces_deadline: bool,
 }
 
 // Written out rather than with `#[async_trait]`: the filter's own boxed future is handed on
@@ -100,6 +120,10 @@ impl Invoker for FilterInvoker {
 
     fn is_available(&self) -> bool {
         self.next.is_available()
+    }
+
+    fn enforces_deadline(&self) -> bool {
+        self.enforces_deadline
     }
 
     fn invoke<'a, 'f>(&'a self, invocation: Invocation) -> crate::invocation::BoxedCall<'f>
@@ -122,7 +146,8 @@ pub fn build_chain(invoker: Arc<dyn Invoker>, side: Side) -> Result<Arc<dyn Invo
     Ok(wrap(invoker, filters))
 }
 
-/// Wraps `invoker` in `filters` (first outermost).
+/// Wraps `invoker` in `filters` (first outermost), leaving out each filter that does not
+/// [apply](Filter::applies_to) to what it would wrap.
 pub fn wrap(
     invoker: Arc<dyn Invoker>,
     filters: Vec<(&'static str, Arc<dyn Filter>)>,
@@ -131,7 +156,17 @@ pub fn wrap(
         .into_iter()
         .rev()
         .fold(invoker, |next, (name, filter)| {
-            Arc::new(FilterInvoker { name, filter, next })
+            if !filter.applies_to(&*next) {
+                tracing::trace!(filter = name, url = %next.url(), "filter left out");
+                return next;
+            }
+            let enforces_deadline = filter.honors_deadline() && next.enforces_deadline();
+            Arc::new(FilterInvoker {
+                name,
+                filter,
+                next,
+                enforces_deadline,
+            })
         })
 }
 
@@ -314,6 +349,133 @@ mod tests {
         assert_eq!(service.calls(), 3);
         let sent = network.last().expect("sent");
         assert!(sent.attachments().get(TIMEOUT_ATTACHMENT).is_some());
+    }
+
+    /// An invoker that claims to keep the deadline itself, as `dubbo` does, and answers
+    /// after `delay` (late, to show who times out).
+    struct Keeper {
+        url: Url,
+        delay: std::time::Duration,
+        keeps: bool,
+        seen: Mutex<Vec<Invocation>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Invoker for Keeper {
+        fn url(&self) -> &Url {
+            &self.url
+        }
+        fn enforces_deadline(&self) -> bool {
+            self.keeps
+        }
+        async fn invoke(&self, inv: Invocation) -> Result<Response> {
+            self.seen.lock().expect("lock").push(inv);
+            tokio::time::sleep(self.delay).await;
+            Ok(Response::empty())
+        }
+    }
+
+    fn keeper(keeps: bool) -> Arc<Keeper> {
+        Arc::new(Keeper {
+            url: Url::parse("dubbo://h:1/S?timeout=100").expect("url"),
+            delay: std::time::Duration::from_millis(300),
+            keeps,
+            seen: Mutex::new(Vec::new()),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_a_protocol_that_keeps_the_deadline_the_chain_does_not_repeat_it() {
+        use crate::context::TIMEOUT_ATTACHMENT;
+        use crate::error::ErrorKind;
+        use crate::filter::testing::call;
+        // The default consumer chain over an invoker that keeps deadlines: the timeout
+        // filter sets the deadline but arms no timer (this invoker answers late on purpose),
+        // and the deadline filter, left out, adds no budget attachment.
+        let keeping = keeper(true);
+        let chain = build_chain(keeping.clone(), Side::Consumer).expect("chain");
+        assert!(chain.enforces_deadline(), "every default filter honors it");
+        chain.invoke(call("S", "m")).await.expect("no second timer");
+        let sent = keeping.seen.lock().expect("lock").pop().expect("called");
+        assert!(
+            sent.deadline().is_some(),
+            "the timeout filter still sets it"
+        );
+        assert_eq!(sent.attachments().get(TIMEOUT_ATTACHMENT), None);
+
+        // The same invoker without the claim: the filters do both jobs themselves.
+        let plain = keeper(false);
+        let chain = build_chain(plain.clone(), Side::Consumer).expect("chain");
+        assert!(!chain.enforces_deadline());
+        let e = chain.invoke(call("S", "m")).await.expect_err("timed out");
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(e.to_string().contains("within 100 ms"), "{e}");
+        let sent = plain.seen.lock().expect("lock").pop().expect("called");
+        assert_eq!(sent.attachments().get(TIMEOUT_ATTACHMENT), Some("100"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_filter_that_may_wait_makes_the_timeout_filter_keep_its_timer() {
+        use crate::error::ErrorKind;
+        use crate::filter::testing::call;
+        // `Tagger` does not promise to honor deadlines, so the chain inside `timeout` does
+        // not keep the deadline even though the protocol does.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let inner = wrap(
+            keeper(true),
+            vec![("tag", Arc::new(Tagger("tag", log)) as Arc<dyn Filter>)],
+        );
+        assert!(!inner.enforces_deadline());
+        let chain = wrap(
+            inner,
+            vec![(
+                "timeout",
+                Arc::new(timeout::TimeoutFilter) as Arc<dyn Filter>,
+            )],
+        );
+        let e = chain.invoke(call("S", "m")).await.expect_err("timed out");
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn filters_that_do_not_apply_are_left_out_when_the_chain_is_built() {
+        use crate::filter::testing::Mock;
+        let mock = MockFilter::default();
+        assert!(!mock.applies_to(&*Mock::ok("dubbo://h:1/S?timeout=5")));
+        assert!(mock.applies_to(&*Mock::ok("dubbo://h:1/S?mock=true")));
+        assert!(mock.applies_to(&*Mock::ok("dubbo://h:1/S?greet.mock=true")));
+        assert!(!deadline::DeadlineFilter.applies_to(&*keeper(true)));
+        assert!(deadline::DeadlineFilter.applies_to(&*keeper(false)));
+    }
+
+    #[tokio::test]
+    async fn a_filter_left_out_does_not_run() {
+        struct Never;
+        #[async_trait::async_trait]
+        impl Filter for Never {
+            fn applies_to(&self, _: &dyn Invoker) -> bool {
+                false
+            }
+            async fn invoke(&self, _: &dyn Invoker, _: Invocation) -> Result<Response> {
+                unreachable!("left out of the chain")
+            }
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let chain = wrap(
+            Arc::new(Echo(Url::parse("dubbo://h:1/S").expect("url"))),
+            vec![
+                ("never", Arc::new(Never) as Arc<dyn Filter>),
+                ("a", Arc::new(Tagger("a", log.clone()))),
+            ],
+        );
+        let inv = Invocation::new(ServiceKey::new("S", None, None), "m", Value::Empty);
+        let keys: Vec<String> = chain
+            .invoke(inv)
+            .await
+            .expect("ok")
+            .into_value()
+            .expect("vec");
+        assert_eq!(keys, ["a"]);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! default [`DEFAULT_TIMEOUT_MS`]) unless an earlier deadline is already set (a nested call
 //! inherits its caller's remaining budget), and fails the call with
 //! [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the deadline passes. Dropping the
-//! inner future cancels the call's wait; the exchange discards a late response.
+//! inner future cancels the call's wait; the exchange discards a late response. When the
+//! chain inside keeps the deadline itself ([`Invoker::enforces_deadline`], as the `dubbo`
+//! protocol does), this filter only sets the deadline and arms no timer of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,11 @@ pub struct TimeoutFilter;
 
 #[async_trait::async_trait]
 impl Filter for TimeoutFilter {
+    /// It is what ends a call at the deadline.
+    fn honors_deadline(&self) -> bool {
+        true
+    }
+
     async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
         let ms: u64 =
             next.url()
@@ -31,6 +38,10 @@ impl Filter for TimeoutFilter {
         let Some(deadline) = invocation.deadline() else {
             return next.invoke(invocation).await;
         };
+        if next.enforces_deadline() {
+            // The protocol's own wait ends at the deadline: a second timer would only cost.
+            return next.invoke(invocation).await;
+        }
         let budget = invocation.remaining().unwrap_or_default();
         let label = invocation.label();
         match tokio::time::timeout_at(deadline, next.invoke(invocation)).await {

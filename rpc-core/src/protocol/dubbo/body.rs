@@ -3,7 +3,7 @@
 use bytes::{Buf, Bytes};
 
 use crate::error::{ErrorKind, Result, RpcError};
-use crate::invocation::{Attachments, Invocation, Value};
+use crate::invocation::{Attachments, ByteString, Invocation, Value};
 use crate::serialize::Serialization;
 
 /// Envelope format version written first in every request body.
@@ -25,10 +25,10 @@ pub(crate) const RESPONSE_EMPTY: u8 = 2;
 /// A decoded request envelope; `args` are still bytes in the header's serialization.
 #[derive(Debug)]
 pub(crate) struct RequestBody {
-    pub(crate) path: String,
-    pub(crate) version: String,
-    pub(crate) group: String,
-    pub(crate) method: String,
+    pub(crate) path: ByteString,
+    pub(crate) version: ByteString,
+    pub(crate) group: ByteString,
+    pub(crate) method: ByteString,
     pub(crate) timeout_ms: u32,
     pub(crate) attachments: Attachments,
     pub(crate) args: Bytes,
@@ -172,7 +172,8 @@ impl Reader {
         Ok(self.buf.split_to(len))
     }
 
-    fn string(&mut self, max: usize, field: &str) -> Result<String> {
+    /// A length-prefixed UTF-8 string: a slice of the body, not a copy.
+    fn string(&mut self, max: usize, field: &str) -> Result<ByteString> {
         let len = self.u16(field)? as usize;
         if len > max {
             return Err(RpcError::codec(format!(
@@ -181,7 +182,7 @@ impl Reader {
             )));
         }
         let b = self.bytes(len, field)?;
-        String::from_utf8(b.to_vec())
+        ByteString::try_from(b)
             .map_err(|_| RpcError::codec(format!("{} field {field} is not UTF-8", self.what)))
     }
 
@@ -193,7 +194,7 @@ impl Reader {
                 self.what
             )));
         }
-        let mut a = Attachments::new();
+        let mut a = Attachments::with_capacity(n);
         for _ in 0..n {
             let k = self.string(MAX_NAME, "attachment key")?;
             let v = self.string(MAX_VALUE, "attachment value")?;
@@ -261,7 +262,7 @@ pub(crate) fn decode_response(body: Bytes) -> Result<(u8, Attachments, Bytes)> {
 }
 
 /// Decodes an error body into (kind name, message); lenient, since it only feeds a message.
-pub(crate) fn decode_error(body: Bytes) -> Result<(String, String)> {
+pub(crate) fn decode_error(body: Bytes) -> Result<(ByteString, String)> {
     let mut r = Reader {
         buf: body,
         what: "error body",

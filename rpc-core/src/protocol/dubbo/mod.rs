@@ -95,7 +95,9 @@ use crate::exchange::{
 };
 use crate::extension::AdaptiveCache;
 use crate::filter::DEFAULT_TIMEOUT_MS;
-use crate::invocation::{Invocation, Invoker, Outcome, Payload, Response, ServiceKey, Value};
+use crate::invocation::{
+    ByteString, Invocation, Invoker, Outcome, Payload, Response, ServiceKey, Value,
+};
 use crate::protocol::{Exporter, Protocol};
 use crate::serialize::{self, Serialization};
 use crate::url::Url;
@@ -279,7 +281,11 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
 }
 
 impl Dispatcher {
-    async fn call(&self, req: Frame, peer: &str) -> Result<(Response, Arc<dyn Serialization>)> {
+    async fn call(
+        &self,
+        req: Frame,
+        peer: &ByteString,
+    ) -> Result<(Response, Arc<dyn Serialization>)> {
         let ser_id = req.serialization();
         let ser = serialize::by_id(ser_id)?;
         let two_way = req.is_two_way();
@@ -310,7 +316,7 @@ impl Dispatcher {
                 )
             })
         })?;
-        let mut inv = Invocation::new(
+        let mut inv = Invocation::with_method(
             service,
             env.method,
             Value::Encoded(Payload {
@@ -320,8 +326,10 @@ impl Dispatcher {
         );
         *inv.attachments_mut() = env.attachments;
         // The caller's address as the transport saw it; whatever the caller claimed is replaced.
-        inv.attachments_mut()
-            .insert(crate::context::REMOTE_ADDRESS_ATTACHMENT, peer);
+        inv.attachments_mut().insert(
+            ByteString::from_static(crate::context::REMOTE_ADDRESS_ATTACHMENT),
+            peer.clone(),
+        );
         inv.set_oneway(!two_way);
         if env.timeout_ms > 0 {
             inv.set_timeout(Duration::from_millis(env.timeout_ms.into()));
@@ -355,7 +363,7 @@ impl Dispatcher {
 
 #[async_trait::async_trait]
 impl Handler for Dispatcher {
-    async fn handle(&self, req: Frame, peer: Arc<str>) -> Option<Frame> {
+    async fn handle(&self, req: Frame, peer: ByteString) -> Option<Frame> {
         let two_way = req.is_two_way();
         let ser_id = req.serialization();
         let id = req.id;
@@ -514,6 +522,11 @@ impl Invoker for DubboInvoker {
 
     fn is_available(&self) -> bool {
         self.client.is_connected()
+    }
+
+    /// The exchange waits only until the deadline, and the header carries the budget.
+    fn enforces_deadline(&self) -> bool {
+        true
     }
 
     async fn invoke(&self, invocation: Invocation) -> Result<Response> {
