@@ -250,16 +250,10 @@ impl TraceParent {
         if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
-        let hex = |r: std::ops::Range<usize>| -> Option<&str> {
-            let part = s.get(r)?;
-            part.bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-                .then_some(part)
-        };
-        let version = u8::from_str_radix(hex(0..2)?, 16).ok()?;
-        let trace_id = u128::from_str_radix(hex(3..35)?, 16).ok()?;
-        let span_id = u64::from_str_radix(hex(36..52)?, 16).ok()?;
-        let flags = u8::from_str_radix(hex(53..55)?, 16).ok()?;
+        let version = hex_value(&b[0..2])?;
+        let trace_id = hex_value(&b[3..35])?;
+        let span_id = u64::try_from(hex_value(&b[36..52])?).ok()?;
+        let flags = u8::try_from(hex_value(&b[53..55])?).ok()?;
         if version == 0xff || trace_id == 0 || span_id == 0 {
             return None;
         }
@@ -278,6 +272,22 @@ fn nonzero<T: PartialEq + Default>(mut f: impl FnMut() -> T) -> T {
             return v;
         }
     }
+}
+
+/// The value of at most 32 lowercase hex digits; `None` for any other character. (Runs on
+/// every served call: one pass, no UTF-8 or radix machinery.)
+fn hex_value(digits: &[u8]) -> Option<u128> {
+    if digits.len() > 32 {
+        return None;
+    }
+    digits.iter().try_fold(0u128, |acc, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u128::from(d))
+    })
 }
 
 /// Writes `bytes` as lowercase hex into `out` (twice as long).
@@ -299,6 +309,15 @@ impl TraceParent {
         hex_into(&mut out[36..52], &self.span_id.to_be_bytes());
         hex_into(&mut out[53..55], &[self.flags]);
         out
+    }
+}
+
+impl TraceParent {
+    /// The header value as an attachment value (one copy of the stack buffer).
+    pub fn header(&self) -> ByteString {
+        let header = self.encode();
+        // `encode` writes only ASCII; the empty fallback is unreachable.
+        ByteString::from(std::str::from_utf8(&header).unwrap_or_default())
     }
 }
 
@@ -324,6 +343,7 @@ mod tests {
         let t = TraceParent::new_root();
         let text = t.to_string();
         assert_eq!(text.len(), 55);
+        assert_eq!(&*t.header(), text);
         assert_eq!(TraceParent::parse(&text), Some(t));
         let spec = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let p = TraceParent::parse(spec).expect("spec example");

@@ -59,7 +59,7 @@ impl Filter for ConsumerContextFilter {
         let trace = parent.map_or_else(TraceParent::new_root, |p| p.child());
         invocation.attachments_mut().insert(
             ByteString::from_static(TRACEPARENT_ATTACHMENT),
-            trace.to_string(),
+            trace.header(),
         );
         if invocation
             .attachments()
