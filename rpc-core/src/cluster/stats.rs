@@ -90,8 +90,13 @@ impl MethodStats {
 
     /// Records one completed call's latency.
     pub fn record(&self, elapsed: Duration) {
+        self.record_at(elapsed, Instant::now());
+    }
+
+    /// Records one call's latency, completed at `now` (a caller that has just read the clock
+    /// passes it on instead of reading it again).
+    fn record_at(&self, elapsed: Duration, now: Instant) {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let now = Instant::now();
         let mut l = self.lock();
         if l.len == WINDOW {
             l.sum -= l.window[l.next];
@@ -134,7 +139,9 @@ pub struct CallGuard {
 impl CallGuard {
     /// Ends the call and records its latency (a cancelled call records none).
     pub fn finish(self) {
-        self.stats.record(self.started.elapsed());
+        let now = Instant::now();
+        self.stats
+            .record_at(now.saturating_duration_since(self.started), now);
     }
 }
 

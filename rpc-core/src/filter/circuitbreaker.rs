@@ -125,31 +125,37 @@ impl Breaker {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The configuration for calls through `url` (read once per URL: comparing a URL with
-    /// the one cached is a pointer comparison while it is the same URL).
-    fn config(&self, url: &Url, method: &str) -> Result<Config> {
-        if let Some((u, c)) = &self.lock().config {
-            if u == url {
-                return Ok(*c);
-            }
-        }
-        let c = Config::read(url, method)?;
-        self.lock().config = Some((url.clone(), c));
-        Ok(c)
-    }
-
-    /// Lets a call through (`Ok(is_probe)`) or says how long the circuit stays open.
-    fn admit(&self, cfg: &Config, now: Instant) -> std::result::Result<bool, Duration> {
+    /// Reads the configuration for calls through `url` (once per URL: comparing a URL with
+    /// the one cached is a pointer comparison while it is the same URL) and lets a call
+    /// through (`Ok(Ok((config, is_probe)))`) or says how long the circuit stays open
+    /// (`Ok(Err(left))`). One lock, and the clock is read only while the circuit is open.
+    fn admit(
+        &self,
+        url: &Url,
+        method: &str,
+    ) -> Result<std::result::Result<(Config, bool), Duration>> {
         let mut s = self.lock();
-        match s.phase {
-            Phase::Closed => Ok(false),
-            Phase::Open { until } if now < until => Err(until - now),
-            Phase::Open { .. } => {
-                s.phase = Phase::HalfOpen {
-                    in_flight: 1,
-                    succeeded: 0,
-                };
-                Ok(true)
+        let cfg = match &s.config {
+            Some((u, c)) if u == url => *c,
+            _ => {
+                let c = Config::read(url, method)?;
+                s.config = Some((url.clone(), c));
+                c
+            }
+        };
+        Ok(match s.phase {
+            Phase::Closed => Ok((cfg, false)),
+            Phase::Open { until } => {
+                let now = Instant::now();
+                if now < until {
+                    Err(until - now)
+                } else {
+                    s.phase = Phase::HalfOpen {
+                        in_flight: 1,
+                        succeeded: 0,
+                    };
+                    Ok((cfg, true))
+                }
             }
             Phase::HalfOpen {
                 in_flight,
@@ -159,10 +165,10 @@ impl Breaker {
                     in_flight: in_flight + 1,
                     succeeded,
                 };
-                Ok(true)
+                Ok((cfg, true))
             }
             Phase::HalfOpen { .. } => Err(Duration::ZERO),
-        }
+        })
     }
 
     fn epoch(&self, cfg: &Config, now: Instant) -> u64 {
@@ -305,11 +311,11 @@ impl Filter for CircuitBreakerFilter {
             .breakers
             .get_or_insert(Site::at(next.url(), &invocation), |_| true, Breaker::new)
             .map_err(|e| invocation.annotate(e))?;
-        let cfg = breaker
-            .config(next.url(), invocation.method())
+        let admitted = breaker
+            .admit(next.url(), invocation.method())
             .map_err(|e| invocation.annotate(e))?;
-        let probe = match breaker.admit(&cfg, Instant::now()) {
-            Ok(probe) => probe,
+        let (cfg, probe) = match admitted {
+            Ok(go) => go,
             Err(left) => {
                 let msg = if left.is_zero() {
                     "circuit half-open: probe calls in flight, call rejected".to_string()

@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Result, RpcError};
+use crate::error::RpcError;
 use crate::extension::Activate;
 use crate::filter::Filter;
-use crate::invocation::{Invocation, Invoker, Response};
+use crate::invocation::{BoxedCall, Invocation, Invoker};
 
 /// Timeout of a call whose URL does not set `timeout`, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
@@ -30,29 +30,47 @@ impl Filter for TimeoutFilter {
         true
     }
 
-    async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
-        let ms: u64 =
-            next.url()
-                .method_param_as(invocation.method(), "timeout", DEFAULT_TIMEOUT_MS)?;
+    // Written out rather than `async fn`: when no timer is needed the next layer's future is
+    // handed on as this one's.
+    fn invoke<'s, 'n, 'f>(
+        &'s self,
+        next: &'n dyn Invoker,
+        mut invocation: Invocation,
+    ) -> BoxedCall<'f>
+    where
+        's: 'f,
+        'n: 'f,
+        Self: 'f,
+    {
+        let ms =
+            match next
+                .url()
+                .method_param_as(invocation.method(), "timeout", DEFAULT_TIMEOUT_MS)
+            {
+                Ok(ms) => ms,
+                Err(e) => return Box::pin(std::future::ready(Err(e))),
+            };
         invocation.set_timeout(Duration::from_millis(ms));
         let Some(deadline) = invocation.deadline() else {
-            return next.invoke(invocation).await;
+            return next.invoke(invocation);
         };
         if next.enforces_deadline() {
             // The protocol's own wait ends at the deadline: a second timer would only cost.
-            return next.invoke(invocation).await;
+            return next.invoke(invocation);
         }
         let budget = invocation.remaining().unwrap_or_default();
         let label = invocation.label();
-        match tokio::time::timeout_at(deadline, next.invoke(invocation)).await {
-            Ok(result) => result,
-            Err(_) => Err(label
-                .annotate(RpcError::timeout(format!(
-                    "no response within {} ms",
-                    budget.as_millis()
-                )))
-                .with_provider(next.url().address())),
-        }
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline, next.invoke(invocation)).await {
+                Ok(result) => result,
+                Err(_) => Err(label
+                    .annotate(RpcError::timeout(format!(
+                        "no response within {} ms",
+                        budget.as_millis()
+                    )))
+                    .with_provider(next.url().address())),
+            }
+        })
     }
 }
 
@@ -67,6 +85,8 @@ crate::register!(
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use crate::error::Result;
+    use crate::invocation::Response;
     use crate::invocation::{ServiceKey, Value};
     use crate::url::Url;
 
