@@ -199,13 +199,28 @@ impl Url {
 
     /// `host:port` (`[::1]:20880` for IPv6), the form used to open a connection.
     pub fn address(&self) -> String {
-        let mut s = String::new();
-        push_host(&mut s, &self.0.host);
-        if let Some(p) = self.0.port {
-            s.push(':');
-            s.push_str(&p.to_string());
+        self.display_address().to_string()
+    }
+
+    /// [`Url::address`] written straight into a formatter, for log and span fields: nothing
+    /// is built unless the field is actually recorded.
+    pub fn display_address(&self) -> impl fmt::Display + '_ {
+        struct Address<'a>(&'a Inner);
+        impl fmt::Display for Address<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let host = &self.0.host;
+                if host.contains(':') {
+                    write!(f, "[{host}]")?;
+                } else {
+                    f.write_str(host)?;
+                }
+                match self.0.port {
+                    Some(p) => write!(f, ":{p}"),
+                    None => Ok(()),
+                }
+            }
         }
-        s
+        Address(&self.0)
     }
 
     /// All parameters, sorted by name.
@@ -455,16 +470,6 @@ fn decode(s: &str) -> Result<String, String> {
         .map_err(|_| format!("'{s}' is not UTF-8 after percent-decoding"))
 }
 
-fn push_host(s: &mut String, host: &str) {
-    if host.contains(':') {
-        s.push('[');
-        s.push_str(host);
-        s.push(']');
-    } else {
-        s.push_str(host);
-    }
-}
-
 /// Percent-encodes everything but `A-Z a-z 0-9 - . _ ~`.
 pub fn encode_component(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
@@ -481,12 +486,7 @@ impl fmt::Display for Url {
             }
             f.write_str("@")?;
         }
-        let mut host = String::new();
-        push_host(&mut host, &i.host);
-        f.write_str(&host)?;
-        if let Some(port) = i.port {
-            write!(f, ":{port}")?;
-        }
+        write!(f, "{}", self.display_address())?;
         if !i.path.is_empty() {
             write!(f, "/{}", utf8_percent_encode(&i.path, PATH))?;
         }

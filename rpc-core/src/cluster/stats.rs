@@ -2,7 +2,8 @@
 //! (host, port, service path) and method.
 //!
 //! The cluster invokers record every call here ([`CallGuard`]); the `leastactive`,
-//! `shortestresponse` and `p2c` balancers read it. The map is global (like Dubbo's
+//! `shortestresponse` and `p2c` balancers read it. Latencies are timed only once a balancer
+//! that reads them was created ([`read_latency`]); in-flight counts always. The map is global (like Dubbo's
 //! `RpcStatus`) so that several references to the same provider share what they learn.
 //!
 //! Reads on the call path take a read lock on a hash map keyed by a 64-bit hash of the
@@ -11,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -69,11 +70,13 @@ impl MethodStats {
     }
 
     /// Marks the start of a call; the guard ends it (also when the call's future is dropped).
+    /// The call's latency is timed only once a balancer that reads latencies exists (see
+    /// [`read_latency`]).
     pub fn begin(self: &Arc<Self>) -> CallGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
         CallGuard {
             stats: self.clone(),
-            started: Instant::now(),
+            started: LATENCY_READ.load(Ordering::Relaxed).then(Instant::now),
         }
     }
 
@@ -133,16 +136,29 @@ impl MethodStats {
 #[must_use = "the call counts as in flight until the guard is dropped"]
 pub struct CallGuard {
     stats: Arc<MethodStats>,
-    started: Instant,
+    /// When the call started, if its latency is wanted.
+    started: Option<Instant>,
 }
 
 impl CallGuard {
     /// Ends the call and records its latency (a cancelled call records none).
     pub fn finish(self) {
-        let now = Instant::now();
-        self.stats
-            .record_at(now.saturating_duration_since(self.started), now);
+        if let Some(started) = self.started {
+            let now = Instant::now();
+            self.stats
+                .record_at(now.saturating_duration_since(started), now);
+        }
     }
+}
+
+/// Whether a balancer that reads latencies was created; see [`read_latency`].
+static LATENCY_READ: AtomicBool = AtomicBool::new(false);
+
+/// Announces a reader of latencies (the `shortestresponse` and `p2c` balancers call it when
+/// created): from then on every call through a cluster is timed. Until then only in-flight
+/// counts are kept, since timing costs each call two clock reads, a lock and an `exp`.
+pub fn read_latency() {
+    LATENCY_READ.store(true, Ordering::Relaxed);
 }
 
 impl Drop for CallGuard {

@@ -80,7 +80,7 @@ impl Filter for ConsumerContextFilter {
             "rpc.client",
             service = %invocation.service(),
             method = invocation.method(),
-            provider = %next.url().address(),
+            provider = %next.url().display_address(),
             trace_id = %Hex128(trace.trace_id),
             span_id = %Hex64(trace.span_id),
         );

@@ -66,7 +66,10 @@ impl LoadBalance for P2c {
     }
 }
 
-crate::register!(dyn LoadBalance, "p2c", || Arc::new(P2c));
+crate::register!(dyn LoadBalance, "p2c", || {
+    stats::read_latency();
+    Arc::new(P2c)
+});
 
 #[cfg(test)]
 mod tests {

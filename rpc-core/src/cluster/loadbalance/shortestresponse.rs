@@ -53,9 +53,10 @@ impl LoadBalance for ShortestResponse {
     }
 }
 
-crate::register!(dyn LoadBalance, "shortestresponse", || Arc::new(
-    ShortestResponse
-));
+crate::register!(dyn LoadBalance, "shortestresponse", || {
+    stats::read_latency();
+    Arc::new(ShortestResponse)
+});
 
 #[cfg(test)]
 mod tests {
@@ -78,6 +79,20 @@ mod tests {
             .collect();
         assert_eq!(ShortestResponse.select(&p, &inv), Some(1));
         drop(busy);
+    }
+
+    /// Creating the balancer through the SPI switches on the timing of calls, so it learns
+    /// from real calls, not only from recorded samples.
+    #[test]
+    fn created_through_the_spi_it_gets_calls_timed() {
+        let _lb = crate::extension::get::<dyn LoadBalance>("shortestresponse").expect("lb");
+        let p = providers_of("sr3.S", &[""]);
+        let s = stats::stats(p[0].url(), "m");
+        let call = s.begin();
+        std::thread::sleep(Duration::from_millis(2));
+        call.finish();
+        assert!(s.window_mean_ns() >= 2_000_000, "{}", s.window_mean_ns());
+        assert_eq!(s.active(), 0);
     }
 
     /// Without history all providers tie and shares follow weights 1/2/7 within 2 points
