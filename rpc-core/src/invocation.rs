@@ -28,11 +28,39 @@ use crate::url::Url;
 /// Dubbo's service key: interface plus optional group and version.
 ///
 /// Displayed as `group/interface:version`, omitting empty parts.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct ServiceKey {
     interface: Arc<str>,
     group: Option<Arc<str>>,
     version: Option<Arc<str>>,
+}
+
+/// Two parts are equal when they are the same shared string (the common case: keys are
+/// cloned from one made per reference or per export), else when their text is equal.
+fn same_text(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
+// Written out only because `PartialEq` is (equal keys hash alike: the same fields, as text).
+impl std::hash::Hash for ServiceKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.interface.hash(state);
+        self.group.hash(state);
+        self.version.hash(state);
+    }
+}
+
+impl PartialEq for ServiceKey {
+    fn eq(&self, other: &Self) -> bool {
+        let same_opt = |a: &Option<Arc<str>>, b: &Option<Arc<str>>| match (a, b) {
+            (Some(a), Some(b)) => same_text(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_text(&self.interface, &other.interface)
+            && same_opt(&self.group, &other.group)
+            && same_opt(&self.version, &other.version)
+    }
 }
 
 impl ServiceKey {
@@ -571,6 +599,20 @@ fn _assert_object_safe(_: &dyn Invoker) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_keys_compare_and_hash_by_text() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let a = ServiceKey::new("org.Demo", Some("g"), Some("1.0"));
+        let same_text = ServiceKey::new("org.Demo", Some("g"), Some("1.0"));
+        assert_eq!(a, a.clone());
+        assert_eq!(a, same_text);
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one(&same_text));
+        assert_ne!(a, ServiceKey::new("org.Demo", Some("g"), None));
+        assert_ne!(a, ServiceKey::new("org.Demo", None, Some("1.0")));
+        assert_ne!(a, ServiceKey::new("org.Other", Some("g"), Some("1.0")));
+    }
     use serde::{Deserialize, Serialize};
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]

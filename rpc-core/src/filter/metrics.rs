@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
-use crate::filter::state::{Site, StateMap};
+use crate::filter::state::{Padded, Site, StateMap};
 use crate::filter::Filter;
 use crate::invocation::{Invocation, Invoker, Response};
 
@@ -145,7 +145,7 @@ impl Filter for MetricsFilter {
                 || Handles::new(self.side, &invocation, live),
             )
             // Metrics never fail a call: past the map's bound, register without caching.
-            .unwrap_or_else(|_| Arc::new(Handles::new(self.side, &invocation, live)));
+            .unwrap_or_else(|_| Arc::new(Padded::new(Handles::new(self.side, &invocation, live))));
         handles.calls.increment(1);
         handles.in_flight.increment(1.0);
         let mut in_flight = InFlight {

@@ -74,7 +74,35 @@ impl OwnedSite {
     }
 }
 
-type Bucket<V> = Vec<(OwnedSite, Arc<V>)>;
+/// A map entry's state on cache lines of its own.
+///
+/// Every call through a site writes its entry (the `Arc`'s count, counters, locks) from
+/// whichever thread runs it. Without the alignment the allocator places small allocations,
+/// such as the key strings each lookup compares, on the same cache lines, and every lookup
+/// from another core then waits for those lines to come back (false sharing).
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Padded<V>(V);
+
+impl<V> Padded<V> {
+    /// `value` on its own cache lines.
+    pub(crate) fn new(value: V) -> Self {
+        Padded(value)
+    }
+}
+
+impl<V> std::ops::Deref for Padded<V> {
+    type Target = V;
+
+    fn deref(&self) -> &V {
+        &self.0
+    }
+}
+
+/// A site's state, shared with the calls in flight there.
+pub(crate) type Entry<V> = Arc<Padded<V>>;
+
+type Bucket<V> = Vec<(OwnedSite, Entry<V>)>;
 
 /// A bounded map from call site to shared state. See the [module docs](self).
 pub(crate) struct StateMap<V> {
@@ -104,7 +132,7 @@ impl<V> StateMap<V> {
         site: Site<'_>,
         keep: impl Fn(&V) -> bool,
         make: impl FnOnce() -> V,
-    ) -> Result<Arc<V>> {
+    ) -> Result<Entry<V>> {
         let h = site.hash(&self.hasher);
         {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
@@ -120,7 +148,7 @@ impl<V> StateMap<V> {
         let bucket = map.entry(h).or_default();
         if let Some(slot) = bucket.iter_mut().find(|(k, _)| k.matches(&site)) {
             if !keep(&slot.1) {
-                slot.1 = Arc::new(make());
+                slot.1 = Arc::new(Padded::new(make()));
             }
             return Ok(slot.1.clone());
         }
@@ -136,7 +164,7 @@ impl<V> StateMap<V> {
         }
         self.len
             .store(len + 1, std::sync::atomic::Ordering::Relaxed);
-        let v = Arc::new(make());
+        let v = Arc::new(Padded::new(make()));
         bucket.push((
             OwnedSite {
                 peer: site.peer.into(),
@@ -166,17 +194,17 @@ mod tests {
             .expect("a again");
         assert!(Arc::ptr_eq(&x, &y));
         assert_eq!(
-            *m.get_or_insert(Site::of(&b), |_| true, || 3).expect("b"),
+            **m.get_or_insert(Site::of(&b), |_| true, || 3).expect("b"),
             3
         );
         assert_eq!(
-            *m.get_or_insert(Site::at(&Url::new("dubbo", "h", 1), &a), |_| true, || 4)
+            **m.get_or_insert(Site::at(&Url::new("dubbo", "h", 1), &a), |_| true, || 4)
                 .expect("peer"),
             4
         );
         // A replaced entry does not count twice.
         assert_eq!(
-            *m.get_or_insert(Site::of(&a), |v| *v == 9, || 9)
+            **m.get_or_insert(Site::of(&a), |v| *v == 9, || 9)
                 .expect("replaced"),
             9
         );
