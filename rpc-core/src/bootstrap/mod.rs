@@ -507,7 +507,8 @@ impl Consumer {
                 };
                 invokers.push(factory.refer(provider).await?);
             }
-            return cluster.join(Arc::new(StaticDirectory::new(url, invokers)));
+            let joined = cluster.join(Arc::new(StaticDirectory::new(url, invokers)))?;
+            return crate::filter::build_reference_chain(joined);
         }
         let Some(registry) = &self.registry else {
             return Err(RpcError::internal(format!(
@@ -527,7 +528,7 @@ impl Consumer {
             dir.refresh().await;
         }
         Ok(Arc::new(RegistryReference {
-            inner: cluster.join(dir)?,
+            inner: crate::filter::build_reference_chain(cluster.join(dir)?)?,
             _registry: registry.clone(),
         }))
     }
@@ -594,7 +595,7 @@ impl InvokerFactory for ConsumerInvokerFactory {
         let url = merge_provider_url(&provider, &self.reference);
         let protocol = extension::get::<dyn Protocol>(url.protocol())?;
         let invoker = protocol.refer(url).await?;
-        crate::filter::build_chain(invoker, Side::Consumer)
+        crate::filter::build_member_chain(invoker)
     }
 }
 

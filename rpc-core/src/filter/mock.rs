@@ -23,9 +23,10 @@
 //! [`register_fallback`] under the service key (`group/interface:version`) or the interface
 //! name — for a `#[service]` trait, `Arc::new(GreeterServer::new(MyFallback))`.
 //!
-//! Runs outside `timeout` and `circuitbreaker`, so timeouts and open circuits fall back too.
-//! Consumer filters wrap each provider's invoker, so with failover a `fail:` mock answers for
-//! the first provider that fails; combine with `retries=0` (or failfast) where that matters.
+//! A reference runs it once, around its cluster ([`Filter::per_reference`]): a `fail:` mock
+//! answers only after the cluster has given up, every retry included, and also when no
+//! provider is available at all; `force:` answers without calling the cluster. Timeouts and
+//! open circuits of the per-provider filters reach it as failures and fall back too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
@@ -184,6 +185,11 @@ async fn act(action: &Action, invocation: Invocation, cause: Option<RpcError>) -
 
 #[async_trait::async_trait]
 impl Filter for MockFilter {
+    /// A fallback answers for the call, not for one attempt of it.
+    fn per_reference(&self) -> bool {
+        true
+    }
+
     /// Left out of a chain whose URL has no `mock` key, at service or method level.
     fn applies_to(&self, next: &dyn Invoker) -> bool {
         next.url()

@@ -28,9 +28,10 @@
 //! `[key]`: active by default only when the URL has that key (name the filter in `filter=` to
 //! activate it when only a method-level key such as `greet.executes` is set). `mock` is
 //! activated always, so a method-level `greet.mock` works alone, and is left out of a chain
-//! whose URL has no `mock` key at all ([`Filter::applies_to`]); `deadline` is left out where
-//! the protocol carries the budget itself. Each module's docs give the keys and the exact
-//! behaviour. Every filter
+//! whose URL has no `mock` key at all ([`Filter::applies_to`]); a reference runs it once
+//! around its cluster, not around each provider ([`Filter::per_reference`]). `deadline` is
+//! left out where the protocol carries the budget itself. Each module's docs give the keys
+//! and the exact behaviour. Every filter
 //! is one shared instance; state (counters, breakers, buckets) is kept per service, method
 //! and, on the consumer, provider address, and no lock is held across an `.await`.
 
@@ -97,6 +98,14 @@ pub trait Filter: Send + Sync {
     fn honors_deadline(&self) -> bool {
         false
     }
+
+    /// Whether this filter runs once per reference, around its cluster (so around all the
+    /// attempts of a call), rather than around each provider's invoker. A reference leaves it
+    /// out of its providers' chains ([`build_member_chain`]) and wraps its cluster in it
+    /// ([`build_reference_chain`]). The default is `false`.
+    fn per_reference(&self) -> bool {
+        false
+    }
 }
 
 fn _assert_object_safe(_: &dyn Filter) {}
@@ -144,6 +153,23 @@ impl Invoker for FilterInvoker {
 pub fn build_chain(invoker: Arc<dyn Invoker>, side: Side) -> Result<Arc<dyn Invoker>> {
     let filters = <dyn Filter>::loader().activated(side, invoker.url())?;
     Ok(wrap(invoker, filters))
+}
+
+/// Wraps one provider's invoker inside a cluster in the consumer filters activated by its URL,
+/// less those that run once per reference ([`Filter::per_reference`]).
+pub fn build_member_chain(invoker: Arc<dyn Invoker>) -> Result<Arc<dyn Invoker>> {
+    let mut filters = <dyn Filter>::loader().activated(Side::Consumer, invoker.url())?;
+    filters.retain(|(_, f)| !f.per_reference());
+    Ok(wrap(invoker, filters))
+}
+
+/// Wraps a reference's cluster invoker in the consumer filters activated by its URL that run
+/// once per reference ([`Filter::per_reference`]), such as `mock`: a `fail:` fallback then
+/// answers only once the cluster has given up, retries included.
+pub fn build_reference_chain(cluster: Arc<dyn Invoker>) -> Result<Arc<dyn Invoker>> {
+    let mut filters = <dyn Filter>::loader().activated(Side::Consumer, cluster.url())?;
+    filters.retain(|(_, f)| f.per_reference());
+    Ok(wrap(cluster, filters))
 }
 
 /// Wraps `invoker` in `filters` (first outermost), leaving out each filter that does not
