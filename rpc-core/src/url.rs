@@ -381,7 +381,14 @@ impl Url {
     }
 }
 
-fn parse_value<T: FromStr>(key: &str, raw: Option<&str>, default: T) -> Result<T, RpcError> {
+/// `raw` (the value found under `key`) parsed as `T`, or `default` when absent; the error for
+/// an unparsable value names the key and the value. What [`Url::param_as`] does after the
+/// lookup, for a caller that also needs to know whether the key was there.
+pub(crate) fn parse_value<T: FromStr>(
+    key: &str,
+    raw: Option<&str>,
+    default: T,
+) -> Result<T, RpcError> {
     match raw {
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|_| {

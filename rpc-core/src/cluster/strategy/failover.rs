@@ -50,11 +50,9 @@ impl Invoker for FailoverInvoker {
     }
 
     async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        let method = invocation.method();
-        let explicit = self.url().method_param(method, "retries").is_some();
-        let retries: u32 = self
-            .url()
-            .method_param_as(method, "retries", DEFAULT_RETRIES)?;
+        let setting = self.url().method_param(invocation.method(), "retries");
+        let explicit = setting.is_some();
+        let retries: u32 = crate::url::parse_value("retries", setting, DEFAULT_RETRIES)?;
         let may_retry = explicit || invocation.is_idempotent();
         let mut tried: Vec<Arc<dyn Invoker>> = Vec::new();
         let mut attempt = 0u32;
