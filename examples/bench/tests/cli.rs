@@ -117,3 +117,38 @@ fn run_measures_every_target_and_reports_a_row_each() {
     }
     assert!(stdout.contains("The issue's targets"), "{stdout}");
 }
+
+#[test]
+fn rpc_allocs_prints_a_row_per_target_and_refuses_unknown_options() {
+    let bin = env!("CARGO_BIN_EXE_rpc-allocs");
+    let out = Command::new(bin)
+        .args(["--calls", "200"])
+        .output()
+        .expect("rpc-allocs runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    for target in ["rpc", "rpc-stack", "rpc-service"] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| {target} |")))
+            .unwrap_or_else(|| panic!("no row for {target} in:\n{text}"));
+        let allocations: f64 = row
+            .split('|')
+            .nth(2)
+            .expect("column")
+            .trim()
+            .parse()
+            .expect("number");
+        assert!(allocations > 0.0, "{row}");
+    }
+    let bad = Command::new(bin)
+        .arg("--bogus")
+        .output()
+        .expect("rpc-allocs runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown option '--bogus'"));
+}
