@@ -504,19 +504,24 @@ impl ClientCore {
         inv
     }
 
-    fn send(
+    /// Sends a call of `method` and hands its answer to `decode`; any error, the invoker's or
+    /// the decoder's, names the service and the method. (One copy of the service key per call
+    /// besides the invocation's own, and one future.)
+    fn send<T: Send + 'static>(
         &self,
         method: &'static MethodDescriptor,
         args: Value,
-    ) -> impl Future<Output = Result<Response>> + Send + 'static {
+        decode: fn(Response) -> Result<T>,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
         let inv = self.invocation(method, args);
+        let label = inv.label();
         let invoker = self.invoker.clone();
-        let key = self.key.clone();
         async move {
             invoker
                 .invoke(inv)
                 .await
-                .map_err(|e| e.with_service(key.to_string()).with_method(method.name()))
+                .and_then(decode)
+                .map_err(|e| label.annotate(e))
         }
     }
 
@@ -526,13 +531,7 @@ impl ClientCore {
         method: &'static MethodDescriptor,
         args: Value,
     ) -> impl Future<Output = Result<T>> + Send + 'static {
-        let key = self.key.clone();
-        let sent = self.send(method, args);
-        async move {
-            sent.await?
-                .into_value()
-                .map_err(|e| e.with_service(key.to_string()).with_method(method.name()))
-        }
+        self.send(method, args, Response::into_value::<T>)
     }
 
     /// Calls a method returning `Result<T, E>`: the outer result is the framework's, the inner
@@ -545,13 +544,7 @@ impl ClientCore {
         method: &'static MethodDescriptor,
         args: Value,
     ) -> impl Future<Output = Result<std::result::Result<T, E>>> + Send + 'static {
-        let key = self.key.clone();
-        let sent = self.send(method, args);
-        async move {
-            sent.await?
-                .into_result()
-                .map_err(|e| e.with_service(key.to_string()).with_method(method.name()))
-        }
+        self.send(method, args, Response::into_result::<T, E>)
     }
 
     /// Calls a one-way method: done once the invoker has taken the request.
@@ -560,8 +553,7 @@ impl ClientCore {
         method: &'static MethodDescriptor,
         args: Value,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let sent = self.send(method, args);
-        async move { sent.await.map(drop) }
+        self.send(method, args, |_| Ok(()))
     }
 }
 
