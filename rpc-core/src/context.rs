@@ -28,7 +28,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -97,11 +97,29 @@ tokio::task_local! {
 }
 
 /// The context of the call in progress. See the [module docs](self).
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct RpcContext {
     deadline: Option<Instant>,
     attachments: Attachments,
-    trace: Option<TraceParent>,
+    /// The trace context, once known.
+    trace: OnceLock<TraceParent>,
+    /// Whether `trace` is the child of the caller's `traceparent` attachment (a new trace
+    /// when there is none or it is malformed), worked out on first read: most calls served
+    /// never read it, and parsing it costs every call.
+    trace_from_caller: bool,
+}
+
+impl Clone for RpcContext {
+    fn clone(&self) -> Self {
+        // Settle the trace first, so that the copy and the original agree on the span id.
+        let _ = self.trace();
+        RpcContext {
+            deadline: self.deadline,
+            attachments: self.attachments.clone(),
+            trace: self.trace.clone(),
+            trace_from_caller: false,
+        }
+    }
 }
 
 impl RpcContext {
@@ -195,12 +213,28 @@ impl RpcContext {
 
     /// The trace context of the span in progress, if any.
     pub fn trace(&self) -> Option<&TraceParent> {
-        self.trace.as_ref()
+        if !self.trace_from_caller {
+            return self.trace.get();
+        }
+        Some(self.trace.get_or_init(|| {
+            self.attachments
+                .get(TRACEPARENT_ATTACHMENT)
+                .and_then(TraceParent::parse)
+                .map_or_else(TraceParent::new_root, |caller| caller.child())
+        }))
     }
 
     /// Sets the trace context.
     pub fn set_trace(&mut self, trace: TraceParent) {
-        self.trace = Some(trace);
+        self.trace = OnceLock::from(trace);
+        self.trace_from_caller = false;
+    }
+
+    /// Makes the trace context a child of the caller's: of the `traceparent` attachment, or a
+    /// new trace without a valid one. Worked out when first read.
+    pub fn set_trace_from_caller(&mut self) {
+        self.trace = OnceLock::new();
+        self.trace_from_caller = true;
     }
 }
 
@@ -344,6 +378,39 @@ impl fmt::Debug for TraceParent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trace_from_the_caller_is_worked_out_once_and_shared_by_copies() {
+        let caller = TraceParent::new_root();
+        let mut ctx = RpcContext::new();
+        ctx.attachments_mut()
+            .insert(TRACEPARENT_ATTACHMENT, caller.to_string());
+        ctx.set_trace_from_caller();
+        let first = *ctx.trace().expect("a trace");
+        assert_eq!(first.trace_id, caller.trace_id, "same trace");
+        assert_ne!(first.span_id, caller.span_id, "a child span");
+        assert_eq!(ctx.trace(), Some(&first), "stable across reads");
+        assert_eq!(ctx.clone().trace(), Some(&first), "copies agree");
+
+        // Unread before the copy: the copy still agrees with the original.
+        let mut lazy = RpcContext::new();
+        lazy.attachments_mut()
+            .insert(TRACEPARENT_ATTACHMENT, caller.to_string());
+        lazy.set_trace_from_caller();
+        let copy = lazy.clone();
+        assert_eq!(copy.trace(), lazy.trace());
+
+        // No or a malformed header: a new trace, also stable.
+        let mut fresh = RpcContext::new();
+        fresh
+            .attachments_mut()
+            .insert(TRACEPARENT_ATTACHMENT, "garbage");
+        fresh.set_trace_from_caller();
+        let root = *fresh.trace().expect("a new trace");
+        assert_ne!(root.trace_id, caller.trace_id);
+        assert_eq!(fresh.trace(), Some(&root));
+        assert_eq!(RpcContext::new().trace(), None, "no trace unless asked for");
+    }
 
     #[test]
     fn traceparent_round_trips_and_rejects_garbage() {

@@ -18,8 +18,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::context::{
-    RpcContext, TraceParent, APPLICATION_ATTACHMENT, REMOTE_ADDRESS_ATTACHMENT, TIMEOUT_ATTACHMENT,
-    TRACEPARENT_ATTACHMENT,
+    RpcContext, APPLICATION_ATTACHMENT, REMOTE_ADDRESS_ATTACHMENT, TIMEOUT_ATTACHMENT,
 };
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
@@ -69,21 +68,24 @@ impl Filter for ContextFilter {
             ctx.set_deadline(d);
         }
         *ctx.attachments_mut() = invocation.attachments().clone();
-        let trace = invocation
-            .attachments()
-            .get(TRACEPARENT_ATTACHMENT)
-            .and_then(TraceParent::parse)
-            .map_or_else(TraceParent::new_root, |t| t.child());
-        ctx.set_trace(trace);
+        // The caller's `traceparent` is parsed only when something reads the trace: a span
+        // that is recorded, or a call made while serving.
+        ctx.set_trace_from_caller();
         let span = tracing::info_span!(
             "rpc.server",
             service = %invocation.service(),
             method = invocation.method(),
             caller = invocation.attachments().get(APPLICATION_ATTACHMENT).unwrap_or(""),
             peer = invocation.attachments().get(REMOTE_ADDRESS_ATTACHMENT).unwrap_or(""),
-            trace_id = %Hex128(trace.trace_id),
-            span_id = %Hex64(trace.span_id),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
+        if !span.is_disabled() {
+            if let Some(trace) = ctx.trace() {
+                span.record("trace_id", tracing::field::display(Hex128(trace.trace_id)));
+                span.record("span_id", tracing::field::display(Hex64(trace.span_id)));
+            }
+        }
         ctx.scope(next.invoke(invocation)).instrument(span).await
     }
 }
@@ -98,6 +100,7 @@ crate::register!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{TraceParent, TRACEPARENT_ATTACHMENT};
     use crate::filter::consumer_context::ConsumerContextFilter;
     use crate::filter::deadline::DeadlineFilter;
     use crate::filter::testing::{call, Mock};

@@ -105,7 +105,17 @@ impl tracing::Subscriber for Capture {
         c.spans.push((span.metadata().name().to_string(), f.0));
         tracing::span::Id::from_u64(c.spans.len() as u64)
     }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut f = Fields(String::new());
+        values.record(&mut f);
+        let mut c = self.0.lock().expect("lock");
+        let slot = usize::try_from(id.into_u64())
+            .ok()
+            .and_then(|i| i.checked_sub(1));
+        if let Some(span) = slot.and_then(|i| c.spans.get_mut(i)) {
+            span.1.push_str(&f.0);
+        }
+    }
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
         let mut f = Fields(String::new());
