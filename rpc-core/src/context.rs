@@ -69,27 +69,35 @@ pub fn is_propagated(key: &str) -> bool {
     !(key.starts_with("rpc.") || PER_HOP.contains(&key))
 }
 
-fn local_application() -> &'static std::sync::RwLock<Option<ByteString>> {
-    static APP: std::sync::RwLock<Option<ByteString>> = std::sync::RwLock::new(None);
-    &APP
-}
+/// The application name, read on every consumer call: a lock-free snapshot of a name that
+/// lives for the rest of the process, so reading it touches no shared counter or lock.
+static APPLICATION: arc_swap::ArcSwapOption<&'static str> = arc_swap::ArcSwapOption::const_empty();
 
 /// Names the application this process runs as; consumer calls send it in the
 /// [`APPLICATION_ATTACHMENT`] attachment (for the provider's per-application `tps` limit and
 /// access log). The bootstrap calls this with the configured `application` name. Without it,
 /// the `application` key of the invoker's URL is used.
+///
+/// Each distinct name is kept for the rest of the process (setting the name in force again
+/// keeps nothing more): processes name themselves once or a few times.
 pub fn set_application(name: &str) {
-    *local_application()
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ByteString::from(name));
+    if APPLICATION
+        .load()
+        .as_deref()
+        .is_some_and(|current| **current == *name)
+    {
+        return;
+    }
+    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    APPLICATION.store(Some(Arc::new(kept)));
 }
 
 /// The name given to [`set_application`], if any.
 pub fn application() -> Option<ByteString> {
-    local_application()
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
+    APPLICATION
+        .load()
+        .as_deref()
+        .map(|name| ByteString::from_static(name))
 }
 
 tokio::task_local! {
