@@ -101,6 +101,14 @@ enum Health {
     Unknown,
 }
 
+/// Whether a call may go through a breaker.
+enum Admission {
+    /// It may, with the breaker's configuration; `probe` when it tests a half-open circuit.
+    Go { cfg: Config, probe: bool },
+    /// It may not: the circuit stays open this long (zero: half-open, probes in flight).
+    Refused { open_for: Duration },
+}
+
 /// One breaker (one provider + service + method).
 #[derive(Debug)]
 struct Breaker {
@@ -126,14 +134,9 @@ impl Breaker {
     }
 
     /// Reads the configuration for calls through `url` (once per URL: comparing a URL with
-    /// the one cached is a pointer comparison while it is the same URL) and lets a call
-    /// through (`Ok(Ok((config, is_probe)))`) or says how long the circuit stays open
-    /// (`Ok(Err(left))`). One lock, and the clock is read only while the circuit is open.
-    fn admit(
-        &self,
-        url: &Url,
-        method: &str,
-    ) -> Result<std::result::Result<(Config, bool), Duration>> {
+    /// the one cached is a pointer comparison while it is the same URL) and decides whether
+    /// the call may go. One lock, and the clock is read only while the circuit is open.
+    fn admit(&self, url: &Url, method: &str) -> Result<Admission> {
         let mut s = self.lock();
         let cfg = match &s.config {
             Some((u, c)) if u == url => *c,
@@ -144,17 +147,19 @@ impl Breaker {
             }
         };
         Ok(match s.phase {
-            Phase::Closed => Ok((cfg, false)),
+            Phase::Closed => Admission::Go { cfg, probe: false },
             Phase::Open { until } => {
                 let now = Instant::now();
                 if now < until {
-                    Err(until - now)
+                    Admission::Refused {
+                        open_for: until - now,
+                    }
                 } else {
                     s.phase = Phase::HalfOpen {
                         in_flight: 1,
                         succeeded: 0,
                     };
-                    Ok((cfg, true))
+                    Admission::Go { cfg, probe: true }
                 }
             }
             Phase::HalfOpen {
@@ -165,9 +170,11 @@ impl Breaker {
                     in_flight: in_flight + 1,
                     succeeded,
                 };
-                Ok((cfg, true))
+                Admission::Go { cfg, probe: true }
             }
-            Phase::HalfOpen { .. } => Err(Duration::ZERO),
+            Phase::HalfOpen { .. } => Admission::Refused {
+                open_for: Duration::ZERO,
+            },
         })
     }
 
@@ -315,8 +322,8 @@ impl Filter for CircuitBreakerFilter {
             .admit(next.url(), invocation.method())
             .map_err(|e| invocation.annotate(e))?;
         let (cfg, probe) = match admitted {
-            Ok(go) => go,
-            Err(left) => {
+            Admission::Go { cfg, probe } => (cfg, probe),
+            Admission::Refused { open_for: left } => {
                 let msg = if left.is_zero() {
                     "circuit half-open: probe calls in flight, call rejected".to_string()
                 } else {

@@ -151,25 +151,31 @@ impl Invoker for FilterInvoker {
 
 /// Wraps `invoker` in the filters activated for `side` by its URL, first filter outermost.
 pub fn build_chain(invoker: Arc<dyn Invoker>, side: Side) -> Result<Arc<dyn Invoker>> {
-    let filters = <dyn Filter>::loader().activated(side, invoker.url())?;
-    Ok(wrap(invoker, filters))
+    wrap_activated(invoker, side, |_| true)
 }
 
 /// Wraps one provider's invoker inside a cluster in the consumer filters activated by its URL,
 /// less those that run once per reference ([`Filter::per_reference`]).
 pub fn build_member_chain(invoker: Arc<dyn Invoker>) -> Result<Arc<dyn Invoker>> {
-    let mut filters = <dyn Filter>::loader().activated(Side::Consumer, invoker.url())?;
-    filters.retain(|(_, f)| !f.per_reference());
-    Ok(wrap(invoker, filters))
+    wrap_activated(invoker, Side::Consumer, |f| !f.per_reference())
 }
 
 /// Wraps a reference's cluster invoker in the consumer filters activated by its URL that run
 /// once per reference ([`Filter::per_reference`]), such as `mock`: a `fail:` fallback then
 /// answers only once the cluster has given up, retries included.
 pub fn build_reference_chain(cluster: Arc<dyn Invoker>) -> Result<Arc<dyn Invoker>> {
-    let mut filters = <dyn Filter>::loader().activated(Side::Consumer, cluster.url())?;
-    filters.retain(|(_, f)| f.per_reference());
-    Ok(wrap(cluster, filters))
+    wrap_activated(cluster, Side::Consumer, |f| f.per_reference())
+}
+
+/// Wraps `invoker` in the filters activated for `side` by its URL that `keep` accepts.
+fn wrap_activated(
+    invoker: Arc<dyn Invoker>,
+    side: Side,
+    keep: impl Fn(&dyn Filter) -> bool,
+) -> Result<Arc<dyn Invoker>> {
+    let mut filters = <dyn Filter>::loader().activated(side, invoker.url())?;
+    filters.retain(|(_, f)| keep(&**f));
+    Ok(wrap(invoker, filters))
 }
 
 /// Wraps `invoker` in `filters` (first outermost), leaving out each filter that does not
@@ -231,6 +237,17 @@ mod tests {
         }
     }
 
+    /// The attachment keys the filters of `chain` added, in the order `Echo` saw them.
+    async fn keys_seen(chain: &dyn Invoker) -> Vec<String> {
+        let inv = Invocation::new(ServiceKey::new("S", None, None), "m", Value::Empty);
+        chain
+            .invoke(inv)
+            .await
+            .expect("ok")
+            .into_value()
+            .expect("vec")
+    }
+
     #[tokio::test]
     async fn first_filter_is_outermost() {
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -242,14 +259,7 @@ mod tests {
                 ("b", Arc::new(Tagger("b", log.clone()))),
             ],
         );
-        let inv = Invocation::new(ServiceKey::new("S", None, None), "m", Value::Empty);
-        let keys: Vec<String> = chain
-            .invoke(inv)
-            .await
-            .expect("ok")
-            .into_value()
-            .expect("vec");
-        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(keys_seen(&*chain).await, ["a", "b"]);
         assert_eq!(*log.lock().expect("lock"), ["a", "b"]);
     }
 
@@ -494,14 +504,7 @@ mod tests {
                 ("a", Arc::new(Tagger("a", log.clone()))),
             ],
         );
-        let inv = Invocation::new(ServiceKey::new("S", None, None), "m", Value::Empty);
-        let keys: Vec<String> = chain
-            .invoke(inv)
-            .await
-            .expect("ok")
-            .into_value()
-            .expect("vec");
-        assert_eq!(keys, ["a"]);
+        assert_eq!(keys_seen(&*chain).await, ["a"]);
     }
 
     #[test]

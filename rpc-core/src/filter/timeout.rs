@@ -51,13 +51,11 @@ impl Filter for TimeoutFilter {
                 Err(e) => return Box::pin(std::future::ready(Err(e))),
             };
         invocation.set_timeout(Duration::from_millis(ms));
-        let Some(deadline) = invocation.deadline() else {
+        // No deadline, or the chain inside keeps it (the protocol's own wait ends there): a
+        // timer here would only cost.
+        let Some(deadline) = invocation.deadline().filter(|_| !next.enforces_deadline()) else {
             return next.invoke(invocation);
         };
-        if next.enforces_deadline() {
-            // The protocol's own wait ends at the deadline: a second timer would only cost.
-            return next.invoke(invocation);
-        }
         let budget = invocation.remaining().unwrap_or_default();
         let label = invocation.label();
         Box::pin(async move {
