@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rpc_core::bootstrap::Consumer;
 use rpc_core::protocol::Exporter;
 use rpc_core::{ErrorKind, Invocation, Invoker, Response, Result, RpcError, Url, Value};
-use rpc_tests::{call, dubbo, INTERFACE, VERSION};
+use rpc_tests::{dubbo, echo, INTERFACE, VERSION};
 
 /// `echo` answers with its name, or fails with a retriable error while `failing` is set.
 struct Provider {
@@ -69,13 +69,6 @@ async fn reference(exporters: &[&dyn Exporter], mock: &str) -> Arc<dyn Invoker> 
     consumer.refer_url(url).await.expect("reference")
 }
 
-async fn echo(reference: &dyn Invoker) -> Result<String> {
-    reference
-        .invoke(call("echo", Value::typed(("hi".to_string(),))))
-        .await?
-        .into_value()
-}
-
 #[tokio::test]
 async fn a_fail_mock_waits_for_the_retries() {
     let (good, good_exp) = provider("good", false).await;
@@ -84,7 +77,7 @@ async fn a_fail_mock_waits_for_the_retries() {
     // Whichever provider the balancer tries first, the retry reaches the good one: the
     // fallback must never answer for the first failed attempt.
     for _ in 0..30 {
-        assert_eq!(echo(&*r).await.expect("answered"), "good");
+        assert_eq!(echo(&*r, "hi").await.expect("answered"), "good");
     }
     assert!(
         bad.calls.load(Ordering::SeqCst) > 0,
@@ -94,7 +87,7 @@ async fn a_fail_mock_waits_for_the_retries() {
     // Every provider failing: the cluster gives up after its retry, then the mock answers.
     good.failing.store(true, Ordering::SeqCst);
     let before = good.calls.load(Ordering::SeqCst) + bad.calls.load(Ordering::SeqCst);
-    assert_eq!(echo(&*r).await.expect("fallback"), "mocked");
+    assert_eq!(echo(&*r, "hi").await.expect("fallback"), "mocked");
     let after = good.calls.load(Ordering::SeqCst) + bad.calls.load(Ordering::SeqCst);
     assert_eq!(
         after - before,
@@ -109,7 +102,7 @@ async fn a_fail_mock_waits_for_the_retries() {
 async fn a_force_mock_calls_no_provider() {
     let (good, good_exp) = provider("good", false).await;
     let r = reference(&[&*good_exp], "force:return \"forced\"").await;
-    assert_eq!(echo(&*r).await.expect("forced"), "forced");
+    assert_eq!(echo(&*r, "hi").await.expect("forced"), "forced");
     assert_eq!(good.calls.load(Ordering::SeqCst), 0);
     good_exp.unexport().await;
 }
@@ -118,7 +111,7 @@ async fn a_force_mock_calls_no_provider() {
 async fn without_a_mock_the_cluster_error_comes_through() {
     let (bad, bad_exp) = provider("bad", true).await;
     let r = reference(&[&*bad_exp], "").await;
-    let e = echo(&*r).await.expect_err("no fallback");
+    let e = echo(&*r, "hi").await.expect_err("no fallback");
     assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
     assert_eq!(
         bad.calls.load(Ordering::SeqCst),
@@ -132,8 +125,8 @@ async fn without_a_mock_the_cluster_error_comes_through() {
 async fn a_fail_mock_answers_when_no_provider_is_left() {
     let (_gone, exporter) = provider("gone", false).await;
     let r = reference(&[&*exporter], "fail:return \"mocked\"").await;
-    assert_eq!(echo(&*r).await.expect("served"), "gone");
+    assert_eq!(echo(&*r, "hi").await.expect("served"), "gone");
     exporter.unexport().await;
     // The provider's port is closed: the cluster has nothing to call, the mock answers.
-    assert_eq!(echo(&*r).await.expect("fallback"), "mocked");
+    assert_eq!(echo(&*r, "hi").await.expect("fallback"), "mocked");
 }
