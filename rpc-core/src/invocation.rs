@@ -278,14 +278,6 @@ impl Attachments {
             .map(|(_, v)| &**v)
     }
 
-    /// The value under `key`, shared (a reference-count increment, no copy).
-    pub fn get_shared(&self, key: &str) -> Option<ByteString> {
-        self.pairs()
-            .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, v)| v.clone())
-    }
-
     /// Sets `key` (replacing an earlier value). A `&str` is copied; a `String` is taken over;
     /// a [`ByteString`] is shared.
     pub fn insert(&mut self, key: impl Into<ByteString>, value: impl Into<ByteString>) {
