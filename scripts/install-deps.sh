@@ -1,16 +1,36 @@
 #!/usr/bin/env bash
-# Installs the system packages the workspace needs (Debian/Ubuntu, as root):
-#   protobuf-compiler  protoc, needed to build the etcd registry crate (etcd-client)
-#   zookeeper          ZooKeeper server for the registry tests (pulls a Java runtime)
-#   etcd-server        etcd server for the registry tests
-# Without root or apt-get it installs nothing and says so; the registry tests then skip
-# themselves loudly, and the etcd crate needs `protoc` from elsewhere (or PROTOC=...).
+# Installs the system packages the test suite needs (Debian/Ubuntu, as root). Building the
+# workspace needs none of them: only the Rust toolchain.
+#   zookeeper    ZooKeeper server for the registry tests (pulls a Java runtime)
+#   etcd-server  etcd server for the registry tests
+# Each package is checked by the file the tests run, not by a command that might come from
+# elsewhere. Without root or apt-get it installs nothing and says so; the registry tests then
+# skip themselves loudly. `--check` lists what is missing and exits 1 if anything is.
 set -euo pipefail
 
+# package -> the file the test script runs from it
+declare -A needs=(
+    [zookeeper]=/usr/share/java/zookeeper.jar
+    [etcd-server]=/usr/bin/etcd
+)
+# A Java runtime comes with zookeeper as a dependency; checked too, since the jar alone
+# does not run.
 missing=()
-command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-[ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+for pkg in "${!needs[@]}"; do
+    [ -e "${needs[$pkg]}" ] || missing+=("$pkg")
+done
+if [ -e /usr/share/java/zookeeper.jar ] && ! command -v java >/dev/null 2>&1; then
+    missing+=(default-jre-headless)
+fi
+
+if [ "${1:-}" = "--check" ]; then
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "install-deps: everything is installed"
+        exit 0
+    fi
+    echo "install-deps: missing ${missing[*]}" >&2
+    exit 1
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

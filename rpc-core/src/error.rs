@@ -32,13 +32,16 @@ pub enum ErrorKind {
     /// The provider's service code failed in a way that is not a declared business error
     /// (for example it panicked).
     Biz,
-    /// A bug or misconfiguration inside the framework (unknown extension, bad config, ...).
+    /// The configuration is wrong: an unknown extension name or key, a value that does not
+    /// parse, a contradictory setting. Fixed by the user, not by a retry.
+    Config,
+    /// A bug inside the framework or a broken invariant (a poisoned lock, a task that died).
     Internal,
 }
 
 impl ErrorKind {
     /// Every kind, for code that maps all of them (wire status, metrics labels).
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Timeout,
         ErrorKind::NoProvider,
         ErrorKind::Network,
@@ -49,6 +52,7 @@ impl ErrorKind {
         ErrorKind::LimitExceeded,
         ErrorKind::CircuitOpen,
         ErrorKind::Biz,
+        ErrorKind::Config,
         ErrorKind::Internal,
     ];
 
@@ -70,6 +74,7 @@ impl ErrorKind {
             ErrorKind::LimitExceeded => "limit_exceeded",
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Biz => "service_error",
+            ErrorKind::Config => "config",
             ErrorKind::Internal => "internal",
         }
     }
@@ -127,6 +132,11 @@ impl RpcError {
     /// Shorthand for [`ErrorKind::Internal`].
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Config`].
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
     }
 
     /// Shorthand for [`ErrorKind::Codec`].
@@ -243,9 +253,46 @@ impl std::error::Error for RpcError {
     }
 }
 
+/// `T`'s name as a user writes it, for messages: module paths dropped at every level
+/// (`Vec<String>`, not `alloc::vec::Vec<alloc::string::String>`).
+pub fn type_label<T: ?Sized>() -> String {
+    label_of_type_name(std::any::type_name::<T>())
+}
+
+/// [`type_label`] of a name `std::any::type_name` returned.
+pub fn label_of_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment_start = 0;
+    for (i, c) in full.char_indices() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            continue;
+        }
+        push_last_segment(&mut out, &full[segment_start..i]);
+        out.push(c);
+        segment_start = i + c.len_utf8();
+    }
+    push_last_segment(&mut out, &full[segment_start..]);
+    out
+}
+
+fn push_last_segment(out: &mut String, path: &str) {
+    out.push_str(path.rsplit("::").next().unwrap_or(path));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_labels_drop_module_paths_at_every_level() {
+        assert_eq!(type_label::<String>(), "String");
+        assert_eq!(
+            type_label::<Vec<std::collections::HashMap<String, Option<u8>>>>(),
+            "Vec<HashMap<String, Option<u8>>>"
+        );
+        assert_eq!(type_label::<(u8, [String; 2])>(), "(u8, [String; 2])");
+        assert_eq!(type_label::<&str>(), "&str");
+    }
 
     #[test]
     fn message_names_service_method_and_provider() {

@@ -202,10 +202,16 @@ impl<T: ExtensionPoint + ?Sized> ExtensionLoader<T> {
     /// An unknown name is an error listing the names that exist (and the closest one); a
     /// name registered twice is an error naming both registrations.
     pub fn get(&self, name: &str) -> Result<Arc<T>> {
+        let entry = self.entry(name)?;
+        Ok(entry.instance.get_or_init(entry.ext.factory).clone())
+    }
+
+    /// The entry of `name`, or the error [`ExtensionLoader::get`] reports.
+    fn entry(&self, name: &str) -> Result<&Entry<T>> {
         let entry = self.find(name).map_err(|_| self.unknown(name))?;
         if let Some(other) = entry.clash {
             return Err(RpcError::new(
-                ErrorKind::Internal,
+                ErrorKind::Config,
                 format!(
                     "{} '{name}' is registered twice, by {} and by {other}; link only one of them",
                     T::KEY,
@@ -213,7 +219,40 @@ impl<T: ExtensionPoint + ?Sized> ExtensionLoader<T> {
                 ),
             ));
         }
-        Ok(entry.instance.get_or_init(entry.ext.factory).clone())
+        Ok(entry)
+    }
+
+    /// Checks, without creating anything, every name `url` selects for this point: the
+    /// service-level [`ExtensionPoint::KEY`] and each method-level `{method}.{KEY}`. With
+    /// `list`, a value is a comma-separated list as filters take it (`a,-b,default`), and
+    /// every listed name, removed ones included, must exist.
+    ///
+    /// Called when a reference or an export is built, so a mistyped name fails there with a
+    /// suggestion instead of failing every call.
+    pub fn check_url(&self, url: &Url, list: bool) -> Result<()> {
+        for (key, value) in url.params() {
+            let selects = key == T::KEY
+                || key
+                    .strip_suffix(T::KEY)
+                    .is_some_and(|m| m.len() > 1 && m.ends_with('.'));
+            if !selects {
+                continue;
+            }
+            let names: Vec<&str> = if list {
+                value
+                    .split(',')
+                    .map(|t| t.trim().trim_start_matches('-'))
+                    .filter(|t| !t.is_empty() && *t != "default")
+                    .collect()
+            } else {
+                vec![value.trim()]
+            };
+            for name in names {
+                self.entry(name)
+                    .map_err(|e| RpcError::config(format!("'{key}': {}", e.message())))?;
+            }
+        }
+        Ok(())
     }
 
     /// The default implementation ([`ExtensionPoint::DEFAULT`]).
@@ -224,15 +263,10 @@ impl<T: ExtensionPoint + ?Sized> ExtensionLoader<T> {
     fn unknown(&self, name: &str) -> RpcError {
         let names = self.names();
         let mut msg = format!("unknown {} '{name}'; known: {}", T::KEY, names.join(", "));
-        if let Some(best) = names
-            .iter()
-            .map(|n| (strsim::jaro_winkler(n, name), n))
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-        {
-            msg.push_str(&format!(" (did you mean '{}'?)", best.1));
+        if let Some(best) = suggest(&names, name) {
+            msg.push_str(&format!(" (did you mean '{best}'?)"));
         }
-        RpcError::new(ErrorKind::Internal, msg)
+        RpcError::new(ErrorKind::Config, msg)
     }
 
     /// The activated extensions for `side` and `url`, in run order, following the list under
@@ -292,6 +326,30 @@ impl<T: ExtensionPoint + ?Sized> ExtensionLoader<T> {
     }
 }
 
+/// The known name `typed` most likely means: the closest by Jaro-Winkler similarity when it
+/// is close, else the one `typed` abbreviates (its letters in order, the first one first:
+/// `rr` for `roundrobin`, `lb` for nothing). Also used for configuration keys.
+pub fn suggest<'n>(known: &[&'n str], typed: &str) -> Option<&'n str> {
+    let close = known
+        .iter()
+        .map(|n| (strsim::jaro_winkler(n, typed), *n))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n);
+    close.or_else(|| {
+        let abbreviates = |name: &str| {
+            let mut rest = name.chars();
+            typed.len() >= 2
+                && typed.chars().next() == name.chars().next()
+                && typed.chars().all(|c| rest.any(|n| n == c))
+        };
+        let mut found = known.iter().copied().filter(|n| abbreviates(n));
+        let first = found.next()?;
+        // Only a unique abbreviation is a useful suggestion.
+        found.next().is_none().then_some(first)
+    })
+}
+
 /// The implementation registered under `name` for point `T`.
 pub fn get<T: ExtensionPoint + ?Sized>(name: &str) -> Result<Arc<T>> {
     T::loader().get(name)
@@ -347,6 +405,11 @@ impl<T: ExtensionPoint + ?Sized> Default for AdaptiveCache<T> {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Checks every name `url` selects for point `T`; see [`ExtensionLoader::check_url`].
+pub fn check_url<T: ExtensionPoint + ?Sized>(url: &Url, list: bool) -> Result<()> {
+    T::loader().check_url(url, list)
 }
 
 /// The names registered for point `T`, sorted.
@@ -489,7 +552,63 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("did you mean 'hello'"), "{msg}");
-        assert_eq!(e.kind(), ErrorKind::Internal);
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn suggestions_cover_typos_and_unique_abbreviations() {
+        let lbs = [
+            "consistenthash",
+            "leastactive",
+            "p2c",
+            "random",
+            "roundrobin",
+        ];
+        assert_eq!(suggest(&lbs, "rr"), Some("roundrobin"));
+        assert_eq!(suggest(&lbs, "randon"), Some("random"));
+        assert_eq!(suggest(&lbs, "la"), Some("leastactive"));
+        assert_eq!(suggest(&lbs, "ch"), Some("consistenthash"));
+        // 'r' alone abbreviates two names, and 'xyz' nothing: no guess.
+        assert_eq!(suggest(&lbs, "r"), None);
+        assert_eq!(suggest(&lbs, "xyz"), None);
+        assert_eq!(suggest(&lbs, "rdm"), Some("random"));
+    }
+
+    #[test]
+    fn check_url_names_the_key_and_suggests_without_creating_anything() {
+        let loader = <dyn Greeting>::loader();
+        loader
+            .check_url(&url("greeting=hi&greet.greeting=hello"), false)
+            .expect("known");
+        let e = loader
+            .check_url(&url("greeting=hii"), false)
+            .expect_err("typo");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(
+            e.message()
+                .starts_with("'greeting': unknown greeting 'hii'"),
+            "{e}"
+        );
+        assert!(e.message().contains("did you mean 'hi'"), "{e}");
+        let e = loader
+            .check_url(&url("greet.greeting=nope"), false)
+            .expect_err("method level");
+        assert!(e.message().starts_with("'greet.greeting': unknown"), "{e}");
+        // Lists: every name, removed ones too; `default` is not a name.
+        loader
+            .check_url(&url("greeting=default,-outer,hi"), true)
+            .expect("list");
+        let e = loader
+            .check_url(&url("greeting=default,-outr"), true)
+            .expect_err("removed typo");
+        assert!(e.message().contains("unknown greeting 'outr'"), "{e}");
+        assert!(e.message().contains("did you mean 'outer'"), "{e}");
+        // A name registered twice is refused here too.
+        assert!(loader.check_url(&url("greeting=twice"), false).is_err());
+        // Keys that only end like the point's key are not selections.
+        loader
+            .check_url(&url("xgreeting=zzz"), false)
+            .expect("other key");
     }
 
     #[test]

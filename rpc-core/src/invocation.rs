@@ -225,9 +225,8 @@ impl Value {
                 ser.serialize(&*v, &mut out)?;
                 serialize::decode(&*ser, &out).map_err(|e| {
                     RpcError::codec(format!(
-                        "a {} cannot be read as a {}: {}",
-                        v.type_name(),
-                        std::any::type_name::<T>(),
+                        "a {} handed over in process: {}",
+                        crate::error::label_of_type_name(v.type_name()),
                         e.message()
                     ))
                 })

@@ -71,7 +71,7 @@ pub struct UrlError {
 
 impl From<UrlError> for RpcError {
     fn from(e: UrlError) -> Self {
-        RpcError::new(ErrorKind::Internal, e.to_string())
+        RpcError::new(ErrorKind::Config, e.to_string())
     }
 }
 
@@ -393,19 +393,14 @@ pub(crate) fn parse_value<T: FromStr>(
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|_| {
             RpcError::new(
-                ErrorKind::Internal,
+                ErrorKind::Config,
                 format!(
                     "parameter '{key}' has value '{v}', which is not a valid {}",
-                    short_type_name::<T>()
+                    crate::error::type_label::<T>()
                 ),
             )
         }),
     }
-}
-
-fn short_type_name<T>() -> &'static str {
-    let full = std::any::type_name::<T>();
-    full.rsplit("::").next().unwrap_or(full)
 }
 
 fn validate_protocol(p: &str) -> Result<(), String> {

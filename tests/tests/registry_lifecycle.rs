@@ -2,6 +2,9 @@
 //! registry (local always; ZooKeeper and etcd when `RPC_TEST_ZOOKEEPER` / `RPC_TEST_ETCD` are
 //! set).
 
+use std::time::Duration;
+
+use rpc_registry_etcd::client::{prefix_end, EtcdClient};
 use rpc_tests::registry::{
     client, scenario_dead_client_disappears, scenario_register_then_unregister,
     scenario_services_lists_registered_interfaces, unique, Backend,
@@ -80,7 +83,7 @@ async fn etcd_services_pages_past_interfaces_with_many_keys() {
     };
     let namespace = unique("ns");
     let root = format!("/{namespace}");
-    let mut raw = etcd_client::Client::connect([format!("http://{address}")], None)
+    let raw = EtcdClient::connect(&[format!("http://{address}")], Duration::from_secs(5), None)
         .await
         .expect("etcd client");
     let many = unique("org.example.Many");
@@ -94,11 +97,7 @@ async fn etcd_services_pages_past_interfaces_with_many_keys() {
         ])
         .collect();
     for chunk in keys.chunks(100) {
-        let ops: Vec<etcd_client::TxnOp> = chunk
-            .iter()
-            .map(|k| etcd_client::TxnOp::put(k.as_str(), "", None))
-            .collect();
-        raw.txn(etcd_client::Txn::new().and_then(ops))
+        raw.put_all(chunk.iter().map(|k| (k.clone().into_bytes(), Vec::new())))
             .await
             .expect("put keys");
     }
@@ -108,10 +107,8 @@ async fn etcd_services_pages_past_interfaces_with_many_keys() {
     want.sort();
     assert_eq!(operator.services().await.expect("services"), want);
 
-    raw.delete(
-        format!("{root}/"),
-        Some(etcd_client::DeleteOptions::new().with_prefix()),
-    )
-    .await
-    .expect("clean up");
+    let prefix = format!("{root}/");
+    raw.delete(prefix.clone(), prefix_end(prefix.as_bytes()))
+        .await
+        .expect("clean up");
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rpc_core::registry::testing::Recorder;
 use rpc_core::registry::Registry;
 use rpc_core::Url;
+use rpc_registry_etcd::client::EtcdClient;
 use rpc_registry_etcd::EtcdRegistry;
 use rpc_registry_zookeeper::ZookeeperRegistry;
 use rpc_tests::registry::{client, consumer, expect_providers, provider, unique, Backend, Proxy};
@@ -170,7 +171,7 @@ async fn etcd_revoked_lease_is_regranted_and_registrations_put_again() {
         .expect("subscribe");
     expect_providers(&rec, Duration::from_secs(2), "p", |l| l.len() == 1).await;
 
-    let mut other = etcd_client::Client::connect([format!("http://{address}")], None)
+    let other = EtcdClient::connect(&[format!("http://{address}")], Duration::from_secs(5), None)
         .await
         .expect("second etcd client");
     other.lease_revoke(old).await.expect("revoke the lease");

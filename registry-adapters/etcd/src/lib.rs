@@ -28,11 +28,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client as etcd;
+use client::{prefix_end, EtcdClient};
 use rpc_core::registry::remote::{
     decode_url_list, Backoff, Connection, DubboLayout, Instances, Registrations,
 };
@@ -88,7 +90,7 @@ struct Shared {
     timeout: Duration,
     user: Option<(String, String)>,
     /// The current client and its lease, when set up.
-    conn: Connection<etcd::Client>,
+    conn: Connection<EtcdClient>,
     lease: AtomicI64,
     /// Key → URL, put again on every new lease.
     registered: Registrations,
@@ -109,8 +111,8 @@ impl Drop for EtcdRegistry {
     }
 }
 
-fn etcd_err(what: &str, e: etcd::Error) -> RpcError {
-    RpcError::network(format!("etcd {what}: {e}"))
+fn etcd_err(what: &str, e: tonic::Status) -> RpcError {
+    RpcError::network(format!("etcd {what}: {}", e.message()))
 }
 
 impl EtcdRegistry {
@@ -162,13 +164,13 @@ impl EtcdRegistry {
 impl Shared {
     /// The current client, waiting up to the `timeout` key for the first one (so a start-up
     /// subscription reads the registry rather than the cache when the registry is up).
-    async fn wait_client(&self) -> Option<etcd::Client> {
+    async fn wait_client(&self) -> Option<EtcdClient> {
         self.conn.wait(self.timeout).await
     }
 
     /// The current client as [`Shared::wait_client`], or a `Network` error naming the
     /// endpoints.
-    async fn require_client(&self) -> Result<etcd::Client> {
+    async fn require_client(&self) -> Result<EtcdClient> {
         self.conn
             .wait_or_fail(self.timeout, || format!("etcd {:?}", self.endpoints))
             .await
@@ -183,10 +185,9 @@ impl Shared {
         self.layout.url_path(url)
     }
 
-    async fn put(&self, client: &mut etcd::Client, key: &str, url: &Url) -> Result<()> {
+    async fn put(&self, client: &EtcdClient, key: &str, url: &Url) -> Result<()> {
         let lease = self.lease.load(Ordering::SeqCst);
-        let opts = etcd::PutOptions::new().with_lease(lease);
-        tokio::time::timeout(self.timeout, client.put(key, url.to_string(), Some(opts)))
+        tokio::time::timeout(self.timeout, client.put(key, url.to_string(), lease))
             .await
             .map_err(|_| RpcError::timeout(format!("etcd put of {key} timed out")))?
             .map(|_| ())
@@ -194,25 +195,22 @@ impl Shared {
     }
 
     /// Reads the complete list under `prefix`.
-    async fn list(&self, client: &mut etcd::Client, prefix: &str) -> Result<Vec<Url>> {
-        let opts = etcd::GetOptions::new()
-            .with_prefix()
-            .with_keys_only()
-            .with_limit(MAX_KEYS);
-        let resp = tokio::time::timeout(self.timeout, client.get(prefix, Some(opts)))
+    async fn list(&self, client: &EtcdClient, prefix: &str) -> Result<Vec<Url>> {
+        let end = prefix_end(prefix.as_bytes());
+        let resp = tokio::time::timeout(self.timeout, client.range(prefix, end, MAX_KEYS, true))
             .await
             .map_err(|_| RpcError::timeout(format!("etcd get of {prefix} timed out")))?
             .map_err(|e| etcd_err("get", e))?;
-        if resp.more() {
+        if resp.more {
             tracing::warn!(
                 prefix,
                 "etcd: only the first {MAX_KEYS} keys of the prefix are read"
             );
         }
         let keys: Vec<_> = resp
-            .kvs()
+            .kvs
             .iter()
-            .map(|kv| String::from_utf8_lossy(kv.key()))
+            .map(|kv| String::from_utf8_lossy(&kv.key))
             .collect();
         Ok(decode_url_list(
             prefix,
@@ -224,7 +222,7 @@ impl Shared {
     /// pages; after a page it jumps past the last interface found, so each interface costs
     /// at most one page whatever its number of keys. At most [`MAX_KEYS`] interfaces and
     /// [`MAX_KEYS`] pages.
-    async fn services(&self, client: &mut etcd::Client) -> Result<Vec<String>> {
+    async fn services(&self, client: &EtcdClient) -> Result<Vec<String>> {
         let root_prefix = format!("{}/", self.layout.root());
         // The end of the prefix range: '0' is the byte after '/'.
         let end = format!("{}0", self.layout.root());
@@ -234,11 +232,8 @@ impl Shared {
         let mut pages = 0usize;
         let truncated = loop {
             pages += 1;
-            let opts = etcd::GetOptions::new()
-                .with_range(end.as_str())
-                .with_keys_only()
-                .with_limit(SERVICES_PAGE);
-            let resp = tokio::time::timeout(self.timeout, client.get(start.clone(), Some(opts)))
+            let page = client.range(start.clone(), end.as_str(), SERVICES_PAGE, true);
+            let resp = tokio::time::timeout(self.timeout, page)
                 .await
                 .map_err(|_| {
                     RpcError::timeout(format!(
@@ -249,8 +244,8 @@ impl Shared {
                 .map_err(|e| etcd_err("services", e))?;
             // The first key after this page worth reading.
             let mut next: Option<Vec<u8>> = None;
-            for kv in resp.kvs() {
-                let key = std::str::from_utf8(kv.key()).ok();
+            for kv in &resp.kvs {
+                let key = std::str::from_utf8(&kv.key).ok();
                 match key.and_then(|k| interface_of_key(&root_prefix, k)) {
                     Some((segment, interface)) => {
                         if out.last() != Some(&interface) {
@@ -259,12 +254,12 @@ impl Shared {
                         // Every key of this interface starts with `{root}/{segment}/`.
                         next = Some(format!("{root_prefix}{segment}0").into_bytes());
                     }
-                    None => next = Some([kv.key(), &[0]].concat()),
+                    None => next = Some([kv.key.as_slice(), &[0]].concat()),
                 }
             }
             match next {
-                Some(n) if resp.more() && out.len() < limit && pages <= limit => start = n,
-                _ => break resp.more() || out.len() > limit,
+                Some(n) if resp.more && out.len() < limit && pages <= limit => start = n,
+                _ => break resp.more || out.len() > limit,
             }
         };
         if truncated {
@@ -283,7 +278,7 @@ impl Shared {
     /// category's first list was notified.
     fn start_watch(
         self: &Arc<Self>,
-        client: &etcd::Client,
+        client: &EtcdClient,
         sub: &Subscription,
     ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
         self.subs.start(sub, |category, watch| {
@@ -301,14 +296,13 @@ impl Shared {
 /// whole prefix and notifies it when it changed. Re-opens the watch after an error.
 async fn watch_category(
     shared: Arc<Shared>,
-    mut client: etcd::Client,
+    client: EtcdClient,
     prefix: String,
     mut watch: CategoryWatch,
 ) {
     loop {
-        let opts = etcd::WatchOptions::new().with_prefix();
-        let opened =
-            tokio::time::timeout(shared.timeout, client.watch(prefix.as_str(), Some(opts))).await;
+        let end = prefix_end(prefix.as_bytes());
+        let opened = tokio::time::timeout(shared.timeout, client.watch(prefix.as_str(), end)).await;
         let mut stream = match opened {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -319,7 +313,7 @@ async fn watch_category(
             Err(_) => continue,
         };
         loop {
-            match shared.list(&mut client, &prefix).await {
+            match shared.list(&client, &prefix).await {
                 Ok(urls) => {
                     watch.update(urls);
                 }
@@ -329,7 +323,7 @@ async fn watch_category(
                 }
             }
             match stream.message().await {
-                Ok(Some(resp)) if !resp.canceled() => {}
+                Ok(Some(resp)) if !resp.canceled => {}
                 Ok(_) => break,
                 Err(e) => {
                     tracing::debug!(prefix, error = %e, "etcd: watch broke, re-opening");
@@ -363,25 +357,20 @@ async fn supervise(shared: Arc<Shared>) {
 
 /// One client and lease, until something fails (it never returns `Ok`).
 async fn run_session(shared: &Arc<Shared>) -> Result<()> {
-    let mut opts = etcd::ConnectOptions::new()
-        .with_connect_timeout(shared.timeout)
-        .with_timeout(shared.timeout);
-    if let Some((user, password)) = &shared.user {
-        opts = opts.with_user(user.clone(), password.clone());
-    }
+    let user = shared.user.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
     let timed = |what: &'static str| move |_| RpcError::timeout(format!("etcd {what} timed out"));
-    let mut client = tokio::time::timeout(
+    let client = tokio::time::timeout(
         shared.timeout,
-        etcd::Client::connect(&shared.endpoints, Some(opts)),
+        EtcdClient::connect(&shared.endpoints, shared.timeout, user),
     )
     .await
     .map_err(timed("connect"))?
     .map_err(|e| etcd_err("connect", e))?;
-    let lease = tokio::time::timeout(shared.timeout, client.lease_grant(shared.ttl, None))
+    let lease = tokio::time::timeout(shared.timeout, client.lease_grant(shared.ttl))
         .await
         .map_err(timed("lease grant"))?
         .map_err(|e| etcd_err("lease grant", e))?
-        .id();
+        .id;
     let (mut keeper, mut replies) =
         tokio::time::timeout(shared.timeout, client.lease_keep_alive(lease))
             .await
@@ -390,7 +379,7 @@ async fn run_session(shared: &Arc<Shared>) -> Result<()> {
     shared.lease.store(lease, Ordering::SeqCst);
     shared.conn.set(client.clone());
     for (key, url) in shared.registered.snapshot() {
-        shared.put(&mut client, &key, &url).await?;
+        shared.put(&client, &key, &url).await?;
     }
     for sub in shared.subs.snapshot() {
         drop(shared.start_watch(&client, &sub));
@@ -410,7 +399,7 @@ async fn run_session(shared: &Arc<Shared>) -> Result<()> {
             .map_err(timed("keep-alive reply"))?
             .map_err(|e| etcd_err("keep-alive reply", e))?;
         match reply {
-            Some(r) if r.ttl() > 0 => {}
+            Some(r) if r.ttl > 0 => {}
             Some(_) => {
                 return Err(RpcError::network(format!(
                     "etcd lease {lease} is gone (revoked or expired)"
@@ -437,8 +426,8 @@ impl Registry for EtcdRegistry {
         let key = self.shared.key(url);
         self.shared.registered.insert(&key, url);
         let client = self.shared.wait_client().await;
-        if let (Some(mut client), Some(_)) = (client, self.lease_id()) {
-            if let Err(e) = self.shared.put(&mut client, &key, url).await {
+        if let (Some(client), Some(_)) = (client, self.lease_id()) {
+            if let Err(e) = self.shared.put(&client, &key, url).await {
                 tracing::warn!(key, error = %e, "etcd: registration deferred until reconnected");
             }
         }
@@ -448,10 +437,10 @@ impl Registry for EtcdRegistry {
     async fn unregister(&self, url: &Url) -> Result<()> {
         let key = self.shared.key(url);
         self.shared.registered.remove(&key);
-        let Some(mut client) = self.shared.conn.get() else {
+        let Some(client) = self.shared.conn.get() else {
             return Ok(());
         };
-        tokio::time::timeout(self.shared.timeout, client.delete(key.as_str(), None))
+        tokio::time::timeout(self.shared.timeout, client.delete(key.as_str(), ""))
             .await
             .map_err(|_| RpcError::timeout(format!("etcd delete of {key} timed out")))?
             .map(|_| ())
@@ -477,18 +466,18 @@ impl Registry for EtcdRegistry {
     }
 
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
-        let mut client = self.shared.require_client().await?;
+        let client = self.shared.require_client().await?;
         let prefix = self.shared.prefix(url.interface(), Category::Providers);
         self.shared
-            .list(&mut client, &prefix)
+            .list(&client, &prefix)
             .await
             .map_err(|e| e.with_service(url.service_key()))
     }
 
     /// The interfaces with at least one key under `/{root}/{interface}/{category}/`.
     async fn services(&self) -> Result<Vec<String>> {
-        let mut client = self.shared.require_client().await?;
-        self.shared.services(&mut client).await
+        let client = self.shared.require_client().await?;
+        self.shared.services(&client).await
     }
 }
 

@@ -219,7 +219,7 @@ impl ProviderBuilder {
             None | Some("true") => true,
             Some("false") => false,
             Some(other) => {
-                return Err(RpcError::internal(format!(
+                return Err(RpcError::config(format!(
                     "'admin' must be true or false, not '{other}'"
                 )))
             }
@@ -246,6 +246,7 @@ impl ProviderBuilder {
                 )
                 .with_param("timestamp", started)
                 .with_param("pid", std::process::id());
+            check_extension_names(&url)?;
             let url = crate::filter::token::resolve_token(&url)?;
             let protocol = extension::get::<dyn Protocol>(url.protocol())?;
             let skeleton = (svc.make)(url.clone());
@@ -273,6 +274,24 @@ impl ProviderBuilder {
     }
 }
 
+/// Checks every extension name a reference or service URL selects (protocol, transporter,
+/// serialization, cluster, loadbalance, filter, each also per method), so a mistyped name
+/// fails when the reference or export is built, with a suggestion, not on every call.
+fn check_extension_names(url: &Url) -> Result<()> {
+    use crate::cluster::LoadBalance;
+    use crate::filter::Filter;
+    use crate::serialize::Serialization;
+    use crate::transport::Transporter;
+    let interface = url.path().to_string();
+    extension::check_url::<dyn Protocol>(url, false)
+        .and_then(|()| extension::check_url::<dyn Transporter>(url, false))
+        .and_then(|()| extension::check_url::<dyn Serialization>(url, false))
+        .and_then(|()| extension::check_url::<dyn Cluster>(url, false))
+        .and_then(|()| extension::check_url::<dyn LoadBalance>(url, false))
+        .and_then(|()| extension::check_url::<dyn Filter>(url, true))
+        .map_err(|e| e.with_service(interface))
+}
+
 /// Installs the Prometheus recorder before the first call, so the metrics filters record into
 /// it. An application that installed its own `metrics` recorder keeps it (the filters then
 /// record there).
@@ -290,7 +309,7 @@ async fn serve_metrics(cfg: &Config) -> Result<Option<SocketAddr>> {
     };
     let port: u16 = port
         .parse()
-        .map_err(|_| RpcError::internal(format!("'metrics.port' '{port}' is not a port")))?;
+        .map_err(|_| RpcError::config(format!("'metrics.port' '{port}' is not a port")))?;
     let addr = crate::filter::metrics::serve(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     tracing::info!(%addr, "metrics endpoint");
     Ok(Some(addr))
@@ -300,7 +319,7 @@ fn cfg_millis(cfg: &Config, key: &str, default: u64) -> Result<u64> {
     match cfg.params.get(key) {
         None => Ok(default),
         Some(v) => v.parse().map_err(|_| {
-            RpcError::internal(format!(
+            RpcError::config(format!(
                 "'{key}' must be a whole number of milliseconds, not '{v}'"
             ))
         }),
@@ -492,6 +511,7 @@ impl Consumer {
 
     /// The cluster invoker for a reference URL (`consumer://host/{interface}?...`).
     pub async fn refer_url(&self, url: Url) -> Result<Arc<dyn Invoker>> {
+        check_extension_names(&url)?;
         let factory: Arc<dyn InvokerFactory> = Arc::new(ConsumerInvokerFactory {
             reference: url.clone(),
         });
@@ -511,7 +531,7 @@ impl Consumer {
             return crate::filter::build_reference_chain(joined);
         }
         let Some(registry) = &self.registry else {
-            return Err(RpcError::internal(format!(
+            return Err(RpcError::config(format!(
                 "reference to {} has neither a registry nor a direct `url`",
                 url.path()
             )));

@@ -104,12 +104,8 @@ pub fn find_key(name: &str) -> Option<&'static ConfigKey> {
 
 /// The registered key closest to `name`, for "did you mean" hints.
 pub fn closest_key(name: &str) -> Option<&'static str> {
-    all_keys()
-        .into_iter()
-        .map(|k| (strsim::jaro_winkler(k.name, name), k.name))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n)
+    let names: Vec<&'static str> = all_keys().into_iter().map(|k| k.name).collect();
+    crate::extension::suggest(&names, name)
 }
 
 /// The key table as Markdown (name, default, per-method, meaning), as the README shows it.

@@ -121,17 +121,17 @@ impl Config {
     /// Reads and checks a TOML file.
     pub fn from_toml_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            RpcError::internal(format!("cannot read config file {}: {e}", path.display()))
+            RpcError::config(format!("cannot read config file {}: {e}", path.display()))
         })?;
         Self::from_toml_str(&text)
-            .map_err(|e| RpcError::internal(format!("{}: {}", path.display(), e.message())))
+            .map_err(|e| RpcError::config(format!("{}: {}", path.display(), e.message())))
     }
 
     /// Parses and checks TOML text (see the [module docs](self) for the layout).
     pub fn from_toml_str(text: &str) -> Result<Config> {
         let table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| RpcError::internal(format!("invalid TOML: {e}")))?;
+            .map_err(|e: toml::de::Error| RpcError::config(format!("invalid TOML: {e}")))?;
         let mut cfg = Config::default();
         for (section, value) in &table {
             let t = as_table(value, section)?;
@@ -176,7 +176,7 @@ impl Config {
                     }
                 }
                 other => {
-                    return Err(RpcError::internal(format!(
+                    return Err(RpcError::config(format!(
                         "unknown section [{other}]; known: [application], [protocol], [services.\"<interface>\"], [references.\"<interface>\"]"
                     )))
                 }
@@ -212,7 +212,7 @@ impl Config {
                                 keys::closest_key(&key_name.to_lowercase().replace('_', "."))
                                     .map(|k| format!(" (did you mean RPC_PARAM_{}?)", env_form(k)))
                                     .unwrap_or_default();
-                            RpcError::internal(format!(
+                            RpcError::config(format!(
                                 "unknown configuration variable {name}: no key '{}'{guess}",
                                 key_name.to_lowercase().replace('_', ".")
                             ))
@@ -408,7 +408,7 @@ fn env_form(key: &str) -> String {
 
 fn as_table<'a>(v: &'a toml::Value, where_: &str) -> Result<&'a toml::Table> {
     v.as_table()
-        .ok_or_else(|| RpcError::internal(format!("{where_} must be a table")))
+        .ok_or_else(|| RpcError::config(format!("{where_} must be a table")))
 }
 
 fn scalar(v: &toml::Value, where_: &str) -> Result<String> {
@@ -417,7 +417,7 @@ fn scalar(v: &toml::Value, where_: &str) -> Result<String> {
         toml::Value::Integer(i) => Ok(i.to_string()),
         toml::Value::Boolean(b) => Ok(b.to_string()),
         toml::Value::Float(f) => Ok(f.to_string()),
-        _ => Err(RpcError::internal(format!(
+        _ => Err(RpcError::config(format!(
             "{where_} must be a string, number or boolean"
         ))),
     }
@@ -425,12 +425,12 @@ fn scalar(v: &toml::Value, where_: &str) -> Result<String> {
 
 fn parse_port(text: &str, where_: &str) -> Result<u16> {
     text.parse()
-        .map_err(|_| RpcError::internal(format!("{where_} '{text}' is not a port (0 to 65535)")))
+        .map_err(|_| RpcError::config(format!("{where_} '{text}' is not a port (0 to 65535)")))
 }
 
 fn check_value(key: &ConfigKey, value: &str, where_: &str) -> Result<()> {
     key.kind.check(value).map_err(|want| {
-        RpcError::internal(format!(
+        RpcError::config(format!(
             "'{}' in {where_} must be {want}, not '{value}'",
             key.name
         ))
@@ -439,21 +439,16 @@ fn check_value(key: &ConfigKey, value: &str, where_: &str) -> Result<()> {
 
 fn check_param(key: &str, value: &str, where_: &str, fields: &[&str], method: bool) -> Result<()> {
     match find_key(key) {
-        Some(k) if method && !k.per_method => Err(RpcError::internal(format!(
+        Some(k) if method && !k.per_method => Err(RpcError::config(format!(
             "'{key}' in {where_} cannot be set per method; set it on the service"
         ))),
         Some(k) => check_value(k, value, where_),
         None => {
             let guess = keys::closest_key(key)
-                .or_else(|| {
-                    fields
-                        .iter()
-                        .copied()
-                        .find(|f| strsim::jaro_winkler(f, key) > 0.8)
-                })
+                .or_else(|| crate::extension::suggest(fields, key))
                 .map(|k| format!(" (did you mean '{k}'?)"))
                 .unwrap_or_default();
-            Err(RpcError::internal(format!(
+            Err(RpcError::config(format!(
                 "unknown key '{key}' in {where_}{guess}"
             )))
         }
@@ -464,7 +459,7 @@ fn check_service(sc: &ServiceConfig, where_: &str, reference: bool) -> Result<()
     let fields: &[&str] = if reference { REFERENCE_FIELDS } else { &[] };
     for (k, v) in &sc.params {
         if !reference && REFERENCE_FIELDS.contains(&k.as_str()) {
-            return Err(RpcError::internal(format!(
+            return Err(RpcError::config(format!(
                 "'{k}' in {where_} is only meaningful for a reference"
             )));
         }

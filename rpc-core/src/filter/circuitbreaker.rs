@@ -49,7 +49,7 @@ impl Config {
     fn read(url: &Url, method: &str) -> Result<Config> {
         let error_rate: u64 = url.method_param_as(method, "breaker.error-rate", 50)?;
         if error_rate > 100 {
-            return Err(RpcError::internal(format!(
+            return Err(RpcError::config(format!(
                 "parameter 'breaker.error-rate' has value '{error_rate}', which is not a percentage (0-100)"
             )));
         }

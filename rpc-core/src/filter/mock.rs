@@ -82,7 +82,7 @@ fn parse(raw: &str) -> Result<Option<Spec>> {
         "return" if arg.is_empty() => Action::Return(Value::Empty),
         "return" => {
             serde_json::from_str::<serde_json::Value>(arg).map_err(|e| {
-                RpcError::internal(format!(
+                RpcError::config(format!(
                     "mock value '{raw}': '{arg}' is not valid JSON ({e})"
                 ))
             })?;
@@ -95,7 +95,7 @@ fn parse(raw: &str) -> Result<Option<Spec>> {
         "throw" => Action::Throw(arg.to_string()),
         "fallback" | "true" if arg.is_empty() => Action::Fallback,
         _ => {
-            return Err(RpcError::internal(format!(
+            return Err(RpcError::config(format!(
                 "mock value '{raw}' is not understood; expected [force:|fail:] followed by \
                  'return <json>', 'throw [message]' or 'fallback'"
             )))

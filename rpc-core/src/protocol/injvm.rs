@@ -29,7 +29,7 @@ impl Protocol for Injvm {
         let key = url.service_key();
         let mut table = self.exported.write().map_err(|_| poisoned())?;
         if table.contains_key(&key) {
-            return Err(RpcError::internal(format!(
+            return Err(RpcError::config(format!(
                 "service {key} is already exported in this process"
             )));
         }

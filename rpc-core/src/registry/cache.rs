@@ -9,8 +9,8 @@
 //! cached ones.
 //!
 //! File location: the `file` or `cache.file` key of the registry URL, else
-//! `$HOME/.rpc/cache/registry-{registry address}.json` (the system temp dir when `HOME` is
-//! unset), the address made file-name safe. The file is bounded ([`MAX_FILE_BYTES`],
+//! `registry-{registry address}.json` (the address made file-name safe) in the directory
+//! `RPC_CACHE_DIR`, else in `$HOME/.rpc/cache` (the system temp dir when `HOME` is unset). The file is bounded ([`MAX_FILE_BYTES`],
 //! [`MAX_URLS`]); a file that is too big or malformed is ignored with a warning, never a panic.
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,11 +55,19 @@ impl std::fmt::Debug for RegistryCache {
     }
 }
 
+/// The environment variable naming the directory of the cache files (see the module docs).
+pub const CACHE_DIR_VAR: &str = "RPC_CACHE_DIR";
+
 /// The default cache file of `registry` (see the module docs).
 pub fn default_path(registry: &Url) -> PathBuf {
-    let base = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".rpc").join("cache"))
+    let base = std::env::var_os(CACHE_DIR_VAR)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".rpc").join("cache"))
+        })
         .unwrap_or_else(|| std::env::temp_dir().join("rpc-cache"));
     let raw = format!(
         "{}-{}-{}",

@@ -110,7 +110,7 @@ pub fn decode<T: DeserializeOwned>(ser: &dyn Serialization, bytes: &[u8]) -> Res
     decoded.map_err(|e| {
         RpcError::codec(format!(
             "cannot decode a {}: {}",
-            std::any::type_name::<T>(),
+            crate::error::type_label::<T>(),
             e.message()
         ))
     })
@@ -122,7 +122,7 @@ pub fn decode_unit<T: DeserializeOwned>() -> Result<T> {
     T::deserialize(de).map_err(|e| {
         RpcError::codec(format!(
             "an empty result cannot be read as a {}: {e}",
-            std::any::type_name::<T>()
+            crate::error::type_label::<T>()
         ))
     })
 }

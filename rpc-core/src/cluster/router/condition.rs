@@ -58,7 +58,7 @@ pub struct ConditionRouter {
 
 fn rule_error(rule: &str, pos: usize, what: impl std::fmt::Display) -> RpcError {
     RpcError::new(
-        ErrorKind::Internal,
+        ErrorKind::Config,
         format!("condition rule '{rule}': {what} at position {pos}"),
     )
 }
@@ -214,7 +214,7 @@ impl ConditionRouter {
     pub fn parse(rule: &str, force: bool, priority: i32) -> Result<Self> {
         if rule.trim().is_empty() {
             return Err(RpcError::new(
-                ErrorKind::Internal,
+                ErrorKind::Config,
                 "condition rule is empty (the 'rule' parameter is required)",
             ));
         }

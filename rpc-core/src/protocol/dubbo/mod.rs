@@ -192,7 +192,7 @@ impl Protocol for Dubbo {
                 .write()
                 .map_err(|_| RpcError::internal("service table poisoned"))?;
             if table.contains_key(&key) {
-                return Err(RpcError::internal(format!(
+                return Err(RpcError::config(format!(
                     "service {key} is already exported on {host}:{real_port}"
                 )));
             }
