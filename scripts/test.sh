@@ -116,5 +116,18 @@ if [ -z "${RPC_TEST_ETCD:-}" ] && command -v etcd >/dev/null 2>&1; then
     fi
 fi
 
+# The tests must keep their files in temp directories: the user's provider-list cache in the
+# home directory is compared before and after (a test that forgets `cache.file` shows here).
+home_cache="${HOME:-/nonexistent}/.rpc/cache"
+listing() { ls -A "$home_cache" 2>/dev/null | sort || true; }
+before="$(listing)"
+
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+
+after="$(listing)"
+if [ "$before" != "$after" ]; then
+    echo "test.sh: the tests wrote into $home_cache (use a temp dir and cache.file):" >&2
+    comm -13 <(echo "$before") <(echo "$after") >&2
+    exit 1
+fi

@@ -58,7 +58,7 @@ impl Backend {
     }
 
     /// A registry URL on a fresh namespace (root or directory) with short timeouts, pointing
-    /// at `address`; `None` when the backend is not available.
+    /// at `address`, its provider-list cache in a temp file (never the home directory).
     pub fn url_at(self, address: &str, namespace: &str) -> Url {
         let text = match self {
             Backend::Local => format!(
@@ -73,7 +73,9 @@ impl Backend {
             }
             Backend::Etcd => format!("etcd://{address}?root={namespace}&lease=2&timeout=1000"),
         };
-        Url::parse(&text).expect("registry URL")
+        Url::parse(&text)
+            .expect("registry URL")
+            .with_param("cache.file", temp_path(namespace).display())
     }
 
     /// A registry URL for this backend on a fresh namespace, or `None` (skipped).

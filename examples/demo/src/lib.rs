@@ -3,6 +3,12 @@
 
 #![forbid(unsafe_code)]
 
+// The registry adapters, linked so that every binary takes every registry the README names.
+#[cfg(feature = "etcd")]
+use rpc_registry_etcd as _;
+#[cfg(feature = "zookeeper")]
+use rpc_registry_zookeeper as _;
+
 pub mod idgen;
 pub mod services;
 

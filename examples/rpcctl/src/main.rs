@@ -4,9 +4,13 @@
 //! rpcctl --registry local:// list
 //! rpcctl --registry local:// describe org.example.Greeter
 //! rpcctl --registry local:// invoke org.example.Greeter greet '["ann"]' --version 1.0.0
-//! rpcctl --provider 127.0.0.1:20880 metrics
+//! rpcctl --provider 127.0.0.1:20880 metrics        # per-method summary; --raw for Prometheus text
 //! rpcctl --provider 127.0.0.1:20880 offline        # and online
 //! ```
+//!
+//! `metrics`, `offline` and `online` act on one provider: `--provider`, or the only one in
+//! the registry (with several, rpcctl lists them and asks). `invoke` without `--version`
+//! or `--group` uses the only ones the service is served under, and lists them if several.
 //!
 //! `invoke` is a generic call: the arguments are a JSON array (one element per parameter),
 //! sent in the JSON serialization, so no Rust type is needed; the provider answers in JSON.
@@ -14,6 +18,14 @@
 //! answered with its own business error.
 
 #![forbid(unsafe_code)]
+
+mod summary;
+
+// Every registry the README names works from the command line.
+#[cfg(feature = "etcd")]
+use rpc_registry_etcd as _;
+#[cfg(feature = "zookeeper")]
+use rpc_registry_zookeeper as _;
 
 use std::process::ExitCode;
 
@@ -69,8 +81,12 @@ enum Command {
         #[arg(long)]
         group: Option<String>,
     },
-    /// Print a provider's metrics (Prometheus text).
-    Metrics,
+    /// Summarize a provider's call metrics per method (calls, errors, p50/p99 latency).
+    Metrics {
+        /// Print the provider's raw Prometheus text instead.
+        #[arg(long)]
+        raw: bool,
+    },
     /// Take a provider out of the registry without stopping it.
     Offline,
     /// Put a provider back into the registry.
@@ -78,6 +94,27 @@ enum Command {
 }
 
 type Fallible<T> = Result<T, String>;
+
+/// `println!` that never panics: a reader that went away (`rpcctl list | head -3`) ends the
+/// program quietly, as other command-line tools do.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        emit(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes to standard output; see [`say!`].
+fn emit(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(text).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("rpcctl: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -121,17 +158,21 @@ async fn run(cli: Cli) -> Fallible<ExitCode> {
             )
             .await
         }
-        Command::Metrics => {
-            let admin = admin(&cli, &one_provider(&cli, None).await?).await?;
+        Command::Metrics { raw } => {
+            let admin = admin(&cli, &the_provider(&cli).await?).await?;
             let text = admin
                 .metrics()
                 .await
                 .map_err(|e| format!("{e}\n  try: check the provider address"))??;
-            print!("{text}");
+            if *raw {
+                emit(format_args!("{text}"));
+            } else {
+                say!("{}", summary::render(&summary::parse(&text)));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Offline | Command::Online => {
-            let addr = one_provider(&cli, None).await?;
+            let addr = the_provider(&cli).await?;
             let admin = admin(&cli, &addr).await?;
             let online = matches!(cli.command, Command::Online);
             let result = if online {
@@ -140,7 +181,7 @@ async fn run(cli: Cli) -> Fallible<ExitCode> {
                 admin.offline().await
             };
             result.map_err(|e| format!("{e}\n  try: check the provider address"))??;
-            println!(
+            say!(
                 "{addr} is now {}",
                 if online { "online" } else { "offline" }
             );
@@ -170,13 +211,13 @@ async fn list(cli: &Cli) -> Fallible<ExitCode> {
     let reg = connect(cli).await?;
     let services = reg.services().await.map_err(|e| e.to_string())?;
     if services.is_empty() {
-        println!("no services registered");
+        say!("no services registered");
     }
     for s in services {
         let providers = providers_of(&*reg, &s).await?;
-        println!("{s}  ({} providers)", providers.len());
+        say!("{s}  ({} providers)", providers.len());
         for p in providers {
-            println!(
+            say!(
                 "  {}  version={} weight={} application={}",
                 p.address(),
                 p.param("version").unwrap_or("-"),
@@ -188,26 +229,132 @@ async fn list(cli: &Cli) -> Fallible<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The provider to talk to: `--provider`, else the first provider of `interface` (or of any
-/// service) in the registry.
-async fn one_provider(cli: &Cli, interface: Option<&str>) -> Fallible<String> {
+/// A provider of `interface` to read its description from: `--provider`, else any provider
+/// of `interface` in the registry (they all serve the same interface).
+async fn one_provider(cli: &Cli, interface: &str) -> Fallible<String> {
     if let Some(p) = &cli.provider {
         return Ok(p.clone());
     }
     let reg = connect(cli).await?;
-    let interfaces = match interface {
-        Some(i) => vec![i.to_string()],
-        None => reg.services().await.map_err(|e| e.to_string())?,
-    };
-    for i in &interfaces {
-        if let Some(p) = providers_of(&*reg, i).await?.first() {
-            return Ok(p.address());
+    match providers_of(&*reg, interface).await?.first() {
+        Some(p) => Ok(p.address()),
+        None => Err(format!(
+            "no provider found for {interface}\n  try: rpcctl list, or give --provider host:port"
+        )),
+    }
+}
+
+/// The one provider a command that acts on a provider (metrics, offline, online) is about:
+/// `--provider`, else the only provider address in the registry. With several it refuses and
+/// lists them: acting on a guessed provider is worse than asking.
+async fn the_provider(cli: &Cli) -> Fallible<String> {
+    if let Some(p) = &cli.provider {
+        return Ok(p.clone());
+    }
+    let reg = connect(cli).await?;
+    let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for interface in reg.services().await.map_err(|e| e.to_string())? {
+        for p in providers_of(&*reg, &interface).await? {
+            found
+                .entry(p.address())
+                .or_default()
+                .push(interface.clone());
         }
     }
-    Err(format!(
-        "no provider found{}\n  try: rpcctl list, or give --provider host:port",
-        interface.map(|i| format!(" for {i}")).unwrap_or_default()
-    ))
+    let mut addresses = found.keys();
+    match (addresses.next(), addresses.next()) {
+        (Some(only), None) => Ok(only.clone()),
+        (None, _) => Err(
+            "no provider is registered\n  try: rpcctl list, or give --provider host:port".into(),
+        ),
+        (Some(_), Some(_)) => {
+            let list: Vec<String> = found
+                .iter()
+                .map(|(addr, services)| format!("  {addr}  ({})", services.join(", ")))
+                .collect();
+            Err(format!(
+                "{} providers are registered; say which one:\n{}\n  try: --provider HOST:PORT",
+                found.len(),
+                list.join("\n")
+            ))
+        }
+    }
+}
+
+/// The (group, version) pairs `interface` is served under: from the provider's own
+/// description with `--provider`, else from the registry.
+async fn service_keys_of(cli: &Cli, interface: &str) -> Fallible<Vec<(String, String)>> {
+    let urls: Vec<Url> = if let Some(addr) = &cli.provider {
+        let services = admin(cli, addr)
+            .await?
+            .services()
+            .await
+            .map_err(|e| format!("{e}\n  try: check the provider address"))?;
+        services
+            .iter()
+            .filter(|s| s.interface == interface)
+            .filter_map(|s| Url::parse(&s.url).ok())
+            .collect()
+    } else {
+        providers_of(&*connect(cli).await?, interface).await?
+    };
+    let mut keys: Vec<(String, String)> = urls
+        .iter()
+        .map(|u| {
+            let get = |k| u.param(k).unwrap_or("").to_string();
+            (get("group"), get("version"))
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
+/// The group and version to call when the command line gave neither or one of them: the
+/// only ones `interface` is served under; several choices are listed, not guessed.
+async fn resolve_service_key(
+    cli: &Cli,
+    interface: &str,
+    group: Option<&str>,
+    version: Option<&str>,
+) -> Fallible<(Option<String>, Option<String>)> {
+    if version.is_some() && group.is_some() {
+        return Ok((group.map(String::from), version.map(String::from)));
+    }
+    let keys: Vec<(String, String)> = service_keys_of(cli, interface)
+        .await?
+        .into_iter()
+        .filter(|(g, v)| group.is_none_or(|x| x == g) && version.is_none_or(|x| x == v))
+        .collect();
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    match keys.as_slice() {
+        // Nothing known: call as given, and let the call report what is missing.
+        [] => Ok((group.map(String::from), version.map(String::from))),
+        [(g, v)] => Ok((non_empty(g), non_empty(v))),
+        many => {
+            let list: Vec<String> = many
+                .iter()
+                .map(|(g, v)| {
+                    let mut flags = Vec::new();
+                    if !v.is_empty() {
+                        flags.push(format!("--version {v}"));
+                    }
+                    if !g.is_empty() {
+                        flags.push(format!("--group {g}"));
+                    }
+                    if flags.is_empty() {
+                        flags.push("(no version or group)".into());
+                    }
+                    format!("  {}", flags.join(" "))
+                })
+                .collect();
+            Err(format!(
+                "{interface} is served under {} versions/groups; say which one:\n{}",
+                many.len(),
+                list.join("\n")
+            ))
+        }
+    }
 }
 
 async fn admin(cli: &Cli, addr: &str) -> Fallible<AdminClient> {
@@ -230,7 +377,7 @@ async fn admin(cli: &Cli, addr: &str) -> Fallible<AdminClient> {
 }
 
 async fn describe(cli: &Cli, interface: &str) -> Fallible<ExitCode> {
-    let addr = one_provider(cli, Some(interface)).await?;
+    let addr = one_provider(cli, interface).await?;
     let admin = admin(cli, &addr).await?;
     let services = admin
         .services()
@@ -243,7 +390,7 @@ async fn describe(cli: &Cli, interface: &str) -> Fallible<ExitCode> {
             known.join(", ")
         ));
     };
-    println!("{}  at {}", s.interface, s.url);
+    say!("{}  at {}", s.interface, s.url);
     for m in &s.methods {
         let mut notes = Vec::new();
         if m.idempotent {
@@ -260,7 +407,7 @@ async fn describe(cli: &Cli, interface: &str) -> Fallible<ExitCode> {
         } else {
             format!("  [{}]", notes.join(", "))
         };
-        println!("  {}{notes}", m.signature);
+        say!("  {}{notes}", m.signature);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -280,6 +427,8 @@ async fn invoke(
             "arguments must be a JSON array, one element per parameter; got {parsed}\n  try: '[{parsed}]'"
         ));
     }
+    let (group, version) = resolve_service_key(cli, interface, group, version).await?;
+    let (group, version) = (group.as_deref(), version.as_deref());
     let mut settings = ServiceConfig::default()
         .param("serialization", "json")
         .param("timeout", cli.timeout)
@@ -345,9 +494,9 @@ async fn invoke(
         }
     };
     if biz {
-        println!("business error: {json}");
+        say!("business error: {json}");
         return Ok(ExitCode::from(2));
     }
-    println!("{json}");
+    say!("{json}");
     Ok(ExitCode::SUCCESS)
 }

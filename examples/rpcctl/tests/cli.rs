@@ -4,13 +4,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use rpc_core::bootstrap::{Provider, RunningProvider};
+use rpc_core::config::ServiceConfig;
 use rpc_core::registry;
 use rpc_core::Url;
 use rpc_examples::{GreeterServer, SignedGreeter};
 
 fn registry_url(tag: &str) -> String {
     let dir = std::env::temp_dir().join(format!("rpcctl-test-{tag}-{}", std::process::id()));
-    format!("local://{}?poll=50&lease=1000", dir.display())
+    format!(
+        "local://{}?poll=50&lease=1000&cache.file={}",
+        dir.display(),
+        dir.join("cache.json").display()
+    )
 }
 
 async fn provider(reg: &str) -> RunningProvider {
@@ -155,10 +160,38 @@ async fn describe_invoke_metrics_and_offline_online() {
         "{err}"
     );
 
-    let (code, out, err) = rpcctl(args(&["--provider", &addr, "metrics"])).await;
+    let (code, out, err) = rpcctl(args(&["--provider", &addr, "metrics", "--raw"])).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("rpc_calls_total"), "{out}");
     assert!(out.contains("org.example.Greeter"), "{out}");
+
+    // The summary: a header and one row per side/service/method, with calls and errors.
+    let (code, out, err) = rpcctl(args(&["--registry", &reg, "metrics"])).await;
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().next().unwrap_or_default();
+    assert!(
+        header
+            .split_whitespace()
+            .eq(["side", "service", "method", "calls", "errors", "p50", "p99"]),
+        "{out}"
+    );
+    let greet = out
+        .lines()
+        .find(|l| {
+            l.starts_with("provider")
+                && l.contains("org.example.Greeter:1.0.0")
+                && l.contains(" greet ")
+        })
+        .unwrap_or_else(|| panic!("no provider greet row: {out}"));
+    let cells: Vec<&str> = greet.split_whitespace().collect();
+    // Five calls reached greet so far (invoke and four bad/business ones); one was a
+    // business error, which is a value, not an error of the framework.
+    let calls: f64 = cells[3].parse().expect("calls");
+    assert!(calls >= 2.0, "{greet}");
+    assert!(
+        out.lines().count() < 20,
+        "a summary, not the raw text: {out}"
+    );
 
     let lookup = Url::new("consumer", "127.0.0.1", 0).with_path("org.example.Greeter");
     let registry = registry::connect(&Url::parse(&reg).expect("url"))
@@ -183,6 +216,130 @@ async fn describe_invoke_metrics_and_offline_online() {
     }
     assert_eq!(registry.lookup(&lookup).await.expect("lookup").len(), 1);
     p.shutdown().await;
+}
+
+/// With two providers, a command that acts on one provider refuses to guess and lists them;
+/// `invoke` without `--version` picks the only version, and lists them when there are two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_providers_are_listed_not_guessed() {
+    let reg = registry_url("two");
+    let p1 = provider(&reg).await;
+    let p2 = Provider::builder()
+        .without_env()
+        .application("ctl-test")
+        .registry(&reg)
+        .expect("registry")
+        .protocol("dubbo", 0)
+        .param("shutdown.wait", 0)
+        .expect("key")
+        .service_with(
+            GreeterServer::new(SignedGreeter { name: "p2".into() }),
+            ServiceConfig::default().param("version", "2.0.0"),
+        )
+        .start()
+        .await
+        .expect("second provider");
+    let a1 = format!("127.0.0.1:{}", p1.port().expect("port"));
+    let a2 = format!("127.0.0.1:{}", p2.port().expect("port"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, out, _) = rpcctl(args(&["--registry", &reg, "list"])).await;
+        if out.contains(&a1) && out.contains(&a2) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both providers listed: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for command in ["offline", "online", "metrics"] {
+        let (code, out, err) = rpcctl(args(&["--registry", &reg, command])).await;
+        assert_eq!(code, 1, "{command}: {out}");
+        assert!(
+            err.contains("2 providers are registered") && err.contains(&a1) && err.contains(&a2),
+            "{command}: {err}"
+        );
+        assert!(err.contains("--provider"), "{err}");
+    }
+    assert!(
+        p1.is_online() && p2.is_online(),
+        "nothing was taken offline"
+    );
+
+    // Two versions: listed, not guessed.
+    let (code, _, err) = rpcctl(args(&[
+        "--registry",
+        &reg,
+        "invoke",
+        "org.example.Greeter",
+        "greet",
+        r#"["ann"]"#,
+    ]))
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--version 1.0.0") && err.contains("--version 2.0.0"),
+        "{err}"
+    );
+    // One provider, one version: found by itself.
+    let (code, out, err) = rpcctl(args(&[
+        "--provider",
+        &a2,
+        "invoke",
+        "org.example.Greeter",
+        "greet",
+        r#"["bo"]"#,
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), r#""hello bo, from p2""#);
+    p1.shutdown().await;
+    p2.shutdown().await;
+}
+
+/// `rpcctl list | head -1`: a reader that goes away ends rpcctl quietly, without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_output_quietly() {
+    let reg = registry_url("pipe");
+    let p = provider(&reg).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rpcctl"))
+            .args(["--registry", &reg, "list"])
+            .env_remove("RPC_REGISTRY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run rpcctl");
+        // Close the read end before rpcctl writes: its first write meets a closed pipe.
+        drop(child.stdout.take());
+        child.wait_with_output().expect("wait")
+    })
+    .await
+    .expect("join");
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    p.shutdown().await;
+}
+
+/// The registry adapters are linked: a ZooKeeper or etcd URL reaches the adapter (and fails
+/// to connect to a closed port), instead of "unknown registry".
+#[tokio::test]
+async fn zookeeper_and_etcd_urls_reach_their_adapters() {
+    for reg in [
+        "zookeeper://127.0.0.1:1?timeout=200&cache=false",
+        "etcd://127.0.0.1:1?timeout=200&cache=false",
+    ] {
+        let (code, out, err) = rpcctl(args(&["--registry", reg, "list"])).await;
+        assert_eq!(code, 1, "{reg}: {out}");
+        assert!(!err.contains("unknown registry"), "{reg}: {err}");
+        assert!(
+            err.contains("network") || err.contains("not connected"),
+            "{reg}: {err}"
+        );
+    }
 }
 
 #[tokio::test]

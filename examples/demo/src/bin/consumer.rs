@@ -6,6 +6,7 @@
 //! cargo run -p rpc-examples --bin consumer -- --url dubbo://127.0.0.1:20880 --loadbalance roundrobin
 //! ```
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
@@ -37,14 +38,28 @@ struct Args {
     /// Call timeout, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     timeout: u64,
+    /// How long a reference waits for its first providers from the registry, in
+    /// milliseconds (the `check` key; 0: do not wait).
+    #[arg(long, default_value_t = 3000)]
+    check: u64,
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("consumer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = ServiceConfig::default()
         .param("loadbalance", &args.loadbalance)
-        .param("timeout", args.timeout);
+        .param("timeout", args.timeout)
+        .param("check", args.check);
     let mut builder = Consumer::builder().application(&args.application);
     if let Some(url) = &args.url {
         settings = settings.param("url", url);
@@ -57,8 +72,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .reference_config("org.example.IdService", settings)
         .build()
         .await?;
-    let greeter: GreeterClient = consumer.reference().await?;
-    let ids: IdServiceClient = consumer.reference().await?;
+    // Both references wait for their providers at the same time, not one after the other.
+    let (greeter, ids) = tokio::join!(
+        consumer.reference::<GreeterClient>(),
+        consumer.reference::<IdServiceClient>()
+    );
+    let (greeter, ids) = (greeter?, ids?);
     let mut failed = 0;
     for i in 1..=args.calls {
         match greeter.greet(format!("caller-{i}")).await {

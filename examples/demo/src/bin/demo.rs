@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -49,13 +49,20 @@ enum Role {
     },
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    match args.role {
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("demo: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match args.role {
         Some(Role::Provider {
             name,
             worker,
@@ -63,6 +70,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             store,
         }) => rt.block_on(run_provider(name, worker, registry, store)),
         None => rt.block_on(run_demo(args.providers, args.calls)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The demo's scratch directory (registry, segment store, provider-list cache), removed
+/// when the demo ends, however it ends.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
     }
 }
 
@@ -152,10 +176,17 @@ fn step(title: &str) {
 
 async fn run_demo(providers: u16, calls: u32) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let work = std::env::temp_dir().join(format!("rpc-demo-{}", std::process::id()));
+    let work = WorkDir(std::env::temp_dir().join(format!("rpc-demo-{}", std::process::id())));
+    let work = &work.0;
     let registry = format!(
         "local://{}?lease=1000&poll=100",
         work.join("registry").display()
+    );
+    // The consumer's provider-list cache lives in the scratch directory too, so the demo
+    // leaves nothing behind in the home directory.
+    let consumer_registry = format!(
+        "{registry}&cache.file={}",
+        work.join("cache.json").display()
     );
     let store = work.join("segments");
     println!(
@@ -178,7 +209,7 @@ async fn run_demo(providers: u16, calls: u32) -> Result<(), Box<dyn std::error::
 
     let consumer = Consumer::builder()
         .application("demo-consumer")
-        .registry(&registry)?
+        .registry(&consumer_registry)?
         .reference_config(
             "org.example.Greeter",
             ServiceConfig::default()
@@ -273,7 +304,6 @@ async fn run_demo(providers: u16, calls: u32) -> Result<(), Box<dyn std::error::
         }
         println!("  {} stopped", c.name);
     }
-    std::fs::remove_dir_all(&work).ok();
     println!(
         "\nDemo finished in {:.1} s: {} calls during failover, {} lost.",
         started.elapsed().as_secs_f64(),
