@@ -269,7 +269,9 @@ fn error_frame(ser_id: u8, id: u64, e: &RpcError) -> Frame {
         flag: ser_id & SERIALIZATION_MASK,
         status: status_of(e.kind()),
         id,
-        body: Bytes::from(body::encode_error(e.kind(), &e.to_string())),
+        // The kind travels by name; service and method are the caller's own, so only the
+        // message is sent (the caller adds its context once).
+        body: Bytes::from(body::encode_error(e.kind(), e.message())),
     }
 }
 
@@ -485,10 +487,13 @@ fn decode_answer(answer: Frame) -> Result<Response> {
     if answer.status != status::OK {
         let fallback = kind_of_status(answer.status);
         return Err(match body::decode_error(answer.body) {
-            Ok((name, msg)) => RpcError::new(
-                ErrorKind::from_name(&name).unwrap_or(fallback),
-                format!("provider answered status {}: {msg}", answer.status),
-            ),
+            Ok((name, msg)) => match ErrorKind::from_name(&name) {
+                Some(kind) => RpcError::new(kind, msg),
+                None => RpcError::new(
+                    fallback,
+                    format!("provider answered status {}: {msg}", answer.status),
+                ),
+            },
             Err(_) => RpcError::new(
                 fallback,
                 format!("provider answered status {}", answer.status),
