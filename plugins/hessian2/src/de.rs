@@ -3,11 +3,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::Deserialize;
 
 use crate::decoder::{ClassDef, Decoder, Header, Limits};
 use crate::error::{Error, ErrorKind, Result};
+use crate::value::Value;
 
 /// Deserializes exactly one value from `bytes` (trailing bytes are an error) with the default
 /// [`Limits`].
@@ -24,6 +26,12 @@ pub fn from_slice_with_limits<'de, T: Deserialize<'de>>(
     let v = d.deserialize()?;
     d.end()?;
     Ok(v)
+}
+
+/// Converts a [`Value`] into any `Deserialize` type (by encoding it and reading it back).
+pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T> {
+    let bytes = crate::value::encode(value)?;
+    from_slice(&bytes)
 }
 
 fn cyclic(index: usize, at: usize) -> Error {

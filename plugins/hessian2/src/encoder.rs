@@ -177,8 +177,14 @@ impl Encoder {
             self.buf.extend_from_slice(&mills.to_be_bytes());
             return;
         }
+        // Java's doubleToLongBits: every NaN becomes the canonical one.
+        let bits = if v.is_nan() {
+            0x7ff8_0000_0000_0000
+        } else {
+            v.to_bits()
+        };
         self.buf.push(b'D');
-        self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+        self.buf.extend_from_slice(&bits.to_be_bytes());
     }
 
     /// Writes a `java.util.Date` given in milliseconds since the epoch: whole minutes that fit

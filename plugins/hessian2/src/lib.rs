@@ -109,7 +109,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use de::{from_slice, from_slice_with_limits};
+pub use de::{from_slice, from_slice_with_limits, from_value};
 pub use decoder::{Decoder, Limits};
 pub use encoder::Encoder;
 pub use error::{Error, ErrorKind, Result};

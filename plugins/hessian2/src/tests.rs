@@ -212,3 +212,378 @@ fn golden_dubbo_response_bodies() {
     golden("4e", Value::Null);
     golden("04626f6f6d", s("boom"));
 }
+
+// ----- compact-form boundaries -----------------------------------------------------------
+
+fn enc(v: &Value) -> String {
+    to_hex(&encode(v).unwrap())
+}
+
+fn roundtrip(v: &Value) -> Vec<u8> {
+    let bytes = encode(v).unwrap();
+    assert_eq!(&decode(&bytes).unwrap(), v, "round trip of {v:?}");
+    bytes
+}
+
+#[test]
+fn int_boundaries() {
+    let cases: &[(i32, &str)] = &[
+        (0, "90"),
+        (-16, "80"),
+        (47, "bf"),
+        (-17, "c7ef"),
+        (48, "c830"),
+        (-2048, "c000"),
+        (2047, "cfff"),
+        (-2049, "d3f7ff"),
+        (2048, "d40800"),
+        (-262144, "d00000"),
+        (262143, "d7ffff"),
+        (-262145, "49fffbffff"),
+        (262144, "4900040000"),
+        (i32::MIN, "4980000000"),
+        (i32::MAX, "497fffffff"),
+    ];
+    for (v, h) in cases {
+        assert_eq!(enc(&Value::Int(*v)), *h, "int {v}");
+        roundtrip(&Value::Int(*v));
+    }
+}
+
+#[test]
+fn long_boundaries() {
+    let cases: &[(i64, &str)] = &[
+        (0, "e0"),
+        (-8, "d8"),
+        (15, "ef"),
+        (-9, "f7f7"),
+        (16, "f810"),
+        (-2048, "f000"),
+        (2047, "ffff"),
+        (-2049, "3bf7ff"),
+        (2048, "3c0800"),
+        (-262144, "380000"),
+        (262143, "3fffff"),
+        (-262145, "59fffbffff"),
+        (262144, "5900040000"),
+        (i64::from(i32::MIN), "5980000000"),
+        (i64::from(i32::MAX), "597fffffff"),
+        (i64::from(i32::MAX) + 1, "4c0000000080000000"),
+        (i64::from(i32::MIN) - 1, "4cffffffff7fffffff"),
+        (i64::MIN, "4c8000000000000000"),
+        (i64::MAX, "4c7fffffffffffffff"),
+    ];
+    for (v, h) in cases {
+        assert_eq!(enc(&Value::Long(*v)), *h, "long {v}");
+        roundtrip(&Value::Long(*v));
+    }
+}
+
+#[test]
+fn double_forms() {
+    let cases: &[(f64, &str)] = &[
+        (0.0, "5b"),
+        (-0.0, "5b"),
+        (1.0, "5c"),
+        (127.0, "5d7f"),
+        (-128.0, "5d80"),
+        (128.0, "5e0080"),
+        (-129.0, "5eff7f"),
+        (32767.0, "5e7fff"),
+        (-32768.0, "5e8000"),
+        (1.5, "5f000005dc"),
+        (-2.5, "5ffffff63c"),
+        (1e300, "447e37e43c8800759c"),
+        (f64::NAN, "447ff8000000000000"),
+        (f64::INFINITY, "447ff0000000000000"),
+    ];
+    for (v, h) in cases {
+        assert_eq!(enc(&Value::Double(*v)), *h, "double {v}");
+        roundtrip(&Value::Double(*v));
+    }
+    // 32768.0 is no longer a short; it is 32768000 thousandths.
+    assert_eq!(enc(&Value::Double(32768.0)), "5f01f40000");
+    // 0.0001 is not a whole number of thousandths.
+    assert!(enc(&Value::Double(0.0001)).starts_with("44"));
+    for v in [
+        0.001,
+        0.1,
+        2.675,
+        -1e-3,
+        1e9,
+        2147483.647,
+        2147483.648,
+        1e-300,
+        f64::MIN_POSITIVE,
+    ] {
+        roundtrip(&Value::Double(v));
+    }
+    // Java's long form of small values reads fine.
+    assert_eq!(
+        decode(&hex("443ff8000000000000")).unwrap(),
+        Value::Double(1.5)
+    );
+}
+
+#[test]
+fn date_forms() {
+    // Whole minutes: 'K' + 32-bit minutes; otherwise 'J' + 64-bit millis.
+    assert_eq!(enc(&Value::Date(60_000)), "4b00000001");
+    assert_eq!(enc(&Value::Date(-60_000)), "4bffffffff");
+    assert_eq!(enc(&Value::Date(1)), "4a0000000000000001");
+    assert_eq!(
+        enc(&Value::Date(i64::from(i32::MAX) * 60_000 + 60_000)),
+        "4a0000753000000000"
+    );
+    for v in [
+        0,
+        1,
+        60_000,
+        1_700_000_000_000,
+        1_700_000_040_000,
+        i64::MIN,
+        i64::MAX,
+    ] {
+        roundtrip(&Value::Date(v));
+    }
+    assert_eq!(from_slice::<i64>(&hex("4b00000002")).unwrap(), 120_000);
+}
+
+fn string_header(v: &str) -> String {
+    let h = enc(&s(v));
+    h[..h.len().min(6)].to_owned()
+}
+
+#[test]
+fn string_lengths_and_chunks() {
+    assert_eq!(enc(&s("")), "00");
+    assert!(string_header(&"a".repeat(31)).starts_with("1f61"));
+    assert!(string_header(&"a".repeat(32)).starts_with("302061"));
+    assert!(string_header(&"a".repeat(1023)).starts_with("33ff61"));
+    assert!(string_header(&"a".repeat(1024)).starts_with("530400"));
+    assert!(string_header(&"a".repeat(32768)).starts_with("538000"));
+    for n in [
+        0, 1, 31, 32, 1023, 1024, 32767, 32768, 32769, 65536, 100_000,
+    ] {
+        let v = "a".repeat(n);
+        let bytes = roundtrip(&s(&v));
+        assert_eq!(from_slice::<String>(&bytes).unwrap(), v);
+    }
+    // 32769 units: one 'R' chunk of 0x8000 units and a 1-unit final chunk.
+    let bytes = encode(&s(&"a".repeat(32769))).unwrap();
+    assert_eq!(to_hex(&bytes[..3]), "528000");
+    assert_eq!(to_hex(&bytes[3 + 32768..]), "0161");
+    // 3 chunks: 0x8000 + 0x8000 + 1000 units (the last in the 2-byte-header form).
+    let bytes = encode(&s(&"é".repeat(2 * 32768 + 1000))).unwrap();
+    assert_eq!(to_hex(&bytes[..3]), "528000");
+    let second = 3 + 2 * 32768;
+    assert_eq!(to_hex(&bytes[second..second + 3]), "528000");
+    let last = second + 3 + 2 * 32768;
+    assert_eq!(to_hex(&bytes[last..last + 2]), "33e8");
+}
+
+#[test]
+fn non_bmp_characters_count_two_units_and_are_written_as_cesu8() {
+    // U+1F600 = surrogates D83D DE00, each a 3-byte sequence.
+    golden("02eda0bdedb880", s("😀"));
+    golden("0361eda0bdedb880", s("a😀"));
+    // 4-byte UTF-8 (as some non-Java writers send it) is read too.
+    assert_eq!(decode(&hex("02f09f9880")).unwrap(), s("😀"));
+    assert_eq!(from_slice::<String>(&hex("02f09f9880")).unwrap(), "😀");
+    // A chunk never ends between the two halves of a pair: 32767 'a' then the emoji.
+    let mut text = "a".repeat(32767);
+    text.push('😀');
+    text.push('b');
+    let bytes = roundtrip(&s(&text));
+    assert_eq!(to_hex(&bytes[..3]), "527fff");
+    assert_eq!(to_hex(&bytes[3 + 32767..]), "03eda0bdedb88062");
+    // A pair split across chunks by another writer is joined again.
+    let split = hex("5200 01 eda0bd 01 edb880");
+    assert_eq!(decode(&split).unwrap(), s("😀"));
+    // Long strings of emoji.
+    for n in [15, 16, 511, 512, 16384, 16385, 40000] {
+        roundtrip(&s(&"😀".repeat(n)));
+    }
+}
+
+#[test]
+fn binary_lengths_and_chunks() {
+    assert_eq!(enc(&Value::Binary(vec![])), "20");
+    assert_eq!(&enc(&Value::Binary(vec![7; 15]))[..2], "2f");
+    assert_eq!(&enc(&Value::Binary(vec![7; 16]))[..4], "3410");
+    assert_eq!(&enc(&Value::Binary(vec![7; 1023]))[..4], "37ff");
+    assert_eq!(&enc(&Value::Binary(vec![7; 1024]))[..6], "420400");
+    assert_eq!(&enc(&Value::Binary(vec![7; 32768]))[..6], "428000");
+    let bytes = encode(&Value::Binary(vec![7; 32769])).unwrap();
+    assert_eq!(to_hex(&bytes[..3]), "418000");
+    assert_eq!(to_hex(&bytes[3 + 32768..]), "2107");
+    for n in [0, 15, 16, 1023, 1024, 8189, 32768, 32769, 100_000] {
+        let v: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let bytes = roundtrip(&Value::Binary(v.clone()));
+        assert_eq!(
+            from_slice::<serde_bytes::ByteBuf>(&bytes)
+                .unwrap()
+                .into_vec(),
+            v
+        );
+    }
+    // Java's chunking at its buffer size (8189 + 8189 + rest).
+    let mut java = vec![0x41, 0x1f, 0xfd];
+    java.extend(std::iter::repeat_n(1u8, 8189));
+    java.extend([0x23, 1, 1, 1]);
+    assert_eq!(decode(&java).unwrap(), Value::Binary(vec![1; 8192]));
+}
+
+#[test]
+fn list_forms() {
+    let ints = |n: i32| (0..n).map(Value::Int).collect::<Vec<_>>();
+    assert_eq!(enc(&Value::list(vec![])), "78");
+    assert_eq!(enc(&Value::list(ints(7))), "7f90919293949596");
+    assert_eq!(
+        enc(&Value::list(ints(8))),
+        "589890919293949596 97".replace(' ', "")
+    );
+    // Typed lists: the type once, then a type reference.
+    let typed = |n| Value::List {
+        type_name: Some("[int".into()),
+        items: ints(n),
+    };
+    let mut e = Encoder::new();
+    e.write_value(&typed(2)).unwrap();
+    e.write_value(&typed(8)).unwrap();
+    assert_eq!(
+        to_hex(e.as_bytes()),
+        "7204 5b696e74 9091 56 90 98 9091929394959697".replace(' ', "")
+    );
+    let bytes = e.into_bytes();
+    let mut d = Decoder::new(&bytes);
+    assert_eq!(d.read_value().unwrap(), typed(2));
+    assert_eq!(d.read_value().unwrap(), typed(8));
+    assert!(d.is_empty());
+    // Variable-length lists, as other writers send them.
+    assert_eq!(
+        decode(&hex("57 9192 5a")).unwrap(),
+        Value::list(ints(3)[1..].to_vec())
+    );
+    assert_eq!(
+        decode(&hex("55 0473657421 91 5a")).unwrap(),
+        Value::List {
+            type_name: Some("set!".into()),
+            items: vec![Value::Int(1)]
+        }
+    );
+    assert_eq!(
+        from_slice::<Vec<i32>>(&hex("57 9192 5a")).unwrap(),
+        vec![1, 2]
+    );
+    assert_eq!(
+        from_slice::<Vec<i32>>(&hex("58 92 9192")).unwrap(),
+        vec![1, 2]
+    );
+    assert_eq!(
+        from_slice::<Vec<i32>>(&hex("72 04 5b696e74 9192")).unwrap(),
+        vec![1, 2]
+    );
+}
+
+#[test]
+fn map_forms() {
+    let typed = Value::Map {
+        type_name: Some("java.util.TreeMap".into()),
+        entries: vec![(Value::Int(1), s("x"))],
+    };
+    let bytes = roundtrip(&typed);
+    assert_eq!(to_hex(&bytes[..2]), "4d11");
+    let m: BTreeMap<i32, String> = from_slice(&bytes).unwrap();
+    assert_eq!(m[&1], "x");
+    roundtrip(&Value::map(vec![]));
+    roundtrip(&Value::map(vec![(Value::Null, Value::list(vec![]))]));
+}
+
+#[test]
+fn many_classes_use_the_long_instance_form() {
+    let obj = |i: usize| Value::Object {
+        class: format!("C{i}"),
+        fields: vec![("v".into(), Value::Int(i as i32))],
+    };
+    let mut e = Encoder::new();
+    for i in 0..20 {
+        e.write_value(&obj(i)).unwrap();
+    }
+    for i in (0..20).rev() {
+        e.write_value(&obj(i)).unwrap();
+    }
+    let bytes = e.into_bytes();
+    // The 17th definition (index 16) is instantiated with 'O' + int 16.
+    let c16 = hex("4303433136 91 0176 4fa0 a0");
+    assert!(bytes.windows(c16.len()).any(|w| w == c16.as_slice()));
+    let mut d = Decoder::new(&bytes);
+    for i in (0..20).chain((0..20).rev()) {
+        assert_eq!(d.read_value().unwrap(), obj(i));
+    }
+    assert!(d.is_empty());
+}
+
+#[test]
+fn back_references_are_resolved_as_copies() {
+    // [ {"a": 1}, Q#1 ]: the list is reference 0, the map 1.
+    let bytes = hex("7a 48 0161 91 5a 51 91");
+    let m = Value::map(vec![(s("a"), Value::Int(1))]);
+    assert_eq!(decode(&bytes).unwrap(), Value::list(vec![m.clone(), m]));
+    let v: Vec<HashMap<String, i32>> = from_slice(&bytes).unwrap();
+    assert_eq!(v, vec![HashMap::from([("a".into(), 1)]); 2]);
+    // References span the values of one decoder: object, then Q#0 as the next value.
+    let mut body = hex(PERSON_TWICE);
+    body.extend(hex("5190"));
+    let mut d = Decoder::new(&body);
+    let first: Person = d.deserialize().unwrap();
+    let _: Person = d.deserialize().unwrap();
+    assert_eq!(d.deserialize::<Person>().unwrap(), first);
+    assert!(d.is_empty());
+    // A reference inside a referenced value (nested class definition and type name inside
+    // the span) is expanded again without redefining anything.
+    let nested = hex("7a 71 04 5b696e74 43 0150 91 0178 60 93 51 91");
+    let inner = Value::List {
+        type_name: Some("[int".into()),
+        items: vec![Value::Object {
+            class: "P".into(),
+            fields: vec![("x".into(), Value::Int(3))],
+        }],
+    };
+    assert_eq!(
+        decode(&nested).unwrap(),
+        Value::list(vec![inner.clone(), inner])
+    );
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct JavaException {
+    #[serde(rename = "detailMessage")]
+    detail_message: Option<String>,
+}
+
+#[test]
+fn cycles_become_value_refs() {
+    // A Throwable whose cause is itself (how Java leaves `cause` unset).
+    let bytes = hex("43 1a 6a6176612e6c616e672e52756e74696d65457863657074696f6e 92 0d 64657461696c4d657373616765 05 6361757365 60 04 626f6f6d 5190");
+    let v = decode(&bytes).unwrap();
+    assert_eq!(
+        v,
+        Value::Object {
+            class: "java.lang.RuntimeException".into(),
+            fields: vec![
+                ("detailMessage".into(), s("boom")),
+                ("cause".into(), Value::Ref(0)),
+            ],
+        }
+    );
+    assert_eq!(v.get("detailMessage").and_then(Value::as_str), Some("boom"));
+    assert_eq!(encode(&v).unwrap(), bytes);
+    // serde: the cyclic field can be skipped, not materialized.
+    let e: JavaException = from_slice(&bytes).unwrap();
+    assert_eq!(e.detail_message.as_deref(), Some("boom"));
+    let err = from_slice::<HashMap<String, Option<String>>>(&bytes).unwrap_err();
+    assert!(err.to_string().contains("cycle"), "{err}");
+    // Writing a reference to something not written is refused.
+    assert!(encode(&Value::Ref(0)).is_err());
+}
