@@ -59,7 +59,7 @@ impl<'de> Decoder<'de> {
             Header::Binary(Cow::Borrowed(b)) => visitor.visit_borrowed_bytes(b),
             Header::Binary(Cow::Owned(b)) => visitor.visit_byte_buf(b),
             Header::List { len, slot, .. } => {
-                self.enter()?;
+                self.enter(at)?;
                 let mut seq = SeqAcc {
                     de: self,
                     left: len,
@@ -72,7 +72,7 @@ impl<'de> Decoder<'de> {
                 Ok(v)
             }
             Header::Map { slot, .. } => {
-                self.enter()?;
+                self.enter(at)?;
                 let mut map = MapAcc {
                     de: self,
                     ended: false,
@@ -90,7 +90,7 @@ impl<'de> Decoder<'de> {
                 Ok(v)
             }
             Header::Object { def, slot } => {
-                self.enter()?;
+                self.enter(at)?;
                 let mut obj = ObjAcc {
                     de: self,
                     def,
@@ -127,7 +127,7 @@ impl<'de> Decoder<'de> {
             Header::String(s) => visitor.visit_enum(s.into_deserializer()),
             Header::Object { def, slot } => {
                 // A Java enum: an object whose `name` field holds the constant's name.
-                self.enter()?;
+                self.enter(at)?;
                 let mut constant = None;
                 for field in &def.fields {
                     if field == "name" && constant.is_none() {
@@ -153,7 +153,7 @@ impl<'de> Decoder<'de> {
                     .map_err(|e| e.or_at(at))
             }
             Header::Map { slot, .. } => {
-                self.enter()?;
+                self.enter(at)?;
                 if self.at_end_marker()? {
                     return Err(Error::at(
                         ErrorKind::Custom,

@@ -242,11 +242,12 @@ impl<'de> Decoder<'de> {
         Ok(usize::from(u16::from_be_bytes(self.array::<2>(what)?)))
     }
 
-    pub(crate) fn enter(&mut self) -> Result<()> {
+    /// Enters the list, map or object starting at `at`.
+    pub(crate) fn enter(&mut self, at: usize) -> Result<()> {
         if self.depth >= self.limits.max_depth {
             return Err(Error::at(
                 ErrorKind::LimitExceeded,
-                self.pos,
+                at,
                 format!("nesting deeper than {} levels", self.limits.max_depth),
             ));
         }
@@ -879,7 +880,7 @@ impl<'de> Decoder<'de> {
                 len,
                 slot,
             } => {
-                self.enter()?;
+                self.enter(at)?;
                 let mut items = Vec::new();
                 match len {
                     Some(n) => {
@@ -899,7 +900,7 @@ impl<'de> Decoder<'de> {
                 Value::List { type_name, items }
             }
             Header::Map { type_name, slot } => {
-                self.enter()?;
+                self.enter(at)?;
                 let mut entries = Vec::new();
                 while !self.at_end_marker()? {
                     let k = self.value()?;
@@ -911,7 +912,7 @@ impl<'de> Decoder<'de> {
                 Value::Map { type_name, entries }
             }
             Header::Object { def, slot } => {
-                self.enter()?;
+                self.enter(at)?;
                 let mut fields = Vec::with_capacity(def.fields.len());
                 for name in &def.fields {
                     fields.push((name.clone(), self.value()?));
@@ -935,9 +936,10 @@ impl<'de> Decoder<'de> {
 
     /// Reads and discards one value; back-references are not expanded.
     pub(crate) fn skip(&mut self) -> Result<()> {
+        let at = self.pos;
         match self.header()? {
             Header::List { len, slot, .. } => {
-                self.enter()?;
+                self.enter(at)?;
                 match len {
                     Some(n) => {
                         for _ in 0..n {
@@ -954,7 +956,7 @@ impl<'de> Decoder<'de> {
                 self.finish(slot);
             }
             Header::Map { slot, .. } => {
-                self.enter()?;
+                self.enter(at)?;
                 while !self.at_end_marker()? {
                     self.skip()?;
                     self.skip()?;
@@ -963,7 +965,7 @@ impl<'de> Decoder<'de> {
                 self.finish(slot);
             }
             Header::Object { def, slot } => {
-                self.enter()?;
+                self.enter(at)?;
                 for _ in 0..def.fields.len() {
                     self.skip()?;
                 }

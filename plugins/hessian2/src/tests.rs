@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{decode, encode, from_slice, to_vec, Decoder, Encoder, Value};
+use crate::{
+    decode, encode, from_slice, from_slice_with_limits, from_value, to_value, to_vec, to_writer,
+    Decoder, Encoder, ErrorKind, Limits, Value,
+};
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
@@ -586,4 +589,597 @@ fn cycles_become_value_refs() {
     assert!(err.to_string().contains("cycle"), "{err}");
     // Writing a reference to something not written is refused.
     assert!(encode(&Value::Ref(0)).is_err());
+}
+
+// ----- malformed input -------------------------------------------------------------------
+
+/// Decoding `bytes` fails with `kind`, a message containing `needle`, at `offset`.
+fn bad(bytes_hex: &str, kind: ErrorKind, needle: &str, offset: usize) {
+    let bytes = hex(bytes_hex);
+    let err = decode(&bytes).unwrap_err();
+    assert_eq!(err.kind(), kind, "{bytes_hex}: {err}");
+    assert!(err.message().contains(needle), "{bytes_hex}: {err}");
+    assert_eq!(err.offset(), Some(offset), "{bytes_hex}: {err}");
+    assert!(err
+        .to_string()
+        .contains(&format!("at byte offset {offset}")));
+    // The serde path reports the same problem.
+    let err = from_slice::<serde::de::IgnoredAny>(&bytes).unwrap_err();
+    assert!(
+        err.message().contains(needle) || kind == ErrorKind::InvalidData,
+        "serde {bytes_hex}: {err}"
+    );
+}
+
+#[test]
+fn truncated_input() {
+    use ErrorKind::UnexpectedEof as Eof;
+    bad("", Eof, "input ends inside a value", 0);
+    bad("49 0000", Eof, "an int", 1);
+    bad("4c 00", Eof, "a long", 1);
+    bad("44 3ff8", Eof, "a double", 1);
+    bad("c8", Eof, "an int", 1);
+    bad(
+        "03 6161",
+        ErrorKind::InvalidData,
+        "string length 3 exceeds the 2 bytes left",
+        0,
+    );
+    bad("7a 91", Eof, "a value", 2);
+    bad("48 91 92", Eof, "no end marker 'Z'", 3);
+    bad(
+        "43 01",
+        ErrorKind::InvalidData,
+        "string length 1 exceeds the 0 bytes left",
+        1,
+    );
+    bad("01 c3", Eof, "input ends inside a UTF-8 sequence", 2);
+    bad(
+        "43 0150 91",
+        ErrorKind::InvalidData,
+        "class field count 1 exceeds the 0 bytes left",
+        3,
+    );
+}
+
+#[test]
+fn lying_lengths_do_not_allocate() {
+    use ErrorKind::InvalidData as Bad;
+    bad(
+        "53 ffff 616161",
+        Bad,
+        "string length 65535 exceeds the 3 bytes left",
+        0,
+    );
+    bad("52 ffff 61", Bad, "string length 65535 exceeds", 0);
+    bad(
+        "42 ffff 01",
+        Bad,
+        "binary length 65535 exceeds the 1 bytes left",
+        0,
+    );
+    // A 2^31-1 element list and class with 2^31-1 fields in 10 bytes.
+    bad(
+        "58 49 7fffffff 9191",
+        Bad,
+        "list length 2147483647 exceeds the 2 bytes left",
+        1,
+    );
+    bad(
+        "56 0161 49 7fffffff 91",
+        Bad,
+        "list length 2147483647 exceeds",
+        3,
+    );
+    bad(
+        "43 0150 49 7fffffff 90",
+        Bad,
+        "class field count 2147483647 exceeds",
+        3,
+    );
+    bad("58 49 ffffffff", Bad, "negative list length -1", 1);
+    // Chunks after the first are checked too.
+    bad("52 0001 61 53 ffff", Bad, "string length 65535 exceeds", 4);
+}
+
+#[test]
+fn wrong_tags() {
+    use ErrorKind::UnexpectedTag as Tag;
+    bad(
+        "40",
+        Tag,
+        "unknown tag 0x40 ('@') where a value was expected",
+        0,
+    );
+    bad("45", Tag, "unknown tag 0x45 ('E')", 0);
+    bad("5a", Tag, "unexpected end marker 'Z'", 0);
+    bad("7a 91 5a", Tag, "unexpected end marker 'Z'", 2);
+    bad(
+        "58 05",
+        Tag,
+        "expected an int (list length), found tag 0x05",
+        1,
+    );
+    bad(
+        "43 91",
+        Tag,
+        "expected a class name string, found tag 0x91",
+        1,
+    );
+    bad(
+        "43 0150 91 92",
+        Tag,
+        "expected a field name string in class P",
+        4,
+    );
+    bad(
+        "52 0001 61 91",
+        Tag,
+        "expected the next string chunk, found tag 0x91",
+        4,
+    );
+    bad("41 0001 61 91", Tag, "expected the next binary chunk", 4);
+    bad(
+        "72 4e",
+        Tag,
+        "expected a type name, found tag 0x4e ('N')",
+        1,
+    );
+}
+
+#[test]
+fn undefined_references() {
+    use ErrorKind::InvalidData as Bad;
+    bad("60", Bad, "undefined class definition #0 (0 defined)", 0);
+    bad("4f 95", Bad, "undefined class definition #5", 1);
+    bad("51 90", Bad, "undefined reference Q#0 (only 0 lists", 1);
+    bad("79 51 95", Bad, "undefined reference Q#5 (only 1 lists", 2);
+    bad("51 8f", Bad, "negative reference index -1", 1);
+    bad(
+        "72 95 91 92",
+        Bad,
+        "undefined type reference #5 (0 type names defined)",
+        1,
+    );
+}
+
+#[test]
+fn bad_text() {
+    use ErrorKind::InvalidData as Bad;
+    bad("01 ff", Bad, "invalid UTF-8 lead byte 0xff", 1);
+    bad("01 c3 41", Bad, "is not a continuation", 1);
+    bad("01 eda0bd", Bad, "unpaired UTF-16 surrogate", 1);
+    bad("02 edb880 61", Bad, "unpaired UTF-16 surrogate", 1);
+    bad("02 eda0bd 61", Bad, "unpaired UTF-16 surrogate", 1);
+    bad("01 f09f9880", Bad, "crosses the string length", 1);
+    bad("02 f4908080", Bad, "invalid 4-byte UTF-8 sequence", 1);
+}
+
+#[test]
+fn limits() {
+    // 129 nested lists.
+    let deep = format!("{}90", "79".repeat(129));
+    bad(
+        &deep,
+        ErrorKind::LimitExceeded,
+        "nesting deeper than 128 levels",
+        128,
+    );
+    let ok = format!("{}90", "79".repeat(128));
+    assert!(decode(&hex(&ok)).is_ok());
+    let shallow = Limits {
+        max_depth: 2,
+        ..Limits::default()
+    };
+    let err =
+        from_slice_with_limits::<Vec<Vec<Vec<i32>>>>(&hex("79 79 79 90"), shallow).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded);
+    let few_classes = Limits {
+        max_class_defs: 1,
+        ..Limits::default()
+    };
+    let two = hex("43 0141 90 60 43 0142 90 61");
+    let mut d = Decoder::with_limits(&two, few_classes);
+    assert!(d.read_value().is_ok());
+    let err = d.read_value().unwrap_err();
+    assert!(
+        err.message().contains("more than 1 class definitions"),
+        "{err}"
+    );
+
+    // A reference bomb: list k holds two references to list k-1; 40 levels would expand
+    // to 2^40 copies.
+    let mut bomb = vec![0x58, 0x90 + 41, 0x79, 0x91];
+    for k in 1..=40u8 {
+        bomb.extend([0x7a, 0x51, 0x90 + k, 0x51, 0x90 + k]);
+    }
+    let err = decode(&bomb).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded);
+    assert!(
+        err.message()
+            .contains("back-references expand to more than"),
+        "{err}"
+    );
+    let err = from_slice::<Vec<serde::de::IgnoredAny>>(&bomb);
+    assert!(err.is_ok(), "skipping does not expand references");
+    let err = from_slice::<Vec<Vec<Vec<Vec<Vec<Vec<serde::de::IgnoredAny>>>>>>>(&bomb);
+    assert!(err.is_err());
+}
+
+#[test]
+fn trailing_bytes_and_type_mismatches() {
+    let err = decode(&hex("91 92")).unwrap_err();
+    assert!(err.message().contains("1 trailing bytes"), "{err}");
+    assert_eq!(err.offset(), Some(1));
+    let err = from_slice::<i32>(&hex("05 68656c6c6f")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Custom);
+    assert!(err.to_string().contains("invalid type: string"), "{err}");
+    assert_eq!(err.offset(), Some(0));
+    // A long that does not fit the Rust integer.
+    let err = from_slice::<i32>(&hex("4c0000010000000000")).unwrap_err();
+    assert!(err.to_string().contains("1099511627776"), "{err}");
+    // A fixed list longer than the tuple.
+    let err = from_slice::<(i32, i32)>(&hex("7b 91 92 93")).unwrap_err();
+    assert!(err.to_string().contains("more elements"), "{err}");
+    // u64 above i64::MAX cannot be written.
+    let err = to_vec(&u64::MAX).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.message().contains("above i64::MAX"), "{err}");
+    assert_eq!(
+        to_hex(&to_vec(&(i64::MAX as u64)).unwrap()),
+        "4c7fffffffffffffff"
+    );
+}
+
+// ----- serde round trips -----------------------------------------------------------------
+
+fn serde_roundtrip<T>(v: &T) -> Vec<u8>
+where
+    T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+{
+    let bytes = to_vec(v).unwrap();
+    let back: T = from_slice(&bytes).unwrap();
+    assert_eq!(&back, v);
+    // The dynamic value reads the same bytes and writes them back identically.
+    let value = decode(&bytes).unwrap();
+    assert_eq!(encode(&value).unwrap(), bytes, "{value:?}");
+    assert_eq!(to_value(v).unwrap(), value);
+    assert_eq!(&from_value::<T>(&value).unwrap(), v);
+    bytes
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[serde(rename = "com.example.Address")]
+struct Address {
+    street: String,
+    zip: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[serde(rename = "com.example.Color")]
+enum Color {
+    #[serde(rename = "RED")]
+    Red,
+    #[serde(rename = "GREEN")]
+    Green,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+enum Shape {
+    Dot,
+    Circle(f64),
+    Line(i32, i32),
+    Rect { w: u16, h: u16 },
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[serde(rename = "com.example.User", rename_all = "camelCase")]
+struct User {
+    user_id: i64,
+    display_name: String,
+    home: Address,
+    work: Option<Address>,
+    previous: Vec<Address>,
+    tags: BTreeMap<String, i32>,
+    color: Color,
+    favourite: Color,
+    shapes: Vec<Shape>,
+    #[serde(with = "serde_bytes")]
+    avatar: Vec<u8>,
+    initial: char,
+    score: f32,
+    ratio: f64,
+    small: i8,
+    flags: (bool, u8, i16),
+    nothing: (),
+}
+
+fn user() -> User {
+    let home = Address {
+        street: "Main St 1".into(),
+        zip: Some(12345),
+    };
+    User {
+        user_id: 1 << 40,
+        display_name: "Ann 😀".into(),
+        home: home.clone(),
+        work: None,
+        previous: vec![
+            home,
+            Address {
+                street: "Old Rd".into(),
+                zip: None,
+            },
+        ],
+        tags: BTreeMap::from([("a".into(), 1), ("b".into(), -70000)]),
+        color: Color::Red,
+        favourite: Color::Green,
+        shapes: vec![
+            Shape::Dot,
+            Shape::Circle(2.5),
+            Shape::Line(-1, 1),
+            Shape::Rect { w: 3, h: 4 },
+        ],
+        avatar: vec![0, 1, 2, 255],
+        initial: 'A',
+        score: 0.5,
+        ratio: std::f64::consts::PI,
+        small: -128,
+        flags: (true, 255, -32768),
+        nothing: (),
+    }
+}
+
+#[test]
+fn serde_nested_structs_options_vecs_maps_enums_bytes() {
+    let bytes = serde_roundtrip(&user());
+    let v = decode(&bytes).unwrap();
+    let Value::Object { class, fields } = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(class, "com.example.User");
+    assert_eq!(fields[0].0, "userId");
+    // Address is defined once, used three times.
+    let address_defs = bytes
+        .windows(b"com.example.Address".len())
+        .filter(|w| *w == b"com.example.Address")
+        .count();
+    assert_eq!(address_defs, 1);
+    assert_eq!(
+        v.get("color"),
+        Some(&Value::Object {
+            class: "com.example.Color".into(),
+            fields: vec![("name".into(), s("RED"))]
+        })
+    );
+    assert_eq!(
+        v.get("shapes"),
+        Some(&Value::list(vec![
+            Value::Object {
+                class: "Shape".into(),
+                fields: vec![("name".into(), s("Dot"))]
+            },
+            Value::map(vec![(s("Circle"), Value::Double(2.5))]),
+            Value::map(vec![(
+                s("Line"),
+                Value::list(vec![Value::Int(-1), Value::Int(1)])
+            )]),
+            Value::map(vec![(
+                s("Rect"),
+                Value::map(vec![(s("w"), Value::Int(3)), (s("h"), Value::Int(4))])
+            )]),
+        ]))
+    );
+}
+
+#[test]
+fn serde_java_enum_bytes() {
+    // Java: C "com.example.Color" 1 "name", then 0x60 "RED".
+    let bytes = to_vec(&Color::Red).unwrap();
+    assert_eq!(
+        to_hex(&bytes),
+        format!(
+            "4311{}9104{}6003{}",
+            to_hex(b"com.example.Color"),
+            to_hex(b"name"),
+            to_hex(b"RED")
+        )
+    );
+    assert_eq!(from_slice::<Color>(&bytes).unwrap(), Color::Red);
+    // A plain string reads as a unit variant too.
+    assert_eq!(
+        from_slice::<Color>(&hex("05475245454e")).unwrap(),
+        Color::Green
+    );
+    let err = from_slice::<Color>(&hex("04424c5545")).unwrap_err();
+    assert!(err.to_string().contains("unknown variant `BLUE`"), "{err}");
+}
+
+#[test]
+fn serde_simple_types() {
+    serde_roundtrip(&Some(5i32));
+    serde_roundtrip(&None::<i32>);
+    serde_roundtrip(&vec![Some(1u16), None, Some(65535)]);
+    serde_roundtrip(&HashMap::from([(1i32, "x".to_string()), (2, "y".into())]));
+    serde_roundtrip(&BTreeMap::from([("k".to_string(), vec![1.5f64, -0.25])]));
+    serde_roundtrip(&(1u8, 'é', "s".to_string(), false));
+    serde_roundtrip(&u32::MAX);
+    serde_roundtrip(&i64::MIN);
+    serde_roundtrip(&String::new());
+    serde_roundtrip(&Vec::<Vec<i32>>::new());
+    serde_roundtrip(&serde_bytes::ByteBuf::from(vec![9u8; 2000]));
+    assert_eq!(to_hex(&to_vec(&()).unwrap()), "4e");
+    assert_eq!(to_hex(&to_vec(&vec![1, 2]).unwrap()), "7a9192");
+    // Borrowed bytes from an unchunked binary.
+    let bytes = hex("23010203");
+    let b: &serde_bytes::Bytes = from_slice(&bytes).unwrap();
+    assert_eq!(b.as_ref(), &[1, 2, 3]);
+}
+
+#[test]
+fn serde_struct_from_map_and_object_into_map() {
+    let h = hex("48 046e616d65 03616e6e 03616765 ba 5a");
+    assert_eq!(
+        from_slice::<Person>(&h).unwrap(),
+        Person {
+            name: "ann".into(),
+            age: 42
+        }
+    );
+    let o = hex("430d476f6c64656e24506572736f6e92046e616d65036167656003616e6eba");
+    #[derive(Deserialize)]
+    struct Loose {
+        age: i64,
+    }
+    assert_eq!(
+        from_slice::<Loose>(&o).unwrap().age,
+        42,
+        "unknown field skipped"
+    );
+    #[derive(Deserialize, Debug)]
+    #[serde(untagged)]
+    enum Any {
+        I(i32),
+        S(String),
+    }
+    let m: HashMap<String, Any> = from_slice(&o).unwrap();
+    assert!(matches!(m["age"], Any::I(42)));
+    assert!(matches!(&m["name"], Any::S(n) if n == "ann"));
+}
+
+#[test]
+fn skipped_fields_get_their_own_class_definition() {
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Opt {
+        a: i32,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        b: Option<i32>,
+    }
+    let mut e = Encoder::new();
+    e.serialize(&Opt { a: 1, b: Some(2) }).unwrap();
+    e.serialize(&Opt { a: 3, b: None }).unwrap();
+    e.serialize(&Opt { a: 4, b: Some(5) }).unwrap();
+    let bytes = e.into_bytes();
+    let mut d = Decoder::new(&bytes);
+    assert_eq!(d.deserialize::<Opt>().unwrap(), Opt { a: 1, b: Some(2) });
+    assert_eq!(d.deserialize::<Opt>().unwrap(), Opt { a: 3, b: None });
+    assert_eq!(d.deserialize::<Opt>().unwrap(), Opt { a: 4, b: Some(5) });
+    assert!(d.is_empty());
+    assert_eq!(bytes.iter().filter(|b| **b == b'C').count(), 2);
+}
+
+#[test]
+fn to_writer_writes_the_same_bytes() {
+    let mut out = Vec::new();
+    to_writer(&mut out, &user()).unwrap();
+    assert_eq!(out, to_vec(&user()).unwrap());
+}
+
+// ----- property tests --------------------------------------------------------------------
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(Value::Int),
+            (-300_000i32..300_000).prop_map(Value::Int),
+            any::<i64>().prop_map(Value::Long),
+            (-300_000i64..300_000).prop_map(Value::Long),
+            any::<f64>().prop_map(Value::Double),
+            (-40_000i32..40_000).prop_map(|m| Value::Double(f64::from(m) * 0.001)),
+            any::<i64>().prop_map(Value::Date),
+            any::<i32>().prop_map(|m| Value::Date(i64::from(m) * 60_000)),
+            any::<String>().prop_map(Value::String),
+            "[a😀é]{0,40}".prop_map(Value::String),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Binary),
+        ]
+    }
+
+    fn type_name() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[a-z.\\[$]{1,8}")
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(5, 64, 10, |inner| {
+            prop_oneof![
+                (type_name(), proptest::collection::vec(inner.clone(), 0..10))
+                    .prop_map(|(type_name, items)| Value::List { type_name, items }),
+                (
+                    type_name(),
+                    proptest::collection::vec((inner.clone(), inner.clone()), 0..6)
+                )
+                    .prop_map(|(type_name, entries)| Value::Map { type_name, entries }),
+                (
+                    "[A-Za-z.$]{1,6}",
+                    proptest::collection::vec(("[a-z]{1,3}", inner), 0..6)
+                )
+                    .prop_map(|(class, fields)| Value::Object { class, fields }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn values_round_trip(vs in proptest::collection::vec(value(), 1..4)) {
+            let mut e = Encoder::new();
+            for v in &vs {
+                e.write_value(v).unwrap();
+            }
+            let bytes = e.into_bytes();
+            let mut d = Decoder::new(&bytes);
+            for v in &vs {
+                prop_assert_eq!(&d.read_value().unwrap(), v);
+            }
+            prop_assert!(d.is_empty());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut d = Decoder::new(&bytes);
+            while !d.is_empty() && d.read_value().is_ok() {}
+            let _ = from_slice::<User>(&bytes);
+            let _ = from_slice::<Vec<HashMap<String, Option<String>>>>(&bytes);
+            let _ = from_slice::<serde::de::IgnoredAny>(&bytes);
+        }
+
+        #[test]
+        fn mutated_encodings_never_panic(
+            v in value(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..6),
+        ) {
+            let mut bytes = encode(&v).unwrap();
+            for (at, byte, op) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at.index(bytes.len());
+                match op {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    2 => { bytes.remove(i); }
+                    _ => bytes.truncate(i),
+                }
+            }
+            let _ = decode(&bytes);
+            let _ = from_slice::<User>(&bytes);
+            let _ = from_slice::<Vec<Option<String>>>(&bytes);
+            let _ = from_slice::<serde::de::IgnoredAny>(&bytes);
+        }
+
+        #[test]
+        fn serde_users_round_trip(id in any::<i64>(), name in any::<String>(), zip in any::<Option<u32>>(), tags in proptest::collection::btree_map(any::<String>(), any::<i32>(), 0..5)) {
+            let mut u = user();
+            u.user_id = id;
+            u.display_name = name;
+            u.home.zip = zip;
+            u.tags = tags;
+            let bytes = to_vec(&u).unwrap();
+            prop_assert_eq!(from_slice::<User>(&bytes).unwrap(), u);
+        }
+    }
 }
