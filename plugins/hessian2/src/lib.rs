@@ -91,8 +91,14 @@
 //! * Cyclic values through serde (e.g. a Java `Throwable`, whose `cause` is itself when unset)
 //!   cannot become Rust values: read them as [`Value`], or into a struct that skips the cyclic
 //!   field (unknown fields are skipped without expanding references).
-//! * Hessian 1.0 / RPC envelope tags (`c`, `r`, `H` call headers, `P` remote objects) and the
-//!   reserved tags `0x40`, `E`, `G`, `P` are rejected.
+//! * The Hessian-over-HTTP call envelope (call / reply / fault messages) is not part of this
+//!   crate; Dubbo does not use it. The reserved value tags `0x40`, `0x45` (`E`), `0x47` (`G`)
+//!   and `0x50` (`P`) are rejected as unknown.
+//! * `Option<Option<T>>`: `Some(None)` and `None` are both `N`.
+//! * `#[serde(flatten)]` makes serde write the struct as a map, so such a struct becomes an
+//!   untyped map, not an object. The serializer and deserializer report themselves as
+//!   human-readable (serde's default), so types such as `IpAddr` or `Uuid` travel as strings,
+//!   which is what a Java peer expects.
 //! * Typed lists (`[int`, `java.util.LinkedList`, ...), typed maps and `Date` cannot be
 //!   produced through serde; build a [`Value`] and use [`Encoder::write_value`] for those.
 //! * Java strings may contain unpaired surrogates; Rust strings cannot, so such strings are

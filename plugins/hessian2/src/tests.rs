@@ -1183,3 +1183,69 @@ mod props {
         }
     }
 }
+
+#[test]
+fn java_exception_shape() {
+    let frame = |method: &str, line: i32| Value::Object {
+        class: "java.lang.StackTraceElement".into(),
+        fields: vec![
+            ("declaringClass".into(), s("org.example.GreeterImpl")),
+            ("methodName".into(), s(method)),
+            ("fileName".into(), s("GreeterImpl.java")),
+            ("lineNumber".into(), Value::Int(line)),
+        ],
+    };
+    let exception = Value::Object {
+        class: "java.lang.IllegalStateException".into(),
+        fields: vec![
+            ("detailMessage".into(), s("no greeting for bob")),
+            ("cause".into(), Value::Ref(0)),
+            (
+                "stackTrace".into(),
+                Value::List {
+                    type_name: Some("[java.lang.StackTraceElement".into()),
+                    items: vec![frame("greet", 12), frame("invoke", 40)],
+                },
+            ),
+            (
+                "suppressedExceptions".into(),
+                Value::List {
+                    type_name: Some("java.util.Collections$UnmodifiableRandomAccessList".into()),
+                    items: vec![],
+                },
+            ),
+        ],
+    };
+    // Response body: flag 0 (exception), the exception, then attachments.
+    let mut e = Encoder::new();
+    e.write_int(3);
+    e.write_value(&exception).unwrap();
+    e.write_value(&Value::map(vec![(s("dubbo"), s("2.0.2"))]))
+        .unwrap();
+    let body = e.into_bytes();
+
+    let mut d = Decoder::new(&body);
+    assert_eq!(d.deserialize::<i32>().unwrap(), 3);
+    assert_eq!(d.read_value().unwrap(), exception);
+    assert_eq!(d.read_value().unwrap().get("dubbo"), Some(&s("2.0.2")));
+    assert!(d.is_empty());
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Frame {
+        method_name: String,
+        line_number: i32,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Thrown {
+        detail_message: Option<String>,
+        stack_trace: Vec<Frame>,
+    }
+    let mut d = Decoder::new(&body);
+    let _: i32 = d.deserialize().unwrap();
+    let t: Thrown = d.deserialize().unwrap();
+    assert_eq!(t.detail_message.as_deref(), Some("no greeting for bob"));
+    assert_eq!(t.stack_trace[1].method_name, "invoke");
+    assert_eq!(t.stack_trace[1].line_number, 40);
+}
