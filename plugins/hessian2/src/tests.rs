@@ -1249,3 +1249,34 @@ fn java_exception_shape() {
     assert_eq!(t.stack_trace[1].method_name, "invoke");
     assert_eq!(t.stack_trace[1].line_number, 40);
 }
+
+#[test]
+fn request_bodies_from_other_dubbo_clients() {
+    // dubbo2.js 2.3.9 (attachments in another order, with `application`) and a client that
+    // sends `group` as null; both read and re-encode byte-identically.
+    let frames = [
+        "dabbc20000000000000000010000009a05322e302e32136f72672e6578616d706c652e4772656574657205312e302e30056772656574124c6a6176612f6c616e672f537472696e673b03616e6e480b6170706c69636174696f6e09647562626f322e6a7309696e74657266616365136f72672e6578616d706c652e477265657465720470617468136f72672e6578616d706c652e477265657465720776657273696f6e05312e302e305a",
+        "dabbc20000000000000000000000008b05322e302e32136f72672e6578616d706c652e4772656574657205312e302e30056772656574124c6a6176612f6c616e672f537472696e673b03616e6e480470617468136f72672e6578616d706c652e4772656574657209696e74657266616365136f72672e6578616d706c652e477265657465720776657273696f6e05312e302e300567726f75704e5a",
+    ];
+    for frame in frames {
+        let frame = hex(frame);
+        let body = &frame[16..];
+        let mut d = Decoder::new(body);
+        let mut e = Encoder::new();
+        let mut values = Vec::new();
+        while !d.is_empty() {
+            let v = d.read_value().unwrap();
+            e.write_value(&v).unwrap();
+            values.push(v);
+        }
+        assert_eq!(e.into_bytes(), body);
+        assert_eq!(values.len(), 7);
+        assert_eq!(values[3], s("greet"));
+        let mut d = Decoder::new(body);
+        for _ in 0..6 {
+            let _: String = d.deserialize().unwrap();
+        }
+        let att: HashMap<String, Option<String>> = d.deserialize().unwrap();
+        assert_eq!(att["path"].as_deref(), Some("org.example.Greeter"));
+    }
+}
