@@ -122,7 +122,7 @@ home_cache="${HOME:-/nonexistent}/.rpc/cache"
 listing() { ls -A "$home_cache" 2>/dev/null | sort || true; }
 before="$(listing)"
 
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets --no-fail-fast
 cargo test --workspace --doc
 
 after="$(listing)"

@@ -31,3 +31,35 @@ fn readme_key_table_matches_the_code() {
         );
     }
 }
+
+/// Every TOML example in the README is a valid configuration file, and the layout section
+/// shows every section the parser knows.
+#[test]
+fn readme_toml_examples_parse() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .filter(|block| block.contains("[application]") || block.contains("[references."))
+        .collect();
+    assert!(!blocks.is_empty(), "the README shows the TOML layout");
+    for block in &blocks {
+        rpc_core::config::Config::from_toml_str(block)
+            .unwrap_or_else(|e| panic!("README TOML example does not parse: {e}\n{block}"));
+    }
+    let layout = blocks
+        .iter()
+        .find(|b| b.contains("[application]"))
+        .expect("layout");
+    for section in [
+        "[application]",
+        "[protocol]",
+        "[services.",
+        "[references.",
+        ".methods.",
+    ] {
+        assert!(layout.contains(section), "the layout shows {section}");
+    }
+}

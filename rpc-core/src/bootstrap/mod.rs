@@ -65,7 +65,7 @@ crate::config_key!(
     "check",
     "3000",
     Millis,
-    "a new reference waits up to this long for its first providers (0: do not wait)"
+    "a registry reference waits up to this long for its first providers, then starts without (0: do not wait); a direct url= reference never waits"
 );
 
 /// The registry used when none is configured: the embedded, server-less one.

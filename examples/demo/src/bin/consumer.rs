@@ -42,6 +42,9 @@ struct Args {
     /// milliseconds (the `check` key; 0: do not wait).
     #[arg(long, default_value_t = 3000)]
     check: u64,
+    /// Optional TOML configuration file (see the README for its layout).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -61,6 +64,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .param("timeout", args.timeout)
         .param("check", args.check);
     let mut builder = Consumer::builder().application(&args.application);
+    if let Some(path) = &args.config {
+        builder = builder.config_file(path)?;
+    }
     if let Some(url) = &args.url {
         settings = settings.param("url", url);
         builder = builder.no_registry();
