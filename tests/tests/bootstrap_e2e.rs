@@ -148,7 +148,7 @@ async fn plugin_balancer_is_selected_by_name() {
         .reference::<GreeterClient>()
         .await;
     // A plugin's names are checked when the reference is built, like the core's.
-    let e = unknown.err().expect("unknown balancer refused");
+    let e = unknown.expect_err("unknown balancer refused");
     assert!(e.to_string().contains("did you mean 'keyhash'"), "{e}");
     a.shutdown().await;
     b.shutdown().await;
