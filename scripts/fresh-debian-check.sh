@@ -54,9 +54,14 @@ bind /dev/pts "$root/dev/pts"
 bind "$rustup_home" "$root/opt/rustup" ro
 bind "$cargo_bin" "$root/opt/cargo-bin" ro
 
-# The machine baseline, as a new machine of ours has it (not the project's packages).
+# The machine baseline, as a new machine of ours has it (not the project's packages),
+# including the host's locally added CA certificates (a network behind a TLS-inspecting proxy
+# needs them for crates.io and the package registries).
+mkdir -p "$root/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
 chroot "$root" /bin/bash -c 'export DEBIAN_FRONTEND=noninteractive;
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev ca-certificates git >/dev/null'
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev ca-certificates git >/dev/null
+    update-ca-certificates >/dev/null'
 
 rm -rf "$root/root/repo"
 git clone -q "$repo" "$root/root/repo"

@@ -173,4 +173,5 @@ pub fn kind_of<T>(r: Result<T>) -> ErrorKind {
 use rpc_registry_etcd as _;
 use rpc_registry_zookeeper as _;
 pub mod greeter;
+pub mod raw;
 pub mod registry;

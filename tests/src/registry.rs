@@ -416,12 +416,19 @@ pub async fn scenario_outage_served_from_cache(backend: Backend) {
     drop(first);
 
     // A consumer restarted during the outage finds p1 in the disk cache.
+    // It is served at once, without first waiting out the registry's timeout (1 s here).
     let second = registry::connect(&via_proxy).await.expect("connect");
     let rec2 = Recorder::new();
+    let started = tokio::time::Instant::now();
     second
         .subscribe(&consumer(&interface), rec2.clone())
         .await
         .expect("subscribe answered from the cache");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(800),
+        "the cached list is served without waiting for the registry: {waited:?}"
+    );
     assert_eq!(rec2.last(Category::Providers), Some(vec![p1.clone()]));
     assert!(!second.is_available());
     assert_eq!(

@@ -4,64 +4,13 @@
 use std::time::Duration;
 
 use rpc_core::exchange::{status, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_LEN};
-use rpc_core::protocol::Exporter;
 use rpc_core::serialize::ids;
 use rpc_core::{ErrorKind, Value};
-use rpc_tests::{call, echo, export_on, frame, kind_of, refer, request_body};
+use rpc_tests::raw::{closed, connect, msgpack, response, still_serves};
+use rpc_tests::{call, export_on, frame, kind_of, refer, request_body};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const REQ: u8 = FLAG_REQUEST | FLAG_TWO_WAY;
-
-async fn connect(exp: &dyn Exporter) -> TcpStream {
-    let port = exp.url().port().expect("port");
-    TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect")
-}
-
-/// Reads one response: (status, id, body).
-async fn response(s: &mut TcpStream) -> (u8, u64, Vec<u8>) {
-    let mut h = [0u8; HEADER_LEN];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut h))
-        .await
-        .expect("response in time")
-        .expect("header");
-    assert_eq!(&h[..2], &[0xda, 0xbb]);
-    assert_eq!(h[2] & FLAG_REQUEST, 0, "a response");
-    let len = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as usize;
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.expect("body");
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&h[4..12]);
-    (h[3], u64::from_be_bytes(id), body)
-}
-
-/// Asserts the server closes this connection within `within`.
-async fn closed(s: &mut TcpStream, within: Duration) {
-    let mut b = [0u8; 64];
-    loop {
-        match tokio::time::timeout(within, s.read(&mut b)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => continue,
-            Err(_) => panic!("connection not closed within {within:?}"),
-        }
-    }
-}
-
-/// A fresh client still gets served.
-async fn still_serves(exp: &dyn Exporter) {
-    let inv = refer(exp, "").await;
-    assert_eq!(echo(&*inv, "ok").await.expect("server still serves"), "ok");
-}
-
-fn msgpack(v: &impl serde::Serialize) -> Vec<u8> {
-    let ser = rpc_core::extension::get::<dyn rpc_core::serialize::Serialization>("msgpack")
-        .expect("msgpack");
-    let mut out = Vec::new();
-    ser.serialize(v, &mut out).expect("encode");
-    out
-}
 
 #[tokio::test]
 async fn a_valid_raw_request_is_answered() {
@@ -225,20 +174,6 @@ async fn a_peer_that_stalls_mid_frame_is_closed_after_the_idle_timeout() {
     closed(&mut s, Duration::from_secs(5)).await;
     assert!(t0.elapsed() < Duration::from_secs(3));
     still_serves(&*exp).await;
-    exp.unexport().await;
-}
-
-#[tokio::test]
-async fn connections_over_the_accepts_limit_are_closed_at_once() {
-    let (exp, _) = export_on(0, "accepts=1").await;
-    let inv = refer(&*exp, "").await;
-    assert_eq!(echo(&*inv, "first").await.expect("first"), "first");
-    let mut extra = connect(&*exp).await;
-    closed(&mut extra, Duration::from_secs(5)).await;
-    assert_eq!(
-        echo(&*inv, "still").await.expect("first still served"),
-        "still"
-    );
     exp.unexport().await;
 }
 

@@ -538,9 +538,14 @@ impl Consumer {
         };
         let dir = RegistryDirectory::new(url.clone(), factory);
         registry.subscribe(&url, dir.clone()).await?;
-        if let Err(e) = registry.register(&url).await {
-            tracing::debug!(error = %e, "consumer registration failed (informational only)");
-        }
+        // The consumer's own registration is informational (operators' tools list it): it
+        // never delays the reference, even while the registry is unreachable.
+        let (reg, consumer_url) = (registry.clone(), url.clone());
+        tokio::spawn(async move {
+            if let Err(e) = reg.register(&consumer_url).await {
+                tracing::debug!(error = %e, "consumer registration failed (informational only)");
+            }
+        });
         let wait = url.param_as("check", 3000u64)?;
         let until = tokio::time::Instant::now() + Duration::from_millis(wait);
         while dir.providers().is_empty() && tokio::time::Instant::now() < until {

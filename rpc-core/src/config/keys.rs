@@ -465,9 +465,27 @@ crate::config_key!(
 );
 crate::config_key!(
     "accepts",
-    "0",
+    "4096",
     Int,
-    "provider: most open connections per server (0 = unlimited)"
+    "provider: most open connections per server; one more is closed at once (0 = unlimited)"
+);
+crate::config_key!(
+    "frame.timeout",
+    "10000",
+    Millis,
+    "a frame must be complete this long after its first byte, or the connection is closed (slow senders, peers stalled mid-frame)"
+);
+crate::config_key!(
+    "connection.inflight",
+    "4096",
+    Int,
+    "provider: requests of one connection executing at once; one more is refused with LimitExceeded"
+);
+crate::config_key!(
+    "payload.budget",
+    "67108864",
+    Int,
+    "provider: bytes of partly received frames over 64 KiB held at once by a server; a frame waits for room until its frame.timeout"
 );
 
 #[cfg(test)]

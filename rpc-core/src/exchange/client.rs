@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
+use super::guard::{self, Cause, FrameClock};
 use super::{
     count_dropped, next_request_id, Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS,
     DEFAULT_PAYLOAD, FLAG_REQUEST,
@@ -40,6 +41,9 @@ pub struct ClientConfig {
     pub reconnect_min: Duration,
     /// `reconnect.max`: the cap of the reconnect delay (default 3000 ms).
     pub reconnect_max: Duration,
+    /// `frame.timeout`: a response frame must be complete this long after its first byte,
+    /// or the connection is declared broken (a provider stalled mid-frame) and reopened.
+    pub frame_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -55,6 +59,7 @@ impl ClientConfig {
             queue: url.param_as("send.queue", 1024usize)?.max(1),
             reconnect_min: ms("reconnect.interval", 100)?,
             reconnect_max: ms("reconnect.max", 3000)?,
+            frame_timeout: ms("frame.timeout", super::guard::DEFAULT_FRAME_TIMEOUT_MS)?,
         })
     }
 }
@@ -465,7 +470,12 @@ fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
         codec,
         cfg.heartbeat * 3,
     ));
-    tokio::spawn(read_task(live.clone(), conn.reader, codec));
+    tokio::spawn(read_task(
+        live.clone(),
+        conn.reader,
+        codec,
+        FrameClock::new(cfg.frame_timeout),
+    ));
     tokio::spawn(heartbeat_task(Arc::downgrade(&live), cfg.heartbeat));
     live
 }
@@ -558,12 +568,21 @@ fn encode_or_log(codec: &mut FrameCodec, frame: Frame, buf: &mut BytesMut) {
     }
 }
 
-async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec) {
+async fn read_task(
+    live: Arc<Live>,
+    mut reader: BoxReader,
+    mut codec: FrameCodec,
+    mut clock: FrameClock,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let why = loop {
+        let mut completed = false;
         loop {
             match codec.decode(&mut buf) {
-                Ok(Some(frame)) => on_frame(&live, frame),
+                Ok(Some(frame)) => {
+                    completed = true;
+                    on_frame(&live, frame)
+                }
                 Ok(None) => break,
                 Err(FrameError::TooLarge {
                     flag,
@@ -572,6 +591,7 @@ async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec
                     limit,
                 }) if flag & FLAG_REQUEST == 0 => {
                     // The body is skipped; only the call it answers fails.
+                    completed = true;
                     live.complete(
                         id,
                         Err(RpcError::codec(format!(
@@ -587,10 +607,36 @@ async fn read_task(live: Arc<Live>, mut reader: BoxReader, mut codec: FrameCodec
                 }
             }
         }
+        clock.update(!buf.is_empty() || codec.is_skipping(), completed);
         reserve_for_read(&mut buf);
-        let read = tokio::select! {
-            r = reader.read_buf(&mut buf) => r,
-            _ = live.dead.cancelled() => break "closed",
+        // Between frames the heartbeat watches the connection; inside a frame, its deadline.
+        // (No timer at all between frames: the common case costs nothing.)
+        let read = match clock.remaining() {
+            None => tokio::select! {
+                r = reader.read_buf(&mut buf) => Ok(r),
+                _ = live.dead.cancelled() => break "closed",
+            },
+            Some(left) => tokio::select! {
+                r = tokio::time::timeout(left, reader.read_buf(&mut buf)) => r,
+                _ = live.dead.cancelled() => break "closed",
+            },
+        };
+        let read = match read {
+            Ok(r) => r,
+            Err(_) => {
+                guard::report(
+                    "consumer",
+                    Cause::SlowFrame,
+                    &live.peer,
+                    &format!(
+                        "the provider did not complete a frame within {} ms of its first byte \
+                         (frame.timeout), {} bytes received; reconnecting",
+                        clock.limit().as_millis(),
+                        buf.len()
+                    ),
+                );
+                break "a frame was not completed in time";
+            }
         };
         match read {
             Ok(0) => break "peer closed the connection",

@@ -61,11 +61,15 @@ use bytes::Bytes;
 
 mod client;
 mod codec;
+pub mod guard;
 mod server;
 
 pub use client::{Client, ClientConfig};
 pub use codec::{FrameCodec, FrameError};
-pub use server::{Handler, Server, ServerConfig, DEFAULT_THREADS};
+pub use server::{
+    Handler, Server, ServerConfig, DEFAULT_ACCEPTS, DEFAULT_INFLIGHT, DEFAULT_PAYLOAD_BUDGET,
+    DEFAULT_THREADS,
+};
 
 /// The two magic bytes every frame starts with.
 pub const MAGIC: u16 = 0xdabb;

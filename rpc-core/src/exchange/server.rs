@@ -13,7 +13,8 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{reserve_for_read, write_loop};
-use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD};
+use super::guard::{self, announced_len, BudgetHold, Cause, FrameClock, PayloadBudget};
+use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD, HEADER_LEN};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
 use crate::invocation::ByteString;
@@ -37,6 +38,17 @@ pub trait Handler: Send + Sync + 'static {
 /// than queued: load is shed early, as Dubbo's default thread pool does.
 pub const DEFAULT_THREADS: usize = 10_000;
 
+/// Connections open at once on one server when the URL does not set `accepts`.
+pub const DEFAULT_ACCEPTS: usize = 4096;
+
+/// Requests executing at once from one connection when the URL does not set
+/// `connection.inflight`.
+pub const DEFAULT_INFLIGHT: usize = 4096;
+
+/// Bytes of partly received large frames one server holds at once when the URL does not set
+/// `payload.budget`.
+pub const DEFAULT_PAYLOAD_BUDGET: usize = 64 * 1024 * 1024;
+
 /// Server settings read from the export URL.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -50,9 +62,19 @@ pub struct ServerConfig {
     /// `threads`: requests executing at once on this server (default [`DEFAULT_THREADS`]); one over
     /// the limit is answered `SERVER_THREADPOOL_EXHAUSTED_ERROR` at once, as Dubbo does.
     pub threads: usize,
-    /// `accepts`: most connections open at once (default 0, unlimited); one more is closed
-    /// as soon as it is accepted.
+    /// `accepts`: most connections open at once (default [`DEFAULT_ACCEPTS`], 0 = unlimited);
+    /// one more is closed as soon as it is accepted.
     pub accepts: usize,
+    /// `frame.timeout`: a frame must be complete this long after its first byte arrived, or
+    /// the connection is closed (slow-loris, a peer stalled mid-frame).
+    pub frame_timeout: Duration,
+    /// `connection.inflight`: requests of one connection executing at once; one more is
+    /// refused with LimitExceeded.
+    pub inflight: usize,
+    /// `payload.budget`: bytes of partly received large frames the server holds at once;
+    /// a large frame waits for its share (its connection is not read meanwhile) until its
+    /// frame deadline, then its connection is closed.
+    pub budget: usize,
 }
 
 impl ServerConfig {
@@ -64,7 +86,15 @@ impl ServerConfig {
             idle: Duration::from_millis(url.param_as("idle.timeout", hb.saturating_mul(3))?.max(1)),
             queue: url.param_as("send.queue", 1024usize)?.max(1),
             threads: url.param_as("threads", DEFAULT_THREADS)?.max(1),
-            accepts: url.param_as("accepts", 0usize)?,
+            accepts: url.param_as("accepts", DEFAULT_ACCEPTS)?,
+            frame_timeout: Duration::from_millis(
+                url.param_as("frame.timeout", guard::DEFAULT_FRAME_TIMEOUT_MS)?
+                    .max(1),
+            ),
+            inflight: url
+                .param_as("connection.inflight", DEFAULT_INFLIGHT)?
+                .max(1),
+            budget: url.param_as("payload.budget", DEFAULT_PAYLOAD_BUDGET)?,
         })
     }
 }
@@ -131,6 +161,7 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(cfg.threads));
+    let budget = PayloadBudget::new(cfg.budget);
     let connections = (cfg.accepts > 0).then(|| Arc::new(Semaphore::new(cfg.accepts)));
     loop {
         let conn = tokio::select! {
@@ -144,15 +175,29 @@ async fn accept_loop(
                     Some(sem) => match sem.clone().try_acquire_owned() {
                         Ok(p) => Some(p),
                         Err(_) => {
-                            tracing::warn!(peer = %conn.peer, limit = cfg.accepts, "too many connections; refused");
+                            guard::report(
+                                "provider",
+                                Cause::TooManyConnections,
+                                &conn.peer,
+                                &format!(
+                                    "{} connections are open, the limit (accepts); refused",
+                                    cfg.accepts
+                                ),
+                            );
+                            // Dropping the connection closes it at once.
                             continue;
                         }
                     },
                 };
-                let (handler, cfg, permits, stop) =
-                    (handler.clone(), cfg.clone(), permits.clone(), stop.clone());
+                let (handler, cfg, permits, budget, stop) = (
+                    handler.clone(),
+                    cfg.clone(),
+                    permits.clone(),
+                    budget.clone(),
+                    stop.clone(),
+                );
                 tokio::spawn(async move {
-                    serve(conn, handler, cfg, permits, stop).await;
+                    serve(conn, handler, cfg, permits, budget, stop).await;
                     drop(slot);
                 });
             }
@@ -170,6 +215,7 @@ async fn serve(
     handler: Arc<dyn Handler>,
     cfg: ServerConfig,
     permits: Arc<Semaphore>,
+    budget: PayloadBudget,
     stop: CancellationToken,
 ) {
     let Connection {
@@ -192,11 +238,23 @@ async fn serve(
         gone.cancel();
     });
     let peer_name = ByteString::from(peer.as_str());
+    let limits = Limits {
+        threads: permits,
+        connection: Arc::new(Semaphore::new(cfg.inflight)),
+        inflight: cfg.inflight,
+    };
+    let mut clock = FrameClock::new(cfg.frame_timeout);
+    let mut hold = BudgetHold::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'conn: loop {
+        let mut completed = false;
         loop {
             match codec.decode(&mut buf) {
-                Ok(Some(frame)) => dispatch(frame, &peer_name, &handler, &tx, &permits).await,
+                Ok(Some(frame)) => {
+                    completed = true;
+                    hold.release();
+                    dispatch(frame, &peer_name, &handler, &tx, &limits).await
+                }
                 Ok(None) => break,
                 Err(FrameError::TooLarge {
                     flag,
@@ -205,6 +263,7 @@ async fn serve(
                     limit,
                 }) => {
                     // The codec skips the body; the connection goes on.
+                    completed = true;
                     tracing::warn!(%peer, id, len, limit, "frame over the payload limit refused");
                     let e = RpcError::codec(format!(
                         "request of {len} bytes is over the payload limit of {limit}"
@@ -214,20 +273,74 @@ async fn serve(
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(%peer, error = %e, "bad frame; closing the connection");
+                    guard::report(
+                        "provider",
+                        Cause::BadFrame,
+                        &peer,
+                        &format!("bad frame ({e}); closing the connection"),
+                    );
                     break 'conn;
                 }
             }
         }
+        clock.update(!buf.is_empty() || codec.is_skipping(), completed);
+        // A large frame under way holds its share of the server's budget before more of it
+        // is read; while it waits, its connection is not read (the peer feels back-pressure).
+        if let Some(len) = announced_len(&buf).filter(|_| !codec.is_skipping()) {
+            if len <= cfg.payload.saturating_add(HEADER_LEN) {
+                let wait = clock.remaining().unwrap_or(cfg.frame_timeout);
+                let got = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    got = hold.ensure(&budget, len, wait) => got,
+                };
+                if !got {
+                    guard::report(
+                        "provider",
+                        Cause::PayloadBudget,
+                        &peer,
+                        &format!(
+                            "a {len}-byte frame found no room in the payload budget of {} bytes \
+                             within its frame deadline; closing the connection",
+                            cfg.budget
+                        ),
+                    );
+                    break;
+                }
+            }
+        }
         reserve_for_read(&mut buf);
+        let in_frame = clock.remaining();
+        let wait = in_frame.map_or(cfg.idle, |left| left.min(cfg.idle));
         let read = tokio::select! {
             _ = stop.cancelled() => break,
             _ = writer_gone.cancelled() => break,
-            r = tokio::time::timeout(cfg.idle, reader.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout(wait, reader.read_buf(&mut buf)) => r,
         };
         match read {
+            Err(_) if in_frame.is_some_and(|left| left < cfg.idle) => {
+                guard::report(
+                    "provider",
+                    Cause::SlowFrame,
+                    &peer,
+                    &format!(
+                        "a frame was not completed within {} ms of its first byte (frame.timeout), \
+                         {} bytes received; closing the connection",
+                        cfg.frame_timeout.as_millis(),
+                        buf.len()
+                    ),
+                );
+                break;
+            }
             Err(_) => {
-                tracing::warn!(%peer, idle_ms = cfg.idle.as_millis() as u64, partial = buf.len(), "connection idle too long; closing");
+                guard::report(
+                    "provider",
+                    Cause::Idle,
+                    &peer,
+                    &format!(
+                        "nothing received for {} ms (idle.timeout); closing the connection",
+                        cfg.idle.as_millis()
+                    ),
+                );
                 break;
             }
             Ok(Ok(0)) => {
@@ -248,12 +361,20 @@ async fn serve(
     let _ = writer.await;
 }
 
+/// The execution limits a request must pass: the server's `threads` and its connection's
+/// `connection.inflight`.
+struct Limits {
+    threads: Arc<Semaphore>,
+    connection: Arc<Semaphore>,
+    inflight: usize,
+}
+
 async fn dispatch(
     frame: Frame,
     peer: &ByteString,
     handler: &Arc<dyn Handler>,
     tx: &mpsc::Sender<Frame>,
-    permits: &Arc<Semaphore>,
+    limits: &Limits,
 ) {
     if !frame.is_request() {
         // Answers to heartbeats we never send, or noise: nothing to do.
@@ -265,7 +386,30 @@ async fn dispatch(
         }
         return;
     }
-    let Ok(permit) = permits.clone().try_acquire_owned() else {
+    let Ok(connection_permit) = limits.connection.clone().try_acquire_owned() else {
+        guard::report(
+            "provider",
+            Cause::TooManyInflight,
+            peer,
+            &format!(
+                "{} requests of this connection are executing, the limit (connection.inflight); \
+                 refusing more",
+                limits.inflight
+            ),
+        );
+        let e = RpcError::new(
+            ErrorKind::LimitExceeded,
+            format!(
+                "this connection already has {} requests executing (connection.inflight)",
+                limits.inflight
+            ),
+        );
+        if let Some(answer) = handler.reject(frame.flag, frame.id, e) {
+            let _ = tx.send(answer).await;
+        }
+        return;
+    };
+    let Ok(thread_permit) = limits.threads.clone().try_acquire_owned() else {
         let e = RpcError::new(
             ErrorKind::LimitExceeded,
             "the provider is executing its maximum of concurrent requests (threads)",
@@ -275,6 +419,7 @@ async fn dispatch(
         }
         return;
     };
+    let permit = (thread_permit, connection_permit);
     // The request is polled once right here: a method that completes without waiting (most
     // do, once their arguments are decoded) is answered without a task of its own and the
     // scheduling it costs. One that has to wait (I/O, a timer, a lock) continues in its own

@@ -352,6 +352,21 @@ impl Registry for CachedRegistry {
         if let Ok(mut w) = self.wrappers.lock() {
             w.insert((interface, listener_id(&listener)), wrapper.clone());
         }
+        if !self.inner.is_available() && wrapper.deliver_cached(&Category::subscribed(url)) {
+            // The registry cannot be reached now but the cache knows the providers: serve
+            // them at once, and let the adapter subscribe in the background (it replays the
+            // subscription when it connects, and live lists then replace the cached ones).
+            tracing::warn!(registry = %self.inner.url(), interface = url.interface(),
+                "registry not connected; serving the cached provider list until it is");
+            let (inner, url, wrapper) = (self.inner.clone(), url.clone(), wrapper.clone());
+            tokio::spawn(async move {
+                if let Err(e) = inner.subscribe(&url, wrapper).await {
+                    tracing::warn!(registry = %inner.url(), error = %e,
+                        "subscription deferred until the registry is reachable");
+                }
+            });
+            return Ok(());
+        }
         let result = self.inner.subscribe(url, wrapper.clone()).await;
         if result.is_err() || !self.inner.is_available() {
             let delivered = wrapper.deliver_cached(&Category::subscribed(url));
