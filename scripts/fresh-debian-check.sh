@@ -78,6 +78,8 @@ chroot "$root" /usr/bin/env -i HOME=/root PATH=/opt/cargo-bin:/usr/local/sbin:/u
     echo "== the demo"
     cargo run --quiet -p rpc-examples --bin demo | tail -3
     echo "== the tests"
-    bash scripts/test.sh 2>&1 | tail -40
+    bash scripts/test.sh > /root/test.log 2>&1 || { tail -60 /root/test.log; exit 1; }
+    grep -E "^test result|SKIPPED|test.sh:" /root/test.log || true
+    awk "/^test result/ {p += \$4; f += \$6} END {print \"== all tests: \" p \" passed, \" f \" failed\"}" /root/test.log
 '
 echo "fresh-debian-check: passed"
