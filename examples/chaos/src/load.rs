@@ -64,7 +64,12 @@ impl Tally {
 pub(crate) static ORDERS: AtomicU64 = AtomicU64::new(1);
 
 /// Runs `concurrency` callers on `client` until `until`.
-pub(crate) async fn run(client: LedgerClient, concurrency: usize, until: Instant, tally: Arc<Tally>) {
+pub(crate) async fn run(
+    client: LedgerClient,
+    concurrency: usize,
+    until: Instant,
+    tally: Arc<Tally>,
+) {
     let mut set = tokio::task::JoinSet::new();
     for worker in 0..concurrency {
         let (client, tally) = (client.clone(), tally.clone());
@@ -94,7 +99,11 @@ pub(crate) async fn run(client: LedgerClient, concurrency: usize, until: Instant
 }
 
 /// Calls `name` until every one of `names` answered (bounded by `within`).
-pub(crate) async fn wait_for_all(client: &LedgerClient, names: &[String], within: Duration) -> bool {
+pub(crate) async fn wait_for_all(
+    client: &LedgerClient,
+    names: &[String],
+    within: Duration,
+) -> bool {
     let deadline = Instant::now() + within;
     let mut seen = std::collections::HashSet::new();
     while Instant::now() < deadline {

@@ -47,7 +47,10 @@ use procs::{Fallible, ProviderProc, Zookeeper};
 use report::Table;
 
 #[derive(Parser)]
-#[command(name = "rpc-chaos", about = "Kill, stop and flood providers; report what happened to the calls")]
+#[command(
+    name = "rpc-chaos",
+    about = "Kill, stop and flood providers; report what happened to the calls"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -119,7 +122,9 @@ fn main() -> ExitCode {
             name,
             journal,
             param,
-        } => rt.block_on(provider_role(registry, name, journal, param)).map(|()| 0),
+        } => rt
+            .block_on(provider_role(registry, name, journal, param))
+            .map(|()| 0),
         Command::Probe { registry, calls } => rt.block_on(probe_role(registry, calls)).map(|()| 0),
         Command::Run {
             quick,
@@ -128,6 +133,8 @@ fn main() -> ExitCode {
             out,
         } => rt.block_on(run(quick, registry, only, out)),
     };
+    // A provider's stdin reader may still be blocked: do not wait for it.
+    rt.shutdown_timeout(Duration::from_millis(100));
     match result {
         Ok(missed) => ExitCode::from(u8::from(missed > 0)),
         Err(e) => {
@@ -137,7 +144,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn provider_role(registry: String, name: String, journal: PathBuf, params: Vec<String>) -> Fallible<()> {
+async fn provider_role(
+    registry: String,
+    name: String,
+    journal: PathBuf,
+    params: Vec<String>,
+) -> Fallible<()> {
     let ledger = JournaledLedger::open(&name, &journal, Duration::from_millis(2))
         .map_err(|e| format!("journal {}: {e}", journal.display()))?;
     let mut builder = Provider::builder()
@@ -149,7 +161,9 @@ async fn provider_role(registry: String, name: String, journal: PathBuf, params:
         .param("shutdown.wait", 500)
         .map_err(|e| e.to_string())?;
     for p in &params {
-        let (k, v) = p.split_once('=').ok_or_else(|| format!("--param {p}: expected key=value"))?;
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("--param {p}: expected key=value"))?;
         builder = builder.param(k, v).map_err(|e| e.to_string())?;
     }
     let running = builder
@@ -161,7 +175,11 @@ async fn provider_role(registry: String, name: String, journal: PathBuf, params:
     // Stop on SIGTERM (graceful) or when the harness closes our stdin.
     let stdin_closed = tokio::task::spawn_blocking(|| {
         let mut sink = String::new();
-        while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+        while std::io::stdin()
+            .read_line(&mut sink)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
             sink.clear();
         }
     });
@@ -201,7 +219,9 @@ async fn consumer(registry: &str) -> Fallible<LedgerClient> {
         .map_err(|e| e.to_string())?
         .reference_config(
             "chaos.Ledger",
-            ServiceConfig::default().param("timeout", 1000).param("check", 5000),
+            ServiceConfig::default()
+                .param("timeout", 1000)
+                .param("check", 5000),
         )
         .build()
         .await
@@ -298,7 +318,10 @@ impl Registry {
         let cache = work.join("cache.json");
         match kind {
             RegistryKind::Local => {
-                let url = format!("local://{}?lease=1000&poll=100", work.join("registry").display());
+                let url = format!(
+                    "local://{}?lease=1000&poll=100",
+                    work.join("registry").display()
+                );
                 Ok(Registry {
                     consumers: format!("{url}&cache.file={}", cache.display()),
                     providers: url,
@@ -318,7 +341,12 @@ impl Registry {
     }
 }
 
-async fn run(quick: bool, registries: Vec<RegistryKind>, only: Vec<String>, out: Option<PathBuf>) -> Fallible<usize> {
+async fn run(
+    quick: bool,
+    registries: Vec<RegistryKind>,
+    only: Vec<String>,
+    out: Option<PathBuf>,
+) -> Fallible<usize> {
     let plan = Plan::new(quick);
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let zk_ok = Zookeeper::available();
@@ -358,7 +386,10 @@ async fn run(quick: bool, registries: Vec<RegistryKind>, only: Vec<String>, out:
     if wanted("soak") {
         push(soak(&plan).await?);
     }
-    let goals: usize = tables.iter().map(|t| t.rows.iter().filter(|r| r.met.is_some()).count()).sum();
+    let goals: usize = tables
+        .iter()
+        .map(|t| t.rows.iter().filter(|r| r.met.is_some()).count())
+        .sum();
     println!("{} goals, {} met, {missed} missed", goals, goals - missed);
     if let Some(path) = out {
         let text: Vec<String> = tables.iter().map(Table::render).collect();
@@ -367,7 +398,12 @@ async fn run(quick: bool, registries: Vec<RegistryKind>, only: Vec<String>, out:
     Ok(missed)
 }
 
-fn start_providers(n: usize, registry: &str, work: &Path, params: &[(&str, String)]) -> Fallible<Vec<ProviderProc>> {
+fn start_providers(
+    n: usize,
+    registry: &str,
+    work: &Path,
+    params: &[(&str, String)],
+) -> Fallible<Vec<ProviderProc>> {
     (1..=n)
         .map(|i| ProviderProc::start(&format!("p{i}"), registry, work, params))
         .collect()
@@ -377,7 +413,9 @@ async fn ready_consumer(reg: &Registry, providers: &[ProviderProc]) -> Fallible<
     let client = consumer(&reg.consumers).await?;
     let names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
     if !load::wait_for_all(&client, &names, Duration::from_secs(15)).await {
-        return Err(format!("the consumer did not see all of {names:?} within 15 s"));
+        return Err(format!(
+            "the consumer did not see all of {names:?} within 15 s"
+        ));
     }
     Ok(client)
 }
@@ -419,14 +457,22 @@ async fn kill9(plan: &Plan, kind: RegistryKind) -> Fallible<Table> {
         (plan.load / 3).as_secs()
     ));
     t.info("calls", tally.calls.load(Ordering::Relaxed));
-    t.goal("failed idempotent calls (balance)", idem_failed, "0", idem_failed == 0);
+    t.goal(
+        "failed idempotent calls (balance)",
+        idem_failed,
+        "0",
+        idem_failed == 0,
+    );
     t.goal(
         "failed non-idempotent calls (charge)",
         failed.len(),
         &format!("only those in flight on p2 (at most {CALLERS})"),
         failed.len() <= CALLERS,
     );
-    t.info("  of them executed on p2 before it died (the caller cannot know)", failed_on_dead);
+    t.info(
+        "  of them executed on p2 before it died (the caller cannot know)",
+        failed_on_dead,
+    );
     t.info("  of them executed anywhere", failed_executed);
     t.goal("charges executed twice", duplicated, "0", duplicated == 0);
     t.notes = tally.error_summary();
@@ -515,7 +561,13 @@ struct ProbeResult {
 async fn probe(registry: &str, calls: u32) -> Fallible<ProbeResult> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = tokio::process::Command::new(exe)
-        .args(["probe", "--registry", registry, "--calls", &calls.to_string()])
+        .args([
+            "probe",
+            "--registry",
+            registry,
+            "--calls",
+            &calls.to_string(),
+        ])
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(30), out)
@@ -540,7 +592,12 @@ async fn probe(registry: &str, calls: u32) -> Fallible<ProbeResult> {
 async fn malformed(plan: &Plan) -> Fallible<Table> {
     let work = Work::new("malformed")?;
     let reg = Registry::start(RegistryKind::Local, &work.0)?;
-    let mut providers = start_providers(1, &reg.providers, &work.0, &[("frame.timeout", "1000".into())])?;
+    let mut providers = start_providers(
+        1,
+        &reg.providers,
+        &work.0,
+        &[("frame.timeout", "1000".into())],
+    )?;
     let port = providers[0].port;
     let client = direct(port).await?;
     let rss_before = providers[0].rss_kib();
@@ -553,7 +610,13 @@ async fn malformed(plan: &Plan) -> Fallible<Table> {
         let tally = tally.clone();
         tokio::spawn(async move {
             while !flood.is_finished() {
-                load::run(client.clone(), 4, Instant::now() + Duration::from_millis(500), tally.clone()).await;
+                load::run(
+                    client.clone(),
+                    4,
+                    Instant::now() + Duration::from_millis(500),
+                    tally.clone(),
+                )
+                .await;
             }
         })
     };
@@ -568,14 +631,29 @@ async fn malformed(plan: &Plan) -> Fallible<Table> {
     ));
     t.info("frames sent", stats.sent.load(Ordering::Relaxed));
     t.info("time", format!("{:.1} s", took.as_secs_f64()));
-    t.info("connections the provider closed (and reopened)", stats.closed_by_provider.load(Ordering::Relaxed));
-    t.info("answer bytes read back", stats.answered_bytes.load(Ordering::Relaxed));
-    t.goal("provider crashed", if alive { "no" } else { "yes" }, "no", alive);
+    t.info(
+        "connections ended by a piece no stream survives (reopened)",
+        stats.closed_by_provider.load(Ordering::Relaxed),
+    );
+    t.info(
+        "answer bytes read back",
+        stats.answered_bytes.load(Ordering::Relaxed),
+    );
+    t.goal(
+        "provider crashed",
+        if alive { "no" } else { "yes" },
+        "no",
+        alive,
+    );
     t.info("good calls", tally.calls.load(Ordering::Relaxed));
     t.goal("failed good calls", failed, "0", failed == 0);
     t.info(
         "provider RSS before / after",
-        format!("{} / {} KiB", rss_before.unwrap_or(0), rss_after.unwrap_or(0)),
+        format!(
+            "{} / {} KiB",
+            rss_before.unwrap_or(0),
+            rss_after.unwrap_or(0)
+        ),
     );
     t.notes = tally.error_summary();
     Ok(t)
@@ -609,7 +687,9 @@ async fn slowloris(plan: &Plan) -> Fallible<Table> {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
         set.spawn(async move {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
             s.write_all(&[0xda, 0xbb, 0xc2, 0, 0]).await.ok()?;
             let mut b = [0u8; 16];
             let limit = Duration::from_secs(30);
@@ -627,7 +707,10 @@ async fn slowloris(plan: &Plan) -> Fallible<Table> {
     }
     good.await.map_err(|e| e.to_string())?;
     let latest = closed.iter().max().copied().unwrap_or_default();
-    let in_time = closed.iter().filter(|d| **d <= frame_timeout + Duration::from_secs(2)).count();
+    let in_time = closed
+        .iter()
+        .filter(|d| **d <= frame_timeout + Duration::from_secs(2))
+        .count();
     let failed = tally.total_failed();
 
     // Past `accepts`: a provider allowing 32 connections, the good client holding one.
@@ -635,23 +718,37 @@ async fn slowloris(plan: &Plan) -> Fallible<Table> {
     let lport = limited[0].port;
     let lclient = direct(lport).await?;
     let ltally = Arc::new(Tally::default());
-    let lgood = tokio::spawn(load::run(lclient, 4, Instant::now() + Duration::from_secs(3), ltally.clone()));
+    let lgood = tokio::spawn(load::run(
+        lclient,
+        4,
+        Instant::now() + Duration::from_secs(2),
+        ltally.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut held = Vec::new();
-    let mut refused = 0;
+    // All at once, while the good client keeps its connection (its slot) and calls.
+    let mut attempts = tokio::task::JoinSet::new();
     for _ in 0..48 {
-        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", lport)).await else {
-            refused += 1;
-            continue;
-        };
-        let mut b = [0u8; 1];
-        match tokio::time::timeout(Duration::from_millis(300), s.read(&mut b)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => refused += 1,
-            _ => held.push(s),
+        attempts.spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", lport))
+                .await
+                .ok()?;
+            let mut b = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(500), s.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => None,
+                _ => Some(s),
+            }
+        });
+    }
+    let mut held = Vec::new();
+    while let Some(r) = attempts.join_next().await {
+        if let Ok(Some(s)) = r {
+            held.push(s);
         }
     }
+    let refused = 48 - held.len();
     lgood.await.map_err(|e| e.to_string())?;
     let lfailed = ltally.total_failed();
+    let held_count = held.len();
     drop(held);
 
     let mut t = Table::new(format!(
@@ -671,13 +768,19 @@ async fn slowloris(plan: &Plan) -> Fallible<Table> {
         in_time == n,
     );
     t.goal("failed good calls meanwhile", failed, "0", failed == 0);
+    t.info("  connections held open", held_count);
     t.goal(
         "connections past accepts refused",
         refused,
         "17 (48 - 31 free slots)",
         refused == 17,
     );
-    t.goal("failed good calls on the limited provider", lfailed, "0", lfailed == 0);
+    t.goal(
+        "failed good calls on the limited provider",
+        lfailed,
+        "0",
+        lfailed == 0,
+    );
     t.notes = tally.error_summary();
     t.notes.extend(ltally.error_summary());
     Ok(t)
@@ -701,12 +804,27 @@ async fn soak(plan: &Plan) -> Fallible<Table> {
     }
     load.await.map_err(|e| e.to_string())?;
     // Warm-up: the first quarter of the run (half of a quick run) is not judged.
-    let skip = if plan.quick { samples.len() / 2 } else { samples.len() / 4 };
+    let skip = if plan.quick {
+        samples.len() / 2
+    } else {
+        samples.len() / 4
+    };
     let judged = &samples[skip.min(samples.len())..];
     let spread = |pick: fn(&(u64, u64)) -> u64| {
         let values: Vec<u64> = judged.iter().map(pick).filter(|v| *v > 0).collect();
-        let (lo, hi) = (values.iter().min().copied().unwrap_or(0), values.iter().max().copied().unwrap_or(0));
-        (lo, hi, if lo == 0 { f64::INFINITY } else { hi as f64 / lo as f64 })
+        let (lo, hi) = (
+            values.iter().min().copied().unwrap_or(0),
+            values.iter().max().copied().unwrap_or(0),
+        );
+        (
+            lo,
+            hi,
+            if lo == 0 {
+                f64::INFINITY
+            } else {
+                hi as f64 / lo as f64
+            },
+        )
     };
     let (clo, chi, cgrowth) = spread(|s| s.0);
     let (plo, phi, pgrowth) = spread(|s| s.1);
@@ -718,7 +836,10 @@ async fn soak(plan: &Plan) -> Fallible<Table> {
         every.as_millis()
     ));
     t.info("calls", calls);
-    t.info("calls/s", format!("{:.0}", calls as f64 / plan.soak.as_secs_f64()));
+    t.info(
+        "calls/s",
+        format!("{:.0}", calls as f64 / plan.soak.as_secs_f64()),
+    );
     t.goal("failed calls", failed, "0", failed == 0);
     t.goal(
         "consumer RSS after warm-up, min / max",

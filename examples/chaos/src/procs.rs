@@ -25,7 +25,12 @@ pub(crate) struct ProviderProc {
 
 impl ProviderProc {
     /// Starts `rpc-chaos provider` registered in `registry`, with extra URL `params`.
-    pub(crate) fn start(name: &str, registry: &str, work: &Path, params: &[(&str, String)]) -> Fallible<Self> {
+    pub(crate) fn start(
+        name: &str,
+        registry: &str,
+        work: &Path,
+        params: &[(&str, String)],
+    ) -> Fallible<Self> {
         let journal = work.join(format!("journal-{name}.txt"));
         let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
         let mut cmd = Command::new(exe);
@@ -76,7 +81,10 @@ impl ProviderProc {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill9();
-        Err(format!("{} did not stop within {within:?} of SIGTERM", self.name))
+        Err(format!(
+            "{} did not stop within {within:?} of SIGTERM",
+            self.name
+        ))
     }
 
     /// Whether the process is still running.
@@ -191,7 +199,8 @@ impl Zookeeper {
 
     /// Starts the server again on the same port and data; returns once it answers.
     pub(crate) fn resume(&mut self) -> Fallible<()> {
-        let log = std::fs::File::create(self.dir.join("log")).map_err(|e| format!("zk log: {e}"))?;
+        let log =
+            std::fs::File::create(self.dir.join("log")).map_err(|e| format!("zk log: {e}"))?;
         let child = Command::new("java")
             .args(["-Xmx256m", "-cp"])
             .arg(format!("{}:{ZOOKEEPER_JAR}", self.dir.display()))
@@ -211,7 +220,10 @@ impl Zookeeper {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("ZooKeeper did not answer on {} within 30 s", self.address()))
+        Err(format!(
+            "ZooKeeper did not answer on {} within 30 s",
+            self.address()
+        ))
     }
 }
 

@@ -60,14 +60,20 @@ impl Table {
 
     /// The table as Markdown.
     pub(crate) fn render(&self) -> String {
-        let mut out = format!("### {}\n\n| measure | value | goal | |\n|---|---:|---|---|\n", self.title);
+        let mut out = format!(
+            "### {}\n\n| measure | value | goal | |\n|---|---:|---|---|\n",
+            self.title
+        );
         for r in &self.rows {
             let mark = match r.met {
                 Some(true) => "met",
                 Some(false) => "**MISSED**",
                 None => "",
             };
-            out.push_str(&format!("| {} | {} | {} | {mark} |\n", r.measure, r.value, r.goal));
+            out.push_str(&format!(
+                "| {} | {} | {} | {mark} |\n",
+                r.measure, r.value, r.goal
+            ));
         }
         for n in &self.notes {
             out.push_str(&format!("\n{n}\n"));
