@@ -429,17 +429,51 @@ fn kind_name(kind: RegistryKind) -> &'static str {
 
 const CALLERS: usize = 64;
 
+/// Three providers, a consumer that has seen them all, and [`CALLERS`] callers running for
+/// `length` — the set-up of the kill, stop and registry scenarios.
+struct Fleet {
+    // Field order is drop order: processes first, then the registry, then the directory.
+    providers: Vec<ProviderProc>,
+    reg: Registry,
+    tally: Arc<Tally>,
+    load: tokio::task::JoinHandle<()>,
+    _work: Work,
+}
+
+impl Fleet {
+    async fn under_load(tag: &str, kind: RegistryKind, length: Duration) -> Fallible<Fleet> {
+        let work = Work::new(&format!("{tag}-{}", kind_name(kind)))?;
+        let reg = Registry::start(kind, &work.0)?;
+        let providers = start_providers(3, &reg.providers, &work.0, &[])?;
+        let client = ready_consumer(&reg, &providers).await?;
+        let tally = Arc::new(Tally::default());
+        let load = tokio::spawn(load::run(
+            client,
+            CALLERS,
+            Instant::now() + length,
+            tally.clone(),
+        ));
+        Ok(Fleet {
+            providers,
+            reg,
+            tally,
+            load,
+            _work: work,
+        })
+    }
+
+    /// Waits for the callers to finish.
+    async fn finish(&mut self) -> Fallible<()> {
+        (&mut self.load).await.map_err(|e| e.to_string())
+    }
+}
+
 async fn kill9(plan: &Plan, kind: RegistryKind) -> Fallible<Table> {
-    let work = Work::new(&format!("kill9-{}", kind_name(kind)))?;
-    let reg = Registry::start(kind, &work.0)?;
-    let mut providers = start_providers(3, &reg.providers, &work.0, &[])?;
-    let client = ready_consumer(&reg, &providers).await?;
-    let tally = Arc::new(Tally::default());
-    let until = Instant::now() + plan.load;
-    let load = tokio::spawn(load::run(client, CALLERS, until, tally.clone()));
+    let mut fleet = Fleet::under_load("kill9", kind, plan.load).await?;
     tokio::time::sleep(plan.load / 3).await;
-    providers[1].kill9();
-    load.await.map_err(|e| e.to_string())?;
+    fleet.providers[1].kill9();
+    fleet.finish().await?;
+    let (providers, tally) = (&fleet.providers, &fleet.tally);
 
     let journals: Vec<PathBuf> = providers.iter().map(|p| p.journal.clone()).collect();
     let executed = ledger::executions(&journals);
@@ -476,21 +510,15 @@ async fn kill9(plan: &Plan, kind: RegistryKind) -> Fallible<Table> {
     t.info("  of them executed anywhere", failed_executed);
     t.goal("charges executed twice", duplicated, "0", duplicated == 0);
     t.notes = tally.error_summary();
-    drop(providers);
     Ok(t)
 }
 
 async fn sigterm(plan: &Plan, kind: RegistryKind) -> Fallible<Table> {
-    let work = Work::new(&format!("sigterm-{}", kind_name(kind)))?;
-    let reg = Registry::start(kind, &work.0)?;
-    let mut providers = start_providers(3, &reg.providers, &work.0, &[])?;
-    let client = ready_consumer(&reg, &providers).await?;
-    let tally = Arc::new(Tally::default());
-    let until = Instant::now() + plan.sigterm;
-    let load = tokio::spawn(load::run(client, CALLERS, until, tally.clone()));
+    let mut fleet = Fleet::under_load("sigterm", kind, plan.sigterm).await?;
     tokio::time::sleep(plan.sigterm / 2).await;
-    let stop = providers[1].terminate(Duration::from_secs(10));
-    load.await.map_err(|e| e.to_string())?;
+    let stop = fleet.providers[1].terminate(Duration::from_secs(10));
+    fleet.finish().await?;
+    let tally = &fleet.tally;
     let failed = tally.total_failed();
     let mut t = Table::new(format!(
         "sigterm ({} registry): 3 providers, {CALLERS} callers for {} s, p2 sent SIGTERM at {} s",
@@ -511,24 +539,27 @@ async fn sigterm(plan: &Plan, kind: RegistryKind) -> Fallible<Table> {
 }
 
 async fn registry_outage(plan: &Plan) -> Fallible<Table> {
-    let work = Work::new("registry")?;
-    let mut reg = Registry::start(RegistryKind::Zookeeper, &work.0)?;
-    let providers = start_providers(3, &reg.providers, &work.0, &[])?;
-    let client = ready_consumer(&reg, &providers).await?;
-    let tally = Arc::new(Tally::default());
     let margin = Duration::from_secs(3);
-    let until = Instant::now() + plan.outage + margin * 2;
-    let load = tokio::spawn(load::run(client, CALLERS, until, tally.clone()));
+    let mut fleet = Fleet::under_load(
+        "registry",
+        RegistryKind::Zookeeper,
+        plan.outage + margin * 2,
+    )
+    .await?;
     tokio::time::sleep(margin).await;
-    let zk = reg.zookeeper.as_mut().ok_or("no ZooKeeper")?;
-    zk.stop();
+    fleet.reg.zookeeper.as_mut().ok_or("no ZooKeeper")?.stop();
     tokio::time::sleep(plan.outage / 2).await;
     // A consumer (re)started while the registry is down: it has only the disk cache.
-    let probe = probe(&reg.consumers, 20).await?;
+    let probe = probe(&fleet.reg.consumers, 20).await?;
     tokio::time::sleep(plan.outage / 2).await;
-    let zk = reg.zookeeper.as_mut().ok_or("no ZooKeeper")?;
-    zk.resume()?;
-    load.await.map_err(|e| e.to_string())?;
+    fleet
+        .reg
+        .zookeeper
+        .as_mut()
+        .ok_or("no ZooKeeper")?
+        .resume()?;
+    fleet.finish().await?;
+    let tally = &fleet.tally;
     let failed = tally.total_failed();
     let mut t = Table::new(format!(
         "registry (zookeeper): 3 providers, {CALLERS} callers; ZooKeeper stopped for {} s under load, then started again",
@@ -549,7 +580,6 @@ async fn registry_outage(plan: &Plan) -> Fallible<Table> {
         probe.first_ms.is_some_and(|m| m < 2000),
     );
     t.notes = tally.error_summary();
-    drop(providers);
     Ok(t)
 }
 
