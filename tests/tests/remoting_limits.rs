@@ -229,3 +229,36 @@ async fn ordinary_traffic_is_not_affected() {
     assert_eq!(response(&mut s).await.1, 9);
     exp.unexport().await;
 }
+
+/// Every cut-off is counted, by side and reason, in the metrics a provider exports.
+#[tokio::test]
+async fn cut_offs_are_counted_by_reason() {
+    rpc_core::filter::metrics::install().expect("recorder");
+    let (exp, _) = export_on(0, "frame.timeout=200&accepts=1").await;
+    let mut slow = connect(&*exp).await;
+    slow.write_all(&echo_frame(1, "x")[..7])
+        .await
+        .expect("send");
+    // The only slot is taken by the slow connection: this one is refused.
+    let mut extra = connect(&*exp).await;
+    closed(&mut extra, Duration::from_secs(5)).await;
+    closed(&mut slow, Duration::from_secs(5)).await;
+    let text = rpc_core::filter::metrics::render().expect("render");
+    for reason in ["slow_frame", "too_many_connections"] {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("rpc_connection_limits_total")
+                    && l.contains(r#"side="provider""#)
+                    && l.contains(&format!(r#"reason="{reason}""#))
+            })
+            .unwrap_or_else(|| panic!("no {reason} counter in:\n{text}"));
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("value");
+        assert!(value >= 1.0, "{line}");
+    }
+    exp.unexport().await;
+}
