@@ -44,6 +44,7 @@ use std::time::Duration;
 pub mod admin;
 
 use crate::cluster::registry_directory::{InvokerFactory, RegistryDirectory};
+use crate::cluster::router::ZoneRouter;
 use crate::cluster::{Cluster, StaticDirectory};
 use crate::config::{Config, ConfigBuilder, ServiceConfig};
 use crate::error::{Result, RpcError};
@@ -73,6 +74,7 @@ pub const DEFAULT_REGISTRY: &str = "local://";
 
 /// Provider URL keys a consumer's settings never override.
 const PROVIDER_ONLY: &[&str] = &[
+    "zone",
     "weight",
     "warmup",
     "timestamp",
@@ -527,7 +529,11 @@ impl Consumer {
                 };
                 invokers.push(factory.refer(provider).await?);
             }
-            let joined = cluster.join(Arc::new(StaticDirectory::new(url, invokers)))?;
+            let mut directory = StaticDirectory::new(url.clone(), invokers);
+            if let Some(zone) = ZoneRouter::for_reference(&url)? {
+                directory = directory.with_router(zone);
+            }
+            let joined = cluster.join(Arc::new(directory))?;
             return crate::filter::build_reference_chain(joined);
         }
         let Some(registry) = &self.registry else {
@@ -536,7 +542,8 @@ impl Consumer {
                 url.path()
             )));
         };
-        let dir = RegistryDirectory::new(url.clone(), factory);
+        let own_routers = ZoneRouter::for_reference(&url)?.into_iter().collect();
+        let dir = RegistryDirectory::with_routers(url.clone(), factory, own_routers);
         registry.subscribe(&url, dir.clone()).await?;
         // The consumer's own registration is informational (operators' tools list it): it
         // never delays the reference, even while the registry is unreachable.
@@ -641,6 +648,15 @@ mod tests {
         let merged = merge_provider_url(&provider, &reference);
         assert_eq!(merged.param("timeout"), Some("300"));
         assert_eq!(merged.param("retries"), Some("0"));
+        let zoned = merge_provider_url(
+            &provider.with_param("zone", "west"),
+            &reference.with_param("zone", "east"),
+        );
+        assert_eq!(
+            zoned.param("zone"),
+            Some("west"),
+            "a provider's zone is its own"
+        );
         assert_eq!(merged.param("weight"), Some("50"));
         assert_eq!(merged.param("token"), Some("s3"));
         assert_eq!(merged.param("application"), Some("cons"));

@@ -126,6 +126,8 @@ impl Snapshot {
 pub struct RegistryDirectory {
     url: Url,
     factory: Arc<dyn InvokerFactory>,
+    /// Routers of the reference itself (zone routing), kept under every rule chain.
+    own_routers: Vec<Arc<dyn Router>>,
     state: ArcSwap<Snapshot>,
     pending: Mutex<Option<Vec<Url>>>,
     refresh: tokio::sync::Mutex<()>,
@@ -138,10 +140,23 @@ impl RegistryDirectory {
     /// [`ProtocolInvokerFactory`] for the real protocols). Subscribe it to a registry to fill
     /// it: `registry.subscribe(&url, dir.clone()).await?`.
     pub fn new(url: Url, factory: Arc<dyn InvokerFactory>) -> Arc<Self> {
+        Self::with_routers(url, factory, Vec::new())
+    }
+
+    /// [`RegistryDirectory::new`] with routers of the reference's own (zone routing) that
+    /// stay in the chain whatever routing rules the registry sends.
+    pub fn with_routers(
+        url: Url,
+        factory: Arc<dyn InvokerFactory>,
+        own_routers: Vec<Arc<dyn Router>>,
+    ) -> Arc<Self> {
+        let mut initial = own_routers.clone();
+        initial.sort_by_key(|r| r.priority());
         Arc::new_cyclic(|me| RegistryDirectory {
             url,
             factory,
-            state: ArcSwap::from_pointee(Snapshot::default()),
+            own_routers,
+            state: ArcSwap::from_pointee(Snapshot::new(false, Vec::new(), initial)),
             pending: Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
             destroyed: AtomicBool::new(false),
@@ -266,7 +281,7 @@ impl RegistryDirectory {
     }
 
     fn apply_routers(&self, urls: Vec<Url>) {
-        let mut routers = Vec::new();
+        let mut routers = self.own_routers.clone();
         for u in urls.iter().filter(|u| u.protocol() != "empty") {
             match router::from_url(u) {
                 Ok(r) => routers.push(r),

@@ -3,9 +3,11 @@
 //!
 //! - `condition` ([`ConditionRouter`]): Dubbo's condition rules,
 //!   `condition://0.0.0.0/{interface}?rule=<url-encoded rule>&force=false&priority=0`;
-//! - `tag` ([`TagRouter`]): routes by the request's tag attachment, `tag://0.0.0.0/{interface}`.
+//! - `tag` ([`TagRouter`]): routes by the request's tag attachment, `tag://0.0.0.0/{interface}`;
+//! - `zone` ([`ZoneRouter`]): the consumer's own zone first, other zones only when it has no
+//!   available provider; added to every reference whose URL names a `zone`.
 //!
-//! Routers arrive at run time as `routers` category notifications (see
+//! Rule routers arrive at run time as `routers` category notifications (see
 //! [`RegistryDirectory`](crate::cluster::RegistryDirectory)) or are added to a
 //! [`StaticDirectory`](crate::cluster::StaticDirectory) with `with_router`.
 
@@ -19,9 +21,11 @@ use crate::url::Url;
 
 pub mod condition;
 pub mod tag;
+pub mod zone;
 
 pub use condition::{ConditionRouter, ConditionRouterFactory};
 pub use tag::{TagRouter, TagRouterFactory};
+pub use zone::{ZoneRouter, ZoneRouterFactory};
 
 /// Builds a router from a rule URL with the factory named by its protocol (`condition://`,
 /// `tag://`).

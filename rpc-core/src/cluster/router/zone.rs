@@ -1,0 +1,241 @@
+//! `zone`: prefer the providers of the caller's own zone (data center, availability zone),
+//! and go to the other zones only when none of its own is healthy.
+//!
+//! Providers advertise their zone with the URL parameter `zone` (set it on the provider's
+//! application, or `RPC_PARAM_ZONE` in its environment); a consumer names its own with
+//! `zone` on the reference or the application. With a consumer zone, every reference gets
+//! this router:
+//!
+//! - calls go to the available providers of that zone;
+//! - when none is available, to the available providers of every other zone — a warning is
+//!   logged when the reference starts falling back and when it comes back, and every such
+//!   call counts in `rpc_zone_fallbacks_total{service, zone}`;
+//! - with `zone.force=true` there is no fallback: the call fails with `NoProvider`.
+//!
+//! Providers that name no zone belong to no zone: they are used only in a fallback.
+//! A `zone://0.0.0.0/{interface}?zone=..&force=..` rule URL builds the same router.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::cluster::{Router, RouterFactory};
+use crate::error::{Result, RpcError};
+use crate::invocation::{Invocation, Invoker};
+use crate::url::Url;
+
+crate::config_key!(
+    "zone",
+    "",
+    Text,
+    "the zone (data center) a provider runs in, advertised in its URL; on a consumer, its own zone, whose providers it prefers"
+);
+crate::config_key!(
+    "zone.force",
+    "false",
+    Bool,
+    "zone routing: never fall back to other zones when the consumer's zone has no available provider"
+);
+
+/// Routes to the caller's zone first; see the [module docs](self).
+#[derive(Debug)]
+pub struct ZoneRouter {
+    zone: String,
+    force: bool,
+    /// Whether the last routed call had to leave the zone (for the transition log lines).
+    falling_back: AtomicBool,
+}
+
+impl ZoneRouter {
+    /// A router preferring `zone`; with `force`, never leaving it.
+    pub fn new(zone: &str, force: bool) -> Result<Self> {
+        let zone = zone.trim();
+        if zone.is_empty() {
+            return Err(RpcError::config("zone routing needs a non-empty 'zone'"));
+        }
+        Ok(ZoneRouter {
+            zone: zone.to_string(),
+            force,
+            falling_back: AtomicBool::new(false),
+        })
+    }
+
+    /// The router a reference URL asks for: one when it names a `zone`.
+    pub fn for_reference(url: &Url) -> Result<Option<Arc<dyn Router>>> {
+        match url.param("zone").map(str::trim).filter(|z| !z.is_empty()) {
+            None => Ok(None),
+            Some(zone) => Ok(Some(Arc::new(ZoneRouter::new(
+                zone,
+                url.param_bool("zone.force", false)?,
+            )?))),
+        }
+    }
+
+    fn note(&self, leaving: bool, service: &str, others: usize) {
+        let was = self.falling_back.swap(leaving, Ordering::Relaxed);
+        if leaving {
+            metrics::counter!(
+                "rpc_zone_fallbacks_total",
+                "service" => service.to_string(),
+                "zone" => self.zone.clone()
+            )
+            .increment(1);
+        }
+        match (was, leaving) {
+            (false, true) => tracing::warn!(
+                service,
+                zone = %self.zone,
+                providers = others,
+                "no available provider in the consumer's zone; calling other zones"
+            ),
+            (true, false) => tracing::warn!(
+                service,
+                zone = %self.zone,
+                "the consumer's zone has available providers again; calls stay in it"
+            ),
+            _ => {}
+        }
+    }
+}
+
+impl Router for ZoneRouter {
+    fn route(
+        &self,
+        invokers: Vec<Arc<dyn Invoker>>,
+        _url: &Url,
+        invocation: &Invocation,
+    ) -> Vec<Arc<dyn Invoker>> {
+        let (local, others): (Vec<_>, Vec<_>) = invokers
+            .into_iter()
+            .filter(|i| i.is_available())
+            .partition(|i| i.url().param("zone") == Some(self.zone.as_str()));
+        if !local.is_empty() {
+            if self.falling_back.load(Ordering::Relaxed) {
+                self.note(false, invocation.service().interface(), 0);
+            }
+            return local;
+        }
+        if self.force || others.is_empty() {
+            return Vec::new();
+        }
+        self.note(true, invocation.service().interface(), others.len());
+        others
+    }
+
+    /// Runs first: the other routers narrow the zone's providers.
+    fn priority(&self) -> i32 {
+        -100
+    }
+
+    /// The result depends on which providers are available right now.
+    fn cacheable(&self) -> bool {
+        false
+    }
+}
+
+/// Makes [`ZoneRouter`]s from `zone://` rule URLs (`zone`, `force` parameters).
+#[derive(Debug, Default)]
+pub struct ZoneRouterFactory;
+
+impl RouterFactory for ZoneRouterFactory {
+    fn create(&self, url: &Url) -> Result<Arc<dyn Router>> {
+        let zone = url.param("zone").unwrap_or("");
+        let force = url.param_bool("force", false)? || url.param_bool("zone.force", false)?;
+        Ok(Arc::new(ZoneRouter::new(zone, force)?))
+    }
+}
+
+crate::register!(dyn RouterFactory, "zone", || Arc::new(ZoneRouterFactory));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::loadbalance::testing::call;
+    use crate::invocation::{Response, Value};
+
+    /// A provider whose availability a test switches.
+    struct Switch(Url, AtomicBool);
+
+    #[async_trait::async_trait]
+    impl Invoker for Switch {
+        fn url(&self) -> &Url {
+            &self.0
+        }
+        fn is_available(&self) -> bool {
+            self.1.load(Ordering::Relaxed)
+        }
+        async fn invoke(&self, _: Invocation) -> Result<Response> {
+            Ok(Response::value(Value::Empty))
+        }
+    }
+
+    fn switches(zones: &[&str]) -> Vec<Arc<Switch>> {
+        zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| {
+                let q = if z.is_empty() {
+                    String::new()
+                } else {
+                    format!("zone={z}")
+                };
+                let url = Url::parse(&format!("dubbo://10.0.0.{i}:20880/S?{q}")).expect("url");
+                Arc::new(Switch(url, AtomicBool::new(true)))
+            })
+            .collect()
+    }
+
+    fn route(r: &ZoneRouter, p: &[Arc<Switch>]) -> Vec<String> {
+        let list: Vec<Arc<dyn Invoker>> = p.iter().map(|s| s.clone() as Arc<dyn Invoker>).collect();
+        let reference = Url::parse("consumer://1.1.1.1/S").expect("url");
+        r.route(list, &reference, &call())
+            .iter()
+            .map(|i| i.url().host().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn calls_stay_in_the_zone_and_leave_it_only_when_it_has_no_available_provider() {
+        let p = switches(&["east", "west", "east", "", "west"]);
+        let r = ZoneRouter::new("east", false).expect("router");
+        assert_eq!(route(&r, &p), ["10.0.0.0", "10.0.0.2"]);
+        // One of the two down: the other takes the zone's calls.
+        p[0].1.store(false, Ordering::Relaxed);
+        assert_eq!(route(&r, &p), ["10.0.0.2"]);
+        // Both down: every available provider of the other zones (and the zoneless one).
+        p[2].1.store(false, Ordering::Relaxed);
+        assert_eq!(route(&r, &p), ["10.0.0.1", "10.0.0.3", "10.0.0.4"]);
+        assert!(r.falling_back.load(Ordering::Relaxed));
+        // Back again: the calls come home.
+        p[2].1.store(true, Ordering::Relaxed);
+        assert_eq!(route(&r, &p), ["10.0.0.2"]);
+        assert!(!r.falling_back.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_forced_zone_never_falls_back() {
+        let p = switches(&["east", "west"]);
+        p[0].1.store(false, Ordering::Relaxed);
+        let r = ZoneRouter::new("east", true).expect("router");
+        assert!(route(&r, &p).is_empty());
+        let from_rule = ZoneRouterFactory
+            .create(&Url::parse("zone://0.0.0.0/S?zone=east&force=true").expect("url"))
+            .expect("router");
+        let list: Vec<Arc<dyn Invoker>> = p.iter().map(|s| s.clone() as Arc<dyn Invoker>).collect();
+        let reference = Url::parse("consumer://1.1.1.1/S").expect("url");
+        assert!(from_rule.route(list, &reference, &call()).is_empty());
+    }
+
+    #[test]
+    fn a_reference_gets_the_router_only_with_a_zone() {
+        let none = Url::parse("consumer://1.1.1.1/S").expect("url");
+        assert!(ZoneRouter::for_reference(&none).expect("ok").is_none());
+        let blank = Url::parse("consumer://1.1.1.1/S?zone=").expect("url");
+        assert!(ZoneRouter::for_reference(&blank).expect("ok").is_none());
+        let east = Url::parse("consumer://1.1.1.1/S?zone=east&zone.force=nope").expect("url");
+        let e = ZoneRouter::for_reference(&east).err().expect("bad bool");
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert!(ZoneRouterFactory
+            .create(&Url::parse("zone://0.0.0.0/S").expect("url"))
+            .is_err());
+    }
+}
