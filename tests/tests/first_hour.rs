@@ -33,8 +33,7 @@ async fn a_mistyped_balancer_fails_the_reference_with_a_suggestion() {
     let err = consumer
         .reference::<GreeterClient>()
         .await
-        .err()
-        .expect("an unknown balancer is refused when the reference is built");
+        .expect_err("an unknown balancer is refused when the reference is built");
     assert_eq!(err.kind(), ErrorKind::Config);
     let text = err.to_string();
     assert!(
@@ -69,11 +68,7 @@ async fn a_mistyped_balancer_fails_the_reference_with_a_suggestion() {
             .build()
             .await
             .expect("consumer");
-        let err = consumer
-            .reference::<GreeterClient>()
-            .await
-            .err()
-            .expect(key);
+        let err = consumer.reference::<GreeterClient>().await.expect_err(key);
         assert_eq!(err.kind(), ErrorKind::Config, "{err}");
         assert!(err.to_string().contains(wanted), "{key}: {err}");
     }
@@ -139,11 +134,7 @@ async fn an_error_from_the_provider_reads_as_one_clean_line() {
             bytes: b"[1]".to_vec().into(),
         }),
     );
-    let err = invoker
-        .invoke(call)
-        .await
-        .err()
-        .expect("wrong argument type");
+    let err = invoker.invoke(call).await.expect_err("wrong argument type");
     assert_eq!(err.kind(), ErrorKind::Codec);
     let text = err.to_string();
     assert_eq!(text.matches("codec:").count(), 1, "{text}");
@@ -170,7 +161,7 @@ async fn the_wait_for_first_providers_is_the_check_key() {
             waited >= Duration::from_millis(check) && waited < Duration::from_millis(check + 2000),
             "check={check} waited {waited:?}"
         );
-        let err = client.greet("ann".into()).await.err().expect("no provider");
+        let err = client.greet("ann".into()).await.expect_err("no provider");
         assert_eq!(err.kind(), ErrorKind::NoProvider, "{err}");
     }
 }
