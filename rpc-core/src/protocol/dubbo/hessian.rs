@@ -51,7 +51,7 @@ fn codec(what: &str, e: impl std::fmt::Display) -> RpcError {
 }
 
 /// The Java types of a parameter descriptor, one slice per parameter; refuses a malformed
-/// descriptor and more than [`MAX_ARGS`] parameters.
+/// descriptor and more than 255 parameters.
 pub fn split_descriptor(desc: &str) -> Result<Vec<&str>> {
     let b = desc.as_bytes();
     let mut out = Vec::new();
@@ -464,6 +464,14 @@ fn exception_object(class: &str, error: &Value) -> Result<H> {
         class: class.to_string(),
         fields: vec![
             ("detailMessage".into(), H::String(text)),
+            // Empty, but present: clients print it (dubbo-ssl-python requires it).
+            (
+                "stackTrace".into(),
+                H::List {
+                    type_name: Some("[java.lang.StackTraceElement".into()),
+                    items: Vec::new(),
+                },
+            ),
             (ERROR_JSON_FIELD.into(), H::String(json.to_string())),
         ],
     })

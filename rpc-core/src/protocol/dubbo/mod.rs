@@ -54,6 +54,27 @@
 //! Names are bounded to 1024 bytes; a body that does not end exactly after its last field is
 //! refused.
 //!
+//! # Body layout in hessian2 (serialization id 2): stock Dubbo 2.x
+//!
+//! Consecutive top-level Hessian values sharing one set of class definitions:
+//!
+//! ```text
+//! request       dubbo version ("2.0.2") | path | version | method | parameter descriptor
+//!               (`Ljava/lang/String;I`) | one value per argument | attachments map
+//!               (path, interface, version, group, timeout, ...; `N` values are absent)
+//! response OK   int flag (0 exception, 1 value, 2 null; +3: an attachments map follows)
+//!               | value or exception object | [attachments map]
+//! response !OK  the message as a string
+//! heartbeat     `N` (request and reply)
+//! ```
+//!
+//! The with-attachments flags go only to callers of version 2.0.2..2.0.99, and (provider key
+//! `response.attachments`, default `auto`) only when there are attachments; `always` sends
+//! them as Java does, `never` not at all. A business error is an exception object of class
+//! `hessian2.exception` (default `java.lang.RuntimeException`); see the README section
+//! "Calling Java Dubbo services". `$invoke` / `$invokeAsync` (Dubbo's `GenericService`) are
+//! served through the skeleton's JSON path.
+//!
 //! # Status codes and error kinds
 //!
 //! | kind                                  | status sent             |
