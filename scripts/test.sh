@@ -116,6 +116,20 @@ if [ -z "${RPC_TEST_ETCD:-}" ] && command -v etcd >/dev/null 2>&1; then
     fi
 fi
 
+# --- Stock Dubbo peers for the hessian2 interop tests (tests/tests/interop.rs) -------------
+# dubbo-ssl-python 0.9.6 (pip, venv) and dubbo2.js 2.3.9 / apache-dubbo-service 0.0.1 (npm),
+# pinned, under target/interop. If they cannot be installed RPC_TEST_INTEROP_DIR stays unset:
+# the interop tests then skip loudly, or fail under CI (CI=true).
+if [ -z "${RPC_TEST_INTEROP_DIR:-}" ]; then
+    if interop_dir="$(bash scripts/install-interop.sh)"; then
+        export RPC_TEST_INTEROP_DIR="$interop_dir"
+        echo "test.sh: Dubbo interop peers in $RPC_TEST_INTEROP_DIR" >&2
+    else
+        echo "test.sh: the Dubbo interop peers could not be installed" >&2
+    fi
+fi
+# --- end of the interop block ---------------------------------------------------------------
+
 # The tests must keep their files in temp directories: the user's provider-list cache in the
 # home directory is compared before and after (a test that forgets `cache.file` shows here).
 home_cache="${HOME:-/nonexistent}/.rpc/cache"

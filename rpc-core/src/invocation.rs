@@ -351,6 +351,7 @@ pub struct Invocation {
     deadline: Option<Instant>,
     oneway: bool,
     idempotent: bool,
+    parameter_types: Option<ByteString>,
 }
 
 impl Invocation {
@@ -374,7 +375,20 @@ impl Invocation {
             deadline: None,
             oneway: false,
             idempotent: false,
+            parameter_types: None,
         }
+    }
+
+    /// The Java parameter descriptor of the method (`Ljava/lang/String;I`), when known: set
+    /// by generated clients from `#[service]`, and by the `dubbo` protocol from a hessian2
+    /// request. A hessian2 request without one describes the arguments by their values.
+    pub fn parameter_types(&self) -> Option<&str> {
+        self.parameter_types.as_deref()
+    }
+
+    /// Sets the Java parameter descriptor (see [`Invocation::parameter_types`]).
+    pub fn set_parameter_types(&mut self, types: impl Into<ByteString>) {
+        self.parameter_types = Some(types.into());
     }
 
     /// The service key.

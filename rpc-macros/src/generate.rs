@@ -159,8 +159,10 @@ fn descriptor(s: &Service) -> TokenStream {
         let args = m.args.iter().map(|a| {
             let n = &a.name;
             let t = type_name(&a.ty);
-            quote!(#p::ArgDescriptor::new(#n, #t))
+            let j = &a.java_type;
+            quote!(#p::ArgDescriptor::new(#n, #t).with_java_type(#j))
         });
+        let parameter_types: String = m.args.iter().map(|a| a.java_type.as_str()).collect();
         let (returns, error) = match &m.ret {
             Ret::Plain(t) => (type_name(t), None),
             Ret::Result { ok, err, .. } => {
@@ -173,6 +175,7 @@ fn descriptor(s: &Service) -> TokenStream {
         let timeout = m.timeout_ms.map(|ms| quote!(.with_timeout_ms(#ms)));
         quote! {
             #p::MethodDescriptor::new(#name, &[#(#args),*], #returns)
+                .with_parameter_types(#parameter_types)
                 #error
                 .with_idempotent(#idempotent)
                 .with_oneway(#oneway)

@@ -94,6 +94,9 @@ pub(crate) struct Arg {
     /// The name shown in metadata (`_` for a wildcard).
     pub(crate) name: String,
     pub(crate) ty: Type,
+    /// The Java parameter descriptor (`Ljava/lang/String;`): `#[java_type = "..."]`, else
+    /// derived from the type.
+    pub(crate) java_type: String,
 }
 
 /// What a method returns.
@@ -376,9 +379,11 @@ fn method(f: TraitItemFn, errors: &mut Errors) -> Method {
             }
         };
         check_owned(&t.ty, Position::Argument, errors);
+        let java_type = java_type_attr(&t.attrs, errors).unwrap_or_else(|| java_type(&t.ty));
         args.push(Arg {
             name: arg_name,
             ty: (*t.ty).clone(),
+            java_type,
         });
     }
 
@@ -432,6 +437,127 @@ fn method(f: TraitItemFn, errors: &mut Errors) -> Method {
         oneway: flags.oneway.is_some(),
         timeout_ms: flags.timeout_ms,
     }
+}
+
+/// `#[java_type = "Lcom/example/Person;"]` on an argument, checked to be one well-formed
+/// Java parameter descriptor.
+fn java_type_attr(attrs: &[Attribute], errors: &mut Errors) -> Option<String> {
+    let mut found = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("java_type")) {
+        if found.is_some() {
+            errors.push_tokens(attr, "`#[java_type]` is given twice; keep one");
+            continue;
+        }
+        let lit = match &attr.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(text) = lit else {
+            errors.push_tokens(
+                attr,
+                "write the Java parameter descriptor as a string: `#[java_type = \"Lcom/example/Person;\"]`",
+            );
+            continue;
+        };
+        if is_descriptor(&text) {
+            found = Some(text);
+        } else {
+            let hint = if !text.is_empty() && !text.contains(['/', ';', '[']) {
+                format!(
+                    "; for the class `{text}` write `#[java_type = \"L{};\"]`",
+                    text.replace('.', "/")
+                )
+            } else {
+                String::new()
+            };
+            errors.push_tokens(
+                attr,
+                format_args!(
+                    "`{text}` is not a Java parameter descriptor (one of `Z B C S I J F D`, `Lpkg/Class;`, or `[` before one){hint}"
+                ),
+            );
+        }
+    }
+    found
+}
+
+/// Whether `d` is exactly one Java field descriptor (`I`, `[B`, `Ljava/lang/String;`).
+fn is_descriptor(d: &str) -> bool {
+    let body = d.trim_start_matches('[');
+    match body.as_bytes() {
+        [b'Z' | b'B' | b'C' | b'S' | b'I' | b'J' | b'F' | b'D'] => true,
+        [b'L', .., b';'] => {
+            let name = &body[1..body.len() - 1];
+            !name.is_empty()
+                && !name.contains([';', '.', '[', ' '])
+                && !name.starts_with('/')
+                && !name.ends_with('/')
+        }
+        _ => false,
+    }
+}
+
+/// The last path segment of `ty` and its first type argument, if any.
+fn segment(ty: &Type) -> Option<(String, Option<&Type>)> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    let arg = match &last.arguments {
+        PathArguments::AngleBracketed(a) => a.args.iter().find_map(|g| match g {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    };
+    Some((last.ident.to_string(), arg))
+}
+
+/// The Java parameter descriptor for a Rust argument type (see the `#[service]` docs).
+pub(crate) fn java_type(ty: &Type) -> String {
+    let object = "Ljava/lang/Object;".to_string();
+    if let Type::Reference(r) = ty {
+        return java_type(&r.elem);
+    }
+    let Some((name, arg)) = segment(ty) else {
+        return object;
+    };
+    let d = match name.as_str() {
+        "String" | "str" => "Ljava/lang/String;",
+        "i32" | "u16" | "u8" => "I",
+        "i64" | "u32" | "u64" => "J",
+        "bool" => "Z",
+        "f64" => "D",
+        "f32" => "F",
+        "i16" => "S",
+        "i8" => "B",
+        "char" => "C",
+        "ByteBuf" | "Bytes" => "[B",
+        "Vec" if arg.and_then(segment).is_some_and(|(n, _)| n == "u8") => "[B",
+        "Vec" | "VecDeque" | "LinkedList" => "Ljava/util/List;",
+        "HashSet" | "BTreeSet" => "Ljava/util/Set;",
+        "HashMap" | "BTreeMap" => "Ljava/util/Map;",
+        "Option" => {
+            return match arg.map(java_type).as_deref() {
+                Some("I") => "Ljava/lang/Integer;".into(),
+                Some("J") => "Ljava/lang/Long;".into(),
+                Some("Z") => "Ljava/lang/Boolean;".into(),
+                Some("D") => "Ljava/lang/Double;".into(),
+                Some("F") => "Ljava/lang/Float;".into(),
+                Some("S") => "Ljava/lang/Short;".into(),
+                Some("B") => "Ljava/lang/Byte;".into(),
+                Some("C") => "Ljava/lang/Character;".into(),
+                Some(other) => other.into(),
+                None => object,
+            }
+        }
+        "Box" | "Arc" => return arg.map_or(object, java_type),
+        _ => return object,
+    };
+    d.to_string()
 }
 
 #[derive(Clone, Copy)]
@@ -562,6 +688,45 @@ mod tests {
 
     fn ty(s: &str) -> Type {
         syn::parse_str(s).expect("a type")
+    }
+
+    #[test]
+    fn java_descriptors_follow_the_documented_table() {
+        for (rust, java) in [
+            ("String", "Ljava/lang/String;"),
+            ("i32", "I"),
+            ("i64", "J"),
+            ("bool", "Z"),
+            ("f64", "D"),
+            ("f32", "F"),
+            ("i16", "S"),
+            ("i8", "B"),
+            ("Vec<u8>", "[B"),
+            ("serde_bytes::ByteBuf", "[B"),
+            ("Vec<String>", "Ljava/util/List;"),
+            ("std::collections::HashMap<String, i32>", "Ljava/util/Map;"),
+            ("BTreeMap<String, i32>", "Ljava/util/Map;"),
+            ("Option<i32>", "Ljava/lang/Integer;"),
+            ("Option<i64>", "Ljava/lang/Long;"),
+            ("Option<String>", "Ljava/lang/String;"),
+            ("Person", "Ljava/lang/Object;"),
+            ("(u8, u8)", "Ljava/lang/Object;"),
+        ] {
+            assert_eq!(java_type(&ty(rust)), java, "{rust}");
+        }
+        assert!(is_descriptor("Lcom/example/Person;"));
+        assert!(is_descriptor("[[I"));
+        for bad in [
+            "com.example.Person",
+            "Lcom.example.Person;",
+            "L;",
+            "II",
+            "",
+            "[",
+            "X",
+        ] {
+            assert!(!is_descriptor(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -269,6 +269,8 @@ async fn idle_connections_send_heartbeats_and_answered_ones_stay_up() {
             reply[2] = 0x20 | (h[2] & 0x1f);
             reply[3] = 20;
             s.write_all(&reply).await.expect("reply");
+            // The heartbeat's null body (`N` in hessian2), echoed.
+            s.write_all(&body).await.expect("reply body");
         }
         (beats, s)
     });

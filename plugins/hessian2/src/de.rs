@@ -210,7 +210,26 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
         deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_str
         deserialize_string deserialize_bytes deserialize_byte_buf deserialize_unit
-        deserialize_seq deserialize_map deserialize_identifier
+        deserialize_map deserialize_identifier
+    }
+
+    /// A binary read as a sequence gives its bytes, so a `Vec<u8>` without `serde_bytes`
+    /// accepts a Java `byte[]`.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let is_binary = matches!(self.peek(), Some(0x20..=0x2f | 0x34..=0x37 | b'A' | b'B'));
+        if !is_binary {
+            return self.any(visitor);
+        }
+        let at = self.pos();
+        match self.header()? {
+            Header::Binary(b) => {
+                let mut seq = de::value::SeqDeserializer::<_, Error>::new(b.iter().copied());
+                let v = visitor.visit_seq(&mut seq).map_err(|e| e.or_at(at))?;
+                seq.end().map_err(|e| e.or_at(at))?;
+                Ok(v)
+            }
+            _ => Err(Error::at(ErrorKind::InvalidData, at, "expected a binary")),
+        }
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {

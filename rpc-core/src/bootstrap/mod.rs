@@ -248,6 +248,12 @@ impl ProviderBuilder {
                 )
                 .with_param("timestamp", started)
                 .with_param("pid", std::process::id());
+            // Published explicitly: a dubbo:// provider URL without it is a Java one (hessian2).
+            let url = if url.protocol() == "dubbo" {
+                url.with_defaults([("serialization", "msgpack")])
+            } else {
+                url
+            };
             check_extension_names(&url)?;
             let url = crate::filter::token::resolve_token(&url)?;
             let protocol = extension::get::<dyn Protocol>(url.protocol())?;
@@ -617,6 +623,11 @@ pub fn merge_provider_url(provider: &Url, reference: &Url) -> Url {
     );
     if let Some(app) = remote_app {
         merged = merged.with_param("remote.application", app);
+    }
+    // Java Dubbo writes no `serialization` in its provider URLs: hessian2 is implied. Ours
+    // publish theirs, so a URL without one is a stock peer's.
+    if merged.protocol() == "dubbo" && merged.param("serialization").is_none() {
+        merged = merged.with_param("serialization", "hessian2");
     }
     merged
 }

@@ -689,9 +689,11 @@ async fn heartbeat_task(live: Weak<Live>, every: Duration) {
             return;
         }
         if silent >= every {
+            // In hessian2 with a null body: what every stock Dubbo peer decodes (ours answer
+            // any serialization).
             let _ = l.tx.try_send(Frame::heartbeat(
                 next_request_id(),
-                crate::serialize::ids::MSGPACK,
+                crate::serialize::ids::HESSIAN2,
             ));
         }
     }

@@ -152,18 +152,28 @@ impl Frame {
             flag: FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | (serialization & SERIALIZATION_MASK),
             status: 0,
             id,
-            body: Bytes::new(),
+            body: heartbeat_body(serialization & SERIALIZATION_MASK),
         }
     }
 
-    /// The answer to a heartbeat request.
+    /// The answer to a heartbeat request, in its serialization.
     pub fn heartbeat_reply(&self) -> Frame {
         Frame {
             flag: FLAG_EVENT | self.serialization(),
             status: status::OK,
             id: self.id,
-            body: Bytes::new(),
+            body: heartbeat_body(self.serialization()),
         }
+    }
+}
+
+/// The body of a heartbeat (its data is null): `N` in hessian2, as stock Dubbo peers write
+/// it; empty in the other serializations.
+fn heartbeat_body(serialization: u8) -> Bytes {
+    if serialization == crate::serialize::ids::HESSIAN2 {
+        Bytes::from_static(b"N")
+    } else {
+        Bytes::new()
     }
 }
 

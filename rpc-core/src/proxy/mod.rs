@@ -68,12 +68,29 @@ use crate::url::Url;
 pub struct ArgDescriptor {
     name: &'static str,
     type_name: &'static str,
+    java_type: &'static str,
 }
 
 impl ArgDescriptor {
-    /// An argument called `name` of type `type_name` (source text, e.g. `Vec<u8>`).
+    /// An argument called `name` of type `type_name` (source text, e.g. `Vec<u8>`), Java
+    /// type `java.lang.Object` until [`with_java_type`](Self::with_java_type).
     pub const fn new(name: &'static str, type_name: &'static str) -> Self {
-        ArgDescriptor { name, type_name }
+        ArgDescriptor {
+            name,
+            type_name,
+            java_type: "Ljava/lang/Object;",
+        }
+    }
+
+    /// Sets the Java parameter descriptor (`Ljava/lang/String;`, `I`, ...).
+    pub const fn with_java_type(mut self, java_type: &'static str) -> Self {
+        self.java_type = java_type;
+        self
+    }
+
+    /// The Java parameter descriptor of the argument (what a Java peer's method declares).
+    pub fn java_type(&self) -> &'static str {
+        self.java_type
     }
 
     /// The parameter name in the trait (`_` for an unnamed one).
@@ -97,6 +114,7 @@ pub struct MethodDescriptor {
     idempotent: bool,
     oneway: bool,
     timeout_ms: Option<u64>,
+    parameter_types: Option<&'static str>,
 }
 
 impl MethodDescriptor {
@@ -114,7 +132,20 @@ impl MethodDescriptor {
             idempotent: false,
             oneway: false,
             timeout_ms: None,
+            parameter_types: None,
         }
+    }
+
+    /// Sets the Java parameter descriptor of the whole method (the arguments' descriptors
+    /// concatenated, `Ljava/lang/String;I`), sent in hessian2 requests.
+    pub const fn with_parameter_types(mut self, types: &'static str) -> Self {
+        self.parameter_types = Some(types);
+        self
+    }
+
+    /// The Java parameter descriptor, when declared (generated services always declare it).
+    pub fn parameter_types(&self) -> Option<&'static str> {
+        self.parameter_types
     }
 
     /// Declares the business error type `E` of a method returning `Result<T, E>`.
@@ -431,6 +462,11 @@ impl<S: ServiceServer> Invoker for Skeleton<S> {
         let Some(method) = descriptor.method(invocation.method()) else {
             return Err(invocation.annotate(descriptor.method_not_found(invocation.method())));
         };
+        if let Some(types) = invocation.parameter_types() {
+            if let Err(e) = check_parameter_types(method, types) {
+                return Err(invocation.annotate(e));
+            }
+        }
         let args = invocation.take_args();
         if invocation.is_oneway() {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -448,6 +484,35 @@ impl<S: ServiceServer> Invoker for Skeleton<S> {
             .await
             .map_err(|e| invocation.annotate(e))
     }
+}
+
+/// A caller's Java parameter descriptor is accepted when it names as many parameters as the
+/// method has: Rust services have no overloads, so name and arity identify the method; a
+/// different descriptor of the same arity (a caller's `Ljava/lang/Integer;` for our `I`) is
+/// logged at debug level and the arguments decide.
+fn check_parameter_types(method: &MethodDescriptor, types: &str) -> Result<()> {
+    let given = crate::protocol::dubbo::split_descriptor(types)?;
+    if given.len() != method.args().len() {
+        return Err(RpcError::new(
+            ErrorKind::MethodNotFound,
+            format!(
+                "no method {}({types}): the caller's parameter types name {} parameter(s), `{}` takes {}",
+                method.name(),
+                given.len(),
+                method.signature(),
+                method.args().len()
+            ),
+        ));
+    }
+    if method.parameter_types().is_some_and(|ours| ours != types) {
+        tracing::debug!(
+            method = method.name(),
+            caller = types,
+            ours = method.parameter_types().unwrap_or(""),
+            "parameter types differ; name and arity match"
+        );
+    }
+    Ok(())
 }
 
 /// What a generated client holds: the invoker, the service key, and the call helpers the
@@ -499,6 +564,9 @@ impl ClientCore {
     /// The invocation of `method` with `args`, flagged idempotent/oneway as declared.
     pub fn invocation(&self, method: &'static MethodDescriptor, args: Value) -> Invocation {
         let mut inv = Invocation::new(self.key.clone(), method.name(), args);
+        if let Some(types) = method.parameter_types() {
+            inv.set_parameter_types(crate::invocation::ByteString::from_static(types));
+        }
         inv.set_idempotent(method.is_idempotent());
         inv.set_oneway(method.is_oneway());
         inv

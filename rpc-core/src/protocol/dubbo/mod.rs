@@ -54,6 +54,27 @@
 //! Names are bounded to 1024 bytes; a body that does not end exactly after its last field is
 //! refused.
 //!
+//! # Body layout in hessian2 (serialization id 2): stock Dubbo 2.x
+//!
+//! Consecutive top-level Hessian values sharing one set of class definitions:
+//!
+//! ```text
+//! request       dubbo version ("2.0.2") | path | version | method | parameter descriptor
+//!               (`Ljava/lang/String;I`) | one value per argument | attachments map
+//!               (path, interface, version, group, timeout, ...; `N` values are absent)
+//! response OK   int flag (0 exception, 1 value, 2 null; +3: an attachments map follows)
+//!               | value or exception object | [attachments map]
+//! response !OK  the message as a string
+//! heartbeat     `N` (request and reply)
+//! ```
+//!
+//! The with-attachments flags go only to callers of version 2.0.2..2.0.99, and (provider key
+//! `response.attachments`, default `auto`) only when there are attachments; `always` sends
+//! them as Java does, `never` not at all. A business error is an exception object of class
+//! `hessian2.exception` (default `java.lang.RuntimeException`); see the README section
+//! "Calling Java Dubbo services". `$invoke` / `$invokeAsync` (Dubbo's `GenericService`) are
+//! served through the skeleton's JSON path.
+//!
 //! # Status codes and error kinds
 //!
 //! | kind                                  | status sent             |
@@ -96,15 +117,18 @@ use crate::exchange::{
 use crate::extension::AdaptiveCache;
 use crate::filter::DEFAULT_TIMEOUT_MS;
 use crate::invocation::{
-    ByteString, Invocation, Invoker, Outcome, Payload, Response, ServiceKey, Value,
+    Attachments, ByteString, Invocation, Invoker, Outcome, Payload, Response, ServiceKey, Value,
 };
 use crate::protocol::{Exporter, Protocol};
-use crate::serialize::{self, Serialization};
+use crate::serialize::{self, ids, Serialization};
 use crate::url::Url;
 
 mod body;
+mod hessian;
 
 use body::{RESPONSE_BIZ_ERROR, RESPONSE_EMPTY, RESPONSE_VALUE};
+pub use hessian::split_descriptor;
+use hessian::{AttachmentsMode, ReplyStyle};
 
 /// The port used when a provider URL gives none (Dubbo's).
 pub const DEFAULT_PORT: u16 = 20880;
@@ -265,14 +289,112 @@ struct Dispatcher {
 }
 
 fn error_frame(ser_id: u8, id: u64, e: &RpcError) -> Frame {
+    let ser_id = ser_id & SERIALIZATION_MASK;
     Frame {
-        flag: ser_id & SERIALIZATION_MASK,
+        flag: ser_id,
         status: status_of(e.kind()),
         id,
         // The kind travels by name; service and method are the caller's own, so only the
-        // message is sent (the caller adds its context once).
-        body: Bytes::from(body::encode_error(e.kind(), e.message())),
+        // message is sent (the caller adds its context once). In hessian2 the body is the
+        // message as a Hessian string, what Java peers read.
+        body: Bytes::from(if ser_id == ids::HESSIAN2 {
+            hessian::encode_error(e.message())
+        } else {
+            body::encode_error(e.kind(), e.message())
+        }),
     }
+}
+
+/// How the provider encodes the answer to one request.
+enum Reply {
+    /// Our envelope, the value in this serialization.
+    Native(Arc<dyn Serialization>),
+    /// The Dubbo 2.x hessian2 body.
+    Hessian(ReplyStyle),
+}
+
+/// A request body of either layout, decoded.
+struct Envelope {
+    path: ByteString,
+    version: ByteString,
+    group: ByteString,
+    method: ByteString,
+    timeout_ms: u32,
+    attachments: Attachments,
+    args: Value,
+    parameter_types: Option<ByteString>,
+}
+
+/// The methods of Dubbo's `GenericService`.
+fn is_generic_method(method: &str) -> bool {
+    method == "$invoke" || method == "$invokeAsync"
+}
+
+fn decode_envelope(ser_id: u8, body: Bytes) -> Result<(Envelope, Reply)> {
+    if ser_id != ids::HESSIAN2 {
+        let ser = serialize::by_id(ser_id)?;
+        let env = body::decode_request(body)?;
+        return Ok((
+            Envelope {
+                path: env.path,
+                version: env.version,
+                group: env.group,
+                method: env.method,
+                timeout_ms: env.timeout_ms,
+                attachments: env.attachments,
+                args: Value::Encoded(Payload {
+                    serialization: ser_id,
+                    bytes: env.args,
+                }),
+                parameter_types: None,
+            },
+            Reply::Native(ser),
+        ));
+    }
+    let r = hessian::decode_request(body)?;
+    let mut style = ReplyStyle {
+        dubbo_version: r.dubbo_version,
+        attachments: AttachmentsMode::Auto,
+        exception_class: hessian::DEFAULT_EXCEPTION.to_string(),
+        generic: false,
+    };
+    let (method, args, types) =
+        if is_generic_method(&r.method) && &*r.parameter_types == hessian::GENERIC_DESCRIPTOR {
+            // GenericService: the target method, its Java types and the arguments as JSON,
+            // the skeleton's generic path.
+            let (method, types, json) = hessian::decode_generic(&r.args)?;
+            style.generic = true;
+            (
+                ByteString::from(method),
+                Value::Encoded(Payload {
+                    serialization: ids::JSON,
+                    bytes: Bytes::from(json),
+                }),
+                ByteString::from(types),
+            )
+        } else {
+            (
+                r.method,
+                Value::Encoded(Payload {
+                    serialization: ids::HESSIAN2_ARGS,
+                    bytes: r.args,
+                }),
+                r.parameter_types,
+            )
+        };
+    Ok((
+        Envelope {
+            path: r.path,
+            version: r.version,
+            group: r.group,
+            method,
+            timeout_ms: r.timeout_ms,
+            attachments: r.attachments,
+            args,
+            parameter_types: Some(types),
+        },
+        Reply::Hessian(style),
+    ))
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
@@ -283,15 +405,10 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
 }
 
 impl Dispatcher {
-    async fn call(
-        &self,
-        req: Frame,
-        peer: &ByteString,
-    ) -> Result<(Response, Arc<dyn Serialization>)> {
+    async fn call(&self, req: Frame, peer: &ByteString) -> Result<(Response, Reply)> {
         let ser_id = req.serialization();
-        let ser = serialize::by_id(ser_id)?;
         let two_way = req.is_two_way();
-        let env = body::decode_request(req.body)?;
+        let (env, mut reply) = decode_envelope(ser_id, req.body)?;
         // The key text is built in a reused per-thread buffer: no allocation per call.
         let (service, invoker) = KEY_BUF.with(|buf| {
             let mut key = buf.borrow_mut();
@@ -318,14 +435,17 @@ impl Dispatcher {
                 )
             })
         })?;
-        let mut inv = Invocation::with_method(
-            service,
-            env.method,
-            Value::Encoded(Payload {
-                serialization: ser_id,
-                bytes: env.args,
-            }),
-        );
+        if let Reply::Hessian(style) = &mut reply {
+            let url = invoker.url();
+            style.attachments = AttachmentsMode::from_param(url.param("response.attachments"))?;
+            if let Some(class) = url.param("hessian2.exception") {
+                style.exception_class = class.to_string();
+            }
+        }
+        let mut inv = Invocation::with_method(service, env.method, env.args);
+        if let Some(types) = env.parameter_types {
+            inv.set_parameter_types(types);
+        }
         *inv.attachments_mut() = env.attachments;
         // The caller's address as the transport saw it; whatever the caller claimed is replaced.
         inv.attachments_mut().insert(
@@ -359,7 +479,7 @@ impl Dispatcher {
                 }),
             None => guarded.await,
         };
-        Ok((result?, ser))
+        Ok((result?, reply))
     }
 }
 
@@ -377,24 +497,31 @@ impl Handler for Dispatcher {
             return None;
         }
         Some(match result {
-            Ok((resp, ser)) => {
-                let (kind, value) = match &resp.outcome {
-                    Outcome::Value(Value::Empty) => (RESPONSE_EMPTY, &Value::Empty),
-                    Outcome::Value(v) => (RESPONSE_VALUE, v),
-                    Outcome::BizError(v) => (RESPONSE_BIZ_ERROR, v),
+            Ok((resp, reply)) => {
+                let encoded = match reply {
+                    Reply::Native(ser) => {
+                        let (kind, value) = match &resp.outcome {
+                            Outcome::Value(Value::Empty) => (RESPONSE_EMPTY, &Value::Empty),
+                            Outcome::Value(v) => (RESPONSE_VALUE, v),
+                            Outcome::BizError(v) => (RESPONSE_BIZ_ERROR, v),
+                        };
+                        body::encode_response(kind, value, &resp.attachments, &*ser)
+                    }
+                    Reply::Hessian(style) => {
+                        hessian::encode_response(&resp.outcome, &resp.attachments, &style)
+                    }
                 };
-                let encoded = body::encode_response(kind, value, &resp.attachments, &*ser)
-                    .and_then(|b| {
-                        if b.len() > self.payload {
-                            Err(RpcError::codec(format!(
-                                "result of {} bytes is over the payload limit of {}",
-                                b.len(),
-                                self.payload
-                            )))
-                        } else {
-                            Ok(b)
-                        }
-                    });
+                let encoded = encoded.and_then(|b| {
+                    if b.len() > self.payload {
+                        Err(RpcError::codec(format!(
+                            "result of {} bytes is over the payload limit of {}",
+                            b.len(),
+                            self.payload
+                        )))
+                    } else {
+                        Ok(b)
+                    }
+                });
                 match encoded {
                     Ok(b) => Frame {
                         flag: ser_id,
@@ -402,15 +529,19 @@ impl Handler for Dispatcher {
                         id,
                         body: Bytes::from(b),
                     },
-                    Err(e) => Frame {
-                        flag: ser_id,
-                        status: status::BAD_RESPONSE,
-                        id,
-                        body: Bytes::from(body::encode_error(
-                            ErrorKind::Codec,
-                            &format!("the provider could not encode its result: {e}"),
-                        )),
-                    },
+                    Err(e) => {
+                        let text = format!("the provider could not encode its result: {e}");
+                        Frame {
+                            flag: ser_id,
+                            status: status::BAD_RESPONSE,
+                            id,
+                            body: Bytes::from(if ser_id == ids::HESSIAN2 {
+                                hessian::encode_error(&text)
+                            } else {
+                                body::encode_error(ErrorKind::Codec, &text)
+                            }),
+                        }
+                    }
                 }
             }
             Err(e) => error_frame(ser_id, id, &e),
@@ -458,7 +589,11 @@ impl DubboInvoker {
         } else {
             u32::try_from(budget).unwrap_or(u32::MAX).max(1)
         };
-        let body = body::encode_request(inv, &**ser, timeout_ms)?;
+        let body = if ser.id() == ids::HESSIAN2 {
+            hessian::encode_request(inv, timeout_ms)?
+        } else {
+            body::encode_request(inv, &**ser, timeout_ms)?
+        };
         if body.len() > self.client.payload_limit() {
             return Err(RpcError::codec(format!(
                 "request body of {} bytes is over the payload limit of {}",
@@ -484,6 +619,23 @@ impl DubboInvoker {
 }
 
 fn decode_answer(answer: Frame) -> Result<Response> {
+    if answer.serialization() == ids::HESSIAN2 {
+        if answer.status != status::OK {
+            return Err(RpcError::new(
+                kind_of_status(answer.status),
+                format!(
+                    "provider answered status {}: {}",
+                    answer.status,
+                    hessian::decode_error(&answer.body)
+                ),
+            ));
+        }
+        let a = hessian::decode_response(answer.body)?;
+        return Ok(Response {
+            outcome: a.outcome,
+            attachments: a.attachments,
+        });
+    }
     if answer.status != status::OK {
         let fallback = kind_of_status(answer.status);
         return Err(match body::decode_error(answer.body) {
