@@ -62,7 +62,7 @@ impl Cause {
 
 /// How often one cause is logged at most; occurrences in between are counted and named in
 /// the next line.
-const LOG_EVERY: Duration = Duration::from_secs(10);
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
 struct Tally {
     /// Milliseconds since [`epoch`] of the last line logged, plus one (0: never).
