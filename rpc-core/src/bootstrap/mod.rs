@@ -246,6 +246,7 @@ impl ProviderBuilder {
                 )
                 .with_param("timestamp", started)
                 .with_param("pid", std::process::id());
+            let url = registry::dubbo::provider_keys(&url);
             check_extension_names(&url)?;
             let url = crate::filter::token::resolve_token(&url)?;
             let protocol = extension::get::<dyn Protocol>(url.protocol())?;
@@ -540,7 +541,9 @@ impl Consumer {
         registry.subscribe(&url, dir.clone()).await?;
         // The consumer's own registration is informational (operators' tools list it): it
         // never delays the reference, even while the registry is unreachable.
-        let (reg, consumer_url) = (registry.clone(), url.clone());
+        let consumer_url =
+            registry::dubbo::consumer_registration(&url, crate::cluster::loadbalance::now_ms());
+        let reg = registry.clone();
         tokio::spawn(async move {
             if let Err(e) = reg.register(&consumer_url).await {
                 tracing::debug!(error = %e, "consumer registration failed (informational only)");
