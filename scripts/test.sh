@@ -5,6 +5,10 @@
 # addresses exported as RPC_TEST_ZOOKEEPER and RPC_TEST_ETCD for the registry tests. If either
 # is already set, that server is used and none is started. If a server cannot be installed or
 # started, its variable stays unset and the registry tests for it skip themselves loudly.
+#
+# The stock Python peers of the interop tests (kazoo, dubbo-ssl-python) are installed into a
+# venv under target/ and its python exported as RPC_TEST_PYTHON; in CI (CI=true) an interop
+# test whose peer could not be installed fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -113,6 +117,21 @@ if [ -z "${RPC_TEST_ETCD:-}" ] && command -v etcd >/dev/null 2>&1; then
         echo "test.sh: etcd on $RPC_TEST_ETCD" >&2
     else
         tail -20 "$work/etcd.log" >&2 || true
+    fi
+fi
+
+# --- Stock Python peers for the interop tests (kazoo, dubbo-ssl-python) ---------------------
+venv="target/interop-venv"
+if [ -z "${RPC_TEST_PYTHON:-}" ] && command -v python3 >/dev/null 2>&1; then
+    if ! "$venv/bin/python" -c 'import kazoo, dubbo_ssl' 2>/dev/null; then
+        rm -rf "$venv"
+        python3 -m venv "$venv" >"$work/venv.log" 2>&1 &&
+            "$venv/bin/pip" install --quiet kazoo==2.11.0 dubbo-ssl-python==0.9.6 >>"$work/venv.log" 2>&1 ||
+            { echo "test.sh: cannot install the Python interop peers:" >&2; tail -20 "$work/venv.log" >&2 || true; }
+    fi
+    if "$venv/bin/python" -c 'import kazoo, dubbo_ssl' 2>/dev/null; then
+        export RPC_TEST_PYTHON="$PWD/$venv/bin/python"
+        echo "test.sh: Python interop peers in $venv" >&2
     fi
 fi
 
