@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs and starts what the tests need, and stops it afterwards.
 #
-# ZooKeeper and etcd are started on 127.0.0.1 (free ports, data under a temp dir) and their
-# addresses exported as RPC_TEST_ZOOKEEPER and RPC_TEST_ETCD for the registry tests. If either
-# is already set, that server is used and none is started. If a server cannot be installed or
-# started, its variable stays unset and the registry tests for it skip themselves loudly.
+# ZooKeeper, etcd and rnacos (a Nacos server) are started on 127.0.0.1 (free ports, data under
+# a temp dir) and their addresses exported as RPC_TEST_ZOOKEEPER, RPC_TEST_ETCD and
+# RPC_TEST_NACOS for the registry tests. If one is already set, that server is used and none
+# is started. If a server cannot be installed or started, its variable stays unset and the
+# registry tests for it skip themselves loudly.
 #
 # The stock Python peers of the interop tests (kazoo, dubbo-ssl-python) are installed into a
 # venv under target/ and its python exported as RPC_TEST_PYTHON; in CI (CI=true) an interop
@@ -47,6 +48,15 @@ zk_ok() {
     read -r -t 2 reply <&3 || true
     exec 3>&-
     [ "$reply" = "imok" ]
+}
+
+nacos_ok() {
+    local reply=""
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET /nacos/v1/ns/service/list?pageNo=1&pageSize=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    reply="$(timeout 2 cat <&3 || true)"
+    exec 3>&-
+    [[ "$reply" == *'"count"'* ]]
 }
 
 etcd_ok() {
@@ -117,6 +127,44 @@ if [ -z "${RPC_TEST_ETCD:-}" ] && command -v etcd >/dev/null 2>&1; then
         echo "test.sh: etcd on $RPC_TEST_ETCD" >&2
     else
         tail -20 "$work/etcd.log" >&2 || true
+    fi
+fi
+
+# --- Nacos: rnacos (a Rust re-implementation of the Nacos server, Apache-2.0) ---------------
+# Installed once with cargo into target/rnacos-install (a few minutes of compiling on a fresh
+# machine), then started on free 127.0.0.1 ports with its data in the temp dir. Heartbeat
+# timeouts are short so the tests see a dead client's instances go within seconds.
+RNACOS_VERSION=0.8.8
+rnacos_bin="target/rnacos-install/bin/rnacos"
+if [ -z "${RPC_TEST_NACOS:-}" ]; then
+    if [ ! -x "$rnacos_bin" ]; then
+        echo "test.sh: installing rnacos $RNACOS_VERSION (cargo install, once)" >&2
+        cargo install rnacos --version "$RNACOS_VERSION" --locked --root target/rnacos-install \
+            >"$work/rnacos-install.log" 2>&1 || tail -20 "$work/rnacos-install.log" >&2 || true
+    fi
+    if [ -x "$rnacos_bin" ]; then
+        port="$(free_port)"
+        grpc="$(free_port)"
+        console="$(free_port)"
+        mkdir -p "$work/nacos/data"
+        (
+            cd "$work/nacos"
+            RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 \
+                RNACOS_HTTP_PORT="$port" RNACOS_GRPC_PORT="$grpc" RNACOS_HTTP_CONSOLE_PORT="$console" \
+                RNACOS_RAFT_NODE_ADDR="127.0.0.1:$grpc" RNACOS_DATA_DIR="$work/nacos/data" \
+                RNACOS_NAMING_HEALTH_TIMEOUT_SECOND=3 RNACOS_NAMING_INSTANCE_TIMEOUT_SECOND=6 \
+                RNACOS_ENABLE_METRICS=false \
+                exec "$OLDPWD/$rnacos_bin"
+        ) >"$work/nacos.log" 2>&1 &
+        pids+=($!)
+        if wait_for rnacos nacos_ok "$port" "$!"; then
+            export RPC_TEST_NACOS="127.0.0.1:$port"
+            echo "test.sh: rnacos on $RPC_TEST_NACOS" >&2
+        else
+            tail -20 "$work/nacos.log" >&2 || true
+        fi
+    else
+        echo "test.sh: rnacos could not be installed; the Nacos tests skip" >&2
     fi
 fi
 
