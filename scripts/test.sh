@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs and starts what the tests need, and stops it afterwards.
 #
-# ZooKeeper and etcd are started on 127.0.0.1 (free ports, data under a temp dir) and their
-# addresses exported as RPC_TEST_ZOOKEEPER and RPC_TEST_ETCD for the registry tests. If either
-# is already set, that server is used and none is started. If a server cannot be installed or
-# started, its variable stays unset and the registry tests for it skip themselves loudly.
+# ZooKeeper, etcd and rnacos (a Nacos server) are started on 127.0.0.1 (free ports, data under
+# a temp dir) and their addresses exported as RPC_TEST_ZOOKEEPER, RPC_TEST_ETCD and
+# RPC_TEST_NACOS for the registry tests. If one is already set, that server is used and none
+# is started. If a server cannot be installed or started, its variable stays unset and the
+# registry tests for it skip themselves loudly.
+#
+# The stock Python peers of the interop tests (kazoo, dubbo-ssl-python) are installed into a
+# venv under target/ and its python exported as RPC_TEST_PYTHON; in CI (CI=true) an interop
+# test whose peer could not be installed fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +48,15 @@ zk_ok() {
     read -r -t 2 reply <&3 || true
     exec 3>&-
     [ "$reply" = "imok" ]
+}
+
+nacos_ok() {
+    local reply=""
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET /nacos/v1/ns/service/list?pageNo=1&pageSize=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    reply="$(timeout 2 cat <&3 || true)"
+    exec 3>&-
+    [[ "$reply" == *'"count"'* ]]
 }
 
 etcd_ok() {
@@ -129,6 +143,61 @@ if [ -z "${RPC_TEST_INTEROP_DIR:-}" ]; then
     fi
 fi
 # --- end of the interop block ---------------------------------------------------------------
+
+# --- Nacos: rnacos (a Rust re-implementation of the Nacos server, Apache-2.0) ---------------
+# Installed once with cargo into a tools directory outside the checkout, kept between runs
+# (RPC_TOOLS_DIR, default ~/.cache/rpc-tools: compiling it takes 10 to 30 minutes on a fresh
+# 2-core machine, paid once per machine), then started on free 127.0.0.1 ports with its data in the temp dir. Heartbeat
+# timeouts are short so the tests see a dead client's instances go within seconds.
+RNACOS_VERSION=0.8.8
+rnacos_root="${RPC_TOOLS_DIR:-${HOME:-/root}/.cache/rpc-tools}/rnacos-$RNACOS_VERSION"
+rnacos_bin="$rnacos_root/bin/rnacos"
+if [ -z "${RPC_TEST_NACOS:-}" ]; then
+    if [ ! -x "$rnacos_bin" ]; then
+        echo "test.sh: installing rnacos $RNACOS_VERSION (cargo install, once)" >&2
+        cargo install rnacos --version "$RNACOS_VERSION" --locked --root "$rnacos_root" \
+            >"$work/rnacos-install.log" 2>&1 || tail -20 "$work/rnacos-install.log" >&2 || true
+    fi
+    if [ -x "$rnacos_bin" ]; then
+        port="$(free_port)"
+        grpc="$(free_port)"
+        console="$(free_port)"
+        mkdir -p "$work/nacos/data"
+        (
+            cd "$work/nacos"
+            RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 \
+                RNACOS_HTTP_PORT="$port" RNACOS_GRPC_PORT="$grpc" RNACOS_HTTP_CONSOLE_PORT="$console" \
+                RNACOS_RAFT_NODE_ADDR="127.0.0.1:$grpc" RNACOS_DATA_DIR="$work/nacos/data" \
+                RNACOS_NAMING_HEALTH_TIMEOUT_SECOND=3 RNACOS_NAMING_INSTANCE_TIMEOUT_SECOND=6 \
+                RNACOS_ENABLE_METRICS=false \
+                exec "$rnacos_bin"
+        ) >"$work/nacos.log" 2>&1 &
+        pids+=($!)
+        if wait_for rnacos nacos_ok "$port" "$!"; then
+            export RPC_TEST_NACOS="127.0.0.1:$port"
+            echo "test.sh: rnacos on $RPC_TEST_NACOS" >&2
+        else
+            tail -20 "$work/nacos.log" >&2 || true
+        fi
+    else
+        echo "test.sh: rnacos could not be installed; the Nacos tests skip" >&2
+    fi
+fi
+
+# --- Stock Python peers for the interop tests (kazoo, dubbo-ssl-python) ---------------------
+venv="target/interop-venv"
+if [ -z "${RPC_TEST_PYTHON:-}" ] && command -v python3 >/dev/null 2>&1; then
+    if ! "$venv/bin/python" -c 'import kazoo, dubbo_ssl' 2>/dev/null; then
+        rm -rf "$venv"
+        python3 -m venv "$venv" >"$work/venv.log" 2>&1 &&
+            "$venv/bin/pip" install --quiet kazoo==2.11.0 dubbo-ssl-python==0.9.6 >>"$work/venv.log" 2>&1 ||
+            { echo "test.sh: cannot install the Python interop peers:" >&2; tail -20 "$work/venv.log" >&2 || true; }
+    fi
+    if "$venv/bin/python" -c 'import kazoo, dubbo_ssl' 2>/dev/null; then
+        export RPC_TEST_PYTHON="$PWD/$venv/bin/python"
+        echo "test.sh: Python interop peers in $venv" >&2
+    fi
+fi
 
 # The tests must keep their files in temp directories: the user's provider-list cache in the
 # home directory is compared before and after (a test that forgets `cache.file` shows here).

@@ -51,6 +51,32 @@ const PATH: &AsciiSet = &CONTROLS
 /// Characters escaped in the user name and password.
 const USERINFO: &AsciiSet = &QUERY.add(b':').add(b'@').add(b'/');
 
+/// What [`Url::to_full_string`] escapes in a parameter value: `%`, and `&`, which would end
+/// the parameter.
+const FULL_VALUE: &[u8] = b"%&";
+
+/// What [`Url::to_full_string`] escapes in a parameter name: as in a value, and `=`.
+const FULL_KEY: &[u8] = b"%&=";
+
+/// What [`Url::to_full_string`] escapes in the path: `%`, and `?`, which would start the query.
+const FULL_PATH: &[u8] = b"%?";
+
+/// What [`Url::to_full_string`] escapes in the user name and password.
+const FULL_USERINFO: &[u8] = b"%&:@/?";
+
+/// Appends `s` to `out` with only the ASCII bytes of `escaped` written as `%XX`: the rest,
+/// spaces and non-ASCII text included, stays as it is (the whole is URL-encoded later).
+fn push_escaped(out: &mut String, s: &str, escaped: &[u8]) {
+    for c in s.chars() {
+        match u8::try_from(c) {
+            Ok(b) if escaped.contains(&b) => {
+                out.push_str(&format!("%{b:02X}"));
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
 /// Everything but the unreserved characters: what a whole URL needs to become one path
 /// segment (a ZooKeeper node name, an etcd key part, a file name).
 const COMPONENT: &AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -308,6 +334,70 @@ impl Url {
         Url::parse(&text)
     }
 
+    /// The URL as Apache Dubbo's `URL.toFullString()` writes it: parameters sorted, keys and
+    /// values as they are (a space stays a space), the port left out when it is 0 or absent.
+    ///
+    /// Java does not escape anything there; a value holding `&` (or a key holding `=`) would
+    /// then be cut in two by every reader, so those, and `%` itself, are percent-encoded
+    /// (`%26`, `%3D`, `%25`), which is what Dubbo's own writers do for such values
+    /// (`URL.encode`). [`Url::parse`] reads this form back.
+    pub fn to_full_string(&self) -> String {
+        use std::fmt::Write;
+        let i = &*self.0;
+        let mut out = String::with_capacity(64 + i.params.len() * 24);
+        out.push_str(&i.protocol);
+        out.push_str("://");
+        if let Some(user) = &i.username {
+            push_escaped(&mut out, user, FULL_USERINFO);
+            if let Some(pass) = &i.password {
+                out.push(':');
+                push_escaped(&mut out, pass, FULL_USERINFO);
+            }
+            out.push('@');
+        }
+        if i.host.contains(':') {
+            let _ = write!(out, "[{}]", i.host);
+        } else {
+            out.push_str(&i.host);
+        }
+        if let Some(port) = i.port.filter(|p| *p > 0) {
+            let _ = write!(out, ":{port}");
+        }
+        if !i.path.is_empty() {
+            out.push('/');
+            push_escaped(&mut out, &i.path, FULL_PATH);
+        }
+        let mut sep = '?';
+        for (k, v) in &i.params {
+            out.push(sep);
+            push_escaped(&mut out, k, FULL_KEY);
+            out.push('=');
+            push_escaped(&mut out, v, FULL_VALUE);
+            sep = '&';
+        }
+        out
+    }
+
+    /// The name Apache Dubbo gives this URL's node in ZooKeeper and its key part in etcd:
+    /// `URLEncoder.encode(url.toFullString(), "UTF-8")` ([`Url::to_full_string`] then
+    /// [`java_url_encode`]). [`Url::decode_dubbo_component`] reverses it.
+    pub fn dubbo_encoded(&self) -> String {
+        java_url_encode(&self.to_full_string())
+    }
+
+    /// Parses a node name or key part as Dubbo writes them ([`Url::dubbo_encoded`], or any
+    /// Dubbo 2.7/3.x, dubbo2.js or dubbo-go writer): URL-decoded once as `URLDecoder` does
+    /// (`+` is a space), then read with [`Url::parse`], which keeps every parameter, known or
+    /// not. Names written by this project's older [`Url::encoded`] form read the same way.
+    pub fn decode_dubbo_component(encoded: &str) -> Result<Url, UrlError> {
+        let text = java_url_decode(encoded).ok_or_else(|| UrlError {
+            input: encoded.to_string(),
+            reason: "not URL-encoded UTF-8 (a '%' not followed by two hex digits, or not UTF-8)"
+                .into(),
+        })?;
+        Url::parse(&text)
+    }
+
     fn edit(&self, f: impl FnOnce(&mut Inner)) -> Url {
         let mut inner = (*self.0).clone();
         f(&mut inner);
@@ -470,6 +560,49 @@ fn decode(s: &str) -> Result<String, String> {
         .decode_utf8()
         .map(|c| c.into_owned())
         .map_err(|_| format!("'{s}' is not UTF-8 after percent-decoding"))
+}
+
+/// `java.net.URLEncoder.encode(s, "UTF-8")`: `A-Z a-z 0-9 . - * _` stay, a space becomes
+/// `+`, every other byte of the UTF-8 text becomes `%XX` (upper-case hex).
+pub fn java_url_encode(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len() + s.len() / 2);
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            }
+        }
+    }
+    out
+}
+
+/// `java.net.URLDecoder.decode(s, "UTF-8")`: `+` is a space, `%XX` a byte. `None` where Java
+/// throws: a `%` without two hex digits after it, or bytes that are not UTF-8.
+pub fn java_url_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Percent-encodes everything but `A-Z a-z 0-9 - . _ ~`.
@@ -658,6 +791,92 @@ mod tests {
         assert_eq!(back, u);
     }
 
+    /// A provider node name as Java Dubbo writes it (`URLEncoder.encode(url.toFullString())`),
+    /// captured from ZooKeeper.
+    const JAVA_PROVIDER_NODE: &str = "dubbo%3A%2F%2F127.0.0.1%3A20997%2Forg.example.Greeter%3Fanyhost%3Dtrue%26application%3Djava-like%26deprecated%3Dfalse%26dubbo%3D2.0.2%26dynamic%3Dtrue%26generic%3Dfalse%26interface%3Dorg.example.Greeter%26methods%3Dgreet%26pid%3D1234%26release%3D3.2.0%26revision%3D1.0.0%26side%3Dprovider%26timestamp%3D1700000000000%26version%3D1.0.0";
+
+    #[test]
+    fn java_url_encoder_golden() {
+        assert_eq!(java_url_encode("a b~*-._"), "a+b%7E*-._");
+        assert_eq!(java_url_encode("ä/中"), "%C3%A4%2F%E4%B8%AD");
+        assert_eq!(java_url_decode("a+b%7E*-._").as_deref(), Some("a b~*-._"));
+        assert_eq!(java_url_decode("%c3%a4").as_deref(), Some("ä"));
+        for bad in ["%", "%4", "%zz", "%ff"] {
+            assert_eq!(java_url_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn provider_node_name_is_byte_exact_with_java() {
+        let decoded = java_url_decode(JAVA_PROVIDER_NODE).expect("decodes");
+        let u = Url::decode_dubbo_component(JAVA_PROVIDER_NODE).expect("a URL");
+        assert_eq!(u.address(), "127.0.0.1:20997");
+        assert_eq!(u.path(), "org.example.Greeter");
+        assert_eq!(u.param("dubbo"), Some("2.0.2"));
+        assert_eq!(u.param("release"), Some("3.2.0"));
+        assert_eq!(u.params().len(), 14);
+        assert_eq!(u.to_full_string(), decoded);
+        assert_eq!(u.dubbo_encoded(), JAVA_PROVIDER_NODE);
+        // Built rather than parsed, the same bytes.
+        let built = Url::new("dubbo", "127.0.0.1", 20997)
+            .with_path("org.example.Greeter")
+            .with_params([
+                ("anyhost", "true"),
+                ("application", "java-like"),
+                ("deprecated", "false"),
+                ("dubbo", "2.0.2"),
+                ("dynamic", "true"),
+                ("generic", "false"),
+                ("interface", "org.example.Greeter"),
+                ("methods", "greet"),
+                ("pid", "1234"),
+                ("release", "3.2.0"),
+                ("revision", "1.0.0"),
+                ("side", "provider"),
+                ("timestamp", "1700000000000"),
+                ("version", "1.0.0"),
+            ]);
+        assert_eq!(built.dubbo_encoded(), JAVA_PROVIDER_NODE);
+    }
+
+    #[test]
+    fn values_are_encoded_once_like_java() {
+        let u = Url::new("dubbo", "h", 1).with_param("note", "a b+c=d~*");
+        assert_eq!(u.to_full_string(), "dubbo://h:1?note=a b+c=d~*");
+        assert_eq!(
+            u.dubbo_encoded(),
+            "dubbo%3A%2F%2Fh%3A1%3Fnote%3Da+b%2Bc%3Dd%7E*"
+        );
+        // `&` and `%` would break every reader: escaped once, as Dubbo's URL.encode would.
+        let v = Url::new("dubbo", "h", 1).with_param("rule", "a & b 100%");
+        assert_eq!(v.to_full_string(), "dubbo://h:1?rule=a %26 b 100%25");
+        let back = Url::decode_dubbo_component(&v.dubbo_encoded()).expect("round trip");
+        assert_eq!(back.param("rule"), Some("a & b 100%"));
+    }
+
+    #[test]
+    fn foreign_and_older_node_names_are_read() {
+        // dubbo2.js: no port, empty values, keys in its own order.
+        let js = "consumer://192.0.2.2/org.example.Greeter?interface=org.example.Greeter&application=node-consumer&category=consumers&method=&revision=&version=1.0.0&group=&side=consumer&check=false";
+        let u = Url::decode_dubbo_component(&java_url_encode(js)).expect("dubbo2.js URL");
+        assert_eq!(u.port(), None);
+        assert_eq!(u.param("category"), Some("consumers"));
+        assert_eq!(u.param("group"), Some(""));
+        assert_eq!(u.params().len(), 9);
+        // What this project wrote before (values percent-encoded, then the whole URL again).
+        let old = "dubbo%3A%2F%2F127.0.0.1%3A20880%2Forg.example.Greeter%3Fapplication%3Drust-provider%26greet.idempotent%3Dtrue%26interface%3Dorg.example.Greeter%26methods%3Dgreet%26pid%3D22731%26side%3Dprovider%26timestamp%3D1796166247734%26version%3D1.0.0";
+        let u = Url::decode_dubbo_component(old).expect("old node name");
+        assert_eq!(u.param("greet.idempotent"), Some("true"));
+        let spaced = Url::new("dubbo", "h", 1).with_param("note", "a b+c");
+        assert_eq!(
+            Url::decode_dubbo_component(&spaced.encoded()).expect("old form"),
+            spaced
+        );
+        // Consumer URLs lose a zero port, as in Java.
+        let c = Url::new("consumer", "10.0.0.1", 0).with_path("a.B");
+        assert_eq!(c.to_full_string(), "consumer://10.0.0.1/a.B");
+    }
+
     fn arb_text() -> impl Strategy<Value = String> {
         // Any printable text, including the delimiters and non-ASCII.
         "[ -~äö中]{0,12}"
@@ -707,6 +926,19 @@ mod tests {
         fn encoded_round_trips(u in arb_url()) {
             let back = Url::decode_component(&u.encoded()).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(back, u);
+        }
+
+        #[test]
+        fn dubbo_encoded_round_trips(u in arb_url()) {
+            prop_assume!(u.port() != Some(0));
+            let name = u.dubbo_encoded();
+            let back = Url::decode_dubbo_component(&name).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(back, u, "name was {}", name);
+        }
+
+        #[test]
+        fn dubbo_decoding_never_panics(s in "\\PC{0,64}") {
+            let _ = Url::decode_dubbo_component(&s);
         }
 
         #[test]

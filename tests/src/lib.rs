@@ -171,6 +171,7 @@ pub fn kind_of<T>(r: Result<T>) -> ErrorKind {
     }
 }
 use rpc_registry_etcd as _;
+use rpc_registry_nacos as _;
 use rpc_registry_zookeeper as _;
 pub mod greeter;
 pub mod raw;

@@ -1,9 +1,9 @@
 //! Support for the registry tests: which registries to run against, a TCP proxy that can be
 //! cut to simulate a registry outage, and the scenarios shared by every registry.
 //!
-//! Environment read: `RPC_TEST_ZOOKEEPER` and `RPC_TEST_ETCD` (`host:port` of running
-//! servers; `scripts/test.sh` starts both and sets them). When one is absent its tests print
-//! a loud `SKIPPED` line and pass without running.
+//! Environment read: `RPC_TEST_ZOOKEEPER`, `RPC_TEST_ETCD` and `RPC_TEST_NACOS` (`host:port`
+//! of running servers; `scripts/test.sh` starts them and sets them). When one is absent its
+//! tests print a loud `SKIPPED` line and pass without running.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,8 @@ pub enum Backend {
     Zookeeper,
     /// `etcd://` at `RPC_TEST_ETCD`.
     Etcd,
+    /// `nacos://` at `RPC_TEST_NACOS` (an rnacos server in `scripts/test.sh`).
+    Nacos,
 }
 
 /// A unique name for this test run and call, so tests never see each other's data.
@@ -44,13 +46,14 @@ impl Backend {
             Backend::Local => return Some(String::new()),
             Backend::Zookeeper => "RPC_TEST_ZOOKEEPER",
             Backend::Etcd => "RPC_TEST_ETCD",
+            Backend::Nacos => "RPC_TEST_NACOS",
         };
         match std::env::var(var) {
             Ok(v) if !v.is_empty() => Some(v),
             _ => {
                 eprintln!(
                     "\n*** SKIPPED: {var} is not set, so the {self:?} registry test did not run. \
-                     Run `bash scripts/test.sh` (it starts ZooKeeper and etcd) to run it. ***\n"
+                     Run `bash scripts/test.sh` (it starts ZooKeeper, etcd and rnacos) to run it. ***\n"
                 );
                 None
             }
@@ -72,6 +75,9 @@ impl Backend {
                 format!("zookeeper://{address}?root={namespace}&session=2000&timeout=1000")
             }
             Backend::Etcd => format!("etcd://{address}?root={namespace}&lease=2&timeout=1000"),
+            Backend::Nacos => {
+                format!("nacos://{address}?namespace={namespace}&poll=200&beat=1000&timeout=1000")
+            }
         };
         Url::parse(&text)
             .expect("registry URL")
@@ -91,6 +97,8 @@ impl Backend {
             Backend::Local => Duration::from_secs(5),
             Backend::Zookeeper => Duration::from_secs(10),
             Backend::Etcd => Duration::from_secs(10),
+            // The server's health timeout (3 s in scripts/test.sh) and its check period.
+            Backend::Nacos => Duration::from_secs(15),
         }
     }
 }

@@ -105,6 +105,11 @@ async fn etcd_providers_join_and_leave_under_load() {
     providers_join_and_leave_under_load(Backend::Etcd).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacos_providers_join_and_leave_under_load() {
+    providers_join_and_leave_under_load(Backend::Nacos).await;
+}
+
 async fn registry_outage(backend: Backend) {
     let Some(address) = backend.address() else {
         return;
@@ -163,6 +168,11 @@ async fn zookeeper_calls_go_on_through_a_registry_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_calls_go_on_through_a_registry_outage() {
     registry_outage(Backend::Etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacos_calls_go_on_through_a_registry_outage() {
+    registry_outage(Backend::Nacos).await;
 }
 
 async fn provider(registry: &Url, name: &str) -> RunningProvider {

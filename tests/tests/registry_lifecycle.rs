@@ -1,6 +1,6 @@
 //! Registration, unregistration, dead clients and the list of services, against every
-//! registry (local always; ZooKeeper and etcd when `RPC_TEST_ZOOKEEPER` / `RPC_TEST_ETCD` are
-//! set).
+//! registry (local always; ZooKeeper, etcd and Nacos when `RPC_TEST_ZOOKEEPER` /
+//! `RPC_TEST_ETCD` / `RPC_TEST_NACOS` are set).
 
 use std::time::Duration;
 
@@ -32,6 +32,13 @@ async fn etcd_registration_seen_and_unregistration_seen() {
 }
 
 #[tokio::test]
+async fn nacos_registration_seen_and_unregistration_seen() {
+    if let Some(url) = Backend::Nacos.url() {
+        scenario_register_then_unregister(url).await;
+    }
+}
+
+#[tokio::test]
 async fn local_dead_client_disappears_after_its_lease() {
     if let Some(url) = Backend::Local.url() {
         scenario_dead_client_disappears(url, Backend::Local.death_bound()).await;
@@ -53,6 +60,13 @@ async fn etcd_dead_client_disappears_after_its_lease() {
 }
 
 #[tokio::test]
+async fn nacos_dead_client_disappears_after_its_heartbeats_stop() {
+    if let Some(url) = Backend::Nacos.url() {
+        scenario_dead_client_disappears(url, Backend::Nacos.death_bound()).await;
+    }
+}
+
+#[tokio::test]
 async fn local_services_lists_interfaces_with_a_registration() {
     if let Some(url) = Backend::Local.url() {
         scenario_services_lists_registered_interfaces(url).await;
@@ -69,6 +83,13 @@ async fn zookeeper_services_lists_interfaces_with_a_registration() {
 #[tokio::test]
 async fn etcd_services_lists_interfaces_with_a_registration() {
     if let Some(url) = Backend::Etcd.url() {
+        scenario_services_lists_registered_interfaces(url).await;
+    }
+}
+
+#[tokio::test]
+async fn nacos_services_lists_interfaces_with_a_registration() {
+    if let Some(url) = Backend::Nacos.url() {
         scenario_services_lists_registered_interfaces(url).await;
     }
 }

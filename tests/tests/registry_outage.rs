@@ -16,6 +16,11 @@ async fn etcd_outage_is_served_from_the_disk_cache_and_recovers() {
 }
 
 #[tokio::test]
+async fn nacos_outage_is_served_from_the_disk_cache_and_recovers() {
+    scenario_outage_served_from_cache(Backend::Nacos).await;
+}
+
+#[tokio::test]
 async fn zookeeper_brief_disconnect_keeps_the_watch() {
     scenario_brief_disconnect_keeps_watching(Backend::Zookeeper).await;
 }
@@ -23,4 +28,9 @@ async fn zookeeper_brief_disconnect_keeps_the_watch() {
 #[tokio::test]
 async fn etcd_brief_disconnect_keeps_the_watch() {
     scenario_brief_disconnect_keeps_watching(Backend::Etcd).await;
+}
+
+#[tokio::test]
+async fn nacos_brief_disconnect_keeps_the_watch() {
+    scenario_brief_disconnect_keeps_watching(Backend::Nacos).await;
 }

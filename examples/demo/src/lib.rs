@@ -6,6 +6,8 @@
 // The registry adapters, linked so that every binary takes every registry the README names.
 #[cfg(feature = "etcd")]
 use rpc_registry_etcd as _;
+#[cfg(feature = "nacos")]
+use rpc_registry_nacos as _;
 #[cfg(feature = "zookeeper")]
 use rpc_registry_zookeeper as _;
 

@@ -24,6 +24,8 @@ mod summary;
 // Every registry the README names works from the command line.
 #[cfg(feature = "etcd")]
 use rpc_registry_etcd as _;
+#[cfg(feature = "nacos")]
+use rpc_registry_nacos as _;
 #[cfg(feature = "zookeeper")]
 use rpc_registry_zookeeper as _;
 

@@ -1,10 +1,16 @@
-//! etcd v3 registry (`etcd://host:port`), with Dubbo's key layout:
+//! etcd v3 registry (`etcd://host:port`), with the key layout of Dubbo's etcd3 registry
+//! (`dubbo-registry-etcd3`):
 //!
 //! ```text
-//! /{root}/{interface}/{category}/{Url::encoded()}  =  the URL text
+//! /{root}/{interface}/{category}/{Url::dubbo_encoded()}  =  the lease id, in decimal
 //! ```
 //!
-//! Every key of one client is attached to one lease that a background task keeps alive; if
+//! The key's last part is what Java Dubbo names a URL, `URLEncoder.encode(url.toFullString())`;
+//! readers, Dubbo's and ours, only look at the keys, and read every key one level below a
+//! category (deeper keys are skipped). A URL with `dynamic=false` is put without a lease,
+//! its value then Java's `String.hashCode` of the key, as Dubbo does.
+//!
+//! Every other key of one client is attached to one lease that a background task keeps alive; if
 //! the process dies, the lease runs out after its TTL and etcd deletes the keys. Link this
 //! crate and use `rpc_core::registry::connect(&"etcd://127.0.0.1:2379".parse()?)`; add
 //! `use rpc_registry_etcd as _;` so the linker keeps it.
@@ -62,6 +68,12 @@ fn interface_of_key<'k>(root_prefix: &str, key: &'k str) -> Option<(&'k str, Str
         return None;
     }
     Some((segment, decode_interface_segment(segment)?))
+}
+
+/// Java's `String.hashCode()` of `s` (over its UTF-16 code units, wrapping).
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 /// Creates etcd registries, one per registry URL while it is in use.
@@ -185,9 +197,17 @@ impl Shared {
         self.layout.url_path(url)
     }
 
+    /// Puts the key of `url` as Dubbo's etcd3 registry does: on the lease with the lease id
+    /// (decimal) as value, or, for `dynamic=false`, without lease and with Java's
+    /// `String.hashCode` of the key as value.
     async fn put(&self, client: &EtcdClient, key: &str, url: &Url) -> Result<()> {
-        let lease = self.lease.load(Ordering::SeqCst);
-        tokio::time::timeout(self.timeout, client.put(key, url.to_string(), lease))
+        let (value, lease) = if url.param("dynamic") == Some("false") {
+            (java_string_hash(key).to_string(), 0)
+        } else {
+            let lease = self.lease.load(Ordering::SeqCst);
+            (lease.to_string(), lease)
+        };
+        tokio::time::timeout(self.timeout, client.put(key, value, lease))
             .await
             .map_err(|_| RpcError::timeout(format!("etcd put of {key} timed out")))?
             .map(|_| ())
@@ -214,7 +234,9 @@ impl Shared {
             .collect();
         Ok(decode_url_list(
             prefix,
-            keys.iter().filter_map(|k| k.strip_prefix(prefix)),
+            keys.iter()
+                .filter_map(|k| k.strip_prefix(prefix))
+                .filter(|name| !name.contains('/')),
         ))
     }
 
@@ -494,7 +516,7 @@ mod tests {
         let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
         assert_eq!(
             reg.shared.key(&p),
-            format!("/rpc/org.Foo/providers/{}", p.encoded())
+            format!("/rpc/org.Foo/providers/{}", p.dubbo_encoded())
         );
         assert_eq!(
             reg.shared.endpoints,
@@ -505,9 +527,18 @@ mod tests {
     }
 
     #[test]
+    fn persistent_values_are_java_hash_codes() {
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        // "hello".hashCode() and a value that wraps.
+        assert_eq!(java_string_hash("hello"), 99_162_322);
+        assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+    }
+
+    #[test]
     fn keys_outside_the_layout_give_no_interface() {
         let p = Url::parse("dubbo://10.0.0.1:20880/org.Outer$Inner").expect("url");
-        let key = format!("/dubbo/org.Outer%24Inner/providers/{}", p.encoded());
+        let key = format!("/dubbo/org.Outer%24Inner/providers/{}", p.dubbo_encoded());
         assert_eq!(
             interface_of_key("/dubbo/", &key),
             Some(("org.Outer%24Inner", "org.Outer$Inner".to_string()))

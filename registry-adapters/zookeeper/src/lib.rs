@@ -2,12 +2,20 @@
 //! tooling can read it:
 //!
 //! ```text
-//! /{root}/{interface}/providers/{Url::encoded()}      ephemeral, one per provider
-//! /{root}/{interface}/consumers/{Url::encoded()}      ephemeral
-//! /{root}/{interface}/routers/...  /configurators/... (same shape)
+//! /{root}/{interface}/providers/{Url::dubbo_encoded()}      ephemeral, one per provider
+//! /{root}/{interface}/consumers/{Url::dubbo_encoded()}      ephemeral
+//! /{root}/{interface}/routers/...  /configurators/...       (same shape)
 //! ```
 //!
-//! Parent nodes are persistent and created as needed, so an interface whose URLs are all
+//! A node's name is what Java Dubbo names it, `URLEncoder.encode(url.toFullString())`
+//! ([`Url::dubbo_encoded`]), so Dubbo 2.7/3.x consumers, dubbo2.js and dubbo-ssl-python
+//! read our providers, and we read theirs (every parameter kept, unknown ones too). A URL
+//! with `dynamic=false` gets a persistent node, as in Dubbo. The node's data is the URL text
+//! (Dubbo readers only look at the names).
+//!
+//! Parent nodes are persistent and created as needed; registering a provider also creates
+//! the four category nodes of its interface (`providers`, `consumers`, `routers`,
+//! `configurators`), which Dubbo consumers expect to exist. An interface whose URLs are all
 //! gone keeps its empty nodes; `services` lists only the interfaces with at least one child
 //! node in a category node. Link this crate and use
 //! `rpc_core::registry::connect(&"zookeeper://127.0.0.1:2181".parse()?)`; because nothing
@@ -210,21 +218,47 @@ impl Shared {
         Ok(())
     }
 
-    /// Creates the ephemeral node of `url` in this session, replacing a node left by an older
-    /// session of ours.
+    /// Creates the persistent category nodes of `interface` that do not exist yet.
+    async fn ensure_categories(
+        &self,
+        client: &zk::Client,
+        interface: &str,
+    ) -> Result<(), zk::Error> {
+        let opts = zk::CreateMode::Persistent.with_acls(self.acls());
+        for category in Category::ALL {
+            client
+                .mkdir(&self.layout.category_path(interface, category), &opts)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the node of `url` in this session (ephemeral, or persistent for
+    /// `dynamic=false`), replacing a node left by an older session of ours. A provider's
+    /// registration first creates the category nodes of its interface.
     async fn create_node(
         &self,
         client: &zk::Client,
         path: &str,
         url: &Url,
     ) -> Result<(), zk::Error> {
-        let opts = zk::CreateMode::Ephemeral.with_acls(self.acls());
+        let persistent = url.param("dynamic") == Some("false");
+        let mode = if persistent {
+            zk::CreateMode::Persistent
+        } else {
+            zk::CreateMode::Ephemeral
+        };
+        let opts = mode.with_acls(self.acls());
+        if Category::of(url) == Category::Providers {
+            self.ensure_categories(client, url.interface()).await?;
+        }
         let data = url.to_string().into_bytes();
         for _ in 0..3 {
             match client.create(path, &data, &opts).await {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NoNode) => self.ensure_parent(client, path).await?,
                 Err(zk::Error::NodeExists) => match client.check_stat(path).await? {
+                    Some(_) if persistent => return Ok(()),
                     Some(stat) if stat.ephemeral_owner == client.session_id().0 => return Ok(()),
                     Some(_) => match client.delete(path, None).await {
                         Ok(()) | Err(zk::Error::NoNode) => {}
@@ -496,7 +530,7 @@ mod tests {
         let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo?side=provider").expect("url");
         assert_eq!(
             reg.shared.layout.url_path(&p),
-            format!("/rpc/org.Foo/providers/{}", p.encoded())
+            format!("/rpc/org.Foo/providers/{}", p.dubbo_encoded())
         );
         let c = Url::parse("consumer://10.0.0.2/org.Foo?side=consumer").expect("url");
         assert!(reg
@@ -510,7 +544,10 @@ mod tests {
     #[test]
     fn children_that_are_not_urls_are_skipped() {
         let good = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
-        let urls = decode_children("/p", vec!["%zz".into(), "plain".into(), good.encoded()]);
+        let urls = decode_children(
+            "/p",
+            vec!["%zz".into(), "plain".into(), good.dubbo_encoded()],
+        );
         assert_eq!(urls, vec![good]);
     }
 

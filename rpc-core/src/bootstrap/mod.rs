@@ -248,6 +248,7 @@ impl ProviderBuilder {
                 )
                 .with_param("timestamp", started)
                 .with_param("pid", std::process::id());
+            let url = registry::dubbo::provider_keys(&url);
             // Published explicitly: a dubbo:// provider URL without it is a Java one (hessian2).
             let url = if url.protocol() == "dubbo" {
                 url.with_defaults([("serialization", "msgpack")])
@@ -553,7 +554,9 @@ impl Consumer {
         registry.subscribe(&url, dir.clone()).await?;
         // The consumer's own registration is informational (operators' tools list it): it
         // never delays the reference, even while the registry is unreachable.
-        let (reg, consumer_url) = (registry.clone(), url.clone());
+        let consumer_url =
+            registry::dubbo::consumer_registration(&url, crate::cluster::loadbalance::now_ms());
+        let reg = registry.clone();
         tokio::spawn(async move {
             if let Err(e) = reg.register(&consumer_url).await {
                 tracing::debug!(error = %e, "consumer registration failed (informational only)");

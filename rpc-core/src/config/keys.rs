@@ -222,7 +222,7 @@ crate::config_key!(
     "registry",
     "",
     Text,
-    "registry URL: local:///dir (embedded default), zookeeper://host:port, etcd://host:port"
+    "registry URL: local:///dir (embedded default), zookeeper://host:port, etcd://host:port, nacos://host:port"
 );
 crate::config_key!(
     "url",

@@ -9,6 +9,7 @@
 //! | `memory://name` | [`memory`], in-process | tests |
 //! | `zookeeper://127.0.0.1:2181` | crate `rpc-registry-zookeeper` | production |
 //! | `etcd://127.0.0.1:2379` | crate `rpc-registry-etcd` | production |
+//! | `nacos://127.0.0.1:8848` | crate `rpc-registry-nacos` | production |
 //!
 //! # Notification contract (every adapter)
 //!
@@ -25,8 +26,9 @@
 //!
 //! # Layout
 //!
-//! Every adapter files a URL under `{interface}/{category}/{Url::encoded()}` (Dubbo's layout,
-//! `/dubbo/{interface}/providers/...` for ZooKeeper and etcd). The category of a registered
+//! Every adapter files a URL under `{interface}/{category}/{name}` (Dubbo's layout,
+//! `/dubbo/{interface}/providers/...` for ZooKeeper and etcd, with the name Dubbo gives it,
+//! [`Url::dubbo_encoded`]; the local registry's file names are [`Url::encoded`]). The category of a registered
 //! URL is [`Category::of`]; the categories a subscription watches are
 //! [`Category::subscribed`].
 //!
@@ -36,7 +38,8 @@
 //! (replayed after a reconnection, aborted on unsubscribe); [`remote`] has the rest an
 //! adapter of a remote server needs: [`remote::DubboLayout`], [`remote::Registrations`],
 //! [`remote::Connection`], [`remote::Backoff`] and the factory's [`remote::Instances`]. The
-//! ZooKeeper and etcd adapters are built on them.
+//! ZooKeeper, etcd and Nacos adapters are built on them. [`dubbo`] has the keys Dubbo readers
+//! expect on the URLs they find.
 
 use std::sync::Arc;
 
@@ -181,6 +184,7 @@ fn _assert_object_safe(_: &dyn Registry, _: &dyn RegistryFactory, _: &dyn Notify
 crate::extension_point!(dyn RegistryFactory, key = "registry", default = "local");
 
 pub mod cache;
+pub mod dubbo;
 pub mod local;
 pub mod memory;
 pub mod remote;
@@ -204,16 +208,19 @@ pub async fn connect(url: &Url) -> Result<Arc<dyn Registry>> {
 }
 
 /// The interface name of one path segment of the Dubbo layout (a directory, ZooKeeper node
-/// or etcd key part written as `encode_component(interface)`), percent-decoded; `None` when
-/// the segment is empty or does not decode to UTF-8, so adapters skip what they did not write.
+/// or etcd key part written as `java_url_encode(interface)`, or `encode_component` by the
+/// local registry), URL-decoded; `None` when the segment is empty, longer than
+/// [`remote::MAX_ENTRY_BYTES`] or does not decode to UTF-8, so adapters skip what they did
+/// not write.
 pub fn decode_interface_segment(segment: &str) -> Option<String> {
-    let text = percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .ok()?;
+    if segment.len() > remote::MAX_ENTRY_BYTES {
+        return None;
+    }
+    let text = crate::url::java_url_decode(segment)?;
     if text.trim().is_empty() {
         return None;
     }
-    Some(text.into_owned())
+    Some(text)
 }
 
 /// The identity of a listener, to find it again on unsubscribe.

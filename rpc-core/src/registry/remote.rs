@@ -1,4 +1,4 @@
-//! Building blocks shared by the adapters of remote registry servers (ZooKeeper, etcd): the
+//! Building blocks shared by the adapters of remote registry servers (ZooKeeper, etcd, Nacos): the
 //! Dubbo path layout, the registrations replayed after a reconnection, the current
 //! connection with its availability, the reconnect backoff and the per-URL instance table
 //! of a factory. Subscriptions live in [`super::subscriptions`].
@@ -13,9 +13,14 @@ use std::time::Duration;
 
 use super::Category;
 use crate::error::{Result, RpcError};
-use crate::url::{encode_component, Url};
+use crate::url::{java_url_encode, Url};
 
-/// Dubbo's registry layout: `{root}/{interface}/{category}/{Url::encoded()}`.
+/// Longest entry name (node name, key part) read from a registry; longer ones are skipped.
+pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
+
+/// Dubbo's registry layout: `{root}/{interface}/{category}/{Url::dubbo_encoded()}`, the
+/// interface and the URL each written as Java's `URLEncoder` does (Dubbo's
+/// `ZookeeperRegistry.toUrlPath`, the same in its etcd3 registry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DubboLayout {
     root: String,
@@ -39,34 +44,43 @@ impl DubboLayout {
         &self.root
     }
 
-    /// `{root}/{interface}/{category}` (the interface percent-encoded, no trailing slash).
+    /// `{root}/{interface}/{category}` (the interface URL-encoded as Java does, no trailing
+    /// slash).
     pub fn category_path(&self, interface: &str, category: Category) -> String {
         format!(
             "{}/{}/{}",
             self.root,
-            encode_component(interface),
+            java_url_encode(interface),
             category.as_str()
         )
     }
 
-    /// Where `url` is filed: `{category_path}/{Url::encoded()}`, in the category of
+    /// Where `url` is filed: `{category_path}/{Url::dubbo_encoded()}`, in the category of
     /// [`Category::of`].
     pub fn url_path(&self, url: &Url) -> String {
         format!(
             "{}/{}",
             self.category_path(url.interface(), Category::of(url)),
-            url.encoded()
+            url.dubbo_encoded()
         )
     }
 }
 
 /// Decodes the entry names (ZooKeeper child nodes, etcd key suffixes) of one category,
-/// written as [`Url::encoded`], into the list to notify: sorted by URL text, without what
-/// does not decode to a URL (skipped with a warning naming `location` and the entry).
+/// written as Dubbo writes them ([`Url::decode_dubbo_component`]), into the list to notify:
+/// sorted by URL text, without what does not decode to a URL or is longer than
+/// [`MAX_ENTRY_BYTES`] (skipped with a warning naming `location` and the entry).
 pub fn decode_url_list<'a>(location: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<Url> {
     let mut urls: Vec<Url> = names
         .into_iter()
-        .filter_map(|name| match Url::decode_component(name) {
+        .filter(|name| {
+            let fits = name.len() <= MAX_ENTRY_BYTES;
+            if !fits {
+                tracing::warn!(location, bytes = name.len(), "registry: skipped an entry longer than {MAX_ENTRY_BYTES} bytes");
+            }
+            fits
+        })
+        .filter_map(|name| match Url::decode_dubbo_component(name) {
             Ok(u) => Some(u),
             Err(e) => {
                 tracing::warn!(location, entry = %name, error = %e, "registry: skipped an entry that is not a URL");
@@ -309,7 +323,7 @@ mod tests {
         assert_eq!(default.root(), "/dubbo");
         assert_eq!(
             default.url_path(&p),
-            format!("/dubbo/org.Outer%24Inner/providers/{}", p.encoded())
+            format!("/dubbo/org.Outer%24Inner/providers/{}", p.dubbo_encoded())
         );
         let nested = DubboLayout::from_url(&url("etcd://h:1?root=/rpc/x/"));
         assert_eq!(nested.root(), "/rpc/x");
@@ -322,7 +336,7 @@ mod tests {
         let c = url("consumer://10.0.0.2/org.Foo?side=consumer");
         assert_eq!(
             none.url_path(&c),
-            format!("/org.Foo/consumers/{}", c.encoded())
+            format!("/org.Foo/consumers/{}", c.dubbo_encoded())
         );
     }
 
@@ -348,10 +362,11 @@ mod tests {
         let a = url("dubbo://10.0.0.2:1/org.Foo");
         let b = url("dubbo://10.0.0.1:1/org.Foo?x=1");
         let names = [
-            a.encoded(),
+            a.dubbo_encoded(),
             "%zz".to_string(),
             "plain".to_string(),
             b.encoded(),
+            "x".repeat(MAX_ENTRY_BYTES + 1),
         ];
         let urls = decode_url_list("/p", names.iter().map(String::as_str));
         assert_eq!(urls, vec![b, a]);
