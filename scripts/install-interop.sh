@@ -3,6 +3,7 @@
 #   - dubbo-ssl-python 0.9.6 in a Python venv (target/interop/venv)
 #   - dubbo2.js 2.3.9 and the stock Node provider apache-dubbo-service 0.0.1 (with the
 #     packages it requires but does not declare) in target/interop/node_modules
+#   - hessian.js 2.11.0 there too, for the Hessian cross-check (tests/tests/hessian_crosscheck.rs)
 # Prints the directory on success (export it as RPC_TEST_INTEROP_DIR); exits non-zero when a
 # peer cannot be installed, saying which.
 set -euo pipefail
@@ -16,10 +17,11 @@ if [ ! -x "$dir/venv/bin/python" ] || ! "$dir/venv/bin/python" -c 'import dubbo_
         fail=1
     fi
 fi
-if [ ! -d "$dir/node_modules/dubbo2.js" ] || [ ! -d "$dir/node_modules/apache-dubbo-service" ]; then
+if [ ! -d "$dir/node_modules/dubbo2.js" ] || [ ! -d "$dir/node_modules/apache-dubbo-service" ] \
+    || [ ! -d "$dir/node_modules/hessian.js" ]; then
     if ! npm install --silent --no-audit --no-fund --prefix "$dir" \
         dubbo2.js@2.3.9 apache-dubbo-service@0.0.1 debug@4 koa-compose@4 hessian.js@2.11.0 >&2; then
-        echo "install-interop.sh: could not install dubbo2.js 2.3.9 / apache-dubbo-service 0.0.1 (npm)" >&2
+        echo "install-interop.sh: could not install dubbo2.js 2.3.9 / apache-dubbo-service 0.0.1 / hessian.js 2.11.0 (npm)" >&2
         fail=1
     fi
 fi

@@ -105,7 +105,7 @@ pub fn run(min: Duration) -> BoxResult<String> {
     let _ = writeln!(s, "|---|---:|---:|");
 
     // Serialization: the request argument tuple, typed -> bytes -> typed.
-    for name in ["msgpack", "bincode"] {
+    for name in ["msgpack", "bincode", "hessian2"] {
         let ser = extension::get::<dyn Serialization>(name)?;
         for size in [16usize, 4096] {
             let data = vec![0x5au8; size];

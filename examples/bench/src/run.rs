@@ -319,6 +319,7 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
     for t in [
         Target::Rpc,
         Target::RpcBincode,
+        Target::RpcHessian2,
         Target::RpcStack,
         Target::RpcService,
     ] {

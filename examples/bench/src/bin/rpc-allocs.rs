@@ -74,9 +74,9 @@ fn run() -> BoxResult<()> {
     runtime.block_on(async {
         println!("| target | allocations per call | bytes allocated per call |");
         println!("|---|---:|---:|");
-        let (port, _exporter) = framework::start_server(0, false).await?;
+        let (port, _exporter) = framework::start_server(0, None).await?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let rpc = framework::connect(addr, false).await?;
+        let rpc = framework::connect(addr, None).await?;
         measure("rpc", calls, || framework::call(&*rpc, &payload)).await?;
         let stack = framework::connect_stack(addr).await?;
         measure("rpc-stack", calls, || framework::call(&*stack, &payload)).await?;

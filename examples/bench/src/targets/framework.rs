@@ -1,5 +1,6 @@
-//! `rpc` / `rpc-bincode`: this framework's `dubbo` protocol, default settings (msgpack) or
-//! `serialization=bincode`, called through the invoker `refer` returns; `rpc-stack`: the same
+//! `rpc` / `rpc-bincode` / `rpc-hessian2`: this framework's `dubbo` protocol, default
+//! settings (msgpack), `serialization=bincode` or `serialization=hessian2` (what a Java Dubbo
+//! peer speaks), called through the invoker `refer` returns; `rpc-stack`: the same
 //! provider called through the whole consumer stack (`Consumer::refer_url`); `rpc-service`:
 //! what a user writes, a `#[service]` trait served by `Provider` and called through its
 //! generated client from `Consumer`, every layer on both sides at its defaults.
@@ -22,13 +23,15 @@ use crate::BoxResult;
 /// The benchmark's service interface name.
 const SERVICE: &str = "bench.Echo";
 
-fn url(addr: &str, bincode: bool) -> BoxResult<Url> {
-    let query = if bincode {
-        "?serialization=bincode"
-    } else {
-        ""
-    };
-    Ok(Url::parse(&format!("dubbo://{addr}/{SERVICE}{query}"))?)
+/// The serialization a target selects on its URL; `None` keeps the default (msgpack).
+pub type SerializationName = Option<&'static str>;
+
+fn url(addr: &str, serialization: SerializationName) -> BoxResult<Url> {
+    let url = Url::parse(&format!("dubbo://{addr}/{SERVICE}"))?;
+    Ok(match serialization {
+        Some(name) => url.with_param("serialization", name),
+        None => url,
+    })
 }
 
 /// The provider side: `echo(bytes) -> bytes`.
@@ -50,9 +53,12 @@ impl Invoker for EchoInvoker {
 
 /// Exports the echo service on `127.0.0.1:port`; returns the bound port and the exporter
 /// (keep it alive while serving).
-pub async fn start_server(port: u16, bincode: bool) -> BoxResult<(u16, Box<dyn Exporter>)> {
+pub async fn start_server(
+    port: u16,
+    serialization: SerializationName,
+) -> BoxResult<(u16, Box<dyn Exporter>)> {
     let protocol = extension::get::<dyn Protocol>("dubbo")?;
-    let url = url(&format!("127.0.0.1:{port}"), bincode)?;
+    let url = url(&format!("127.0.0.1:{port}"), serialization)?;
     let exporter = protocol
         .export(url.clone(), Arc::new(EchoInvoker { url }))
         .await?;
@@ -77,9 +83,14 @@ pub async fn in_process() -> BoxResult<(Arc<dyn Invoker>, Box<dyn Exporter>)> {
 }
 
 /// A reference to the echo service at `addr`.
-pub async fn connect(addr: SocketAddr, bincode: bool) -> BoxResult<Arc<dyn Invoker>> {
+pub async fn connect(
+    addr: SocketAddr,
+    serialization: SerializationName,
+) -> BoxResult<Arc<dyn Invoker>> {
     let protocol = extension::get::<dyn Protocol>("dubbo")?;
-    Ok(protocol.refer(url(&addr.to_string(), bincode)?).await?)
+    Ok(protocol
+        .refer(url(&addr.to_string(), serialization)?)
+        .await?)
 }
 
 /// A reference to the echo service at `addr` through the whole consumer stack a user gets:

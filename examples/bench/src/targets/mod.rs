@@ -23,6 +23,8 @@ pub enum Target {
     Rpc,
     /// This framework with `serialization=bincode`.
     RpcBincode,
+    /// This framework with `serialization=hessian2` (the Java Dubbo body format).
+    RpcHessian2,
     /// This framework (msgpack) called through the consumer stack: cluster, balancer, filters.
     RpcStack,
     /// This framework as a user writes it: `#[service]`, `Provider`, `Consumer`, defaults.
@@ -31,12 +33,13 @@ pub enum Target {
 
 impl Target {
     /// Every target, in report order.
-    pub const ALL: [Target; 7] = [
+    pub const ALL: [Target; 8] = [
         Target::Raw,
         Target::Tarpc,
         Target::Tonic,
         Target::Rpc,
         Target::RpcBincode,
+        Target::RpcHessian2,
         Target::RpcStack,
         Target::RpcService,
     ];
@@ -49,8 +52,18 @@ impl Target {
             Target::Tonic => "tonic",
             Target::Rpc => "rpc",
             Target::RpcBincode => "rpc-bincode",
+            Target::RpcHessian2 => "rpc-hessian2",
             Target::RpcStack => "rpc-stack",
             Target::RpcService => "rpc-service",
+        }
+    }
+
+    /// The serialization a framework target selects (`None`: the default, msgpack).
+    pub fn serialization(self) -> framework::SerializationName {
+        match self {
+            Target::RpcBincode => Some("bincode"),
+            Target::RpcHessian2 => Some("hessian2"),
+            _ => None,
         }
     }
 
@@ -82,9 +95,8 @@ pub async fn start_server(target: Target, port: u16) -> BoxResult<(u16, ServerGu
         Target::Raw => (raw::start_server(port).await?, ServerGuard::None),
         Target::Tarpc => (tarpc_echo::start_server(port).await?, ServerGuard::None),
         Target::Tonic => (tonic_echo::start_server(port).await?, ServerGuard::None),
-        Target::Rpc | Target::RpcBincode | Target::RpcStack => {
-            let (port, exporter) =
-                framework::start_server(port, target == Target::RpcBincode).await?;
+        Target::Rpc | Target::RpcBincode | Target::RpcHessian2 | Target::RpcStack => {
+            let (port, exporter) = framework::start_server(port, target.serialization()).await?;
             (port, ServerGuard::Exporter(exporter))
         }
         Target::RpcService => {
@@ -116,8 +128,8 @@ impl Caller {
             Target::Raw => Caller::Raw(raw::Client::connect(addr).await?),
             Target::Tarpc => Caller::Tarpc(tarpc_echo::connect(addr).await?),
             Target::Tonic => Caller::Tonic(tonic_echo::connect(addr).await?),
-            Target::Rpc | Target::RpcBincode => {
-                Caller::Rpc(framework::connect(addr, target == Target::RpcBincode).await?)
+            Target::Rpc | Target::RpcBincode | Target::RpcHessian2 => {
+                Caller::Rpc(framework::connect(addr, target.serialization()).await?)
             }
             Target::RpcStack => Caller::Rpc(framework::connect_stack(addr).await?),
             Target::RpcService => Caller::Service(framework::connect_service(addr).await?),

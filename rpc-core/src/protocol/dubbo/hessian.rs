@@ -944,5 +944,57 @@ mod tests {
             let _ = decode_error(&b);
             let _ = decode_generic(&b);
         }
+
+        /// Stock request and response bodies (and ours) with bytes replaced, inserted,
+        /// removed or cut off: every decoder fails cleanly or decodes, never panics.
+        #[test]
+        fn mutated_bodies_never_panic(
+            which in 0usize..7,
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>(), 0u8..4),
+                1..6,
+            ),
+        ) {
+            let mut data = match which {
+                0 => body(PY_GREET).to_vec(),
+                1 => body(PY_GREET_NULL_GROUP).to_vec(),
+                2 => body(JS_GREET).to_vec(),
+                3 => body(NODE_GREET_RESPONSE).to_vec(),
+                4 => body(JAVA_RESPONSE_VALUE).to_vec(),
+                5 => body(JAVA_RESPONSE_NULL_WITH_ATTACHMENTS).to_vec(),
+                _ => encode_request(&greet(), 3000).expect("encode"),
+            };
+            for (at, byte, op) in edits {
+                if data.is_empty() {
+                    break;
+                }
+                let i = at.index(data.len());
+                match op {
+                    0 => data[i] = byte,
+                    1 => data.insert(i, byte),
+                    2 => {
+                        data.remove(i);
+                    }
+                    _ => data.truncate(i),
+                }
+            }
+            let b = Bytes::from(data);
+            if let Ok(r) = decode_request(b.clone()) {
+                proptest::prop_assert!(r.attachments.len() <= MAX_ATTACHMENTS);
+                let args = Value::Encoded(Payload {
+                    serialization: ids::HESSIAN2_ARGS,
+                    bytes: r.args.clone(),
+                });
+                let _ = args.clone().decode::<(String,)>();
+                let _ = args.decode::<Vec<serde_json::Value>>();
+                let _ = decode_generic(&r.args);
+            }
+            if let Ok(Answer { outcome: Outcome::Value(v), .. }) = decode_response(b.clone()) {
+                let _ = v.clone().decode::<String>();
+                let _ = v.decode::<serde_json::Value>();
+            }
+            let _ = decode_error(&b);
+            let _ = decode_generic(&b);
+        }
     }
 }
