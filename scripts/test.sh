@@ -147,8 +147,8 @@ fi
 # --- Nacos: rnacos (a Rust re-implementation of the Nacos server, Apache-2.0) ---------------
 # Installed once with cargo into a tools directory outside the checkout, kept between runs
 # (RPC_TOOLS_DIR, default ~/.cache/rpc-tools: compiling it takes 10 to 30 minutes on a fresh
-# 2-core machine, paid once per machine), then started on free 127.0.0.1 ports with its data in the temp dir. Heartbeat
-# timeouts are short so the tests see a dead client's instances go within seconds.
+# 2-core machine, paid once per machine), then started on free 127.0.0.1 ports with its data
+# in the temp dir. Heartbeat timeouts are short so the tests see a dead client's instances go within seconds.
 RNACOS_VERSION=0.8.8
 rnacos_root="${RPC_TOOLS_DIR:-${HOME:-/root}/.cache/rpc-tools}/rnacos-$RNACOS_VERSION"
 rnacos_bin="$rnacos_root/bin/rnacos"
@@ -184,19 +184,10 @@ if [ -z "${RPC_TEST_NACOS:-}" ]; then
     fi
 fi
 
-# --- Stock Python peers for the interop tests (kazoo, dubbo-ssl-python) ---------------------
-venv="target/interop-venv"
-if [ -z "${RPC_TEST_PYTHON:-}" ] && command -v python3 >/dev/null 2>&1; then
-    if ! "$venv/bin/python" -c 'import kazoo, dubbo_ssl' 2>/dev/null; then
-        rm -rf "$venv"
-        python3 -m venv "$venv" >"$work/venv.log" 2>&1 &&
-            "$venv/bin/pip" install --quiet kazoo==2.11.0 dubbo-ssl-python==0.9.6 >>"$work/venv.log" 2>&1 ||
-            { echo "test.sh: cannot install the Python interop peers:" >&2; tail -20 "$work/venv.log" >&2 || true; }
-    fi
-    if "$venv/bin/python" -c 'import kazoo, dubbo_ssl' 2>/dev/null; then
-        export RPC_TEST_PYTHON="$PWD/$venv/bin/python"
-        echo "test.sh: Python interop peers in $venv" >&2
-    fi
+# The Python peers of the ZooKeeper interop test live in the same venv.
+if [ -z "${RPC_TEST_PYTHON:-}" ] && [ -n "${RPC_TEST_INTEROP_DIR:-}" ] &&
+    "$RPC_TEST_INTEROP_DIR/venv/bin/python" -c 'import kazoo, dubbo_ssl' 2>/dev/null; then
+    export RPC_TEST_PYTHON="$RPC_TEST_INTEROP_DIR/venv/bin/python"
 fi
 
 # The tests must keep their files in temp directories: the user's provider-list cache in the
