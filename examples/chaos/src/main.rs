@@ -212,36 +212,28 @@ async fn probe_role(registry: String, calls: u32) -> Fallible<()> {
 /// A consumer of the ledger through `registry` (its provider cache in the URL's
 /// `cache.file`), calls time out after 1 s, failover at its defaults.
 async fn consumer(registry: &str) -> Fallible<LedgerClient> {
-    Consumer::builder()
+    let builder = Consumer::builder()
         .without_env()
         .application("chaos-consumer")
         .registry(registry)
-        .map_err(|e| e.to_string())?
-        .reference_config(
-            "chaos.Ledger",
-            ServiceConfig::default()
-                .param("timeout", 1000)
-                .param("check", 5000),
-        )
-        .build()
-        .await
-        .map_err(|e| e.to_string())?
-        .reference::<LedgerClient>()
-        .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    ledger_client(builder, ServiceConfig::default().param("check", 5000)).await
 }
 
 /// A consumer calling one provider directly.
 async fn direct(port: u16) -> Fallible<LedgerClient> {
-    Consumer::builder()
-        .without_env()
-        .no_registry()
-        .reference_config(
-            "chaos.Ledger",
-            ServiceConfig::default()
-                .param("url", format!("dubbo://127.0.0.1:{port}"))
-                .param("timeout", 1000),
-        )
+    let builder = Consumer::builder().without_env().no_registry();
+    let settings = ServiceConfig::default().param("url", format!("dubbo://127.0.0.1:{port}"));
+    ledger_client(builder, settings).await
+}
+
+/// The ledger client of `builder`'s consumer, with `settings` and a 1 s call timeout.
+async fn ledger_client(
+    builder: rpc_core::bootstrap::ConsumerBuilder,
+    settings: ServiceConfig,
+) -> Fallible<LedgerClient> {
+    builder
+        .reference_config("chaos.Ledger", settings.param("timeout", 1000))
         .build()
         .await
         .map_err(|e| e.to_string())?
