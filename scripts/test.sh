@@ -7,9 +7,9 @@
 # is started. If a server cannot be installed or started, its variable stays unset and the
 # registry tests for it skip themselves loudly.
 #
-# The stock Python peers of the interop tests (kazoo, dubbo-ssl-python) are installed into a
-# venv under target/ and its python exported as RPC_TEST_PYTHON; in CI (CI=true) an interop
-# test whose peer could not be installed fails.
+# The stock Dubbo peers of the interop tests (Python and Node packages, pinned) are installed
+# under target/interop and that directory exported as RPC_TEST_INTEROP_DIR; in CI (CI=true)
+# an interop test whose peer could not be installed fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -182,12 +182,6 @@ if [ -z "${RPC_TEST_NACOS:-}" ]; then
     else
         echo "test.sh: rnacos could not be installed; the Nacos tests skip" >&2
     fi
-fi
-
-# The Python peers of the ZooKeeper interop test live in the same venv.
-if [ -z "${RPC_TEST_PYTHON:-}" ] && [ -n "${RPC_TEST_INTEROP_DIR:-}" ] &&
-    "$RPC_TEST_INTEROP_DIR/venv/bin/python" -c 'import kazoo, dubbo_ssl' 2>/dev/null; then
-    export RPC_TEST_PYTHON="$RPC_TEST_INTEROP_DIR/venv/bin/python"
 fi
 
 # The tests must keep their files in temp directories: the user's provider-list cache in the

@@ -174,5 +174,6 @@ use rpc_registry_etcd as _;
 use rpc_registry_nacos as _;
 use rpc_registry_zookeeper as _;
 pub mod greeter;
+pub mod peers;
 pub mod raw;
 pub mod registry;

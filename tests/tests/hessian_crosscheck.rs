@@ -22,35 +22,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rpc_hessian2::{Decoder, Encoder, Value};
+use rpc_tests::peers;
 use serde_json::{json, Value as Json};
 
 /// Where hessian.js is installed (`$RPC_TEST_INTEROP_DIR/node_modules`), or `None` (outside
 /// CI) to skip.
 fn hessian_js() -> Option<PathBuf> {
-    let missing = |why: String| -> Option<PathBuf> {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{why} under CI: the hessian.js cross-check cannot run; see scripts/install-interop.sh");
-        }
-        eprintln!(
-            "\n*** SKIPPED: {why}, so the hessian.js cross-check did not run. Run `bash \
-             scripts/test.sh` (it installs the peers) to run it. ***\n"
-        );
-        None
-    };
-    let dir = match std::env::var("RPC_TEST_INTEROP_DIR") {
-        Ok(d) if !d.is_empty() => PathBuf::from(d),
-        _ => return missing("RPC_TEST_INTEROP_DIR is not set".into()),
-    };
+    let dir = peers::dir()?;
     let modules = dir.join("node_modules");
     if !modules.join("hessian.js").is_dir() {
-        return missing(format!(
+        return peers::missing(&format!(
             "hessian.js is not installed in {}",
             modules.display()
         ));
     }
     match Command::new("node").arg("--version").output() {
         Ok(out) if out.status.success() => Some(modules),
-        _ => missing("node is not on PATH".into()),
+        _ => peers::missing("node is not on PATH"),
     }
 }
 

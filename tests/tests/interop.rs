@@ -8,15 +8,14 @@
 //! loudly, except under CI (`CI=true`), where a missing peer fails the test.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use rpc_core::{ErrorKind, Invocation, ServiceKey, Url, Value};
-use rpc_tests::dubbo;
+use rpc_tests::{dubbo, peers};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+
+/// How long a stock peer may take.
+const PEER_WITHIN: Duration = Duration::from_secs(60);
 
 /// A Java-style value class.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -82,50 +81,6 @@ pub trait NodeGreeter {
     async fn greet(&self, name: String) -> String;
 }
 
-/// Where the peers are installed, or `None` (outside CI) to skip.
-fn interop_dir() -> Option<PathBuf> {
-    match std::env::var("RPC_TEST_INTEROP_DIR") {
-        Ok(d) if !d.is_empty() => Some(PathBuf::from(d)),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
-            "RPC_TEST_INTEROP_DIR is not set under CI: the stock Dubbo peers (dubbo-ssl-python, \
-             dubbo2.js, apache-dubbo-service) could not be installed; see scripts/install-interop.sh"
-        ),
-        _ => {
-            eprintln!(
-                "\n*** SKIPPED: RPC_TEST_INTEROP_DIR is not set, so the stock Dubbo peer test did \
-                 not run. Run `bash scripts/test.sh` (it installs the peers) to run it. ***\n"
-            );
-            None
-        }
-    }
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("interop")
-        .join(name)
-}
-
-/// Runs a peer to completion (at most 60 s, then it is killed) and returns its output.
-async fn run(mut cmd: Command) -> (bool, String) {
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().expect("the peer starts");
-    match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
-        Ok(Ok(out)) => (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        ),
-        Ok(Err(e)) => (false, format!("waiting for the peer failed: {e}")),
-        Err(_) => (false, "the peer did not finish within 60 s".into()),
-    }
-}
-
 async fn export_interop() -> Box<dyn rpc_core::protocol::Exporter> {
     let url = Url::parse("dubbo://127.0.0.1:0/org.example.Interop?version=1.0.0").expect("url");
     rpc_core::proxy::export(&*dubbo(), url, InteropServer::new(Impl))
@@ -133,32 +88,15 @@ async fn export_interop() -> Box<dyn rpc_core::protocol::Exporter> {
         .expect("export")
 }
 
-fn node(dir: &std::path::Path, script_name: &str) -> Command {
-    let mut cmd = Command::new("node");
-    cmd.arg(script(script_name))
-        .env("NODE_PATH", dir.join("node_modules"));
-    cmd
-}
-
-fn assert_all_ok(peer: &str, ok: bool, out: &str, calls: &[&str]) {
-    assert!(ok, "{peer} failed:\n{out}");
-    for c in calls {
-        assert!(
-            out.lines().any(|l| l.trim() == format!("ok {c}")),
-            "{peer}: no `ok {c}` in:\n{out}"
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dubbo_ssl_python_calls_our_provider() {
-    let Some(dir) = interop_dir() else { return };
+    let Some(dir) = peers::dir() else { return };
     let exp = export_interop().await;
     let port = exp.url().port().expect("port");
-    let mut cmd = Command::new(dir.join("venv/bin/python"));
-    cmd.arg(script("py_client.py")).arg(port.to_string());
-    let (ok, out) = run(cmd).await;
-    assert_all_ok(
+    let mut cmd = peers::python_script(&dir, "py_client.py");
+    cmd.arg(port.to_string());
+    let (ok, out) = peers::run(cmd, PEER_WITHIN).await;
+    peers::assert_all_ok(
         "dubbo-ssl-python 0.9.6",
         ok,
         &out,
@@ -169,13 +107,13 @@ async fn dubbo_ssl_python_calls_our_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dubbo2_js_calls_our_provider() {
-    let Some(dir) = interop_dir() else { return };
+    let Some(dir) = peers::dir() else { return };
     let exp = export_interop().await;
     let port = exp.url().port().expect("port");
-    let mut cmd = node(&dir, "js_client.js");
+    let mut cmd = peers::node_script(&dir, "js_client.js");
     cmd.arg(port.to_string());
-    let (ok, out) = run(cmd).await;
-    assert_all_ok(
+    let (ok, out) = peers::run(cmd, PEER_WITHIN).await;
+    peers::assert_all_ok(
         "dubbo2.js 2.3.9",
         ok,
         &out,
@@ -186,27 +124,8 @@ async fn dubbo2_js_calls_our_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_consumer_calls_the_stock_node_provider() {
-    let Some(dir) = interop_dir() else { return };
-    let mut cmd = node(&dir, "node_provider.js");
-    cmd.arg("30")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("the Node provider starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let port = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(l)) = lines.next_line().await {
-            if let Some(p) = l.strip_prefix("port ") {
-                return p.trim().parse::<u16>().ok();
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .expect("the Node provider reports its port");
+    let Some(dir) = peers::dir() else { return };
+    let (mut child, port) = peers::node_provider(&dir, 30).await;
     let url = Url::parse(&format!(
         "dubbo://127.0.0.1:{port}/org.example.Greeter?version=1.0.0&serialization=hessian2&timeout=5000"
     ))

@@ -1,21 +1,20 @@
-//! ZooKeeper entries as Apache Dubbo writes and reads them: a stock Python client
-//! (dubbo-ssl-python 0.9.6 on kazoo 2.11.0) finds a provider this framework registered, and
-//! the adapter reads nodes written by Java Dubbo and dubbo2.js with every key they carry.
+//! ZooKeeper entries as Apache Dubbo writes and reads them: the stock clients dubbo-ssl-python
+//! 0.9.6 (on kazoo 2.11.0) and dubbo2.js 2.3.9 (on node-zookeeper-client) find a provider this
+//! framework registered and call it; our consumer finds and calls a stock provider registered
+//! with the URL Java Dubbo writes; the adapter reads nodes written by Java Dubbo and dubbo2.js
+//! with every key they carry.
 //!
-//! Needs `RPC_TEST_ZOOKEEPER` (a server) and, for the Python client, `RPC_TEST_PYTHON` (a
-//! Python with both packages; `scripts/test.sh` installs them into a venv under `target/`).
-//! Without them the tests skip loudly; in CI (`CI=true`) a Python peer that could not be
-//! installed fails the test.
+//! Needs `RPC_TEST_ZOOKEEPER` (a server) and, for the stock peers, `RPC_TEST_INTEROP_DIR`
+//! (`scripts/test.sh` installs them under `target/`; see `rpc_tests::peers`). Without them
+//! the tests skip loudly; in CI (`CI=true`) a peer that could not be installed fails the test.
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rpc_core::registry::testing::Recorder;
 use rpc_core::registry::Category;
 use rpc_core::url::java_url_encode;
 use rpc_core::Url;
+use rpc_tests::peers;
 use rpc_tests::registry::{client, consumer, temp_path, unique, Backend};
 use zookeeper_client as zk;
 
@@ -25,70 +24,31 @@ const JAVA_PROVIDER_NODE: &str = "dubbo%3A%2F%2F127.0.0.1%3A20997%2Forg.example.
 /// The consumer URL dubbo2.js 2.3.9 registers.
 const DUBBO2_JS_CONSUMER: &str = "consumer://192.0.2.2/org.example.Greeter?interface=org.example.Greeter&application=node-consumer&category=consumers&method=&revision=&version=1.0.0&group=&side=consumer&check=false";
 
-/// The Python with the stock peers, or `None` after a loud message (a failure in CI).
-fn python() -> Option<PathBuf> {
-    match std::env::var("RPC_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            let why = "RPC_TEST_PYTHON is not set: the stock Python peers (kazoo==2.11.0, \
-                       dubbo-ssl-python==0.9.6) could not be installed or were not looked for; \
-                       `bash scripts/test.sh` installs them into target/interop-venv";
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{why}");
-            }
-            eprintln!("\n*** SKIPPED: {why}. ***\n");
-            None
-        }
-    }
-}
+/// The stock clients know the default root `/dubbo` only, so the tests that register there
+/// take turns: a client must find the provider its test started, not another test's.
+static DEFAULT_ROOT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Runs `python script args` for at most `within`; its standard output, or a panic with its
-/// standard error.
-fn run_python(python: &PathBuf, args: &[&str], within: Duration) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/zk_discover.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the Python client");
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the Python client did not finish within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        s.read_to_string(&mut out).expect("stdout");
-    }
-    if let Some(mut s) = child.stderr.take() {
-        s.read_to_string(&mut err).expect("stderr");
-    }
-    assert!(
-        status.success(),
-        "the Python client failed ({status}): {err}"
-    );
-    out
+/// How long a stock peer may take.
+const PEER_WITHIN: Duration = Duration::from_secs(60);
+
+/// A service named as the stock peers' `org.example.Greeter`, for our consumer of the
+/// Java-registered provider.
+#[rpc_core::service(name = "org.example.Greeter", version = "1.0.0")]
+pub trait JavaGreeter {
+    /// `hello {name}`.
+    async fn greet(&self, name: String) -> String;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dubbo_ssl_python_finds_our_provider_in_zookeeper() {
+async fn dubbo_ssl_python_finds_our_provider_in_zookeeper_and_calls_it() {
     let Some(address) = Backend::Zookeeper.address() else {
         return;
     };
-    let Some(python) = python() else {
+    let Some(dir) = peers::dir() else {
         return;
     };
     // The stock client knows only the default root, /dubbo.
+    let _turn = DEFAULT_ROOT.lock().await;
     let cache = temp_path("interop-cache");
     let registry = format!(
         "zookeeper://{address}?session=4000&timeout=2000&cache.file={}",
@@ -98,18 +58,10 @@ async fn dubbo_ssl_python_finds_our_provider_in_zookeeper() {
     let port = provider.port().expect("bound port");
     let ours = format!("127.0.0.1:{port}");
 
-    let python_out = {
-        let address = address.clone();
-        tokio::task::spawn_blocking(move || {
-            run_python(
-                &python,
-                &[&address, "org.example.Greeter", "1.0.0"],
-                Duration::from_secs(60),
-            )
-        })
-        .await
-        .expect("python task")
-    };
+    let mut cmd = peers::python_script(&dir, "zk_discover.py");
+    cmd.args([&address, "org.example.Greeter", "1.0.0", "ann"]);
+    let (ok, python_out) = peers::run(cmd, PEER_WITHIN).await;
+    assert!(ok, "dubbo-ssl-python failed: {python_out}");
     println!("dubbo-ssl-python found: {python_out}");
     let found: serde_json::Value = serde_json::from_str(python_out.trim()).expect("JSON");
     let hosts: Vec<&str> = found["hosts"]
@@ -139,9 +91,17 @@ async fn dubbo_ssl_python_finds_our_provider_in_zookeeper() {
         ("deprecated", "false"),
         ("dynamic", "true"),
         ("generic", "false"),
+        // What a Dubbo consumer must use; ours read their own choice from rpc.serialization.
+        ("serialization", "hessian2"),
+        ("rpc.serialization", "msgpack"),
     ] {
         assert_eq!(fields[key], want, "{key} as dubbo-ssl-python read it");
     }
+    // ...and calls it: found in ZooKeeper, called over hessian2 with a null group.
+    assert_eq!(
+        found["called"], "hello ann, from py",
+        "dubbo-ssl-python's call through its ZooKeeper lookup: {python_out}"
+    );
     assert!(
         fields["methods"]
             .as_str()
@@ -286,4 +246,96 @@ async fn nodes_written_by_java_dubbo_and_dubbo2_js_are_read_with_all_their_keys(
     assert_eq!(consumers[0].param("application"), Some("node-consumer"));
     assert_eq!(consumers[0].param("group"), Some(""));
     assert_eq!(consumers[0].port(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dubbo2_js_finds_our_provider_in_zookeeper_and_calls_it() {
+    let Some(address) = Backend::Zookeeper.address() else {
+        return;
+    };
+    let Some(dir) = peers::dir() else {
+        return;
+    };
+    // dubbo2.js, like the Python client, knows the default root /dubbo only.
+    let _turn = DEFAULT_ROOT.lock().await;
+    let cache = temp_path("interop-js-cache");
+    let registry = format!(
+        "zookeeper://{address}?session=4000&timeout=2000&cache.file={}",
+        cache.display()
+    );
+    let provider = rpc_tests::greeter::provider(&registry, "js", 0).await;
+    let mut cmd = peers::node_script(&dir, "js_zk_client.js");
+    cmd.args([address.as_str(), "bea"]);
+    let (ok, out) = peers::run(cmd, PEER_WITHIN).await;
+    // Other tests' providers of the same interface may be in /dubbo too: any of them signs
+    // with its own name, so the answer names the one dubbo2.js picked.
+    assert!(ok, "dubbo2.js failed:\n{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok greet hello bea, from ")),
+        "dubbo2.js through ZooKeeper:\n{out}"
+    );
+    provider.shutdown().await;
+    std::fs::remove_file(&cache).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_consumer_calls_a_provider_registered_as_java_dubbo_registers() {
+    let Some(address) = Backend::Zookeeper.address() else {
+        return;
+    };
+    let Some(dir) = peers::dir() else {
+        return;
+    };
+    // A stock dubbo:// provider (hessian2 only), registered under the exact node name Java
+    // Dubbo writes: no `serialization` key, so hessian2 is implied.
+    let (mut node, port) = peers::node_provider(&dir, 40).await;
+    let namespace = unique("java");
+    let raw = raw_session(&address).await;
+    let providers = format!("/{namespace}/org.example.Greeter/providers");
+    raw.mkdir(
+        &providers,
+        &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+    )
+    .await
+    .expect("mkdir");
+    let node_name = JAVA_PROVIDER_NODE.replace("%3A20997%2F", &format!("%3A{port}%2F"));
+    assert!(!node_name.contains("20997"), "{node_name}");
+    raw.create(
+        &format!("{providers}/{node_name}"),
+        b"127.0.0.1",
+        &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
+    )
+    .await
+    .expect("java-style node");
+
+    let cache = temp_path(&namespace);
+    let registry = format!(
+        "zookeeper://{address}?root={namespace}&session=4000&timeout=2000&cache.file={}",
+        cache.display()
+    );
+    let client: JavaGreeterClient = rpc_core::bootstrap::Consumer::builder()
+        .without_env()
+        .application("rust-consumer")
+        .registry(&registry)
+        .expect("registry url")
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<JavaGreeterClient>()
+        .await
+        .expect("reference");
+    for name in ["ann", "bob"] {
+        assert_eq!(
+            client
+                .greet(name.into())
+                .await
+                .expect("call the Java-registered provider"),
+            format!("hello {name}")
+        );
+    }
+    node.start_kill()
+        .expect("stop the Node provider by its PID");
+    let _ = node.wait().await;
+    std::fs::remove_file(&cache).ok();
 }

@@ -249,12 +249,11 @@ impl ProviderBuilder {
                 .with_param("timestamp", started)
                 .with_param("pid", std::process::id());
             let url = registry::dubbo::provider_keys(&url);
-            // Published explicitly: a dubbo:// provider URL without it is a Java one (hessian2).
-            let url = if url.protocol() == "dubbo" {
-                url.with_defaults([("serialization", "msgpack")])
-            } else {
-                url
-            };
+            // Dubbo peers read `serialization`: they are told hessian2, ours read their own.
+            let url = registry::dubbo::advertise_serialization(
+                &url,
+                <dyn crate::serialize::Serialization as extension::ExtensionPoint>::DEFAULT,
+            );
             check_extension_names(&url)?;
             let url = crate::filter::token::resolve_token(&url)?;
             let protocol = extension::get::<dyn Protocol>(url.protocol())?;
@@ -627,10 +626,14 @@ pub fn merge_provider_url(provider: &Url, reference: &Url) -> Url {
     if let Some(app) = remote_app {
         merged = merged.with_param("remote.application", app);
     }
-    // Java Dubbo writes no `serialization` in its provider URLs: hessian2 is implied. Ours
-    // publish theirs, so a URL without one is a stock peer's.
-    if merged.protocol() == "dubbo" && merged.param("serialization").is_none() {
-        merged = merged.with_param("serialization", "hessian2");
+    // The reference's own `serialization` was laid over above; without one, the provider's
+    // advertisement decides (hessian2 for a Java provider, which names none).
+    if reference.param("serialization").is_none() {
+        let linked =
+            |name: &str| extension::get::<dyn crate::serialize::Serialization>(name).is_ok();
+        if let Some(ser) = registry::dubbo::consumer_serialization(provider, linked) {
+            merged = merged.with_param("serialization", ser);
+        }
     }
     merged
 }
@@ -676,5 +679,27 @@ mod tests {
         assert_eq!(merged.param("application"), Some("cons"));
         assert_eq!(merged.param("remote.application"), Some("prov"));
         assert_eq!(merged.address(), "10.0.0.1:20880");
+    }
+
+    #[test]
+    fn the_serialization_is_the_references_else_the_providers_own_else_hessian2() {
+        let reference = Url::parse("consumer://127.0.0.1/a.B").expect("url");
+        let ours = registry::dubbo::advertise_serialization(
+            &Url::parse("dubbo://10.0.0.1:20880/a.B").expect("url"),
+            "msgpack",
+        );
+        let ser = |p: &Url, r: &Url| {
+            merge_provider_url(p, r)
+                .param("serialization")
+                .map(str::to_string)
+        };
+        assert_eq!(ser(&ours, &reference).as_deref(), Some("msgpack"));
+        let java = Url::parse("dubbo://10.0.0.1:20880/a.B?dubbo=2.0.2").expect("url");
+        assert_eq!(ser(&java, &reference).as_deref(), Some("hessian2"));
+        let json = reference.with_param("serialization", "json");
+        assert_eq!(ser(&ours, &json).as_deref(), Some("json"));
+        assert_eq!(ser(&java, &json).as_deref(), Some("json"));
+        let unlinked = ours.with_param(registry::dubbo::NATIVE_SERIALIZATION, "no-such-codec");
+        assert_eq!(ser(&unlinked, &reference).as_deref(), Some("hessian2"));
     }
 }

@@ -8,8 +8,60 @@
 //! [`consumer_registration`]. Keys Dubbo does not know stay as they are: method-level keys
 //! (`greet.timeout`, `greet.idempotent`) follow Dubbo's own `{method}.{key}` convention, and
 //! `idempotent` is no Dubbo key, so Dubbo readers keep and ignore it.
+//!
+//! # Serialization
+//!
+//! A Dubbo consumer uses the `serialization` a provider URL names (hessian2 when there is
+//! none). Java's `msgpack` (Dubbo id 27) is not this framework's msgpack, so a provider
+//! whose own serialization Dubbo cannot speak publishes `serialization=hessian2` (which every
+//! provider of ours also serves) and its own choice under [`NATIVE_SERIALIZATION`];
+//! [`consumer_serialization`] picks that one back for a consumer of ours that links it.
 
 use crate::url::Url;
+
+/// The key under which a provider names its own serialization when it is not one Dubbo
+/// peers speak (no Dubbo key starts with `rpc.`).
+pub const NATIVE_SERIALIZATION: &str = "rpc.serialization";
+
+/// The serialization every Dubbo peer speaks, and what a `dubbo://` URL without
+/// `serialization` means.
+pub const DUBBO_SERIALIZATION: &str = "hessian2";
+
+/// `url` (a `dubbo://` provider URL) as it is published: its configured serialization
+/// (`default` when none is set) moves to [`NATIVE_SERIALIZATION`] and `serialization` says
+/// hessian2, unless it is hessian2 already. Other protocols are returned unchanged.
+pub fn advertise_serialization(url: &Url, default: &str) -> Url {
+    if url.protocol() != "dubbo" {
+        return url.clone();
+    }
+    let own = url.param("serialization").unwrap_or(default).to_string();
+    let url = url.with_param("serialization", DUBBO_SERIALIZATION);
+    if own == DUBBO_SERIALIZATION {
+        url
+    } else {
+        url.with_param(NATIVE_SERIALIZATION, own)
+    }
+}
+
+/// The serialization a consumer of this framework uses for `provider` (a `dubbo://` URL
+/// from a registry) when its reference names none: the provider's
+/// [`NATIVE_SERIALIZATION`] when `linked` says this process has it, else the provider's
+/// `serialization`, else hessian2 (a Java provider's URL names none). `None` for other
+/// protocols.
+pub fn consumer_serialization(provider: &Url, linked: impl Fn(&str) -> bool) -> Option<String> {
+    if provider.protocol() != "dubbo" {
+        return None;
+    }
+    if let Some(own) = provider.param(NATIVE_SERIALIZATION).filter(|s| linked(s)) {
+        return Some(own.to_string());
+    }
+    Some(
+        provider
+            .param("serialization")
+            .unwrap_or(DUBBO_SERIALIZATION)
+            .to_string(),
+    )
+}
 
 /// The Dubbo protocol version written as `dubbo=` (the one Dubbo 2.7 and 3.x write).
 pub const PROTOCOL_VERSION: &str = "2.0.2";
@@ -96,6 +148,52 @@ mod tests {
         let unversioned = provider_keys(&url("dubbo://h:1/a.B"));
         assert_eq!(unversioned.param("revision"), Some(RELEASE));
         assert_eq!(unversioned.param("side"), Some("provider"));
+    }
+
+    #[test]
+    fn providers_advertise_hessian2_and_keep_their_own_choice_under_a_private_key() {
+        let ours = advertise_serialization(&url("dubbo://h:1/a.B"), "msgpack");
+        assert_eq!(ours.param("serialization"), Some("hessian2"));
+        assert_eq!(ours.param(NATIVE_SERIALIZATION), Some("msgpack"));
+        let bincode =
+            advertise_serialization(&url("dubbo://h:1/a.B?serialization=bincode"), "msgpack");
+        assert_eq!(bincode.param(NATIVE_SERIALIZATION), Some("bincode"));
+        let java =
+            advertise_serialization(&url("dubbo://h:1/a.B?serialization=hessian2"), "msgpack");
+        assert_eq!(java.param("serialization"), Some("hessian2"));
+        assert_eq!(java.param(NATIVE_SERIALIZATION), None);
+        let tri = url("tri://h:1/a.B");
+        assert_eq!(advertise_serialization(&tri, "msgpack"), tri);
+    }
+
+    #[test]
+    fn consumers_use_the_native_serialization_only_when_they_link_it() {
+        let ours =
+            advertise_serialization(&url("dubbo://h:1/a.B?serialization=bincode"), "msgpack");
+        assert_eq!(
+            consumer_serialization(&ours, |s| s == "bincode").as_deref(),
+            Some("bincode")
+        );
+        assert_eq!(
+            consumer_serialization(&ours, |s| s == "msgpack").as_deref(),
+            Some("hessian2")
+        );
+        // A Java provider names none: hessian2.
+        let java = url("dubbo://h:1/a.B?dubbo=2.0.2&side=provider");
+        assert_eq!(
+            consumer_serialization(&java, |_| true).as_deref(),
+            Some("hessian2")
+        );
+        // An older provider of ours that published msgpack itself.
+        let old = url("dubbo://h:1/a.B?serialization=msgpack");
+        assert_eq!(
+            consumer_serialization(&old, |_| true).as_deref(),
+            Some("msgpack")
+        );
+        assert_eq!(
+            consumer_serialization(&url("injvm://h/a.B"), |_| true),
+            None
+        );
     }
 
     #[test]
