@@ -952,6 +952,128 @@ mod tests {
         );
     }
 
+    /// A Nacos v1 server stand-in for the push: answers the service list with one Dubbo
+    /// service and the instance list with `hosts`, and records the `clientIP`/`udpPort` a
+    /// list request announces.
+    struct PushingServer {
+        port: u16,
+        hosts: Arc<std::sync::Mutex<Value>>,
+        listener: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+    }
+
+    impl PushingServer {
+        async fn start(hosts: Value) -> PushingServer {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = tcp.local_addr().expect("addr").port();
+            let hosts = Arc::new(std::sync::Mutex::new(hosts));
+            let listener = Arc::new(std::sync::Mutex::new(None));
+            let (h, l) = (hosts.clone(), listener.clone());
+            tokio::spawn(async move {
+                while let Ok((mut conn, _)) = tcp.accept().await {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let target = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                    let arg = |k: &str| {
+                        query
+                            .split('&')
+                            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                            .map(str::to_string)
+                    };
+                    let body = match path {
+                        "/nacos/v1/ns/service/list" => {
+                            serde_json::json!({"count": 1, "doms": ["providers:a.B:1.0.0:"]})
+                                .to_string()
+                        }
+                        "/nacos/v1/ns/instance/list" => {
+                            if let (Some(ip), Some(port)) = (arg("clientIP"), arg("udpPort")) {
+                                if let Ok(addr) = format!("{ip}:{port}").parse() {
+                                    *l.lock().expect("lock") = Some(addr);
+                                }
+                            }
+                            let hosts = h.lock().expect("lock").clone();
+                            serde_json::json!({"name": "DEFAULT_GROUP@@providers:a.B:1.0.0:", "hosts": hosts})
+                                .to_string()
+                        }
+                        _ => "ok".to_string(),
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                }
+            });
+            PushingServer {
+                port,
+                hosts,
+                listener,
+            }
+        }
+    }
+
+    fn host(port: u16) -> Value {
+        serde_json::json!({"ip": "127.0.0.1", "port": port, "healthy": true, "enabled": true,
+            "metadata": {"protocol": "dubbo", "path": "a.B", "side": "provider", "version": "1.0.0"}})
+    }
+
+    #[tokio::test]
+    async fn a_pushed_change_is_read_at_once_and_acknowledged() {
+        use rpc_core::registry::testing::Recorder;
+        let server = PushingServer::start(Value::Array(vec![host(20001)])).await;
+        // Polling every 10 minutes: only the push can bring the change within the test.
+        let reg = NacosRegistry::start(&url(&format!(
+            "nacos://127.0.0.1:{}?poll=600000&timeout=1000",
+            server.port
+        )))
+        .expect("start");
+        let rec = Recorder::new();
+        reg.subscribe(&url("consumer://127.0.0.1/a.B?side=consumer"), rec.clone())
+            .await
+            .expect("subscribe");
+        rec.wait_for(Category::Providers, Duration::from_secs(5), |l| {
+            l.len() == 1
+        })
+        .await
+        .expect("the first read");
+        let target = server
+            .listener
+            .lock()
+            .expect("lock")
+            .expect("the list request announced clientIP and udpPort");
+        *server.hosts.lock().expect("lock") = Value::Array(vec![host(20001), host(20002)]);
+        // The datagram Nacos sends: type `dom`, the service's new data, a reference time.
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+        let push = serde_json::json!({"type": "dom", "data": "{}", "lastRefTime": 424242});
+        udp.send_to(push.to_string().as_bytes(), target)
+            .await
+            .expect("push");
+        let both = rec
+            .wait_for(Category::Providers, Duration::from_secs(3), |l| {
+                l.len() == 2
+            })
+            .await;
+        assert!(both.is_some(), "the pushed change was not read");
+        let mut ack = [0u8; 512];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(3), udp.recv_from(&mut ack))
+            .await
+            .expect("an acknowledgement")
+            .expect("recv");
+        let ack: Value = serde_json::from_slice(&ack[..n]).expect("JSON ack");
+        assert_eq!(ack["type"], "push-ack");
+        assert_eq!(ack["lastRefTime"], 424242);
+    }
+
     #[test]
     fn a_url_without_host_is_refused() {
         let err = NacosRegistry::start(&url("nacos://"))
