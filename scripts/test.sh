@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs and starts what the tests need, and stops it afterwards.
 #
-# ZooKeeper, etcd and rnacos (a Nacos server) are started on 127.0.0.1 (free ports, data under
-# a temp dir) and their addresses exported as RPC_TEST_ZOOKEEPER, RPC_TEST_ETCD and
-# RPC_TEST_NACOS for the registry tests. If one is already set, that server is used and none
+# ZooKeeper, etcd and rnacos (a Nacos server; a second one with login on) are started on
+# 127.0.0.1 (free ports, data under a temp dir) and their addresses exported as
+# RPC_TEST_ZOOKEEPER, RPC_TEST_ETCD, RPC_TEST_NACOS and RPC_TEST_NACOS_AUTH for the registry tests. If one is already set, that server is used and none
 # is started. If a server cannot be installed or started, its variable stays unset and the
 # registry tests for it skip themselves loudly.
 #
@@ -181,6 +181,42 @@ if [ -z "${RPC_TEST_NACOS:-}" ]; then
         fi
     else
         echo "test.sh: rnacos could not be installed; the Nacos tests skip" >&2
+    fi
+fi
+
+# A second rnacos with open-API login on, for the Nacos login test (RPC_TEST_NACOS_AUTH is
+# user:password@host:port; the password is made up for this run).
+if [ -z "${RPC_TEST_NACOS_AUTH:-}" ] && [ -x "$rnacos_bin" ]; then
+    port="$(free_port)"
+    grpc="$(free_port)"
+    console="$(free_port)"
+    password="pw$RANDOM$RANDOM"
+    mkdir -p "$work/nacos-auth/data"
+    (
+        cd "$work/nacos-auth"
+        RNACOS_ENABLE_OPEN_API_AUTH=true RNACOS_INIT_ADMIN_USERNAME=ann \
+            RNACOS_INIT_ADMIN_PASSWORD="$password" \
+            RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 \
+            RNACOS_HTTP_PORT="$port" RNACOS_GRPC_PORT="$grpc" RNACOS_HTTP_CONSOLE_PORT="$console" \
+            RNACOS_RAFT_NODE_ADDR="127.0.0.1:$grpc" RNACOS_DATA_DIR="$work/nacos-auth/data" \
+            RNACOS_ENABLE_METRICS=false \
+            exec "$rnacos_bin"
+    ) >"$work/nacos-auth.log" 2>&1 &
+    pids+=($!)
+    # Unauthenticated, the probe's answer is a 403 naming the unknown user.
+    nacos_auth_ok() {
+        local reply=""
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+        printf 'GET /nacos/v1/ns/service/list?pageNo=1&pageSize=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+        reply="$(timeout 2 cat <&3 || true)"
+        exec 3>&-
+        [[ "$reply" == *' 403 '* ]]
+    }
+    if wait_for rnacos-login nacos_auth_ok "$port" "$!"; then
+        export RPC_TEST_NACOS_AUTH="ann:$password@127.0.0.1:$port"
+        echo "test.sh: rnacos with login on 127.0.0.1:$port" >&2
+    else
+        tail -20 "$work/nacos-auth.log" >&2 || true
     fi
 fi
 

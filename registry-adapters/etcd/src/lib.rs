@@ -365,6 +365,7 @@ async fn supervise(shared: Arc<Shared>) {
         let started = tokio::time::Instant::now();
         if let Err(e) = run_session(&shared).await {
             tracing::warn!(registry = %shared.url, error = %e, "etcd: session lost, starting over");
+            shared.conn.set_failure(e);
         }
         if started.elapsed() > Backoff::STABLE {
             backoff.reset();

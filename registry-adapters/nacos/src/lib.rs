@@ -729,6 +729,7 @@ async fn reconnect_forever(shared: &Arc<Shared>) {
         let started = tokio::time::Instant::now();
         if let Err(e) = run_session(shared).await {
             tracing::warn!(registry = %shared.url, error = %e, "nacos: server lost, starting over");
+            shared.conn.set_failure(e);
         }
         if started.elapsed() > Backoff::STABLE {
             backoff.reset();

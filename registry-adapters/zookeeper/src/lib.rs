@@ -354,6 +354,7 @@ async fn supervise(shared: Arc<Shared>) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(registry = %shared.url, error = %e, "zookeeper: cannot connect, retrying");
+                shared.conn.set_failure(zk_err("connect", e));
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
@@ -382,6 +383,11 @@ async fn supervise(shared: Arc<Shared>) {
                 terminal => {
                     tracing::warn!(registry = %shared.url, state = %terminal,
                         "zookeeper: session ended; starting a new one");
+                    if terminal == zk::SessionState::AuthFailed {
+                        shared
+                            .conn
+                            .set_failure(zk_err("session", zk::Error::AuthFailed));
+                    }
                     break;
                 }
             }

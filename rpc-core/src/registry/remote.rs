@@ -141,6 +141,8 @@ pub struct Connection<C> {
     available: AtomicBool,
     /// Woken whenever a new client is in place.
     ready: tokio::sync::Notify,
+    /// Why the last attempt to get a client failed, until one is in place.
+    failure: Mutex<Option<RpcError>>,
 }
 
 impl<C> Default for Connection<C> {
@@ -149,6 +151,7 @@ impl<C> Default for Connection<C> {
             client: Mutex::new(None),
             available: AtomicBool::new(false),
             ready: tokio::sync::Notify::new(),
+            failure: Mutex::new(None),
         }
     }
 }
@@ -167,6 +170,7 @@ impl<C: Clone> Connection<C> {
     /// Puts `client` in place and wakes the callers waiting in [`Connection::wait`].
     /// Availability is set apart, with [`Connection::set_available`].
     pub fn set(&self, client: C) {
+        *lock(&self.failure) = None;
         *lock(&self.client) = Some(client);
         self.ready.notify_waiters();
     }
@@ -192,16 +196,32 @@ impl<C: Clone> Connection<C> {
         }
     }
 
-    /// Like [`Connection::wait`], for calls that cannot do without the server: an error of
-    /// kind `Network`, `{server} is not connected` (`server()` names it), when no client came.
+    /// Like [`Connection::wait`], for calls that cannot do without the server: when no
+    /// client came, `{server} is not connected` (`server()` names it), followed by the last
+    /// [`failure`](Connection::set_failure) when there is one, whose kind it takes (a refused
+    /// login stays `Unauthorized`); `Network` otherwise.
     pub async fn wait_or_fail(
         &self,
         timeout: Duration,
         server: impl FnOnce() -> String,
     ) -> Result<C> {
-        self.wait(timeout)
-            .await
-            .ok_or_else(|| RpcError::network(format!("{} is not connected", server())))
+        if let Some(client) = self.wait(timeout).await {
+            return Ok(client);
+        }
+        let text = format!("{} is not connected", server());
+        Err(match lock(&self.failure).as_ref() {
+            Some(cause) => RpcError::new(
+                cause.kind(),
+                format!("{text}: the last attempt failed: {}", cause.message()),
+            ),
+            None => RpcError::network(text),
+        })
+    }
+
+    /// Records why the last attempt to get a client failed, for [`Connection::wait_or_fail`]
+    /// to report; forgotten when a client is [`set`](Connection::set).
+    pub fn set_failure(&self, cause: RpcError) {
+        *lock(&self.failure) = Some(cause);
     }
 
     /// Whether the server can currently be reached ([`super::Registry::is_available`]).
