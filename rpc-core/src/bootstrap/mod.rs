@@ -65,9 +65,21 @@ crate::config_key!(
 crate::config_key!(
     "check",
     "3000",
-    Millis,
-    "a registry reference waits up to this long for its first providers, then starts without (0: do not wait); a direct url= reference never waits"
+    MillisOrBool,
+    "a registry reference waits up to this long (ms) for its first providers, then starts without (0 or false: do not wait; true: 3000, so Dubbo's check=true/false read sensibly); a direct url= reference never waits"
 );
+
+/// The `check` wait of a reference: milliseconds, or Dubbo's boolean (`false`: no wait,
+/// `true`: the default wait). A reference never fails for want of providers.
+fn check_wait(url: &Url) -> Result<Duration> {
+    const DEFAULT_MS: u64 = 3000;
+    let ms = match url.param("check") {
+        None | Some("true") => DEFAULT_MS,
+        Some("false") => 0,
+        Some(_) => url.param_as("check", DEFAULT_MS)?,
+    };
+    Ok(Duration::from_millis(ms))
+}
 
 /// The registry used when none is configured: the embedded, server-less one.
 pub const DEFAULT_REGISTRY: &str = "local://";
@@ -561,8 +573,7 @@ impl Consumer {
                 tracing::debug!(error = %e, "consumer registration failed (informational only)");
             }
         });
-        let wait = url.param_as("check", 3000u64)?;
-        let until = tokio::time::Instant::now() + Duration::from_millis(wait);
+        let until = tokio::time::Instant::now() + check_wait(&url)?;
         while dir.providers().is_empty() && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
             dir.refresh().await;
@@ -679,6 +690,21 @@ mod tests {
         assert_eq!(merged.param("application"), Some("cons"));
         assert_eq!(merged.param("remote.application"), Some("prov"));
         assert_eq!(merged.address(), "10.0.0.1:20880");
+    }
+
+    #[test]
+    fn check_is_a_wait_in_ms_or_dubbos_boolean() {
+        let wait =
+            |q: &str| check_wait(&Url::parse(&format!("consumer://h/a.B?{q}")).expect("url"));
+        assert_eq!(wait("").expect("default"), Duration::from_millis(3000));
+        assert_eq!(wait("check=250").expect("ms"), Duration::from_millis(250));
+        assert_eq!(wait("check=false").expect("dubbo false"), Duration::ZERO);
+        assert_eq!(
+            wait("check=true").expect("dubbo true"),
+            Duration::from_millis(3000)
+        );
+        let err = wait("check=soon").expect_err("not a wait");
+        assert!(err.to_string().contains("check"), "{err}");
     }
 
     #[test]

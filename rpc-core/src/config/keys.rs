@@ -14,6 +14,9 @@ pub enum KeyKind {
     Millis,
     /// `true` or `false`.
     Bool,
+    /// Milliseconds, or a Dubbo-style boolean in their place (`check=false` as Dubbo
+    /// configurations write it): what `true` and `false` mean is the key's own doc.
+    MillisOrBool,
     /// Free text (names, lists, rules).
     Text,
 }
@@ -33,6 +36,13 @@ impl KeyKind {
             KeyKind::Bool => match value {
                 "true" | "false" => Ok(()),
                 _ => Err("true or false"),
+            },
+            KeyKind::MillisOrBool => match value {
+                "true" | "false" => Ok(()),
+                _ => value
+                    .parse::<u64>()
+                    .map(|_| ())
+                    .map_err(|_| "a whole number of milliseconds, true or false"),
             },
             KeyKind::Text => Ok(()),
         }
@@ -500,6 +510,10 @@ mod tests {
             Err("a whole number of milliseconds")
         );
         assert_eq!(KeyKind::Bool.check("yes"), Err("true or false"));
+        for ok in ["0", "2500", "true", "false"] {
+            assert!(KeyKind::MillisOrBool.check(ok).is_ok(), "{ok}");
+        }
+        assert!(KeyKind::MillisOrBool.check("yes").is_err());
         assert!(KeyKind::Text.check("anything").is_ok());
     }
 
