@@ -131,6 +131,29 @@ pub fn parse_service_name(name: &str) -> Option<(Category, &str)> {
     Some((category, interface))
 }
 
+/// Metadata key holding a rule's own port (see [`instance_port`]).
+const RULE_PORT: &str = "rpc.rule.port";
+
+/// Whether `url` is a rule (`configurators`, `routers`) rather than a provider or consumer.
+fn is_rule(url: &Url) -> bool {
+    matches!(
+        Category::of(url),
+        Category::Configurators | Category::Routers
+    )
+}
+
+/// The port of `url`'s instance. Nacos servers know an instance by its ip and port (rnacos by
+/// nothing else), and rules usually share one address (`0.0.0.0`, no port), so each rule is
+/// an instance on a port of its own, taken from a hash of the whole URL; its real port
+/// travels in the metadata ([`RULE_PORT`]). Providers and consumers keep their own.
+fn instance_port(url: &Url) -> u16 {
+    if !is_rule(url) {
+        return url.port().unwrap_or(0);
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(url.to_full_string().as_bytes());
+    u16::try_from(hash % 65_535).map_or(1, |p| p + 1)
+}
+
 /// The instance metadata of `url`: its parameters plus `category`, `protocol` and `path`,
 /// as a JSON object.
 fn metadata_of(url: &Url) -> String {
@@ -140,6 +163,9 @@ fn metadata_of(url: &Url) -> String {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     meta.insert("category".into(), Category::of(url).as_str().into());
+    if is_rule(url) {
+        meta.insert(RULE_PORT.into(), url.port().unwrap_or(0).to_string().into());
+    }
     meta.insert("protocol".into(), url.protocol().into());
     meta.insert("path".into(), url.path().into());
     Value::Object(meta).to_string()
@@ -178,14 +204,23 @@ fn instance_url(interface: &str, host: &Value) -> std::result::Result<Option<Url
     } else {
         ip.to_string()
     };
-    let base = Url::parse(&format!("{protocol}://{ip_text}:{port}")).map_err(|e| e.to_string())?;
+    // A rule's instance port is made up; its own port (0: none) is in the metadata.
+    let authority = match text(RULE_PORT) {
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) => ip_text,
+            Ok(p) => format!("{ip_text}:{p}"),
+            Err(_) => return Err(format!("{RULE_PORT} {p:?} is not a port")),
+        },
+        None => format!("{ip_text}:{port}"),
+    };
+    let base = Url::parse(&format!("{protocol}://{authority}")).map_err(|e| e.to_string())?;
     let mut params = BTreeMap::new();
     for (k, v) in meta {
         let Some(v) = v.as_str() else { continue };
         if k.is_empty() || k.len() > MAX_ENTRY_BYTES || v.len() > MAX_ENTRY_BYTES {
             return Err(format!("metadata key '{k:.40}' too long or empty"));
         }
-        if k == "protocol" || k == "path" {
+        if k == "protocol" || k == "path" || k == RULE_PORT {
             continue;
         }
         params.insert(k.clone(), v.to_string());
@@ -359,7 +394,12 @@ impl NacosRegistry {
 
 impl Shared {
     fn key(url: &Url) -> String {
-        format!("{}#{}", service_name(url), url.address())
+        format!(
+            "{}#{}:{}",
+            service_name(url),
+            url.host(),
+            instance_port(url)
+        )
     }
 
     /// The parameters naming a service in this namespace and group.
@@ -375,7 +415,7 @@ impl Shared {
         let mut params = self.scope(&service_name(url));
         params.extend([
             ("ip", url.host().to_string()),
-            ("port", url.port().unwrap_or(0).to_string()),
+            ("port", instance_port(url).to_string()),
             ("clusterName", "DEFAULT".to_string()),
             (
                 "ephemeral",
@@ -405,7 +445,7 @@ impl Shared {
         let beat = serde_json::json!({
             "cluster": "DEFAULT",
             "ip": url.host(),
-            "port": url.port().unwrap_or(0),
+            "port": instance_port(url),
             "metadata": serde_json::from_str::<Value>(&metadata_of(url)).unwrap_or(Value::Null),
             "period": u64::try_from(self.beat.as_millis()).unwrap_or(u64::MAX),
             "scheduled": false,
@@ -914,6 +954,30 @@ mod tests {
         assert_eq!(c.param("x-unknown"), Some("kept"));
         assert_eq!(c.param("category"), None, "implied by side=consumer");
         assert_eq!(c.param("n"), None, "only text values");
+    }
+
+    #[test]
+    fn rules_sharing_an_address_are_instances_of_their_own_and_read_back_whole() {
+        let a = url("override://0.0.0.0/org.example.Greeter?category=configurators&timeout=300");
+        let b = url("override://0.0.0.0/org.example.Greeter?category=configurators&weight=0");
+        let c =
+            url("override://10.0.0.1:20880/org.example.Greeter?category=configurators&weight=0");
+        assert_ne!(instance_port(&a), instance_port(&b));
+        assert_ne!(Shared::key(&a), Shared::key(&b));
+        for rule in [a, b, c] {
+            let meta: Value = serde_json::from_str(&metadata_of(&rule)).expect("json");
+            let host = serde_json::json!({
+                "ip": rule.host(), "port": instance_port(&rule), "metadata": meta,
+            });
+            assert_eq!(
+                instance_url("org.example.Greeter", &host).expect("valid"),
+                Some(rule)
+            );
+        }
+        let p = url("dubbo://10.0.0.1:20880/org.example.Greeter?side=provider");
+        assert_eq!(instance_port(&p), 20880, "providers keep their port");
+        let bad = serde_json::json!({"ip": "0.0.0.0", "port": 9, "metadata": {RULE_PORT: "x"}});
+        assert!(instance_url("I", &bad).is_err());
     }
 
     #[test]

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 pub mod admin;
 
-use crate::cluster::registry_directory::{InvokerFactory, RegistryDirectory};
+use crate::cluster::registry_directory::{merge_provider_url, InvokerFactory, RegistryDirectory};
 use crate::cluster::router::ZoneRouter;
 use crate::cluster::{Cluster, StaticDirectory};
 use crate::config::{Config, ConfigBuilder, ServiceConfig};
@@ -83,19 +83,6 @@ fn check_wait(url: &Url) -> Result<Duration> {
 
 /// The registry used when none is configured: the embedded, server-less one.
 pub const DEFAULT_REGISTRY: &str = "local://";
-
-/// Provider URL keys a consumer's settings never override.
-const PROVIDER_ONLY: &[&str] = &[
-    "zone",
-    "weight",
-    "warmup",
-    "timestamp",
-    "token",
-    "methods",
-    "side",
-    "pid",
-    "dynamic",
-];
 
 type MakeSkeleton = Box<dyn FnOnce(Url) -> Arc<dyn Invoker> + Send>;
 
@@ -532,9 +519,7 @@ impl Consumer {
     /// The cluster invoker for a reference URL (`consumer://host/{interface}?...`).
     pub async fn refer_url(&self, url: Url) -> Result<Arc<dyn Invoker>> {
         check_extension_names(&url)?;
-        let factory: Arc<dyn InvokerFactory> = Arc::new(ConsumerInvokerFactory {
-            reference: url.clone(),
-        });
+        let factory: Arc<dyn InvokerFactory> = Arc::new(ConsumerInvokerFactory);
         let cluster = extension::adaptive::<dyn Cluster>(&url, "")?;
         if let Some(direct) = url.param("url").filter(|s| !s.trim().is_empty()) {
             let mut invokers = Vec::new();
@@ -545,7 +530,7 @@ impl Consumer {
                 } else {
                     provider
                 };
-                invokers.push(factory.refer(provider).await?);
+                invokers.push(factory.refer(merge_provider_url(&provider, &url)).await?);
             }
             let mut directory = StaticDirectory::new(url.clone(), invokers);
             if let Some(zone) = ZoneRouter::for_reference(&url)? {
@@ -562,7 +547,10 @@ impl Consumer {
         };
         let own_routers = ZoneRouter::for_reference(&url)?.into_iter().collect();
         let dir = RegistryDirectory::with_routers(url.clone(), factory, own_routers);
-        registry.subscribe(&url, dir.clone()).await?;
+        // As Dubbo consumers do: the providers, and the override and routing rules of the
+        // service (applied live by the directory, kept in the registry cache like the list).
+        let subscription = url.with_param("category", "providers,configurators,routers");
+        registry.subscribe(&subscription, dir.clone()).await?;
         // The consumer's own registration is informational (operators' tools list it): it
         // never delays the reference, even while the registry is unreachable.
         let consumer_url =
@@ -618,41 +606,14 @@ impl Invoker for RegistryReference {
     }
 }
 
-/// Refers one provider for a reference: the provider URL merged with the reference's
-/// settings, then the protocol's invoker wrapped in the consumer filter chain.
-struct ConsumerInvokerFactory {
-    reference: Url,
-}
-
-/// The URL a consumer uses to call `provider` for `reference`: the provider's URL with the
-/// reference's settings laid over it, except the provider-only keys.
-pub fn merge_provider_url(provider: &Url, reference: &Url) -> Url {
-    let remote_app = provider.param("application").map(str::to_string);
-    let mut merged = provider.with_params(
-        reference
-            .params()
-            .iter()
-            .filter(|(k, _)| !PROVIDER_ONLY.contains(&k.as_str()) && k.as_str() != "url"),
-    );
-    if let Some(app) = remote_app {
-        merged = merged.with_param("remote.application", app);
-    }
-    // The reference's own `serialization` was laid over above; without one, the provider's
-    // advertisement decides (hessian2 for a Java provider, which names none).
-    if reference.param("serialization").is_none() {
-        let linked =
-            |name: &str| extension::get::<dyn crate::serialize::Serialization>(name).is_ok();
-        if let Some(ser) = registry::dubbo::consumer_serialization(provider, linked) {
-            merged = merged.with_param("serialization", ser);
-        }
-    }
-    merged
-}
+/// Refers one provider for a reference: the protocol's invoker for the URL the directory
+/// computed ([`merge_provider_url`] and the override rules), wrapped in the consumer filter
+/// chain.
+struct ConsumerInvokerFactory;
 
 #[async_trait::async_trait]
 impl InvokerFactory for ConsumerInvokerFactory {
-    async fn refer(&self, provider: Url) -> Result<Arc<dyn Invoker>> {
-        let url = merge_provider_url(&provider, &self.reference);
+    async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>> {
         let protocol = extension::get::<dyn Protocol>(url.protocol())?;
         let invoker = protocol.refer(url).await?;
         crate::filter::build_member_chain(invoker)
@@ -662,35 +623,6 @@ impl InvokerFactory for ConsumerInvokerFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn consumer_settings_win_but_provider_only_keys_stay() {
-        let provider = Url::parse(
-            "dubbo://10.0.0.1:20880/a.B?weight=50&timeout=5000&token=s3&application=prov&warmup=1",
-        )
-        .expect("url");
-        let reference = Url::parse(
-            "consumer://127.0.0.1/a.B?timeout=300&weight=1&token=x&application=cons&retries=0",
-        )
-        .expect("url");
-        let merged = merge_provider_url(&provider, &reference);
-        assert_eq!(merged.param("timeout"), Some("300"));
-        assert_eq!(merged.param("retries"), Some("0"));
-        let zoned = merge_provider_url(
-            &provider.with_param("zone", "west"),
-            &reference.with_param("zone", "east"),
-        );
-        assert_eq!(
-            zoned.param("zone"),
-            Some("west"),
-            "a provider's zone is its own"
-        );
-        assert_eq!(merged.param("weight"), Some("50"));
-        assert_eq!(merged.param("token"), Some("s3"));
-        assert_eq!(merged.param("application"), Some("cons"));
-        assert_eq!(merged.param("remote.application"), Some("prov"));
-        assert_eq!(merged.address(), "10.0.0.1:20880");
-    }
 
     #[test]
     fn check_is_a_wait_in_ms_or_dubbos_boolean() {
@@ -705,27 +637,5 @@ mod tests {
         );
         let err = wait("check=soon").expect_err("not a wait");
         assert!(err.to_string().contains("check"), "{err}");
-    }
-
-    #[test]
-    fn the_serialization_is_the_references_else_the_providers_own_else_hessian2() {
-        let reference = Url::parse("consumer://127.0.0.1/a.B").expect("url");
-        let ours = registry::dubbo::advertise_serialization(
-            &Url::parse("dubbo://10.0.0.1:20880/a.B").expect("url"),
-            "msgpack",
-        );
-        let ser = |p: &Url, r: &Url| {
-            merge_provider_url(p, r)
-                .param("serialization")
-                .map(str::to_string)
-        };
-        assert_eq!(ser(&ours, &reference).as_deref(), Some("msgpack"));
-        let java = Url::parse("dubbo://10.0.0.1:20880/a.B?dubbo=2.0.2").expect("url");
-        assert_eq!(ser(&java, &reference).as_deref(), Some("hessian2"));
-        let json = reference.with_param("serialization", "json");
-        assert_eq!(ser(&ours, &json).as_deref(), Some("json"));
-        assert_eq!(ser(&java, &json).as_deref(), Some("json"));
-        let unlinked = ours.with_param(registry::dubbo::NATIVE_SERIALIZATION, "no-such-codec");
-        assert_eq!(ser(&unlinked, &reference).as_deref(), Some("hessian2"));
     }
 }

@@ -27,6 +27,7 @@ use crate::error::Result;
 use crate::invocation::{Invocation, Invoker};
 use crate::url::Url;
 
+pub mod configurator;
 pub mod directory;
 pub mod loadbalance;
 pub mod registry_directory;
@@ -34,8 +35,11 @@ pub mod router;
 pub mod stats;
 pub mod strategy;
 
+pub use configurator::{Override, Overrides};
 pub use directory::StaticDirectory;
-pub use registry_directory::{InvokerFactory, ProtocolInvokerFactory, RegistryDirectory};
+pub use registry_directory::{
+    merge_provider_url, InvokerFactory, ProtocolInvokerFactory, RegistryDirectory,
+};
 
 /// Picks one provider among several for a call.
 pub trait LoadBalance: Send + Sync {
@@ -66,6 +70,12 @@ pub trait Directory: Send + Sync {
 
     /// Whether any provider is available.
     fn is_available(&self) -> bool;
+
+    /// The reference URL as changed by override rules in force (`retries`, `loadbalance`,
+    /// `sticky`, ... set at run time), when any rule changes it; `None`: [`Directory::url`].
+    fn live_settings(&self) -> Option<Arc<Url>> {
+        None
+    }
 
     /// Closes every provider invoker.
     fn destroy(&self) {}

@@ -10,10 +10,13 @@
 //! period, [`DESTROY_GRACE`]), so a list swap under load loses no call.
 //!
 //! Provider URLs are filtered before use: `empty://` markers, `enabled=false` providers and,
-//! when the reference sets `protocol=`, providers of other protocols are skipped. The
-//! consumer-side balancer keys of the reference (`hash.nodes`, `hash.arguments`, also
-//! method-level) are merged into each provider URL handed to the factory, since balancers
-//! read them from the provider invokers.
+//! when the reference sets `protocol=`, providers of other protocols are skipped. Each
+//! provider's invoker is made for the URL a consumer uses to call it: the provider URL with
+//! the reference's settings laid over it ([`merge_provider_url`]) and then the service's
+//! override rules (`configurators` category, [`Overrides`]: a rule wins over both). A provider
+//! an override sets `disabled=true` is left out. When the rules change, every provider whose
+//! URL changed gets a new invoker and the old one retires as below, so a timeout or a weight
+//! changed at run time loses no call.
 //!
 //! # Telling "no providers" from a registry fault
 //!
@@ -46,6 +49,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::configurator::Overrides;
 use super::{router, stats, Directory, Router};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
@@ -53,6 +57,44 @@ use crate::invocation::{Invocation, Invoker};
 use crate::protocol::Protocol;
 use crate::registry::{Category, NotifyListener};
 use crate::url::Url;
+
+/// The URL a consumer uses to call `provider` for `reference`: the provider's URL with the
+/// reference's settings laid over it, except the provider-only keys.
+pub fn merge_provider_url(provider: &Url, reference: &Url) -> Url {
+    let remote_app = provider.param("application").map(str::to_string);
+    let mut merged = provider.with_params(
+        reference
+            .params()
+            .iter()
+            .filter(|(k, _)| !PROVIDER_ONLY.contains(&k.as_str()) && k.as_str() != "url"),
+    );
+    if let Some(app) = remote_app {
+        merged = merged.with_param("remote.application", app);
+    }
+    // The reference's own `serialization` was laid over above; without one, the provider's
+    // advertisement decides (hessian2 for a Java provider, which names none).
+    if reference.param("serialization").is_none() {
+        let linked =
+            |name: &str| extension::get::<dyn crate::serialize::Serialization>(name).is_ok();
+        if let Some(ser) = crate::registry::dubbo::consumer_serialization(provider, linked) {
+            merged = merged.with_param("serialization", ser);
+        }
+    }
+    merged
+}
+
+/// Provider URL keys a consumer's settings never override (an override rule may).
+const PROVIDER_ONLY: &[&str] = &[
+    "zone",
+    "weight",
+    "warmup",
+    "timestamp",
+    "token",
+    "methods",
+    "side",
+    "pid",
+    "dynamic",
+];
 
 /// How long a removed provider's invoker may stay alive for calls still using it before it
 /// is destroyed anyway.
@@ -91,7 +133,9 @@ const ROUTE_CACHE_MAX: usize = 1024;
 struct Snapshot {
     /// Whether a provider list has been received at all.
     received: bool,
-    /// Provider URL and its invoker, in notification order.
+    /// The last provider list as the registry sent it, to apply new override rules to.
+    raw: Vec<Url>,
+    /// The URL each provider is called with and its invoker, in notification order.
     providers: Vec<(Url, Arc<dyn Invoker>)>,
     /// The invokers alone, for `list`.
     invokers: Shared,
@@ -107,11 +151,13 @@ struct Snapshot {
 impl Snapshot {
     fn new(
         received: bool,
+        raw: Vec<Url>,
         providers: Vec<(Url, Arc<dyn Invoker>)>,
         routers: Vec<Arc<dyn Router>>,
     ) -> Self {
         Snapshot {
             received,
+            raw,
             invokers: providers.iter().map(|(_, i)| i.clone()).collect(),
             providers,
             cacheable: routers.iter().all(|r| r.cacheable()),
@@ -128,6 +174,10 @@ pub struct RegistryDirectory {
     factory: Arc<dyn InvokerFactory>,
     /// Routers of the reference itself (zone routing), kept under every rule chain.
     own_routers: Vec<Arc<dyn Router>>,
+    /// The override rules in force (`configurators` category).
+    overrides: Mutex<Overrides>,
+    /// The reference URL under the rules in force, when they change it.
+    live_settings: ArcSwap<Option<Arc<Url>>>,
     state: ArcSwap<Snapshot>,
     pending: Mutex<Option<Vec<Url>>>,
     refresh: tokio::sync::Mutex<()>,
@@ -156,7 +206,9 @@ impl RegistryDirectory {
             url,
             factory,
             own_routers,
-            state: ArcSwap::from_pointee(Snapshot::new(false, Vec::new(), initial)),
+            state: ArcSwap::from_pointee(Snapshot::new(false, Vec::new(), Vec::new(), initial)),
+            overrides: Mutex::new(Overrides::default()),
+            live_settings: ArcSwap::from_pointee(None),
             pending: Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
             destroyed: AtomicBool::new(false),
@@ -164,7 +216,8 @@ impl RegistryDirectory {
         })
     }
 
-    /// The provider URLs currently in use.
+    /// The URLs the providers are currently called with (merged with the reference and the
+    /// override rules).
     pub fn providers(&self) -> Vec<Url> {
         self.state
             .load()
@@ -204,24 +257,74 @@ impl RegistryDirectory {
         }
     }
 
-    /// The URL an invoker is created with: the provider URL plus the consumer-side keys the
-    /// load balancers read from provider URLs (`hash.nodes`, `hash.arguments`, also
-    /// method-level), taken from the reference URL.
-    fn merge(&self, provider: &Url) -> Url {
-        let consumer_keys: Vec<(&String, &String)> = self
-            .url
-            .params()
-            .iter()
-            .filter(|(k, _)| k.ends_with("hash.nodes") || k.ends_with("hash.arguments"))
-            .collect();
-        if consumer_keys.is_empty() {
-            provider.clone()
+    /// The URL a provider is called with: [`merge_provider_url`], then the override rules.
+    fn effective(&self, provider: &Url) -> Url {
+        let merged = merge_provider_url(provider, &self.url);
+        let rules = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+        if rules.is_empty() {
+            merged
         } else {
-            provider.with_params(
-                consumer_keys
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            )
+            rules.apply(&merged, self.url.host())
+        }
+    }
+
+    /// The override rules in force.
+    pub fn overrides(&self) -> Overrides {
+        self.overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Checks a `configurators` notification and, when every rule is valid, puts it in
+    /// force: the provider list is applied again under the new rules. A bad rule keeps the
+    /// rules in force, with an error in the log naming it.
+    fn apply_overrides(&self, urls: Vec<Url>) {
+        let rules = match Overrides::parse(&urls) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(service = %self.url.service_key(), error = %e,
+                    "bad override rule; keeping the rules in force");
+                return;
+            }
+        };
+        {
+            let mut current = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+            if *current == rules {
+                return;
+            }
+            *current = rules;
+        }
+        let live = {
+            let rules = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = rules.apply_to_consumer(&self.url);
+            (changed != self.url).then(|| Arc::new(changed))
+        };
+        self.live_settings.store(Arc::new(live));
+        tracing::info!(service = %self.url.service_key(), rules = urls.len(), "override rules updated");
+        let raw = self.state.load().raw.clone();
+        if !self.state.load().received {
+            return;
+        }
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.is_none() {
+                *pending = Some(raw);
+            }
+        }
+        self.schedule_refresh();
+    }
+
+    /// Runs [`RegistryDirectory::refresh`] on the tokio runtime.
+    fn schedule_refresh(&self) {
+        let Some(me) = self.me.upgrade() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move { me.refresh().await });
+            }
+            Err(_) => tracing::error!(
+                "registry notification outside a tokio runtime; call refresh() to apply it"
+            ),
         }
     }
 
@@ -231,9 +334,15 @@ impl RegistryDirectory {
         }
         let current = self.state.load_full();
         let mut wanted: Vec<Url> = Vec::with_capacity(urls.len());
+        let mut disabled = 0usize;
         for u in urls.iter().filter(|u| self.usable(u)) {
-            if !wanted.contains(u) {
-                wanted.push(u.clone());
+            let effective = self.effective(u);
+            if effective.param("disabled") == Some("true") {
+                disabled += 1;
+                continue;
+            }
+            if !wanted.contains(&effective) {
+                wanted.push(effective);
             }
         }
         let really_empty = urls.iter().all(|u| u.protocol() == "empty");
@@ -245,12 +354,13 @@ impl RegistryDirectory {
                 providers.push((u, (*i).clone()));
                 continue;
             }
-            match self.factory.refer(self.merge(&u)).await {
+            match self.factory.refer(u.clone()).await {
                 Ok(i) => providers.push((u, i)),
                 Err(e) => tracing::warn!(provider = %u, error = %e, "cannot refer provider"),
             }
         }
-        if providers.is_empty() && !really_empty {
+        // Providers an operator disabled are meant to be gone, even all of them.
+        if providers.is_empty() && !really_empty && disabled == 0 {
             tracing::warn!(
                 service = %self.url.service_key(),
                 listed = urls.len(),
@@ -268,7 +378,7 @@ impl RegistryDirectory {
         drop(old);
         drop(current);
         self.state
-            .rcu(|s| Snapshot::new(true, providers.clone(), s.routers.clone()));
+            .rcu(|s| Snapshot::new(true, urls.clone(), providers.clone(), s.routers.clone()));
         tracing::info!(
             service = %self.url.service_key(),
             providers = count,
@@ -292,8 +402,14 @@ impl RegistryDirectory {
             }
         }
         routers.sort_by_key(|r| r.priority());
-        self.state
-            .rcu(|s| Snapshot::new(s.received, s.providers.clone(), routers.clone()));
+        self.state.rcu(|s| {
+            Snapshot::new(
+                s.received,
+                s.raw.clone(),
+                s.providers.clone(),
+                routers.clone(),
+            )
+        });
     }
 }
 
@@ -376,18 +492,11 @@ impl NotifyListener for RegistryDirectory {
         match category {
             Category::Providers => {
                 *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(urls);
-                let Some(me) = self.me.upgrade() else { return };
-                match tokio::runtime::Handle::try_current() {
-                    Ok(h) => {
-                        h.spawn(async move { me.refresh().await });
-                    }
-                    Err(_) => tracing::error!(
-                        "provider notification outside a tokio runtime; call refresh() to apply it"
-                    ),
-                }
+                self.schedule_refresh();
             }
             Category::Routers => self.apply_routers(urls),
-            Category::Consumers | Category::Configurators => {}
+            Category::Configurators => self.apply_overrides(urls),
+            Category::Consumers => {}
         }
     }
 }
@@ -426,6 +535,10 @@ impl Directory for RegistryDirectory {
 
     fn is_available(&self) -> bool {
         self.state.load().invokers.iter().any(|i| i.is_available())
+    }
+
+    fn live_settings(&self) -> Option<Arc<Url>> {
+        self.live_settings.load().as_ref().clone()
     }
 
     fn destroy(&self) {
@@ -616,12 +729,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn consumer_hash_keys_reach_the_provider_invokers() {
+    async fn provider_invokers_get_the_references_settings() {
         let f = Arc::new(Factory::default());
         let url = Url::parse("consumer://127.0.0.1/rd.S?hash.arguments=1&m.hash.nodes=8&timeout=5")
             .expect("url");
         let dir = RegistryDirectory::new(url, f.clone());
-        dir.notify(Category::Providers, vec![provider(1, "hash.nodes=99")]);
+        dir.notify(
+            Category::Providers,
+            vec![provider(1, "hash.nodes=99&timeout=70&weight=3")],
+        );
         dir.refresh().await;
         let made = &f.made()[0].url;
         assert_eq!(made.param("hash.arguments"), Some("1"));
@@ -629,17 +745,94 @@ mod tests {
         assert_eq!(
             made.param("hash.nodes"),
             Some("99"),
-            "provider keys not merged stay"
+            "provider keys not set stay"
         );
-        assert_eq!(
-            made.param("timeout"),
-            None,
-            "only the balancer keys are merged"
+        assert_eq!(made.param("timeout"), Some("5"), "the reference wins");
+        assert_eq!(made.param("weight"), Some("3"), "a provider-only key stays");
+        // The same registry URL again: the invoker is reused.
+        dir.notify(
+            Category::Providers,
+            vec![provider(1, "hash.nodes=99&timeout=70&weight=3")],
         );
-        // Reuse is decided on the registry's URL, not the merged one.
-        dir.notify(Category::Providers, vec![provider(1, "hash.nodes=99")]);
         dir.refresh().await;
         assert_eq!(f.made().len(), 1);
+    }
+
+    fn rule(q: &str) -> Url {
+        Url::parse(&format!("override://{q}")).expect("rule")
+    }
+
+    #[tokio::test]
+    async fn override_rules_change_providers_live_and_a_bad_rule_changes_nothing() {
+        let f = Arc::new(Factory::default());
+        let url = Url::parse("consumer://10.9.0.1/rd.S?timeout=5&application=shop").expect("url");
+        let dir = RegistryDirectory::new(url, f.clone());
+        dir.notify(Category::Providers, vec![provider(1, ""), provider(2, "")]);
+        dir.refresh().await;
+        assert_eq!(f.made().len(), 2);
+        // A timeout for every consumer, a weight of 0 for one provider.
+        dir.notify(
+            Category::Configurators,
+            vec![
+                rule("0.0.0.0/rd.S?category=configurators&timeout=3000"),
+                rule("10.2.0.2:20880/rd.S?category=configurators&weight=0"),
+            ],
+        );
+        dir.refresh().await;
+        let urls = dir.providers();
+        assert!(
+            urls.iter().all(|u| u.param("timeout") == Some("3000")),
+            "{urls:?}"
+        );
+        let two = urls.iter().find(|u| u.host() == "10.2.0.2").expect("p2");
+        assert_eq!(two.param("weight"), Some("0"));
+        assert_eq!(f.made().len(), 4, "both providers' URLs changed");
+        let old = &f.made()[..2];
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            old.iter().all(|m| m.destroyed.load(Ordering::SeqCst)),
+            "old invokers retire"
+        );
+
+        // A malformed list is refused whole: the rules in force stay.
+        dir.notify(
+            Category::Configurators,
+            vec![
+                rule("0.0.0.0/rd.S?timeout=3000"),
+                rule("0.0.0.0/rd.S?retries=many"),
+            ],
+        );
+        dir.refresh().await;
+        assert_eq!(dir.overrides().rules().len(), 2);
+        assert_eq!(f.made().len(), 4);
+
+        // Disabling a provider leaves it out; disabling all empties the list.
+        dir.notify(
+            Category::Configurators,
+            vec![rule("10.2.0.1:20880/rd.S?disabled=true")],
+        );
+        dir.refresh().await;
+        assert_eq!(addrs(&dir), ["10.2.0.2:20880"]);
+        assert_eq!(
+            dir.providers()[0].param("timeout"),
+            Some("5"),
+            "back to the reference's"
+        );
+        dir.notify(
+            Category::Configurators,
+            vec![rule("0.0.0.0/rd.S?side=provider&disabled=true")],
+        );
+        dir.refresh().await;
+        assert_eq!(
+            dir.list(&call()).err().expect("none").kind(),
+            ErrorKind::NoProvider
+        );
+
+        // Removing the rules restores every provider as the registry lists it.
+        dir.notify(Category::Configurators, Vec::new());
+        dir.refresh().await;
+        assert_eq!(addrs(&dir), ["10.2.0.1:20880", "10.2.0.2:20880"]);
+        assert!(dir.providers().iter().all(|u| u.param("weight").is_none()));
     }
 
     #[tokio::test]
@@ -779,6 +972,60 @@ mod tests {
                 made.url
             );
         }
+    }
+
+    #[test]
+    fn consumer_settings_win_but_provider_only_keys_stay() {
+        let provider = Url::parse(
+            "dubbo://10.0.0.1:20880/a.B?weight=50&timeout=5000&token=s3&application=prov&warmup=1",
+        )
+        .expect("url");
+        let reference = Url::parse(
+            "consumer://127.0.0.1/a.B?timeout=300&weight=1&token=x&application=cons&retries=0",
+        )
+        .expect("url");
+        let merged = merge_provider_url(&provider, &reference);
+        assert_eq!(merged.param("timeout"), Some("300"));
+        assert_eq!(merged.param("retries"), Some("0"));
+        let zoned = merge_provider_url(
+            &provider.with_param("zone", "west"),
+            &reference.with_param("zone", "east"),
+        );
+        assert_eq!(
+            zoned.param("zone"),
+            Some("west"),
+            "a provider's zone is its own"
+        );
+        assert_eq!(merged.param("weight"), Some("50"));
+        assert_eq!(merged.param("token"), Some("s3"));
+        assert_eq!(merged.param("application"), Some("cons"));
+        assert_eq!(merged.param("remote.application"), Some("prov"));
+        assert_eq!(merged.address(), "10.0.0.1:20880");
+    }
+
+    #[test]
+    fn the_serialization_is_the_references_else_the_providers_own_else_hessian2() {
+        let reference = Url::parse("consumer://127.0.0.1/a.B").expect("url");
+        let ours = crate::registry::dubbo::advertise_serialization(
+            &Url::parse("dubbo://10.0.0.1:20880/a.B").expect("url"),
+            "msgpack",
+        );
+        let ser = |p: &Url, r: &Url| {
+            merge_provider_url(p, r)
+                .param("serialization")
+                .map(str::to_string)
+        };
+        assert_eq!(ser(&ours, &reference).as_deref(), Some("msgpack"));
+        let java = Url::parse("dubbo://10.0.0.1:20880/a.B?dubbo=2.0.2").expect("url");
+        assert_eq!(ser(&java, &reference).as_deref(), Some("hessian2"));
+        let json = reference.with_param("serialization", "json");
+        assert_eq!(ser(&ours, &json).as_deref(), Some("json"));
+        assert_eq!(ser(&java, &json).as_deref(), Some("json"));
+        let unlinked = ours.with_param(
+            crate::registry::dubbo::NATIVE_SERIALIZATION,
+            "no-such-codec",
+        );
+        assert_eq!(ser(&unlinked, &reference).as_deref(), Some("hessian2"));
     }
 
     #[tokio::test]

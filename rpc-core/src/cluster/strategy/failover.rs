@@ -50,9 +50,11 @@ impl Invoker for FailoverInvoker {
     }
 
     async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        let setting = self.url().method_param(invocation.method(), "retries");
+        let settings = self.base.settings();
+        let setting = settings.method_param(invocation.method(), "retries");
         let explicit = setting.is_some();
         let retries: u32 = crate::url::parse_value("retries", setting, DEFAULT_RETRIES)?;
+        drop(settings);
         let may_retry = explicit || invocation.is_idempotent();
         let mut tried: Vec<Arc<dyn Invoker>> = Vec::new();
         let mut attempt = 0u32;

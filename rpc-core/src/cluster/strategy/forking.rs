@@ -47,7 +47,8 @@ impl Invoker for ForkingInvoker {
 
     async fn invoke(&self, invocation: Invocation) -> Result<Response> {
         let forks: usize =
-            self.url()
+            self.base
+                .settings()
                 .method_param_as(invocation.method(), "forks", DEFAULT_FORKS)?;
         let list = self.base.list(&invocation)?;
         let lb = self.base.load_balance(&invocation)?;

@@ -32,6 +32,25 @@ pub use failover::Failover;
 pub use failsafe::Failsafe;
 pub use forking::Forking;
 
+/// The URL cluster settings are read from ([`ClusterBase::settings`]).
+pub enum Settings<'a> {
+    /// The reference URL (no override rule changes it).
+    Reference(&'a Url),
+    /// The reference URL under the override rules in force.
+    Live(Arc<Url>),
+}
+
+impl std::ops::Deref for Settings<'_> {
+    type Target = Url;
+
+    fn deref(&self) -> &Url {
+        match self {
+            Settings::Reference(u) => u,
+            Settings::Live(u) => u,
+        }
+    }
+}
+
 /// What every cluster invoker shares: the directory, sticky state, and the select/call helper.
 pub struct ClusterBase {
     directory: Arc<dyn Directory>,
@@ -61,6 +80,15 @@ impl ClusterBase {
         self.directory.url()
     }
 
+    /// The URL a call's cluster settings (`retries`, `sticky`, `forks`, ...) are read from:
+    /// the reference URL, or what the override rules in force made of it.
+    pub fn settings(&self) -> Settings<'_> {
+        match self.directory.live_settings() {
+            Some(live) => Settings::Live(live),
+            None => Settings::Reference(self.url()),
+        }
+    }
+
     /// The routed provider list for `invocation`.
     pub fn list(&self, invocation: &Invocation) -> Result<Arc<[Arc<dyn Invoker>]>> {
         self.directory.list_shared(invocation)
@@ -69,7 +97,15 @@ impl ClusterBase {
     /// The load balancer for the method (`{method}.loadbalance`, else `loadbalance`),
     /// resolved once per reference unless methods set their own.
     pub fn load_balance(&self, invocation: &Invocation) -> Result<Cow<'_, Arc<dyn LoadBalance>>> {
-        self.balancer.get(self.url(), invocation.method())
+        let method = invocation.method();
+        if let Some(live) = self.directory.live_settings() {
+            let key = <dyn LoadBalance as crate::extension::ExtensionPoint>::KEY;
+            if live.method_param(method, key) != self.url().method_param(method, key) {
+                return crate::extension::adaptive::<dyn LoadBalance>(&live, method)
+                    .map(Cow::Owned);
+            }
+        }
+        self.balancer.get(self.url(), method)
     }
 
     /// Chooses a provider from `invokers` for `invocation`:
@@ -88,7 +124,7 @@ impl ClusterBase {
     ) -> Result<Arc<dyn Invoker>> {
         let was_tried = |i: &Arc<dyn Invoker>| tried.iter().any(|t| same(t, i));
         let sticky = self
-            .url()
+            .settings()
             .method_param_as(invocation.method(), "sticky", false)?;
         if sticky {
             let held = self

@@ -1,0 +1,331 @@
+//! Live governance against every registry (embedded, ZooKeeper, etcd, Nacos): rules written
+//! into the registry while calls run, in Dubbo's layout (`configurators` and `routers`
+//! categories of the service), as an operator or `rpcctl` writes them.
+//!
+//! - a weight of 0 for one provider and a timeout override take effect within a second, and
+//!   removing them restores the old behaviour, with no failed call of the load running
+//!   meanwhile;
+//! - a condition rule moves the calls; a malformed rule is refused and the calls go on under
+//!   the old rules;
+//! - a consumer restarted while the registry is unreachable starts with the rules it last saw
+//!   (the registry cache on disk keeps them next to the provider list).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::registry::Registry;
+use rpc_core::{ErrorKind, Url};
+use rpc_tests::registry::{client, temp_path, unique, Backend, Proxy};
+
+/// How long a rule may take to be in force.
+const WITHIN: Duration = Duration::from_secs(1);
+
+/// The service of this test.
+#[rpc_core::service(name = "org.example.Napper", version = "1.0.0")]
+pub trait Napper {
+    /// Sleeps `ms`, then names the provider (safe to retry).
+    #[idempotent]
+    async fn nap(&self, ms: u64) -> String;
+    /// The same, not idempotent: never retried, so a timeout shows as it is.
+    async fn slow(&self, ms: u64) -> String;
+}
+
+struct Named(String);
+
+impl Napper for Named {
+    async fn nap(&self, ms: u64) -> String {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.0.clone()
+    }
+    async fn slow(&self, ms: u64) -> String {
+        self.nap(ms).await
+    }
+}
+
+async fn provider(registry: &Url, name: &str) -> RunningProvider {
+    Provider::builder()
+        .without_env()
+        .application("napper")
+        .registry(&registry.to_string())
+        .expect("registry url")
+        .protocol("dubbo", 0)
+        .service(NapperServer::new(Named(name.to_string())))
+        .start()
+        .await
+        .expect("provider starts")
+}
+
+async fn consumer(registry: &Url) -> NapperClient {
+    Consumer::builder()
+        .without_env()
+        .application("governed")
+        .registry(&registry.to_string())
+        .expect("registry url")
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<NapperClient>()
+        .await
+        .expect("reference")
+}
+
+/// Calls `nap(0)` from 8 tasks until stopped; who answered, and every failure.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(Instant, String)>>>,
+    failures: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(client: &NapperClient) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..8)
+            .map(|_| {
+                let (client, stop) = (client.clone(), stop.clone());
+                let (seen, failures) = (seen.clone(), failures.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        match client.nap(0).await {
+                            Ok(who) => seen.lock().expect("lock").push((Instant::now(), who)),
+                            Err(e) => failures.lock().expect("lock").push(e.to_string()),
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            seen,
+            failures,
+            tasks,
+        }
+    }
+
+    /// Who answered since `since`, with counts.
+    fn answers_since(&self, since: Instant) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for (at, who) in self.seen.lock().expect("lock").iter() {
+            if *at >= since {
+                *out.entry(who.clone()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// Waits until the answers of the last quarter second satisfy `pred`; fails when that
+    /// takes longer than [`WITHIN`] (plus the window). Returns how long it took.
+    async fn expect(&self, what: &str, pred: impl Fn(&HashMap<String, usize>) -> bool) -> Duration {
+        let start = Instant::now();
+        let window = Duration::from_millis(250);
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let since = Instant::now() - window;
+            let answers = self.answers_since(since);
+            if since > start && answers.values().sum::<usize>() > 10 && pred(&answers) {
+                return start.elapsed() - window;
+            }
+            assert!(
+                start.elapsed() < WITHIN + window * 2,
+                "{what}: not in force within {WITHIN:?}; answers in the last {window:?}: {answers:?}"
+            );
+        }
+    }
+
+    async fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("load task");
+        }
+        let failures = self.failures.lock().expect("lock").clone();
+        failures
+    }
+}
+
+fn rule(text: &str) -> Url {
+    Url::parse(text).expect("rule URL")
+}
+
+/// The condition rule sending every call to the provider on `port`.
+fn only_port(port: u16) -> Url {
+    let r = rpc_core::url::encode_component(&format!("=> port = {port}"));
+    rule(&format!(
+        "condition://0.0.0.0/org.example.Napper?category=routers&dynamic=false&force=true&rule={r}"
+    ))
+}
+
+async fn scenario(backend: Backend) {
+    let Some(server) = backend.address() else {
+        return;
+    };
+    let namespace = unique("gov");
+    let proxy = match backend {
+        Backend::Local => None,
+        _ => Some(Proxy::start(&server).await),
+    };
+    let direct = backend.url_at(&server, &namespace);
+    let cache = temp_path(&format!("{namespace}-consumer"));
+    let via = |name: &str| {
+        let address = proxy.as_ref().map(Proxy::address).unwrap_or_default();
+        backend
+            .url_at(&address, &namespace)
+            .with_param("cache.file", cache.display())
+            .with_param("client", name)
+    };
+    let p1 = provider(&direct.with_param("client", "p1"), "p1").await;
+    let p2 = provider(&direct.with_param("client", "p2"), "p2").await;
+    let (port1, port2) = (p1.port().expect("port"), p2.port().expect("port"));
+    let operator: Arc<dyn Registry> = client(&direct, "operator").await;
+
+    let napper = consumer(&via("c1")).await;
+    let load = Load::start(&napper);
+    load.expect("both providers serve", |a| a.len() == 2).await;
+
+    // Drain p1 with a weight of 0, then give it back.
+    let drain = rule(&format!(
+        "override://127.0.0.1:{port1}/org.example.Napper?category=configurators&dynamic=false&weight=0"
+    ));
+    operator
+        .register(&drain)
+        .await
+        .expect("write the weight rule");
+    let took = load
+        .expect("weight 0 drains p1", |a| a.keys().all(|w| w == "p2"))
+        .await;
+    println!("{backend:?}: weight 0 in force after {took:?}");
+    operator
+        .unregister(&drain)
+        .await
+        .expect("remove the weight rule");
+    load.expect("p1 back without the rule", |a| a.len() == 2)
+        .await;
+
+    // A timeout override for every consumer: a 600 ms call fails after about 300 ms.
+    napper
+        .slow(600)
+        .await
+        .expect("600 ms is within the 1 s default");
+    let timeout = rule(
+        "override://0.0.0.0/org.example.Napper?category=configurators&dynamic=false&timeout=300",
+    );
+    operator
+        .register(&timeout)
+        .await
+        .expect("write the timeout rule");
+    let start = Instant::now();
+    let err = loop {
+        let t = Instant::now();
+        match napper.slow(600).await {
+            Err(e) => break (e, t.elapsed()),
+            Ok(_) => assert!(
+                start.elapsed() < WITHIN * 2,
+                "the timeout rule is not in force"
+            ),
+        }
+    };
+    assert_eq!(err.0.kind(), ErrorKind::Timeout, "{}", err.0);
+    assert!(
+        err.1 < Duration::from_millis(550),
+        "the call waited the override's 300 ms, not the default: {:?}",
+        err.1
+    );
+    println!(
+        "{backend:?}: timeout override in force after {:?}",
+        start.elapsed()
+    );
+    operator
+        .unregister(&timeout)
+        .await
+        .expect("remove the timeout rule");
+    let start = Instant::now();
+    while napper.slow(600).await.is_err() {
+        assert!(
+            start.elapsed() < WITHIN * 3,
+            "the default timeout is not back"
+        );
+    }
+
+    // A condition rule moves every call to p2; a malformed one next to it is refused whole
+    // and the calls stay under the rule in force.
+    let to_p2 = only_port(port2);
+    operator
+        .register(&to_p2)
+        .await
+        .expect("write the route rule");
+    load.expect("the rule moves calls to p2", |a| {
+        a.keys().all(|w| w == "p2")
+    })
+    .await;
+    let malformed = rule(
+        "condition://0.0.0.0/org.example.Napper?category=routers&dynamic=false&rule=host%20%3D",
+    );
+    operator
+        .register(&malformed)
+        .await
+        .expect("write the bad rule");
+    tokio::time::sleep(WITHIN).await;
+    load.expect("calls stay under the good rule", |a| {
+        a.keys().all(|w| w == "p2")
+    })
+    .await;
+    operator
+        .unregister(&malformed)
+        .await
+        .expect("remove the bad rule");
+
+    // A consumer restarted while the registry cannot be reached starts with the rules it
+    // saw: the route to p2 is in force from its first call.
+    if let Some(proxy) = &proxy {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut();
+        let restarted = consumer(&via("c2")).await;
+        for _ in 0..20 {
+            assert_eq!(
+                restarted.nap(0).await.expect("served from the cache"),
+                "p2",
+                "the cached route rule is in force"
+            );
+        }
+        proxy.restore().await;
+    }
+
+    operator
+        .unregister(&to_p2)
+        .await
+        .expect("remove the route rule");
+    load.expect("both serve again", |a| a.len() == 2).await;
+    let failures = load.stop().await;
+    assert!(
+        failures.is_empty(),
+        "calls failed under the rule changes: {failures:?}"
+    );
+    p1.shutdown().await;
+    p2.shutdown().await;
+    let _ = std::fs::remove_file(&cache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_registry_rules_apply_live() {
+    scenario(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zookeeper_rules_apply_live_and_survive_a_restart() {
+    scenario(Backend::Zookeeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_rules_apply_live_and_survive_a_restart() {
+    scenario(Backend::Etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nacos_rules_apply_live_and_survive_a_restart() {
+    scenario(Backend::Nacos).await;
+}
