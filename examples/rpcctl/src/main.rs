@@ -6,7 +6,17 @@
 //! rpcctl --registry local:// invoke org.example.Greeter greet '["ann"]' --version 1.0.0
 //! rpcctl --provider 127.0.0.1:20880 metrics        # per-method summary; --raw for Prometheus text
 //! rpcctl --provider 127.0.0.1:20880 offline        # and online
+//! rpcctl --registry local:// override org.example.Greeter timeout=3000 [--at HOST:PORT] [--dry-run] [--remove]
+//! rpcctl --registry local:// weight org.example.Greeter 10.0.0.5:20880 0 [--dry-run] [--remove]
+//! rpcctl --registry local:// route org.example.Greeter '=> host != 10.0.0.5' [--force] [--dry-run] [--remove]
+//! rpcctl --registry local:// rules org.example.Greeter
 //! ```
+//!
+//! `override`, `weight` and `route` write rules into the registry that consumers apply at
+//! once (Dubbo's `configurators` and `routers`); each is checked as consumers will check it
+//! before it is written, `--dry-run` prints what would change (per provider, for overrides)
+//! and writes nothing, `--remove` with the same arguments takes the rule away. `rules` and
+//! `describe` show the rules in force.
 //!
 //! `metrics`, `offline` and `online` act on one provider: `--provider`, or the only one in
 //! the registry (with several, rpcctl lists them and asks). `invoke` without `--version`
@@ -45,7 +55,7 @@ use rpc_core::{Invocation, Outcome, Payload, ServiceKey, Url, Value};
     about = "Look into and steer services of the RPC framework"
 )]
 struct Cli {
-    /// Registry URL (local://, zookeeper://host:port, etcd://host:port).
+    /// Registry URL (local://, zookeeper://host:port, etcd://host:port, nacos://host:port).
     #[arg(long, global = true, env = "RPC_REGISTRY")]
     registry: Option<String>,
     /// A provider address (host:port), to talk to one provider directly.
@@ -93,6 +103,76 @@ enum Command {
     Offline,
     /// Put a provider back into the registry.
     Online,
+    /// Change settings of a service at run time (an override rule): for every consumer, or
+    /// for one provider with --at.
+    Override {
+        /// Interface name.
+        interface: String,
+        /// Settings as KEY=VALUE: timeout=3000, retries=0, loadbalance=roundrobin,
+        /// greet.timeout=500, disabled=true, ...
+        #[arg(required = true)]
+        settings: Vec<String>,
+        /// Only for the provider at this address (host:port).
+        #[arg(long)]
+        at: Option<String>,
+        /// Only for consumers of this application.
+        #[arg(long)]
+        application: Option<String>,
+        #[command(flatten)]
+        mode: Mode,
+    },
+    /// Give one provider a load-balancing weight (0 drains it; the default is 100).
+    Weight {
+        /// Interface name.
+        interface: String,
+        /// The provider (host:port).
+        address: String,
+        /// The weight.
+        weight: u32,
+        #[command(flatten)]
+        mode: Mode,
+    },
+    /// Add a condition routing rule, e.g. '=> host != 10.0.0.5' or 'method = find* => host = 10.0.1.*'.
+    Route {
+        /// Interface name.
+        interface: String,
+        /// The rule: `when => then`.
+        rule: String,
+        /// Leave calls with no provider rather than ignore a rule that matches none.
+        #[arg(long)]
+        force: bool,
+        /// Higher runs first.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        #[command(flatten)]
+        mode: Mode,
+    },
+    /// Show the override and routing rules in force for a service.
+    Rules {
+        /// Interface name.
+        interface: String,
+    },
+}
+
+/// How a rule command acts.
+#[derive(clap::Args)]
+struct Mode {
+    /// Take the rule given by the same arguments away.
+    #[arg(long)]
+    remove: bool,
+    /// Print what would change and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl Mode {
+    fn change(&self, rule: Url) -> rules::Change {
+        rules::Change {
+            rule,
+            remove: self.remove,
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 type Fallible<T> = Result<T, String>;
@@ -101,7 +181,7 @@ type Fallible<T> = Result<T, String>;
 /// program quietly, as other command-line tools do.
 macro_rules! say {
     ($($arg:tt)*) => {
-        emit(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::emit(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -117,6 +197,8 @@ fn emit(text: std::fmt::Arguments<'_>) {
         std::process::exit(1);
     }
 }
+
+mod rules;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -173,6 +255,45 @@ async fn run(cli: Cli) -> Fallible<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Override {
+            interface,
+            settings,
+            at,
+            application,
+            mode,
+        } => {
+            let settings = rules::settings(settings)?;
+            let rule = rpc_core::registry::rules::override_rule(
+                interface,
+                at.as_deref(),
+                application.as_deref(),
+                &settings,
+            )
+            .map_err(|e| e.to_string())?;
+            rules::apply(&cli, interface, mode.change(rule)).await
+        }
+        Command::Weight {
+            interface,
+            address,
+            weight,
+            mode,
+        } => {
+            let rule = rpc_core::registry::rules::weight_rule(interface, address, *weight)
+                .map_err(|e| e.to_string())?;
+            rules::apply(&cli, interface, mode.change(rule)).await
+        }
+        Command::Route {
+            interface,
+            rule,
+            force,
+            priority,
+            mode,
+        } => {
+            let rule = rpc_core::registry::rules::route_rule(interface, rule, *force, *priority)
+                .map_err(|e| e.to_string())?;
+            rules::apply(&cli, interface, mode.change(rule)).await
+        }
+        Command::Rules { interface } => rules::list(&cli, interface).await,
         Command::Offline | Command::Online => {
             let addr = the_provider(&cli).await?;
             let admin = admin(&cli, &addr).await?;
@@ -410,6 +531,10 @@ async fn describe(cli: &Cli, interface: &str) -> Fallible<ExitCode> {
             format!("  [{}]", notes.join(", "))
         };
         say!("  {}{notes}", m.signature);
+    }
+    if cli.registry.is_some() {
+        let reg = connect(cli).await?;
+        rules::print_rules(cli, &*reg, interface).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

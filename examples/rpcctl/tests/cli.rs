@@ -358,3 +358,119 @@ async fn unreachable_provider_is_explained() {
     assert_eq!(code, 1);
     assert!(err.contains("try:"), "{err}");
 }
+
+/// Who answers `greet` through the registry, over `calls` calls.
+async fn answers(client: &rpc_examples::GreeterClient, calls: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..calls {
+        let reply = client.greet("x".into()).await.expect("rpc").expect("greet");
+        out.push(reply.rsplit("from ").next().unwrap_or_default().to_string());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Waits until the answers over 20 calls are exactly `who`.
+async fn until_answers(client: &rpc_examples::GreeterClient, who: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let got = answers(client, 20).await;
+        if got == who {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "answers {got:?}, want {who:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_override_and_route_rules_are_written_shown_and_removed() {
+    let reg = registry_url("rules");
+    let p1 = provider(&reg).await;
+    let p2 = Provider::builder()
+        .without_env()
+        .application("ctl-test")
+        .registry(&reg)
+        .expect("registry")
+        .protocol("dubbo", 0)
+        .param("shutdown.wait", 0)
+        .expect("key")
+        .service(GreeterServer::new(SignedGreeter { name: "p2".into() }))
+        .start()
+        .await
+        .expect("second provider");
+    let (port1, port2) = (p1.port().expect("port"), p2.port().expect("port"));
+    let a1 = format!("127.0.0.1:{port1}");
+    let client: rpc_examples::GreeterClient = rpc_core::bootstrap::Consumer::builder()
+        .without_env()
+        .application("ctl-consumer")
+        .registry(&reg)
+        .expect("registry")
+        .build()
+        .await
+        .expect("consumer")
+        .reference()
+        .await
+        .expect("reference");
+    until_answers(&client, &["p1", "p2"]).await;
+    let ctl = |list: &[&str]| {
+        let mut a = vec!["--registry".to_string(), reg.clone()];
+        a.extend(list.iter().map(|s| s.to_string()));
+        rpcctl(a)
+    };
+    let greeter = "org.example.Greeter";
+
+    // A dry run says what would change and writes nothing.
+    let (code, out, err) = ctl(&["weight", greeter, &a1, "0", "--dry-run"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{a1}: weight (unset) -> 0")), "{out}");
+    assert!(out.contains("nothing written"), "{out}");
+    let (_, out, _) = ctl(&["rules", greeter]).await;
+    assert!(out.contains("rules in force: none"), "{out}");
+
+    // Weight 0 drains p1 at once; the rule is shown.
+    let (code, out, err) = ctl(&["weight", greeter, &a1, "0"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("written: override for provider"), "{out}");
+    until_answers(&client, &["p2"]).await;
+    let (_, out, _) = ctl(&["rules", greeter]).await;
+    assert!(out.contains(&format!("override for provider {a1}: weight=0")), "{out}");
+
+    // Refused before anything is written, with the reason.
+    let (code, _, err) = ctl(&["override", greeter, "timeout=soon"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("timeout") && err.contains("whole number"), "{err}");
+    let (code, _, err) = ctl(&["override", greeter, "timeout"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    let (code, _, err) = ctl(&["route", greeter, "host = "]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("rule"), "{err}");
+
+    // A route to p1 wins over p1's weight (the only provider left is chosen).
+    let to_p1 = format!("=> port = {port1}");
+    let (code, _, err) = ctl(&["route", greeter, &to_p1, "--force"]).await;
+    assert_eq!(code, 0, "{err}");
+    until_answers(&client, &["p1"]).await;
+    let (code, out, err) = ctl(&["describe", greeter]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rules in force:"), "{out}");
+    assert!(out.contains(&format!("route \"=> port = {port1}\"")), "{out}");
+
+    // Removing them restores both providers; removing what is not there is explained.
+    let (code, _, err) = ctl(&["route", greeter, &to_p1, "--force", "--remove"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = ctl(&["weight", greeter, &a1, "0", "--remove"]).await;
+    assert_eq!(code, 0, "{err}");
+    until_answers(&client, &["p1", "p2"]).await;
+    let (code, _, err) = ctl(&["weight", greeter, &a1, "0", "--remove"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no such rule is in force"), "{err}");
+    let _ = port2;
+    p1.shutdown().await;
+    p2.shutdown().await;
+}

@@ -12,7 +12,9 @@
 //!   registering process (`lease` key, default 3000 ms). A file older than its lease is dead:
 //!   a process killed with `kill -9` disappears from the lists after its lease; one that calls
 //!   `unregister` disappears at once (its file is deleted). Dropping the registry stops the
-//!   refresh, exactly like a dead process. Files dead for ten leases are removed.
+//!   refresh, exactly like a dead process. Files dead for ten leases are removed. A URL with
+//!   `dynamic=false` (a rule written by an operator's tool) is persistent, as in Dubbo: its
+//!   file has lease 0, is never refreshed and stays until it is unregistered.
 //! - Subscriptions poll the directory every `poll` ms (default 300) and notify a category's
 //!   complete list when its set of URLs changed.
 //! - Bounded reads: at most [`MAX_ENTRIES`] files per category, [`MAX_ENTRIES`] interface
@@ -310,8 +312,9 @@ impl Inner {
                 self.warn_once(&path, "a malformed registration file");
                 continue;
             };
+            // Lease 0: a persistent registration (`dynamic=false`, such as a rule).
             let lease = Duration::from_millis(e.lease_ms.clamp(30, 3_600_000));
-            if age > lease {
+            if e.lease_ms != 0 && age > lease {
                 if age > lease * 10 {
                     let _ = std::fs::remove_file(&path);
                 }
@@ -391,9 +394,14 @@ impl Registry for LocalRegistry {
     async fn register(&self, url: &Url) -> Result<()> {
         let inner = self.inner.clone();
         let path = inner.file_of(url);
+        let persistent = url.param("dynamic") == Some("false");
         let entry = Entry {
             url: url.to_string(),
-            lease_ms: u64::try_from(inner.lease.as_millis()).unwrap_or(u64::MAX),
+            lease_ms: if persistent {
+                0
+            } else {
+                u64::try_from(inner.lease.as_millis()).unwrap_or(u64::MAX)
+            },
         };
         let content = serde_json::to_vec(&entry)
             .map_err(|e| RpcError::internal(format!("cannot encode registration: {e}")))?;
@@ -402,7 +410,10 @@ impl Registry for LocalRegistry {
             let mut registered = inner.registered.lock().unwrap_or_else(|p| p.into_inner());
             write_bytes_atomically(&path, &content)
                 .map_err(|e| RpcError::internal(format!("cannot write {}: {e}", path.display())))?;
-            registered.insert(path, content);
+            // A persistent file needs no lease refresh: it stays until unregistered.
+            if !persistent {
+                registered.insert(path, content);
+            }
             Ok(())
         })
         .await?
@@ -500,6 +511,42 @@ mod tests {
         big.set_len(MAX_FILE_BYTES + 1).expect("grow");
         assert_eq!(reg.lookup(&p).await.expect("lookup"), vec![p.clone()]);
         let _ = std::fs::remove_dir_all(format!("/{}", url.path()));
+    }
+
+    #[tokio::test]
+    async fn a_persistent_rule_outlives_the_process_that_wrote_it() {
+        let url = temp_registry("");
+        let rule = Url::parse(
+            "override://0.0.0.0/org.Rule?category=configurators&dynamic=false&timeout=5",
+        )
+        .expect("url");
+        let writer = LocalRegistry::start(&url).expect("start");
+        writer.register(&rule).await.expect("register");
+        let dir = writer.dir().to_path_buf();
+        drop(writer);
+        // Well past the 300 ms lease: still listed.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let reader = LocalRegistry::start(&url).expect("start");
+        let sub = Url::parse("consumer://h/org.Rule?category=configurators").expect("url");
+        let rec = Recorder::new();
+        reader
+            .subscribe(&sub, rec.clone())
+            .await
+            .expect("subscribe");
+        let got = rec
+            .wait_for(Category::Configurators, Duration::from_secs(2), |l| {
+                !l.is_empty()
+            })
+            .await;
+        assert_eq!(got, Some(vec![rule.clone()]));
+        reader.unregister(&rule).await.expect("unregister");
+        let gone = rec
+            .wait_for(Category::Configurators, Duration::from_secs(2), |l| {
+                l.is_empty()
+            })
+            .await;
+        assert!(gone.is_some(), "unregistering removes it");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// A lease refresh running while a URL is unregistered never writes its file back: once

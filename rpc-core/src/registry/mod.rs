@@ -188,6 +188,7 @@ pub mod dubbo;
 pub mod local;
 pub mod memory;
 pub mod remote;
+pub mod rules;
 pub mod subscriptions;
 pub mod testing;
 
