@@ -438,12 +438,18 @@ async fn weight_override_and_route_rules_are_written_shown_and_removed() {
     assert!(out.contains("written: override for provider"), "{out}");
     until_answers(&client, &["p2"]).await;
     let (_, out, _) = ctl(&["rules", greeter]).await;
-    assert!(out.contains(&format!("override for provider {a1}: weight=0")), "{out}");
+    assert!(
+        out.contains(&format!("override for provider {a1}: weight=0")),
+        "{out}"
+    );
 
     // Refused before anything is written, with the reason.
     let (code, _, err) = ctl(&["override", greeter, "timeout=soon"]).await;
     assert_eq!(code, 1);
-    assert!(err.contains("timeout") && err.contains("whole number"), "{err}");
+    assert!(
+        err.contains("timeout") && err.contains("whole number"),
+        "{err}"
+    );
     let (code, _, err) = ctl(&["override", greeter, "timeout"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("KEY=VALUE"), "{err}");
@@ -459,7 +465,10 @@ async fn weight_override_and_route_rules_are_written_shown_and_removed() {
     let (code, out, err) = ctl(&["describe", greeter]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("rules in force:"), "{out}");
-    assert!(out.contains(&format!("route \"=> port = {port1}\"")), "{out}");
+    assert!(
+        out.contains(&format!("route \"=> port = {port1}\"")),
+        "{out}"
+    );
 
     // Removing them restores both providers; removing what is not there is explained.
     let (code, _, err) = ctl(&["route", greeter, &to_p1, "--force", "--remove"]).await;

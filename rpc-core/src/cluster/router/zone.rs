@@ -10,13 +10,17 @@
 //! - when none is available, to the available providers of every other zone — a warning is
 //!   logged when the reference starts falling back and when it comes back, and every such
 //!   call counts in `rpc_zone_fallbacks_total{service, zone}`;
-//! - with `zone.force=true` there is no fallback: the call fails with `NoProvider`.
+//! - with `zone.force=true` there is no fallback: the call fails with `NoProvider`;
+//! - with `zone.sticky=MS`, a reference that fell back returns to its zone only once the zone
+//!   has had an available provider for `MS` milliseconds without a break, so a provider that
+//!   blinks up and down does not swing the traffic back and forth (default 0: at once).
 //!
 //! Providers that name no zone belong to no zone: they are used only in a fallback.
 //! A `zone://0.0.0.0/{interface}?zone=..&force=..` rule URL builds the same router.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::cluster::{Router, RouterFactory};
 use crate::error::{Result, RpcError};
@@ -30,6 +34,12 @@ crate::config_key!(
     "the zone (data center) a provider runs in, advertised in its URL; on a consumer, its own zone, whose providers it prefers"
 );
 crate::config_key!(
+    "zone.sticky",
+    "0",
+    Millis,
+    "zone routing: after a fallback to other zones, how long the consumer's zone must stay available before calls come back to it"
+);
+crate::config_key!(
     "zone.force",
     "false",
     Bool,
@@ -41,8 +51,12 @@ crate::config_key!(
 pub struct ZoneRouter {
     zone: String,
     force: bool,
+    /// How long the zone must stay available before a fallback ends.
+    sticky: Duration,
     /// Whether the last routed call had to leave the zone (for the transition log lines).
     falling_back: AtomicBool,
+    /// During a fallback, since when the zone has had available providers without a break.
+    back_since: Mutex<Option<Instant>>,
 }
 
 impl ZoneRouter {
@@ -55,18 +69,37 @@ impl ZoneRouter {
         Ok(ZoneRouter {
             zone: zone.to_string(),
             force,
+            sticky: Duration::ZERO,
             falling_back: AtomicBool::new(false),
+            back_since: Mutex::new(None),
         })
+    }
+
+    /// This router, returning from a fallback only after the zone was available for `sticky`.
+    pub fn with_sticky(mut self, sticky: Duration) -> Self {
+        self.sticky = sticky;
+        self
+    }
+
+    /// Whether a fallback must go on although the zone has available providers again
+    /// (`zone.sticky` has not passed since they came back).
+    fn still_away(&self) -> bool {
+        if self.sticky.is_zero() {
+            return false;
+        }
+        let mut since = self.back_since.lock().unwrap_or_else(|p| p.into_inner());
+        let back = *since.get_or_insert_with(Instant::now);
+        back.elapsed() < self.sticky
     }
 
     /// The router a reference URL asks for: one when it names a `zone`.
     pub fn for_reference(url: &Url) -> Result<Option<Arc<dyn Router>>> {
         match url.param("zone").map(str::trim).filter(|z| !z.is_empty()) {
             None => Ok(None),
-            Some(zone) => Ok(Some(Arc::new(ZoneRouter::new(
-                zone,
-                url.param_bool("zone.force", false)?,
-            )?))),
+            Some(zone) => Ok(Some(Arc::new(
+                ZoneRouter::new(zone, url.param_bool("zone.force", false)?)?
+                    .with_sticky(Duration::from_millis(url.param_as("zone.sticky", 0u64)?)),
+            ))),
         }
     }
 
@@ -110,10 +143,15 @@ impl Router for ZoneRouter {
             .partition(|i| i.url().param("zone") == Some(self.zone.as_str()));
         if !local.is_empty() {
             if self.falling_back.load(Ordering::Relaxed) {
+                if !others.is_empty() && self.still_away() {
+                    self.note(true, invocation.service().interface(), others.len());
+                    return others;
+                }
                 self.note(false, invocation.service().interface(), 0);
             }
             return local;
         }
+        *self.back_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if self.force || others.is_empty() {
             return Vec::new();
         }
@@ -140,7 +178,10 @@ impl RouterFactory for ZoneRouterFactory {
     fn create(&self, url: &Url) -> Result<Arc<dyn Router>> {
         let zone = url.param("zone").unwrap_or("");
         let force = url.param_bool("force", false)? || url.param_bool("zone.force", false)?;
-        Ok(Arc::new(ZoneRouter::new(zone, force)?))
+        let sticky = url.param_as("sticky", url.param_as("zone.sticky", 0u64)?)?;
+        Ok(Arc::new(
+            ZoneRouter::new(zone, force)?.with_sticky(Duration::from_millis(sticky)),
+        ))
     }
 }
 
@@ -209,6 +250,35 @@ mod tests {
         p[2].1.store(true, Ordering::Relaxed);
         assert_eq!(route(&r, &p), ["10.0.0.2"]);
         assert!(!r.falling_back.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_sticky_fallback_returns_only_once_the_zone_stayed_up() {
+        let p = switches(&["east", "west"]);
+        let r = ZoneRouter::new("east", false)
+            .expect("router")
+            .with_sticky(Duration::from_millis(150));
+        p[0].1.store(false, Ordering::Relaxed);
+        assert_eq!(route(&r, &p), ["10.0.0.1"]);
+        // East blinks up: the calls stay away until it has been up for 150 ms.
+        p[0].1.store(true, Ordering::Relaxed);
+        assert_eq!(route(&r, &p), ["10.0.0.1"]);
+        // Down again before that: the clock starts over.
+        p[0].1.store(false, Ordering::Relaxed);
+        assert_eq!(route(&r, &p), ["10.0.0.1"]);
+        p[0].1.store(true, Ordering::Relaxed);
+        assert_eq!(route(&r, &p), ["10.0.0.1"]);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(route(&r, &p), ["10.0.0.0"]);
+        assert!(!r.falling_back.load(Ordering::Relaxed));
+        // Not sticky: at once.
+        let now = ZoneRouter::new("east", false).expect("router");
+        p[0].1.store(false, Ordering::Relaxed);
+        assert_eq!(route(&now, &p), ["10.0.0.1"]);
+        p[0].1.store(true, Ordering::Relaxed);
+        assert_eq!(route(&now, &p), ["10.0.0.0"]);
+        let bad = Url::parse("consumer://1.1.1.1/S?zone=east&zone.sticky=soon").expect("url");
+        assert!(ZoneRouter::for_reference(&bad).is_err());
     }
 
     #[test]
