@@ -329,3 +329,80 @@ async fn etcd_rules_apply_live_and_survive_a_restart() {
 async fn nacos_rules_apply_live_and_survive_a_restart() {
     scenario(Backend::Nacos).await;
 }
+
+/// Waits until the registry lists the providers of the service as `pred` wants.
+async fn until_listed(
+    registry: &dyn Registry,
+    what: &str,
+    pred: impl Fn(&[Url]) -> bool,
+) -> Vec<Url> {
+    let probe = Url::parse("consumer://127.0.0.1/org.example.Napper").expect("url");
+    let start = Instant::now();
+    loop {
+        let listed = registry.lookup(&probe).await.unwrap_or_default();
+        if pred(&listed) {
+            return listed;
+        }
+        assert!(
+            start.elapsed() < WITHIN * 2,
+            "{what}: the registry lists {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A rule for one provider's address changes what that provider registers: a weight, and
+/// `disabled=true` takes it out of the registry until the rule goes.
+async fn provider_side(backend: Backend) {
+    let Some(server) = backend.address() else {
+        return;
+    };
+    let direct = backend.url_at(&server, &unique("gov-provider"));
+    let p = provider(&direct.with_param("client", "p"), "p").await;
+    let port = p.port().expect("port");
+    let operator = client(&direct, "operator").await;
+    until_listed(&*operator, "the provider", |l| {
+        l.len() == 1 && l[0].param("weight").is_none()
+    })
+    .await;
+    let weight = rule(&format!(
+        "override://127.0.0.1:{port}/org.example.Napper?category=configurators&dynamic=false&weight=7"
+    ));
+    operator.register(&weight).await.expect("write");
+    until_listed(&*operator, "registered again with weight 7", |l| {
+        l.len() == 1 && l[0].param("weight") == Some("7")
+    })
+    .await;
+    let disabled = rule(&format!(
+        "override://127.0.0.1:{port}/org.example.Napper?category=configurators&dynamic=false&disabled=true"
+    ));
+    operator.register(&disabled).await.expect("write");
+    until_listed(&*operator, "disabled: unregistered", |l| l.is_empty()).await;
+    operator.unregister(&disabled).await.expect("remove");
+    operator.unregister(&weight).await.expect("remove");
+    until_listed(&*operator, "back as exported", |l| {
+        l.len() == 1 && l[0].param("weight").is_none() && l[0].param("disabled").is_none()
+    })
+    .await;
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_registry_provider_side_rules() {
+    provider_side(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_provider_side_rules() {
+    provider_side(Backend::Zookeeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_provider_side_rules() {
+    provider_side(Backend::Etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacos_provider_side_rules() {
+    provider_side(Backend::Nacos).await;
+}

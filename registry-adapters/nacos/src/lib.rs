@@ -435,8 +435,17 @@ impl Shared {
         ]);
         client
             .call(Method::POST, "/nacos/v1/ns/instance", &params)
+            .await?;
+        // A server that still holds this ip and port (an instance unregistered a moment ago,
+        // registered again with other keys: a rule changed them) may keep its old metadata
+        // on a POST; the update makes it current.
+        if let Err(e) = client
+            .call(Method::PUT, "/nacos/v1/ns/instance", &params)
             .await
-            .map(|_| ())
+        {
+            tracing::debug!(error = %e, "nacos: instance update after registering failed");
+        }
+        Ok(())
     }
 
     /// One heartbeat for `url`; registers it again when the server no longer knows it.

@@ -4,13 +4,15 @@
 //!
 //! Turn it off with `admin=false` in the application settings.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::configurator::Overrides;
 use crate::proxy::ServiceDescriptor;
-use crate::registry::Registry;
+use crate::registry::{Category, NotifyListener, Registry};
 use crate::url::Url;
 
 crate::config_key!(
@@ -78,8 +80,10 @@ pub(crate) struct ProviderState {
     pub(crate) registry: Option<Arc<dyn Registry>>,
     pub(crate) services: std::sync::RwLock<Vec<(Url, &'static ServiceDescriptor)>>,
     pub(crate) online: AtomicBool,
-    /// Serializes offline/online so concurrent switches do not interleave.
+    /// Serializes offline/online and rule changes so they do not interleave.
     pub(crate) switch: tokio::sync::Mutex<()>,
+    /// The provider-side override rules of each service (by its exported URL).
+    pub(crate) rules: Mutex<HashMap<String, Overrides>>,
 }
 
 impl ProviderState {
@@ -90,10 +94,21 @@ impl ProviderState {
             .unwrap_or_default()
     }
 
+    /// The URL `exported` is registered with under the rules in force for it; `None` when a
+    /// rule sets `disabled=true` (it is then not registered).
+    fn published(&self, exported: &Url) -> Option<Url> {
+        let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        let url = match rules.get(&exported.to_string()) {
+            Some(r) => r.apply_to_provider(exported),
+            None => exported.clone(),
+        };
+        (url.param("disabled") != Some("true")).then_some(url)
+    }
+
     pub(crate) async fn set_online(&self, online: bool) -> crate::Result<()> {
         let _guard = self.switch.lock().await;
         if let Some(r) = &self.registry {
-            for url in self.urls() {
+            for url in self.urls().iter().filter_map(|u| self.published(u)) {
                 if online {
                     r.register(&url).await?;
                 } else {
@@ -104,6 +119,68 @@ impl ProviderState {
         self.online.store(online, Ordering::SeqCst);
         tracing::info!(online, "provider switched");
         Ok(())
+    }
+}
+
+/// Puts the provider-side override rules `rules` in force for the service exported as
+/// `exported`: when they change the URL it is registered with (a weight, a timeout its
+/// consumers default to, `disabled=true`), and the provider is online, the old URL is
+/// unregistered and the new one registered, so every consumer (also one that reads no rules,
+/// such as a stock Dubbo client) sees the change.
+pub(crate) async fn apply_provider_rules(state: &ProviderState, exported: &Url, rules: Overrides) {
+    let _guard = state.switch.lock().await;
+    let before = state.published(exported);
+    state
+        .rules
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(exported.to_string(), rules);
+    let after = state.published(exported);
+    if before == after || !state.online.load(Ordering::SeqCst) {
+        return;
+    }
+    let Some(registry) = &state.registry else {
+        return;
+    };
+    if let Some(old) = &before {
+        if let Err(e) = registry.unregister(old).await {
+            tracing::warn!(url = %old, error = %e, "cannot unregister before a rule change");
+        }
+    }
+    if let Some(new) = &after {
+        if let Err(e) = registry.register(new).await {
+            tracing::warn!(url = %new, error = %e, "cannot register under the new rules");
+        }
+    }
+    tracing::info!(service = %exported.path(), registered = after.is_some(), "provider-side override rules applied");
+}
+
+/// Receives a provider's `configurators` and applies them ([`apply_provider_rules`]); a bad
+/// list is refused with a logged error, and the rules in force stay.
+pub(crate) struct ProviderRules {
+    pub(crate) state: std::sync::Weak<ProviderState>,
+    pub(crate) exported: Url,
+}
+
+impl NotifyListener for ProviderRules {
+    fn notify(&self, category: Category, urls: Vec<Url>) {
+        if category != Category::Configurators {
+            return;
+        }
+        let rules = match Overrides::parse(&urls) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(service = %self.exported.path(), error = %e,
+                    "bad override rule; keeping the rules in force");
+                return;
+            }
+        };
+        let (Some(state), Ok(rt)) = (self.state.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let exported = self.exported.clone();
+        rt.spawn(async move { apply_provider_rules(&state, &exported, rules).await });
     }
 }
 

@@ -214,6 +214,7 @@ impl ProviderBuilder {
             services: std::sync::RwLock::new(Vec::new()),
             online: AtomicBool::new(false),
             switch: tokio::sync::Mutex::new(()),
+            rules: std::sync::Mutex::new(Default::default()),
         });
         let mut services = self.services;
         let admin_on = match cfg.params.get("admin").map(String::as_str) {
@@ -272,6 +273,21 @@ impl ProviderBuilder {
             *s = registered;
         }
         state.set_online(true).await?;
+        // Provider-side rules (Dubbo's provider configurators): a rule for this provider's
+        // address changes the URL it is registered with.
+        if let Some(registry) = &state.registry {
+            for exported in state.urls() {
+                let listener: Arc<dyn registry::NotifyListener> = Arc::new(admin::ProviderRules {
+                    state: Arc::downgrade(&state),
+                    exported: exported.clone(),
+                });
+                let watch = exported.with_param("category", "configurators");
+                if let Err(e) = registry.subscribe(&watch, listener).await {
+                    tracing::warn!(service = %exported.path(), error = %e,
+                        "cannot watch the provider's override rules");
+                }
+            }
+        }
         Ok(RunningProvider {
             state,
             exporters: exported,

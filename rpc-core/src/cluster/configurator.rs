@@ -199,39 +199,52 @@ impl Overrides {
     /// `side=provider`; host and application matching `reference`'s): the cluster's own
     /// settings (`retries`, `loadbalance`, `sticky`, ...) as the rules change them.
     pub fn apply_to_consumer(&self, reference: &Url) -> Url {
-        let mut url = reference.clone();
-        for rule in self
-            .rules
-            .iter()
-            .filter(|r| r.port.is_none() && !r.provider_side)
-            .filter(|r| r.matches(reference, reference.host()))
-        {
-            let settings = rule
-                .settings
+        overlay(
+            reference,
+            self.rules
                 .iter()
-                .filter(|(k, _)| !rule.absent || url.param(k).is_none());
-            url = url.with_params(settings.map(|(k, v)| (k.clone(), v.clone())));
-        }
-        url
+                .filter(|r| r.port.is_none() && !r.provider_side)
+                .filter(|r| r.matches(reference, reference.host())),
+        )
+    }
+
+    /// `provider` (a provider's own exported URL) with the settings of the rules that target
+    /// it: a port and its address, or `side=provider` and its host (or any host); what the
+    /// provider registers itself with under the rules.
+    pub fn apply_to_provider(&self, provider: &Url) -> Url {
+        overlay(
+            provider,
+            self.rules
+                .iter()
+                .filter(|r| r.port.is_some() || r.provider_side)
+                .filter(|r| r.matches(provider, "")),
+        )
     }
 
     /// `provider` (the provider URL merged with the reference) with every matching rule's
     /// settings laid over it, for a consumer running on `consumer_host`.
     pub fn apply(&self, provider: &Url, consumer_host: &str) -> Url {
-        let mut url = provider.clone();
-        for rule in self
-            .rules
-            .iter()
-            .filter(|r| r.matches(provider, consumer_host))
-        {
-            let settings = rule
-                .settings
+        overlay(
+            provider,
+            self.rules
                 .iter()
-                .filter(|(k, _)| !rule.absent || url.param(k).is_none());
-            url = url.with_params(settings.map(|(k, v)| (k.clone(), v.clone())));
-        }
-        url
+                .filter(|r| r.matches(provider, consumer_host)),
+        )
     }
+}
+
+/// `url` with the settings of `rules` laid over it in order (an `absent://` rule only sets
+/// keys the URL does not have yet).
+fn overlay<'a>(url: &Url, rules: impl Iterator<Item = &'a Override>) -> Url {
+    let mut url = url.clone();
+    for rule in rules {
+        let settings = rule
+            .settings
+            .iter()
+            .filter(|(k, _)| !rule.absent || url.param(k).is_none());
+        url = url.with_params(settings.map(|(k, v)| (k.clone(), v.clone())));
+    }
+    url
 }
 
 #[cfg(test)]
@@ -310,6 +323,23 @@ mod tests {
         assert_eq!(live.method_param("greet", "timeout"), Some("7"));
         let provider_rule = rules(&["override://10.0.0.1:20880/a.B?retries=9"]).expect("ok");
         assert_eq!(provider_rule.apply_to_consumer(&reference), reference);
+    }
+
+    #[test]
+    fn a_provider_takes_the_rules_for_its_own_address_only() {
+        let r = rules(&[
+            "override://10.0.0.1:20880/a.B?weight=0",
+            "override://0.0.0.0/a.B?side=provider&timeout=50",
+            "override://0.0.0.0/a.B?retries=9",
+        ])
+        .expect("valid");
+        let one = r.apply_to_provider(&url(P1));
+        assert_eq!(one.param("weight"), Some("0"));
+        assert_eq!(one.param("timeout"), Some("50"));
+        assert_eq!(one.param("retries"), None, "a consumer rule");
+        let two = r.apply_to_provider(&url(P2));
+        assert_eq!(two.param("weight"), Some("100"));
+        assert_eq!(two.param("timeout"), Some("50"));
     }
 
     #[test]
