@@ -83,6 +83,8 @@ const PROVIDER_ONLY: &[&str] = &[
     "side",
     "pid",
     "dynamic",
+    // Whether the provider serves TLS is its own: a consumer's setting cannot flip it.
+    "tls",
 ];
 
 type MakeSkeleton = Box<dyn FnOnce(Url) -> Arc<dyn Invoker> + Send>;
@@ -266,7 +268,12 @@ impl ProviderBuilder {
             }
             tracing::info!(url = %exporter.url(), "exported");
             if Some(i) != admin_index {
-                registered.push((exporter.url().clone(), svc.descriptor));
+                // Local TLS material (paths, PEM text) is never published; `tls=true` is.
+                let mut public = exporter.url().clone();
+                for k in crate::transport::tls::LOCAL_KEYS {
+                    public = public.without_param(k);
+                }
+                registered.push((public, svc.descriptor));
             }
             exported.push(exporter);
         }

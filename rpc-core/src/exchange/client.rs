@@ -78,6 +78,8 @@ struct Live {
     dead: CancellationToken,
     started: Instant,
     last_read_ms: AtomicU64,
+    /// Why the connection closed, for the calls it fails (a TLS alert names its cause).
+    reason: std::sync::OnceLock<String>,
 }
 
 impl Live {
@@ -120,6 +122,7 @@ impl Live {
 
     /// Marks the connection dead and fails every pending call at once.
     fn close(&self, why: &str) {
+        let _ = self.reason.set(why.to_string());
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -134,8 +137,13 @@ impl Live {
     }
 
     fn closed_error(&self) -> RpcError {
-        RpcError::network(format!("connection to {} closed", self.peer))
-            .with_provider(self.peer.clone())
+        let why = self.reason.get().map_or("", String::as_str);
+        let text = if why.is_empty() {
+            format!("connection to {} closed", self.peer)
+        } else {
+            format!("connection to {} closed: {why}", self.peer)
+        };
+        RpcError::network(text).with_provider(self.peer.clone())
     }
 
     fn touch(&self) {
@@ -218,7 +226,12 @@ impl Client {
     pub async fn shared(url: &Url) -> Result<Arc<Client>> {
         let cfg = ClientConfig::from_url(url)?;
         let transporter_name = url.param("transporter").unwrap_or("tcp");
-        let key = format!("{transporter_name}|{}|{}", url.address(), cfg.connections);
+        let mut key = format!("{transporter_name}|{}|{}", url.address(), cfg.connections);
+        if crate::transport::tls::enabled(url)? {
+            // A TLS client is not shared with a plaintext one, nor with another identity.
+            key.push('|');
+            key.push_str(&crate::transport::tls::client_identity(url));
+        }
         if let Some(c) = registry()
             .lock()
             .map_err(|_| poisoned())?
@@ -461,6 +474,7 @@ fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
         dead: CancellationToken::new(),
         started: Instant::now(),
         last_read_ms: AtomicU64::new(0),
+        reason: std::sync::OnceLock::new(),
     });
     let codec = FrameCodec::new(cfg.payload);
     tokio::spawn(write_task(
@@ -575,7 +589,7 @@ async fn read_task(
     mut clock: FrameClock,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let why = loop {
+    let why: std::borrow::Cow<'static, str> = loop {
         let mut completed = false;
         loop {
             match codec.decode(&mut buf) {
@@ -614,11 +628,11 @@ async fn read_task(
         let read = match clock.remaining() {
             None => tokio::select! {
                 r = reader.read_buf(&mut buf) => Ok(r),
-                _ = live.dead.cancelled() => break "closed",
+                _ = live.dead.cancelled() => break "closed".into(),
             },
             Some(left) => tokio::select! {
                 r = tokio::time::timeout(left, reader.read_buf(&mut buf)) => r,
-                _ = live.dead.cancelled() => break "closed",
+                _ = live.dead.cancelled() => break "closed".into(),
             },
         };
         let read = match read {
@@ -635,16 +649,17 @@ async fn read_task(
                         buf.len()
                     ),
                 );
-                break "a frame was not completed in time";
+                break "a frame was not completed in time".into();
             }
         };
         match read {
-            Ok(0) => break "peer closed the connection",
+            Ok(0) => break "peer closed the connection".into(),
             Ok(_) => live.touch(),
-            Err(_) => break "read failed",
+            // The error's text: a TLS alert from the provider says what it refused.
+            Err(e) => break format!("read failed: {e}").into(),
         }
     };
-    live.close(why);
+    live.close(&why);
 }
 
 /// Keeps room for a large read, so a busy connection is drained in few system calls.
