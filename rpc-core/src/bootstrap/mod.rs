@@ -305,6 +305,9 @@ fn check_extension_names(url: &Url) -> Result<()> {
         .and_then(|()| extension::check_url::<dyn Cluster>(url, false))
         .and_then(|()| extension::check_url::<dyn LoadBalance>(url, false))
         .and_then(|()| extension::check_url::<dyn Filter>(url, true))
+        .and_then(|()| {
+            extension::check_url::<dyn crate::idempotency::IdempotencyStoreFactory>(url, false)
+        })
         .map_err(|e| e.with_service(interface))
 }
 

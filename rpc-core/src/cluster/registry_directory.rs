@@ -344,8 +344,9 @@ impl RegistryDirectory {
             "no provider list received from the registry yet".to_string()
         } else {
             format!(
-                "no available provider ({} registered, after routing)",
-                s.invokers.len()
+                "no available provider ({} registered, after routing){}",
+                s.invokers.len(),
+                crate::cluster::unavailable_reasons(&s.invokers)
             )
         };
         Err(invocation.annotate(RpcError::new(ErrorKind::NoProvider, why)))

@@ -167,6 +167,8 @@ fn poisoned() -> RpcError {
 struct Slot {
     live: RwLock<Option<Arc<Live>>>,
     supervisor_gone: AtomicBool,
+    /// Why the last connection closed or the last attempt failed, for calls made meanwhile.
+    last_failure: RwLock<Option<String>>,
 }
 
 impl Slot {
@@ -177,6 +179,14 @@ impl Slot {
         if let Ok(mut s) = self.live.write() {
             *s = live;
         }
+    }
+    fn failed(&self, why: String) {
+        if let Ok(mut s) = self.last_failure.write() {
+            *s = Some(why);
+        }
+    }
+    fn last_failure(&self) -> Option<String> {
+        self.last_failure.read().ok()?.clone()
     }
 }
 
@@ -309,6 +319,11 @@ impl Client {
             .all(|s| !s.supervisor_gone.load(Ordering::Acquire))
     }
 
+    /// Why a connection last closed or failed to open, if one did since the last that opened.
+    pub fn last_failure(&self) -> Option<String> {
+        self.slots.iter().find_map(|s| s.last_failure())
+    }
+
     /// Whether at least one connection is open.
     pub fn is_connected(&self) -> bool {
         self.slots
@@ -326,10 +341,14 @@ impl Client {
                 }
             }
         }
-        Err(
-            RpcError::network(format!("not connected to {} (reconnecting)", self.address))
-                .with_provider(self.address.clone()),
-        )
+        let last = self
+            .last_failure()
+            .map_or_else(String::new, |why| format!("; last: {why}"));
+        Err(RpcError::network(format!(
+            "not connected to {} (reconnecting){last}",
+            self.address
+        ))
+        .with_provider(self.address.clone()))
     }
 
     /// Sends a two-way request (its id is assigned here) and waits for the response until
@@ -424,6 +443,9 @@ async fn supervise(
                 let since = Instant::now();
                 let live = start(conn, &cfg);
                 slot.set(Some(live.clone()));
+                if let Ok(mut f) = slot.last_failure.write() {
+                    *f = None;
+                }
                 if let Some(f) = first.take() {
                     let _ = f.send(Ok(()));
                 }
@@ -436,6 +458,9 @@ async fn supervise(
                     _ = live.dead.cancelled() => {}
                 }
                 slot.set(None);
+                if let Some(why) = live.reason.get() {
+                    slot.failed(format!("connection closed: {why}"));
+                }
                 if since.elapsed() >= STABLE {
                     // A connection that served a while: reconnect at once.
                     backoff = cfg.reconnect_min;
@@ -453,6 +478,7 @@ async fn supervise(
                     let _ = f.send(Err(e));
                     return;
                 }
+                slot.failed(e.message().to_string());
                 tracing::debug!(address = %url.address(), error = %e, delay_ms = backoff.as_millis() as u64, "reconnect failed");
                 tokio::select! {
                     _ = cancel.cancelled() => return,

@@ -137,6 +137,10 @@ impl Invoker for FilterInvoker {
         self.next.is_available()
     }
 
+    fn unavailable_reason(&self) -> Option<String> {
+        self.next.unavailable_reason()
+    }
+
     fn enforces_deadline(&self) -> bool {
         self.enforces_deadline
     }

@@ -427,26 +427,23 @@ crate::register!(dyn IdempotencyStoreFactory, "memory", || Arc::new(
 /// The provider filter; see the [module docs](self).
 #[derive(Default)]
 pub struct IdempotencyFilter {
-    /// The store of each export, by its URL's address and path (exports are configured,
-    /// not chosen by callers: a handful).
-    stores: Mutex<HashMap<String, Arc<dyn IdempotencyStore>>>,
+    /// The store of each export (see [`IdempotencyFilter::store`]).
+    stores: Mutex<HashMap<usize, Arc<dyn IdempotencyStore>>>,
 }
 
 impl IdempotencyFilter {
-    fn store(&self, url: &Url) -> Result<Arc<dyn IdempotencyStore>> {
-        let id = format!(
-            "{}/{}?{}&{}",
-            url.address(),
-            url.path(),
-            url.param("version").unwrap_or(""),
-            url.param("group").unwrap_or("")
-        );
+    /// The store of the export whose chain continues with `next`. An export is told apart
+    /// by that invoker's identity (two providers of one service in one process, even both
+    /// still on port 0 when their chains were built, get stores of their own); the map holds
+    /// one entry per export ever made, which configuration bounds.
+    fn store(&self, next: &dyn Invoker) -> Result<Arc<dyn IdempotencyStore>> {
+        let id = (next as *const dyn Invoker).cast::<()>() as usize;
         let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = stores.get(&id) {
             return Ok(s.clone());
         }
-        let factory = extension::adaptive::<dyn IdempotencyStoreFactory>(url, "")?;
-        let store = factory.open(url)?;
+        let factory = extension::adaptive::<dyn IdempotencyStoreFactory>(next.url(), "")?;
+        let store = factory.open(next.url())?;
         stores.insert(id, store.clone());
         Ok(store)
     }
@@ -502,7 +499,7 @@ impl Filter for IdempotencyFilter {
                 .method_param_as(method, "idempotency.window", DEFAULT_WINDOW_MS)
                 .map_err(|e| invocation.annotate(e))?,
         );
-        let store = self.store(next.url()).map_err(|e| invocation.annotate(e))?;
+        let store = self.store(next).map_err(|e| invocation.annotate(e))?;
         let full = format!("{}#{method}#{key}", invocation.service());
         let wait_until = invocation
             .deadline()

@@ -681,6 +681,10 @@ impl Invoker for DubboInvoker {
         self.client.is_connected()
     }
 
+    fn unavailable_reason(&self) -> Option<String> {
+        self.client.last_failure()
+    }
+
     /// The exchange waits only until the deadline, and the header carries the budget.
     fn enforces_deadline(&self) -> bool {
         true
