@@ -18,7 +18,7 @@
 //!    │
 //!  protocol protocol=     the provider's invoker (dubbo-compatible framing, or injvm)
 //!  exchange               request ids, timeouts, heartbeats, reconnects
-//!  transport transporter= tokio TCP
+//!  transport transporter= tokio TCP (TLS with tls=true)
 //!  serialize serialization= msgpack (default), json, bincode (plugin)
 //! ```
 //!

@@ -849,6 +849,44 @@ mod tests {
     }
 
     #[test]
+    fn idempotency_and_ordering_keys_name_real_arguments() {
+        let item: ItemTrait = syn::parse_str(
+            "trait P {
+                #[idempotency_key(order)] #[ordered_by(order)]
+                async fn charge(&self, order: String, amount: u64) -> String;
+                #[idempotency_key] async fn fresh(&self);
+            }",
+        )
+        .expect("trait");
+        let s = Service::from_trait(Options::default(), item).expect("valid");
+        assert_eq!(s.methods[0].idempotency_key, Some(Some(0)));
+        assert_eq!(s.methods[0].ordered_by, Some(0));
+        assert_eq!(s.methods[1].idempotency_key, Some(None));
+        assert_eq!(s.methods[1].ordered_by, None);
+
+        let item: ItemTrait = syn::parse_str(
+            "trait P {
+                #[idempotency_key(ordr)] async fn a(&self, order: String);
+                #[ordered_by] async fn b(&self, k: u8);
+                #[ordered_by(\"k\")] async fn c(&self, k: u8);
+                #[oneway] #[idempotency_key] async fn d(&self);
+                #[idempotency_key = 1] async fn e(&self, k: u8);
+            }",
+        )
+        .expect("trait");
+        let Err(e) = Service::from_trait(Options::default(), item) else {
+            panic!("must be rejected")
+        };
+        let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 5, "{messages:#?}");
+        assert!(messages[0].contains("has no argument `ordr`; its arguments are: order"));
+        assert!(messages[1].contains("write `#[ordered_by(arg)]`"));
+        assert!(messages[2].contains("write `#[ordered_by(arg)]`"));
+        assert!(messages[3].contains("`#[oneway]` method gets no reply"));
+        assert!(messages[4].contains("write `#[idempotency_key]`"));
+    }
+
+    #[test]
     fn defaults_and_options() {
         let item: ItemTrait =
             syn::parse_str("pub trait r#Greeter { async fn greet(&self, _: u8); }").expect("trait");

@@ -696,6 +696,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn keys_can_come_from_the_environment_as_pem_text() {
+        let p = pki("env");
+        let cfg = crate::config::Config::from_env_vars([
+            ("RPC_PARAM_TLS".to_string(), "true".to_string()),
+            ("RPC_PARAM_TLS_CERT".to_string(), p.cert.clone()),
+            ("RPC_PARAM_TLS_KEY".to_string(), p.key.clone()),
+            ("RPC_PARAM_TLS_RELOAD".to_string(), "0".to_string()),
+        ])
+        .expect("variables");
+        let service = cfg.service_url("S", 0, &[]);
+        assert_eq!(service.param("tls.key"), Some(p.key.as_str()));
+        let (addr, task) = pong_server(&service).await;
+        let client = client_at(&addr, &format!("tls.ca={}", enc(&p.ca)));
+        assert_eq!(&ping(&client).await.expect("over TLS"), b"pong");
+        task.abort();
+        let Err(e) =
+            crate::config::Config::from_env_vars([("RPC_PARAM_TLS".to_string(), "on".to_string())])
+        else {
+            panic!("'on' is not a bool")
+        };
+        assert!(e.message().contains("RPC_PARAM_TLS"), "{e}");
+    }
+
+    #[tokio::test]
     async fn bad_settings_are_config_errors_naming_the_key() {
         let e = Tcp.bind(&url("")).await.err().expect("no cert");
         assert_eq!(e.kind(), ErrorKind::Config);

@@ -93,10 +93,13 @@
 //!
 //! Consumer: `serialization` (default msgpack, method level first), `timeout` (ms, method level
 //! first, default 1000, unless the invocation has a deadline), `connections`, `heartbeat`,
-//! `payload`, `send.queue`, `reconnect.interval`, `reconnect.max`, `transporter`.
+//! `payload`, `send.queue`, `reconnect.interval`, `reconnect.max`, `transporter`, and for a
+//! provider URL with `tls=true` the TLS keys `tls.ca`, `tls.cert`, `tls.key`,
+//! `tls.server.name` ([`crate::transport::tls`]).
 //! Provider: `payload`, `idle.timeout`, `heartbeat`, `send.queue`, `threads` (requests
 //! executing at once, default 10000, status 100 beyond), `accepts` (most open connections,
-//! default unlimited), `transporter`; port 0 binds
+//! default unlimited), `transporter`, `tls` with `tls.cert`, `tls.key`, `tls.ca`,
+//! `tls.reload`; port 0 binds
 //! a free port, reported in the exporter's URL. Services exported on the same host and port
 //! share one listener and are dispatched by service key `group/interface:version`.
 //! The provider answers in the serialization of the request.
