@@ -47,7 +47,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Mutex, Semaphore};
+use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{Acceptor, Connection};
@@ -369,17 +369,24 @@ async fn reload_loop(current: Weak<Current>, url: Url, every: Duration) {
     }
 }
 
-/// A TLS listener: TCP accepts, handshakes on their own tasks, finished connections handed
-/// to [`Acceptor::accept`].
+/// A TLS listener: [`Acceptor::accept`] accepts TCP connections, hands each to a handshake
+/// task of its own, and returns the first connection whose handshake completed. The
+/// listening socket belongs to this value: dropping it (the server closing) releases the port
+/// at once.
 pub(crate) struct TlsAcceptor {
     local: String,
-    ready: Mutex<mpsc::Receiver<Connection>>,
-    tasks: Vec<JoinHandle<()>>,
+    listener: TcpListener,
+    current: Arc<Current>,
+    handshakes: Arc<Semaphore>,
+    within: Duration,
+    ready_tx: mpsc::Sender<Connection>,
+    ready_rx: Mutex<mpsc::Receiver<Connection>>,
+    reload: Option<JoinHandle<()>>,
 }
 
 impl Drop for TlsAcceptor {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        if let Some(t) = &self.reload {
             t.abort();
         }
     }
@@ -392,74 +399,54 @@ impl TlsAcceptor {
         let current = Arc::new(Current {
             config: ArcSwap::new(server_config(url)?),
         });
-        let handshake_within = Duration::from_millis(
+        let within = Duration::from_millis(
             url.param_as(
                 "frame.timeout",
                 crate::exchange::guard::DEFAULT_FRAME_TIMEOUT_MS,
             )?
             .max(1),
         );
-        let reload: u64 = url.param_as("tls.reload", DEFAULT_RELOAD_MS)?;
-        let (tx, rx) = mpsc::channel(64);
-        let mut tasks = vec![tokio::spawn(accept_loop(
-            listener,
-            current.clone(),
-            tx,
-            handshake_within,
-        ))];
-        if reload > 0 {
-            tasks.push(tokio::spawn(reload_loop(
+        let every: u64 = url.param_as("tls.reload", DEFAULT_RELOAD_MS)?;
+        // The reload task holds only a weak reference: it ends with the acceptor.
+        let reload = (every > 0).then(|| {
+            tokio::spawn(reload_loop(
                 Arc::downgrade(&current),
                 url.clone(),
-                Duration::from_millis(reload),
-            )));
-        }
-        // The accept loop holds `current`; the reload task only a weak reference.
+                Duration::from_millis(every),
+            ))
+        });
+        let (ready_tx, ready_rx) = mpsc::channel(64);
         Ok(TlsAcceptor {
             local,
-            ready: Mutex::new(rx),
-            tasks,
+            listener,
+            current,
+            handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+            within,
+            ready_tx,
+            ready_rx: Mutex::new(ready_rx),
+            reload,
         })
     }
-}
 
-async fn accept_loop(
-    listener: TcpListener,
-    current: Arc<Current>,
-    ready: mpsc::Sender<Connection>,
-    within: Duration,
-) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if ready.is_closed() {
-            return;
-        }
+    /// Runs the handshake of `stream` on a task of its own; a completed one is queued for
+    /// [`Acceptor::accept`].
+    fn handshake(&self, stream: TcpStream, peer: String, permit: OwnedSemaphorePermit) {
         let _ = stream.set_nodelay(true);
-        let acceptor = tokio_rustls::TlsAcceptor::from(current.config.load_full());
-        let ready = ready.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.current.config.load_full());
+        let ready = self.ready_tx.clone();
+        let within = self.within;
         tokio::spawn(async move {
-            let peer = peer.to_string();
             match tokio::time::timeout(within, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let (r, w) = tokio::io::split(tls);
-                    let _ = ready
-                        .send(Connection {
-                            reader: Box::new(r),
-                            writer: Box::new(w),
-                            peer,
-                        })
-                        .await;
+                    let conn = Connection {
+                        reader: Box::new(r),
+                        writer: Box::new(w),
+                        peer,
+                    };
+                    // The handshake slot is free again once the connection is handed over.
+                    drop(permit);
+                    let _ = ready.send(conn).await;
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed");
@@ -468,7 +455,6 @@ async fn accept_loop(
                     tracing::debug!(%peer, "TLS handshake not completed within frame.timeout; connection closed");
                 }
             }
-            drop(permit);
         });
     }
 }
@@ -476,12 +462,29 @@ async fn accept_loop(
 #[async_trait::async_trait]
 impl Acceptor for TlsAcceptor {
     async fn accept(&self) -> Result<Connection> {
-        self.ready
-            .lock()
-            .await
-            .recv()
-            .await
-            .ok_or_else(|| RpcError::network("TLS listener stopped"))
+        let mut ready = self.ready_rx.lock().await;
+        let mut permit: Option<OwnedSemaphorePermit> = None;
+        loop {
+            if permit.is_none() {
+                permit = self.handshakes.clone().try_acquire_owned().ok();
+            }
+            tokio::select! {
+                biased;
+                conn = ready.recv() => {
+                    return conn.ok_or_else(|| RpcError::network("TLS listener stopped"));
+                }
+                p = self.handshakes.clone().acquire_owned(), if permit.is_none() => {
+                    permit = p.ok();
+                }
+                accepted = self.listener.accept(), if permit.is_some() => {
+                    let (stream, peer) = accepted
+                        .map_err(|e| RpcError::network(format!("accept failed: {e}")))?;
+                    if let Some(p) = permit.take() {
+                        self.handshake(stream, peer.to_string(), p);
+                    }
+                }
+            }
+        }
     }
 
     fn local_addr(&self) -> Result<String> {
@@ -717,6 +720,38 @@ mod tests {
             panic!("'on' is not a bool")
         };
         assert!(e.message().contains("RPC_PARAM_TLS"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_handshake_is_cut_off_and_dropping_the_acceptor_frees_the_port() {
+        let p = pki("stall");
+        let server = url(&format!(
+            "tls.cert={}&tls.key={}&frame.timeout=200",
+            enc(&p.cert),
+            enc(&p.key)
+        ));
+        let acceptor = Tcp.bind(&server).await.expect("bind");
+        let addr = acceptor.local_addr().expect("addr");
+        let serving = tokio::spawn(async move {
+            let _ = acceptor.accept().await;
+        });
+        // A peer that connects and never says hello.
+        let mut mute = TcpStream::connect(&addr).await.expect("connect");
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match mute.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // an alert, perhaps
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "cut off within frame.timeout");
+        serving.abort();
+        let _ = serving.await;
+        // The acceptor (and its socket) went with the task: the port is free at once.
+        std::net::TcpListener::bind(&addr).expect("port released");
     }
 
     #[tokio::test]
