@@ -27,6 +27,10 @@ pub trait Payments {
     /// Charges `amount` to `order`; the receipt names the provider that charged it.
     #[idempotency_key(order)]
     async fn charge(&self, order: String, amount: u64) -> String;
+
+    /// Settles `order`, taking `millis` to do it.
+    #[idempotency_key(order)]
+    async fn settle(&self, order: String, millis: u64) -> String;
 }
 
 /// What the providers did, seen from inside them.
@@ -38,6 +42,8 @@ struct Ledger {
     started: [AtomicU64; 3],
     /// Charges that ran to their end, per provider.
     finished: [AtomicU64; 3],
+    /// Order → how many times `settle` started for it.
+    settled: Mutex<HashMap<String, u32>>,
 }
 
 fn ledger() -> &'static Ledger {
@@ -64,6 +70,17 @@ impl Payments for Charger {
             .push(receipt.clone());
         l.finished[self.index].fetch_add(1, Ordering::SeqCst);
         receipt
+    }
+
+    async fn settle(&self, order: String, millis: u64) -> String {
+        *ledger()
+            .settled
+            .lock()
+            .expect("ledger")
+            .entry(order.clone())
+            .or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        format!("{order} settled by p{}", self.index)
     }
 }
 
@@ -231,4 +248,73 @@ async fn every_order_is_charged_exactly_once_through_kills_and_lost_answers() {
         "the kill landed mid-call ({started0} started, {finished0} finished)"
     );
     drop(providers);
+}
+
+/// A call slower than the consumer's per-attempt timeout: the retry reaches the provider
+/// while the first attempt still runs, waits for it and returns its answer; the method ran
+/// once. One provider with the default per-provider store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_during_a_slow_first_attempt_waits_for_its_answer() {
+    let registry = format!("memory://{}", rpc_tests::registry::unique("slow-settle"));
+    let p = Provider::builder()
+        .without_env()
+        .registry(&registry)
+        .expect("registry")
+        .protocol("dubbo", 0)
+        .service(PaymentsServer::new(Charger { index: 2 }))
+        .start()
+        .await
+        .expect("provider");
+    let client: PaymentsClient = Consumer::builder()
+        .without_env()
+        .registry(&registry)
+        .expect("registry")
+        .reference_config(
+            "test.Payments",
+            ServiceConfig::default().method_param("settle", "timeout", 300),
+        )
+        .build()
+        .await
+        .expect("consumer")
+        .reference()
+        .await
+        .expect("reference");
+    let t0 = tokio::time::Instant::now();
+    // 450 ms of work, 300 ms per attempt: attempt 1 times out, attempt 2 waits 150 ms more.
+    let r = client
+        .settle("slow-a".into(), 450)
+        .await
+        .expect("answered by the retry");
+    assert_eq!(r, "slow-a settled by p2");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(440) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    // A call that outlasts every attempt fails, and still ran once only.
+    let e = client
+        .settle("slow-b".into(), 2000)
+        .await
+        .expect_err("three attempts of 300 ms");
+    assert_eq!(e.kind(), rpc_core::ErrorKind::Timeout, "{e}");
+    let settled = ledger().settled.lock().expect("ledger").clone();
+    assert_eq!(settled.get("slow-a"), Some(&1), "{settled:?}");
+    assert_eq!(settled.get("slow-b"), Some(&1), "{settled:?}");
+    // Once done, a later call with the same key is answered from the store at once.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let t1 = tokio::time::Instant::now();
+    assert_eq!(
+        client.settle("slow-b".into(), 2000).await.expect("stored"),
+        "slow-b settled by p2"
+    );
+    assert!(
+        t1.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        t1.elapsed()
+    );
+    assert_eq!(
+        ledger().settled.lock().expect("ledger").get("slow-b"),
+        Some(&1)
+    );
+    p.shutdown().await;
 }

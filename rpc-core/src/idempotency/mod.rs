@@ -19,7 +19,9 @@
 //!   run;
 //! - **running** (a retry arrived while the first attempt still runs, for instance after the
 //!   consumer's timeout): the call waits for the first one, up to its own deadline, then
-//!   returns its answer;
+//!   returns its answer. A keyed call is not cut off at its caller's deadline: it runs to its
+//!   end, up to `idempotency.run` (default one minute; see [`run_until`]), so the retry finds
+//!   its result;
 //! - **unknown**: the method runs; a value or business error is stored, an [`RpcError`]
 //!   (panic, limit) or a cancelled execution (the connection died, the provider stops) is
 //!   not, and the next attempt with the key runs the method.
@@ -84,6 +86,10 @@ pub const DEFAULT_BYTES: usize = 64 * 1024 * 1024;
 /// How long a waiting retry may wait for the first attempt when the call has no deadline.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
+/// How long a keyed call may run past its caller's deadline when `idempotency.run` is not
+/// set.
+pub const DEFAULT_RUN_MS: u64 = 60_000;
+
 crate::config_key!(
     "idempotency",
     "",
@@ -103,6 +109,13 @@ crate::config_key!(
     Millis,
     per_method,
     "provider: how long a completed idempotency key is remembered"
+);
+crate::config_key!(
+    "idempotency.run",
+    "60000",
+    Millis,
+    per_method,
+    "provider: a call with an idempotency key runs on (up to this long from its start) after its caller's deadline, so that a retry finds its result"
 );
 crate::config_key!(
     "idempotency.capacity",
@@ -131,6 +144,22 @@ pub(crate) fn attach_key(inv: &mut Invocation, source: IdempotencyKey) {
         inv.attachments_mut()
             .insert(ByteString::from_static(KEY_ATTACHMENT), key);
     }
+}
+
+/// When the provider stops running `inv` (served by the export at `url`): at its caller's
+/// `deadline`, except a call with an idempotency key of a method the export remembers,
+/// which may run on up to `idempotency.run` from now (or to the deadline, if later). Cutting
+/// such a call at its caller's deadline would throw its work away: the retry would start it
+/// again, and a method slower than one attempt's timeout would never complete.
+pub fn run_until(url: &Url, inv: &Invocation, deadline: Option<Instant>) -> Option<Instant> {
+    if key_of(inv).is_none() || url.method_param(inv.method(), "idempotency").is_none() {
+        return deadline;
+    }
+    let run = url
+        .method_param_as(inv.method(), "idempotency.run", DEFAULT_RUN_MS)
+        .unwrap_or(DEFAULT_RUN_MS);
+    let until = Instant::now() + Duration::from_millis(run);
+    Some(deadline.map_or(until, |d| d.max(until)))
 }
 
 /// The key of a call, from its attachment; `None` when it carries none.

@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::*;
 use crate::filter::testing::{call, Mock};
 use crate::invocation::ServiceKey;
+use crate::url::Url;
 
 /// A service whose `charge` counts executions and answers the count, after `delay`.
 fn charging(url: &str, delay: Duration) -> (Arc<Mock>, Arc<AtomicU32>) {
@@ -251,4 +252,29 @@ fn client_keys_are_attached_generated_or_from_the_argument() {
     attach_key(&mut long, IdempotencyKey::Argument(0));
     let k = key_of(&long).expect("key");
     assert!(k.starts_with("h:") && k.len() == 34, "{k}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_calls_run_on_past_their_callers_deadline_within_the_run_bound() {
+    let url =
+        Url::parse("dubbo://h:1/S?charge.idempotency=0&charge.idempotency.run=5000").expect("url");
+    let now = Instant::now();
+    let soon = Some(now + Duration::from_millis(300));
+    // Not keyed, or a method the export does not remember: the caller's deadline.
+    assert_eq!(run_until(&url, &call("S", "charge"), soon), soon);
+    let mut other = call("S", "other");
+    other.attachments_mut().insert(KEY_ATTACHMENT, "k");
+    assert_eq!(run_until(&url, &other, soon), soon);
+    // Keyed: up to idempotency.run from now, or the caller's deadline when later.
+    let keyed = keyed("k");
+    assert_eq!(
+        run_until(&url, &keyed, soon),
+        Some(now + Duration::from_millis(5000))
+    );
+    let late = Some(now + Duration::from_secs(60));
+    assert_eq!(run_until(&url, &keyed, late), late);
+    assert_eq!(
+        run_until(&url, &keyed, None),
+        Some(now + Duration::from_millis(5000))
+    );
 }

@@ -459,7 +459,9 @@ impl Dispatcher {
         if env.timeout_ms > 0 {
             inv.set_timeout(Duration::from_millis(env.timeout_ms.into()));
         }
-        let deadline = inv.deadline();
+        // A call with an idempotency key runs on past its caller's deadline, so a retry
+        // finds its result.
+        let deadline = crate::idempotency::run_until(invoker.url(), &inv, inv.deadline());
         let mut fut = invoker.invoke(inv);
         // A panic in the service becomes an error response; the connection lives on.
         let guarded = std::future::poll_fn(move |cx| {
