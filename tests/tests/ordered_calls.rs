@@ -266,5 +266,31 @@ async fn a_full_queue_of_one_key_is_refused_with_a_clear_error() {
         );
     }
     assert_eq!(client.put(10, 0).await.expect("other key"), 0);
+
+    // The admin service (what `rpcctl describe` shows) names the ordering argument.
+    let admin: rpc_core::bootstrap::admin::AdminClient = Consumer::builder()
+        .without_env()
+        .no_registry()
+        .reference_config(
+            rpc_core::bootstrap::admin::ADMIN_INTERFACE,
+            ServiceConfig::default().param(
+                "url",
+                format!("dubbo://127.0.0.1:{}", p.port().expect("port")),
+            ),
+        )
+        .build()
+        .await
+        .expect("consumer")
+        .reference()
+        .await
+        .expect("admin reference");
+    let services = admin.services().await.expect("describe");
+    let put = services
+        .iter()
+        .find(|s| s.interface == "test.Slow")
+        .and_then(|s| s.methods.iter().find(|m| m.name == "put"))
+        .expect("put described");
+    assert_eq!(put.ordered_by.as_deref(), Some("key"));
+    assert_eq!(put.idempotency_key, None);
     p.shutdown().await;
 }
