@@ -12,7 +12,8 @@
 //! provider's connection reader dispatched them, which is the order they arrived on the
 //! connection. At most `ordered.queue` calls (method level first, default
 //! [`DEFAULT_QUEUE`]) wait behind the running one; one more is refused at once with
-//! [`ErrorKind::LimitExceeded`] naming the key, the method and the limit. A waiting call
+//! [`ErrorKind::LimitExceeded`] naming the key, the method and the limit (counted in
+//! `rpc_ordered_refusals_total{service,method}`). A waiting call
 //! that reaches its deadline fails with [`ErrorKind::Timeout`] and leaves the queue. At most
 //! [`MAX_KEYS`] keys are active at once (a key is forgotten when its last call ends).
 //!
@@ -116,6 +117,12 @@ impl Filter for OrderedFilter {
             let at_capacity = lanes.len() >= MAX_KEYS;
             match lanes.get_mut(&id) {
                 Some(lane) if lane.calls > limit => {
+                    metrics::counter!(
+                        "rpc_ordered_refusals_total",
+                        "service" => invocation.service().to_string(),
+                        "method" => method.to_string()
+                    )
+                    .increment(1);
                     return Err(invocation.annotate(RpcError::new(
                         ErrorKind::LimitExceeded,
                         format!(

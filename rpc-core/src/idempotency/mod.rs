@@ -538,7 +538,15 @@ impl Filter for IdempotencyFilter {
             .await
             .map_err(|e| invocation.annotate(e))?
         {
-            Claim::Done(stored) => return Ok(stored.to_response()),
+            Claim::Done(stored) => {
+                metrics::counter!(
+                    "rpc_idempotency_replays_total",
+                    "service" => invocation.service().to_string(),
+                    "method" => method.to_string()
+                )
+                .increment(1);
+                return Ok(stored.to_response());
+            }
             Claim::Run => {}
         }
         let mut held = Held {
