@@ -237,6 +237,68 @@ impl StoredResponse {
         }
     }
 
+    /// The answer as bytes, for a store that keeps bytes (a database, Redis): a version
+    /// byte, the business-error flag, the serialization id, the payload, the attachments,
+    /// lengths as little-endian `u32`. [`StoredResponse::from_bytes`] reads it back.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size() + 16 + 8 * self.attachments.len());
+        out.push(STORED_VERSION);
+        out.push(u8::from(self.business_error));
+        out.push(self.payload.serialization);
+        put_len_prefixed(&mut out, &self.payload.bytes);
+        put_len(&mut out, self.attachments.len());
+        for (k, v) in &self.attachments {
+            put_len_prefixed(&mut out, k.as_bytes());
+            put_len_prefixed(&mut out, v.as_bytes());
+        }
+        out
+    }
+
+    /// Reads what [`StoredResponse::to_bytes`] wrote. Bytes from a store are not trusted:
+    /// anything malformed (truncated, a length past the end, text that is not UTF-8,
+    /// trailing bytes, another version) is a `codec` error, never a panic.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |what: &str| RpcError::codec(format!("stored idempotency answer: {what}"));
+        let mut r = Reader(bytes);
+        if r.byte().ok_or_else(|| bad("empty"))? != STORED_VERSION {
+            return Err(bad("written in an unknown format version"));
+        }
+        let business_error = match r.byte().ok_or_else(|| bad("truncated"))? {
+            0 => false,
+            1 => true,
+            _ => return Err(bad("bad business-error flag")),
+        };
+        let serialization = r.byte().ok_or_else(|| bad("truncated"))?;
+        let payload = r.chunk().ok_or_else(|| bad("truncated payload"))?.to_vec();
+        let n = r.len().ok_or_else(|| bad("truncated"))?;
+        // Each attachment takes at least 8 bytes: a count beyond that is a lie.
+        if n > r.0.len() / 8 {
+            return Err(bad("more attachments than bytes"));
+        }
+        let mut attachments = Vec::with_capacity(n);
+        for _ in 0..n {
+            let k = r.chunk().ok_or_else(|| bad("truncated attachment"))?;
+            let v = r.chunk().ok_or_else(|| bad("truncated attachment"))?;
+            let text = |b: &[u8]| {
+                std::str::from_utf8(b)
+                    .map(str::to_string)
+                    .map_err(|_| bad("attachment is not UTF-8"))
+            };
+            attachments.push((text(k)?, text(v)?));
+        }
+        if !r.0.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(StoredResponse {
+            business_error,
+            payload: Payload {
+                serialization,
+                bytes: payload.into(),
+            },
+            attachments,
+        })
+    }
+
     /// Bytes this answer takes in a store (payload and attachments).
     pub fn size(&self) -> usize {
         self.payload.bytes.len()
@@ -245,6 +307,45 @@ impl StoredResponse {
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>()
+    }
+}
+
+/// The format version [`StoredResponse::to_bytes`] writes.
+const STORED_VERSION: u8 = 1;
+
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+fn put_len_prefixed(out: &mut Vec<u8>, b: &[u8]) {
+    put_len(out, b.len());
+    out.extend_from_slice(b);
+}
+
+/// A cursor over untrusted bytes: every read is checked.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(*b)
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        let (n, rest) = self.0.split_first_chunk::<4>()?;
+        self.0 = rest;
+        usize::try_from(u32::from_le_bytes(*n)).ok()
+    }
+
+    fn chunk(&mut self) -> Option<&'a [u8]> {
+        let n = self.len()?;
+        if n > self.0.len() {
+            return None;
+        }
+        let (c, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(c)
     }
 }
 

@@ -278,3 +278,41 @@ async fn keyed_calls_run_on_past_their_callers_deadline_within_the_run_bound() {
         Some(now + Duration::from_millis(5000))
     );
 }
+
+#[test]
+fn stored_answers_round_trip_as_bytes_and_bad_bytes_are_refused() {
+    let r = StoredResponse {
+        business_error: true,
+        payload: Payload {
+            serialization: 2,
+            bytes: vec![1u8, 2, 3, 250].into(),
+        },
+        attachments: vec![("k".into(), "v".into()), ("é".into(), String::new())],
+    };
+    let bytes = r.to_bytes();
+    assert_eq!(StoredResponse::from_bytes(&bytes).expect("round trip"), r);
+    // Every truncation, and a trailing byte, is an error, not a panic.
+    for cut in 0..bytes.len() {
+        let e = StoredResponse::from_bytes(&bytes[..cut]).expect_err("truncated");
+        assert_eq!(e.kind(), ErrorKind::Codec);
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(StoredResponse::from_bytes(&longer).is_err());
+    let mut version = bytes.clone();
+    version[0] = 9;
+    assert!(StoredResponse::from_bytes(&version)
+        .expect_err("version")
+        .message()
+        .contains("unknown format version"));
+    // A huge attachment count with few bytes is refused before allocating.
+    let mut lie = vec![1u8, 0, 1, 0, 0, 0, 0];
+    lie.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(StoredResponse::from_bytes(&lie).is_err());
+    // Random bytes never panic.
+    for _ in 0..2000 {
+        let n = fastrand::usize(..64);
+        let noise: Vec<u8> = (0..n).map(|_| fastrand::u8(..)).collect();
+        let _ = StoredResponse::from_bytes(&noise);
+    }
+}
