@@ -584,6 +584,13 @@ pub trait Invoker: Send + Sync {
         true
     }
 
+    /// Why it cannot take calls, when it knows (a remote reference: why its connection closed
+    /// or its last connection attempt failed), for the error of a call that found no
+    /// available provider. The default: `None`.
+    fn unavailable_reason(&self) -> Option<String> {
+        None
+    }
+
     /// Performs the call.
     async fn invoke(&self, invocation: Invocation) -> Result<Response>;
 

@@ -18,7 +18,7 @@
 //!    │
 //!  protocol protocol=     the provider's invoker (dubbo-compatible framing, or injvm)
 //!  exchange               request ids, timeouts, heartbeats, reconnects
-//!  transport transporter= tokio TCP
+//!  transport transporter= tokio TCP (TLS with tls=true)
 //!  serialize serialization= msgpack (default), json, bincode (plugin)
 //! ```
 //!
@@ -38,6 +38,7 @@ pub mod error;
 pub mod exchange;
 pub mod extension;
 pub mod filter;
+pub mod idempotency;
 pub mod invocation;
 pub mod protocol;
 pub mod proxy;
@@ -81,7 +82,11 @@ pub use url::{Url, UrlError};
 ///
 /// Options: `name = "..."` (the interface name; default: the trait's name), `version`,
 /// `group`. Method attributes: `#[idempotent]`, `#[oneway]` (return type `()`),
-/// `#[timeout = ms]` / `#[timeout(ms)]`. See the [`proxy`] module for the runtime side.
+/// `#[timeout = ms]` / `#[timeout(ms)]`, `#[idempotency_key]` / `#[idempotency_key(arg)]`
+/// (the provider runs each key once and answers retries from its stored result; see
+/// [`idempotency`]), `#[ordered_by(arg)]` (calls with the same value of `arg` go to one
+/// provider and run there one at a time, in arrival order; see [`filter::ordered`]). See
+/// the [`proxy`] module for the runtime side.
 pub use rpc_macros::service;
 
 /// Re-exports used by the macros; not a public API.
@@ -95,7 +100,7 @@ pub mod __private {
     pub use crate::invocation::{Invocation, Invoker, Response, ServiceKey, Value};
     pub use crate::proxy::{
         assert_rpc_type, decode_args, respond_result, respond_value, ArgDescriptor, ClientCore,
-        MethodDescriptor, ServiceClient, ServiceDescriptor, ServiceServer,
+        IdempotencyKey, MethodDescriptor, ServiceClient, ServiceDescriptor, ServiceServer,
     };
     pub use core::clone::Clone;
     pub use core::fmt;

@@ -98,6 +98,22 @@ fn flags_text(m: &Method) -> String {
     if let Some(ms) = m.timeout_ms {
         flags.push(format!("default timeout {ms} ms (`{}.timeout`)", m.name));
     }
+    match m.idempotency_key {
+        Some(None) => flags.push(
+            "with a generated idempotency key (a retry is answered from the provider's stored result)".to_string(),
+        ),
+        Some(Some(i)) => flags.push(format!(
+            "with argument `{}` as its idempotency key (a retry is answered from the provider's stored result)",
+            m.args[i].name
+        )),
+        None => {}
+    }
+    if let Some(i) = m.ordered_by {
+        flags.push(format!(
+            "ordered by argument `{}` (calls with the same value run one at a time, in order, on one provider)",
+            m.args[i].name
+        ));
+    }
     if flags.is_empty() {
         String::new()
     } else {
@@ -173,6 +189,12 @@ fn descriptor(s: &Service) -> TokenStream {
         let idempotent = m.idempotent;
         let oneway = m.oneway;
         let timeout = m.timeout_ms.map(|ms| quote!(.with_timeout_ms(#ms)));
+        let key = match m.idempotency_key {
+            None => None,
+            Some(None) => Some(quote!(.with_idempotency_key(#p::IdempotencyKey::Generated))),
+            Some(Some(i)) => Some(quote!(.with_idempotency_key(#p::IdempotencyKey::Argument(#i)))),
+        };
+        let ordered = m.ordered_by.map(|i| quote!(.with_ordered_by(#i)));
         quote! {
             #p::MethodDescriptor::new(#name, &[#(#args),*], #returns)
                 .with_parameter_types(#parameter_types)
@@ -180,6 +202,8 @@ fn descriptor(s: &Service) -> TokenStream {
                 .with_idempotent(#idempotent)
                 .with_oneway(#oneway)
                 #timeout
+                #key
+                #ordered
         }
     });
     let doc = format!(

@@ -87,6 +87,11 @@ pub(crate) struct Method {
     pub(crate) idempotent: bool,
     pub(crate) oneway: bool,
     pub(crate) timeout_ms: Option<u64>,
+    /// `#[idempotency_key]` (`Some(None)`: a generated key) or `#[idempotency_key(arg)]`
+    /// (`Some(Some(index))`: the argument's value is the key).
+    pub(crate) idempotency_key: Option<Option<usize>>,
+    /// `#[ordered_by(arg)]`: the index of the argument whose value orders the calls.
+    pub(crate) ordered_by: Option<usize>,
 }
 
 /// One argument.
@@ -224,6 +229,10 @@ struct MethodFlags {
     idempotent: bool,
     oneway: Option<Span>,
     timeout_ms: Option<u64>,
+    /// `#[idempotency_key]` seen (at its span), with the argument it names, if any.
+    idempotency_key: Option<(Span, Option<Ident>)>,
+    /// `#[ordered_by(arg)]` seen, with the argument it names.
+    ordered_by: Option<(Span, Ident)>,
 }
 
 fn method_flags(attrs: Vec<Attribute>, errors: &mut Errors) -> (Vec<Attribute>, MethodFlags) {
@@ -254,6 +263,39 @@ fn method_flags(attrs: Vec<Attribute>, errors: &mut Errors) -> (Vec<Attribute>, 
                 None => errors.push_tokens(
                     &attr,
                     "write the timeout in milliseconds as a positive integer: `#[timeout = 300]` or `#[timeout(300)]`",
+                ),
+            }
+        } else if path.is_ident("idempotency_key") {
+            if flags.idempotency_key.is_some() {
+                errors.push_tokens(&attr, "`#[idempotency_key]` is given twice; keep one");
+            }
+            match &attr.meta {
+                syn::Meta::Path(_) => flags.idempotency_key = Some((attr.span(), None)),
+                syn::Meta::List(list) => match syn::parse2::<Ident>(list.tokens.clone()) {
+                    Ok(arg) => flags.idempotency_key = Some((attr.span(), Some(arg))),
+                    Err(_) => errors.push_tokens(
+                        &attr,
+                        "write `#[idempotency_key]` (a key generated per call) or `#[idempotency_key(arg)]` naming the argument whose value is the key",
+                    ),
+                },
+                syn::Meta::NameValue(_) => errors.push_tokens(
+                    &attr,
+                    "write `#[idempotency_key]` (a key generated per call) or `#[idempotency_key(arg)]` naming the argument whose value is the key",
+                ),
+            }
+        } else if path.is_ident("ordered_by") {
+            if flags.ordered_by.is_some() {
+                errors.push_tokens(&attr, "`#[ordered_by]` is given twice; keep one");
+            }
+            let arg = match &attr.meta {
+                syn::Meta::List(list) => syn::parse2::<Ident>(list.tokens.clone()).ok(),
+                _ => None,
+            };
+            match arg {
+                Some(arg) => flags.ordered_by = Some((attr.span(), arg)),
+                None => errors.push_tokens(
+                    &attr,
+                    "write `#[ordered_by(arg)]` naming the argument whose value orders the calls",
                 ),
             }
         } else if path.is_ident("cfg") || path.is_ident("cfg_attr") {
@@ -414,6 +456,42 @@ fn method(f: TraitItemFn, errors: &mut Errors) -> Method {
             );
         }
     }
+    let arg_index = |ident: &Ident, attr: &str, errors: &mut Errors| {
+        let wanted = ident.unraw().to_string();
+        let found = args.iter().position(|a| a.name == wanted);
+        if found.is_none() {
+            let known: Vec<&str> = args
+                .iter()
+                .map(|a| a.name.as_str())
+                .filter(|n| *n != "_")
+                .collect();
+            errors.push(
+                ident.span(),
+                format_args!(
+                    "`#[{attr}({wanted})]`: `{name}` has no argument `{wanted}`; its arguments are: {}",
+                    if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+                ),
+            );
+        }
+        found
+    };
+    let idempotency_key = match &flags.idempotency_key {
+        None => None,
+        Some((_, None)) => Some(None),
+        Some((_, Some(ident))) => arg_index(ident, "idempotency_key", errors).map(Some),
+    };
+    let ordered_by = match &flags.ordered_by {
+        None => None,
+        Some((_, ident)) => arg_index(ident, "ordered_by", errors),
+    };
+    if flags.oneway.is_some() {
+        if let Some((span, _)) = flags.idempotency_key {
+            errors.push(
+                span,
+                "a `#[oneway]` method gets no reply, so there is no result to remember: remove `#[idempotency_key]` or `#[oneway]`",
+            );
+        }
+    }
     if RESERVED.contains(&name.as_str()) {
         errors.push(
             sig.ident.span(),
@@ -436,6 +514,8 @@ fn method(f: TraitItemFn, errors: &mut Errors) -> Method {
         idempotent: flags.idempotent,
         oneway: flags.oneway.is_some(),
         timeout_ms: flags.timeout_ms,
+        idempotency_key,
+        ordered_by,
     }
 }
 
@@ -766,6 +846,44 @@ mod tests {
         assert!(messages[2].contains("take `String` instead of `&str`"));
         assert!(messages[3].contains("duplicate method `a`"));
         assert!(messages[4].contains("first defined here"));
+    }
+
+    #[test]
+    fn idempotency_and_ordering_keys_name_real_arguments() {
+        let item: ItemTrait = syn::parse_str(
+            "trait P {
+                #[idempotency_key(order)] #[ordered_by(order)]
+                async fn charge(&self, order: String, amount: u64) -> String;
+                #[idempotency_key] async fn fresh(&self);
+            }",
+        )
+        .expect("trait");
+        let s = Service::from_trait(Options::default(), item).expect("valid");
+        assert_eq!(s.methods[0].idempotency_key, Some(Some(0)));
+        assert_eq!(s.methods[0].ordered_by, Some(0));
+        assert_eq!(s.methods[1].idempotency_key, Some(None));
+        assert_eq!(s.methods[1].ordered_by, None);
+
+        let item: ItemTrait = syn::parse_str(
+            "trait P {
+                #[idempotency_key(ordr)] async fn a(&self, order: String);
+                #[ordered_by] async fn b(&self, k: u8);
+                #[ordered_by(\"k\")] async fn c(&self, k: u8);
+                #[oneway] #[idempotency_key] async fn d(&self);
+                #[idempotency_key = 1] async fn e(&self, k: u8);
+            }",
+        )
+        .expect("trait");
+        let Err(e) = Service::from_trait(Options::default(), item) else {
+            panic!("must be rejected")
+        };
+        let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 5, "{messages:#?}");
+        assert!(messages[0].contains("has no argument `ordr`; its arguments are: order"));
+        assert!(messages[1].contains("write `#[ordered_by(arg)]`"));
+        assert!(messages[2].contains("write `#[ordered_by(arg)]`"));
+        assert!(messages[3].contains("`#[oneway]` method gets no reply"));
+        assert!(messages[4].contains("write `#[idempotency_key]`"));
     }
 
     #[test]

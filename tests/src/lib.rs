@@ -174,6 +174,8 @@ use rpc_registry_etcd as _;
 use rpc_registry_nacos as _;
 use rpc_registry_zookeeper as _;
 pub mod greeter;
+pub mod isolated;
 pub mod peers;
+pub mod pki;
 pub mod raw;
 pub mod registry;

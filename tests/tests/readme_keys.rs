@@ -51,7 +51,8 @@ fn readme_toml_examples_parse() {
     }
     let layout = blocks
         .iter()
-        .find(|b| b.contains("[application]"))
+        // The layout is the example with the `[protocol]` section (others show a few keys).
+        .find(|b| b.contains("[application]") && b.contains("[protocol]"))
         .expect("layout");
     for section in [
         "[application]",

@@ -92,7 +92,7 @@ fn run_measures_every_target_and_reports_a_row_each() {
         .args([
             "run",
             "--targets",
-            "raw,tarpc,tonic,rpc,rpc-bincode,rpc-hessian2,rpc-stack,rpc-service",
+            "raw,tarpc,tonic,rpc,rpc-bincode,rpc-hessian2,rpc-stack,rpc-tls,rpc-service",
         ])
         .args(["--concurrency", "2", "--payload", "16"])
         .args(["--warmup", "0.1", "--measure", "0.3"])
@@ -108,6 +108,7 @@ fn run_measures_every_target_and_reports_a_row_each() {
         "rpc-bincode",
         "rpc-hessian2",
         "rpc-stack",
+        "rpc-tls",
         "rpc-service",
     ] {
         let line = stdout

@@ -525,6 +525,12 @@ async fn describe(cli: &Cli, interface: &str) -> Fallible<ExitCode> {
         if let Some(t) = m.timeout_ms {
             notes.push(format!("timeout {t} ms"));
         }
+        if let Some(k) = &m.idempotency_key {
+            notes.push(format!("idempotency key {k}"));
+        }
+        if let Some(k) = &m.ordered_by {
+            notes.push(format!("ordered by {k}"));
+        }
         let notes = if notes.is_empty() {
             String::new()
         } else {

@@ -38,6 +38,21 @@ pub struct MethodInfo {
     pub oneway: bool,
     /// Declared default timeout, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Where its idempotency key comes from: `generated`, or the argument's name.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// The argument whose value orders its calls (`#[ordered_by]`).
+    #[serde(default)]
+    pub ordered_by: Option<String>,
+}
+
+/// The name of argument `i` of `m` (its index when it has none).
+fn arg_name(m: &crate::proxy::MethodDescriptor, i: usize) -> String {
+    m.args()
+        .get(i)
+        .map(|a| a.name())
+        .filter(|n| *n != "_")
+        .map_or_else(|| format!("argument {i}"), str::to_string)
 }
 
 /// An exported service, as the admin service describes it.
@@ -210,6 +225,11 @@ impl Admin for AdminImpl {
                         idempotent: m.is_idempotent(),
                         oneway: m.is_oneway(),
                         timeout_ms: m.timeout_ms(),
+                        idempotency_key: m.idempotency_key().map(|k| match k {
+                            crate::proxy::IdempotencyKey::Generated => "generated".to_string(),
+                            crate::proxy::IdempotencyKey::Argument(i) => arg_name(m, i),
+                        }),
+                        ordered_by: m.ordered_by().map(|i| arg_name(m, i)),
                     })
                     .collect(),
             })

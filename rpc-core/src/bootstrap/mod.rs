@@ -265,7 +265,12 @@ impl ProviderBuilder {
             }
             tracing::info!(url = %exporter.url(), "exported");
             if Some(i) != admin_index {
-                registered.push((exporter.url().clone(), svc.descriptor));
+                // Local TLS material (paths, PEM text) is never published; `tls=true` is.
+                let mut public = exporter.url().clone();
+                for k in crate::transport::tls::LOCAL_KEYS {
+                    public = public.without_param(k);
+                }
+                registered.push((public, svc.descriptor));
             }
             exported.push(exporter);
         }
@@ -312,6 +317,9 @@ fn check_extension_names(url: &Url) -> Result<()> {
         .and_then(|()| extension::check_url::<dyn Cluster>(url, false))
         .and_then(|()| extension::check_url::<dyn LoadBalance>(url, false))
         .and_then(|()| extension::check_url::<dyn Filter>(url, true))
+        .and_then(|()| {
+            extension::check_url::<dyn crate::idempotency::IdempotencyStoreFactory>(url, false)
+        })
         .map_err(|e| e.with_service(interface))
 }
 

@@ -52,8 +52,9 @@ impl Directory for StaticDirectory {
             return Err(invocation.annotate(RpcError::new(
                 ErrorKind::NoProvider,
                 format!(
-                    "none of the {} configured providers is available",
-                    self.invokers.len()
+                    "none of the {} configured providers is available{}",
+                    self.invokers.len(),
+                    crate::cluster::unavailable_reasons(&self.invokers)
                 ),
             )));
         }

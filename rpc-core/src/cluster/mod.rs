@@ -122,3 +122,25 @@ fn _assert_object_safe(
 crate::extension_point!(dyn LoadBalance, key = "loadbalance", default = "random");
 crate::extension_point!(dyn Cluster, key = "cluster", default = "failover");
 crate::extension_point!(dyn RouterFactory, key = "router", default = "condition");
+
+/// `": addr: why; addr: why"` for the providers of `invokers` that are unavailable and say
+/// why (at most three), or nothing.
+pub(crate) fn unavailable_reasons(invokers: &[std::sync::Arc<dyn crate::Invoker>]) -> String {
+    let reasons: Vec<String> = invokers
+        .iter()
+        .filter(|i| !i.is_available())
+        .filter_map(|i| {
+            Some(format!(
+                "{}: {}",
+                i.url().address(),
+                i.unavailable_reason()?
+            ))
+        })
+        .take(3)
+        .collect();
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", reasons.join("; "))
+    }
+}

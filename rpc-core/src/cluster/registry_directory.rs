@@ -94,6 +94,8 @@ const PROVIDER_ONLY: &[&str] = &[
     "side",
     "pid",
     "dynamic",
+    // Whether the provider serves TLS is its own: a consumer's setting cannot flip it.
+    "tls",
 ];
 
 /// How long a removed provider's invoker may stay alive for calls still using it before it
@@ -460,8 +462,9 @@ impl RegistryDirectory {
             "no provider list received from the registry yet".to_string()
         } else {
             format!(
-                "no available provider ({} registered, after routing)",
-                s.invokers.len()
+                "no available provider ({} registered, after routing){}",
+                s.invokers.len(),
+                crate::cluster::unavailable_reasons(&s.invokers)
             )
         };
         Err(invocation.annotate(RpcError::new(ErrorKind::NoProvider, why)))

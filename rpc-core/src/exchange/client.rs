@@ -78,6 +78,8 @@ struct Live {
     dead: CancellationToken,
     started: Instant,
     last_read_ms: AtomicU64,
+    /// Why the connection closed, for the calls it fails (a TLS alert names its cause).
+    reason: std::sync::OnceLock<String>,
 }
 
 impl Live {
@@ -120,6 +122,7 @@ impl Live {
 
     /// Marks the connection dead and fails every pending call at once.
     fn close(&self, why: &str) {
+        let _ = self.reason.set(why.to_string());
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -134,8 +137,13 @@ impl Live {
     }
 
     fn closed_error(&self) -> RpcError {
-        RpcError::network(format!("connection to {} closed", self.peer))
-            .with_provider(self.peer.clone())
+        let why = self.reason.get().map_or("", String::as_str);
+        let text = if why.is_empty() {
+            format!("connection to {} closed", self.peer)
+        } else {
+            format!("connection to {} closed: {why}", self.peer)
+        };
+        RpcError::network(text).with_provider(self.peer.clone())
     }
 
     fn touch(&self) {
@@ -159,6 +167,8 @@ fn poisoned() -> RpcError {
 struct Slot {
     live: RwLock<Option<Arc<Live>>>,
     supervisor_gone: AtomicBool,
+    /// Why the last connection closed or the last attempt failed, for calls made meanwhile.
+    last_failure: RwLock<Option<String>>,
 }
 
 impl Slot {
@@ -169,6 +179,14 @@ impl Slot {
         if let Ok(mut s) = self.live.write() {
             *s = live;
         }
+    }
+    fn failed(&self, why: String) {
+        if let Ok(mut s) = self.last_failure.write() {
+            *s = Some(why);
+        }
+    }
+    fn last_failure(&self) -> Option<String> {
+        self.last_failure.read().ok()?.clone()
     }
 }
 
@@ -218,7 +236,12 @@ impl Client {
     pub async fn shared(url: &Url) -> Result<Arc<Client>> {
         let cfg = ClientConfig::from_url(url)?;
         let transporter_name = url.param("transporter").unwrap_or("tcp");
-        let key = format!("{transporter_name}|{}|{}", url.address(), cfg.connections);
+        let mut key = format!("{transporter_name}|{}|{}", url.address(), cfg.connections);
+        if crate::transport::tls::enabled(url)? {
+            // A TLS client is not shared with a plaintext one, nor with another identity.
+            key.push('|');
+            key.push_str(&crate::transport::tls::client_identity(url));
+        }
         if let Some(c) = registry()
             .lock()
             .map_err(|_| poisoned())?
@@ -296,6 +319,11 @@ impl Client {
             .all(|s| !s.supervisor_gone.load(Ordering::Acquire))
     }
 
+    /// Why a connection last closed or failed to open, if one did since the last that opened.
+    pub fn last_failure(&self) -> Option<String> {
+        self.slots.iter().find_map(|s| s.last_failure())
+    }
+
     /// Whether at least one connection is open.
     pub fn is_connected(&self) -> bool {
         self.slots
@@ -313,10 +341,14 @@ impl Client {
                 }
             }
         }
-        Err(
-            RpcError::network(format!("not connected to {} (reconnecting)", self.address))
-                .with_provider(self.address.clone()),
-        )
+        let last = self
+            .last_failure()
+            .map_or_else(String::new, |why| format!("; last: {why}"));
+        Err(RpcError::network(format!(
+            "not connected to {} (reconnecting){last}",
+            self.address
+        ))
+        .with_provider(self.address.clone()))
     }
 
     /// Sends a two-way request (its id is assigned here) and waits for the response until
@@ -411,6 +443,9 @@ async fn supervise(
                 let since = Instant::now();
                 let live = start(conn, &cfg);
                 slot.set(Some(live.clone()));
+                if let Ok(mut f) = slot.last_failure.write() {
+                    *f = None;
+                }
                 if let Some(f) = first.take() {
                     let _ = f.send(Ok(()));
                 }
@@ -423,6 +458,9 @@ async fn supervise(
                     _ = live.dead.cancelled() => {}
                 }
                 slot.set(None);
+                if let Some(why) = live.reason.get() {
+                    slot.failed(format!("connection closed: {why}"));
+                }
                 if since.elapsed() >= STABLE {
                     // A connection that served a while: reconnect at once.
                     backoff = cfg.reconnect_min;
@@ -440,6 +478,7 @@ async fn supervise(
                     let _ = f.send(Err(e));
                     return;
                 }
+                slot.failed(e.message().to_string());
                 tracing::debug!(address = %url.address(), error = %e, delay_ms = backoff.as_millis() as u64, "reconnect failed");
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -461,6 +500,7 @@ fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
         dead: CancellationToken::new(),
         started: Instant::now(),
         last_read_ms: AtomicU64::new(0),
+        reason: std::sync::OnceLock::new(),
     });
     let codec = FrameCodec::new(cfg.payload);
     tokio::spawn(write_task(
@@ -575,7 +615,7 @@ async fn read_task(
     mut clock: FrameClock,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let why = loop {
+    let why: std::borrow::Cow<'static, str> = loop {
         let mut completed = false;
         loop {
             match codec.decode(&mut buf) {
@@ -614,11 +654,11 @@ async fn read_task(
         let read = match clock.remaining() {
             None => tokio::select! {
                 r = reader.read_buf(&mut buf) => Ok(r),
-                _ = live.dead.cancelled() => break "closed",
+                _ = live.dead.cancelled() => break "closed".into(),
             },
             Some(left) => tokio::select! {
                 r = tokio::time::timeout(left, reader.read_buf(&mut buf)) => r,
-                _ = live.dead.cancelled() => break "closed",
+                _ = live.dead.cancelled() => break "closed".into(),
             },
         };
         let read = match read {
@@ -635,16 +675,17 @@ async fn read_task(
                         buf.len()
                     ),
                 );
-                break "a frame was not completed in time";
+                break "a frame was not completed in time".into();
             }
         };
         match read {
-            Ok(0) => break "peer closed the connection",
+            Ok(0) => break "peer closed the connection".into(),
             Ok(_) => live.touch(),
-            Err(_) => break "read failed",
+            // The error's text: a TLS alert from the provider says what it refused.
+            Err(e) => break format!("read failed: {e}").into(),
         }
     };
-    live.close(why);
+    live.close(&why);
 }
 
 /// Keeps room for a large read, so a busy connection is drained in few system calls.

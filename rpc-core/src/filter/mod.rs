@@ -17,16 +17,20 @@
 //!                           rpc.client span context          -19000  deadline from budget,
 //!  mock             -12000  mock= degrade                            RpcContext, rpc.server
 //!  timeout          -10000  deadline        token            -17000  [token]
-//!  deadline          -9000  send budget     tps              -16000  [tps] per method+app
-//!  actives           -8500  [actives]       executes         -15000  [executes]
-//!  circuitbreaker    -8000  per provider    isolation        -14000  [isolation]
+//!  deadline          -9000  send budget     idempotency      -16500  [{m}.idempotency]
+//!  actives           -8500  [actives]       tps              -16000  [tps] per method+app
+//!  circuitbreaker    -8000  per provider    ordered          -15500  [{m}.ordered]
+//!                                           executes         -15000  [executes]
+//!                                           isolation        -14000  [isolation]
 //!  consumertoken     -6000  [token]           |
 //!    |                                       skeleton -> the user's implementation
 //!  protocol invoker
 //! ```
 //!
 //! `[key]`: active by default only when the URL has that key (name the filter in `filter=` to
-//! activate it when only a method-level key such as `greet.executes` is set). `mock` is
+//! activate it when only a method-level key such as `greet.executes` is set); `idempotency`
+//! and `ordered` are left out of a chain where no method has theirs (see
+//! [`crate::idempotency`] and [`ordered`]). `mock` is
 //! activated always, so a method-level `greet.mock` works alone, and is left out of a chain
 //! whose URL has no `mock` key at all ([`Filter::applies_to`]); a reference runs it once
 //! around its cluster, not around each provider ([`Filter::per_reference`]). `deadline` is
@@ -53,6 +57,7 @@ pub mod executes;
 pub mod isolation;
 pub mod metrics;
 pub mod mock;
+pub mod ordered;
 pub mod panic;
 mod state;
 #[cfg(test)]
@@ -72,6 +77,7 @@ pub use executes::ExecutesFilter;
 pub use isolation::IsolationFilter;
 pub use metrics::MetricsFilter;
 pub use mock::{register_fallback, unregister_fallback, MockFilter};
+pub use ordered::OrderedFilter;
 pub use panic::PanicFilter;
 pub use timeout::{TimeoutFilter, DEFAULT_TIMEOUT_MS};
 pub use token::TokenFilter;
@@ -129,6 +135,10 @@ impl Invoker for FilterInvoker {
 
     fn is_available(&self) -> bool {
         self.next.is_available()
+    }
+
+    fn unavailable_reason(&self) -> Option<String> {
+        self.next.unavailable_reason()
     }
 
     fn enforces_deadline(&self) -> bool {
@@ -301,7 +311,13 @@ mod tests {
         );
         assert_eq!(
             active(Side::Provider, ""),
-            ["panic", "providermetrics", "context"]
+            [
+                "panic",
+                "providermetrics",
+                "context",
+                "idempotency",
+                "ordered"
+            ]
         );
         assert_eq!(
             active(
@@ -314,14 +330,16 @@ mod tests {
                 "accesslog",
                 "context",
                 "token",
+                "idempotency",
                 "tps",
+                "ordered",
                 "executes",
                 "isolation"
             ]
         );
         assert_eq!(
             active(Side::Provider, "filter=-providermetrics,executes"),
-            ["panic", "context", "executes"]
+            ["panic", "context", "idempotency", "ordered", "executes"]
         );
     }
 

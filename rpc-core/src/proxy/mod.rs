@@ -104,6 +104,17 @@ impl ArgDescriptor {
     }
 }
 
+/// Where the idempotency key of a `#[idempotency_key]` method comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdempotencyKey {
+    /// A random key made per call (`#[idempotency_key]`): retries of that call by the
+    /// cluster carry the same key, a new call gets a new one.
+    Generated,
+    /// The value of the argument at this index (`#[idempotency_key(order)]`): every call with
+    /// that value is the same request, whoever makes it (an order id).
+    Argument(usize),
+}
+
 /// One method of a service: signature and call defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodDescriptor {
@@ -115,6 +126,8 @@ pub struct MethodDescriptor {
     oneway: bool,
     timeout_ms: Option<u64>,
     parameter_types: Option<&'static str>,
+    idempotency_key: Option<IdempotencyKey>,
+    ordered_by: Option<usize>,
 }
 
 impl MethodDescriptor {
@@ -133,7 +146,32 @@ impl MethodDescriptor {
             oneway: false,
             timeout_ms: None,
             parameter_types: None,
+            idempotency_key: None,
+            ordered_by: None,
         }
+    }
+
+    /// Declares that calls carry an idempotency key (`#[idempotency_key]`): the provider
+    /// answers a repeated key from its stored result, and failover may retry the method.
+    pub const fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Where the method's idempotency key comes from, when it has one.
+    pub fn idempotency_key(&self) -> Option<IdempotencyKey> {
+        self.idempotency_key
+    }
+
+    /// Declares the argument at `index` the method's ordering key (`#[ordered_by(arg)]`).
+    pub const fn with_ordered_by(mut self, index: usize) -> Self {
+        self.ordered_by = Some(index);
+        self
+    }
+
+    /// The index of the argument that orders the calls, when declared.
+    pub fn ordered_by(&self) -> Option<usize> {
+        self.ordered_by
     }
 
     /// Sets the Java parameter descriptor of the whole method (the arguments' descriptors
@@ -289,7 +327,10 @@ impl ServiceDescriptor {
 
     /// The metadata as URL parameters, the form registries publish:
     /// `interface`, `methods` (sorted, comma-separated), `version` and `group` when declared,
-    /// and per method `{m}.timeout`, `{m}.idempotent=true`, `{m}.oneway=true` when declared.
+    /// and per method `{m}.timeout`, `{m}.idempotent=true`, `{m}.oneway=true`,
+    /// `{m}.idempotency=generated` or `{m}.idempotency=N` (the key's argument index), and for
+    /// `#[ordered_by]` `{m}.ordered=N` with `{m}.loadbalance=consistenthash` and
+    /// `{m}.hash.arguments=N` (same key, same provider), when declared.
     pub fn url_params(&self) -> Vec<(String, String)> {
         let mut names: Vec<&str> = self.methods.iter().map(|m| m.name).collect();
         names.sort_unstable();
@@ -312,6 +353,20 @@ impl ServiceDescriptor {
             }
             if m.oneway {
                 out.push((format!("{}.oneway", m.name), "true".into()));
+            }
+            match m.idempotency_key {
+                Some(IdempotencyKey::Generated) => {
+                    out.push((format!("{}.idempotency", m.name), "generated".into()));
+                }
+                Some(IdempotencyKey::Argument(i)) => {
+                    out.push((format!("{}.idempotency", m.name), i.to_string()));
+                }
+                None => {}
+            }
+            if let Some(i) = m.ordered_by {
+                out.push((format!("{}.ordered", m.name), i.to_string()));
+                out.push((format!("{}.loadbalance", m.name), "consistenthash".into()));
+                out.push((format!("{}.hash.arguments", m.name), i.to_string()));
             }
         }
         out
@@ -569,6 +624,9 @@ impl ClientCore {
         }
         inv.set_idempotent(method.is_idempotent());
         inv.set_oneway(method.is_oneway());
+        if let Some(source) = method.idempotency_key() {
+            crate::idempotency::attach_key(&mut inv, source);
+        }
         inv
     }
 

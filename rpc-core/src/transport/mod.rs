@@ -1,4 +1,5 @@
-//! Transports: byte streams between consumer and provider (`transporter=`, default `tcp`).
+//! Transports: byte streams between consumer and provider (`transporter=`, default `tcp`;
+//! TLS with `tls=true`, see [`tls`]).
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use crate::error::Result;
 use crate::url::Url;
 
 mod tcp;
+pub mod tls;
 
 pub use tcp::Tcp;
 

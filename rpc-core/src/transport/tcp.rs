@@ -1,4 +1,5 @@
-//! `tcp`: tokio TCP with `TCP_NODELAY` (small RPC frames must not wait for Nagle).
+//! `tcp`: tokio TCP with `TCP_NODELAY` (small RPC frames must not wait for Nagle), with TLS
+//! when the URL says `tls=true` (see [`super::tls`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ impl Transporter for Tcp {
             "connect.timeout",
             DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
         )?;
+        let started = tokio::time::Instant::now();
         let stream = tokio::time::timeout(Duration::from_millis(ms), TcpStream::connect(&addr))
             .await
             .map_err(|_| {
@@ -42,6 +44,13 @@ impl Transporter for Tcp {
                 )
             })?
             .map_err(|e| RpcError::network(format!("cannot connect to {addr}: {e}")))?;
+        if super::tls::enabled(url)? {
+            stream
+                .set_nodelay(true)
+                .map_err(|e| RpcError::network(format!("cannot set TCP_NODELAY: {e}")))?;
+            let left = Duration::from_millis(ms).saturating_sub(started.elapsed());
+            return super::tls::connect(url, stream, addr, left).await;
+        }
         split(stream, addr)
     }
 
@@ -55,6 +64,15 @@ impl Transporter for Tcp {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|e| RpcError::network(format!("cannot listen on {addr}: {e}")))?;
+        if super::tls::enabled(url)? {
+            let local = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .map_err(|e| RpcError::network(format!("no local address: {e}")))?;
+            return Ok(Box::new(super::tls::TlsAcceptor::new(
+                listener, url, local,
+            )?));
+        }
         Ok(Box::new(TcpAcceptor(listener)))
     }
 }

@@ -3,7 +3,8 @@
 //! peer speaks), called through the invoker `refer` returns; `rpc-stack`: the same
 //! provider called through the whole consumer stack (`Consumer::refer_url`); `rpc-service`:
 //! what a user writes, a `#[service]` trait served by `Provider` and called through its
-//! generated client from `Consumer`, every layer on both sides at its defaults.
+//! generated client from `Consumer`, every layer on both sides at its defaults; `rpc-tls`:
+//! the `rpc` target with `tls=true` (server certificate only, no client certificate).
 //!
 //! Uses only the kernel's stable API: the provider exports a hand-written [`Invoker`] through
 //! `extension::get::<dyn Protocol>("dubbo")`, the consumer calls the invoker that `refer`
@@ -169,4 +170,65 @@ pub async fn connect_service(addr: SocketAddr) -> BoxResult<EchoServiceClient> {
 /// One call through the generated client.
 pub async fn call_service(client: &EchoServiceClient, payload: &[u8]) -> BoxResult<usize> {
     Ok(client.echo(ByteBuf::from(payload.to_vec())).await?.len())
+}
+
+/// Where the `rpc-tls` server and client find the certificates: made once by whichever
+/// process comes first (the server, under `rpc-bench run`), kept for later runs.
+fn tls_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("rpc-bench-tls")
+}
+
+/// Makes a CA and a server certificate for `127.0.0.1` in [`tls_dir`] unless they exist.
+fn ensure_pki() -> BoxResult<std::path::PathBuf> {
+    let dir = tls_dir();
+    if dir.join("ca.pem").exists() {
+        return Ok(dir);
+    }
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])?
+        .signed_by(&key, &ca, &ca_key)?;
+    // Written beside, then renamed: a process that looks meanwhile sees all or nothing.
+    let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::write(tmp.join("server.pem"), cert.pem())?;
+    std::fs::write(tmp.join("server.key"), key.serialize_pem())?;
+    std::fs::write(tmp.join("ca.pem"), ca.pem())?;
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Another process made them first.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(dir)
+}
+
+/// The `rpc` server over TLS.
+pub async fn start_tls_server(port: u16) -> BoxResult<(u16, Box<dyn Exporter>)> {
+    let dir = ensure_pki()?;
+    let protocol = extension::get::<dyn Protocol>("dubbo")?;
+    let url = url(&format!("127.0.0.1:{port}"), None)?
+        .with_param("tls", true)
+        .with_param("tls.cert", dir.join("server.pem").display())
+        .with_param("tls.key", dir.join("server.key").display());
+    let exporter = protocol
+        .export(url.clone(), Arc::new(EchoInvoker { url }))
+        .await?;
+    let port = exporter
+        .url()
+        .port()
+        .filter(|p| *p != 0)
+        .ok_or("the exporter's URL does not carry the bound port")?;
+    Ok((port, exporter))
+}
+
+/// A TLS reference to the `rpc-tls` server at `addr`.
+pub async fn connect_tls(addr: SocketAddr) -> BoxResult<Arc<dyn Invoker>> {
+    let dir = ensure_pki()?;
+    let protocol = extension::get::<dyn Protocol>("dubbo")?;
+    let url = url(&addr.to_string(), None)?
+        .with_param("tls", true)
+        .with_param("tls.ca", dir.join("ca.pem").display());
+    Ok(protocol.refer(url).await?)
 }

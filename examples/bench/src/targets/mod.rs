@@ -27,13 +27,15 @@ pub enum Target {
     RpcHessian2,
     /// This framework (msgpack) called through the consumer stack: cluster, balancer, filters.
     RpcStack,
+    /// The `rpc` target over TLS (`tls=true`, rustls), certificates made by the benchmark.
+    RpcTls,
     /// This framework as a user writes it: `#[service]`, `Provider`, `Consumer`, defaults.
     RpcService,
 }
 
 impl Target {
     /// Every target, in report order.
-    pub const ALL: [Target; 8] = [
+    pub const ALL: [Target; 9] = [
         Target::Raw,
         Target::Tarpc,
         Target::Tonic,
@@ -41,6 +43,7 @@ impl Target {
         Target::RpcBincode,
         Target::RpcHessian2,
         Target::RpcStack,
+        Target::RpcTls,
         Target::RpcService,
     ];
 
@@ -54,6 +57,7 @@ impl Target {
             Target::RpcBincode => "rpc-bincode",
             Target::RpcHessian2 => "rpc-hessian2",
             Target::RpcStack => "rpc-stack",
+            Target::RpcTls => "rpc-tls",
             Target::RpcService => "rpc-service",
         }
     }
@@ -99,6 +103,10 @@ pub async fn start_server(target: Target, port: u16) -> BoxResult<(u16, ServerGu
             let (port, exporter) = framework::start_server(port, target.serialization()).await?;
             (port, ServerGuard::Exporter(exporter))
         }
+        Target::RpcTls => {
+            let (port, exporter) = framework::start_tls_server(port).await?;
+            (port, ServerGuard::Exporter(exporter))
+        }
         Target::RpcService => {
             let (port, provider) = framework::start_service(port).await?;
             (port, ServerGuard::Provider(provider))
@@ -132,6 +140,7 @@ impl Caller {
                 Caller::Rpc(framework::connect(addr, target.serialization()).await?)
             }
             Target::RpcStack => Caller::Rpc(framework::connect_stack(addr).await?),
+            Target::RpcTls => Caller::Rpc(framework::connect_tls(addr).await?),
             Target::RpcService => Caller::Service(framework::connect_service(addr).await?),
         })
     }

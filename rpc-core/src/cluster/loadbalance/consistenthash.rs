@@ -109,8 +109,9 @@ impl Ring {
     }
 }
 
-/// The key text of the selected arguments (see the module docs).
-fn argument_key(args: &Value, arguments: &[usize]) -> String {
+/// The key text of the selected arguments (see the module docs): also the ordering and
+/// idempotency key of a method keyed by an argument, so all three agree.
+pub(crate) fn argument_key(args: &Value, arguments: &[usize]) -> String {
     if matches!(args, Value::Empty) {
         return String::new();
     }

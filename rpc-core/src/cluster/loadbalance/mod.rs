@@ -26,6 +26,7 @@ pub mod random;
 pub mod roundrobin;
 pub mod shortestresponse;
 
+pub(crate) use consistenthash::argument_key;
 pub use consistenthash::ConsistentHash;
 pub use leastactive::LeastActive;
 pub use p2c::P2c;

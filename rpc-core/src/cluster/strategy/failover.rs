@@ -15,8 +15,9 @@ use crate::url::Url;
 /// A failure is retried only when both hold:
 /// - its kind is retriable ([`crate::RpcError::is_retriable`]): business errors, codec errors
 ///   and the like are returned at once;
-/// - the method was declared idempotent ([`Invocation::is_idempotent`]), or the reference
-///   URL sets `retries` explicitly (method or service level): a timeout may mean the provider
+/// - the method was declared idempotent ([`Invocation::is_idempotent`]), or the call carries
+///   an idempotency key ([`crate::idempotency`]: the provider answers a repeat from its
+///   stored result), or the reference URL sets `retries` explicitly (method or service level): a timeout may mean the provider
 ///   did run the call, so a non-idempotent method is never called twice by default.
 ///
 /// Each retry re-lists the directory (the provider list may have changed) and goes to a
@@ -55,7 +56,10 @@ impl Invoker for FailoverInvoker {
         let explicit = setting.is_some();
         let retries: u32 = crate::url::parse_value("retries", setting, DEFAULT_RETRIES)?;
         drop(settings);
-        let may_retry = explicit || invocation.is_idempotent();
+        // A call with an idempotency key is answered from the provider's store when repeated.
+        let may_retry = explicit
+            || invocation.is_idempotent()
+            || crate::idempotency::key_of(&invocation).is_some();
         let mut tried: Vec<Arc<dyn Invoker>> = Vec::new();
         let mut attempt = 0u32;
         loop {

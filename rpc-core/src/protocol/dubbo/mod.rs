@@ -93,10 +93,13 @@
 //!
 //! Consumer: `serialization` (default msgpack, method level first), `timeout` (ms, method level
 //! first, default 1000, unless the invocation has a deadline), `connections`, `heartbeat`,
-//! `payload`, `send.queue`, `reconnect.interval`, `reconnect.max`, `transporter`.
+//! `payload`, `send.queue`, `reconnect.interval`, `reconnect.max`, `transporter`, and for a
+//! provider URL with `tls=true` the TLS keys `tls.ca`, `tls.cert`, `tls.key`,
+//! `tls.server.name` ([`crate::transport::tls`]).
 //! Provider: `payload`, `idle.timeout`, `heartbeat`, `send.queue`, `threads` (requests
 //! executing at once, default 10000, status 100 beyond), `accepts` (most open connections,
-//! default unlimited), `transporter`; port 0 binds
+//! default unlimited), `transporter`, `tls` with `tls.cert`, `tls.key`, `tls.ca`,
+//! `tls.reload`; port 0 binds
 //! a free port, reported in the exporter's URL. Services exported on the same host and port
 //! share one listener and are dispatched by service key `group/interface:version`.
 //! The provider answers in the serialization of the request.
@@ -456,7 +459,9 @@ impl Dispatcher {
         if env.timeout_ms > 0 {
             inv.set_timeout(Duration::from_millis(env.timeout_ms.into()));
         }
-        let deadline = inv.deadline();
+        // A call with an idempotency key runs on past its caller's deadline, so a retry
+        // finds its result.
+        let deadline = crate::idempotency::run_until(invoker.url(), &inv, inv.deadline());
         let mut fut = invoker.invoke(inv);
         // A panic in the service becomes an error response; the connection lives on.
         let guarded = std::future::poll_fn(move |cx| {
@@ -679,6 +684,10 @@ impl Invoker for DubboInvoker {
 
     fn is_available(&self) -> bool {
         self.client.is_connected()
+    }
+
+    fn unavailable_reason(&self) -> Option<String> {
+        self.client.last_failure()
     }
 
     /// The exchange waits only until the deadline, and the header carries the budget.
