@@ -91,6 +91,8 @@ pub mod __private {
     pub use inventory;
     pub use serde;
 
+    pub use crate::proxy::protobuf::{MessageCodec, ProtobufNo, ProtobufProbe, ProtobufYes};
+
     pub use crate::error::RpcError;
     pub use crate::invocation::{Invocation, Invoker, Response, ServiceKey, Value};
     pub use crate::proxy::{

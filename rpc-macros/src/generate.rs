@@ -173,6 +173,7 @@ fn descriptor(s: &Service) -> TokenStream {
         let idempotent = m.idempotent;
         let oneway = m.oneway;
         let timeout = m.timeout_ms.map(|ms| quote!(.with_timeout_ms(#ms)));
+        let protobuf = protobuf_probe(m);
         quote! {
             #p::MethodDescriptor::new(#name, &[#(#args),*], #returns)
                 .with_parameter_types(#parameter_types)
@@ -180,6 +181,7 @@ fn descriptor(s: &Service) -> TokenStream {
                 .with_idempotent(#idempotent)
                 .with_oneway(#oneway)
                 #timeout
+                #protobuf
         }
     });
     let doc = format!(
@@ -193,6 +195,32 @@ fn descriptor(s: &Service) -> TokenStream {
                 &#p::ServiceDescriptor::new(#interface, &[#(#methods),*]) #version #group;
         }
     }
+}
+
+/// For a two-way method of one argument: the probe telling at run time whether argument and
+/// result are protobuf messages (see `rpc_core::proxy::protobuf`). Method resolution picks
+/// `ProtobufYes` when both types are messages, `ProtobufNo` otherwise.
+fn protobuf_probe(m: &Method) -> Option<TokenStream> {
+    if m.oneway || m.args.len() != 1 {
+        return None;
+    }
+    let p = rt();
+    let arg = &m.args[0].ty;
+    let ok = match &m.ret {
+        Ret::Plain(t) => t,
+        Ret::Result { ok, .. } => ok,
+    };
+    // The borrow is what makes method resolution try `ProtobufYes` first: not needless.
+    Some(quote! {
+        .with_protobuf({
+            #[allow(clippy::needless_borrow, unused_imports)]
+            fn probe() -> ::core::option::Option<#p::MessageCodec> {
+                use #p::{ProtobufNo as _, ProtobufYes as _};
+                (&#p::ProtobufProbe::<#arg, #ok>::new()).codec()
+            }
+            probe
+        })
+    })
 }
 
 /// The client proxy.
