@@ -19,6 +19,26 @@ use rpc_triple as _;
 
 pub mod triple;
 
+/// Where `scripts/install-interop.sh` installed the stock interop peers
+/// (`RPC_TEST_INTEROP_DIR`), or `None` to skip a test that needs `peers` (named in the
+/// message). Under CI (`CI=true`) a missing directory fails the test instead.
+pub fn interop_dir(peers: &str) -> Option<std::path::PathBuf> {
+    match std::env::var("RPC_TEST_INTEROP_DIR") {
+        Ok(d) if !d.is_empty() => Some(std::path::PathBuf::from(d)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "RPC_TEST_INTEROP_DIR is not set under CI: {peers} could not be installed; see \
+             scripts/install-interop.sh"
+        ),
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED: RPC_TEST_INTEROP_DIR is not set, so a test needing {peers} did \
+                 not run. Run `bash scripts/test.sh` (it installs the peers) to run it. ***\n"
+            );
+            None
+        }
+    }
+}
+
 /// Interface name of [`TestService`].
 pub const INTERFACE: &str = "test.Echo";
 /// Version [`TestService`] is exported under.

@@ -84,20 +84,9 @@ pub trait NodeGreeter {
 
 /// Where the peers are installed, or `None` (outside CI) to skip.
 fn interop_dir() -> Option<PathBuf> {
-    match std::env::var("RPC_TEST_INTEROP_DIR") {
-        Ok(d) if !d.is_empty() => Some(PathBuf::from(d)),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
-            "RPC_TEST_INTEROP_DIR is not set under CI: the stock Dubbo peers (dubbo-ssl-python, \
-             dubbo2.js, apache-dubbo-service) could not be installed; see scripts/install-interop.sh"
-        ),
-        _ => {
-            eprintln!(
-                "\n*** SKIPPED: RPC_TEST_INTEROP_DIR is not set, so the stock Dubbo peer test did \
-                 not run. Run `bash scripts/test.sh` (it installs the peers) to run it. ***\n"
-            );
-            None
-        }
-    }
+    rpc_tests::interop_dir(
+        "the stock Dubbo peers (dubbo-ssl-python, dubbo2.js, apache-dubbo-service)",
+    )
 }
 
 fn script(name: &str) -> PathBuf {
