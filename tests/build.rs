@@ -1,9 +1,11 @@
-//! Generates the protobuf types of `proto/greeter.proto` (the Triple tests' protobuf-mode
-//! service) with protox and prost-build: no `protoc` binary is needed.
+//! Generates the protobuf types of `proto/*.proto` (the Triple tests' protobuf-mode
+//! services) with protox and prost-build: no `protoc` binary is needed.
 
 fn main() {
     println!("cargo:rerun-if-changed=proto/greeter.proto");
-    let files = protox::compile(["greeter.proto"], ["proto"]).expect("proto/greeter.proto parses");
+    println!("cargo:rerun-if-changed=proto/streams.proto");
+    let files = protox::compile(["greeter.proto", "streams.proto"], ["proto"])
+        .expect("the .proto files parse");
     prost_build::Config::new()
         .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
         .compile_fds(files)

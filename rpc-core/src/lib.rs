@@ -43,6 +43,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod registry;
 pub mod serialize;
+pub mod stream;
 pub mod transport;
 pub mod url;
 
@@ -52,6 +53,7 @@ pub use invocation::{
     AnyValue, Attachments, ByteString, Invocation, Invoker, Outcome, Payload, Response, ServiceKey,
     Value,
 };
+pub use stream::{StreamSender, Streaming};
 pub use url::{Url, UrlError};
 
 /// Turns a trait of `async fn`s into an RPC service: a client proxy (`{Trait}Client`), a
@@ -80,7 +82,8 @@ pub use url::{Url, UrlError};
 /// ```
 ///
 /// Options: `name = "..."` (the interface name; default: the trait's name), `version`,
-/// `group`. Method attributes: `#[idempotent]`, `#[oneway]` (return type `()`),
+/// `group`, `protocol` (the protocol the service is meant for: a streaming method with one
+/// that cannot carry streams is a compile error; see [`stream`]). Method attributes: `#[idempotent]`, `#[oneway]` (return type `()`),
 /// `#[timeout = ms]` / `#[timeout(ms)]`. See the [`proxy`] module for the runtime side.
 pub use rpc_macros::service;
 
@@ -97,8 +100,9 @@ pub mod __private {
     pub use crate::invocation::{Invocation, Invoker, Response, ServiceKey, Value};
     pub use crate::proxy::{
         assert_rpc_type, decode_args, respond_result, respond_value, ArgDescriptor, ClientCore,
-        MethodDescriptor, ServiceClient, ServiceDescriptor, ServiceServer,
+        MethodDescriptor, ServiceClient, ServiceDescriptor, ServiceServer, StreamKind,
     };
+    pub use crate::stream::Streaming;
     pub use core::clone::Clone;
     pub use core::fmt;
     pub use core::future::Future;

@@ -12,8 +12,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rpc_core::protocol::{Exporter, Protocol};
+use rpc_core::Streaming;
 use rpc_core::{extension, ErrorKind, Url};
-use rpc_tests::triple::{EchoServer, GreetRequest, Impl, ProtoGreeterClient, ProtoGreeterServer};
+use rpc_tests::triple::{
+    CountRequest, EchoServer, GreetRequest, Impl, Number, ProtoGreeterClient, ProtoGreeterServer,
+    ProtoStreamerClient, ProtoStreamerServer,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -37,7 +41,7 @@ async fn stubs(python: &Path) -> tempdir::TempDir {
         .arg(manifest("proto"))
         .arg(format!("--python_out={}", dir.path().display()))
         .arg(format!("--grpc_python_out={}", dir.path().display()))
-        .arg("greeter.proto")
+        .args(["greeter.proto", "streams.proto"])
         .output()
         .await
         .expect("grpc_tools.protoc runs");
@@ -98,7 +102,7 @@ async fn run(mut cmd: Command) -> (bool, String) {
     }
 }
 
-async fn export_greeter() -> (Box<dyn Exporter>, Box<dyn Exporter>, u16) {
+async fn export_greeter() -> (Box<dyn Exporter>, Box<dyn Exporter>, Box<dyn Exporter>, u16) {
     let imp = Impl::default();
     let url = Url::parse("tri://127.0.0.1:0/org.example.Greeter?version=1.0.0").expect("url");
     let g = rpc_core::proxy::export(&*tri(), url, ProtoGreeterServer::new(imp.clone()))
@@ -109,10 +113,14 @@ async fn export_greeter() -> (Box<dyn Exporter>, Box<dyn Exporter>, u16) {
         "tri://127.0.0.1:{port}/org.example.Echo?version=1.0.0"
     ))
     .expect("url");
-    let e = rpc_core::proxy::export(&*tri(), url, EchoServer::new(imp))
+    let e = rpc_core::proxy::export(&*tri(), url, EchoServer::new(imp.clone()))
         .await
         .expect("export");
-    (g, e, port)
+    let url = Url::parse(&format!("tri://127.0.0.1:{port}/org.example.Streamer")).expect("url");
+    let s = rpc_core::proxy::export(&*tri(), url, ProtoStreamerServer::new(imp))
+        .await
+        .expect("export");
+    (g, e, s, port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +129,7 @@ async fn a_stock_grpcio_client_calls_our_provider() {
         return;
     };
     let stubs = stubs(&python).await;
-    let (g, e, port) = export_greeter().await;
+    let (g, e, s, port) = export_greeter().await;
     let mut cmd = Command::new(&python);
     cmd.arg(manifest("interop/grpc_client.py"))
         .arg(port.to_string())
@@ -134,6 +142,11 @@ async fn a_stock_grpcio_client_calls_our_provider() {
         "business-error",
         "deadline",
         "unimplemented",
+        "server-streaming",
+        "client-streaming",
+        "bidi",
+        "stream-deadline",
+        "stream-error",
     ] {
         assert!(
             out.lines().any(|l| l.trim() == format!("ok {call}")),
@@ -142,6 +155,7 @@ async fn a_stock_grpcio_client_calls_our_provider() {
     }
     g.unexport().await;
     e.unexport().await;
+    s.unexport().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,6 +205,33 @@ async fn our_consumer_calls_a_stock_grpcio_server() {
         .expect_err("refused");
     assert_eq!(e.kind(), ErrorKind::ServiceNotFound, "{e}");
     assert!(e.message().contains("no such user: bob"), "{e}");
+    // Streams, all three ways.
+    let url = Url::parse(&format!(
+        "tri://127.0.0.1:{port}/org.example.Streamer?timeout=5000"
+    ))
+    .expect("url");
+    let streamer: ProtoStreamerClient = rpc_core::proxy::refer(&*tri(), url).await.expect("refer");
+    let counted = streamer
+        .count(CountRequest { n: 3 })
+        .await
+        .expect("call")
+        .collect_all()
+        .await
+        .expect("items");
+    assert_eq!(
+        counted.iter().map(|n| n.value).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let numbers = || Streaming::from_iter([4, 5].map(|value| Number { value }));
+    assert_eq!(streamer.sum(numbers()).await.expect("sum").value, 9);
+    let doubled = streamer
+        .double(numbers())
+        .await
+        .expect("call")
+        .collect_all()
+        .await
+        .expect("items");
+    assert_eq!(doubled.iter().map(|n| n.value).collect::<Vec<_>>(), [8, 10]);
     // Stopped by its PID.
     child.start_kill().expect("kill");
     let _ = child.wait().await;
@@ -210,7 +251,7 @@ async fn curl_posts_json_to_a_unary_method() {
         eprintln!("\n*** SKIPPED: no curl with HTTP/2 on PATH ***\n");
         return;
     }
-    let (g, e, port) = export_greeter().await;
+    let (g, e, s, port) = export_greeter().await;
     let curl = |path: &str, body: &str| {
         let mut cmd = Command::new("curl");
         cmd.args([
@@ -240,4 +281,5 @@ async fn curl_posts_json_to_a_unary_method() {
     assert!(out.contains("has no method 'nope'"), "{out}");
     g.unexport().await;
     e.unexport().await;
+    s.unexport().await;
 }

@@ -1,7 +1,7 @@
 //! The consumer side: one HTTP/2 connection per provider address, one stream per call.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -10,12 +10,15 @@ use h2::RecvStream;
 use http::{HeaderValue, Request};
 use rpc_core::extension::AdaptiveCache;
 use rpc_core::filter::DEFAULT_TIMEOUT_MS;
+use rpc_core::proxy::StreamKind;
 use rpc_core::serialize::Serialization;
+use rpc_core::stream::ValueStream;
 use rpc_core::{ErrorKind, Invocation, Invoker, Outcome, Response, RpcError, Url};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::codec::{self, Mode};
+use crate::streams::{self, ItemCodec};
 use crate::wire;
 use crate::{headers, H2Settings};
 
@@ -172,32 +175,119 @@ impl TriInvoker {
         let start = Instant::now();
         let deadline = self.deadline(inv, start)?;
         let method = inv.method_descriptor();
-        let (mode, message) = match method.and_then(|m| m.protobuf()) {
-            Some(c) => {
-                let mut out = Vec::new();
-                c.encode_args(inv.args(), &mut out)?;
-                (Mode::Protobuf(c), out)
-            }
-            None => {
-                let ser = self.serialization.get(&self.url, inv.method())?;
-                let out = codec::encode_request_wrapper(inv.args(), &**ser, method)?;
-                (Mode::Wrapper, out)
-            }
+        let streaming = method.map_or(StreamKind::Unary, |m| m.streaming());
+        let protobuf = method.and_then(|m| m.protobuf());
+        let ser: Arc<dyn Serialization> =
+            Arc::clone(&*self.serialization.get(&self.url, inv.method())?);
+        let mode = match protobuf {
+            Some(c) => Mode::Protobuf(c),
+            None => Mode::Wrapper,
         };
-        if message.len() > self.payload {
-            return Err(RpcError::new(
-                ErrorKind::LimitExceeded,
-                format!(
-                    "request message of {} bytes is over the payload limit of {}",
-                    message.len(),
-                    self.payload
-                ),
-            ));
-        }
+        // The request: one message, or a stream of them.
+        let body = if streaming.client_streams() {
+            Body::Items(ValueStream::take_from(inv.args().clone())?)
+        } else {
+            let message = match mode {
+                Mode::Protobuf(c) => {
+                    let mut out = Vec::new();
+                    c.encode_args(inv.args(), &mut out)?;
+                    out
+                }
+                _ => codec::encode_request_wrapper(inv.args(), &*ser, method)?,
+            };
+            if message.len() > self.payload {
+                return Err(RpcError::new(
+                    ErrorKind::LimitExceeded,
+                    format!(
+                        "request message of {} bytes is over the payload limit of {}",
+                        message.len(),
+                        self.payload
+                    ),
+                ));
+            }
+            let mut framed = BytesMut::with_capacity(wire::PREFIX + message.len());
+            wire::frame(&message, &mut framed);
+            Body::One(framed.freeze())
+        };
         let path_method = match mode {
             Mode::Protobuf(_) => grpc_method_name(inv.method()),
             _ => inv.method().to_string(),
         };
+        let budget = deadline.saturating_duration_since(start);
+        let req = self.request(inv, &path_method, budget)?;
+        let slot = Arc::new(OnceLock::from(ser.clone()));
+        let exchange = async {
+            let send = self.channel.sender(deadline).await?;
+            let mut send = send.ready().await.map_err(|e| {
+                self.channel.forget();
+                h2_error("the connection is closed", e)
+            })?;
+            let (response, mut stream) = send
+                .send_request(req, false)
+                .map_err(|e| h2_error("cannot open a stream", e))?;
+            let pump = match body {
+                Body::One(framed) => {
+                    // A provider may answer (an error) before the request is sent: the answer
+                    // tells why, so a failed send is not the call's error.
+                    if let Err(e) = stream.send_data(framed, true) {
+                        tracing::debug!(error = %e, "request not sent; reading the answer");
+                    }
+                    None
+                }
+                Body::Items(items) => {
+                    let codec =
+                        ItemCodec::for_method(method, protobuf, slot.clone(), ser.clone(), true);
+                    let limit = self.payload;
+                    Some(AbortOnDrop(tokio::spawn(async move {
+                        match streams::write_items(&mut stream, items, &codec, limit, None).await {
+                            streams::Written::Done => {
+                                let _ = stream.send_data(Bytes::new(), true);
+                            }
+                            streams::Written::Failed(e) => {
+                                tracing::debug!(error = %e, "request stream failed; call cancelled");
+                                stream.send_reset(h2::Reason::CANCEL);
+                            }
+                            streams::Written::Reset => {}
+                        }
+                    })))
+                }
+            };
+            let response = response.await.map_err(|e| h2_error("no response", e))?;
+            if !streaming.server_streams() {
+                let answer = read_response(response, mode, self.payload).await;
+                drop(pump);
+                return answer;
+            }
+            let (parts, body) = response.into_parts();
+            check_head(&parts)?;
+            if let Some(answer) = finished(&parts.headers)? {
+                return Ok(answer);
+            }
+            let codec = ItemCodec::for_method(method, protobuf, slot, ser.clone(), false);
+            let items = streams::read_items(body, self.payload, codec, true, Some(deadline), pump);
+            Ok(Response {
+                outcome: Outcome::Value(rpc_core::Value::Typed(Arc::new(ValueStream::new(items)))),
+                attachments: headers::attachments_of(&parts.headers),
+            })
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(r) => r,
+            // Dropping the stream resets it (CANCEL): the provider drops the call.
+            Err(_) => Err(RpcError::timeout(format!(
+                "no answer within {} ms",
+                budget.as_millis()
+            ))),
+        }
+    }
+
+    /// The request head: path, content type, deadline, service version and group,
+    /// attachments.
+    fn request(
+        &self,
+        inv: &Invocation,
+        path_method: &str,
+        budget: Duration,
+    ) -> Result<Request<()>, RpcError> {
         let uri = format!(
             "http://{}/{}/{}",
             self.channel.address,
@@ -213,7 +303,6 @@ impl TriInvoker {
             HeaderValue::from_static("application/grpc+proto"),
         );
         h.insert(http::header::TE, HeaderValue::from_static("trailers"));
-        let budget = deadline.saturating_duration_since(start);
         if let Ok(v) = HeaderValue::from_str(&wire::format_timeout(budget)) {
             h.insert(headers::GRPC_TIMEOUT, v);
         }
@@ -228,40 +317,27 @@ impl TriInvoker {
             h.insert(headers::SERVICE_GROUP, g);
         }
         headers::put_attachments(h, inv.attachments());
-        let mut framed = BytesMut::with_capacity(wire::PREFIX + message.len());
-        wire::frame(&message, &mut framed);
-        let exchange = async {
-            let send = self.channel.sender(deadline).await?;
-            let mut send = send.ready().await.map_err(|e| {
-                self.channel.forget();
-                h2_error("the connection is closed", e)
-            })?;
-            let (response, mut stream) = send
-                .send_request(req, false)
-                .map_err(|e| h2_error("cannot open a stream", e))?;
-            stream
-                .send_data(framed.freeze(), true)
-                .map_err(|e| h2_error("cannot send the request", e))?;
-            let response = response.await.map_err(|e| h2_error("no response", e))?;
-            read_response(response, mode, self.payload).await
-        };
-        match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(r) => r,
-            // Dropping the stream resets it (CANCEL): the provider drops the call.
-            Err(_) => Err(RpcError::timeout(format!(
-                "no answer within {} ms",
-                budget.as_millis()
-            ))),
-        }
+        Ok(req)
     }
 }
 
-async fn read_response(
-    response: http::Response<RecvStream>,
-    mode: Mode,
-    limit: usize,
-) -> Result<Response, RpcError> {
-    let (parts, mut body) = response.into_parts();
+/// A request body: one framed message, or a stream of items.
+enum Body {
+    One(Bytes),
+    Items(rpc_core::stream::ValueItems),
+}
+
+/// Stops the task writing a request stream when the call is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Refuses a response whose HTTP status is not 200 (or whose content type is not gRPC).
+fn check_head(parts: &http::response::Parts) -> Result<(), RpcError> {
     if parts.status != http::StatusCode::OK {
         if let Some(e) = headers::error_of(&parts.headers) {
             return Err(e?.1);
@@ -272,9 +348,8 @@ async fn read_response(
             format!("the provider answered HTTP {}", parts.status),
         ));
     }
-    // Trailers-only: the status is in the headers.
-    if let Some(answer) = finished(&parts.headers)? {
-        return Ok(answer);
+    if headers::error_of(&parts.headers).is_some() {
+        return Ok(()); // trailers-only: the caller reads the status
     }
     let ct = parts
         .headers
@@ -285,6 +360,20 @@ async fn read_response(
         return Err(RpcError::codec(format!(
             "the provider answered content-type '{ct}', not application/grpc"
         )));
+    }
+    Ok(())
+}
+
+async fn read_response(
+    response: http::Response<RecvStream>,
+    mode: Mode,
+    limit: usize,
+) -> Result<Response, RpcError> {
+    let (parts, mut body) = response.into_parts();
+    check_head(&parts)?;
+    // Trailers-only: the status is in the headers.
+    if let Some(answer) = finished(&parts.headers)? {
+        return Ok(answer);
     }
     let mut buf = BytesMut::new();
     let mut message: Option<Bytes> = None;

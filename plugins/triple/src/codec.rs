@@ -122,6 +122,40 @@ pub(crate) fn decode_request_wrapper(
     Ok((Value::Encoded(args), ser))
 }
 
+/// One item of a client stream in wrapper mode: a request wrapper of one argument.
+pub(crate) fn encode_request_item(
+    item: &Value,
+    ser: &dyn Serialization,
+) -> Result<Vec<u8>, RpcError> {
+    let p = item.encode(ser)?;
+    Ok(TripleRequestWrapper {
+        serialize_type: wrapper_name(ser)?.to_string(),
+        args: vec![p.bytes],
+        arg_types: Vec::new(),
+    }
+    .encode_to_vec())
+}
+
+/// The value of one client-stream item in wrapper mode, and its serialization.
+pub(crate) fn decode_request_item(msg: &[u8]) -> Result<(Value, Arc<dyn Serialization>), RpcError> {
+    let w = TripleRequestWrapper::decode(msg)
+        .map_err(|e| RpcError::codec(format!("not a valid TripleRequestWrapper: {e}")))?;
+    let ser = by_wrapper_name(&w.serialize_type)?;
+    let [item] = <[Bytes; 1]>::try_from(w.args).map_err(|a| {
+        RpcError::codec(format!(
+            "a stream item's wrapper holds {} values, not one",
+            a.len()
+        ))
+    })?;
+    Ok((
+        Value::Encoded(Payload {
+            serialization: ser.id(),
+            bytes: item,
+        }),
+        ser,
+    ))
+}
+
 /// The response wrapper for `value` in `ser`.
 pub(crate) fn encode_response_wrapper(
     value: &Value,

@@ -77,6 +77,7 @@ mod client;
 mod codec;
 mod headers;
 mod server;
+mod streams;
 pub mod wire;
 
 /// The port used when a provider URL gives none (Dubbo's Triple default).
@@ -114,6 +115,10 @@ pub struct Triple {
 impl Protocol for Triple {
     fn default_port(&self) -> u16 {
         DEFAULT_PORT
+    }
+
+    fn carries_streams(&self) -> bool {
+        true
     }
 
     async fn export(

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -13,13 +13,15 @@ use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Request, Response as HttpResponse, StatusCode};
 use rpc_core::context::{APPLICATION_ATTACHMENT, REMOTE_ADDRESS_ATTACHMENT};
 use rpc_core::invocation::ByteString;
-use rpc_core::proxy::ServiceDescriptor;
+use rpc_core::proxy::{ServiceDescriptor, StreamKind};
 use rpc_core::serialize::Serialization;
+use rpc_core::stream::ValueStream;
 use rpc_core::{ErrorKind, Invocation, Invoker, Outcome, RpcError, ServiceKey, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::codec::{self, Mode};
+use crate::streams::{self, ItemCodec};
 use crate::wire::{self, code};
 use crate::{headers, H2Settings};
 
@@ -245,7 +247,40 @@ async fn stream(
     let json = content_type.0 == Body::Json;
     let answer_type = content_type.1.clone();
     match serve(parts, body, content_type.0, &mut respond, state, peer).await {
-        Ok(Some((message, trailers))) => {
+        Ok(Some(Reply::Stream {
+            items,
+            codec,
+            attachments,
+            deadline,
+        })) => {
+            let mut head = HttpResponse::new(());
+            *head.headers_mut() = attachments;
+            head.headers_mut()
+                .insert(http::header::CONTENT_TYPE, answer_type);
+            head.headers_mut().insert(
+                headers::GRPC_ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            let Ok(mut send) = respond.send_response(head, false) else {
+                return;
+            };
+            let mut trailers = HeaderMap::new();
+            match streams::write_items(&mut send, items, &codec, state.payload, deadline).await {
+                streams::Written::Done => {
+                    trailers.insert(headers::GRPC_STATUS, HeaderValue::from_static("0"));
+                }
+                streams::Written::Failed(e) => {
+                    tracing::debug!(error = %e, "response stream failed");
+                    headers::put_status(&mut trailers, wire::status_of(e.kind()), &e);
+                }
+                streams::Written::Reset => {
+                    tracing::debug!("the caller reset the response stream; items dropped");
+                    return;
+                }
+            }
+            let _ = send.send_trailers(trailers);
+        }
+        Ok(Some(Reply::Unary(message, trailers))) => {
             let mut head = HttpResponse::new(());
             head.headers_mut()
                 .insert(http::header::CONTENT_TYPE, answer_type);
@@ -489,7 +524,21 @@ async fn read_message(
     })
 }
 
-type Answer = Option<(Bytes, HeaderMap)>;
+/// What the provider answers a call with (`None` in [`serve`]'s result: the caller reset the
+/// stream, nobody to answer).
+enum Reply {
+    /// One message, then trailers.
+    Unary(Bytes, HeaderMap),
+    /// A stream of messages, then trailers.
+    Stream {
+        items: rpc_core::stream::ValueItems,
+        codec: ItemCodec,
+        attachments: HeaderMap,
+        deadline: Option<tokio::time::Instant>,
+    },
+}
+
+type Answer = Option<Reply>;
 
 async fn serve(
     parts: http::request::Parts,
@@ -552,9 +601,14 @@ async fn serve(
             ));
         }
     }
-    let Some(message) = read_message(&mut body, state.payload, kind != Body::Json).await? else {
-        return Ok(None);
-    };
+    let streaming = method_desc.map_or(StreamKind::Unary, |m| m.streaming());
+    if streaming.is_streaming() && kind != Body::Grpc {
+        return Err(fail(
+            code::UNIMPLEMENTED,
+            ErrorKind::MethodNotFound,
+            format!("method {method} streams: call it with content-type application/grpc"),
+        ));
+    }
     let protobuf = method_desc.and_then(|m| m.protobuf());
     let mode = match (kind, protobuf) {
         (Body::Json, _) => Mode::Json,
@@ -562,17 +616,39 @@ async fn serve(
         (Body::Grpc, Some(c)) => Mode::Protobuf(c),
         (Body::Grpc, None) => Mode::Wrapper,
     };
-    let (args, answer_in): (Value, Option<Arc<dyn Serialization>>) = match mode {
-        Mode::Protobuf(c) => (c.decode_args(&message)?, None),
-        Mode::Wrapper => {
-            let (args, ser) = codec::decode_request_wrapper(&message)?;
-            (args, Some(ser))
+    // Wrapper mode answers in the request's serialization, known from its first message.
+    let answer_slot: Arc<OnceLock<Arc<dyn Serialization>>> = Arc::new(OnceLock::new());
+    let fallback = rpc_core::serialize::default_serialization()?;
+    let (args, answer_in): (Value, Option<Arc<dyn Serialization>>) = if streaming.client_streams() {
+        let codec = ItemCodec::for_method(
+            method_desc,
+            protobuf,
+            answer_slot.clone(),
+            fallback.clone(),
+            true,
+        );
+        let items = streams::read_items(body, state.payload, codec, false, None, ());
+        (Value::Typed(Arc::new(ValueStream::new(items))), None)
+    } else {
+        let Some(message) = read_message(&mut body, state.payload, kind != Body::Json).await?
+        else {
+            return Ok(None);
+        };
+        match mode {
+            Mode::Protobuf(c) => (c.decode_args(&message)?, None),
+            Mode::Wrapper => {
+                let (args, ser) = codec::decode_request_wrapper(&message)?;
+                (args, Some(ser))
+            }
+            Mode::GrpcJson | Mode::Json => (
+                codec::json_args(message, method_desc.map(|m| m.args().len()))?,
+                None,
+            ),
         }
-        Mode::GrpcJson | Mode::Json => (
-            codec::json_args(message, method_desc.map(|m| m.args().len()))?,
-            None,
-        ),
     };
+    if let Some(ser) = &answer_in {
+        let _ = answer_slot.set(ser.clone());
+    }
     let mut inv = Invocation::new(service, method.clone(), args);
     if let Some(m) = method_desc {
         inv.set_method_descriptor(m);
@@ -625,9 +701,20 @@ async fn serve(
     let value = match response.outcome {
         Outcome::Value(v) => v,
         Outcome::BizError(e) => {
-            return Err(biz_failure(&e, answer_in.as_deref()));
+            return Err(biz_failure(&e, answer_slot.get().map(|s| &**s)));
         }
     };
+    if streaming.server_streams() {
+        let items = ValueStream::take_from(value)?;
+        let codec = ItemCodec::for_method(method_desc, protobuf, answer_slot, fallback, false);
+        return Ok(Some(Reply::Stream {
+            items,
+            codec,
+            attachments: trailers,
+            deadline,
+        }));
+    }
+    let answer_in = answer_slot.get().cloned();
     let encoded = match mode {
         Mode::Protobuf(c) => {
             let mut out = Vec::new();
@@ -653,7 +740,7 @@ async fn serve(
         ));
     }
     trailers.insert(headers::GRPC_STATUS, HeaderValue::from_static("0"));
-    Ok(Some((Bytes::from(encoded), trailers)))
+    Ok(Some(Reply::Unary(Bytes::from(encoded), trailers)))
 }
 
 /// A business error: status UNKNOWN with the error as JSON text in `grpc-message` (what a

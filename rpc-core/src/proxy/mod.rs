@@ -119,6 +119,38 @@ pub struct MethodDescriptor {
     timeout_ms: Option<u64>,
     parameter_types: Option<&'static str>,
     protobuf: Option<protobuf::ProtobufHook>,
+    streaming: StreamKind,
+}
+
+/// Whether a method's argument, result, or both are streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamKind {
+    /// One value each way.
+    #[default]
+    Unary,
+    /// A stream of arguments, one result.
+    Client,
+    /// One argument, a stream of results.
+    Server,
+    /// Streams both ways.
+    Bidi,
+}
+
+impl StreamKind {
+    /// Whether the caller sends a stream.
+    pub fn client_streams(self) -> bool {
+        matches!(self, StreamKind::Client | StreamKind::Bidi)
+    }
+
+    /// Whether the provider answers with a stream.
+    pub fn server_streams(self) -> bool {
+        matches!(self, StreamKind::Server | StreamKind::Bidi)
+    }
+
+    /// Whether anything streams.
+    pub fn is_streaming(self) -> bool {
+        self != StreamKind::Unary
+    }
 }
 
 impl MethodDescriptor {
@@ -138,7 +170,19 @@ impl MethodDescriptor {
             timeout_ms: None,
             parameter_types: None,
             protobuf: None,
+            streaming: StreamKind::Unary,
         }
+    }
+
+    /// Declares which of the argument and result are streams.
+    pub const fn with_streaming(mut self, kind: StreamKind) -> Self {
+        self.streaming = kind;
+        self
+    }
+
+    /// Which of the argument and result are streams.
+    pub fn streaming(&self) -> StreamKind {
+        self.streaming
     }
 
     /// Records how to tell whether the method's argument and result are protobuf messages
@@ -638,6 +682,20 @@ impl ClientCore {
         self.send(method, args, Response::into_result::<T, E>)
     }
 
+    /// Calls a method returning a stream of `T`.
+    pub fn call_stream<T: RpcType>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: Value,
+    ) -> impl Future<Output = Result<crate::Streaming<T>>> + Send + 'static {
+        self.send(method, args, |r| match r.outcome {
+            crate::Outcome::Value(v) => crate::Streaming::from_value(v),
+            crate::Outcome::BizError(_) => Err(RpcError::codec(
+                "the provider returned a business error for a streaming method",
+            )),
+        })
+    }
+
     /// Calls a one-way method: done once the invoker has taken the request.
     pub fn call_oneway(
         &self,
@@ -685,6 +743,7 @@ where
 /// defaults (`methods`, `{m}.timeout`, ...) are merged into `url` (user settings win), then
 /// the reference is wrapped in the consumer filters activated by that URL.
 pub async fn refer<C: ServiceClient>(protocol: &dyn Protocol, url: Url) -> Result<C> {
+    crate::protocol::check_streams(protocol, url.protocol(), C::descriptor())?;
     let url = C::descriptor().apply_to(&url);
     let invoker = protocol.refer(url).await?;
     let chain = crate::filter::build_chain(invoker, Side::Consumer)?;
@@ -698,6 +757,7 @@ pub async fn export<S: ServiceServer>(
     url: Url,
     server: S,
 ) -> Result<Box<dyn Exporter>> {
+    crate::protocol::check_streams(protocol, url.protocol(), S::descriptor())?;
     let url = S::descriptor().apply_to(&url);
     let skeleton: Arc<dyn Invoker> = Arc::new(Skeleton::with_url(server, url.clone()));
     let chain = crate::filter::build_chain(skeleton, Side::Provider)?;

@@ -27,6 +27,8 @@ pub struct MessageCodec {
     result: &'static str,
     encode_args: fn(&Value, &mut Vec<u8>) -> Result<()>,
     decode_args: fn(&[u8]) -> Result<Value>,
+    encode_argument: fn(&Value, &mut Vec<u8>) -> Result<()>,
+    decode_argument: fn(&[u8]) -> Result<Value>,
     encode_result: fn(&Value, &mut Vec<u8>) -> Result<()>,
     decode_result: fn(&[u8]) -> Result<Value>,
 }
@@ -49,6 +51,8 @@ impl MessageCodec {
             result: std::any::type_name::<R>(),
             encode_args: |v, out| encode_with(v, out, |t: &(A,)| &t.0),
             decode_args: |b| Ok(Value::typed((decode_message::<A>(b)?,))),
+            encode_argument: |v, out| encode_with(v, out, |t: &A| t),
+            decode_argument: |b| Ok(Value::typed(decode_message::<A>(b)?)),
             encode_result: |v, out| encode_with(v, out, |t: &R| t),
             decode_result: |b| Ok(Value::typed(decode_message::<R>(b)?)),
         }
@@ -64,7 +68,17 @@ impl MessageCodec {
         (self.decode_args)(bytes)
     }
 
-    /// Appends the result message.
+    /// Appends one argument message `A` (an item of a client stream).
+    pub fn encode_argument(&self, item: &Value, out: &mut Vec<u8>) -> Result<()> {
+        (self.encode_argument)(item, out)
+    }
+
+    /// Decodes one argument message `A` (an item of a client stream).
+    pub fn decode_argument(&self, bytes: &[u8]) -> Result<Value> {
+        (self.decode_argument)(bytes)
+    }
+
+    /// Appends the result message (or an item of a result stream).
     pub fn encode_result(&self, result: &Value, out: &mut Vec<u8>) -> Result<()> {
         (self.encode_result)(result, out)
     }
