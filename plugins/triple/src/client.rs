@@ -187,27 +187,23 @@ impl TriInvoker {
         let body = if streaming.client_streams() {
             Body::Items(ValueStream::take_from(inv.args().clone())?)
         } else {
-            let message = match mode {
-                Mode::Protobuf(c) => {
-                    let mut out = Vec::new();
-                    c.encode_args(inv.args(), &mut out)?;
-                    out
-                }
-                _ => codec::encode_request_wrapper(inv.args(), &*ser, method)?,
-            };
-            if message.len() > self.payload {
+            // Encoded right after the prefix: the frame is the message's own buffer.
+            let mut framed = wire::frame_buffer(64);
+            match mode {
+                Mode::Protobuf(c) => c.encode_args(inv.args(), &mut framed)?,
+                _ => codec::encode_request_wrapper(inv.args(), &*ser, method, &mut framed)?,
+            }
+            let len = framed.len() - wire::PREFIX;
+            if len > self.payload {
                 return Err(RpcError::new(
                     ErrorKind::LimitExceeded,
                     format!(
-                        "request message of {} bytes is over the payload limit of {}",
-                        message.len(),
+                        "request message of {len} bytes is over the payload limit of {}",
                         self.payload
                     ),
                 ));
             }
-            let mut framed = BytesMut::with_capacity(wire::PREFIX + message.len());
-            wire::frame(&message, &mut framed);
-            Body::One(framed.freeze())
+            Body::One(wire::finish_frame(framed))
         };
         let path_method = match mode {
             Mode::Protobuf(_) => grpc_method_name(inv.method()),
@@ -380,6 +376,12 @@ async fn read_response(
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|e| h2_error("the response stream broke", e))?;
         let _ = body.flow_control().release_capacity(chunk.len());
+        if buf.is_empty() && message.is_none() {
+            if let Some(m) = wire::whole_message(&chunk, limit) {
+                message = Some(m.map_err(|e| e.to_error())?);
+                continue;
+            }
+        }
         buf.extend_from_slice(&chunk);
         while let Some(m) = wire::take_message(&mut buf, limit).map_err(|e| e.to_error())? {
             if message.replace(m).is_some() {

@@ -93,12 +93,13 @@ fn java_class(descriptor: &str) -> String {
     }
 }
 
-/// The request wrapper for `args` in `ser`.
+/// Appends the request wrapper for `args` in `ser`.
 pub(crate) fn encode_request_wrapper(
     args: &Value,
     ser: &dyn Serialization,
     method: Option<&MethodDescriptor>,
-) -> Result<Vec<u8>, RpcError> {
+    out: &mut Vec<u8>,
+) -> Result<(), RpcError> {
     let parts = split_args(args, ser)?;
     let arg_types = method
         .map(|m| m.args().iter().map(|a| java_class(a.java_type())).collect())
@@ -108,7 +109,8 @@ pub(crate) fn encode_request_wrapper(
         args: parts,
         arg_types,
     };
-    Ok(w.encode_to_vec())
+    w.encode(out)
+        .map_err(|e| RpcError::codec(format!("cannot encode the request wrapper: {e}")))
 }
 
 /// The argument tuple of a request wrapper, and the serialization to answer in.
@@ -162,13 +164,26 @@ pub(crate) fn encode_response_wrapper(
     ser: &dyn Serialization,
     type_name: &str,
 ) -> Result<Vec<u8>, RpcError> {
+    let mut out = Vec::new();
+    append_response_wrapper(value, ser, type_name, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the response wrapper for `value` in `ser`.
+pub(crate) fn append_response_wrapper(
+    value: &Value,
+    ser: &dyn Serialization,
+    type_name: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), RpcError> {
     let p = value.encode(ser)?;
-    Ok(TripleResponseWrapper {
+    TripleResponseWrapper {
         serialize_type: wrapper_name(ser)?.to_string(),
         data: p.bytes,
         r#type: type_name.to_string(),
     }
-    .encode_to_vec())
+    .encode(out)
+    .map_err(|e| RpcError::codec(format!("cannot encode the response wrapper: {e}")))
 }
 
 /// The value in a response wrapper.
@@ -479,7 +494,8 @@ mod tests {
         for name in ["msgpack", "json", "hessian2"] {
             let ser = extension::get::<dyn Serialization>(name).expect(name);
             let args = Value::typed(("ann".to_string(), 41i32, vec![1u8, 2]));
-            let msg = encode_request_wrapper(&args, &*ser, None).expect("encode");
+            let mut msg = Vec::new();
+            encode_request_wrapper(&args, &*ser, None, &mut msg).expect("encode");
             let w = TripleRequestWrapper::decode(&msg[..]).expect("wrapper");
             assert_eq!(w.args.len(), 3, "{name}");
             let (back, answer_in) = decode_request_wrapper(&msg).expect("decode");
@@ -489,7 +505,8 @@ mod tests {
         }
         // No arguments.
         let ser = extension::get::<dyn Serialization>("msgpack").expect("msgpack");
-        let msg = encode_request_wrapper(&Value::typed(()), &*ser, None).expect("unit");
+        let mut msg = Vec::new();
+        encode_request_wrapper(&Value::typed(()), &*ser, None, &mut msg).expect("unit");
         let (back, _) = decode_request_wrapper(&msg).expect("decode");
         let () = back.decode().expect("unit tuple");
     }

@@ -293,14 +293,8 @@ async fn stream(
             let Ok(mut send) = respond.send_response(head, false) else {
                 return;
             };
-            let data = if json {
-                message
-            } else {
-                let mut b = BytesMut::with_capacity(wire::PREFIX + message.len());
-                wire::frame(&message, &mut b);
-                b.freeze()
-            };
-            if send.send_data(data, json).is_err() || json {
+            // `message` is already framed (gRPC) or the bare body (JSON).
+            if send.send_data(message, json).is_err() || json {
                 return;
             }
             let _ = send.send_trailers(trailers);
@@ -449,6 +443,19 @@ fn find_method(
     found.unwrap_or_else(|| name.to_string())
 }
 
+fn frame_failure(e: wire::FrameError) -> Failure {
+    Failure {
+        status: match e {
+            wire::FrameError::TooLarge { .. } => code::RESOURCE_EXHAUSTED,
+            wire::FrameError::Compressed => code::UNIMPLEMENTED,
+            wire::FrameError::BadFlag(_) => code::INTERNAL,
+        },
+        http: StatusCode::OK,
+        error: e.to_error(),
+        biz: None,
+    }
+}
+
 /// Reads the one message of a unary request (or a JSON body), bounded by `limit`.
 /// `Ok(None)`: the caller reset the stream.
 async fn read_message(
@@ -478,20 +485,14 @@ async fn read_message(
             buf.extend_from_slice(&chunk);
             continue;
         }
-        buf.extend_from_slice(&chunk);
-        while let Some(m) = wire::take_message(&mut buf, limit).map_err(|e| {
-            let error = e.to_error();
-            Failure {
-                status: match e {
-                    wire::FrameError::TooLarge { .. } => code::RESOURCE_EXHAUSTED,
-                    wire::FrameError::Compressed => code::UNIMPLEMENTED,
-                    wire::FrameError::BadFlag(_) => code::INTERNAL,
-                },
-                http: StatusCode::OK,
-                error,
-                biz: None,
+        if buf.is_empty() && message.is_none() {
+            if let Some(m) = wire::whole_message(&chunk, limit) {
+                message = Some(m.map_err(frame_failure)?);
+                continue;
             }
-        })? {
+        }
+        buf.extend_from_slice(&chunk);
+        while let Some(m) = wire::take_message(&mut buf, limit).map_err(frame_failure)? {
             if message.is_some() {
                 return Err(fail(
                     code::INTERNAL,
@@ -715,32 +716,42 @@ async fn serve(
         }));
     }
     let answer_in = answer_slot.get().cloned();
-    let encoded = match mode {
-        Mode::Protobuf(c) => {
-            let mut out = Vec::new();
-            c.encode_result(&value, &mut out)?;
-            out
-        }
+    // Encoded right after the prefix (gRPC) so that the frame is the message's own buffer.
+    let framed = !matches!(mode, Mode::Json);
+    let mut encoded = if framed {
+        wire::frame_buffer(64)
+    } else {
+        Vec::new()
+    };
+    match mode {
+        Mode::Protobuf(c) => c.encode_result(&value, &mut encoded)?,
         Mode::Wrapper => {
             let ser =
                 answer_in.ok_or_else(|| RpcError::internal("wrapper without serialization"))?;
-            codec::encode_response_wrapper(&value, &*ser, returns)?
+            codec::append_response_wrapper(&value, &*ser, returns, &mut encoded)?
         }
-        Mode::GrpcJson | Mode::Json => value.encode(&*codec::json()?)?.bytes.to_vec(),
+        Mode::GrpcJson | Mode::Json => {
+            encoded.extend_from_slice(&value.encode(&*codec::json()?)?.bytes)
+        }
     };
-    if encoded.len() > state.payload {
+    let len = encoded.len() - if framed { wire::PREFIX } else { 0 };
+    if len > state.payload {
         return Err(fail(
             code::RESOURCE_EXHAUSTED,
             ErrorKind::LimitExceeded,
             format!(
-                "result of {} bytes is over the payload limit of {}",
-                encoded.len(),
+                "result of {len} bytes is over the payload limit of {}",
                 state.payload
             ),
         ));
     }
     trailers.insert(headers::GRPC_STATUS, HeaderValue::from_static("0"));
-    Ok(Some(Reply::Unary(Bytes::from(encoded), trailers)))
+    let body = if framed {
+        wire::finish_frame(encoded)
+    } else {
+        Bytes::from(encoded)
+    };
+    Ok(Some(Reply::Unary(body, trailers)))
 }
 
 /// A business error: status UNKNOWN with the error as JSON text in `grpc-message` (what a

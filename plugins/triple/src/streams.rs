@@ -146,6 +146,14 @@ impl Reader {
             match self.body.data().await {
                 Some(Ok(chunk)) => {
                     let _ = self.body.flow_control().release_capacity(chunk.len());
+                    if self.buf.is_empty() {
+                        if let Some(m) = wire::whole_message(&chunk, self.limit) {
+                            return Some(
+                                m.map_err(|e| e.to_error())
+                                    .and_then(|m| self.codec.decode(&m)),
+                            );
+                        }
+                    }
                     self.buf.extend_from_slice(&chunk);
                 }
                 Some(Err(e)) => {

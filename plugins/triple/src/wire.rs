@@ -171,6 +171,41 @@ pub fn frame(message: &[u8], out: &mut BytesMut) {
     out.put_slice(message);
 }
 
+/// A buffer holding a zeroed prefix, for a message to be encoded right after it (no copy
+/// into a frame afterwards); [`finish_frame`] writes the length.
+pub fn frame_buffer(capacity: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(PREFIX + capacity);
+    v.extend_from_slice(&[0; PREFIX]);
+    v
+}
+
+/// The frame of a [`frame_buffer`] whose message was appended.
+pub fn finish_frame(mut v: Vec<u8>) -> Bytes {
+    let len = u32::try_from(v.len().saturating_sub(PREFIX)).unwrap_or(u32::MAX);
+    if v.len() >= PREFIX {
+        v[1..PREFIX].copy_from_slice(&len.to_be_bytes());
+    }
+    Bytes::from(v)
+}
+
+/// The message of `chunk` when the chunk is exactly one whole message (the common case for
+/// small messages): a slice, no copy. `None` when it is not.
+pub fn whole_message(chunk: &Bytes, limit: usize) -> Option<Result<Bytes, FrameError>> {
+    if chunk.len() < PREFIX {
+        return None;
+    }
+    let len = u32::from_be_bytes([chunk[1], chunk[2], chunk[3], chunk[4]]) as usize;
+    if PREFIX + len != chunk.len() {
+        return None;
+    }
+    Some(match chunk[0] {
+        0 if len > limit => Err(FrameError::TooLarge { len, limit }),
+        0 => Ok(chunk.slice(PREFIX..)),
+        1 => Err(FrameError::Compressed),
+        f => Err(FrameError::BadFlag(f)),
+    })
+}
+
 /// Why a length-prefixed message could not be taken from a buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FrameError {
@@ -343,5 +378,18 @@ mod tests {
         assert_eq!(take_message(&mut z, 1024), Err(FrameError::Compressed));
         let mut f = BytesMut::from(&b"\x07\x00\x00\x00\x00"[..]);
         assert_eq!(take_message(&mut f, 1024), Err(FrameError::BadFlag(7)));
+        let mut v = frame_buffer(3);
+        v.extend_from_slice(b"abc");
+        let framed = finish_frame(v);
+        assert_eq!(&framed[..], b"\x00\x00\x00\x00\x03abc");
+        assert_eq!(
+            whole_message(&framed, 10),
+            Some(Ok(Bytes::from_static(b"abc")))
+        );
+        assert_eq!(
+            whole_message(&framed, 2),
+            Some(Err(FrameError::TooLarge { len: 3, limit: 2 }))
+        );
+        assert_eq!(whole_message(&framed.slice(..6), 10), None);
     }
 }
