@@ -513,6 +513,102 @@ async fn the_bootstrap_balances_and_filters_tri_calls_like_dubbo_ones() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_travel_as_headers_both_ways() {
+    let url = Url::parse(&format!(
+        "tri://127.0.0.1:0/{}?version={}",
+        rpc_tests::INTERFACE,
+        rpc_tests::VERSION
+    ))
+    .expect("url");
+    let exp = tri()
+        .export(
+            url.clone(),
+            std::sync::Arc::new(rpc_tests::TestService::new(url)),
+        )
+        .await
+        .expect("export");
+    let invoker = tri()
+        .refer(exp.url().with_param("timeout", 3000))
+        .await
+        .expect("refer");
+    let mut call = rpc_core::Invocation::new(
+        rpc_core::ServiceKey::new(rpc_tests::INTERFACE, None, Some(rpc_tests::VERSION)),
+        "attachment",
+        rpc_core::Value::typed(()),
+    );
+    call.attachments_mut().insert("k", "from the consumer");
+    let r = invoker.invoke(call).await.expect("call");
+    assert_eq!(
+        r.attachments.get("seen"),
+        Some("yes"),
+        "{:?}",
+        r.attachments
+    );
+    assert_eq!(
+        r.into_value::<String>().expect("value"),
+        "from the consumer"
+    );
+    exp.unexport().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_filters_guard_tri_calls_too() {
+    use rpc_core::bootstrap::{Consumer, Provider};
+    use rpc_core::config::ServiceConfig;
+    use rpc_examples::{GreeterClient, GreeterServer, SignedGreeter};
+    let reg = "memory://tri-token";
+    let provider = Provider::builder()
+        .without_env()
+        .application("tri-provider")
+        .registry(reg)
+        .expect("registry")
+        .protocol("tri", 0)
+        .param("token", "true")
+        .expect("key")
+        .service(GreeterServer::new(SignedGreeter { name: "t".into() }))
+        .start()
+        .await
+        .expect("provider");
+    let port = provider.port().expect("port");
+    // Through the registry the consumer learns the token and sends it as a header.
+    let client: GreeterClient = Consumer::builder()
+        .without_env()
+        .application("tri-consumer")
+        .registry(reg)
+        .expect("registry")
+        .reference_config("org.example.Greeter", ServiceConfig::default())
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<GreeterClient>()
+        .await
+        .expect("reference");
+    let reply = client
+        .greet("ann".into())
+        .await
+        .expect("rpc")
+        .expect("reply");
+    assert!(reply.starts_with("hello ann"), "{reply}");
+    // A direct caller without the token is refused by the provider's token filter.
+    let wrapper = rpc_triple::wire::TripleRequestWrapper {
+        serialize_type: "msgpack".into(),
+        args: vec![Bytes::from_static(b"\xa3ann")],
+        arg_types: vec!["java.lang.String".into()],
+    };
+    let a = raw(
+        port,
+        "/org.example.Greeter/greet",
+        &[("tri-service-version", "1.0.0")],
+        grpc_frame(&prost::Message::encode_to_vec(&wrapper)),
+        Finish::End,
+    )
+    .await;
+    assert_eq!(a.grpc_status(), Some(7), "{a:?}");
+    assert!(a.grpc_message().contains("token"), "{a:?}");
+    provider.shutdown().await;
+}
+
 // --- raw HTTP/2 -----------------------------------------------------------------------------
 
 fn hex(s: &str) -> Vec<u8> {
