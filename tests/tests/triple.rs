@@ -305,6 +305,18 @@ async fn bad_input_gets_the_right_status_and_the_server_lives_on() {
         before,
         "the reset call was not dropped"
     );
+    // A request that never ends, with a deadline: answered when the deadline passes.
+    let started = std::time::Instant::now();
+    let a = raw(
+        port,
+        path,
+        &[("grpc-timeout", "200m")],
+        grpc_frame(&encode_request("ann"))[..4].to_vec(),
+        Finish::Open,
+    )
+    .await;
+    assert_eq!(a.grpc_status(), Some(4), "{a:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     // A GET.
     let a = raw_request(
         port,

@@ -55,7 +55,8 @@
 //! a path that is not `/{interface}/{method}` or names no exported service UNIMPLEMENTED; a
 //! truncated message INTERNAL; a message over `payload` RESOURCE_EXHAUSTED (refused from its
 //! length prefix, before it is read); a malformed `grpc-timeout` INVALID_ARGUMENT; a
-//! compressed message UNIMPLEMENTED (identity only). A stream the caller resets drops the
+//! compressed message UNIMPLEMENTED (identity only); a unary request that has not arrived by the
+//! caller's deadline (30 s without one) DEADLINE_EXCEEDED. A stream the caller resets drops the
 //! call on the provider; a consumer whose deadline passes resets its stream.
 //!
 //! # Keys

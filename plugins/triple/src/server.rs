@@ -25,6 +25,9 @@ use crate::streams::{self, ItemCodec};
 use crate::wire::{self, code};
 use crate::{headers, H2Settings};
 
+/// The longest a unary request may take to arrive when the caller set no deadline.
+const REQUEST_READ_LIMIT: Duration = Duration::from_secs(30);
+
 /// One exported service.
 pub(crate) struct Exported {
     pub(crate) key: ServiceKey,
@@ -631,7 +634,23 @@ async fn serve(
         let items = streams::read_items(body, state.payload, codec, false, None, ());
         (Value::Typed(Arc::new(ValueStream::new(items))), None)
     } else {
-        let Some(message) = read_message(&mut body, state.payload, kind != Body::Json).await?
+        // The request must arrive within the caller's deadline, and without one within
+        // REQUEST_READ_LIMIT: a stream that never ends its request holds no task forever.
+        let read_by = tokio::time::Instant::now()
+            + timeout
+                .unwrap_or(REQUEST_READ_LIMIT)
+                .min(REQUEST_READ_LIMIT);
+        let read = tokio::time::timeout_at(
+            read_by,
+            read_message(&mut body, state.payload, kind != Body::Json),
+        );
+        let Some(message) = read.await.map_err(|_| {
+            fail(
+                code::DEADLINE_EXCEEDED,
+                ErrorKind::Timeout,
+                "the request message did not arrive in time",
+            )
+        })??
         else {
             return Ok(None);
         };
