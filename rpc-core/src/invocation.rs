@@ -352,6 +352,7 @@ pub struct Invocation {
     oneway: bool,
     idempotent: bool,
     parameter_types: Option<ByteString>,
+    method_descriptor: Option<&'static crate::proxy::MethodDescriptor>,
 }
 
 impl Invocation {
@@ -376,7 +377,19 @@ impl Invocation {
             oneway: false,
             idempotent: false,
             parameter_types: None,
+            method_descriptor: None,
         }
+    }
+
+    /// The declared method, when the call comes from a generated client: what a protocol
+    /// that encodes by type (Triple's protobuf mode) needs to know about the arguments.
+    pub fn method_descriptor(&self) -> Option<&'static crate::proxy::MethodDescriptor> {
+        self.method_descriptor
+    }
+
+    /// Records the declared method (see [`Invocation::method_descriptor`]).
+    pub fn set_method_descriptor(&mut self, method: &'static crate::proxy::MethodDescriptor) {
+        self.method_descriptor = Some(method);
     }
 
     /// The Java parameter descriptor of the method (`Ljava/lang/String;I`), when known: set
@@ -600,6 +613,13 @@ pub trait Invoker: Send + Sync {
     /// is left out of the chain. `false` (the default) is always safe.
     fn enforces_deadline(&self) -> bool {
         false
+    }
+
+    /// The metadata of the service behind this invoker, when it is (or wraps) a generated
+    /// skeleton: what a protocol that decodes by type (Triple's protobuf mode) consults.
+    /// Layers that wrap another invoker hand on its answer.
+    fn descriptor(&self) -> Option<&'static crate::proxy::ServiceDescriptor> {
+        None
     }
 
     /// Releases resources (connections); later calls fail.

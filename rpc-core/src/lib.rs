@@ -44,6 +44,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod registry;
 pub mod serialize;
+pub mod stream;
 pub mod transport;
 pub mod url;
 
@@ -53,6 +54,7 @@ pub use invocation::{
     AnyValue, Attachments, ByteString, Invocation, Invoker, Outcome, Payload, Response, ServiceKey,
     Value,
 };
+pub use stream::{StreamSender, Streaming};
 pub use url::{Url, UrlError};
 
 /// Turns a trait of `async fn`s into an RPC service: a client proxy (`{Trait}Client`), a
@@ -81,12 +83,13 @@ pub use url::{Url, UrlError};
 /// ```
 ///
 /// Options: `name = "..."` (the interface name; default: the trait's name), `version`,
-/// `group`. Method attributes: `#[idempotent]`, `#[oneway]` (return type `()`),
-/// `#[timeout = ms]` / `#[timeout(ms)]`, `#[idempotency_key]` / `#[idempotency_key(arg)]`
-/// (the provider runs each key once and answers retries from its stored result; see
-/// [`idempotency`]), `#[ordered_by(arg)]` (calls with the same value of `arg` go to one
-/// provider and run there one at a time, in arrival order; see [`filter::ordered`]). See
-/// the [`proxy`] module for the runtime side.
+/// `group`, `protocol` (the protocol the service is meant for: a streaming method with one
+/// that cannot carry streams is a compile error; see [`stream`]). Method attributes:
+/// `#[idempotent]`, `#[oneway]` (return type `()`), `#[timeout = ms]` / `#[timeout(ms)]`,
+/// `#[idempotency_key]` / `#[idempotency_key(arg)]` (the provider runs each key once and
+/// answers retries from its stored result; see [`idempotency`]), `#[ordered_by(arg)]` (calls
+/// with the same value of `arg` go to one provider and run there one at a time, in arrival
+/// order; see [`filter::ordered`]). See the [`proxy`] module for the runtime side.
 pub use rpc_macros::service;
 
 /// Re-exports used by the macros; not a public API.
@@ -96,12 +99,16 @@ pub mod __private {
     pub use inventory;
     pub use serde;
 
+    pub use crate::proxy::protobuf::{MessageCodec, ProtobufNo, ProtobufProbe, ProtobufYes};
+
     pub use crate::error::RpcError;
     pub use crate::invocation::{Invocation, Invoker, Response, ServiceKey, Value};
     pub use crate::proxy::{
         assert_rpc_type, decode_args, respond_result, respond_value, ArgDescriptor, ClientCore,
         IdempotencyKey, MethodDescriptor, ServiceClient, ServiceDescriptor, ServiceServer,
+        StreamKind,
     };
+    pub use crate::stream::Streaming;
     pub use core::clone::Clone;
     pub use core::fmt;
     pub use core::future::Future;

@@ -195,6 +195,11 @@ fn descriptor(s: &Service) -> TokenStream {
             Some(Some(i)) => Some(quote!(.with_idempotency_key(#p::IdempotencyKey::Argument(#i)))),
         };
         let ordered = m.ordered_by.map(|i| quote!(.with_ordered_by(#i)));
+        let protobuf = protobuf_probe(m);
+        let streaming = m.stream_kind().map(|k| {
+            let k = format_ident!("{}", k);
+            quote!(.with_streaming(#p::StreamKind::#k))
+        });
         quote! {
             #p::MethodDescriptor::new(#name, &[#(#args),*], #returns)
                 .with_parameter_types(#parameter_types)
@@ -204,6 +209,8 @@ fn descriptor(s: &Service) -> TokenStream {
                 #timeout
                 #key
                 #ordered
+                #protobuf
+                #streaming
         }
     });
     let doc = format!(
@@ -217,6 +224,33 @@ fn descriptor(s: &Service) -> TokenStream {
                 &#p::ServiceDescriptor::new(#interface, &[#(#methods),*]) #version #group;
         }
     }
+}
+
+/// For a two-way method of one argument: the probe telling at run time whether argument and
+/// result are protobuf messages (see `rpc_core::proxy::protobuf`). Method resolution picks
+/// `ProtobufYes` when both types are messages, `ProtobufNo` otherwise.
+fn protobuf_probe(m: &Method) -> Option<TokenStream> {
+    if m.oneway || m.args.len() != 1 {
+        return None;
+    }
+    let p = rt();
+    let arg = m.stream_arg.as_ref().unwrap_or(&m.args[0].ty);
+    let ok = match (&m.stream_ret, &m.ret) {
+        (Some(item), _) => item,
+        (None, Ret::Plain(t)) => t,
+        (None, Ret::Result { ok, .. }) => ok,
+    };
+    // The borrow is what makes method resolution try `ProtobufYes` first: not needless.
+    Some(quote! {
+        .with_protobuf({
+            #[allow(clippy::needless_borrow, unused_imports)]
+            fn probe() -> ::core::option::Option<#p::MessageCodec> {
+                use #p::{ProtobufNo as _, ProtobufYes as _};
+                (&#p::ProtobufProbe::<#arg, #ok>::new()).codec()
+            }
+            probe
+        })
+    })
 }
 
 /// The client proxy.
@@ -312,9 +346,10 @@ fn client_method(index: usize, m: &Method, s: &Service) -> TokenStream {
     let args = arg_idents(m);
     let tys = arg_types(m);
     let docs = doc_attrs(m);
-    let checks = tys
-        .iter()
-        .map(|t| quote_spanned!(t.span()=> #p::assert_rpc_type::<#t>();));
+    let checks = tys.iter().map(|t| {
+        let t = crate::model::stream_item(t).unwrap_or_else(|| (*t).clone());
+        quote_spanned!(t.span()=> #p::assert_rpc_type::<#t>();)
+    });
     let generated_doc = format!(
         "\n\nRemote call of `{}`.{}",
         signature_text(s, m),
@@ -323,8 +358,18 @@ fn client_method(index: usize, m: &Method, s: &Service) -> TokenStream {
     let (args_at, ret_at) = (args_span(m), ret_span(m));
     let method = quote_spanned!(ret_at=> &Self::DESCRIPTOR.methods()[#index]);
     let pa = rt_at(args_at);
-    let value = quote_spanned!(args_at=> #pa::Value::typed((#(#args,)*)));
-    let (output, body) = if m.oneway {
+    let value = if m.stream_arg.is_some() {
+        quote_spanned!(args_at=> #pa::Streaming::into_value(#(#args)*))
+    } else {
+        quote_spanned!(args_at=> #pa::Value::typed((#(#args,)*)))
+    };
+    let (output, body) = if let Some(item) = &m.stream_ret {
+        let check = quote_spanned!(item.span()=> #p::assert_rpc_type::<#item>(););
+        (
+            quote!(#p::Streaming<#item>),
+            quote_spanned! {ret_at=> { #check self.core.call_stream::<#item>(#method, #value) }},
+        )
+    } else if m.oneway {
         (quote!(()), quote!(self.core.call_oneway(#method, #value)))
     } else {
         match &m.ret {
@@ -452,7 +497,9 @@ fn server_arm(m: &Method, s: &Service) -> TokenStream {
     let at = args_span(m);
     let pa = rt_at(at);
     let decode = quote_spanned!(at=> #pa::decode_args(method, args)?);
-    let respond = if m.oneway {
+    let respond = if m.stream_ret.is_some() {
+        quote! {{ let ret = #call; #p::Response::value(#p::Streaming::into_value(ret)) }}
+    } else if m.oneway {
         quote! {{ #call; #p::Response::empty() }}
     } else {
         match &m.ret {
@@ -466,6 +513,15 @@ fn server_arm(m: &Method, s: &Service) -> TokenStream {
             }
         }
     };
+    if m.stream_arg.is_some() {
+        let decode = quote_spanned!(at=> #pa::Streaming::from_value(args)?);
+        return quote! {
+            #wire => {
+                let #(#args)*: #(#tys)* = #decode;
+                #p::Ok(#respond)
+            }
+        };
+    }
     quote! {
         #wire => {
             let (#(#args,)*): (#(#tys,)*) = #decode;

@@ -19,7 +19,11 @@ pub(crate) struct Options {
     name: Option<LitStr>,
     version: Option<LitStr>,
     group: Option<LitStr>,
+    protocol: Option<LitStr>,
 }
+
+/// The protocols that carry streaming methods (`Protocol::carries_streams`).
+const STREAM_PROTOCOLS: &[&str] = &["tri", "injvm"];
 
 impl Options {
     pub(crate) fn parse(attr: TokenStream) -> syn::Result<Options> {
@@ -31,9 +35,11 @@ impl Options {
                 &mut o.version
             } else if meta.path.is_ident("group") {
                 &mut o.group
+            } else if meta.path.is_ident("protocol") {
+                &mut o.protocol
             } else {
                 return Err(meta.error(
-                    "unknown #[service] option; expected `name = \"org.example.Greeter\"`, `version = \"1.0.0\"` or `group = \"...\"`",
+                    "unknown #[service] option; expected `name = \"org.example.Greeter\"`, `version = \"1.0.0\"`, `group = \"...\"` or `protocol = \"tri\"`",
                 ));
             };
             if slot.is_some() {
@@ -92,6 +98,22 @@ pub(crate) struct Method {
     pub(crate) idempotency_key: Option<Option<usize>>,
     /// `#[ordered_by(arg)]`: the index of the argument whose value orders the calls.
     pub(crate) ordered_by: Option<usize>,
+    /// The item type of a `Streaming<T>` argument (client streaming).
+    pub(crate) stream_arg: Option<Type>,
+    /// The item type of a `Streaming<T>` result (server streaming).
+    pub(crate) stream_ret: Option<Type>,
+}
+
+impl Method {
+    /// The `StreamKind` variant name, `None` for a unary method.
+    pub(crate) fn stream_kind(&self) -> Option<&'static str> {
+        match (self.stream_arg.is_some(), self.stream_ret.is_some()) {
+            (false, false) => None,
+            (true, false) => Some("Client"),
+            (false, true) => Some("Server"),
+            (true, true) => Some("Bidi"),
+        }
+    }
 }
 
 /// One argument.
@@ -199,6 +221,28 @@ impl Service {
                     other,
                     "a service trait holds only methods: `async fn name(&self, arg: Type) -> Ret;`; move constants and types out of it",
                 ),
+            }
+        }
+        if let Some(p) = &options.protocol {
+            let name = p.value();
+            if !STREAM_PROTOCOLS.contains(&name.as_str()) {
+                for m in methods.iter().filter(|m| m.stream_kind().is_some()) {
+                    let at = m
+                        .stream_arg
+                        .as_ref()
+                        .and(m.args.first())
+                        .map(|a| a.ty.span())
+                        .or(m.ret_span)
+                        .unwrap_or(m.ident.span());
+                    errors.push(
+                        at,
+                        format_args!(
+                            "method `{}` streams, but protocol `{name}` cannot carry streams; declare `protocol = \"tri\"` (streams travel over {}), or make the method unary",
+                            m.name,
+                            STREAM_PROTOCOLS.join(" and ")
+                        ),
+                    );
+                }
             }
         }
         errors.finish()?;
@@ -492,6 +536,36 @@ fn method(f: TraitItemFn, errors: &mut Errors) -> Method {
             );
         }
     }
+    let streamed: Vec<&Arg> = args
+        .iter()
+        .filter(|a| stream_item(&a.ty).is_some())
+        .collect();
+    let stream_arg = streamed.first().and_then(|a| stream_item(&a.ty));
+    if let Some(first) = streamed.first() {
+        if args.len() != 1 {
+            errors.push(
+                first.ty.span(),
+                format_args!(
+                    "a client-streaming method takes the stream as its only argument; send other values as items, or in a method of their own"
+                ),
+            );
+        }
+    }
+    let stream_ret = match &ret {
+        Ret::Plain(t) => stream_item(t),
+        Ret::Result { ok, full, .. } => {
+            if stream_item(ok).is_some() {
+                errors.push(
+                    full.span(),
+                    "return `Streaming<T>` itself: errors travel in the stream (an `Err` item ends it)",
+                );
+            }
+            None
+        }
+    };
+    if let (Some(span), true) = (flags.oneway, stream_arg.is_some() || stream_ret.is_some()) {
+        errors.push(span, "a streaming method cannot be `#[oneway]`");
+    }
     if RESERVED.contains(&name.as_str()) {
         errors.push(
             sig.ident.span(),
@@ -516,6 +590,24 @@ fn method(f: TraitItemFn, errors: &mut Errors) -> Method {
         timeout_ms: flags.timeout_ms,
         idempotency_key,
         ordered_by,
+        stream_arg,
+        stream_ret,
+    }
+}
+
+/// The `T` of a `Streaming<T>` (any path ending in `Streaming` with one type argument).
+pub(crate) fn stream_item(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Streaming" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(a) = &last.arguments else {
+        return None;
+    };
+    match a.args.iter().collect::<Vec<_>>().as_slice() {
+        [GenericArgument::Type(t)] => Some(t.clone()),
+        _ => None,
     }
 }
 

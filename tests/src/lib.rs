@@ -15,6 +15,9 @@ use rpc_core::{
 };
 use rpc_custom_plugin as _;
 use rpc_serialization_bincode as _;
+use rpc_triple as _;
+
+pub mod triple;
 
 /// Interface name of [`TestService`].
 pub const INTERFACE: &str = "test.Echo";

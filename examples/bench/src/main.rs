@@ -20,6 +20,7 @@ use tokio::io::AsyncReadExt;
 
 // Linked for its `bincode` serialization registration only.
 use rpc_serialization_bincode as _;
+use rpc_triple as _;
 
 mod load;
 mod micro;
@@ -32,7 +33,7 @@ use targets::Target;
 pub type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage:
-  rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,tonic,rpc,rpc-bincode,rpc-hessian2,rpc-stack,rpc-tls,rpc-service]
+  rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,tonic,rpc,rpc-bincode,rpc-hessian2,rpc-stack,rpc-tls,rpc-service,tri,tri-proto]
                 [--concurrency 1,64] [--payload 16,4096] [--out FILE]
   rpc-bench server <target> [--port 0] [--duration S]
   rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
@@ -89,7 +90,7 @@ impl Args {
 
     fn target(&self) -> BoxResult<Target> {
         Target::parse(self.positional.get(1).ok_or(
-            "missing <target> (raw, tarpc, tonic, rpc, rpc-bincode, rpc-hessian2, rpc-stack, rpc-tls, rpc-service)",
+            "missing <target> (raw, tarpc, tonic, rpc, rpc-bincode, rpc-hessian2, rpc-stack, rpc-tls, rpc-service, tri, tri-proto)",
         )?)
     }
 }
@@ -205,7 +206,7 @@ fn run_matrix(args: &Args) -> BoxResult<()> {
         targets: run::parse_list(
             &args.get(
                 "targets",
-                "raw,tarpc,tonic,rpc,rpc-bincode,rpc-hessian2,rpc-stack,rpc-tls,rpc-service".to_string(),
+                "raw,tarpc,tonic,rpc,rpc-bincode,rpc-hessian2,rpc-stack,rpc-tls,rpc-service,tri,tri-proto".to_string(),
             )?,
             Target::parse,
         )?,

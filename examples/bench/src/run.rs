@@ -370,6 +370,37 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
             |a, b| a <= 1.15 * b,
         );
     }
+    let _ = writeln!(
+        s,
+        "\nTriple against tonic (the same protocol family, one HTTP/2 connection):\n"
+    );
+    let _ = writeln!(s, "| target | check | value | verdict |");
+    let _ = writeln!(s, "|---|---|---:|---|");
+    for t in [Target::Tri, Target::TriProto] {
+        if !plan.targets.contains(&t) {
+            continue;
+        }
+        for &c in &plan.concurrency {
+            for &p in &plan.payloads {
+                let value = find(rows, t, c, p)
+                    .zip(find(rows, Target::Tonic, c, p))
+                    .map(|(m, o)| (m.client.calls_per_sec, o.client.calls_per_sec));
+                let (v, verdict) = match value {
+                    Some((a, b)) if b > 0.0 => (
+                        format!("{:.2}", a / b),
+                        if a >= b { "pass" } else { "FAIL" },
+                    ),
+                    _ => ("–".into(), "not measured"),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | c{c} {}: calls/s ≥ tonic's | {v} | {verdict} |",
+                    t.name(),
+                    payload_name(p)
+                );
+            }
+        }
+    }
     s
 }
 

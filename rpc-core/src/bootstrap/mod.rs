@@ -257,6 +257,7 @@ impl ProviderBuilder {
             check_extension_names(&url)?;
             let url = crate::filter::token::resolve_token(&url)?;
             let protocol = extension::get::<dyn Protocol>(url.protocol())?;
+            crate::protocol::check_streams(&*protocol, url.protocol(), svc.descriptor)?;
             let skeleton = (svc.make)(url.clone());
             let chain = crate::filter::build_chain(skeleton, Side::Provider)?;
             let exporter = protocol.export(url, chain).await?;

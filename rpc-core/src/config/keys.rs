@@ -194,7 +194,7 @@ crate::config_key!(
     "protocol",
     "dubbo",
     Text,
-    "protocol a service is exported or referred with: dubbo, injvm"
+    "protocol a service is exported or referred with: dubbo, injvm, tri (plugin rpc-triple)"
 );
 crate::config_key!(
     "transporter",

@@ -145,6 +145,10 @@ impl Invoker for FilterInvoker {
         self.enforces_deadline
     }
 
+    fn descriptor(&self) -> Option<&'static crate::proxy::ServiceDescriptor> {
+        self.next.descriptor()
+    }
+
     fn invoke<'a, 'f>(&'a self, invocation: Invocation) -> crate::invocation::BoxedCall<'f>
     where
         'a: 'f,

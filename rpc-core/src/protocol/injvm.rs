@@ -25,6 +25,11 @@ impl Protocol for Injvm {
         0
     }
 
+    /// In process, a stream is handed over as it is.
+    fn carries_streams(&self) -> bool {
+        true
+    }
+
     async fn export(&self, url: Url, invoker: Arc<dyn Invoker>) -> Result<Box<dyn Exporter>> {
         let key = url.service_key();
         let mut table = self.exported.write().map_err(|_| poisoned())?;

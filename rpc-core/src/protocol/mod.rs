@@ -28,6 +28,33 @@ pub trait Protocol: Send + Sync {
 
     /// An invoker that calls the provider at `url`.
     async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>>;
+
+    /// Whether calls of streaming methods ([`Streaming`](crate::Streaming) arguments or
+    /// results) can travel over this protocol. Exporting or referring a service with
+    /// streaming methods over one that cannot is refused.
+    fn carries_streams(&self) -> bool {
+        false
+    }
+}
+
+/// Refuses a service with streaming methods over a protocol that cannot carry them.
+pub fn check_streams(
+    protocol: &dyn Protocol,
+    name: &str,
+    service: &crate::proxy::ServiceDescriptor,
+) -> Result<()> {
+    match service
+        .methods()
+        .iter()
+        .find(|m| m.streaming().is_streaming())
+    {
+        Some(m) if !protocol.carries_streams() => Err(crate::error::RpcError::config(format!(
+            "method {} of {} streams, and protocol '{name}' cannot carry streams; use tri",
+            m.name(),
+            service.interface()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A handle on one exported service.

@@ -22,7 +22,7 @@ use serde_bytes::ByteBuf;
 use crate::BoxResult;
 
 /// The benchmark's service interface name.
-const SERVICE: &str = "bench.Echo";
+pub(crate) const SERVICE: &str = "bench.Echo";
 
 /// The serialization a target selects on its URL; `None` keeps the default (msgpack).
 pub type SerializationName = Option<&'static str>;
@@ -36,8 +36,8 @@ fn url(addr: &str, serialization: SerializationName) -> BoxResult<Url> {
 }
 
 /// The provider side: `echo(bytes) -> bytes`.
-struct EchoInvoker {
-    url: Url,
+pub(crate) struct EchoInvoker {
+    pub(crate) url: Url,
 }
 
 #[async_trait::async_trait]

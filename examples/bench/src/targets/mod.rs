@@ -9,6 +9,7 @@ pub mod framework;
 pub mod raw;
 pub mod tarpc_echo;
 pub mod tonic_echo;
+pub mod triple;
 
 /// A system under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,11 +32,16 @@ pub enum Target {
     RpcTls,
     /// This framework as a user writes it: `#[service]`, `Provider`, `Consumer`, defaults.
     RpcService,
+    /// This framework's `tri` protocol (gRPC over HTTP/2), wrapper mode (msgpack), through the
+    /// invoker `refer` returns.
+    Tri,
+    /// `tri` in protobuf mode: the same message as `tonic`, through a generated client.
+    TriProto,
 }
 
 impl Target {
     /// Every target, in report order.
-    pub const ALL: [Target; 9] = [
+    pub const ALL: [Target; 11] = [
         Target::Raw,
         Target::Tarpc,
         Target::Tonic,
@@ -45,6 +51,8 @@ impl Target {
         Target::RpcStack,
         Target::RpcTls,
         Target::RpcService,
+        Target::Tri,
+        Target::TriProto,
     ];
 
     /// The command-line name.
@@ -59,6 +67,8 @@ impl Target {
             Target::RpcStack => "rpc-stack",
             Target::RpcTls => "rpc-tls",
             Target::RpcService => "rpc-service",
+            Target::Tri => "tri",
+            Target::TriProto => "tri-proto",
         }
     }
 
@@ -111,6 +121,10 @@ pub async fn start_server(target: Target, port: u16) -> BoxResult<(u16, ServerGu
             let (port, provider) = framework::start_service(port).await?;
             (port, ServerGuard::Provider(provider))
         }
+        Target::Tri | Target::TriProto => {
+            let (port, exporter) = triple::start_server(port, target == Target::TriProto).await?;
+            (port, ServerGuard::Exporter(exporter))
+        }
     })
 }
 
@@ -127,6 +141,8 @@ pub enum Caller {
     Rpc(Arc<dyn rpc_core::Invoker>),
     /// See [`framework::connect_service`].
     Service(framework::EchoServiceClient),
+    /// See [`triple::connect_proto`].
+    TriProto(triple::ProtoEchoClient),
 }
 
 impl Caller {
@@ -142,6 +158,8 @@ impl Caller {
             Target::RpcStack => Caller::Rpc(framework::connect_stack(addr).await?),
             Target::RpcTls => Caller::Rpc(framework::connect_tls(addr).await?),
             Target::RpcService => Caller::Service(framework::connect_service(addr).await?),
+            Target::Tri => Caller::Rpc(triple::connect(addr).await?),
+            Target::TriProto => Caller::TriProto(triple::connect_proto(addr).await?),
         })
     }
 
@@ -153,6 +171,7 @@ impl Caller {
             Caller::Tonic(c) => tonic_echo::call(c, payload).await,
             Caller::Rpc(c) => framework::call(&**c, payload).await,
             Caller::Service(c) => framework::call_service(c, payload).await,
+            Caller::TriProto(c) => triple::call_proto(c, payload).await,
         }
     }
 }
