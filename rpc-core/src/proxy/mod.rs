@@ -47,6 +47,15 @@
 //! defaults must be on that URL: [`ServiceDescriptor::apply_to`] merges them into a reference
 //! URL without overriding what the user configured, and [`refer`] does that before building
 //! the consumer filter chain.
+//!
+//! # Idempotency and ordering keys
+//!
+//! `#[idempotency_key]` / `#[idempotency_key(arg)]` are recorded as
+//! [`IdempotencyKey`] and published as `{method}.idempotency`; [`ClientCore::invocation`]
+//! attaches the key to every call (see [`crate::idempotency`]). `#[ordered_by(arg)]` is
+//! published as `{method}.ordered` with `{method}.loadbalance=consistenthash` and
+//! `{method}.hash.arguments` (see [`crate::filter::ordered`]). Both name the argument by
+//! its index in the descriptor; the macro checks the name exists.
 
 use std::any::Any;
 use std::fmt;
