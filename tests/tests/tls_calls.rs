@@ -102,6 +102,30 @@ async fn tls_and_plaintext_providers_serve_one_service_side_by_side() {
         ["plain", "secure"],
         "both providers answered: {by:?}"
     );
+    // A consumer without tls.ca cannot refer the TLS provider, and its calls say why (they
+    // go to the plaintext provider only: the TLS one is not in its list).
+    let no_ca = client(&registry, &[]).await.expect("reference");
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let reply = no_ca
+            .greet(format!("x{i}"))
+            .await
+            .expect("call")
+            .expect("greeting");
+        seen.insert(who(&reply));
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["plain"]);
+    plain.shutdown().await;
+    let e = no_ca
+        .greet("y".into())
+        .await
+        .expect_err("no usable provider");
+    assert_eq!(e.kind(), ErrorKind::NoProvider, "{e}");
+    assert!(
+        e.message().contains("could not be referred") && e.message().contains("set tls.ca"),
+        "{e}"
+    );
+    let plain = provider(Some(&registry), "plain", None).await;
     // A consumer's own `tls=false` does not turn the TLS provider into a plaintext one.
     let c = client(
         &registry,

@@ -1,5 +1,6 @@
-//! A small etcd v3 gRPC client: the calls the registry makes (range, put, delete, a
-//! transaction of puts, watch, lease grant/revoke/keep-alive, authenticate), nothing more.
+//! A small etcd v3 gRPC client: the calls the registry and the idempotency store make
+//! (range, put, delete, transactions with create-revision conditions, watch, lease
+//! grant/revoke/keep-alive, authenticate), nothing more.
 //!
 //! The messages are written out here with `prost` derives, using the field numbers of etcd's
 //! `rpc.proto` and `kv.proto` (package `etcdserverpb`), so building this crate needs no
@@ -129,20 +130,71 @@ pub mod pb {
         pub deleted: i64,
     }
 
-    /// One operation of a transaction (only puts are sent by this client).
+    /// One operation of a transaction.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct RequestOp {
-        /// The put.
+        /// A read.
+        #[prost(message, optional, tag = "1")]
+        pub request_range: Option<RangeRequest>,
+        /// A put.
         #[prost(message, optional, tag = "2")]
         pub request_put: Option<PutRequest>,
+        /// A delete.
+        #[prost(message, optional, tag = "3")]
+        pub request_delete_range: Option<DeleteRangeRequest>,
     }
 
-    /// A transaction without conditions: every operation of `success` is applied atomically.
+    /// A condition of a transaction on one key (only `create_revision` is compared here:
+    /// 0 means the key does not exist).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Compare {
+        /// How the key's value compares: 0 equal, 1 greater, 2 less, 3 not equal.
+        #[prost(int32, tag = "1")]
+        pub result: i32,
+        /// What is compared: 1 is the create revision.
+        #[prost(int32, tag = "2")]
+        pub target: i32,
+        /// The key.
+        #[prost(bytes = "vec", tag = "3")]
+        pub key: Vec<u8>,
+        /// The create revision compared with.
+        #[prost(int64, tag = "5")]
+        pub create_revision: i64,
+    }
+
+    impl Compare {
+        /// "`key` does not exist": its create revision equals 0.
+        pub fn absent(key: impl Into<Vec<u8>>) -> Compare {
+            Compare {
+                result: 0,
+                target: 1,
+                key: key.into(),
+                create_revision: 0,
+            }
+        }
+    }
+
+    /// A transaction: when every `compare` holds, the `success` operations are applied,
+    /// else the `failure` ones, atomically.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TxnRequest {
-        /// The operations.
+        /// The conditions.
+        #[prost(message, repeated, tag = "1")]
+        pub compare: Vec<Compare>,
+        /// The operations when they hold.
         #[prost(message, repeated, tag = "2")]
         pub success: Vec<RequestOp>,
+        /// The operations when one does not.
+        #[prost(message, repeated, tag = "3")]
+        pub failure: Vec<RequestOp>,
+    }
+
+    /// The answer of one operation of a transaction.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResponseOp {
+        /// A read's answer.
+        #[prost(message, optional, tag = "1")]
+        pub response_range: Option<RangeResponse>,
     }
 
     /// Answer to a [`TxnRequest`].
@@ -151,9 +203,12 @@ pub mod pb {
         /// Response metadata.
         #[prost(message, optional, tag = "1")]
         pub header: Option<ResponseHeader>,
-        /// Whether the (empty) conditions held.
+        /// Whether the conditions held.
         #[prost(bool, tag = "2")]
         pub succeeded: bool,
+        /// The answers of the operations applied.
+        #[prost(message, repeated, tag = "3")]
+        pub responses: Vec<ResponseOp>,
     }
 
     /// Opens a watch on `[key, range_end)`.
@@ -512,10 +567,36 @@ impl EtcdClient {
                     value,
                     lease: 0,
                 }),
+                ..Default::default()
             })
             .collect();
-        self.unary("/etcdserverpb.KV/Txn", pb::TxnRequest { success })
-            .await
+        self.unary(
+            "/etcdserverpb.KV/Txn",
+            pb::TxnRequest {
+                success,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Runs a transaction: `success` when every condition of `compare` holds, else
+    /// `failure`.
+    pub async fn txn(
+        &self,
+        compare: Vec<pb::Compare>,
+        success: Vec<pb::RequestOp>,
+        failure: Vec<pb::RequestOp>,
+    ) -> Result<pb::TxnResponse, Status> {
+        self.unary(
+            "/etcdserverpb.KV/Txn",
+            pb::TxnRequest {
+                compare,
+                success,
+                failure,
+            },
+        )
+        .await
     }
 
     /// Deletes `[key, range_end)` (or `key` alone when `range_end` is empty).

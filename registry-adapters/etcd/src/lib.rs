@@ -31,10 +31,14 @@
 //!
 //! `services` reads the keys (not the values) under `/{root}/` and lists the interfaces that
 //! have a key in a category folder; keys outside the layout are ignored.
+//!
+//! The crate also brings a shared idempotency store, `idempotency.store = "etcd"` (see
+//! [`idempotency`]).
 
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod idempotency;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -185,6 +185,10 @@ pub struct RegistryDirectory {
     refresh: tokio::sync::Mutex<()>,
     destroyed: AtomicBool,
     me: Weak<RegistryDirectory>,
+    /// Why the last provider that could not be referred failed (a TLS or configuration
+    /// mistake), for the error of a call that finds no provider; cleared when every
+    /// provider of a notification was referred.
+    refer_failure: Mutex<Option<String>>,
 }
 
 impl RegistryDirectory {
@@ -215,6 +219,7 @@ impl RegistryDirectory {
             refresh: tokio::sync::Mutex::new(()),
             destroyed: AtomicBool::new(false),
             me: me.clone(),
+            refer_failure: Mutex::new(None),
         })
     }
 
@@ -351,6 +356,7 @@ impl RegistryDirectory {
         let old: HashMap<&Url, &Arc<dyn Invoker>> =
             current.providers.iter().map(|(u, i)| (u, i)).collect();
         let mut providers: Vec<(Url, Arc<dyn Invoker>)> = Vec::with_capacity(wanted.len());
+        let mut failure = None;
         for u in wanted {
             if let Some(i) = old.get(&u) {
                 providers.push((u, (*i).clone()));
@@ -358,8 +364,14 @@ impl RegistryDirectory {
             }
             match self.factory.refer(u.clone()).await {
                 Ok(i) => providers.push((u, i)),
-                Err(e) => tracing::warn!(provider = %u, error = %e, "cannot refer provider"),
+                Err(e) => {
+                    tracing::warn!(provider = %u, error = %e, "cannot refer provider");
+                    failure = Some(format!("{}: {e}", u.address()));
+                }
             }
+        }
+        if let Ok(mut f) = self.refer_failure.lock() {
+            *f = failure;
         }
         // Providers an operator disabled are meant to be gone, even all of them.
         if providers.is_empty() && !really_empty && disabled == 0 {
@@ -456,13 +468,23 @@ impl RegistryDirectory {
         if !list.is_empty() {
             return Ok(list);
         }
+        let refer_failure = self
+            .refer_failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .map_or_else(String::new, |f| {
+                format!("; a listed provider could not be referred: {f}")
+            });
         let why = if self.destroyed.load(Ordering::Acquire) {
             "the reference was destroyed".to_string()
+        } else if !s.received && !refer_failure.is_empty() {
+            format!("no provider could be referred yet{refer_failure}")
         } else if !s.received {
             "no provider list received from the registry yet".to_string()
         } else {
             format!(
-                "no available provider ({} registered, after routing){}",
+                "no available provider ({} registered, after routing){}{refer_failure}",
                 s.invokers.len(),
                 crate::cluster::unavailable_reasons(&s.invokers)
             )

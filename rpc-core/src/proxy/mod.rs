@@ -47,6 +47,15 @@
 //! defaults must be on that URL: [`ServiceDescriptor::apply_to`] merges them into a reference
 //! URL without overriding what the user configured, and [`refer`] does that before building
 //! the consumer filter chain.
+//!
+//! # Idempotency and ordering keys
+//!
+//! `#[idempotency_key]` / `#[idempotency_key(arg)]` are recorded as
+//! [`IdempotencyKey`] and published as `{method}.idempotency`; [`ClientCore::invocation`]
+//! attaches the key to every call (see [`crate::idempotency`]). `#[ordered_by(arg)]` is
+//! published as `{method}.ordered` with `{method}.loadbalance=consistenthash` and
+//! `{method}.hash.arguments` (see [`crate::filter::ordered`]). Both name the argument by
+//! its index in the descriptor; the macro checks the name exists.
 
 use std::any::Any;
 use std::fmt;
@@ -870,6 +879,76 @@ mod tests {
         assert_eq!(get("greet.idempotent"), Some("true"));
         assert_eq!(get("hello.oneway"), Some("true"));
         assert_eq!(get("hello.timeout"), None);
+    }
+
+    #[test]
+    fn keyed_and_ordered_methods_publish_their_keys_and_routing() {
+        const ARGS2: &[ArgDescriptor] = &[
+            ArgDescriptor::new("order", "String"),
+            ArgDescriptor::new("amount", "u64"),
+        ];
+        const KEYED: &ServiceDescriptor = &ServiceDescriptor::new(
+            "org.example.Pay",
+            &[
+                MethodDescriptor::new("charge", ARGS2, "String")
+                    .with_idempotency_key(IdempotencyKey::Argument(0)),
+                MethodDescriptor::new("fresh", &[], "()")
+                    .with_idempotency_key(IdempotencyKey::Generated),
+                MethodDescriptor::new("apply", ARGS2, "()").with_ordered_by(1),
+            ],
+        );
+        let params = KEYED.url_params();
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("charge.idempotency"), Some("0"));
+        assert_eq!(get("fresh.idempotency"), Some("generated"));
+        assert_eq!(get("apply.ordered"), Some("1"));
+        assert_eq!(get("apply.loadbalance"), Some("consistenthash"));
+        assert_eq!(get("apply.hash.arguments"), Some("1"));
+        assert_eq!(get("charge.loadbalance"), None);
+        // A user's balancer for the method wins over the declared one.
+        let url = Url::parse("consumer://h/org.example.Pay?apply.loadbalance=random").expect("url");
+        assert_eq!(
+            KEYED.apply_to(&url).param("apply.loadbalance"),
+            Some("random")
+        );
+        // The client attaches the key: the argument's text, or a fresh one per call.
+        let core =
+            ClientCore::with_service_key(Arc::new(Skeleton::new(NoServer)), KEYED.service_key());
+        let inv = core.invocation(&KEYED.methods()[0], Value::typed(("o-9".to_string(), 5u64)));
+        assert_eq!(crate::idempotency::key_of(&inv), Some("\"o-9\""));
+        assert!(
+            !inv.is_idempotent(),
+            "a key is not a declaration of idempotency"
+        );
+        let a = core.invocation(&KEYED.methods()[1], Value::typed(()));
+        let b = core.invocation(&KEYED.methods()[1], Value::typed(()));
+        assert_ne!(
+            crate::idempotency::key_of(&a),
+            crate::idempotency::key_of(&b)
+        );
+        assert_eq!(
+            crate::idempotency::key_of(&core.invocation(&KEYED.methods()[2], Value::Empty)),
+            None
+        );
+    }
+
+    /// A server with no methods, only to have an invoker to build a client on.
+    #[derive(Clone)]
+    struct NoServer;
+
+    impl ServiceServer for NoServer {
+        fn descriptor() -> &'static ServiceDescriptor {
+            DESC
+        }
+
+        async fn call(&self, method: &'static MethodDescriptor, _: Value) -> Result<Response> {
+            Err(DESC.method_not_found(method.name()))
+        }
     }
 
     #[test]
