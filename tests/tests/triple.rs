@@ -424,6 +424,18 @@ async fn json_bodies_call_unary_methods() {
         String::from_utf8_lossy(&a.data).contains("no such user: bob"),
         "{a:?}"
     );
+    // gRPC framing around JSON (`application/grpc+json`).
+    let a = raw_with_type(
+        port,
+        "/org.example.Echo/add",
+        "application/grpc+json",
+        &[],
+        grpc_frame(b"[2,3]"),
+        Finish::End,
+    )
+    .await;
+    assert_eq!(a.grpc_status(), Some(0), "{a:?}");
+    assert_eq!(a.messages(), vec![b"5".to_vec()]);
     let a = raw_with_type(
         port,
         "/org.example.Echo/add",
