@@ -230,6 +230,40 @@ async fn failures_map_to_grpc_status_and_back_to_kinds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_to_a_provider_that_was_down_recovers() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let url = reference(port, "org.example.Echo").with_param("reconnect.interval", 100);
+    let invoker = tri().refer(url).await.expect("refer");
+    // Down: the first dial failed, so the reference is unavailable during the back-off ...
+    assert!(!invoker.is_available());
+    // ... and available again after it, so that a call dials again.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(invoker.is_available());
+    let c = EchoClient::new(invoker.clone());
+    let e = c.greet("x".into()).await.expect_err("still down");
+    assert_eq!(e.kind(), ErrorKind::Network, "{e}");
+    // The provider comes up on that port: the next call after the back-off connects.
+    let exp = rpc_core::proxy::export(
+        &*tri(),
+        Url::parse(&format!(
+            "tri://127.0.0.1:{port}/org.example.Echo?version=1.0.0"
+        ))
+        .expect("url"),
+        EchoServer::new(Impl::default()),
+    )
+    .await
+    .expect("export");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(invoker.is_available());
+    assert_eq!(c.greet("ann".into()).await.expect("recovered"), "hello ann");
+    assert!(invoker.is_available());
+    exp.unexport().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_right_status_and_the_server_lives_on() {
     let (imp, exporters, port) = export_both(Some(1024)).await;
     let path = "/org.example.Greeter/Greet";
