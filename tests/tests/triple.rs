@@ -697,6 +697,68 @@ async fn provider_filters_guard_tri_calls_too() {
     provider.shutdown().await;
 }
 
+/// A service of its own, so that its metrics are this test's alone.
+#[rpc_core::service(name = "org.example.TriMetrics", version = "1.0.0")]
+pub trait TriMetrics {
+    /// Sleeps `ms`, then returns it.
+    async fn nap(&self, ms: u64) -> u64;
+}
+
+struct Napper;
+
+impl TriMetrics for Napper {
+    async fn nap(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tri_calls_are_counted_by_the_metrics_filters_on_both_sides() {
+    rpc_core::filter::metrics::install().expect("recorder");
+    let exp = rpc_core::proxy::export(
+        &*tri(),
+        Url::parse("tri://127.0.0.1:0/org.example.TriMetrics?version=1.0.0").expect("url"),
+        TriMetricsServer::new(Napper),
+    )
+    .await
+    .expect("export");
+    let c: TriMetricsClient = rpc_core::proxy::refer(&*tri(), exp.url().with_param("timeout", 100))
+        .await
+        .expect("refer");
+    for _ in 0..3 {
+        assert_eq!(c.nap(1).await.expect("nap"), 1);
+    }
+    let e = c.nap(1000).await.expect_err("deadline");
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    let text = rpc_core::filter::metrics::render().expect("render");
+    let value = |name: &str, labels: &[&str]| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let svc = r#"service="org.example.TriMetrics:1.0.0""#;
+    assert_eq!(
+        value("rpc_calls_total", &[svc, r#"side="consumer""#]),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "rpc_errors_total",
+            &[svc, r#"side="consumer""#, r#"kind="timeout""#]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        value("rpc_calls_total", &[svc, r#"side="provider""#]).is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
+    exp.unexport().await;
+}
+
 // --- raw HTTP/2 -----------------------------------------------------------------------------
 
 fn hex(s: &str) -> Vec<u8> {
