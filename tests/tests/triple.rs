@@ -759,6 +759,103 @@ async fn tri_calls_are_counted_by_the_metrics_filters_on_both_sides() {
     exp.unexport().await;
 }
 
+/// A hostile provider: answers each call on `/x.Bad/{case}` with a broken response.
+async fn bad_provider() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let case = req
+                        .uri()
+                        .path()
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        while let Some(Ok(c)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(c.len());
+                        }
+                        let ct = if case == "html" {
+                            "text/html"
+                        } else {
+                            "application/grpc"
+                        };
+                        let mut head = http::Response::builder()
+                            .status(if case == "unavailable" { 503 } else { 200 })
+                            .header("content-type", ct);
+                        if case == "badstatus" {
+                            head = head.header("grpc-status", "nope");
+                        }
+                        let head = head.body(()).expect("head");
+                        let end = case == "unavailable" || case == "badstatus";
+                        let Ok(mut send) = respond.send_response(head, end) else {
+                            return;
+                        };
+                        if end {
+                            return;
+                        }
+                        let data: Vec<u8> = match case.as_str() {
+                            "huge" => [&[0u8, 0x7f, 0xff, 0xff, 0xff][..], &[0; 16]].concat(),
+                            "truncated" => vec![0, 0, 0, 0, 9, 1, 2],
+                            _ => grpc_frame(b"\x0a\x01x"),
+                        };
+                        let _ = send.send_data(
+                            Bytes::from(data),
+                            case == "nostatus" || case == "truncated",
+                        );
+                        if case != "nostatus" && case != "truncated" {
+                            let mut t = http::HeaderMap::new();
+                            t.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            let _ = send.send_trailers(t);
+                        }
+                    });
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_consumer_survives_a_hostile_provider() {
+    let port = bad_provider().await;
+    let invoker = tri()
+        .refer(
+            Url::parse(&format!(
+                "tri://127.0.0.1:{port}/x.Bad?timeout=3000&payload=1024"
+            ))
+            .expect("url"),
+        )
+        .await
+        .expect("refer");
+    for (case, kind, text) in [
+        ("html", ErrorKind::Codec, "text/html"),
+        ("huge", ErrorKind::LimitExceeded, "over the limit"),
+        ("truncated", ErrorKind::Codec, "truncated"),
+        ("nostatus", ErrorKind::Network, "grpc-status"),
+        ("unavailable", ErrorKind::Network, "503"),
+        ("badstatus", ErrorKind::Codec, "grpc-status"),
+    ] {
+        let call = rpc_core::Invocation::new(
+            rpc_core::ServiceKey::new("x.Bad", None, None),
+            case.to_string(),
+            rpc_core::Value::typed(("a".to_string(),)),
+        );
+        let e = invoker.invoke(call).await.expect_err(case);
+        assert_eq!(e.kind(), kind, "{case}: {e}");
+        assert!(e.message().contains(text), "{case}: {e}");
+    }
+}
+
 // --- raw HTTP/2 -----------------------------------------------------------------------------
 
 fn hex(s: &str) -> Vec<u8> {
