@@ -60,6 +60,9 @@ pub trait Words {
     async fn join(&self, parts: Streaming<String>) -> String;
     /// Each item in upper case, as it comes.
     async fn upper(&self, words: Streaming<String>) -> Streaming<String>;
+    /// Blobs of `size` bytes without end, as fast as the caller takes them (counted in
+    /// `Impl::emitted`).
+    async fn blobs(&self, size: u32) -> Streaming<serde_bytes::ByteBuf>;
 }
 
 /// Implements every service; `finished` counts calls that ran to their end, `emitted` the
@@ -133,6 +136,21 @@ impl Words for Impl {
             Ok(all) => all.join("-"),
             Err(e) => format!("failed: {e}"),
         }
+    }
+
+    async fn blobs(&self, size: u32) -> Streaming<serde_bytes::ByteBuf> {
+        let (tx, rx) = Streaming::channel(1);
+        let emitted = self.emitted.clone();
+        tokio::spawn(async move {
+            loop {
+                let blob = serde_bytes::ByteBuf::from(vec![7u8; size as usize]);
+                if tx.send(blob).await.is_err() {
+                    return;
+                }
+                emitted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        rx
     }
 
     async fn upper(&self, words: Streaming<String>) -> Streaming<String> {

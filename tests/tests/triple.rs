@@ -230,6 +230,40 @@ async fn failures_map_to_grpc_status_and_back_to_kinds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_to_a_provider_that_was_down_recovers() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let url = reference(port, "org.example.Echo").with_param("reconnect.interval", 100);
+    let invoker = tri().refer(url).await.expect("refer");
+    // Down: the first dial failed, so the reference is unavailable during the back-off ...
+    assert!(!invoker.is_available());
+    // ... and available again after it, so that a call dials again.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(invoker.is_available());
+    let c = EchoClient::new(invoker.clone());
+    let e = c.greet("x".into()).await.expect_err("still down");
+    assert_eq!(e.kind(), ErrorKind::Network, "{e}");
+    // The provider comes up on that port: the next call after the back-off connects.
+    let exp = rpc_core::proxy::export(
+        &*tri(),
+        Url::parse(&format!(
+            "tri://127.0.0.1:{port}/org.example.Echo?version=1.0.0"
+        ))
+        .expect("url"),
+        EchoServer::new(Impl::default()),
+    )
+    .await
+    .expect("export");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(invoker.is_available());
+    assert_eq!(c.greet("ann".into()).await.expect("recovered"), "hello ann");
+    assert!(invoker.is_available());
+    exp.unexport().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_right_status_and_the_server_lives_on() {
     let (imp, exporters, port) = export_both(Some(1024)).await;
     let path = "/org.example.Greeter/Greet";
@@ -424,6 +458,18 @@ async fn json_bodies_call_unary_methods() {
         String::from_utf8_lossy(&a.data).contains("no such user: bob"),
         "{a:?}"
     );
+    // gRPC framing around JSON (`application/grpc+json`).
+    let a = raw_with_type(
+        port,
+        "/org.example.Echo/add",
+        "application/grpc+json",
+        &[],
+        grpc_frame(b"[2,3]"),
+        Finish::End,
+    )
+    .await;
+    assert_eq!(a.grpc_status(), Some(0), "{a:?}");
+    assert_eq!(a.messages(), vec![b"5".to_vec()]);
     let a = raw_with_type(
         port,
         "/org.example.Echo/add",
@@ -530,6 +576,32 @@ async fn the_bootstrap_balances_and_filters_tri_calls_like_dubbo_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_provider_serves_protobuf_mode_through_its_filters() {
+    let provider = rpc_core::bootstrap::Provider::builder()
+        .without_env()
+        .no_registry()
+        .application("tri-proto-provider")
+        .host("127.0.0.1")
+        .protocol("tri", 0)
+        .service(ProtoGreeterServer::new(Impl::default()))
+        .start()
+        .await
+        .expect("provider");
+    let port = provider.port().expect("port");
+    let a = raw(
+        port,
+        "/org.example.Greeter/Greet",
+        &[],
+        grpc_frame(&hex("0a03616e6e")),
+        Finish::End,
+    )
+    .await;
+    assert_eq!(a.grpc_status(), Some(0), "{a:?}");
+    assert_eq!(a.messages(), vec![hex("0a0968656c6c6f20616e6e")]);
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachments_travel_as_headers_both_ways() {
     let url = Url::parse(&format!(
         "tri://127.0.0.1:0/{}?version={}",
@@ -623,6 +695,165 @@ async fn provider_filters_guard_tri_calls_too() {
     assert_eq!(a.grpc_status(), Some(7), "{a:?}");
     assert!(a.grpc_message().contains("token"), "{a:?}");
     provider.shutdown().await;
+}
+
+/// A service of its own, so that its metrics are this test's alone.
+#[rpc_core::service(name = "org.example.TriMetrics", version = "1.0.0")]
+pub trait TriMetrics {
+    /// Sleeps `ms`, then returns it.
+    async fn nap(&self, ms: u64) -> u64;
+}
+
+struct Napper;
+
+impl TriMetrics for Napper {
+    async fn nap(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tri_calls_are_counted_by_the_metrics_filters_on_both_sides() {
+    rpc_core::filter::metrics::install().expect("recorder");
+    let exp = rpc_core::proxy::export(
+        &*tri(),
+        Url::parse("tri://127.0.0.1:0/org.example.TriMetrics?version=1.0.0").expect("url"),
+        TriMetricsServer::new(Napper),
+    )
+    .await
+    .expect("export");
+    let c: TriMetricsClient = rpc_core::proxy::refer(&*tri(), exp.url().with_param("timeout", 100))
+        .await
+        .expect("refer");
+    for _ in 0..3 {
+        assert_eq!(c.nap(1).await.expect("nap"), 1);
+    }
+    let e = c.nap(1000).await.expect_err("deadline");
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    let text = rpc_core::filter::metrics::render().expect("render");
+    let value = |name: &str, labels: &[&str]| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let svc = r#"service="org.example.TriMetrics:1.0.0""#;
+    assert_eq!(
+        value("rpc_calls_total", &[svc, r#"side="consumer""#]),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "rpc_errors_total",
+            &[svc, r#"side="consumer""#, r#"kind="timeout""#]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        value("rpc_calls_total", &[svc, r#"side="provider""#]).is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
+    exp.unexport().await;
+}
+
+/// A hostile provider: answers each call on `/x.Bad/{case}` with a broken response.
+async fn bad_provider() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let case = req
+                        .uri()
+                        .path()
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        while let Some(Ok(c)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(c.len());
+                        }
+                        let ct = if case == "html" {
+                            "text/html"
+                        } else {
+                            "application/grpc"
+                        };
+                        let mut head = http::Response::builder()
+                            .status(if case == "unavailable" { 503 } else { 200 })
+                            .header("content-type", ct);
+                        if case == "badstatus" {
+                            head = head.header("grpc-status", "nope");
+                        }
+                        let head = head.body(()).expect("head");
+                        let end = case == "unavailable" || case == "badstatus";
+                        let Ok(mut send) = respond.send_response(head, end) else {
+                            return;
+                        };
+                        if end {
+                            return;
+                        }
+                        let data: Vec<u8> = match case.as_str() {
+                            "huge" => [&[0u8, 0x7f, 0xff, 0xff, 0xff][..], &[0; 16]].concat(),
+                            "truncated" => vec![0, 0, 0, 0, 9, 1, 2],
+                            _ => grpc_frame(b"\x0a\x01x"),
+                        };
+                        let _ = send.send_data(
+                            Bytes::from(data),
+                            case == "nostatus" || case == "truncated",
+                        );
+                        if case != "nostatus" && case != "truncated" {
+                            let mut t = http::HeaderMap::new();
+                            t.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            let _ = send.send_trailers(t);
+                        }
+                    });
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_consumer_survives_a_hostile_provider() {
+    let port = bad_provider().await;
+    let invoker = tri()
+        .refer(
+            Url::parse(&format!(
+                "tri://127.0.0.1:{port}/x.Bad?timeout=3000&payload=1024"
+            ))
+            .expect("url"),
+        )
+        .await
+        .expect("refer");
+    for (case, kind, text) in [
+        ("html", ErrorKind::Codec, "text/html"),
+        ("huge", ErrorKind::LimitExceeded, "over the limit"),
+        ("truncated", ErrorKind::Codec, "truncated"),
+        ("nostatus", ErrorKind::Network, "grpc-status"),
+        ("unavailable", ErrorKind::Network, "503"),
+        ("badstatus", ErrorKind::Codec, "grpc-status"),
+    ] {
+        let call = rpc_core::Invocation::new(
+            rpc_core::ServiceKey::new("x.Bad", None, None),
+            case.to_string(),
+            rpc_core::Value::typed(("a".to_string(),)),
+        );
+        let e = invoker.invoke(call).await.expect_err(case);
+        assert_eq!(e.kind(), kind, "{case}: {e}");
+        assert!(e.message().contains(text), "{case}: {e}");
+    }
 }
 
 // --- raw HTTP/2 -----------------------------------------------------------------------------
@@ -767,8 +998,7 @@ async fn raw_request(
             .send_request(req.body(()).expect("request"), false)
             .expect("send");
         let end = matches!(finish, Finish::End | Finish::ResetAfterSend);
-        // The server may answer (and close the stream) before the body is sent, as it does
-        // for a request it refuses by its headers: the answer below is what is checked.
+        // The server may answer (an error) before the body is sent: the answer is what counts.
         let _ = stream.send_data(Bytes::from(body), end);
         match finish {
             Finish::Reset => {

@@ -198,6 +198,36 @@ async fn dropping_a_stream_cancels_the_other_side() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_holds_back_the_producer() {
+    let imp = Impl::default();
+    let (exporters, port) = export(&imp).await;
+    let (_, words) = clients(port, 30_000).await;
+    const SIZE: u32 = 64 << 10;
+    let mut blobs = words.blobs(SIZE).await.expect("call");
+    for _ in 0..2 {
+        let b = blobs.message().await.expect("item").expect("ok");
+        assert_eq!(b.len(), SIZE as usize);
+    }
+    // The reader stops: the producer may fill the HTTP/2 windows and buffers (a few MiB),
+    // then waits. Unbounded, it would make thousands of blobs in this time.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let early = imp.emitted.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = imp.emitted.load(Ordering::SeqCst);
+    assert_eq!(early, later, "the producer kept going while nobody read");
+    assert!(later < 200, "{later} blobs of 64 KiB made for 2 read");
+    // Reading resumes it.
+    for _ in 0..50 {
+        blobs.message().await.expect("item").expect("ok");
+    }
+    assert!(imp.emitted.load(Ordering::SeqCst) > later);
+    drop(blobs);
+    for e in exporters {
+        e.unexport().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_ends_with_a_timeout_at_the_deadline() {
     let imp = Impl::default();
     let (exporters, port) = export(&imp).await;

@@ -1,6 +1,6 @@
 //! The consumer side: one HTTP/2 connection per provider address, one stream per call.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -29,8 +29,46 @@ pub(crate) struct Channel {
     current: Mutex<Option<(u64, SendRequest<Bytes>)>>,
     connecting: tokio::sync::Mutex<()>,
     generation: AtomicU64,
-    healthy: AtomicBool,
+    backoff: Mutex<Backoff>,
     settings: H2Settings,
+}
+
+/// After a failed dial the channel reports itself unavailable for a while (so clusters pick
+/// other providers), then available again so that the next call dials: `reconnect.interval`
+/// doubled after each consecutive failure, up to `reconnect.max`.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    interval: Duration,
+    max: Duration,
+    failures: u32,
+    retry_at: Option<std::time::Instant>,
+}
+
+impl Backoff {
+    pub(crate) fn new(interval: Duration, max: Duration) -> Self {
+        Backoff {
+            interval,
+            max,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    fn failed(&mut self) {
+        let factor = 1u32 << self.failures.min(16);
+        self.failures = self.failures.saturating_add(1);
+        let wait = self.interval.saturating_mul(factor).min(self.max);
+        self.retry_at = Some(std::time::Instant::now() + wait);
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
+    fn ready(&self) -> bool {
+        self.retry_at.is_none_or(|t| std::time::Instant::now() >= t)
+    }
 }
 
 /// An HTTP/2 failure: the connection or the stream broke (or was reset by the peer).
@@ -39,13 +77,13 @@ fn h2_error(what: &str, e: h2::Error) -> RpcError {
 }
 
 impl Channel {
-    pub(crate) fn new(address: String, settings: H2Settings) -> Arc<Channel> {
+    pub(crate) fn new(address: String, settings: H2Settings, backoff: Backoff) -> Arc<Channel> {
         Arc::new(Channel {
             address,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
-            healthy: AtomicBool::new(true),
+            backoff: Mutex::new(backoff),
             settings,
         })
     }
@@ -54,9 +92,10 @@ impl Channel {
         self.current.lock().ok()?.as_ref().map(|(_, s)| s.clone())
     }
 
-    /// Whether the last connection attempt succeeded (or none was made yet).
+    /// Whether calls should be sent here now: connected, or not in the back-off after a
+    /// failed dial.
     pub(crate) fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.current().is_some() || self.backoff.lock().is_ok_and(|b| b.ready())
     }
 
     /// Connects now, reporting a failure (used when a reference is made).
@@ -75,7 +114,13 @@ impl Channel {
             return Ok(s);
         }
         let r = self.dial(deadline).await;
-        self.healthy.store(r.is_ok(), Ordering::Relaxed);
+        if let Ok(mut b) = self.backoff.lock() {
+            if r.is_ok() {
+                b.succeeded();
+            } else {
+                b.failed();
+            }
+        }
         r
     }
 

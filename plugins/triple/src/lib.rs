@@ -62,7 +62,9 @@
 //! # Keys
 //!
 //! Consumer: `timeout` (method level first, unless the invocation has a deadline),
-//! `serialization` (wrapper mode), `payload`. Provider: `payload` (largest message accepted
+//! `serialization` (wrapper mode), `payload`, `reconnect.interval` / `reconnect.max` (after a
+//! failed connection the reference reports itself unavailable for the interval, doubled per
+//! failure up to the max, then the next call dials again). Provider: `payload` (largest message accepted
 //! or sent, default 8 MiB). Services exported on the same host and port share one listener.
 
 use std::collections::HashMap;
@@ -189,7 +191,14 @@ impl Protocol for Triple {
             match channels.get(&address).and_then(Weak::upgrade) {
                 Some(c) => c,
                 None => {
-                    let c = client::Channel::new(address.clone(), H2Settings::default());
+                    let ms = |key: &str, default: u64| -> Result<Duration, RpcError> {
+                        Ok(Duration::from_millis(url.param_as(key, default)?))
+                    };
+                    let backoff = client::Backoff::new(
+                        ms("reconnect.interval", 100)?,
+                        ms("reconnect.max", 3000)?,
+                    );
+                    let c = client::Channel::new(address.clone(), H2Settings::default(), backoff);
                     channels.insert(address.clone(), Arc::downgrade(&c));
                     c
                 }

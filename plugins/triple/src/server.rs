@@ -249,7 +249,14 @@ async fn stream(
     };
     let json = content_type.0 == Body::Json;
     let answer_type = content_type.1.clone();
-    match serve(parts, body, content_type.0, &mut respond, state, peer).await {
+    let mut body = Some(body);
+    let served = serve(parts, &mut body, content_type.0, &mut respond, state, peer).await;
+    if let (Err(f), Some(rest)) = (&served, body.as_mut()) {
+        if f.error.kind() != ErrorKind::LimitExceeded {
+            drain(rest).await;
+        }
+    }
+    match served {
         Ok(Some(Reply::Stream {
             items,
             codec,
@@ -459,6 +466,26 @@ fn frame_failure(e: wire::FrameError) -> Failure {
     }
 }
 
+/// Reads what is left of a request answered early (an error before its body was read), a
+/// little and briefly: some HTTP/2 clients (curl) report the reset that follows a response
+/// sent before their request ended as a failure of the call, rather than the response.
+async fn drain(body: &mut RecvStream) {
+    if body.is_end_stream() {
+        return;
+    }
+    let mut left: usize = 64 << 10;
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while let Some(Ok(chunk)) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk.len());
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
 /// Reads the one message of a unary request (or a JSON body), bounded by `limit`.
 /// `Ok(None)`: the caller reset the stream.
 async fn read_message(
@@ -546,7 +573,7 @@ type Answer = Option<Reply>;
 
 async fn serve(
     parts: http::request::Parts,
-    mut body: RecvStream,
+    body: &mut Option<RecvStream>,
     kind: Body,
     respond: &mut SendResponse<Bytes>,
     state: &State,
@@ -631,6 +658,9 @@ async fn serve(
             fallback.clone(),
             true,
         );
+        let body = body
+            .take()
+            .ok_or_else(|| RpcError::internal("request body taken twice"))?;
         let items = streams::read_items(body, state.payload, codec, false, None, ());
         (Value::Typed(Arc::new(ValueStream::new(items))), None)
     } else {
@@ -642,7 +672,12 @@ async fn serve(
                 .min(REQUEST_READ_LIMIT);
         let read = tokio::time::timeout_at(
             read_by,
-            read_message(&mut body, state.payload, kind != Body::Json),
+            read_message(
+                body.as_mut()
+                    .ok_or_else(|| RpcError::internal("request body taken twice"))?,
+                state.payload,
+                kind != Body::Json,
+            ),
         );
         let Some(message) = read.await.map_err(|_| {
             fail(

@@ -230,6 +230,7 @@ pub(crate) async fn send_flow(
             None => return Err(RpcError::network("the stream was closed")),
         };
         if granted == 0 {
+            tokio::task::yield_now().await;
             continue;
         }
         let chunk = data.split_to(granted.min(data.len()));
