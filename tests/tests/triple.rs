@@ -1031,3 +1031,118 @@ async fn raw_request(
     .await
     .expect("the server answers within 10 s")
 }
+
+/// `tri` over TLS: the certificates, mTLS and errors of the `dubbo` TLS support, over HTTP/2
+/// (ALPN `h2`); a plaintext `tri` provider serves beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tri_over_tls_checks_certificates_and_serves_beside_plaintext() {
+    use rpc_tests::pki::Ca;
+    let ca = Ca::new("tri");
+    let leaf = ca.leaf("tri-provider");
+    let secure = |mtls: bool| {
+        let mut u = Url::parse("tri://127.0.0.1:0/org.example.Echo?version=1.0.0")
+            .expect("url")
+            .with_param("tls", true)
+            .with_param("tls.cert", leaf.cert.display())
+            .with_param("tls.key", leaf.key.display());
+        if mtls {
+            u = u.with_param("tls.ca", ca.pem().display());
+        }
+        u
+    };
+    let tls = rpc_core::proxy::export(&*tri(), secure(false), EchoServer::new(Impl::default()))
+        .await
+        .expect("export over TLS");
+    let plain = rpc_core::proxy::export(
+        &*tri(),
+        Url::parse("tri://127.0.0.1:0/org.example.Echo?version=1.0.0").expect("url"),
+        EchoServer::new(Impl::default()),
+    )
+    .await
+    .expect("export in plaintext");
+    let tls_port = tls.url().port().expect("port");
+    let with_ca = reference(tls_port, "org.example.Echo")
+        .with_param("tls", true)
+        .with_param("tls.ca", ca.pem().display());
+    let c: EchoClient = rpc_core::proxy::refer(&*tri(), with_ca.clone())
+        .await
+        .expect("refer");
+    assert_eq!(c.greet("ann".into()).await.expect("over TLS"), "hello ann");
+    let p: EchoClient = rpc_core::proxy::refer(
+        &*tri(),
+        reference(plain.url().port().expect("port"), "org.example.Echo"),
+    )
+    .await
+    .expect("refer");
+    assert_eq!(p.greet("bo".into()).await.expect("plaintext"), "hello bo");
+
+    // A consumer without the CA, or with another one, is told why.
+    let no_ca: EchoClient = rpc_core::proxy::refer(
+        &*tri(),
+        reference(tls_port, "org.example.Echo").with_param("tls", true),
+    )
+    .await
+    .expect("refer");
+    let e = no_ca.greet("x".into()).await.expect_err("no tls.ca");
+    assert!(e.to_string().contains("tls.ca"), "{e}");
+    let other = Ca::new("other");
+    let wrong: EchoClient = rpc_core::proxy::refer(
+        &*tri(),
+        reference(tls_port, "org.example.Echo")
+            .with_param("tls", true)
+            .with_param("tls.ca", other.pem().display()),
+    )
+    .await
+    .expect("refer");
+    let e = wrong.greet("x".into()).await.expect_err("wrong CA");
+    assert!(e.to_string().contains("tls.ca"), "{e}");
+    // A plaintext HTTP/2 client gets nothing from the TLS port.
+    let plain_to_tls: EchoClient =
+        rpc_core::proxy::refer(&*tri(), reference(tls_port, "org.example.Echo"))
+            .await
+            .expect("refer");
+    assert!(plain_to_tls.greet("x".into()).await.is_err());
+    // The same port cannot also serve plaintext.
+    let clash = Url::parse(&format!(
+        "tri://127.0.0.1:{tls_port}/org.example.Other?version=1.0.0"
+    ))
+    .expect("url");
+    let e = rpc_core::proxy::export(&*tri(), clash, EchoServer::new(Impl::default()))
+        .await
+        .err()
+        .expect("a plaintext export on the TLS port");
+    assert!(e.to_string().contains("already serves tri over TLS"), "{e}");
+
+    // mTLS: a client without a certificate is refused, one with a certificate of the CA is not.
+    let mtls = rpc_core::proxy::export(&*tri(), secure(true), EchoServer::new(Impl::default()))
+        .await
+        .expect("export with mTLS");
+    let mport = mtls.url().port().expect("port");
+    let anonymous: EchoClient = rpc_core::proxy::refer(
+        &*tri(),
+        reference(mport, "org.example.Echo")
+            .with_param("tls", true)
+            .with_param("tls.ca", ca.pem().display()),
+    )
+    .await
+    .expect("refer");
+    assert!(
+        anonymous.greet("x".into()).await.is_err(),
+        "no client certificate"
+    );
+    let me = ca.leaf("tri-client");
+    let known: EchoClient = rpc_core::proxy::refer(
+        &*tri(),
+        reference(mport, "org.example.Echo")
+            .with_param("tls", true)
+            .with_param("tls.ca", ca.pem().display())
+            .with_param("tls.cert", me.cert.display())
+            .with_param("tls.key", me.key.display()),
+    )
+    .await
+    .expect("refer");
+    assert_eq!(known.greet("cy".into()).await.expect("mTLS"), "hello cy");
+    for e in [tls, plain, mtls] {
+        e.unexport().await;
+    }
+}

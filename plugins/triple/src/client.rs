@@ -31,6 +31,8 @@ pub(crate) struct Channel {
     generation: AtomicU64,
     backoff: Mutex<Backoff>,
     settings: H2Settings,
+    /// The provider URL (merged with the reference) when it serves TLS: the TLS settings.
+    tls: Option<Url>,
 }
 
 /// After a failed dial the channel reports itself unavailable for a while (so clusters pick
@@ -77,7 +79,12 @@ fn h2_error(what: &str, e: h2::Error) -> RpcError {
 }
 
 impl Channel {
-    pub(crate) fn new(address: String, settings: H2Settings, backoff: Backoff) -> Arc<Channel> {
+    pub(crate) fn new(
+        address: String,
+        settings: H2Settings,
+        backoff: Backoff,
+        tls: Option<Url>,
+    ) -> Arc<Channel> {
         Arc::new(Channel {
             address,
             current: Mutex::new(None),
@@ -85,6 +92,7 @@ impl Channel {
             generation: AtomicU64::new(0),
             backoff: Mutex::new(backoff),
             settings,
+            tls,
         })
     }
 
@@ -133,13 +141,41 @@ impl Channel {
                 RpcError::network(format!("cannot connect to {}: {e}", self.address)).with_source(e)
             })?;
         let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => self.handshake(tcp, deadline).await,
+            Some(url) => {
+                let within = deadline.saturating_duration_since(Instant::now());
+                let stream = rpc_core::transport::tls::handshake_client(
+                    url,
+                    tcp,
+                    &self.address,
+                    within,
+                    &[b"h2"],
+                )
+                .await?;
+                self.handshake(stream, deadline).await
+            }
+        }
+    }
+
+    /// The HTTP/2 handshake on a connected stream (plain TCP or TLS); the connection is then
+    /// driven by a task of its own.
+    async fn handshake<T>(
+        self: &Arc<Self>,
+        io: T,
+        deadline: Instant,
+    ) -> Result<SendRequest<Bytes>, RpcError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let late = || RpcError::timeout(format!("connecting to {} took too long", self.address));
         let s = &self.settings;
         let handshake = h2::client::Builder::new()
             .initial_window_size(s.stream_window)
             .initial_connection_window_size(s.connection_window)
             .max_header_list_size(s.max_header_list)
             .max_send_buffer_size(s.stream_window as usize)
-            .handshake::<_, Bytes>(tcp);
+            .handshake::<_, Bytes>(io);
         let (send, conn) = tokio::time::timeout_at(deadline, handshake)
             .await
             .map_err(|_| late())?

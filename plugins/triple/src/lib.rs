@@ -140,11 +140,23 @@ impl Protocol for Triple {
         let existing = (port != 0)
             .then(|| listeners.get(&format!("{host}:{port}")).cloned())
             .flatten();
+        let tls = rpc_core::transport::tls::enabled(&url)?;
         let listener = match existing {
+            Some(l) if l.tls != tls => {
+                return Err(RpcError::config(format!(
+                    "{host}:{port} already serves tri {}; export this service with tls={} or on another port",
+                    if l.tls { "over TLS" } else { "in plaintext" },
+                    l.tls
+                )))
+            }
             Some(l) => l,
             None => {
+                let server_tls = tls
+                    .then(|| rpc_core::transport::tls::ServerTls::start(&url, &[b"h2"]))
+                    .transpose()?;
                 let l = Arc::new(
-                    server::Listener::bind(&host, port, payload, H2Settings::default()).await?,
+                    server::Listener::bind(&host, port, payload, H2Settings::default(), server_tls)
+                        .await?,
                 );
                 listeners.insert(format!("{host}:{}", l.port), l.clone());
                 l
@@ -182,13 +194,23 @@ impl Protocol for Triple {
         let timeout = Duration::from_millis(url.param_as("timeout", DEFAULT_TIMEOUT_MS)?);
         let payload = url.param_as("payload", rpc_core::exchange::DEFAULT_PAYLOAD)?;
         let address = url.address();
+        // Connections are shared per address and, over TLS, per client identity.
+        let tls = rpc_core::transport::tls::enabled(&url)?;
+        let channel_key = if tls {
+            format!(
+                "{address}|tls|{}",
+                rpc_core::transport::tls::client_identity(&url)
+            )
+        } else {
+            address.clone()
+        };
         let channel = {
             let mut channels = self
                 .channels
                 .lock()
                 .map_err(|_| RpcError::internal("channel table poisoned"))?;
             channels.retain(|_, c| c.strong_count() > 0);
-            match channels.get(&address).and_then(Weak::upgrade) {
+            match channels.get(&channel_key).and_then(Weak::upgrade) {
                 Some(c) => c,
                 None => {
                     let ms = |key: &str, default: u64| -> Result<Duration, RpcError> {
@@ -198,8 +220,14 @@ impl Protocol for Triple {
                         ms("reconnect.interval", 100)?,
                         ms("reconnect.max", 3000)?,
                     );
-                    let c = client::Channel::new(address.clone(), H2Settings::default(), backoff);
-                    channels.insert(address.clone(), Arc::downgrade(&c));
+                    let tls_url = tls.then(|| url.clone());
+                    let c = client::Channel::new(
+                        address.clone(),
+                        H2Settings::default(),
+                        backoff,
+                        tls_url,
+                    );
+                    channels.insert(channel_key, Arc::downgrade(&c));
                     c
                 }
             }

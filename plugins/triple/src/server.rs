@@ -16,6 +16,7 @@ use rpc_core::invocation::ByteString;
 use rpc_core::proxy::{ServiceDescriptor, StreamKind};
 use rpc_core::serialize::Serialization;
 use rpc_core::stream::ValueStream;
+use rpc_core::transport::tls::ServerTls;
 use rpc_core::{ErrorKind, Invocation, Invoker, Outcome, RpcError, ServiceKey, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -41,6 +42,8 @@ pub(crate) type Table = Arc<RwLock<HashMap<String, Exported>>>;
 pub(crate) struct Listener {
     pub(crate) services: Table,
     pub(crate) port: u16,
+    /// Whether it serves TLS (every service on one port is served the same way).
+    pub(crate) tls: bool,
     stop: watch::Sender<bool>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -49,6 +52,7 @@ struct State {
     services: Table,
     payload: usize,
     settings: H2Settings,
+    tls: Option<ServerTls>,
 }
 
 impl Listener {
@@ -58,6 +62,7 @@ impl Listener {
         port: u16,
         payload: usize,
         settings: H2Settings,
+        tls: Option<ServerTls>,
     ) -> Result<Listener, RpcError> {
         let tcp = TcpListener::bind((host, port)).await.map_err(|e| {
             RpcError::network(format!("cannot listen on {host}:{port}: {e}")).with_source(e)
@@ -68,15 +73,18 @@ impl Listener {
             .port();
         let services: Table = Default::default();
         let (stop, stopped) = watch::channel(false);
+        let tls_on = tls.is_some();
         let state = Arc::new(State {
             services: services.clone(),
             payload,
             settings,
+            tls,
         });
         let task = tokio::spawn(accept_loop(tcp, state, stopped));
         Ok(Listener {
             services,
             port,
+            tls: tls_on,
             stop,
             task: tokio::sync::Mutex::new(Some(task)),
         })
@@ -97,7 +105,7 @@ async fn accept_loop(tcp: TcpListener, state: Arc<State>, mut stopped: watch::Re
             accepted = tcp.accept() => match accepted {
                 Ok((io, peer)) => {
                     let _ = io.set_nodelay(true);
-                    tokio::spawn(connection(io, peer.to_string(), state.clone(), stopped.clone()));
+                    tokio::spawn(secured(io, peer.to_string(), state.clone(), stopped.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -109,12 +117,29 @@ async fn accept_loop(tcp: TcpListener, state: Arc<State>, mut stopped: watch::Re
     }
 }
 
-async fn connection(
-    io: TcpStream,
-    peer: String,
-    state: Arc<State>,
-    mut stopped: watch::Receiver<bool>,
-) {
+/// How long a client has for its TLS handshake and its HTTP/2 preface.
+const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Serves one accepted connection, after its TLS handshake when the listener serves TLS (a
+/// failed or stalled handshake closes that connection only).
+async fn secured(io: TcpStream, peer: String, state: Arc<State>, stopped: watch::Receiver<bool>) {
+    let Some(tls) = &state.tls else {
+        return connection(io, peer, state, stopped).await;
+    };
+    let acceptor = tls.acceptor();
+    match tokio::time::timeout(HANDSHAKE_WITHIN, acceptor.accept(io)).await {
+        Ok(Ok(stream)) => connection(stream, peer, state, stopped).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed"),
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not completed within 10 s; connection closed")
+        }
+    }
+}
+
+async fn connection<T>(io: T, peer: String, state: Arc<State>, mut stopped: watch::Receiver<bool>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let s = &state.settings;
     let handshake = h2::server::Builder::new()
         .initial_window_size(s.stream_window)
@@ -123,7 +148,7 @@ async fn connection(
         .max_header_list_size(s.max_header_list)
         .max_send_buffer_size(s.stream_window as usize)
         .handshake::<_, Bytes>(io);
-    let mut conn = match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+    let mut conn = match tokio::time::timeout(HANDSHAKE_WITHIN, handshake).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed");

@@ -1,4 +1,7 @@
-//! TLS for the `tcp` transporter (rustls over tokio): `tls=true` on a provider's URL.
+//! TLS (rustls over tokio): `tls=true` on a provider's URL. The `tcp` transporter (and so
+//! `dubbo`) serves it from its own accept loop; protocols with their own
+//! server (`tri`) use [`ServerTls`] and [`handshake_client`], so certificates, reloads and
+//! errors are the same for all.
 //!
 //! # Keys
 //!
@@ -249,7 +252,7 @@ pub fn client_config(url: &Url) -> Result<Arc<rustls::ClientConfig>> {
 }
 
 /// What a consumer's TLS identity is made of, for telling shared clients apart.
-pub(crate) fn client_identity(url: &Url) -> String {
+pub fn client_identity(url: &Url) -> String {
     let part = |k: &str| url.param(k).unwrap_or("");
     let text = format!(
         "{}|{}|{}|{}",
@@ -294,17 +297,27 @@ fn handshake_error(addr: &str, e: &std::io::Error) -> RpcError {
     )
 }
 
-/// Runs the consumer's handshake on `stream` and splits the result.
-pub(crate) async fn connect(
+/// Runs a consumer's TLS handshake on `stream` to the provider `url` (the provider URL
+/// merged with the reference's: `tls.ca`, a client certificate, `tls.server.name`), within
+/// `within`, offering the application protocols `alpn` (`h2` for HTTP/2; none for `dubbo`).
+/// Used by every protocol that speaks TLS, so they check certificates the same way and fail
+/// with the same errors.
+pub async fn handshake_client(
     url: &Url,
     stream: TcpStream,
-    addr: String,
+    addr: &str,
     within: Duration,
-) -> Result<Connection> {
-    let config = client_config(url)?;
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut config = client_config(url)?;
+    if !alpn.is_empty() {
+        let mut c = (*config).clone();
+        c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config = Arc::new(c);
+    }
     let name = server_name(url)?;
     let connector = tokio_rustls::TlsConnector::from(config);
-    let tls = tokio::time::timeout(within, connector.connect(name, stream))
+    tokio::time::timeout(within, connector.connect(name, stream))
         .await
         .map_err(|_| {
             RpcError::new(
@@ -315,7 +328,17 @@ pub(crate) async fn connect(
                 ),
             )
         })?
-        .map_err(|e| handshake_error(&addr, &e))?;
+        .map_err(|e| handshake_error(addr, &e))
+}
+
+/// Runs the consumer's handshake on `stream` and splits the result.
+pub(crate) async fn connect(
+    url: &Url,
+    stream: TcpStream,
+    addr: String,
+    within: Duration,
+) -> Result<Connection> {
+    let tls = handshake_client(url, stream, &addr, within, &[]).await?;
     let (r, w) = tokio::io::split(tls);
     Ok(Connection {
         reader: Box::new(r),
@@ -342,6 +365,72 @@ fn files_fingerprint(url: &Url) -> Vec<Option<(SystemTime, u64)>> {
 /// The provider's current TLS settings, replaced when its files change.
 struct Current {
     config: ArcSwap<rustls::ServerConfig>,
+    /// The application protocols offered (ALPN), kept across reloads.
+    alpn: Vec<Vec<u8>>,
+}
+
+impl Current {
+    /// The settings of `url` with this provider's ALPN protocols.
+    fn load(&self, url: &Url) -> Result<Arc<rustls::ServerConfig>> {
+        with_alpn(server_config(url)?, &self.alpn)
+    }
+}
+
+fn with_alpn(
+    config: Arc<rustls::ServerConfig>,
+    alpn: &[Vec<u8>],
+) -> Result<Arc<rustls::ServerConfig>> {
+    if alpn.is_empty() {
+        return Ok(config);
+    }
+    let mut c = (*config).clone();
+    c.alpn_protocols = alpn.to_vec();
+    Ok(Arc::new(c))
+}
+
+/// A provider's TLS settings kept current: loaded (and checked) when it starts, then loaded
+/// again from its files every `tls.reload` ms when they changed. What the `tcp` transporter
+/// serves `dubbo` with, and what protocols that run their own server (`tri`) use.
+pub struct ServerTls {
+    current: Arc<Current>,
+    reload: Option<JoinHandle<()>>,
+}
+
+impl ServerTls {
+    /// The settings of `url` (`tls.cert`, `tls.key`, `tls.ca` for mTLS, `tls.reload`),
+    /// offering the application protocols `alpn` (`h2` for HTTP/2; none for `dubbo`). Fails
+    /// now when they do not load, so an export with bad certificates fails at start.
+    pub fn start(url: &Url, alpn: &[&[u8]]) -> Result<ServerTls> {
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let current = Arc::new(Current {
+            config: ArcSwap::new(with_alpn(server_config(url)?, &alpn)?),
+            alpn,
+        });
+        let every: u64 = url.param_as("tls.reload", DEFAULT_RELOAD_MS)?;
+        // The reload task holds only a weak reference: it ends with this value.
+        let reload = (every > 0).then(|| {
+            tokio::spawn(reload_loop(
+                Arc::downgrade(&current),
+                url.clone(),
+                Duration::from_millis(every),
+            ))
+        });
+        Ok(ServerTls { current, reload })
+    }
+
+    /// An acceptor with the settings in force now (a connection keeps the ones it started
+    /// with).
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.current.config.load_full())
+    }
+}
+
+impl Drop for ServerTls {
+    fn drop(&mut self) {
+        if let Some(t) = &self.reload {
+            t.abort();
+        }
+    }
 }
 
 async fn reload_loop(current: Weak<Current>, url: Url, every: Duration) {
@@ -355,7 +444,7 @@ async fn reload_loop(current: Weak<Current>, url: Url, every: Duration) {
         if now == seen {
             continue;
         }
-        match server_config(&url) {
+        match current.load(&url) {
             Ok(config) => {
                 current.config.store(config);
                 seen = now;
@@ -376,29 +465,18 @@ async fn reload_loop(current: Weak<Current>, url: Url, every: Duration) {
 pub(crate) struct TlsAcceptor {
     local: String,
     listener: TcpListener,
-    current: Arc<Current>,
+    tls: ServerTls,
     handshakes: Arc<Semaphore>,
     within: Duration,
     ready_tx: mpsc::Sender<Connection>,
     ready_rx: Mutex<mpsc::Receiver<Connection>>,
-    reload: Option<JoinHandle<()>>,
-}
-
-impl Drop for TlsAcceptor {
-    fn drop(&mut self) {
-        if let Some(t) = &self.reload {
-            t.abort();
-        }
-    }
 }
 
 impl TlsAcceptor {
     /// Serves TLS on `listener` with the settings of `url` (checked now: an export with bad
     /// certificates fails at start).
     pub(crate) fn new(listener: TcpListener, url: &Url, local: String) -> Result<Self> {
-        let current = Arc::new(Current {
-            config: ArcSwap::new(server_config(url)?),
-        });
+        let tls = ServerTls::start(url, &[])?;
         let within = Duration::from_millis(
             url.param_as(
                 "frame.timeout",
@@ -406,25 +484,15 @@ impl TlsAcceptor {
             )?
             .max(1),
         );
-        let every: u64 = url.param_as("tls.reload", DEFAULT_RELOAD_MS)?;
-        // The reload task holds only a weak reference: it ends with the acceptor.
-        let reload = (every > 0).then(|| {
-            tokio::spawn(reload_loop(
-                Arc::downgrade(&current),
-                url.clone(),
-                Duration::from_millis(every),
-            ))
-        });
         let (ready_tx, ready_rx) = mpsc::channel(64);
         Ok(TlsAcceptor {
             local,
             listener,
-            current,
+            tls,
             handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
             within,
             ready_tx,
             ready_rx: Mutex::new(ready_rx),
-            reload,
         })
     }
 
@@ -432,7 +500,7 @@ impl TlsAcceptor {
     /// [`Acceptor::accept`].
     fn handshake(&self, stream: TcpStream, peer: String, permit: OwnedSemaphorePermit) {
         let _ = stream.set_nodelay(true);
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.current.config.load_full());
+        let acceptor = self.tls.acceptor();
         let ready = self.ready_tx.clone();
         let within = self.within;
         tokio::spawn(async move {
