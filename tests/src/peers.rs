@@ -125,3 +125,33 @@ pub async fn node_provider(dir: &Path, seconds: u32) -> (tokio::process::Child, 
     .expect("the Node provider reports its port");
     (child, port)
 }
+
+/// The service of the stock Node provider ([`node_provider`]): `org.example.Greeter:1.0.0`.
+#[rpc_core::service(name = "org.example.Greeter", version = "1.0.0")]
+pub trait StockGreeter {
+    /// `hello {name}`.
+    async fn greet(&self, name: String) -> String;
+}
+
+/// Finds the stock Node provider through `registry` with a consumer of this framework and
+/// asserts its answers to two calls; `what` says how the provider was registered.
+pub async fn greet_through(registry: &str, what: &str) {
+    let client: StockGreeterClient = rpc_core::bootstrap::Consumer::builder()
+        .without_env()
+        .application("rust-consumer")
+        .registry(registry)
+        .expect("registry url")
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<StockGreeterClient>()
+        .await
+        .expect("reference");
+    for name in ["ann", "bob"] {
+        let answer = client
+            .greet(name.into())
+            .await
+            .unwrap_or_else(|e| panic!("call the provider {what}: {e}"));
+        assert_eq!(answer, format!("hello {name}"), "{what}");
+    }
+}

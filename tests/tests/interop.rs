@@ -74,13 +74,6 @@ impl Interop for Impl {
     }
 }
 
-/// The stock Node provider's service.
-#[rpc_core::service(name = "org.example.Greeter", version = "1.0.0")]
-pub trait NodeGreeter {
-    /// `hello {name}`.
-    async fn greet(&self, name: String) -> String;
-}
-
 async fn export_interop() -> Box<dyn rpc_core::protocol::Exporter> {
     let url = Url::parse("dubbo://127.0.0.1:0/org.example.Interop?version=1.0.0").expect("url");
     rpc_core::proxy::export(&*dubbo(), url, InteropServer::new(Impl))
@@ -130,7 +123,8 @@ async fn our_consumer_calls_the_stock_node_provider() {
         "dubbo://127.0.0.1:{port}/org.example.Greeter?version=1.0.0&serialization=hessian2&timeout=5000"
     ))
     .expect("url");
-    let client: NodeGreeterClient = rpc_core::proxy::refer(&*dubbo(), url).await.expect("refer");
+    let client: peers::StockGreeterClient =
+        rpc_core::proxy::refer(&*dubbo(), url).await.expect("refer");
     assert_eq!(client.greet("ann".into()).await.expect("call"), "hello ann");
     assert_eq!(client.greet("bob".into()).await.expect("call"), "hello bob");
     // Stopped by its PID.

@@ -153,13 +153,6 @@ async fn an_instance_registered_as_java_dubbo_does_is_read_with_all_its_keys() {
 /// How long a stock peer may take.
 const PEER_WITHIN: Duration = Duration::from_secs(60);
 
-/// A service named as the stock Node provider's `org.example.Greeter`.
-#[rpc_core::service(name = "org.example.Greeter", version = "1.0.0")]
-pub trait StockGreeter {
-    /// `hello {name}`.
-    async fn greet(&self, name: String) -> String;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacos_sdk_python_sees_our_provider_with_dubbo_service_name_and_metadata() {
     let Some(address) = Backend::Nacos.address() else {
@@ -274,26 +267,7 @@ async fn our_consumer_calls_a_provider_registered_through_nacos_sdk_python() {
         .url_at(&address, &namespace)
         .with_param("cache.file", cache.display())
         .to_string();
-    let client: StockGreeterClient = rpc_core::bootstrap::Consumer::builder()
-        .without_env()
-        .application("rust-consumer")
-        .registry(&registry)
-        .expect("registry url")
-        .build()
-        .await
-        .expect("consumer")
-        .reference::<StockGreeterClient>()
-        .await
-        .expect("reference");
-    for name in ["ann", "bob"] {
-        assert_eq!(
-            client
-                .greet(name.into())
-                .await
-                .expect("call the provider nacos-sdk-python registered"),
-            format!("hello {name}")
-        );
-    }
+    peers::greet_through(&registry, "nacos-sdk-python registered").await;
     // Closing its standard input makes the peer remove its instance and exit.
     drop(python.stdin.take());
     let status = tokio::time::timeout(PEER_WITHIN, python.wait())

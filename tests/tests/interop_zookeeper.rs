@@ -31,14 +31,6 @@ static DEFAULT_ROOT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// How long a stock peer may take.
 const PEER_WITHIN: Duration = Duration::from_secs(60);
 
-/// A service named as the stock peers' `org.example.Greeter`, for our consumer of the
-/// Java-registered provider.
-#[rpc_core::service(name = "org.example.Greeter", version = "1.0.0")]
-pub trait JavaGreeter {
-    /// `hello {name}`.
-    async fn greet(&self, name: String) -> String;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dubbo_ssl_python_finds_our_provider_in_zookeeper_and_calls_it() {
     let Some(address) = Backend::Zookeeper.address() else {
@@ -314,26 +306,7 @@ async fn our_consumer_calls_a_provider_registered_as_java_dubbo_registers() {
         "zookeeper://{address}?root={namespace}&session=4000&timeout=2000&cache.file={}",
         cache.display()
     );
-    let client: JavaGreeterClient = rpc_core::bootstrap::Consumer::builder()
-        .without_env()
-        .application("rust-consumer")
-        .registry(&registry)
-        .expect("registry url")
-        .build()
-        .await
-        .expect("consumer")
-        .reference::<JavaGreeterClient>()
-        .await
-        .expect("reference");
-    for name in ["ann", "bob"] {
-        assert_eq!(
-            client
-                .greet(name.into())
-                .await
-                .expect("call the Java-registered provider"),
-            format!("hello {name}")
-        );
-    }
+    peers::greet_through(&registry, "registered under the node name Java writes").await;
     node.start_kill()
         .expect("stop the Node provider by its PID");
     let _ = node.wait().await;
