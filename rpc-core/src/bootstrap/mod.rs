@@ -288,6 +288,20 @@ impl ProviderBuilder {
                     exported: exported.clone(),
                 });
                 let watch = exported.with_param("category", "configurators");
+                // With the provider's rule documents of the config center merged in.
+                let listener: Arc<dyn registry::NotifyListener> =
+                    match registry::config_center::RuleFeed::provider(
+                        registry,
+                        &exported,
+                        listener.clone(),
+                    ) {
+                        Ok(feed) => feed,
+                        Err(e) => {
+                            tracing::warn!(service = %exported.path(), error = %e,
+                                "cannot watch the provider's rule documents");
+                            listener
+                        }
+                    };
                 if let Err(e) = registry.subscribe(&watch, listener).await {
                     tracing::warn!(service = %exported.path(), error = %e,
                         "cannot watch the provider's override rules");
@@ -574,8 +588,10 @@ impl Consumer {
         let dir = RegistryDirectory::with_routers(url.clone(), factory, own_routers);
         // As Dubbo consumers do: the providers, and the override and routing rules of the
         // service (applied live by the directory, kept in the registry cache like the list).
+        // The rule documents of the config center (Dubbo 2.7+ YAML) join those lists.
         let subscription = url.with_param("category", "providers,configurators,routers");
-        registry.subscribe(&subscription, dir.clone()).await?;
+        let rules = registry::config_center::RuleFeed::consumer(registry, &url, dir.clone())?;
+        registry.subscribe(&subscription, rules.clone()).await?;
         // The consumer's own registration is informational (operators' tools list it): it
         // never delays the reference, even while the registry is unreachable.
         let consumer_url =
@@ -594,6 +610,7 @@ impl Consumer {
         Ok(Arc::new(RegistryReference {
             inner: crate::filter::build_reference_chain(cluster.join(dir)?)?,
             _registry: registry.clone(),
+            _rules: rules,
         }))
     }
 }
@@ -603,6 +620,8 @@ impl Consumer {
 struct RegistryReference {
     inner: Arc<dyn Invoker>,
     _registry: Arc<dyn Registry>,
+    /// Its config-center watches last as long as the reference.
+    _rules: Arc<registry::config_center::RuleFeed>,
 }
 
 // Forwards the inner invoker's future as its own (no second box per call).

@@ -8,6 +8,10 @@
 //! registry comes back the adapter replays the subscription and its live lists replace the
 //! cached ones.
 //!
+//! The last content of every config-center entry read through it ([`super::config_center`]:
+//! rule documents) is kept the same way, in the same file, so rules survive a restart during
+//! an outage as the provider lists do.
+//!
 //! File location: the `file` or `cache.file` key of the registry URL, else
 //! `registry-{registry address}.json` (the address made file-name safe) in the directory
 //! `RPC_CACHE_DIR`, else in `$HOME/.rpc/cache` (the system temp dir when `HOME` is unset). The file is bounded ([`MAX_FILE_BYTES`],
@@ -19,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::config_center::{ConfigKey, MAX_CONFIG_BYTES};
 use super::{listener_id, Category, NotifyListener, Registry};
 use crate::error::{Result, RpcError};
 use crate::url::Url;
@@ -33,18 +38,30 @@ const FORMAT_VERSION: u32 = 1;
 /// interface → category name → URL texts.
 type Lists = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
+/// `group/key` → content.
+type Configs = BTreeMap<String, String>;
+
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
     version: u32,
     registry: String,
     services: Lists,
+    /// Absent in files written before config entries were cached.
+    #[serde(default)]
+    configs: Configs,
 }
 
-/// The last known lists of one registry, mirrored to a file.
+#[derive(Default, Clone)]
+struct State {
+    lists: Lists,
+    configs: Configs,
+}
+
+/// The last known lists (and config entries) of one registry, mirrored to a file.
 pub struct RegistryCache {
     registry: String,
     path: Option<PathBuf>,
-    lists: Mutex<Lists>,
+    state: Mutex<State>,
 }
 
 impl std::fmt::Debug for RegistryCache {
@@ -101,17 +118,17 @@ impl RegistryCache {
             .or_else(|| registry.param("file"))
             .map(PathBuf::from)
             .unwrap_or_else(|| default_path(registry));
-        let lists = match load(&path) {
+        let state = match load(&path) {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "registry cache ignored");
-                Lists::new()
+                State::default()
             }
         };
         RegistryCache {
             registry: registry.to_string(),
             path: Some(path),
-            lists: Mutex::new(lists),
+            state: Mutex::new(state),
         }
     }
 
@@ -120,7 +137,7 @@ impl RegistryCache {
         RegistryCache {
             registry: registry.to_string(),
             path: None,
-            lists: Mutex::new(Lists::new()),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -131,17 +148,18 @@ impl RegistryCache {
 
     /// The cached list of `category` of `interface`, if one was ever stored.
     pub fn get(&self, interface: &str, category: Category) -> Option<Vec<Url>> {
-        let lists = self.lists.lock().ok()?;
-        let texts = lists.get(interface)?.get(category.as_str())?;
+        let state = self.state.lock().ok()?;
+        let texts = state.lists.get(interface)?.get(category.as_str())?;
         Some(texts.iter().filter_map(|t| Url::parse(t).ok()).collect())
     }
 
     /// The interfaces with at least one cached URL in any category, sorted.
     pub fn interfaces(&self) -> Vec<String> {
-        let Ok(lists) = self.lists.lock() else {
+        let Ok(state) = self.state.lock() else {
             return Vec::new();
         };
-        lists
+        state
+            .lists
             .iter()
             .filter(|(_, cats)| cats.values().any(|urls| !urls.is_empty()))
             .map(|(interface, _)| interface.clone())
@@ -153,10 +171,11 @@ impl RegistryCache {
         let mut texts: Vec<String> = urls.iter().map(Url::to_string).collect();
         texts.sort();
         let snapshot = {
-            let Ok(mut lists) = self.lists.lock() else {
+            let Ok(mut state) = self.state.lock() else {
                 return;
             };
-            let slot = lists
+            let slot = state
+                .lists
                 .entry(interface.to_string())
                 .or_default()
                 .entry(category.as_str().to_string())
@@ -165,13 +184,48 @@ impl RegistryCache {
                 return;
             }
             *slot = texts;
-            lists.clone()
+            state.clone()
         };
+        self.write(snapshot);
+    }
+
+    /// The cached content of the config entry `key`, if one was stored.
+    pub fn get_config(&self, key: &ConfigKey) -> Option<String> {
+        self.state
+            .lock()
+            .ok()?
+            .configs
+            .get(&key.to_string())
+            .cloned()
+    }
+
+    /// Stores (`Some`) or forgets (`None`) the content of the config entry `key`, and
+    /// rewrites the file when that changed anything.
+    pub fn put_config(&self, key: &ConfigKey, content: Option<&str>) {
+        let snapshot = {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            let name = key.to_string();
+            if state.configs.get(&name).map(String::as_str) == content {
+                return;
+            }
+            match content {
+                Some(c) => state.configs.insert(name, c.to_string()),
+                None => state.configs.remove(&name),
+            };
+            state.clone()
+        };
+        self.write(snapshot);
+    }
+
+    fn write(&self, snapshot: State) {
         if let Some(path) = &self.path {
             let file = CacheFile {
                 version: FORMAT_VERSION,
                 registry: self.registry.clone(),
-                services: snapshot,
+                services: snapshot.lists,
+                configs: snapshot.configs,
             };
             if let Err(e) = write_atomically(path, &file) {
                 tracing::warn!(file = %path.display(), error = %e, "registry cache not written");
@@ -180,10 +234,10 @@ impl RegistryCache {
     }
 }
 
-fn load(path: &Path) -> Result<Lists> {
+fn load(path: &Path) -> Result<State> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lists::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
         Err(e) => return Err(RpcError::internal(format!("cannot read: {e}"))),
     };
     if meta.len() > MAX_FILE_BYTES {
@@ -220,7 +274,17 @@ fn load(path: &Path) -> Result<Lists> {
             out.entry(interface.clone()).or_default().insert(cat, urls);
         }
     }
-    Ok(out)
+    for (name, content) in &file.configs {
+        if content.len() > MAX_CONFIG_BYTES {
+            return Err(RpcError::codec(format!(
+                "config entry {name} is larger than {MAX_CONFIG_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(State {
+        lists: out,
+        configs: file.configs,
+    })
 }
 
 /// Writes `value` as JSON to `path` through a temporary file and a rename, so a reader never
@@ -391,6 +455,37 @@ impl Registry for CachedRegistry {
         }
     }
 
+    /// The adapter's answer (remembered), or the cached content when the registry cannot be
+    /// reached or fails to answer; with nothing cached, the adapter's error. An adapter
+    /// without a config center (an error of kind `Config`) is never answered from the cache.
+    async fn get_config(&self, key: &ConfigKey) -> Result<Option<String>> {
+        if self.inner.is_available() {
+            match self.inner.get_config(key).await {
+                Ok(value) => {
+                    self.cache.put_config(key, value.as_deref());
+                    return Ok(value);
+                }
+                Err(e) if e.kind() == crate::ErrorKind::Config => return Err(e),
+                Err(e) => {
+                    return match self.cache.get_config(key) {
+                        Some(cached) => Ok(Some(cached)),
+                        None => Err(e),
+                    };
+                }
+            }
+        }
+        match self.cache.get_config(key) {
+            Some(cached) => Ok(Some(cached)),
+            None => self.inner.get_config(key).await,
+        }
+    }
+
+    async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {
+        self.inner.publish_config(key, content).await?;
+        self.cache.put_config(key, content);
+        Ok(())
+    }
+
     /// The adapter's answer, or the cached providers when the registry cannot be reached.
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
         if self.inner.is_available() {
@@ -522,6 +617,9 @@ mod tests {
         async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
             Err(RpcError::network("down"))
         }
+        async fn get_config(&self, _: &ConfigKey) -> Result<Option<String>> {
+            Err(RpcError::network("down"))
+        }
     }
 
     #[tokio::test]
@@ -605,5 +703,40 @@ mod tests {
             .await
             .expect_err("nothing cached");
         assert_eq!(err.kind(), crate::ErrorKind::Network);
+    }
+
+    /// A rule document read once is kept on disk: a registry down at the next start still
+    /// answers with it; an entry never read is an error, not an empty document.
+    #[tokio::test]
+    async fn config_entries_survive_a_restart_in_the_cache_file() {
+        let file = temp_file("configs");
+        let reg = Url::parse("zookeeper://127.0.0.1:1")
+            .expect("url")
+            .with_param("file", file.display());
+        let key = ConfigKey::new("dubbo", "org.Foo::.configurators").expect("key");
+        let up = RegistryCache::open(&reg);
+        up.put("org.Foo", Category::Providers, &[]);
+        up.put_config(&key, Some("key: org.Foo"));
+        let cached = CachedRegistry::new(Arc::new(Down(reg.clone())), RegistryCache::open(&reg));
+        assert_eq!(
+            cached
+                .get_config(&key)
+                .await
+                .expect("from the file")
+                .as_deref(),
+            Some("key: org.Foo")
+        );
+        let other = ConfigKey::new("dubbo", "org.Bar::.configurators").expect("key");
+        assert_eq!(
+            cached
+                .get_config(&other)
+                .await
+                .expect_err("never read")
+                .kind(),
+            crate::ErrorKind::Network
+        );
+        cached.cache().put_config(&key, None);
+        assert!(RegistryCache::open(&reg).get_config(&key).is_none());
+        let _ = std::fs::remove_file(file);
     }
 }

@@ -20,6 +20,9 @@
 //! - Bounded reads: at most [`MAX_ENTRIES`] files per category, [`MAX_ENTRIES`] interface
 //!   directories when listing the services, and [`MAX_FILE_BYTES`] per file; malformed files
 //!   are skipped with a warning (once per file name).
+//! - Config-center entries ([`super::config_center`]: rule documents) are files
+//!   `{dir}/.config/{group}/{key}` (the key URL-encoded), written atomically, at most
+//!   [`MAX_CONFIG_BYTES`] each; they stay until removed.
 //! - `services` lists the interface directories that hold at least one live registration
 //!   (any category); an interface whose files all expired or were unregistered is not listed.
 
@@ -31,6 +34,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::cache::write_bytes_atomically;
+use super::config_center::{check_content, ConfigKey, MAX_CONFIG_BYTES};
 use super::{listener_id, Category, NotifyListener, Registry, RegistryFactory};
 use crate::error::{Result, RpcError};
 use crate::url::{encode_component, Url};
@@ -185,6 +189,13 @@ impl LocalRegistry {
 }
 
 impl Inner {
+    fn config_file(&self, key: &ConfigKey) -> PathBuf {
+        self.dir
+            .join(".config")
+            .join(encode_component(key.group()))
+            .join(key.file_name())
+    }
+
     fn category_dir(&self, interface: &str, category: Category) -> PathBuf {
         self.dir
             .join(encode_component(interface))
@@ -469,6 +480,55 @@ impl Registry for LocalRegistry {
     async fn services(&self) -> Result<Vec<String>> {
         let inner = self.inner.clone();
         blocking(move || inner.services()).await?
+    }
+
+    async fn get_config(&self, key: &ConfigKey) -> Result<Option<String>> {
+        let path = self.inner.config_file(key);
+        blocking(move || {
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => {
+                    return Err(RpcError::internal(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    )))
+                }
+            };
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(file, MAX_CONFIG_BYTES as u64 + 1),
+                &mut text,
+            )
+            .map_err(|e| RpcError::codec(format!("cannot read {}: {e}", path.display())))?;
+            if text.len() > MAX_CONFIG_BYTES {
+                return Err(RpcError::codec(format!(
+                    "{} is larger than {MAX_CONFIG_BYTES} bytes",
+                    path.display()
+                )));
+            }
+            Ok(Some(text))
+        })
+        .await?
+    }
+
+    async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {
+        let path = self.inner.config_file(key);
+        if let Some(c) = content {
+            check_content(key, c)?;
+        }
+        let content = content.map(str::to_string);
+        blocking(move || {
+            let result = match content {
+                Some(c) => write_bytes_atomically(&path, c.as_bytes()),
+                None => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                },
+            };
+            result.map_err(|e| RpcError::internal(format!("cannot write {}: {e}", path.display())))
+        })
+        .await?
     }
 }
 

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::config_center::{check_content, ConfigKey};
 use super::{listener_id, Category, NotifyListener, Registry, RegistryFactory};
 use crate::error::{Result, RpcError};
 use crate::url::Url;
@@ -50,6 +51,8 @@ struct State {
     /// interface → category → URL text → URL.
     urls: HashMap<String, HashMap<Category, BTreeMap<String, Url>>>,
     subs: Vec<Subscription>,
+    /// Config-center entries.
+    configs: HashMap<ConfigKey, String>,
 }
 
 impl State {
@@ -178,6 +181,24 @@ impl Registry for MemoryRegistry {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    async fn get_config(&self, key: &ConfigKey) -> Result<Option<String>> {
+        Ok(self.state()?.configs.get(key).cloned())
+    }
+
+    async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {
+        let mut st = self.state()?;
+        match content {
+            Some(c) => {
+                check_content(key, c)?;
+                st.configs.insert(key.clone(), c.to_string());
+            }
+            None => {
+                st.configs.remove(key);
+            }
+        }
+        Ok(())
     }
 }
 

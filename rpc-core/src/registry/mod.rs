@@ -170,6 +170,31 @@ pub trait Registry: Send + Sync {
             self.url().protocol()
         )))
     }
+
+    /// The content of the config-center entry `key` ([`config_center`]), `None` when there
+    /// is none. Adapters without a config center fail with an error of kind `Config` naming
+    /// the adapter.
+    async fn get_config(&self, key: &config_center::ConfigKey) -> Result<Option<String>> {
+        Err(no_config_center(self.url(), key))
+    }
+
+    /// Writes (`Some`) or removes (`None`) the config-center entry `key`; the content is
+    /// checked against [`config_center::MAX_CONFIG_BYTES`] first.
+    async fn publish_config(
+        &self,
+        key: &config_center::ConfigKey,
+        content: Option<&str>,
+    ) -> Result<()> {
+        let _ = content;
+        Err(no_config_center(self.url(), key))
+    }
+}
+
+fn no_config_center(url: &Url, key: &config_center::ConfigKey) -> crate::error::RpcError {
+    crate::error::RpcError::config(format!(
+        "the {} registry has no config center (entry {key})",
+        url.protocol()
+    ))
 }
 
 /// Connects to a registry from its URL.
@@ -184,6 +209,7 @@ fn _assert_object_safe(_: &dyn Registry, _: &dyn RegistryFactory, _: &dyn Notify
 crate::extension_point!(dyn RegistryFactory, key = "registry", default = "local");
 
 pub mod cache;
+pub mod config_center;
 pub mod dubbo;
 pub mod local;
 pub mod memory;

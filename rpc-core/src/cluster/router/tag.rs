@@ -1,7 +1,9 @@
 //! `tag`: route a call to the providers carrying its tag.
 //!
 //! The request tag is the attachment `dubbo.tag` (or `tag`). Providers declare theirs with
-//! the URL parameter `tag`.
+//! the URL parameter `tag`, or a rule gives them one by address (Dubbo's tag rules, from the
+//! config center: `tags=gray=10.0.0.1:20880|10.0.0.2:20880;blue=...` on the rule URL, see
+//! [`crate::registry::config_center`]); a rule's tag wins over the provider's own.
 //!
 //! - With a request tag: the providers whose `tag` equals it. When none does, the call falls
 //!   back to untagged providers, unless the tag is forced (`tag.force=true` on the reference
@@ -11,10 +13,11 @@
 //!   or every provider when all are tagged, so that tagging every provider cannot cut off
 //!   untagged callers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cluster::{Router, RouterFactory};
-use crate::error::Result;
+use crate::error::{Result, RpcError};
 use crate::invocation::{Invocation, Invoker};
 use crate::url::Url;
 
@@ -23,12 +26,30 @@ use crate::url::Url;
 pub struct TagRouter {
     force: bool,
     priority: i32,
+    /// `host:port` → tag, from a rule.
+    by_address: HashMap<String, String>,
+    /// A rule with `enabled=false` routes nothing.
+    disabled: bool,
 }
 
 impl TagRouter {
     /// A tag router; `force` makes a tag without matching providers an error.
     pub fn new(force: bool) -> Self {
-        TagRouter { force, priority: 0 }
+        TagRouter {
+            force,
+            ..TagRouter::default()
+        }
+    }
+
+    fn provider_tag<'a>(&'a self, i: &'a Arc<dyn Invoker>) -> Option<&'a str> {
+        if !self.by_address.is_empty() {
+            let url = i.url();
+            let addr = format!("{}:{}", url.host(), url.port().unwrap_or(0));
+            if let Some(t) = self.by_address.get(&addr) {
+                return Some(t);
+            }
+        }
+        i.url().param("tag").filter(|t| !t.is_empty())
     }
 }
 
@@ -39,10 +60,6 @@ fn tag_of(invocation: &Invocation) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn provider_tag(i: &Arc<dyn Invoker>) -> Option<&str> {
-    i.url().param("tag").filter(|t| !t.is_empty())
-}
-
 impl Router for TagRouter {
     fn route(
         &self,
@@ -50,6 +67,10 @@ impl Router for TagRouter {
         url: &Url,
         invocation: &Invocation,
     ) -> Vec<Arc<dyn Invoker>> {
+        if self.disabled {
+            return invokers;
+        }
+        let provider_tag = |i: &Arc<dyn Invoker>| self.provider_tag(i).map(str::to_string);
         let untagged = |list: &[Arc<dyn Invoker>]| -> Vec<Arc<dyn Invoker>> {
             list.iter()
                 .filter(|i| provider_tag(i).is_none())
@@ -60,7 +81,7 @@ impl Router for TagRouter {
             Some(tag) => {
                 let tagged: Vec<_> = invokers
                     .iter()
-                    .filter(|i| provider_tag(i) == Some(tag))
+                    .filter(|i| provider_tag(i).as_deref() == Some(tag))
                     .cloned()
                     .collect();
                 if !tagged.is_empty() {
@@ -98,15 +119,44 @@ impl Router for TagRouter {
     }
 }
 
-/// Makes [`TagRouter`]s from `tag://` URLs (`force`, `priority` parameters).
+/// Makes [`TagRouter`]s from `tag://` URLs (`force`, `priority`, `enabled` and `tags`
+/// parameters; a malformed `tags` value is an error naming it).
 #[derive(Debug, Default)]
 pub struct TagRouterFactory;
+
+/// Parses `name=addr|addr;name=addr` into address → tag.
+fn parse_tags(text: &str) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for part in text.split(';').filter(|p| !p.trim().is_empty()) {
+        let Some((name, addresses)) = part.split_once('=') else {
+            return Err(RpcError::config(format!(
+                "tag rule: {part:?} in `tags` is not name=addresses"
+            )));
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(RpcError::config(format!(
+                "tag rule: {part:?} in `tags` has no tag name"
+            )));
+        }
+        for addr in addresses
+            .split('|')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            out.insert(addr.to_string(), name.to_string());
+        }
+    }
+    Ok(out)
+}
 
 impl RouterFactory for TagRouterFactory {
     fn create(&self, url: &Url) -> Result<Arc<dyn Router>> {
         Ok(Arc::new(TagRouter {
             force: url.param_bool("force", false)? || url.param_bool("tag.force", false)?,
             priority: url.param_as("priority", 0)?,
+            by_address: parse_tags(url.param("tags").unwrap_or(""))?,
+            disabled: !url.param_bool("enabled", true)?,
         }))
     }
 }
@@ -174,6 +224,35 @@ mod tests {
         assert!(forced
             .route(p, &reference(""), &tagged(Some("red")))
             .is_empty());
+    }
+
+    /// A rule's addresses tag providers that declare no tag, and win over a declared one.
+    #[test]
+    fn a_rule_tags_providers_by_address() {
+        let p = providers(&["", "", "tag=blue"]);
+        let addr = |i: usize| format!("{}:{}", p[i].url().host(), p[i].url().port().unwrap_or(0));
+        let rule = Url::parse(&format!(
+            "tag://0.0.0.0/S?tags=gray={}|{};blue=",
+            addr(0),
+            addr(2)
+        ))
+        .expect("url");
+        let r = TagRouterFactory.create(&rule).expect("router");
+        let got = r.route(p.clone(), &reference(""), &tagged(Some("gray")));
+        assert_eq!(addrs(&got), ["10.0.0.0", "10.0.0.2"]);
+        let got = r.route(p.clone(), &reference(""), &tagged(None));
+        assert_eq!(addrs(&got), ["10.0.0.1"]);
+        let off = TagRouterFactory
+            .create(&rule.with_param("enabled", "false"))
+            .expect("router");
+        assert_eq!(off.route(p, &reference(""), &tagged(Some("gray"))).len(), 3);
+        for bad in ["gray", "=1.2.3.4:1"] {
+            let url = Url::parse("tag://0.0.0.0/S")
+                .expect("url")
+                .with_param("tags", bad);
+            let err = TagRouterFactory.create(&url).err().expect("refused");
+            assert!(err.to_string().contains("tags"), "{err}");
+        }
     }
 
     #[test]
