@@ -8,7 +8,12 @@
 //! - a condition rule moves the calls; a malformed rule is refused and the calls go on under
 //!   the old rules;
 //! - a consumer restarted while the registry is unreachable starts with the rules it last saw
-//!   (the registry cache on disk keeps them next to the provider list).
+//!   (the registry cache on disk keeps them next to the provider list);
+//! - the same, with the rules written as Dubbo 2.7+/3 YAML documents into the config center
+//!   (`/{root}/config/dubbo/{key}` in ZooKeeper and etcd, a Nacos config, a file of the
+//!   embedded registry): a service's configurators (weight 0), an application's
+//!   configurators (a timeout), a condition router, a malformed document refused, a
+//!   provider-side document, and the consumer restarted during an outage.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::registry::config_center::ConfigKey;
 use rpc_core::registry::Registry;
 use rpc_core::{ErrorKind, Url};
 use rpc_tests::registry::{client, temp_path, unique, Backend, Proxy};
@@ -405,4 +411,198 @@ async fn etcd_provider_side_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacos_provider_side_rules() {
     provider_side(Backend::Nacos).await;
+}
+
+/// Writes (or removes, `None`) the rule document `key` in the config center of `registry`.
+async fn publish(registry: &Arc<dyn Registry>, key: &str, text: Option<&str>) {
+    let key = ConfigKey::rule(registry.url(), key).expect("rule key");
+    registry
+        .publish_config(&key, text)
+        .await
+        .unwrap_or_else(|e| panic!("write {key}: {e}"));
+}
+
+/// Waits until `slow(600)` fails with a timeout (or, `want_timeout` false, succeeds).
+async fn until_timeout(napper: &NapperClient, want_timeout: bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let t = Instant::now();
+        match napper.slow(600).await {
+            Err(e) if want_timeout => {
+                assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+                assert!(
+                    t.elapsed() < Duration::from_millis(550),
+                    "the call waited the rule's 300 ms, not the default: {:?}",
+                    t.elapsed()
+                );
+                return start.elapsed();
+            }
+            Ok(_) if !want_timeout => return start.elapsed(),
+            _ => assert!(
+                start.elapsed() < WITHIN * 3,
+                "the timeout is not {} in time",
+                if want_timeout {
+                    "300 ms"
+                } else {
+                    "back to the default"
+                }
+            ),
+        }
+    }
+}
+
+/// The YAML rules of the config center, applied live; see the module docs.
+async fn yaml_scenario(backend: Backend) {
+    let Some(server) = backend.address() else {
+        return;
+    };
+    let namespace = unique("yaml");
+    let proxy = match backend {
+        Backend::Local => None,
+        _ => Some(Proxy::start(&server).await),
+    };
+    let direct = backend
+        .url_at(&server, &namespace)
+        .with_param("config.interval", 100);
+    let cache = temp_path(&format!("{namespace}-consumer"));
+    let via = |name: &str| {
+        let address = proxy.as_ref().map(Proxy::address).unwrap_or_default();
+        backend
+            .url_at(&address, &namespace)
+            .with_param("config.interval", 100)
+            .with_param("cache.file", cache.display())
+            .with_param("client", name)
+    };
+    let p1 = provider(&direct.with_param("client", "p1"), "p1").await;
+    let p2 = provider(&direct.with_param("client", "p2"), "p2").await;
+    let (port1, port2) = (p1.port().expect("port"), p2.port().expect("port"));
+    let operator: Arc<dyn Registry> = client(&direct, "operator").await;
+    let service = "org.example.Napper:1.0.0:";
+
+    let napper = consumer(&via("c1")).await;
+    let load = Load::start(&napper);
+    load.expect("both providers serve", |a| a.len() == 2).await;
+
+    // The service's configurators, as Dubbo Admin writes them: p1 drained by weight 0.
+    let drain = format!(
+        "configVersion: v2.7\nscope: service\nkey: org.example.Napper:1.0.0\nenabled: true\n\
+         configs:\n  - addresses: ['127.0.0.1:{port1}']\n    side: provider\n    \
+         parameters:\n      weight: 0\n"
+    );
+    publish(&operator, &format!("{service}.configurators"), Some(&drain)).await;
+    let took = load
+        .expect("a YAML weight 0 drains p1", |a| a.keys().all(|w| w == "p2"))
+        .await;
+    println!("{backend:?}: YAML weight 0 in force after {took:?}");
+
+    // The consumer application's configurators: a 300 ms timeout.
+    let app_timeout = "configVersion: v2.7\nscope: application\nkey: governed\n\
+                       configs:\n  - side: consumer\n    parameters:\n      timeout: 300\n";
+    publish(&operator, "governed.configurators", Some(app_timeout)).await;
+    let took = until_timeout(&napper, true).await;
+    println!("{backend:?}: YAML application timeout in force after {took:?}");
+
+    // A malformed version of the service's document is refused: its last good rules stay.
+    publish(
+        &operator,
+        &format!("{service}.configurators"),
+        Some("key: org.example.Napper:1.0.0\nconfigs:\n  - parameters: {weight: heavy}\n"),
+    )
+    .await;
+    tokio::time::sleep(WITHIN).await;
+    load.expect("p1 stays drained under the last good document", |a| {
+        a.keys().all(|w| w == "p2")
+    })
+    .await;
+
+    // Removing the documents restores the defaults.
+    publish(&operator, &format!("{service}.configurators"), None).await;
+    publish(&operator, "governed.configurators", None).await;
+    load.expect("p1 back without the document", |a| a.len() == 2)
+        .await;
+    until_timeout(&napper, false).await;
+
+    // A condition router document moves every call to p2.
+    let route = format!(
+        "scope: service\nforce: true\nruntime: true\nenabled: true\nkey: org.example.Napper:1.0.0\n\
+         conditions:\n  - '=> port = {port2}'\n"
+    );
+    publish(
+        &operator,
+        &format!("{service}.condition-router"),
+        Some(&route),
+    )
+    .await;
+    load.expect("the YAML route moves calls to p2", |a| {
+        a.keys().all(|w| w == "p2")
+    })
+    .await;
+
+    // Restarted while the config center cannot be reached: the snapshot's route is in force
+    // from the first call.
+    if let Some(proxy) = &proxy {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut();
+        let restarted = consumer(&via("c2")).await;
+        for _ in 0..20 {
+            assert_eq!(
+                restarted.nap(0).await.expect("served from the cache"),
+                "p2",
+                "the cached YAML route is in force"
+            );
+        }
+        proxy.restore().await;
+    }
+
+    publish(&operator, &format!("{service}.condition-router"), None).await;
+    load.expect("both serve again", |a| a.len() == 2).await;
+    let failures = load.stop().await;
+    assert!(
+        failures.is_empty(),
+        "calls failed under the rule changes: {failures:?}"
+    );
+
+    // A provider-side document of the provider's application: p1 registers with weight 7.
+    let provider_rule = format!(
+        "scope: application\nkey: napper\nconfigs:\n  - side: provider\n    \
+         addresses: ['127.0.0.1:{port1}']\n    parameters: {{weight: 7}}\n"
+    );
+    publish(&operator, "napper.configurators", Some(&provider_rule)).await;
+    until_listed(
+        &*operator,
+        "p1 registered with the document's weight",
+        |l| {
+            l.iter()
+                .any(|u| u.port() == Some(port1) && u.param("weight") == Some("7"))
+        },
+    )
+    .await;
+    publish(&operator, "napper.configurators", None).await;
+    until_listed(&*operator, "p1 back as exported", |l| {
+        l.len() == 2 && l.iter().all(|u| u.param("weight").is_none())
+    })
+    .await;
+    p1.shutdown().await;
+    p2.shutdown().await;
+    let _ = std::fs::remove_file(&cache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_registry_yaml_rules_apply_live() {
+    yaml_scenario(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zookeeper_yaml_rules_apply_live_and_survive_a_restart() {
+    yaml_scenario(Backend::Zookeeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_yaml_rules_apply_live_and_survive_a_restart() {
+    yaml_scenario(Backend::Etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nacos_yaml_rules_apply_live_and_survive_a_restart() {
+    yaml_scenario(Backend::Nacos).await;
 }

@@ -15,6 +15,10 @@
 //! crate and use `rpc_core::registry::connect(&"etcd://127.0.0.1:2379".parse()?)`; add
 //! `use rpc_registry_etcd as _;` so the linker keeps it.
 //!
+//! Config-center entries (Dubbo 2.7+ rule documents, see
+//! `rpc_core::registry::config_center`) are keys `/{root}/config/{group}/{key}` without a
+//! lease, where Dubbo's etcd config center keeps them.
+//!
 //! URL keys: `root` (default `dubbo`), `lease` (TTL in seconds, default 10, at least 1),
 //! `timeout` (connect and request timeout in ms, default 5000), `backup` (more endpoints,
 //! `host:port,host:port`), and etcd user authentication from the URL's user information
@@ -45,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use client::{prefix_end, EtcdClient};
+use rpc_core::registry::config_center::{check_content, ConfigKey, MAX_CONFIG_BYTES};
 use rpc_core::registry::remote::{
     decode_url_list, Backoff, Connection, DubboLayout, Instances, Registrations,
 };
@@ -505,6 +510,57 @@ impl Registry for EtcdRegistry {
     async fn services(&self) -> Result<Vec<String>> {
         let client = self.shared.require_client().await?;
         self.shared.services(&client).await
+    }
+
+    /// The value of the key `/{root}/config/{group}/{key}` (Dubbo's etcd config center).
+    async fn get_config(&self, key: &ConfigKey) -> Result<Option<String>> {
+        let client = self.shared.require_client().await?;
+        let path = key.path(self.shared.layout.root());
+        let resp = tokio::time::timeout(
+            self.shared.timeout,
+            client.range(path.as_str(), "", 1, false),
+        )
+        .await
+        .map_err(|_| RpcError::timeout(format!("etcd get of {path} timed out")))?
+        .map_err(|e| etcd_err("get", e))?;
+        let Some(kv) = resp.kvs.into_iter().next() else {
+            return Ok(None);
+        };
+        if kv.value.len() > MAX_CONFIG_BYTES {
+            return Err(RpcError::codec(format!(
+                "etcd key {path} holds {} bytes, more than {MAX_CONFIG_BYTES}",
+                kv.value.len()
+            )));
+        }
+        String::from_utf8(kv.value)
+            .map(Some)
+            .map_err(|_| RpcError::codec(format!("etcd key {path} is not UTF-8 text")))
+    }
+
+    /// Puts (without a lease) or deletes the entry's key.
+    async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {
+        let client = self.shared.require_client().await?;
+        let path = key.path(self.shared.layout.root());
+        let request = async {
+            match content {
+                Some(c) => {
+                    check_content(key, c)?;
+                    client
+                        .put(path.as_str(), c.as_bytes(), 0)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| etcd_err("put", e))
+                }
+                None => client
+                    .delete(path.as_str(), "")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| etcd_err("delete", e)),
+            }
+        };
+        tokio::time::timeout(self.shared.timeout, request)
+            .await
+            .map_err(|_| RpcError::timeout(format!("etcd write of {path} timed out")))?
     }
 }
 

@@ -24,6 +24,11 @@
 //! `rpc_core::registry::connect(&"nacos://127.0.0.1:8848".parse()?)`; add
 //! `use rpc_registry_nacos as _;` so the linker keeps it.
 //!
+//! Config-center entries (Dubbo 2.7+ rule documents, see
+//! `rpc_core::registry::config_center`) are Nacos configs, `dataId={key}` in the entry's
+//! group (`dubbo`), read and written through the config API (`/nacos/v1/cs/configs`), as
+//! Dubbo's Nacos config center keeps them.
+//!
 //! URL keys: `namespace` (namespace id, default empty: `public`), `group` (Nacos group name,
 //! default `DEFAULT_GROUP`), `timeout` (HTTP request timeout in ms, default 5000), `poll`
 //! (ms between two reads of a subscription, default 1000), `beat` (ms between heartbeats,
@@ -57,6 +62,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
+use rpc_core::registry::config_center::{check_content, ConfigKey};
 use rpc_core::registry::remote::{Backoff, Connection, Instances, Registrations, MAX_ENTRY_BYTES};
 use rpc_core::registry::subscriptions::{CategoryWatch, Subscription, Subscriptions};
 use rpc_core::registry::{Category, NotifyListener, Registry, RegistryFactory};
@@ -247,6 +253,28 @@ impl Client {
     /// One request; the answer's text, or an error naming the call. 401/403 are
     /// `Unauthorized`, everything else `Network`.
     async fn call(&self, method: Method, path: &str, params: &[(&str, String)]) -> Result<String> {
+        let (status, text) = self.send(method.clone(), path, params).await?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        let kind = if status.as_u16() == 401 || status.as_u16() == 403 {
+            ErrorKind::Unauthorized
+        } else {
+            ErrorKind::Network
+        };
+        Err(RpcError::new(
+            kind,
+            format!("nacos {method} {path}: HTTP {status}: {:.200}", text.trim()),
+        ))
+    }
+
+    /// One request; the answer's status and text (bounded), whatever the status.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<(reqwest::StatusCode, String)> {
         let url = format!("{}{path}", self.base);
         let mut params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         if let Some(token) = &self.token {
@@ -270,19 +298,7 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if status.is_success() {
-            return Ok(text);
-        }
-        let kind = if status.as_u16() == 401 || status.as_u16() == 403 {
-            ErrorKind::Unauthorized
-        } else {
-            ErrorKind::Network
-        };
-        Err(RpcError::new(
-            kind,
-            format!("nacos {method} {path}: HTTP {status}: {:.200}", text.trim()),
-        ))
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
     /// A JSON answer.
@@ -400,6 +416,21 @@ impl Shared {
             url.host(),
             instance_port(url)
         )
+    }
+
+    /// The parameters naming a config entry: its data id and group, in this namespace (the
+    /// config API calls the namespace `tenant`, empty for `public`).
+    fn config_params(&self, key: &ConfigKey) -> Vec<(&'static str, String)> {
+        let tenant = if self.namespace == "public" {
+            String::new()
+        } else {
+            self.namespace.clone()
+        };
+        vec![
+            ("dataId", key.key().to_string()),
+            ("group", key.group().to_string()),
+            ("tenant", tenant),
+        ]
     }
 
     /// The parameters naming a service in this namespace and group.
@@ -899,6 +930,58 @@ impl Registry for NacosRegistry {
     async fn services(&self) -> Result<Vec<String>> {
         let client = self.shared.require_client().await?;
         self.shared.services(&client).await
+    }
+
+    /// The config `dataId={key}` of `group` in this namespace (Dubbo's Nacos config center);
+    /// `None` when the server has none (HTTP 404).
+    async fn get_config(&self, key: &ConfigKey) -> Result<Option<String>> {
+        let client = self.shared.require_client().await?;
+        let path = "/nacos/v1/cs/configs";
+        let (status, text) = client
+            .send(Method::GET, path, &self.shared.config_params(key))
+            .await?;
+        if status.as_u16() == 404 {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let kind = if matches!(status.as_u16(), 401 | 403) {
+                ErrorKind::Unauthorized
+            } else {
+                ErrorKind::Network
+            };
+            return Err(RpcError::new(
+                kind,
+                format!(
+                    "nacos GET {path} ({key}): HTTP {status}: {:.200}",
+                    text.trim()
+                ),
+            ));
+        }
+        check_content(key, &text)?;
+        Ok(Some(text))
+    }
+
+    /// Publishes (POST) or removes (DELETE) the config `dataId={key}` of `group`.
+    async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {
+        let client = self.shared.require_client().await?;
+        let mut params = self.shared.config_params(key);
+        let method = match content {
+            Some(c) => {
+                check_content(key, c)?;
+                params.push(("content", c.to_string()));
+                params.push(("type", "yaml".to_string()));
+                Method::POST
+            }
+            None => Method::DELETE,
+        };
+        let answer = client.call(method, "/nacos/v1/cs/configs", &params).await?;
+        if answer.trim() != "true" {
+            return Err(RpcError::network(format!(
+                "nacos refused config {key}: {:.200}",
+                answer.trim()
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -21,6 +21,10 @@
 //! `rpc_core::registry::connect(&"zookeeper://127.0.0.1:2181".parse()?)`; because nothing
 //! else references it, add `use rpc_registry_zookeeper as _;` so the linker keeps it.
 //!
+//! Config-center entries (Dubbo 2.7+ rule documents, see
+//! `rpc_core::registry::config_center`) are the data of persistent nodes
+//! `/{root}/config/{group}/{key}`, where Dubbo's ZooKeeper config center keeps them.
+//!
 //! URL keys: `root` (default `dubbo`), `session` (session timeout in ms, default 60000, the
 //! server clamps it to its own bounds), `timeout` (connection timeout in ms, default 5000),
 //! `backup` (more servers, `host:port,host:port`), and digest authentication from the URL's
@@ -42,6 +46,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rpc_core::registry::config_center::{check_content, ConfigKey, MAX_CONFIG_BYTES};
 use rpc_core::registry::remote::{
     decode_url_list, Backoff, Connection, DubboLayout, Instances, Registrations,
 };
@@ -468,6 +473,60 @@ impl Registry for ZookeeperRegistry {
     async fn unsubscribe(&self, url: &Url, listener: &Arc<dyn NotifyListener>) -> Result<()> {
         self.shared.subs.remove(url.interface(), listener);
         Ok(())
+    }
+
+    /// The data of the node `/{root}/config/{group}/{key}` (Dubbo's ZooKeeper config center).
+    async fn get_config(&self, key: &ConfigKey) -> Result<Option<String>> {
+        let client = self.shared.require_client().await?;
+        let path = key.path(self.shared.layout.root());
+        match client.get_data(&path).await {
+            Ok((data, _)) => {
+                if data.len() > MAX_CONFIG_BYTES {
+                    return Err(RpcError::codec(format!(
+                        "zookeeper node {path} holds {} bytes, more than {MAX_CONFIG_BYTES}",
+                        data.len()
+                    )));
+                }
+                String::from_utf8(data).map(Some).map_err(|_| {
+                    RpcError::codec(format!("zookeeper node {path} is not UTF-8 text"))
+                })
+            }
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(zk_err(&format!("read {path}"), e)),
+        }
+    }
+
+    /// Creates or rewrites (persistent node, parents created), or deletes, the entry's node.
+    async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {
+        let client = self.shared.require_client().await?;
+        let path = key.path(self.shared.layout.root());
+        let what = |e| zk_err(&format!("write {path}"), e);
+        let Some(content) = content else {
+            return match client.delete(&path, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+                Err(e) => Err(what(e)),
+            };
+        };
+        check_content(key, content)?;
+        let opts = zk::CreateMode::Persistent.with_acls(self.shared.acls());
+        for _ in 0..3 {
+            match client.set_data(&path, content.as_bytes(), None).await {
+                Ok(_) => return Ok(()),
+                Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(what(e)),
+            }
+            match client.create(&path, content.as_bytes(), &opts).await {
+                Ok(_) => return Ok(()),
+                Err(zk::Error::NoNode) => self
+                    .shared
+                    .ensure_parent(&client, &path)
+                    .await
+                    .map_err(what)?,
+                Err(zk::Error::NodeExists) => {}
+                Err(e) => return Err(what(e)),
+            }
+        }
+        Err(what(zk::Error::NodeExists))
     }
 
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
