@@ -606,3 +606,126 @@ async fn etcd_yaml_rules_apply_live_and_survive_a_restart() {
 async fn nacos_yaml_rules_apply_live_and_survive_a_restart() {
     yaml_scenario(Backend::Nacos).await;
 }
+
+/// Degradation and limits follow the rules too: a `mock` override answers for the provider
+/// while it is in force; a provider-side `executes=1` rule makes the second concurrent call
+/// fail with `LimitExceeded`; both stop when their rule is removed.
+async fn mock_and_limits(backend: Backend) {
+    let Some(server) = backend.address() else {
+        return;
+    };
+    let direct = backend.url_at(&server, &unique("gov-mock"));
+    let p = provider(&direct.with_param("client", "p"), "p").await;
+    let port = p.port().expect("port");
+    let operator = client(&direct, "operator").await;
+    let napper = consumer(&direct.with_param("client", "c")).await;
+    assert_eq!(napper.nap(0).await.expect("call"), "p");
+
+    let mock = rule(
+        "override://0.0.0.0/org.example.Napper?category=configurators&dynamic=false\
+         &nap.mock=force%3Areturn%20%22degraded%22",
+    );
+    operator.register(&mock).await.expect("write the mock rule");
+    let until = |want: &'static str| {
+        let napper = napper.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                if napper.nap(0).await.expect("call") == want {
+                    return start.elapsed();
+                }
+                assert!(
+                    start.elapsed() < WITHIN * 2,
+                    "nap() never answered {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    println!(
+        "{backend:?}: mock rule in force after {:?}",
+        until("degraded").await
+    );
+    assert_eq!(
+        napper.slow(0).await.expect("slow is not mocked"),
+        "p",
+        "the rule names nap only"
+    );
+    operator
+        .unregister(&mock)
+        .await
+        .expect("remove the mock rule");
+    until("p").await;
+
+    // Two concurrent 300 ms calls: both pass without a limit; one is refused under the rule.
+    let pair = || {
+        let (a, b) = (napper.clone(), napper.clone());
+        async move {
+            let (x, y) = tokio::join!(a.slow(300), b.slow(300));
+            [x, y]
+        }
+    };
+    assert!(pair().await.iter().all(Result::is_ok), "no limit yet");
+    let limit = rule(&format!(
+        "override://127.0.0.1:{port}/org.example.Napper?category=configurators&dynamic=false\
+         &side=provider&executes=1"
+    ));
+    operator
+        .register(&limit)
+        .await
+        .expect("write the limit rule");
+    let start = Instant::now();
+    loop {
+        let results = pair().await;
+        let refused = results
+            .iter()
+            .filter(|r| {
+                r.as_ref()
+                    .is_err_and(|e| e.kind() == ErrorKind::LimitExceeded)
+            })
+            .count();
+        if refused == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < WITHIN * 3,
+            "the executes rule is not in force: {results:?}"
+        );
+    }
+    println!(
+        "{backend:?}: provider executes rule in force after {:?}",
+        start.elapsed()
+    );
+    operator
+        .unregister(&limit)
+        .await
+        .expect("remove the limit rule");
+    let start = Instant::now();
+    while !pair().await.iter().all(Result::is_ok) {
+        assert!(
+            start.elapsed() < WITHIN * 3,
+            "the limit did not go with its rule"
+        );
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_registry_mock_and_limits_follow_rules() {
+    mock_and_limits(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zookeeper_mock_and_limits_follow_rules() {
+    mock_and_limits(Backend::Zookeeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_mock_and_limits_follow_rules() {
+    mock_and_limits(Backend::Etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nacos_mock_and_limits_follow_rules() {
+    mock_and_limits(Backend::Nacos).await;
+}

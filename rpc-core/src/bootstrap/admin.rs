@@ -99,6 +99,9 @@ pub(crate) struct ProviderState {
     pub(crate) switch: tokio::sync::Mutex<()>,
     /// The provider-side override rules of each service (by its exported URL).
     pub(crate) rules: Mutex<HashMap<String, Overrides>>,
+    /// The filter chain of each service (by its exported URL), rebuilt for the settings
+    /// those rules give it.
+    pub(crate) chains: Mutex<HashMap<String, Arc<crate::filter::LiveChain>>>,
 }
 
 impl ProviderState {
@@ -145,6 +148,26 @@ impl ProviderState {
 pub(crate) async fn apply_provider_rules(state: &ProviderState, exported: &Url, rules: Overrides) {
     let _guard = state.switch.lock().await;
     let before = state.published(exported);
+    let chain = state
+        .chains
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&exported.to_string())
+        .cloned();
+    if let Some(chain) = chain {
+        // The service's own settings (`executes`, `tps`, `accesslog`, ...) under the rules,
+        // matched at the address it is published at (its chain was built before the port
+        // was bound).
+        let at = chain
+            .base_url()
+            .with_host(exported.host())
+            .with_port(exported.port().unwrap_or(0));
+        let settings = rules.apply_to_provider(&at);
+        if let Err(e) = chain.update((settings != at).then_some(&settings)) {
+            tracing::error!(service = %exported.path(), error = %e,
+                "provider-side rule not applied to the service's filters");
+        }
+    }
     state
         .rules
         .lock()

@@ -215,6 +215,7 @@ impl ProviderBuilder {
             online: AtomicBool::new(false),
             switch: tokio::sync::Mutex::new(()),
             rules: std::sync::Mutex::new(Default::default()),
+            chains: std::sync::Mutex::new(Default::default()),
         });
         let mut services = self.services;
         let admin_on = match cfg.params.get("admin").map(String::as_str) {
@@ -230,6 +231,7 @@ impl ProviderBuilder {
         let started = crate::cluster::loadbalance::now_ms();
         let mut exported = Vec::new();
         let mut registered = Vec::new();
+        let mut live_chains = Vec::new();
         if admin_on {
             // Exported last, on the port the services bound; never registered.
             let server = admin::AdminServer::new(admin::AdminImpl(state.clone()));
@@ -259,7 +261,17 @@ impl ProviderBuilder {
             let protocol = extension::get::<dyn Protocol>(url.protocol())?;
             crate::protocol::check_streams(&*protocol, url.protocol(), svc.descriptor)?;
             let skeleton = (svc.make)(url.clone());
-            let chain = crate::filter::build_chain(skeleton, Side::Provider)?;
+            // With a registry, provider-side rules may change the service's settings
+            // (`executes`, `tps`, ...): its chain is then rebuilt for them.
+            let chain: Arc<dyn Invoker> = if state.registry.is_some() {
+                let live = crate::filter::LiveChain::new(skeleton, |i| {
+                    crate::filter::build_chain(i, Side::Provider)
+                })?;
+                live_chains.push(live.clone());
+                live
+            } else {
+                crate::filter::build_chain(skeleton, Side::Provider)?
+            };
             let exporter = protocol.export(url, chain).await?;
             if let Some(p) = exporter.url().port() {
                 port = p;
@@ -270,6 +282,13 @@ impl ProviderBuilder {
                 let mut public = exporter.url().clone();
                 for k in crate::transport::tls::LOCAL_KEYS {
                     public = public.without_param(k);
+                }
+                if let Some(live) = live_chains.last() {
+                    state
+                        .chains
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(public.to_string(), live.clone());
                 }
                 registered.push((public, svc.descriptor));
             }
@@ -607,8 +626,22 @@ impl Consumer {
             tokio::time::sleep(Duration::from_millis(20)).await;
             dir.refresh().await;
         }
+        // The once-per-reference filters (`mock`) follow the override rules: the chain is
+        // rebuilt when a rule changes the reference's settings.
+        let chain = crate::filter::LiveChain::new(
+            cluster.join(dir.clone())?,
+            crate::filter::build_reference_chain,
+        )?;
+        let weak = Arc::downgrade(&chain);
+        dir.on_live_settings(Box::new(move |settings| {
+            if let Some(chain) = weak.upgrade() {
+                if let Err(e) = chain.update(settings) {
+                    tracing::error!(error = %e, "override rule not applied to the reference's filters");
+                }
+            }
+        }));
         Ok(Arc::new(RegistryReference {
-            inner: crate::filter::build_reference_chain(cluster.join(dir)?)?,
+            inner: chain,
             _registry: registry.clone(),
             _rules: rules,
         }))

@@ -169,6 +169,9 @@ impl Snapshot {
     }
 }
 
+/// Called with the reference URL under the override rules (`None`: no rule changes it).
+pub type SettingsHook = Box<dyn Fn(Option<&Url>) + Send + Sync>;
+
 /// The provider list of one reference, kept current by registry notifications; see the
 /// [module docs](self).
 pub struct RegistryDirectory {
@@ -180,6 +183,8 @@ pub struct RegistryDirectory {
     overrides: Mutex<Overrides>,
     /// The reference URL under the rules in force, when they change it.
     live_settings: ArcSwap<Option<Arc<Url>>>,
+    /// Told the new live settings whenever they change ([`RegistryDirectory::on_live_settings`]).
+    settings_hook: Mutex<Option<SettingsHook>>,
     state: ArcSwap<Snapshot>,
     pending: Mutex<Option<Vec<Url>>>,
     refresh: tokio::sync::Mutex<()>,
@@ -215,12 +220,20 @@ impl RegistryDirectory {
             state: ArcSwap::from_pointee(Snapshot::new(false, Vec::new(), Vec::new(), initial)),
             overrides: Mutex::new(Overrides::default()),
             live_settings: ArcSwap::from_pointee(None),
+            settings_hook: Mutex::new(None),
             pending: Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
             destroyed: AtomicBool::new(false),
             me: me.clone(),
             refer_failure: Mutex::new(None),
         })
+    }
+
+    /// Calls `hook` with the reference's settings under the override rules every time a
+    /// rule changes them (a layer above the cluster that reads them, the reference's
+    /// `mock`, rebuilds itself); replaces the hook set before.
+    pub fn on_live_settings(&self, hook: SettingsHook) {
+        *self.settings_hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     /// The URLs the providers are currently called with (merged with the reference and the
@@ -307,6 +320,9 @@ impl RegistryDirectory {
             let changed = rules.apply_to_consumer(&self.url);
             (changed != self.url).then(|| Arc::new(changed))
         };
+        if let Some(hook) = &*self.settings_hook.lock().unwrap_or_else(|p| p.into_inner()) {
+            hook(live.as_deref());
+        }
         self.live_settings.store(Arc::new(live));
         tracing::info!(service = %self.url.service_key(), rules = urls.len(), "override rules updated");
         let raw = self.state.load().raw.clone();
