@@ -152,6 +152,39 @@ enum Command {
         /// Interface name.
         interface: String,
     },
+    /// Read, write or remove a rule document of the config center (Dubbo 2.7+ YAML), e.g.
+    /// `org.example.Greeter:1.0.0:.configurators`, `shop.condition-router`.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// What `rpcctl config` does.
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print a document and the rules it converts to.
+    Get {
+        /// The key: `{interface}:{version}:{group}.configurators`, `{application}.configurators`,
+        /// `....condition-router` or `{provider application}.tag-router`.
+        key: String,
+    },
+    /// Write a document (from FILE, or `-` for standard input) after checking that it
+    /// converts to rules consumers accept.
+    Put {
+        /// The key.
+        key: String,
+        /// The YAML file, `-` for standard input.
+        file: String,
+        /// Print the rules it converts to and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove a document (its rules stop applying).
+    Rm {
+        /// The key.
+        key: String,
+    },
 }
 
 /// How a rule command acts.
@@ -294,6 +327,7 @@ async fn run(cli: Cli) -> Fallible<ExitCode> {
             rules::apply(&cli, interface, mode.change(rule)).await
         }
         Command::Rules { interface } => rules::list(&cli, interface).await,
+        Command::Config { action } => rules::config(&cli, action).await,
         Command::Offline | Command::Online => {
             let addr = the_provider(&cli).await?;
             let admin = admin(&cli, &addr).await?;

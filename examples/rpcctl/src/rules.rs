@@ -1,15 +1,17 @@
-//! `rpcctl override|weight|route|rules`: write, remove and show the governance rules of a
-//! service in the registry (see `rpc_core::registry::rules`), with `--dry-run` to see what a
+//! `rpcctl override|weight|route|rules|config`: write, remove and show the governance rules
+//! of a service in the registry (see `rpc_core::registry::rules`) and the rule documents of
+//! its config center (`rpc_core::registry::config_center`), with `--dry-run` to see what a
 //! change would do first.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use rpc_core::registry::config_center::{self, ConfigKey};
 use rpc_core::registry::rules::{self, Rules};
 use rpc_core::registry::{Category, Registry};
 use rpc_core::Url;
 
-use crate::{connect, providers_of, Cli, Fallible};
+use crate::{connect, providers_of, Cli, ConfigAction, Fallible};
 
 /// What a rule command does.
 pub(crate) struct Change {
@@ -70,7 +72,7 @@ pub(crate) async fn print_rules(cli: &Cli, reg: &dyn Registry, interface: &str) 
     let rules = current(cli, reg, interface).await?;
     if rules.overrides.is_empty() && rules.routes.is_empty() {
         say!("rules in force: none");
-        return Ok(());
+        return print_documents(reg, interface).await;
     }
     say!("rules in force:");
     for r in rules.overrides.iter().chain(&rules.routes) {
@@ -79,7 +81,132 @@ pub(crate) async fn print_rules(cli: &Cli, reg: &dyn Registry, interface: &str) 
     if let Err(e) = rules.checked_overrides() {
         say!("  warning: consumers refuse these override rules, the last good ones stay: {e}");
     }
+    print_documents(reg, interface).await
+}
+
+/// The config-center documents that can hold rules for `interface`: per version and group
+/// of its providers, and per provider application.
+fn document_keys(reg: &dyn Registry, interface: &str, providers: &[Url]) -> Vec<ConfigKey> {
+    let mut names = vec![
+        format!("{interface}::.configurators"),
+        format!("{interface}::.condition-router"),
+    ];
+    for p in providers {
+        let service = config_center::service_rule_key(p);
+        names.push(format!("{service}.configurators"));
+        names.push(format!("{service}.condition-router"));
+        if let Some(app) = p.param("application").filter(|a| !a.is_empty()) {
+            names.push(format!("{app}.configurators"));
+            names.push(format!("{app}.tag-router"));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    names
+        .into_iter()
+        .filter(|n| seen.insert(n.clone()))
+        .filter_map(|n| ConfigKey::rule(reg.url(), &n).ok())
+        .collect()
+}
+
+/// Prints the config-center documents in force for `interface` and their rules.
+async fn print_documents(reg: &dyn Registry, interface: &str) -> Fallible<()> {
+    let providers = providers_of(reg, interface).await.unwrap_or_default();
+    let mut any = false;
+    for key in document_keys(reg, interface, &providers) {
+        let text = match reg.get_config(&key).await {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            // A registry without a config center has no documents to show.
+            Err(e) if e.kind() == rpc_core::ErrorKind::Config => return Ok(()),
+            Err(e) => return Err(format!("cannot read {key}: {e}")),
+        };
+        if !any {
+            say!("config-center documents:");
+            any = true;
+        }
+        match config_center::to_rule_urls(key.key(), &text) {
+            Ok(urls) => {
+                say!("  {key}: {} rules", urls.len());
+                for u in urls {
+                    say!("    {}", show(&u));
+                }
+            }
+            Err(e) => say!("  {key}: refused by consumers, the last good version stays: {e}"),
+        }
+    }
     Ok(())
+}
+
+/// `rpcctl config get|put|rm`.
+pub(crate) async fn config(cli: &Cli, action: &ConfigAction) -> Fallible<ExitCode> {
+    let reg = connect(cli).await?;
+    let key_of = |k: &str| ConfigKey::rule(reg.url(), k).map_err(|e| e.to_string());
+    match action {
+        ConfigAction::Get { key } => {
+            let key = key_of(key)?;
+            match reg.get_config(&key).await.map_err(|e| e.to_string())? {
+                None => return Err(format!("no document {key}")),
+                Some(text) => {
+                    say!("{}", text.trim_end());
+                    match config_center::to_rule_urls(key.key(), &text) {
+                        Ok(urls) => {
+                            say!("# {} rules:", urls.len());
+                            for u in urls {
+                                say!("#   {}", show(&u));
+                            }
+                        }
+                        Err(e) => say!("# refused by consumers: {e}"),
+                    }
+                }
+            }
+        }
+        ConfigAction::Put { key, file, dry_run } => {
+            let key = key_of(key)?;
+            let text = if file == "-" {
+                let mut t = String::new();
+                std::io::Read::read_to_string(
+                    &mut std::io::Read::take(
+                        std::io::stdin(),
+                        config_center::MAX_CONFIG_BYTES as u64 + 1,
+                    ),
+                    &mut t,
+                )
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+                t
+            } else {
+                std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?
+            };
+            let urls = config_center::to_rule_urls(key.key(), &text).map_err(|e| e.to_string())?;
+            say!("{key}: {} rules", urls.len());
+            for u in &urls {
+                say!("  {}", show(u));
+            }
+            if *dry_run {
+                say!("(dry run: nothing written)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            reg.publish_config(&key, Some(&text))
+                .await
+                .map_err(|e| format!("cannot write {key}: {e}"))?;
+            say!("written: {key}");
+        }
+        ConfigAction::Rm { key } => {
+            let key = key_of(key)?;
+            if reg
+                .get_config(&key)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Err(format!("no document {key}"));
+            }
+            reg.publish_config(&key, None)
+                .await
+                .map_err(|e| format!("cannot remove {key}: {e}"))?;
+            say!("removed: {key}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `rpcctl rules INTERFACE`.

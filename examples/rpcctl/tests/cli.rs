@@ -483,3 +483,97 @@ async fn weight_override_and_route_rules_are_written_shown_and_removed() {
     p1.shutdown().await;
     p2.shutdown().await;
 }
+
+/// `rpcctl config put|get|rm`: a YAML document is checked, written, shown with its rules
+/// (also by `rules`), moves the calls, and is removed; a bad one is refused unwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_center_documents_are_written_shown_and_removed() {
+    let reg = registry_url("config");
+    let p1 = provider(&reg).await;
+    let p2 = Provider::builder()
+        .without_env()
+        .application("ctl-test")
+        .registry(&reg)
+        .expect("registry")
+        .protocol("dubbo", 0)
+        .param("shutdown.wait", 0)
+        .expect("key")
+        .service(GreeterServer::new(SignedGreeter { name: "p2".into() }))
+        .start()
+        .await
+        .expect("second provider");
+    let client: rpc_examples::GreeterClient = rpc_core::bootstrap::Consumer::builder()
+        .without_env()
+        .application("ctl-consumer")
+        .registry(&format!("{reg}&config.interval=100"))
+        .expect("registry")
+        .build()
+        .await
+        .expect("consumer")
+        .reference()
+        .await
+        .expect("reference");
+    until_answers(&client, &["p1", "p2"]).await;
+    let ctl = |list: &[&str]| {
+        let mut a = vec!["--registry".to_string(), reg.clone()];
+        a.extend(list.iter().map(|s| s.to_string()));
+        rpcctl(a)
+    };
+    let dir = std::env::temp_dir().join(format!("rpcctl-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let doc = dir.join("route.yaml");
+    let port2 = p2.port().expect("port");
+    std::fs::write(
+        &doc,
+        format!("key: org.example.Greeter\nforce: true\nconditions:\n  - '=> port = {port2}'\n"),
+    )
+    .expect("write");
+    let key = "org.example.Greeter:1.0.0:.condition-router";
+    let doc_path = doc.display().to_string();
+
+    let (code, out, err) = ctl(&["config", "put", key, &doc_path, "--dry-run"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("1 rules") && out.contains("nothing written"),
+        "{out}"
+    );
+    let (code, _, err) = ctl(&["config", "get", key]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no document"), "{err}");
+
+    let (code, out, err) = ctl(&["config", "put", key, &doc_path]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("written"), "{out}");
+    until_answers(&client, &["p2"]).await;
+    let (code, out, err) = ctl(&["config", "get", key]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("port = {port2}")), "{out}");
+    let (_, out, _) = ctl(&["rules", "org.example.Greeter"]).await;
+    assert!(out.contains("config-center documents:"), "{out}");
+    assert!(out.contains(key), "{out}");
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "key: org.example.Greeter\nconditions:\n  - 'host = =>'\n",
+    )
+    .expect("write");
+    let (code, _, err) = ctl(&["config", "put", key, &bad.display().to_string()]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("conditions[0]"), "{err}");
+    let (_, out, _) = ctl(&["config", "get", key]).await;
+    assert!(
+        out.contains(&format!("port = {port2}")),
+        "the bad document was not written: {out}"
+    );
+
+    let (code, _, err) = ctl(&["config", "rm", key]).await;
+    assert_eq!(code, 0, "{err}");
+    until_answers(&client, &["p1", "p2"]).await;
+    let (code, _, err) = ctl(&["config", "rm", key]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no document"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+    p1.shutdown().await;
+    p2.shutdown().await;
+}

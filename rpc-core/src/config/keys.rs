@@ -350,6 +350,24 @@ crate::config_key!(
     "registry URL: keep provider lists in a disk cache used while the registry is down"
 );
 crate::config_key!("cache.file", "", Text, "registry URL: path of the provider-list cache file (default ~/.rpc/cache/registry-<address>.json)");
+crate::config_key!(
+    "config.enabled",
+    "true",
+    Bool,
+    "registry URL: read the rule documents of its config center (Dubbo 2.7+ YAML rules)"
+);
+crate::config_key!(
+    "config.interval",
+    "1000",
+    Millis,
+    "registry URL: how often each config-center rule document is read"
+);
+crate::config_key!(
+    "config.group",
+    "dubbo",
+    Text,
+    "registry URL: the config-center group rule documents are kept in"
+);
 // Governance filters (see `filter`).
 crate::config_key!(
     "actives",
