@@ -830,10 +830,18 @@ impl RuleFeed {
         inner: Arc<dyn NotifyListener>,
     ) -> Result<Arc<RuleFeed>> {
         let enabled = registry.url().param_bool("config.enabled", true)?;
-        let keys = keys
+        // A name that cannot be a key (an interface with a control character) only means
+        // there is no document to read for it.
+        let keys: Vec<_> = keys
             .into_iter()
-            .map(|(k, kind)| Ok((ConfigKey::rule(registry.url(), &k)?, kind)))
-            .collect::<Result<Vec<_>>>()?;
+            .filter_map(|(k, kind)| match ConfigKey::rule(registry.url(), &k) {
+                Ok(key) => Some((key, kind)),
+                Err(e) => {
+                    tracing::warn!(key = %k, error = %e, "config center: not watched");
+                    None
+                }
+            })
+            .collect();
         let feed = Arc::new_cyclic(|me| RuleFeed {
             inner,
             registry: Arc::downgrade(registry),
