@@ -166,30 +166,95 @@ fn only_port(port: u16) -> Url {
     ))
 }
 
+/// Two providers (`p1`, `p2`) and an operator's registry client on a fresh namespace of a
+/// backend; consumers made with [`Fleet::via`] reach the registry through a proxy that can be
+/// cut (except for the embedded registry), with a cache file of their own.
+struct Fleet {
+    backend: Backend,
+    namespace: String,
+    /// Extra registry URL keys of every client.
+    extra: Vec<(&'static str, String)>,
+    proxy: Option<Proxy>,
+    cache: std::path::PathBuf,
+    p1: RunningProvider,
+    p2: RunningProvider,
+    port1: u16,
+    port2: u16,
+    operator: Arc<dyn Registry>,
+}
+
+impl Fleet {
+    /// `None` (skipped loudly) when the backend's server is not configured.
+    async fn start(backend: Backend, tag: &str, extra: &[(&'static str, &str)]) -> Option<Fleet> {
+        let server = backend.address()?;
+        let namespace = unique(tag);
+        let extra: Vec<_> = extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let direct = backend
+            .url_at(&server, &namespace)
+            .with_params(extra.iter().cloned());
+        let proxy = match backend {
+            Backend::Local => None,
+            _ => Some(Proxy::start(&server).await),
+        };
+        let p1 = provider(&direct.with_param("client", "p1"), "p1").await;
+        let p2 = provider(&direct.with_param("client", "p2"), "p2").await;
+        let (port1, port2) = (p1.port().expect("port"), p2.port().expect("port"));
+        let operator = client(&direct, "operator").await;
+        let cache = temp_path(&format!("{namespace}-consumer"));
+        Some(Fleet {
+            backend,
+            namespace,
+            extra,
+            proxy,
+            cache,
+            p1,
+            p2,
+            port1,
+            port2,
+            operator,
+        })
+    }
+
+    /// The registry URL of a consumer named `name`.
+    fn via(&self, name: &str) -> Url {
+        let address = self.proxy.as_ref().map(Proxy::address).unwrap_or_default();
+        self.backend
+            .url_at(&address, &self.namespace)
+            .with_params(self.extra.iter().cloned())
+            .with_param("cache.file", self.cache.display())
+            .with_param("client", name)
+    }
+
+    /// A consumer restarted while the registry cannot be reached starts with the rules it
+    /// saw: every call of a new consumer goes to p2 while the proxy is cut.
+    async fn restart_during_an_outage_keeps_p2(&self, what: &str) {
+        let Some(proxy) = &self.proxy else { return };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut();
+        let restarted = consumer(&self.via("c2")).await;
+        for _ in 0..20 {
+            assert_eq!(
+                restarted.nap(0).await.expect("served from the cache"),
+                "p2",
+                "{what} is in force"
+            );
+        }
+        proxy.restore().await;
+    }
+
+    async fn stop(self) {
+        self.p1.shutdown().await;
+        self.p2.shutdown().await;
+        let _ = std::fs::remove_file(&self.cache);
+    }
+}
+
 async fn scenario(backend: Backend) {
-    let Some(server) = backend.address() else {
+    let Some(fleet) = Fleet::start(backend, "gov", &[]).await else {
         return;
     };
-    let namespace = unique("gov");
-    let proxy = match backend {
-        Backend::Local => None,
-        _ => Some(Proxy::start(&server).await),
-    };
-    let direct = backend.url_at(&server, &namespace);
-    let cache = temp_path(&format!("{namespace}-consumer"));
-    let via = |name: &str| {
-        let address = proxy.as_ref().map(Proxy::address).unwrap_or_default();
-        backend
-            .url_at(&address, &namespace)
-            .with_param("cache.file", cache.display())
-            .with_param("client", name)
-    };
-    let p1 = provider(&direct.with_param("client", "p1"), "p1").await;
-    let p2 = provider(&direct.with_param("client", "p2"), "p2").await;
-    let (port1, port2) = (p1.port().expect("port"), p2.port().expect("port"));
-    let operator: Arc<dyn Registry> = client(&direct, "operator").await;
-
-    let napper = consumer(&via("c1")).await;
+    let (port1, port2, operator) = (fleet.port1, fleet.port2, &fleet.operator);
+    let napper = consumer(&fleet.via("c1")).await;
     let load = Load::start(&napper);
     load.expect("both providers serve", |a| a.len() == 2).await;
 
@@ -224,38 +289,13 @@ async fn scenario(backend: Backend) {
         .register(&timeout)
         .await
         .expect("write the timeout rule");
-    let start = Instant::now();
-    let err = loop {
-        let t = Instant::now();
-        match napper.slow(600).await {
-            Err(e) => break (e, t.elapsed()),
-            Ok(_) => assert!(
-                start.elapsed() < WITHIN * 2,
-                "the timeout rule is not in force"
-            ),
-        }
-    };
-    assert_eq!(err.0.kind(), ErrorKind::Timeout, "{}", err.0);
-    assert!(
-        err.1 < Duration::from_millis(550),
-        "the call waited the override's 300 ms, not the default: {:?}",
-        err.1
-    );
-    println!(
-        "{backend:?}: timeout override in force after {:?}",
-        start.elapsed()
-    );
+    let took = until_timeout(&napper, true).await;
+    println!("{backend:?}: timeout override in force after {took:?}");
     operator
         .unregister(&timeout)
         .await
         .expect("remove the timeout rule");
-    let start = Instant::now();
-    while napper.slow(600).await.is_err() {
-        assert!(
-            start.elapsed() < WITHIN * 3,
-            "the default timeout is not back"
-        );
-    }
+    until_timeout(&napper, false).await;
 
     // A condition rule moves every call to p2; a malformed one next to it is refused whole
     // and the calls stay under the rule in force.
@@ -285,21 +325,9 @@ async fn scenario(backend: Backend) {
         .await
         .expect("remove the bad rule");
 
-    // A consumer restarted while the registry cannot be reached starts with the rules it
-    // saw: the route to p2 is in force from its first call.
-    if let Some(proxy) = &proxy {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        proxy.cut();
-        let restarted = consumer(&via("c2")).await;
-        for _ in 0..20 {
-            assert_eq!(
-                restarted.nap(0).await.expect("served from the cache"),
-                "p2",
-                "the cached route rule is in force"
-            );
-        }
-        proxy.restore().await;
-    }
+    fleet
+        .restart_during_an_outage_keeps_p2("the cached route rule")
+        .await;
 
     operator
         .unregister(&to_p2)
@@ -311,9 +339,7 @@ async fn scenario(backend: Backend) {
         failures.is_empty(),
         "calls failed under the rule changes: {failures:?}"
     );
-    p1.shutdown().await;
-    p2.shutdown().await;
-    let _ = std::fs::remove_file(&cache);
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -453,33 +479,13 @@ async fn until_timeout(napper: &NapperClient, want_timeout: bool) -> Duration {
 
 /// The YAML rules of the config center, applied live; see the module docs.
 async fn yaml_scenario(backend: Backend) {
-    let Some(server) = backend.address() else {
+    let Some(fleet) = Fleet::start(backend, "yaml", &[("config.interval", "100")]).await else {
         return;
     };
-    let namespace = unique("yaml");
-    let proxy = match backend {
-        Backend::Local => None,
-        _ => Some(Proxy::start(&server).await),
-    };
-    let direct = backend
-        .url_at(&server, &namespace)
-        .with_param("config.interval", 100);
-    let cache = temp_path(&format!("{namespace}-consumer"));
-    let via = |name: &str| {
-        let address = proxy.as_ref().map(Proxy::address).unwrap_or_default();
-        backend
-            .url_at(&address, &namespace)
-            .with_param("config.interval", 100)
-            .with_param("cache.file", cache.display())
-            .with_param("client", name)
-    };
-    let p1 = provider(&direct.with_param("client", "p1"), "p1").await;
-    let p2 = provider(&direct.with_param("client", "p2"), "p2").await;
-    let (port1, port2) = (p1.port().expect("port"), p2.port().expect("port"));
-    let operator: Arc<dyn Registry> = client(&direct, "operator").await;
+    let (port1, port2, operator) = (fleet.port1, fleet.port2, &fleet.operator);
     let service = "org.example.Napper:1.0.0:";
 
-    let napper = consumer(&via("c1")).await;
+    let napper = consumer(&fleet.via("c1")).await;
     let load = Load::start(&napper);
     load.expect("both providers serve", |a| a.len() == 2).await;
 
@@ -489,7 +495,7 @@ async fn yaml_scenario(backend: Backend) {
          configs:\n  - addresses: ['127.0.0.1:{port1}']\n    side: provider\n    \
          parameters:\n      weight: 0\n"
     );
-    publish(&operator, &format!("{service}.configurators"), Some(&drain)).await;
+    publish(operator, &format!("{service}.configurators"), Some(&drain)).await;
     let took = load
         .expect("a YAML weight 0 drains p1", |a| a.keys().all(|w| w == "p2"))
         .await;
@@ -498,13 +504,13 @@ async fn yaml_scenario(backend: Backend) {
     // The consumer application's configurators: a 300 ms timeout.
     let app_timeout = "configVersion: v2.7\nscope: application\nkey: governed\n\
                        configs:\n  - side: consumer\n    parameters:\n      timeout: 300\n";
-    publish(&operator, "governed.configurators", Some(app_timeout)).await;
+    publish(operator, "governed.configurators", Some(app_timeout)).await;
     let took = until_timeout(&napper, true).await;
     println!("{backend:?}: YAML application timeout in force after {took:?}");
 
     // A malformed version of the service's document is refused: its last good rules stay.
     publish(
-        &operator,
+        operator,
         &format!("{service}.configurators"),
         Some("key: org.example.Napper:1.0.0\nconfigs:\n  - parameters: {weight: heavy}\n"),
     )
@@ -516,8 +522,8 @@ async fn yaml_scenario(backend: Backend) {
     .await;
 
     // Removing the documents restores the defaults.
-    publish(&operator, &format!("{service}.configurators"), None).await;
-    publish(&operator, "governed.configurators", None).await;
+    publish(operator, &format!("{service}.configurators"), None).await;
+    publish(operator, "governed.configurators", None).await;
     load.expect("p1 back without the document", |a| a.len() == 2)
         .await;
     until_timeout(&napper, false).await;
@@ -528,7 +534,7 @@ async fn yaml_scenario(backend: Backend) {
          conditions:\n  - '=> port = {port2}'\n"
     );
     publish(
-        &operator,
+        operator,
         &format!("{service}.condition-router"),
         Some(&route),
     )
@@ -540,21 +546,11 @@ async fn yaml_scenario(backend: Backend) {
 
     // Restarted while the config center cannot be reached: the snapshot's route is in force
     // from the first call.
-    if let Some(proxy) = &proxy {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        proxy.cut();
-        let restarted = consumer(&via("c2")).await;
-        for _ in 0..20 {
-            assert_eq!(
-                restarted.nap(0).await.expect("served from the cache"),
-                "p2",
-                "the cached YAML route is in force"
-            );
-        }
-        proxy.restore().await;
-    }
+    fleet
+        .restart_during_an_outage_keeps_p2("the cached YAML route")
+        .await;
 
-    publish(&operator, &format!("{service}.condition-router"), None).await;
+    publish(operator, &format!("{service}.condition-router"), None).await;
     load.expect("both serve again", |a| a.len() == 2).await;
     let failures = load.stop().await;
     assert!(
@@ -567,9 +563,9 @@ async fn yaml_scenario(backend: Backend) {
         "scope: application\nkey: napper\nconfigs:\n  - side: provider\n    \
          addresses: ['127.0.0.1:{port1}']\n    parameters: {{weight: 7}}\n"
     );
-    publish(&operator, "napper.configurators", Some(&provider_rule)).await;
+    publish(operator, "napper.configurators", Some(&provider_rule)).await;
     until_listed(
-        &*operator,
+        &**operator,
         "p1 registered with the document's weight",
         |l| {
             l.iter()
@@ -577,14 +573,12 @@ async fn yaml_scenario(backend: Backend) {
         },
     )
     .await;
-    publish(&operator, "napper.configurators", None).await;
-    until_listed(&*operator, "p1 back as exported", |l| {
+    publish(operator, "napper.configurators", None).await;
+    until_listed(&**operator, "p1 back as exported", |l| {
         l.len() == 2 && l.iter().all(|u| u.param("weight").is_none())
     })
     .await;
-    p1.shutdown().await;
-    p2.shutdown().await;
-    let _ = std::fs::remove_file(&cache);
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -19,6 +19,11 @@ fn registry_url(tag: &str) -> String {
 }
 
 async fn provider(reg: &str) -> RunningProvider {
+    provider_named(reg, "p1").await
+}
+
+/// A Greeter provider answering "... from {name}".
+async fn provider_named(reg: &str, name: &str) -> RunningProvider {
     Provider::builder()
         .without_env()
         .application("ctl-test")
@@ -27,10 +32,25 @@ async fn provider(reg: &str) -> RunningProvider {
         .protocol("dubbo", 0)
         .param("shutdown.wait", 0)
         .expect("key")
-        .service(GreeterServer::new(SignedGreeter { name: "p1".into() }))
+        .service(GreeterServer::new(SignedGreeter { name: name.into() }))
         .start()
         .await
         .expect("provider")
+}
+
+/// A Greeter client of the consumer application `ctl-consumer`.
+async fn greeter_client(reg: &str) -> rpc_examples::GreeterClient {
+    rpc_core::bootstrap::Consumer::builder()
+        .without_env()
+        .application("ctl-consumer")
+        .registry(reg)
+        .expect("registry")
+        .build()
+        .await
+        .expect("consumer")
+        .reference()
+        .await
+        .expect("reference")
 }
 
 /// Runs rpcctl on a blocking thread (so the provider keeps serving) and returns
@@ -391,31 +411,10 @@ async fn until_answers(client: &rpc_examples::GreeterClient, who: &[&str]) {
 async fn weight_override_and_route_rules_are_written_shown_and_removed() {
     let reg = registry_url("rules");
     let p1 = provider(&reg).await;
-    let p2 = Provider::builder()
-        .without_env()
-        .application("ctl-test")
-        .registry(&reg)
-        .expect("registry")
-        .protocol("dubbo", 0)
-        .param("shutdown.wait", 0)
-        .expect("key")
-        .service(GreeterServer::new(SignedGreeter { name: "p2".into() }))
-        .start()
-        .await
-        .expect("second provider");
+    let p2 = provider_named(&reg, "p2").await;
     let (port1, port2) = (p1.port().expect("port"), p2.port().expect("port"));
     let a1 = format!("127.0.0.1:{port1}");
-    let client: rpc_examples::GreeterClient = rpc_core::bootstrap::Consumer::builder()
-        .without_env()
-        .application("ctl-consumer")
-        .registry(&reg)
-        .expect("registry")
-        .build()
-        .await
-        .expect("consumer")
-        .reference()
-        .await
-        .expect("reference");
+    let client = greeter_client(&reg).await;
     until_answers(&client, &["p1", "p2"]).await;
     let ctl = |list: &[&str]| {
         let mut a = vec!["--registry".to_string(), reg.clone()];
@@ -490,29 +489,8 @@ async fn weight_override_and_route_rules_are_written_shown_and_removed() {
 async fn config_center_documents_are_written_shown_and_removed() {
     let reg = registry_url("config");
     let p1 = provider(&reg).await;
-    let p2 = Provider::builder()
-        .without_env()
-        .application("ctl-test")
-        .registry(&reg)
-        .expect("registry")
-        .protocol("dubbo", 0)
-        .param("shutdown.wait", 0)
-        .expect("key")
-        .service(GreeterServer::new(SignedGreeter { name: "p2".into() }))
-        .start()
-        .await
-        .expect("second provider");
-    let client: rpc_examples::GreeterClient = rpc_core::bootstrap::Consumer::builder()
-        .without_env()
-        .application("ctl-consumer")
-        .registry(&format!("{reg}&config.interval=100"))
-        .expect("registry")
-        .build()
-        .await
-        .expect("consumer")
-        .reference()
-        .await
-        .expect("reference");
+    let p2 = provider_named(&reg, "p2").await;
+    let client = greeter_client(&format!("{reg}&config.interval=100")).await;
     until_answers(&client, &["p1", "p2"]).await;
     let ctl = |list: &[&str]| {
         let mut a = vec!["--registry".to_string(), reg.clone()];
