@@ -726,3 +726,57 @@ async fn etcd_mock_and_limits_follow_rules() {
 async fn nacos_mock_and_limits_follow_rules() {
     mock_and_limits(Backend::Nacos).await;
 }
+
+/// ZooKeeper tells a reader of a rule document about a change at once (a data watch): with
+/// a 30 s read interval, a written, changed and removed document still arrives within a
+/// second each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_rule_documents_are_watched_not_only_read_on_an_interval() {
+    use rpc_core::registry::config_center::{watch, ConfigListener};
+    struct Seen(Mutex<Vec<Option<String>>>);
+    impl ConfigListener for Seen {
+        fn changed(&self, _: &ConfigKey, value: Option<&str>) {
+            self.0.lock().expect("lock").push(value.map(str::to_string));
+        }
+    }
+    let Some(server) = Backend::Zookeeper.address() else {
+        return;
+    };
+    let url = Backend::Zookeeper
+        .url_at(&server, &unique("zk-watch"))
+        .with_param("config.interval", 30_000);
+    let registry = client(&url, "reader").await;
+    let key =
+        ConfigKey::rule(registry.url(), "org.example.Napper:1.0.0:.configurators").expect("key");
+    let seen = Arc::new(Seen(Mutex::new(Vec::new())));
+    let listener: Arc<dyn ConfigListener> = seen.clone();
+    let _watch = watch(&registry, key.clone(), &listener).expect("watch");
+    let until = |want: Option<&'static str>| {
+        let seen = seen.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                let values = seen.0.lock().expect("lock").clone();
+                if values.last().map(Option::as_deref) == Some(want) {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < WITHIN,
+                    "not told {want:?} within {WITHIN:?}: {values:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until(None).await;
+    let writer = client(&url, "writer").await;
+    for text in ["key: a", "key: b"] {
+        writer
+            .publish_config(&key, Some(text))
+            .await
+            .expect("write");
+        until(Some(text)).await;
+    }
+    writer.publish_config(&key, None).await.expect("remove");
+    until(None).await;
+}

@@ -496,6 +496,22 @@ impl Registry for ZookeeperRegistry {
         }
     }
 
+    /// Returns when the entry's node is created, changed or deleted (a one-shot data watch),
+    /// or after `within` (also without a session).
+    async fn wait_config_change(&self, key: &ConfigKey, within: Duration) {
+        let path = key.path(self.shared.layout.root());
+        let change = async {
+            let Some(client) = self.shared.conn.get() else {
+                return tokio::time::sleep(within).await;
+            };
+            match client.check_and_watch_stat(&path).await {
+                Ok((_, watcher)) => drop(watcher.changed().await),
+                Err(_) => tokio::time::sleep(within).await,
+            }
+        };
+        let _ = tokio::time::timeout(within, change).await;
+    }
+
     /// Creates or rewrites (persistent node, parents created), or deletes, the entry's node.
     async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {
         let client = self.shared.require_client().await?;

@@ -480,6 +480,10 @@ impl Registry for CachedRegistry {
         }
     }
 
+    async fn wait_config_change(&self, key: &ConfigKey, within: std::time::Duration) {
+        self.inner.wait_config_change(key, within).await;
+    }
+
     async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {
         self.inner.publish_config(key, content).await?;
         self.cache.put_config(key, content);

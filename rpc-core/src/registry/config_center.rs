@@ -34,8 +34,9 @@
 //! stay in force.
 //!
 //! Entries are watched by reading them every `config.interval` milliseconds of the registry
-//! URL (default 1000), one reader per registry and key in a process however many
-//! subscriptions want it ([`watch`]). A read that fails (server away) changes nothing; the
+//! URL (default 1000), and at once when the registry reports a change (ZooKeeper's data
+//! watches, [`Registry::wait_config_change`]), one reader per registry and key in a process
+//! however many subscriptions want it ([`watch`]). A read that fails (server away) changes nothing; the
 //! registry cache (see [`super::cache`]) keeps the last value of every entry on disk, so a
 //! process started while the server is down starts with the rules it saw last.
 
@@ -749,7 +750,7 @@ async fn read_loop(
             }
         }
         drop(reader);
-        tokio::time::sleep(every).await;
+        registry.wait_config_change(&key, every).await;
     }
 }
 

@@ -42,6 +42,7 @@
 //! expect on the URLs they find.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::url::Url;
@@ -187,6 +188,15 @@ pub trait Registry: Send + Sync {
     ) -> Result<()> {
         let _ = content;
         Err(no_config_center(self.url(), key))
+    }
+
+    /// Waits until the config-center entry `key` may have changed, or `within` passed,
+    /// whichever comes first; [`config_center::watch`] reads the entry again after each wait.
+    /// An adapter that can watch an entry (ZooKeeper's data watches) returns at the change;
+    /// the default waits `within`.
+    async fn wait_config_change(&self, key: &config_center::ConfigKey, within: Duration) {
+        let _ = key;
+        tokio::time::sleep(within).await;
     }
 }
 
