@@ -727,11 +727,10 @@ async fn nacos_mock_and_limits_follow_rules() {
     mock_and_limits(Backend::Nacos).await;
 }
 
-/// ZooKeeper tells a reader of a rule document about a change at once (a data watch): with
-/// a 30 s read interval, a written, changed and removed document still arrives within a
-/// second each time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zookeeper_rule_documents_are_watched_not_only_read_on_an_interval() {
+/// ZooKeeper (a data watch) and etcd (a key watch) tell a reader of a rule document about a
+/// change at once: with a 30 s read interval, a written, changed and removed document still
+/// arrives within a second each time.
+async fn documents_are_watched(backend: Backend) {
     use rpc_core::registry::config_center::{watch, ConfigListener};
     struct Seen(Mutex<Vec<Option<String>>>);
     impl ConfigListener for Seen {
@@ -739,11 +738,11 @@ async fn zookeeper_rule_documents_are_watched_not_only_read_on_an_interval() {
             self.0.lock().expect("lock").push(value.map(str::to_string));
         }
     }
-    let Some(server) = Backend::Zookeeper.address() else {
+    let Some(server) = backend.address() else {
         return;
     };
-    let url = Backend::Zookeeper
-        .url_at(&server, &unique("zk-watch"))
+    let url = backend
+        .url_at(&server, &unique("doc-watch"))
         .with_param("config.interval", 30_000);
     let registry = client(&url, "reader").await;
     let key =
@@ -751,13 +750,13 @@ async fn zookeeper_rule_documents_are_watched_not_only_read_on_an_interval() {
     let seen = Arc::new(Seen(Mutex::new(Vec::new())));
     let listener: Arc<dyn ConfigListener> = seen.clone();
     let _watch = watch(&registry, key.clone(), &listener).expect("watch");
-    let until = |want: Option<&'static str>| {
+    let until = |want: Option<String>| {
         let seen = seen.clone();
         async move {
             let start = Instant::now();
             loop {
                 let values = seen.0.lock().expect("lock").clone();
-                if values.last().map(Option::as_deref) == Some(want) {
+                if values.last() == Some(&want) {
                     return;
                 }
                 assert!(
@@ -770,13 +769,26 @@ async fn zookeeper_rule_documents_are_watched_not_only_read_on_an_interval() {
     };
     until(None).await;
     let writer = client(&url, "writer").await;
-    for text in ["key: a", "key: b"] {
+    // Each change is written as soon as the last one was seen: the reader is then between
+    // its read and its new watch, and must not miss it.
+    for n in 0..10 {
+        let text = format!("key: v{n}");
         writer
-            .publish_config(&key, Some(text))
+            .publish_config(&key, Some(&text))
             .await
             .expect("write");
         until(Some(text)).await;
     }
     writer.publish_config(&key, None).await.expect("remove");
     until(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_rule_documents_are_watched_not_only_read_on_an_interval() {
+    documents_are_watched(Backend::Zookeeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_rule_documents_are_watched_not_only_read_on_an_interval() {
+    documents_are_watched(Backend::Etcd).await;
 }

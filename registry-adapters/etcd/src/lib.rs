@@ -537,6 +537,45 @@ impl Registry for EtcdRegistry {
             .map_err(|_| RpcError::codec(format!("etcd key {path} is not UTF-8 text")))
     }
 
+    /// Opens a watch on the entry's key, then reads it: returns at once when it differs from
+    /// `seen`, else at the next put or delete of the key, or after `within` (also without a
+    /// connection).
+    async fn wait_config_change(&self, key: &ConfigKey, seen: Option<&str>, within: Duration) {
+        let path = key.path(self.shared.layout.root());
+        let change = async {
+            let Some(client) = self.shared.conn.get() else {
+                return tokio::time::sleep(within).await;
+            };
+            let Ok(mut stream) = client.watch(path.as_str(), "").await else {
+                return tokio::time::sleep(within).await;
+            };
+            // The watch is open once its first message arrives.
+            match stream.message().await {
+                Ok(Some(r)) if !r.canceled => {
+                    if !r.events.is_empty() {
+                        return;
+                    }
+                }
+                _ => return tokio::time::sleep(within).await,
+            }
+            match self.get_config(key).await {
+                Ok(now) if now.as_deref() != seen => return,
+                Ok(_) => {}
+                Err(_) => return tokio::time::sleep(within).await,
+            }
+            loop {
+                match stream.message().await {
+                    Ok(Some(r)) if r.canceled => break,
+                    Ok(Some(r)) if !r.events.is_empty() => return,
+                    Ok(Some(_)) => {}
+                    _ => break,
+                }
+            }
+            tokio::time::sleep(within).await;
+        };
+        let _ = tokio::time::timeout(within, change).await;
+    }
+
     /// Puts (without a lease) or deletes the entry's key.
     async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {
         let client = self.shared.require_client().await?;

@@ -496,18 +496,34 @@ impl Registry for ZookeeperRegistry {
         }
     }
 
-    /// Returns when the entry's node is created, changed or deleted (a one-shot data watch),
-    /// or after `within` (also without a session).
-    async fn wait_config_change(&self, key: &ConfigKey, within: Duration) {
+    /// Reads the entry's node with a one-shot watch set in the same request (or an existence
+    /// watch when it is absent): returns at once when it differs from `seen`, else when the
+    /// node is created, changed or deleted, or after `within` (also without a session).
+    async fn wait_config_change(&self, key: &ConfigKey, seen: Option<&str>, within: Duration) {
         let path = key.path(self.shared.layout.root());
         let change = async {
             let Some(client) = self.shared.conn.get() else {
                 return tokio::time::sleep(within).await;
             };
-            match client.check_and_watch_stat(&path).await {
-                Ok((_, watcher)) => drop(watcher.changed().await),
-                Err(_) => tokio::time::sleep(within).await,
-            }
+            let watcher = match client.get_and_watch_data(&path).await {
+                Ok((data, _, watcher)) => {
+                    if seen.map(str::as_bytes) != Some(data.as_slice()) {
+                        return;
+                    }
+                    watcher
+                }
+                Err(zk::Error::NoNode) => match client.check_and_watch_stat(&path).await {
+                    Ok((stat, watcher)) => {
+                        if stat.is_some() || seen.is_some() {
+                            return;
+                        }
+                        watcher
+                    }
+                    Err(_) => return tokio::time::sleep(within).await,
+                },
+                Err(_) => return tokio::time::sleep(within).await,
+            };
+            drop(watcher.changed().await);
         };
         let _ = tokio::time::timeout(within, change).await;
     }

@@ -480,8 +480,13 @@ impl Registry for CachedRegistry {
         }
     }
 
-    async fn wait_config_change(&self, key: &ConfigKey, within: std::time::Duration) {
-        self.inner.wait_config_change(key, within).await;
+    async fn wait_config_change(
+        &self,
+        key: &ConfigKey,
+        seen: Option<&str>,
+        within: std::time::Duration,
+    ) {
+        self.inner.wait_config_change(key, seen, within).await;
     }
 
     async fn publish_config(&self, key: &ConfigKey, content: Option<&str>) -> Result<()> {

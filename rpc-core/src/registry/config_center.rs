@@ -35,7 +35,7 @@
 //!
 //! Entries are watched by reading them every `config.interval` milliseconds of the registry
 //! URL (default 1000), and at once when the registry reports a change (ZooKeeper's data
-//! watches, [`Registry::wait_config_change`]), one reader per registry and key in a process
+//! watches, etcd's key watches: [`Registry::wait_config_change`]), one reader per registry and key in a process
 //! however many subscriptions want it ([`watch`]). A read that fails (server away) changes nothing; the
 //! registry cache (see [`super::cache`]) keeps the last value of every entry on disk, so a
 //! process started while the server is down starts with the rules it saw last.
@@ -749,8 +749,11 @@ async fn read_loop(
                 }
             }
         }
+        let seen = lock(&reader.last).clone().flatten();
         drop(reader);
-        registry.wait_config_change(&key, every).await;
+        registry
+            .wait_config_change(&key, seen.as_deref(), every)
+            .await;
     }
 }
 

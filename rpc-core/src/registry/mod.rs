@@ -190,12 +190,19 @@ pub trait Registry: Send + Sync {
         Err(no_config_center(self.url(), key))
     }
 
-    /// Waits until the config-center entry `key` may have changed, or `within` passed,
-    /// whichever comes first; [`config_center::watch`] reads the entry again after each wait.
-    /// An adapter that can watch an entry (ZooKeeper's data watches) returns at the change;
-    /// the default waits `within`.
-    async fn wait_config_change(&self, key: &config_center::ConfigKey, within: Duration) {
-        let _ = key;
+    /// Waits until the config-center entry `key` may hold something else than `seen` (the
+    /// content last read, `None`: absent), or `within` passed, whichever comes first;
+    /// [`config_center::watch`] reads the entry again after each wait. An adapter that can
+    /// watch an entry (ZooKeeper, etcd) sets its watch, returns at once if the entry already
+    /// differs from `seen` (a change between the read and the watch is not lost), else at
+    /// the change; the default waits `within`.
+    async fn wait_config_change(
+        &self,
+        key: &config_center::ConfigKey,
+        seen: Option<&str>,
+        within: Duration,
+    ) {
+        let _ = (key, seen);
         tokio::time::sleep(within).await;
     }
 }
