@@ -74,7 +74,7 @@ use std::time::Duration;
 use rpc_core::extension::AdaptiveCache;
 use rpc_core::filter::DEFAULT_TIMEOUT_MS;
 use rpc_core::protocol::{Exporter, Protocol};
-use rpc_core::{Invoker, RpcError, ServiceKey, Url};
+use rpc_core::{Invoker, RpcError, Url};
 
 mod client;
 mod codec;
@@ -110,7 +110,7 @@ impl Default for H2Settings {
 /// provider address. See the [crate docs](crate).
 #[derive(Default)]
 pub struct Triple {
-    listeners: Arc<tokio::sync::Mutex<HashMap<String, Arc<server::Listener>>>>,
+    listeners: rpc_core::protocol::listeners::Listeners<server::Listener>,
     channels: std::sync::Mutex<HashMap<String, Weak<client::Channel>>>,
 }
 
@@ -129,65 +129,33 @@ impl Protocol for Triple {
         url: Url,
         invoker: Arc<dyn Invoker>,
     ) -> Result<Box<dyn Exporter>, RpcError> {
-        let host = if url.host().is_empty() {
-            "127.0.0.1".to_string()
-        } else {
-            url.host().to_string()
-        };
-        let port = url.port().unwrap_or(DEFAULT_PORT);
         let payload = url.param_as("payload", rpc_core::exchange::DEFAULT_PAYLOAD)?;
-        let mut listeners = self.listeners.lock().await;
-        let existing = (port != 0)
-            .then(|| listeners.get(&format!("{host}:{port}")).cloned())
-            .flatten();
         let tls = rpc_core::transport::tls::enabled(&url)?;
-        let listener = match existing {
-            Some(l) if l.tls != tls => {
-                return Err(RpcError::config(format!(
-                    "{host}:{port} already serves tri {}; export this service with tls={} or on another port",
-                    if l.tls { "over TLS" } else { "in plaintext" },
-                    l.tls
-                )))
-            }
-            Some(l) => l,
-            None => {
-                let server_tls = tls
-                    .then(|| rpc_core::transport::tls::ServerTls::start(&url, &[b"h2"]))
-                    .transpose()?;
-                let l = Arc::new(
-                    server::Listener::bind(&host, port, payload, H2Settings::default(), server_tls)
-                        .await?,
-                );
-                listeners.insert(format!("{host}:{}", l.port), l.clone());
-                l
-            }
-        };
-        let key = ServiceKey::new(url.interface(), url.param("group"), url.param("version"));
-        {
-            let mut table = listener
-                .services
-                .write()
-                .map_err(|_| RpcError::internal("service table poisoned"))?;
-            if table.contains_key(&key.to_string()) {
-                return Err(RpcError::config(format!(
-                    "service {key} is already exported on {host}:{}",
-                    listener.port
-                )));
-            }
-            table.insert(
-                key.to_string(),
-                server::Exported {
-                    key: key.clone(),
-                    invoker,
+        let tls_url = url.clone();
+        self.listeners
+            .export(
+                &url,
+                DEFAULT_PORT,
+                invoker,
+                |l: &server::Listener, address| {
+                    if l.tls == tls {
+                        return Ok(());
+                    }
+                    Err(RpcError::config(format!(
+                        "{address} already serves tri {}; export this service with tls={} or on another port",
+                        if l.tls { "over TLS" } else { "in plaintext" },
+                        l.tls
+                    )))
                 },
-            );
-        }
-        Ok(Box::new(TriExporter {
-            url: url.with_host(&host).with_port(listener.port),
-            key: key.to_string(),
-            address: format!("{host}:{}", listener.port),
-            listeners: self.listeners.clone(),
-        }))
+                |host, port| async move {
+                    let server_tls = tls
+                        .then(|| rpc_core::transport::tls::ServerTls::start(&tls_url, &[b"h2"]))
+                        .transpose()?;
+                    server::Listener::bind(&host, port, payload, H2Settings::default(), server_tls)
+                        .await
+                },
+            )
+            .await
     }
 
     async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>, RpcError> {
@@ -245,39 +213,6 @@ impl Protocol for Triple {
             payload,
             serialization: AdaptiveCache::new(),
         }))
-    }
-}
-
-struct TriExporter {
-    url: Url,
-    key: String,
-    address: String,
-    listeners: Arc<tokio::sync::Mutex<HashMap<String, Arc<server::Listener>>>>,
-}
-
-#[async_trait::async_trait]
-impl Exporter for TriExporter {
-    fn url(&self) -> &Url {
-        &self.url
-    }
-
-    async fn unexport(&self) {
-        let mut listeners = self.listeners.lock().await;
-        let Some(l) = listeners.get(&self.address).cloned() else {
-            return;
-        };
-        let empty = match l.services.write() {
-            Ok(mut t) => {
-                t.remove(&self.key);
-                t.is_empty()
-            }
-            Err(_) => true,
-        };
-        if empty {
-            listeners.remove(&self.address);
-            drop(listeners);
-            l.close().await;
-        }
     }
 }
 

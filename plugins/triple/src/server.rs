@@ -1,9 +1,8 @@
 //! The provider side: an HTTP/2 listener dispatching `/{interface}/{method}` streams to the
 //! exported invokers.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -29,14 +28,7 @@ use crate::{headers, H2Settings};
 /// The longest a unary request may take to arrive when the caller set no deadline.
 const REQUEST_READ_LIMIT: Duration = Duration::from_secs(30);
 
-/// One exported service.
-pub(crate) struct Exported {
-    pub(crate) key: ServiceKey,
-    pub(crate) invoker: Arc<dyn Invoker>,
-}
-
-/// Exported services by service key text (`group/interface:version`).
-pub(crate) type Table = Arc<RwLock<HashMap<String, Exported>>>;
+use rpc_core::protocol::listeners::{ExportedService as Exported, ServiceTable as Table};
 
 /// A bound listener and what it serves.
 pub(crate) struct Listener {
@@ -89,9 +81,20 @@ impl Listener {
             task: tokio::sync::Mutex::new(Some(task)),
         })
     }
+}
+
+#[async_trait::async_trait]
+impl rpc_core::protocol::listeners::SharedListener for Listener {
+    fn services(&self) -> &Table {
+        &self.services
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
 
     /// Stops accepting; open connections are sent GOAWAY and finish their streams.
-    pub(crate) async fn close(&self) {
+    async fn close(&self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.lock().await.take() {
             let _ = task.await;

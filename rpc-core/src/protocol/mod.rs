@@ -12,6 +12,7 @@ use crate::url::Url;
 
 pub mod dubbo;
 mod injvm;
+pub mod listeners;
 
 pub use dubbo::Dubbo;
 pub use injvm::Injvm;

@@ -104,9 +104,8 @@
 //! share one listener and are dispatched by service key `group/interface:version`.
 //! The provider answers in the serialization of the request.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -120,8 +119,9 @@ use crate::exchange::{
 use crate::extension::AdaptiveCache;
 use crate::filter::DEFAULT_TIMEOUT_MS;
 use crate::invocation::{
-    Attachments, ByteString, Invocation, Invoker, Outcome, Payload, Response, ServiceKey, Value,
+    Attachments, ByteString, Invocation, Invoker, Outcome, Payload, Response, Value,
 };
+use crate::protocol::listeners::{Listeners, ServiceTable, SharedListener};
 use crate::protocol::{Exporter, Protocol};
 use crate::serialize::{self, ids, Serialization};
 use crate::url::Url;
@@ -163,20 +163,31 @@ pub fn kind_of_status(code: u8) -> ErrorKind {
     }
 }
 
-/// Exported services by service key text (`group/interface:version`), with the parsed key so
-/// that dispatch clones it instead of building one per call.
-type Table = Arc<RwLock<HashMap<String, (ServiceKey, Arc<dyn Invoker>)>>>;
-
 struct Listener {
     server: Server,
-    services: Table,
+    services: ServiceTable,
+}
+
+#[async_trait::async_trait]
+impl SharedListener for Listener {
+    fn services(&self) -> &ServiceTable {
+        &self.services
+    }
+
+    fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    async fn close(&self) {
+        self.server.close().await;
+    }
 }
 
 /// The `dubbo` protocol: one listener per bound address, one shared client per provider
 /// address. See the [module docs](self).
 #[derive(Default)]
 pub struct Dubbo {
-    listeners: Arc<tokio::sync::Mutex<HashMap<String, Arc<Listener>>>>,
+    listeners: Listeners<Listener>,
 }
 
 #[async_trait::async_trait]
@@ -186,53 +197,26 @@ impl Protocol for Dubbo {
     }
 
     async fn export(&self, url: Url, invoker: Arc<dyn Invoker>) -> Result<Box<dyn Exporter>> {
-        let host = if url.host().is_empty() {
-            "127.0.0.1".to_string()
-        } else {
-            url.host().to_string()
-        };
-        let port = url.port().unwrap_or(DEFAULT_PORT);
-        let key = url.service_key();
-        let mut listeners = self.listeners.lock().await;
-        let existing = (port != 0)
-            .then(|| listeners.get(&format!("{host}:{port}")).cloned())
-            .flatten();
-        let (listener, real_port) = match existing {
-            Some(l) => (l, port),
-            None => {
-                let services: Table = Default::default();
-                let handler = Arc::new(Dispatcher {
-                    services: services.clone(),
-                    payload: url.param_as("payload", crate::exchange::DEFAULT_PAYLOAD)?,
-                });
-                let bind_url = url.with_host(&host).with_port(port);
-                let server = Server::bind(&bind_url, handler).await?;
-                let real = server.port();
-                let l = Arc::new(Listener { server, services });
-                listeners.insert(format!("{host}:{real}"), l.clone());
-                (l, real)
-            }
-        };
-        {
-            let mut table = listener
-                .services
-                .write()
-                .map_err(|_| RpcError::internal("service table poisoned"))?;
-            if table.contains_key(&key) {
-                return Err(RpcError::config(format!(
-                    "service {key} is already exported on {host}:{real_port}"
-                )));
-            }
-            let service =
-                ServiceKey::new(url.interface(), url.param("group"), url.param("version"));
-            table.insert(key.clone(), (service, invoker));
-        }
-        Ok(Box::new(DubboExporter {
-            url: url.with_host(&host).with_port(real_port),
-            key,
-            address: format!("{host}:{real_port}"),
-            listeners: self.listeners.clone(),
-        }))
+        let payload = url.param_as("payload", crate::exchange::DEFAULT_PAYLOAD)?;
+        let bind_url = url.clone();
+        self.listeners
+            .export(
+                &url,
+                DEFAULT_PORT,
+                invoker,
+                |_, _| Ok(()),
+                |host, port| async move {
+                    let services: ServiceTable = Default::default();
+                    let handler = Arc::new(Dispatcher {
+                        services: services.clone(),
+                        payload,
+                    });
+                    let server =
+                        Server::bind(&bind_url.with_host(&host).with_port(port), handler).await?;
+                    Ok(Listener { server, services })
+                },
+            )
+            .await
     }
 
     async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>> {
@@ -247,39 +231,6 @@ impl Protocol for Dubbo {
     }
 }
 
-struct DubboExporter {
-    url: Url,
-    key: String,
-    address: String,
-    listeners: Arc<tokio::sync::Mutex<HashMap<String, Arc<Listener>>>>,
-}
-
-#[async_trait::async_trait]
-impl Exporter for DubboExporter {
-    fn url(&self) -> &Url {
-        &self.url
-    }
-
-    async fn unexport(&self) {
-        let mut listeners = self.listeners.lock().await;
-        let Some(l) = listeners.get(&self.address).cloned() else {
-            return;
-        };
-        let empty = match l.services.write() {
-            Ok(mut t) => {
-                t.remove(&self.key);
-                t.is_empty()
-            }
-            Err(_) => true,
-        };
-        if empty {
-            listeners.remove(&self.address);
-            drop(listeners);
-            l.server.close().await;
-        }
-    }
-}
-
 thread_local! {
     /// Scratch space for building service keys on the dispatch path.
     static KEY_BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
@@ -287,7 +238,7 @@ thread_local! {
 
 /// The provider side: decodes envelopes and calls the exported invokers.
 struct Dispatcher {
-    services: Table,
+    services: ServiceTable,
     payload: usize,
 }
 
@@ -430,7 +381,7 @@ impl Dispatcher {
                 .read()
                 .map_err(|_| RpcError::internal("service table poisoned"))?
                 .get(key.as_str())
-                .cloned();
+                .map(|e| (e.key.clone(), e.invoker.clone()));
             found.ok_or_else(|| {
                 RpcError::new(
                     ErrorKind::ServiceNotFound,
@@ -707,6 +658,7 @@ crate::register!(dyn Protocol, "dubbo", || Arc::new(Dubbo::default()));
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invocation::ServiceKey;
 
     #[test]
     fn every_kind_crosses_the_wire_as_itself() {
