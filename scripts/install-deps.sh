@@ -4,6 +4,7 @@
 #   zookeeper    ZooKeeper server for the registry tests (pulls a Java runtime)
 #   etcd-server  etcd server for the registry tests
 #   curl         posts JSON to a Triple provider over HTTP/2 (tests/tests/triple_interop.rs)
+#   chromium     headless browser that drives the web console (examples/rpcctl/tests/console.rs)
 # Each package is checked by the file the tests run, not by a command that might come from
 # elsewhere. Without root or apt-get it installs nothing and says so; the registry tests then
 # skip themselves loudly. `--check` lists what is missing and exits 1 if anything is.
@@ -14,6 +15,7 @@ declare -A needs=(
     [zookeeper]=/usr/share/java/zookeeper.jar
     [etcd-server]=/usr/bin/etcd
     [curl]=/usr/bin/curl
+    [chromium]=/usr/bin/chromium
 )
 # A Java runtime comes with zookeeper as a dependency; checked too, since the jar alone
 # does not run.

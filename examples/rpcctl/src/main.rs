@@ -10,6 +10,7 @@
 //! rpcctl --registry local:// weight org.example.Greeter 10.0.0.5:20880 0 [--dry-run] [--remove]
 //! rpcctl --registry local:// route org.example.Greeter '=> host != 10.0.0.5' [--force] [--dry-run] [--remove]
 //! rpcctl --registry local:// rules org.example.Greeter
+//! rpcctl --registry local:// console --listen 127.0.0.1:8088 --admin-token SECRET
 //! ```
 //!
 //! `override`, `weight` and `route` write rules into the registry that consumers apply at
@@ -158,6 +159,17 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Serve the web console: services, providers, consumers, rules and live metrics in a
+    /// browser, with the actions of the other commands.
+    Console {
+        /// The address to listen on, and only it (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: String,
+        /// The token every change made through the console needs (at least 8 characters);
+        /// without one the console is read-only.
+        #[arg(long, env = "RPC_CONSOLE_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+    },
 }
 
 /// What `rpcctl config` does.
@@ -231,6 +243,7 @@ fn emit(text: std::fmt::Arguments<'_>) {
     }
 }
 
+mod console;
 mod rules;
 
 fn main() -> ExitCode {
@@ -328,6 +341,13 @@ async fn run(cli: Cli) -> Fallible<ExitCode> {
         }
         Command::Rules { interface } => rules::list(&cli, interface).await,
         Command::Config { action } => rules::config(&cli, action).await,
+        Command::Console {
+            listen,
+            admin_token,
+        } => {
+            console::serve(&cli, listen, admin_token.clone()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Offline | Command::Online => {
             let addr = the_provider(&cli).await?;
             let admin = admin(&cli, &addr).await?;
@@ -515,6 +535,11 @@ async fn resolve_service_key(
 }
 
 async fn admin(cli: &Cli, addr: &str) -> Fallible<AdminClient> {
+    admin_at(addr, cli.timeout).await
+}
+
+/// A client of the admin service of the provider at `addr`, calls cut off after `timeout_ms`.
+pub(crate) async fn admin_at(addr: &str, timeout_ms: u64) -> Fallible<AdminClient> {
     Consumer::builder()
         .without_env()
         .no_registry()
@@ -522,7 +547,7 @@ async fn admin(cli: &Cli, addr: &str) -> Fallible<AdminClient> {
             ADMIN_INTERFACE,
             ServiceConfig::default()
                 .param("url", format!("dubbo://{addr}"))
-                .param("timeout", cli.timeout)
+                .param("timeout", timeout_ms)
                 .param("retries", 0),
         )
         .build()
@@ -587,36 +612,88 @@ async fn invoke(
     version: Option<&str>,
     group: Option<&str>,
 ) -> Fallible<ExitCode> {
-    let parsed: serde_json::Value = serde_json::from_str(args)
+    let (group, version) = resolve_service_key(cli, interface, group, version).await?;
+    let target = if let Some(p) = &cli.provider {
+        Target::Provider(p)
+    } else if let Some(r) = &cli.registry {
+        Target::Registry(r)
+    } else {
+        return Err(
+            "no registry or provider given\n  try: --registry local:// or --provider host:port"
+                .into(),
+        );
+    };
+    let call = GenericCall {
+        interface,
+        method,
+        args,
+        group: group.as_deref(),
+        version: version.as_deref(),
+        timeout_ms: cli.timeout,
+    };
+    let (json, biz) = call_json(target, &call).await?;
+    if biz {
+        say!("business error: {json}");
+        return Ok(ExitCode::from(2));
+    }
+    say!("{json}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a generic call goes.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// The providers a registry lists (URL).
+    Registry(&'a str),
+    /// One provider (host:port).
+    Provider(&'a str),
+}
+
+/// A call with JSON arguments, as `invoke` and the console's test call make it.
+pub(crate) struct GenericCall<'a> {
+    pub(crate) interface: &'a str,
+    pub(crate) method: &'a str,
+    /// A JSON array, one element per parameter.
+    pub(crate) args: &'a str,
+    pub(crate) group: Option<&'a str>,
+    pub(crate) version: Option<&'a str>,
+    pub(crate) timeout_ms: u64,
+}
+
+/// Makes a generic call (JSON arguments, JSON serialization) and returns the answer as JSON
+/// text, with `true` when it is the service's business error; a failed call is an error
+/// with a hint.
+pub(crate) async fn call_json(
+    target: Target<'_>,
+    call: &GenericCall<'_>,
+) -> Fallible<(String, bool)> {
+    let parsed: serde_json::Value = serde_json::from_str(call.args)
         .map_err(|e| format!("arguments are not valid JSON ({e})\n  try: '[\"ann\", 3]'"))?;
     if !parsed.is_array() {
         return Err(format!(
             "arguments must be a JSON array, one element per parameter; got {parsed}\n  try: '[{parsed}]'"
         ));
     }
-    let (group, version) = resolve_service_key(cli, interface, group, version).await?;
-    let (group, version) = (group.as_deref(), version.as_deref());
+    let interface = call.interface;
     let mut settings = ServiceConfig::default()
         .param("serialization", "json")
-        .param("timeout", cli.timeout)
-        .param("check", 1000);
-    if let Some(v) = version {
+        .param("timeout", call.timeout_ms)
+        .param("check", 1000)
+        // A tool's one call is not a consumer of the service.
+        .param("register", false);
+    if let Some(v) = call.version {
         settings = settings.param("version", v);
     }
-    if let Some(g) = group {
+    if let Some(g) = call.group {
         settings = settings.param("group", g);
     }
     let mut builder = Consumer::builder().without_env();
-    if let Some(p) = &cli.provider {
-        settings = settings.param("url", format!("dubbo://{p}"));
-        builder = builder.no_registry();
-    } else if let Some(r) = &cli.registry {
-        builder = builder.registry(r).map_err(|e| e.to_string())?;
-    } else {
-        return Err(
-            "no registry or provider given\n  try: --registry local:// or --provider host:port"
-                .into(),
-        );
+    match target {
+        Target::Provider(p) => {
+            settings = settings.param("url", format!("dubbo://{p}"));
+            builder = builder.no_registry();
+        }
+        Target::Registry(r) => builder = builder.registry(r).map_err(|e| e.to_string())?,
     }
     let consumer = builder
         .reference_config(interface, settings)
@@ -628,15 +705,15 @@ async fn invoke(
         .reference_url(interface, &[])
         .with_path(interface);
     let invoker = consumer.refer_url(url).await.map_err(|e| e.to_string())?;
-    let call = Invocation::new(
-        ServiceKey::new(interface, group, version),
-        method.to_string(),
+    let invocation = Invocation::new(
+        ServiceKey::new(interface, call.group, call.version),
+        call.method.to_string(),
         Value::Encoded(Payload {
             serialization: ids::JSON,
-            bytes: args.as_bytes().to_vec().into(),
+            bytes: call.args.as_bytes().to_vec().into(),
         }),
     );
-    let response = invoker.invoke(call).await.map_err(|e| {
+    let response = invoker.invoke(invocation).await.map_err(|e| {
         let hint = match e.kind() {
             rpc_core::ErrorKind::MethodNotFound => "rpcctl describe INTERFACE lists the methods",
             rpc_core::ErrorKind::Codec => "check the argument types with rpcctl describe",
@@ -660,10 +737,5 @@ async fn invoke(
             String::from_utf8_lossy(&payload.bytes).into_owned()
         }
     };
-    if biz {
-        say!("business error: {json}");
-        return Ok(ExitCode::from(2));
-    }
-    say!("{json}");
-    Ok(ExitCode::SUCCESS)
+    Ok((json, biz))
 }

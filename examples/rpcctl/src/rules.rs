@@ -36,13 +36,22 @@ pub(crate) fn settings(args: &[String]) -> Fallible<Vec<(String, String)>> {
 }
 
 async fn current(cli: &Cli, reg: &dyn Registry, interface: &str) -> Fallible<Rules> {
-    rules::read(reg, interface, Duration::from_millis(cli.timeout))
+    current_within(reg, interface, cli.timeout).await
+}
+
+/// The rules of `interface` in the registry, read within `timeout_ms`.
+pub(crate) async fn current_within(
+    reg: &dyn Registry,
+    interface: &str,
+    timeout_ms: u64,
+) -> Fallible<Rules> {
+    rules::read(reg, interface, Duration::from_millis(timeout_ms))
         .await
         .map_err(|e| format!("cannot read the rules of {interface}: {e}"))
 }
 
 /// One line describing a rule.
-fn show(rule: &Url) -> String {
+pub(crate) fn show(rule: &Url) -> String {
     match Category::of(rule) {
         Category::Routers => format!(
             "route {:?}  force={} priority={}  ({rule})",
@@ -86,7 +95,11 @@ pub(crate) async fn print_rules(cli: &Cli, reg: &dyn Registry, interface: &str) 
 
 /// The config-center documents that can hold rules for `interface`: per version and group
 /// of its providers, and per provider application.
-fn document_keys(reg: &dyn Registry, interface: &str, providers: &[Url]) -> Vec<ConfigKey> {
+pub(crate) fn document_keys(
+    reg: &dyn Registry,
+    interface: &str,
+    providers: &[Url],
+) -> Vec<ConfigKey> {
     let mut names = vec![
         format!("{interface}::.configurators"),
         format!("{interface}::.condition-router"),
@@ -274,6 +287,20 @@ pub(crate) async fn apply(cli: &Cli, interface: &str, change: Change) -> Fallibl
         say!("(dry run: nothing written)");
         return Ok(ExitCode::SUCCESS);
     }
+    let done = write(&*reg, interface, &change, cli.timeout).await?;
+    say!("{done}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes or removes `change.rule` (its `dry_run` is not looked at) and waits until the
+/// registry lists the change; returns the line saying what was done.
+pub(crate) async fn write(
+    reg: &dyn Registry,
+    interface: &str,
+    change: &Change,
+    timeout_ms: u64,
+) -> Fallible<String> {
+    let verb = if change.remove { "remove" } else { "write" };
     let result = if change.remove {
         reg.unregister(&change.rule).await
     } else {
@@ -281,7 +308,7 @@ pub(crate) async fn apply(cli: &Cli, interface: &str, change: Change) -> Fallibl
     };
     result.map_err(|e| format!("cannot {verb} the rule: {e}"))?;
     // A registry that was not reachable may have only queued the change: confirm it.
-    let after = current(cli, &*reg, interface).await?;
+    let after = current_within(reg, interface, timeout_ms).await?;
     let listed = after
         .overrides
         .iter()
@@ -289,14 +316,12 @@ pub(crate) async fn apply(cli: &Cli, interface: &str, change: Change) -> Fallibl
         .any(|r| *r == change.rule);
     if listed == change.remove {
         return Err(format!(
-            "the registry did not confirm the change within {} ms; run `rpcctl rules {interface}` to check",
-            cli.timeout
+            "the registry did not confirm the change within {timeout_ms} ms; run `rpcctl rules {interface}` to check"
         ));
     }
-    say!(
+    Ok(format!(
         "{}: {}",
         if change.remove { "removed" } else { "written" },
         show(&change.rule)
-    );
-    Ok(ExitCode::SUCCESS)
+    ))
 }

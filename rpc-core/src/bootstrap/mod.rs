@@ -69,6 +69,13 @@ crate::config_key!(
     "a registry reference waits up to this long (ms) for its first providers, then starts without (0 or false: do not wait; true: 3000, so Dubbo's check=true/false read sensibly); a direct url= reference never waits"
 );
 
+crate::config_key!(
+    "register",
+    "true",
+    Bool,
+    "a registry reference registers itself under the service's consumers (informational, for operators' tools); false keeps a short-lived or tool's reference out of that list"
+);
+
 /// The `check` wait of a reference: milliseconds, or Dubbo's boolean (`false`: no wait,
 /// `true`: the default wait). A reference never fails for want of providers.
 fn check_wait(url: &Url) -> Result<Duration> {
@@ -613,14 +620,16 @@ impl Consumer {
         registry.subscribe(&subscription, rules.clone()).await?;
         // The consumer's own registration is informational (operators' tools list it): it
         // never delays the reference, even while the registry is unreachable.
-        let consumer_url =
-            registry::dubbo::consumer_registration(&url, crate::cluster::loadbalance::now_ms());
-        let reg = registry.clone();
-        tokio::spawn(async move {
-            if let Err(e) = reg.register(&consumer_url).await {
-                tracing::debug!(error = %e, "consumer registration failed (informational only)");
-            }
-        });
+        if url.param_bool("register", true)? {
+            let consumer_url =
+                registry::dubbo::consumer_registration(&url, crate::cluster::loadbalance::now_ms());
+            let reg = registry.clone();
+            tokio::spawn(async move {
+                if let Err(e) = reg.register(&consumer_url).await {
+                    tracing::debug!(error = %e, "consumer registration failed (informational only)");
+                }
+            });
+        }
         let until = tokio::time::Instant::now() + check_wait(&url)?;
         while dir.providers().is_empty() && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;

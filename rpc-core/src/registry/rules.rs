@@ -110,10 +110,35 @@ impl NotifyListener for Snapshot {
 /// the registry to list them. A registry that cannot answer is an error (of its kind),
 /// never an empty list.
 pub async fn read(registry: &dyn Registry, interface: &str, timeout: Duration) -> Result<Rules> {
+    let mut lists = read_lists(
+        registry,
+        interface,
+        &[Category::Configurators, Category::Routers],
+        timeout,
+    )
+    .await?;
+    let mut take = |c| lists.remove(&c).unwrap_or_default();
+    Ok(Rules {
+        overrides: take(Category::Configurators),
+        routes: take(Category::Routers),
+    })
+}
+
+/// What `registry` lists now under each of `categories` for `interface` (Dubbo's `empty://`
+/// placeholders left out), waiting up to `timeout` for the first listing of each; for
+/// operators' tools (consumers of a service, its rules). A registry that cannot answer is
+/// an error (of its kind), never an empty list.
+pub async fn read_lists(
+    registry: &dyn Registry,
+    interface: &str,
+    categories: &[Category],
+    timeout: Duration,
+) -> Result<HashMap<Category, Vec<Url>>> {
     let snapshot = Arc::new(Snapshot::default());
+    let names: Vec<&str> = categories.iter().map(|c| c.as_str()).collect();
     let url = Url::new("consumer", "127.0.0.1", 0)
         .with_path(interface)
-        .with_param("category", "configurators,routers");
+        .with_param("category", names.join(","));
     let listener: Arc<dyn NotifyListener> = snapshot.clone();
     registry.subscribe(&url, listener.clone()).await?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -122,29 +147,28 @@ pub async fn read(registry: &dyn Registry, interface: &str, timeout: Duration) -
         let done = snapshot
             .lists
             .lock()
-            .map(|l| {
-                (
-                    l.get(&Category::Configurators).cloned(),
-                    l.get(&Category::Routers).cloned(),
-                )
-            })
-            .unwrap_or_default();
-        if let (Some(overrides), Some(routes)) = done {
-            let real = |list: Vec<Url>| -> Vec<Url> {
-                list.into_iter()
-                    .filter(|u| u.protocol() != "empty")
-                    .collect()
-            };
-            break Ok(Rules {
-                overrides: real(overrides),
-                routes: real(routes),
-            });
+            .ok()
+            .filter(|l| categories.iter().all(|c| l.contains_key(c)))
+            .map(|l| l.clone());
+        if let Some(lists) = done {
+            break Ok(lists
+                .into_iter()
+                .filter(|(c, _)| categories.contains(c))
+                .map(|(c, list)| {
+                    let real = list
+                        .into_iter()
+                        .filter(|u| u.protocol() != "empty")
+                        .collect();
+                    (c, real)
+                })
+                .collect());
         }
         if tokio::time::timeout_at(deadline, wake).await.is_err() {
             break Err(RpcError::new(
                 ErrorKind::Network,
                 format!(
-                    "the registry did not list the rules of {interface} within {} ms",
+                    "the registry did not list the {} of {interface} within {} ms",
+                    names.join(" and "),
                     timeout.as_millis()
                 ),
             ));
