@@ -287,8 +287,9 @@ async fn run(chromium: &str) -> Result<()> {
 
     // The service and its three providers.
     page.wait(
-        "the service and its three providers",
+        "the service, its version and its three providers",
         "document.querySelector('#services li')?.textContent.includes('org.example.Greeter') \
+         && document.querySelector('#services li .keys')?.textContent === '1.0.0' \
          && document.querySelectorAll('#providers tbody tr.online').length === 3",
     )
     .await?;

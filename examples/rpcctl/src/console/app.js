@@ -88,8 +88,12 @@ async function refreshServices() {
   list.replaceChildren();
   for (const s of services) {
     const online = s.providers.filter((p) => p.state === "online").length;
+    // The versions and groups it is served under: `1.0.0`, `2.0.0/blue`.
+    const keys = [...new Set(s.providers.map((p) => [p.version, p.group].filter((x) => x).join("/")))]
+      .filter((k) => k).sort();
     const item = el("li", { "data-interface": s.interface },
-      `${s.interface} (${online}/${s.providers.length} providers)`);
+      `${s.interface} (${online}/${s.providers.length} providers)`,
+      el("div", { class: "keys" }, keys.length ? keys.join(", ") : "no version or group"));
     if (s.interface === state.selected) item.classList.add("selected");
     item.addEventListener("click", () => select(s.interface));
     list.append(item);
