@@ -101,10 +101,7 @@ pub struct EtcdStore {
 }
 
 fn etcd_error(what: &str, status: tonic::Status) -> RpcError {
-    RpcError::network(format!(
-        "etcd idempotency store: {what}: {}",
-        status.message()
-    ))
+    crate::etcd_err(&format!("idempotency store: {what}"), status)
 }
 
 impl EtcdStore {

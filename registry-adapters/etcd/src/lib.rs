@@ -132,8 +132,10 @@ impl Drop for EtcdRegistry {
     }
 }
 
-fn etcd_err(what: &str, e: tonic::Status) -> RpcError {
-    RpcError::network(format!("etcd {what}: {}", e.message()))
+/// An etcd call's failure as an [`RpcError`] naming what was attempted, the status kept as
+/// its source.
+pub(crate) fn etcd_err(what: &str, e: tonic::Status) -> RpcError {
+    RpcError::network(format!("etcd {what}: {}", e.message())).with_source(e)
 }
 
 impl EtcdRegistry {

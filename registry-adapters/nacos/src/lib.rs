@@ -286,7 +286,9 @@ impl Client {
         } else {
             req.query(&params)
         };
-        let fail = |e: reqwest::Error| RpcError::network(format!("nacos {method} {path}: {e}"));
+        let fail = |e: reqwest::Error| {
+            RpcError::network(format!("nacos {method} {path}: {e}")).with_source(e)
+        };
         let mut resp = req.send().await.map_err(fail)?;
         let status = resp.status();
         let mut body: Vec<u8> = Vec::new();
@@ -379,7 +381,7 @@ impl NacosRegistry {
             .connect_timeout(timeout)
             .no_proxy()
             .build()
-            .map_err(|e| RpcError::internal(format!("nacos HTTP client: {e}")))?;
+            .map_err(|e| RpcError::internal(format!("nacos HTTP client: {e}")).with_source(e))?;
         let shared = Arc::new(Shared {
             url: url.clone(),
             servers,

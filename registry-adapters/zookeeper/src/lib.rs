@@ -119,7 +119,7 @@ fn zk_err(what: &str, e: zk::Error) -> RpcError {
         }
         _ => rpc_core::ErrorKind::Network,
     };
-    RpcError::new(kind, format!("zookeeper {what}: {e}"))
+    RpcError::new(kind, format!("zookeeper {what}: {e}")).with_source(e)
 }
 
 impl ZookeeperRegistry {

@@ -43,7 +43,9 @@ impl Transporter for Tcp {
                     format!("connecting to {addr} took longer than {ms} ms"),
                 )
             })?
-            .map_err(|e| RpcError::network(format!("cannot connect to {addr}: {e}")))?;
+            .map_err(|e| {
+                RpcError::network(format!("cannot connect to {addr}: {e}")).with_source(e)
+            })?;
         if super::tls::enabled(url)? {
             stream
                 .set_nodelay(true)
@@ -61,9 +63,9 @@ impl Transporter for Tcp {
             url.host()
         };
         let addr = Url::new("tcp", host, url.port().unwrap_or(0)).address();
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|e| RpcError::network(format!("cannot listen on {addr}: {e}")))?;
+        let listener = TcpListener::bind(&addr).await.map_err(|e| {
+            RpcError::network(format!("cannot listen on {addr}: {e}")).with_source(e)
+        })?;
         if super::tls::enabled(url)? {
             let local = listener
                 .local_addr()
@@ -86,7 +88,7 @@ impl Acceptor for TcpAcceptor {
             .0
             .accept()
             .await
-            .map_err(|e| RpcError::network(format!("accept failed: {e}")))?;
+            .map_err(|e| RpcError::network(format!("accept failed: {e}")).with_source(e))?;
         split(stream, peer.to_string())
     }
 
@@ -139,5 +141,11 @@ mod tests {
         let e = Tcp.connect(&url).await.err().expect("refused");
         assert_eq!(e.kind(), ErrorKind::Network);
         assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+        // The operating system's error stays reachable as the source, for callers that
+        // match on it.
+        let io = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("an io::Error source");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 }

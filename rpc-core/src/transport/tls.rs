@@ -546,7 +546,7 @@ impl Acceptor for TlsAcceptor {
                 }
                 accepted = self.listener.accept(), if permit.is_some() => {
                     let (stream, peer) = accepted
-                        .map_err(|e| RpcError::network(format!("accept failed: {e}")))?;
+                        .map_err(|e| RpcError::network(format!("accept failed: {e}")).with_source(e))?;
                     if let Some(p) = permit.take() {
                         self.handshake(stream, peer.to_string(), p);
                     }
@@ -612,16 +612,16 @@ mod tests {
         c.writer
             .write_all(b"ping")
             .await
-            .map_err(|e| RpcError::network(format!("write: {e}")))?;
+            .map_err(|e| RpcError::network(format!("write: {e}")).with_source(e))?;
         c.writer
             .flush()
             .await
-            .map_err(|e| RpcError::network(format!("flush: {e}")))?;
+            .map_err(|e| RpcError::network(format!("flush: {e}")).with_source(e))?;
         let mut buf = [0u8; 4];
         tokio::time::timeout(Duration::from_secs(5), c.reader.read_exact(&mut buf))
             .await
             .map_err(|_| RpcError::timeout("no answer"))?
-            .map_err(|e| RpcError::network(format!("read failed: {e}")))?;
+            .map_err(|e| RpcError::network(format!("read failed: {e}")).with_source(e))?;
         Ok(buf)
     }
 
