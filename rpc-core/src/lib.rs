@@ -44,6 +44,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod registry;
 pub mod serialize;
+mod service_key;
 pub mod stream;
 pub mod transport;
 pub mod url;

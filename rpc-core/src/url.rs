@@ -309,7 +309,7 @@ impl Url {
 
     /// Dubbo's service key `group/interface:version` (group and version omitted when empty).
     pub fn service_key(&self) -> String {
-        crate::invocation::ServiceKey::new(
+        crate::service_key::ServiceKey::new(
             self.interface(),
             self.param("group"),
             self.param("version"),
