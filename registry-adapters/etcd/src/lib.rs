@@ -142,7 +142,7 @@ impl EtcdRegistry {
     /// Starts a client for `url` and its lease task (needs a tokio runtime).
     pub fn start(url: &Url) -> Result<EtcdRegistry> {
         if url.host().is_empty() {
-            return Err(RpcError::internal(format!(
+            return Err(RpcError::config(format!(
                 "etcd registry URL '{url}' has no host"
             )));
         }

@@ -127,7 +127,7 @@ impl ZookeeperRegistry {
     pub fn start(url: &Url) -> Result<ZookeeperRegistry> {
         let host = url.host();
         if host.is_empty() {
-            return Err(RpcError::internal(format!(
+            return Err(RpcError::config(format!(
                 "zookeeper registry URL '{url}' has no host"
             )));
         }

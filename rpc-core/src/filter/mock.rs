@@ -137,7 +137,7 @@ fn find_fallback(invocation: &Invocation) -> Result<Arc<dyn Invoker>> {
         .or_else(|| map.get(invocation.service().interface()))
         .cloned()
         .ok_or_else(|| {
-            invocation.annotate(RpcError::internal(format!(
+            invocation.annotate(RpcError::config(format!(
                 "mock=fallback but no fallback is registered for '{key}'; \
                  call filter::mock::register_fallback first"
             )))
