@@ -65,7 +65,7 @@ fn main() {
                     "circuitbreaker",
                 ][..],
             ),
-            (Side::Provider, &["panic", "providermetrics", "context"][..]),
+            (Side::Provider, &["providermetrics", "context"][..]),
         ] {
             for name in names {
                 let url = bare.url().with_param("filter", format!("-default,{name}"));

@@ -253,6 +253,33 @@ impl std::error::Error for RpcError {
     }
 }
 
+/// Runs `call` with panics caught: the one panic boundary of the framework, used where
+/// service code runs (the skeleton) and where a protocol hands a received call to the
+/// exported chain (so a panicking filter is caught too). A panic becomes an
+/// [`ErrorKind::Biz`] error `the service panicked: <message>`, logged once here; the caller
+/// and the connection live on. Polling happens in place, with no task or allocation.
+///
+/// The panic hook still runs (and prints, by default); state the panicking code shared with
+/// other calls may be left half-updated, as with any caught panic.
+pub async fn catch_panics<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a panic without a message");
+            tracing::error!(panic = message, "service panicked");
+            Err(RpcError::new(
+                ErrorKind::Biz,
+                format!("the service panicked: {message}"),
+            ))
+        }
+    }
+}
+
 /// `T`'s name as a user writes it, for messages: module paths dropped at every level
 /// (`Vec<String>`, not `alloc::vec::Vec<alloc::string::String>`).
 pub fn type_label<T: ?Sized>() -> String {
@@ -282,6 +309,20 @@ fn push_last_segment(out: &mut String, path: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn panics_become_biz_errors_with_their_message() {
+        let e = catch_panics(async { panic!("out of {}", "coffee") as Result<()> })
+            .await
+            .expect_err("caught");
+        assert_eq!(e.kind(), ErrorKind::Biz);
+        assert_eq!(e.message(), "the service panicked: out of coffee");
+        let e = catch_panics(async { std::panic::panic_any(7u8) as Result<()> })
+            .await
+            .expect_err("caught");
+        assert!(e.message().ends_with("a panic without a message"), "{e}");
+        assert_eq!(catch_panics(async { Ok(3) }).await.expect("value"), 3);
+    }
 
     #[test]
     fn type_labels_drop_module_paths_at_every_level() {

@@ -9,21 +9,25 @@
 //! ```text
 //!  proxy (generated)      builds an Invocation: service key, method, typed args, attachments
 //!    │
-//!  filters  filter=       consumer filters: timeout/deadline, context, limits, breaker, ...
+//!  reference filters      once per call, around the cluster: mock (degradation)
 //!    │
-//!  cluster  cluster=      failover / failfast / ... over a Directory
+//!  cluster  cluster=      failover / failfast / ... over a Directory; each attempt picks a provider
 //!    │  directory         the live provider list (static, or fed by a registry)
-//!    │  routers           narrow the list (condition rules, tags)
+//!    │  routers           narrow the list (condition rules, tags, zones)
 //!    │  loadbalance=      pick one provider (random, roundrobin, ...)
 //!    │
-//!  protocol protocol=     the provider's invoker (dubbo-compatible framing, or injvm)
+//!  provider's chain       per provider, per attempt: filter= consumer filters (metrics, context,
+//!    │  filter=           timeout/deadline, actives, circuit breaker, token)
+//!    │
+//!  protocol protocol=     the provider's invoker (dubbo-compatible framing, tri = gRPC over HTTP/2, or injvm)
 //!  exchange               request ids, timeouts, heartbeats, reconnects
 //!  transport transporter= tokio TCP (TLS with tls=true)
 //!  serialize serialization= msgpack (default), json, bincode (plugin)
 //! ```
 //!
-//! The provider side mirrors it: transport → exchange → protocol → provider filters →
-//! skeleton (generated) → the user's implementation.
+//! The provider side mirrors it: transport → exchange → protocol server (panics in filters
+//! caught, [`error::catch_panics`]) → provider filters → skeleton (generated; panics in
+//! service code caught) → the user's implementation.
 
 #![forbid(unsafe_code)]
 

@@ -1,12 +1,10 @@
 //! The provider side: an HTTP/2 listener dispatching `/{interface}/{method}` streams to the
 //! exported invokers.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Request, Response as HttpResponse, StatusCode};
@@ -746,28 +744,16 @@ async fn serve(
         inv.set_timeout(t);
     }
     let deadline = inv.deadline();
-    let call = AssertUnwindSafe(invoker.invoke(inv)).catch_unwind();
+    let call = rpc_core::error::catch_panics(invoker.invoke(inv));
     let call = async move {
-        let r = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, call).await {
-                Ok(r) => r,
-                Err(_) => Ok(Err(RpcError::timeout(
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d, call).await.unwrap_or_else(|_| {
+                Err(RpcError::timeout(
                     "the provider did not finish before the caller's deadline (grpc-timeout)",
-                ))),
-            },
+                ))
+            }),
             None => call.await,
-        };
-        r.unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".into());
-            Err(RpcError::new(
-                ErrorKind::Biz,
-                format!("the service panicked: {msg}"),
-            ))
-        })
+        }
     };
     // The caller resetting the stream (a cancelled call, a dropped stream) drops the call.
     let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));

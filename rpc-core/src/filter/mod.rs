@@ -11,11 +11,12 @@
 //!
 //! ```text
 //! consumer (order)                         provider (order)
-//!  metrics          -20000  calls, errors   panic            -30000  panic -> Biz error
-//!  consumercontext  -15000  inherit ctx,    providermetrics  -20000  calls, errors
-//!                           traceparent,    accesslog        -19500  [accesslog=true]
-//!                           rpc.client span context          -19000  deadline from budget,
-//!  mock             -12000  mock= degrade                            RpcContext, rpc.server
+//!                                           protocol server: panics caught (catch_panics)
+//!  metrics          -20000  calls, errors   providermetrics  -20000  calls, errors
+//!  consumercontext  -15000  inherit ctx,    accesslog        -19500  [accesslog=true]
+//!                           traceparent,    context          -19000  deadline from budget,
+//!                           rpc.client span                          RpcContext, rpc.server
+//!  mock             -12000  mock= degrade
 //!  timeout          -10000  deadline        token            -17000  [token]
 //!  deadline          -9000  send budget     idempotency      -16500  [{m}.idempotency]
 //!  actives           -8500  [actives]       tps              -16000  [tps] per method+app
@@ -23,7 +24,7 @@
 //!                                           executes         -15000  [executes]
 //!                                           isolation        -14000  [isolation]
 //!  consumertoken     -6000  [token]           |
-//!    |                                       skeleton -> the user's implementation
+//!    |                                       skeleton: panics caught -> the user's code
 //!  protocol invoker
 //! ```
 //!
@@ -59,7 +60,6 @@ pub mod live;
 pub mod metrics;
 pub mod mock;
 pub mod ordered;
-pub mod panic;
 mod state;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -80,7 +80,6 @@ pub use live::LiveChain;
 pub use metrics::MetricsFilter;
 pub use mock::{register_fallback, unregister_fallback, MockFilter};
 pub use ordered::OrderedFilter;
-pub use panic::PanicFilter;
 pub use timeout::{TimeoutFilter, DEFAULT_TIMEOUT_MS};
 pub use token::TokenFilter;
 pub use tps::TpsFilter;
@@ -317,13 +316,7 @@ mod tests {
         );
         assert_eq!(
             active(Side::Provider, ""),
-            [
-                "panic",
-                "providermetrics",
-                "context",
-                "idempotency",
-                "ordered"
-            ]
+            ["providermetrics", "context", "idempotency", "ordered"]
         );
         assert_eq!(
             active(
@@ -331,7 +324,6 @@ mod tests {
                 "accesslog=true&token=t&tps=5&executes=2&isolation=3"
             ),
             [
-                "panic",
                 "providermetrics",
                 "accesslog",
                 "context",
@@ -345,7 +337,7 @@ mod tests {
         );
         assert_eq!(
             active(Side::Provider, "filter=-providermetrics,executes"),
-            ["panic", "context", "idempotency", "ordered", "executes"]
+            ["context", "idempotency", "ordered", "executes"]
         );
     }
 

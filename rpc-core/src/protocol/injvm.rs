@@ -107,7 +107,9 @@ impl Invoker for InjvmInvoker {
                 format!("{} is not exported in this process", self.key),
             ))
         })?;
-        target.invoke(invocation).await
+        // The provider's chain runs on the caller's task: a panic in it must not unwind into
+        // the caller.
+        crate::error::catch_panics(target.invoke(invocation)).await
     }
 }
 

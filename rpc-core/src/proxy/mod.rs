@@ -34,11 +34,12 @@
 //!
 //! # Panics in service code
 //!
-//! [`Skeleton`] polls the method's future inside
-//! [`futures_util::FutureExt::catch_unwind`] rather than spawning a
-//! task per call: no allocation or scheduling on the hot path, and it works whatever runtime
-//! polls the skeleton. A panic becomes an [`ErrorKind::Biz`] error naming the method and the
-//! panic message; the caller and the connection live on.
+//! [`Skeleton`] polls the method's future inside [`crate::error::catch_panics`] rather
+//! than spawning a task per call: no allocation or scheduling on the hot path, and it works
+//! whatever runtime polls the skeleton. A panic becomes an [`ErrorKind::Biz`] error naming the
+//! method and the panic message; the caller and the connection live on. Caught there, it
+//! never unwinds through the provider's filters; the protocols catch what a filter itself
+//! throws with the same function.
 //!
 //! # Per-method timeouts
 //!
@@ -60,10 +61,8 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorKind, Result, RpcError};
@@ -546,35 +545,14 @@ impl<S> fmt::Debug for Skeleton<S> {
     }
 }
 
-/// Runs `server.call` with panics turned into [`ErrorKind::Biz`] errors.
+/// Runs `server.call` with panics turned into [`ErrorKind::Biz`] errors
+/// ([`crate::error::catch_panics`]).
 async fn call_caught<S: ServiceServer>(
     server: &S,
     method: &'static MethodDescriptor,
     args: Value,
 ) -> Result<Response> {
-    match AssertUnwindSafe(server.call(method, args))
-        .catch_unwind()
-        .await
-    {
-        Ok(result) => result,
-        Err(panic) => Err(RpcError::new(
-            ErrorKind::Biz,
-            format!(
-                "the service method panicked: {}",
-                panic_message(panic.as_ref())
-            ),
-        )),
-    }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    if let Some(s) = panic.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s
-    } else {
-        "(a non-string panic payload)"
-    }
+    crate::error::catch_panics(server.call(method, args)).await
 }
 
 #[async_trait::async_trait]

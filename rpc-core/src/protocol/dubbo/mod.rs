@@ -104,9 +104,7 @@
 //! share one listener and are dispatched by service key `group/interface:version`.
 //! The provider answers in the serialization of the request.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -351,13 +349,6 @@ fn decode_envelope(ser_id: u8, body: Bytes) -> Result<(Envelope, Reply)> {
     ))
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
-    p.downcast_ref::<&str>()
-        .copied()
-        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a non-string panic payload")
-}
-
 impl Dispatcher {
     async fn call(&self, req: Frame, peer: &ByteString) -> Result<(Response, Reply)> {
         let ser_id = req.serialization();
@@ -413,18 +404,9 @@ impl Dispatcher {
         // A call with an idempotency key runs on past its caller's deadline, so a retry
         // finds its result.
         let deadline = crate::idempotency::run_until(invoker.url(), &inv, inv.deadline());
-        let mut fut = invoker.invoke(inv);
-        // A panic in the service becomes an error response; the connection lives on.
-        let guarded = std::future::poll_fn(move |cx| {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                Ok(Poll::Ready(r)) => Poll::Ready(r),
-                Ok(Poll::Pending) => Poll::Pending,
-                Err(p) => Poll::Ready(Err(RpcError::new(
-                    ErrorKind::Biz,
-                    format!("the service panicked: {}", panic_message(&*p)),
-                ))),
-            }
-        });
+        // A panic (in a filter or the service) becomes an error response; the connection
+        // lives on.
+        let guarded = crate::error::catch_panics(invoker.invoke(inv));
         let result = match deadline {
             Some(d) => tokio::time::timeout_at(d, guarded)
                 .await
