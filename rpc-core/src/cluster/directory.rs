@@ -41,8 +41,7 @@ impl Directory for StaticDirectory {
     /// The configured list itself, shared, when no router narrows it and every provider is
     /// available (the usual case: no copy per call); else a routed copy.
     fn providers_for(&self, ctx: &CallContext<'_>) -> Result<ProviderList> {
-        let all_available = self.providers.iter().all(|p| p.is_available());
-        if self.routers.is_empty() && !self.providers.is_empty() && all_available {
+        if self.routers.is_empty() && !self.providers.is_empty() && self.providers.all_available() {
             return Ok(self.providers.clone());
         }
         let list = self

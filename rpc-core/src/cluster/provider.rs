@@ -12,7 +12,7 @@
 //! its settings under the override rules in force, and the invocation.
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::loadbalance::{now_ms, DEFAULT_WARMUP_MS, DEFAULT_WEIGHT};
 use super::stats::{self, MethodStats, ProviderStats};
@@ -259,6 +259,8 @@ pub struct ProviderList(Arc<ListInner>);
 
 struct ListInner {
     providers: Box<[Provider]>,
+    /// The providers' invokers side by side, for the availability check of every call.
+    invokers: Box<[Arc<dyn Invoker>]>,
     /// Whether some provider has `{method}.weight` keys (then tables are per method).
     method_weights: bool,
     /// The table for every method, once it is known that no provider ramps.
@@ -287,6 +289,7 @@ impl From<Vec<Provider>> for ProviderList {
     fn from(providers: Vec<Provider>) -> Self {
         let method_weights = providers.iter().any(|p| !p.0.method_weights.is_empty());
         ProviderList(Arc::new(ListInner {
+            invokers: providers.iter().map(|p| p.invoker().clone()).collect(),
             providers: providers.into(),
             method_weights,
             fixed: OnceLock::new(),
@@ -308,7 +311,25 @@ impl Default for ProviderList {
     }
 }
 
+/// A handle on a [`ProviderList`] that keeps neither it nor its providers alive, to
+/// recognise the list again (a balancer's state built for it).
+#[derive(Clone, Default)]
+pub(crate) struct WeakProviderList(Weak<ListInner>);
+
+impl WeakProviderList {
+    /// Whether `list` is the list this handle was taken from. (While the handle exists the
+    /// list's allocation is not reused, so no other list can match.)
+    pub(crate) fn is(&self, list: &ProviderList) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&list.0))
+    }
+}
+
 impl ProviderList {
+    /// A handle that recognises this list without keeping it alive.
+    pub(crate) fn downgrade(&self) -> WeakProviderList {
+        WeakProviderList(Arc::downgrade(&self.0))
+    }
+
     /// A list of a provider per invoker, in order.
     pub fn of(invokers: impl IntoIterator<Item = Arc<dyn Invoker>>) -> Self {
         invokers.into_iter().map(Provider::new).collect()
@@ -321,7 +342,13 @@ impl ProviderList {
 
     /// The invokers, in order.
     pub fn invokers(&self) -> Vec<Arc<dyn Invoker>> {
-        self.iter().map(|p| p.invoker().clone()).collect()
+        self.0.invokers.to_vec()
+    }
+
+    /// Whether every provider is available now (what a directory checks on every call
+    /// before handing out a shared list; reads the invokers side by side).
+    pub fn all_available(&self) -> bool {
+        self.0.invokers.iter().all(|i| i.is_available())
     }
 
     /// Runs `f` with the cumulative weight table of the providers for `method`, built once

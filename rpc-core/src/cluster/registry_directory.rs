@@ -574,8 +574,7 @@ impl Directory for RegistryDirectory {
     /// cacheable, the routed list is cached per method and tag and handed out shared.
     fn providers_for(&self, ctx: &CallContext<'_>) -> Result<ProviderList> {
         let s = self.state.load();
-        let all_available = s.all.iter().all(|p| p.is_available());
-        if all_available && !s.all.is_empty() {
+        if !s.all.is_empty() && s.all.all_available() {
             if s.routers.is_empty() {
                 return Ok(s.all.clone());
             }

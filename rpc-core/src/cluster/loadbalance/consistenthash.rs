@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{arguments, DEFAULT_WEIGHT};
-use crate::cluster::{CallContext, LoadBalance, Provider};
+use crate::cluster::provider::WeakProviderList;
+use crate::cluster::{CallContext, LoadBalance, Provider, ProviderList};
 use crate::error::{Result, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
 
@@ -39,7 +40,21 @@ pub const DEFAULT_NODES: u32 = 160;
 /// Consistent hashing over the call's arguments; see the [module docs](self).
 #[derive(Debug, Default)]
 pub struct ConsistentHash {
-    rings: Mutex<HashMap<ServiceKey, HashMap<String, Arc<Ring>>>>,
+    rings: Mutex<HashMap<ServiceKey, HashMap<String, Cached>>>,
+}
+
+/// A method's ring and the list it was last used for (the same list object again, as a
+/// directory hands out per call, needs no fingerprint).
+#[derive(Debug)]
+struct Cached {
+    list: WeakProviderList,
+    ring: Arc<Ring>,
+}
+
+impl std::fmt::Debug for WeakProviderList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WeakProviderList")
+    }
 }
 
 #[derive(Debug)]
@@ -113,21 +128,40 @@ impl Ring {
 }
 
 impl ConsistentHash {
-    fn ring(&self, providers: &[Provider], invocation: &Invocation) -> Arc<Ring> {
-        let url = providers[0].url();
+    fn ring(&self, providers: &ProviderList, invocation: &Invocation) -> Arc<Ring> {
         let method = invocation.method();
+        let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = rings
+            .get_mut(invocation.service())
+            .and_then(|m| m.get_mut(method));
+        if let Some(c) = &cached {
+            if c.list.is(providers) {
+                return c.ring.clone();
+            }
+        }
+        let url = providers[0].url();
         let fp = fingerprint(
             providers,
             url.method_param(method, "hash.nodes").unwrap_or(""),
             url.method_param(method, "hash.arguments").unwrap_or(""),
         );
-        let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
-        let by_method = rings.entry(invocation.service().clone()).or_default();
-        if let Some(r) = by_method.get(method).filter(|r| r.fingerprint == fp) {
-            return r.clone();
+        if let Some(c) = cached {
+            if c.ring.fingerprint == fp {
+                c.list = providers.downgrade();
+                return c.ring.clone();
+            }
         }
         let ring = Arc::new(Ring::build(providers, invocation, fp));
-        by_method.insert(method.to_string(), ring.clone());
+        rings
+            .entry(invocation.service().clone())
+            .or_default()
+            .insert(
+                method.to_string(),
+                Cached {
+                    list: providers.downgrade(),
+                    ring: ring.clone(),
+                },
+            );
         ring
     }
 }
@@ -279,7 +313,9 @@ mod tests {
         let a = lb.ring(&p, &inv);
         let b = lb.ring(&p, &inv);
         assert!(Arc::ptr_eq(&a, &b));
-        let c = lb.ring(&p[..2], &inv);
+        let copy: crate::cluster::ProviderList = p.to_vec().into();
+        assert!(Arc::ptr_eq(&a, &lb.ring(&copy, &inv)), "the same providers");
+        let c = lb.ring(&p[..2].to_vec().into(), &inv);
         assert!(!Arc::ptr_eq(&a, &c));
     }
 

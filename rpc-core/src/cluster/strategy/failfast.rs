@@ -1,6 +1,5 @@
 //! `failfast`: one attempt; any failure goes straight back to the caller.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::{ClusterBase, ClusterInvoker, Strategy};
@@ -22,7 +21,8 @@ impl Cluster for Failfast {
 #[async_trait::async_trait]
 impl Strategy for Failfast {
     async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
-        base.select_and_call(Cow::Owned(invocation), &[]).await.1
+        let provider = base.pick(&invocation, &[])?;
+        super::call(&provider, invocation).await
     }
 }
 

@@ -1,6 +1,5 @@
 //! `failsafe`: a failure is logged and swallowed; the caller gets an empty response.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::{ClusterBase, ClusterInvoker, Strategy};
@@ -22,7 +21,11 @@ impl Cluster for Failsafe {
 #[async_trait::async_trait]
 impl Strategy for Failsafe {
     async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
-        match base.select_and_call(Cow::Owned(invocation), &[]).await.1 {
+        let called = match base.pick(&invocation, &[]) {
+            Ok(provider) => super::call(&provider, invocation).await,
+            Err(e) => Err(e),
+        };
+        match called {
             Ok(r) => Ok(r),
             Err(e) => {
                 tracing::warn!(error = %e, "failsafe: call failed, returning an empty response");
