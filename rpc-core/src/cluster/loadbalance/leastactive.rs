@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::weighted_among;
+use super::least_weighted;
 use crate::cluster::{CallContext, LoadBalance, ProviderList};
 use crate::error::Result;
 
@@ -23,19 +23,9 @@ impl LoadBalance for LeastActive {
             _ => {}
         }
         let stats = providers.stats(ctx.method());
-        let mut least = u32::MAX;
-        let mut tied: Vec<usize> = Vec::new();
-        for (i, s) in stats.iter().enumerate() {
-            let active = s.active();
-            if active < least {
-                least = active;
-                tied.clear();
-                tied.push(i);
-            } else if active == least {
-                tied.push(i);
-            }
-        }
-        Ok(weighted_among(providers, &tied, ctx.method()))
+        Ok(least_weighted(providers, ctx.method(), |i| {
+            stats[i].active()
+        }))
     }
 }
 

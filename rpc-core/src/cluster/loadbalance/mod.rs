@@ -85,6 +85,37 @@ pub fn weighted_among(
     })
 }
 
+/// The provider with the smallest `key` (an index into `providers`), ties broken by
+/// [`weighted_among`]; `None` for an empty list. Allocates only when some but not all
+/// providers tie. `key` may be read twice per provider; should a value change in between
+/// (a call starting), the first least one found is taken.
+pub(crate) fn least_weighted<K: Ord>(
+    providers: &ProviderList,
+    method: &str,
+    key: impl Fn(usize) -> K,
+) -> Option<usize> {
+    let mut least: Option<(K, usize, usize)> = None; // (key, first index, how many tie)
+    for i in 0..providers.len() {
+        let k = key(i);
+        match &mut least {
+            Some((best, _, n)) if k == *best => *n += 1,
+            Some((best, _, _)) if k > *best => {}
+            _ => least = Some((k, i, 1)),
+        }
+    }
+    let (best, first, tied) = least?;
+    if tied == 1 {
+        return Some(first);
+    }
+    if tied == providers.len() {
+        return providers.pick(method);
+    }
+    let candidates: Vec<usize> = (first..providers.len())
+        .filter(|&i| key(i) == best)
+        .collect();
+    weighted_among(providers, &candidates, method).or(Some(first))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::weighted_among;
+use super::least_weighted;
 use crate::cluster::{stats, CallContext, LoadBalance, ProviderList};
 use crate::error::Result;
 
@@ -25,33 +25,24 @@ impl LoadBalance for ShortestResponse {
             1 => return Ok(Some(0)),
             _ => {}
         }
-        let observed: Vec<(u64, u32)> = providers
-            .stats(ctx.method())
+        let stats = providers.stats(ctx.method());
+        // One reading of every provider's numbers, which the ties are counted over.
+        let observed: Vec<(u64, u32)> = stats
             .iter()
             .map(|s| (s.window_mean_ns(), s.active()))
             .collect();
         // Providers without history are assumed to have the mean latency of those with some
         // (1 ns when none has any), so their calls in flight still count.
-        let known: Vec<u64> = observed.iter().map(|o| o.0).filter(|m| *m > 0).collect();
-        let assumed = if known.is_empty() {
-            1
-        } else {
-            known.iter().sum::<u64>() / known.len() as u64
-        };
-        let mut best = u128::MAX;
-        let mut tied: Vec<usize> = Vec::new();
-        for (i, (mean, active)) in observed.into_iter().enumerate() {
+        let (sum, known) = observed
+            .iter()
+            .filter(|o| o.0 > 0)
+            .fold((0u64, 0u64), |(s, n), o| (s + o.0, n + 1));
+        let assumed = sum.checked_div(known).unwrap_or(1);
+        Ok(least_weighted(providers, ctx.method(), |i| {
+            let (mean, active) = observed[i];
             let mean = if mean == 0 { assumed } else { mean };
-            let expected = u128::from(mean) * (u128::from(active) + 1);
-            if expected < best {
-                best = expected;
-                tied.clear();
-                tied.push(i);
-            } else if expected == best {
-                tied.push(i);
-            }
-        }
-        Ok(weighted_among(providers, &tied, ctx.method()))
+            u128::from(mean) * (u128::from(active) + 1)
+        }))
     }
 }
 
