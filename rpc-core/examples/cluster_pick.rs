@@ -1,5 +1,5 @@
 //! Micro-benchmark of the per-call cluster path, as the cluster invokers run it: registry
-//! directory `list_shared` (snapshot read, availability check, router chain of one condition
+//! directory `providers_for` (snapshot read, availability check, router chain of one condition
 //! rule and one tag router, cached per method and tag) + load balancer pick, over 100
 //! providers, for every built-in balancer.
 //!
@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rpc_core::cluster::{Directory, InvokerFactory, LoadBalance, RegistryDirectory};
+use rpc_core::cluster::{CallContext, Directory, InvokerFactory, LoadBalance, RegistryDirectory};
 use rpc_core::registry::{Category, NotifyListener};
 use rpc_core::{extension, Invocation, Invoker, Response, Result, ServiceKey, Url, Value};
 
@@ -87,7 +87,8 @@ async fn main() -> Result<()> {
         Ok(best)
     };
     let ns = best_of(&mut || {
-        black_box(dir.list_shared(black_box(&invocation))?);
+        let ctx = CallContext::new(dir.url(), black_box(&invocation));
+        black_box(dir.providers_for(&ctx)?);
         Ok(())
     })?;
     println!("{:<26} {ns:>10.0}", "list + route only");
@@ -101,8 +102,9 @@ async fn main() -> Result<()> {
     ] {
         let lb = extension::get::<dyn LoadBalance>(name)?;
         let ns = best_of(&mut || {
-            let list = dir.list_shared(black_box(&invocation))?;
-            black_box(lb.select(&list, &invocation));
+            let ctx = CallContext::new(dir.url(), black_box(&invocation));
+            let list = dir.providers_for(&ctx)?;
+            black_box(lb.select(&list, &ctx)?);
             Ok(())
         })?;
         println!("{:<26} {ns:>10.0}", format!("list + route + {name}"));

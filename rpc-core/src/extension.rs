@@ -8,13 +8,13 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use rpc_core::cluster::LoadBalance;
-//! use rpc_core::{extension, Invocation, Invoker};
+//! use rpc_core::cluster::{CallContext, LoadBalance, ProviderList};
+//! use rpc_core::extension;
 //!
 //! struct First;
 //! impl LoadBalance for First {
-//!     fn select(&self, invokers: &[Arc<dyn Invoker>], _: &Invocation) -> Option<usize> {
-//!         (!invokers.is_empty()).then_some(0)
+//!     fn select(&self, providers: &ProviderList, _: &CallContext<'_>) -> rpc_core::Result<Option<usize>> {
+//!         Ok((!providers.is_empty()).then_some(0))
 //!     }
 //! }
 //! rpc_core::register!(dyn LoadBalance, "first", || Arc::new(First));

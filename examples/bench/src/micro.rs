@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rpc_core::cluster::{Cluster, LoadBalance, StaticDirectory};
+use rpc_core::cluster::{CallContext, Cluster, LoadBalance, ProviderList, StaticDirectory};
 use rpc_core::extension::{self, ExtensionPoint, Side};
 use rpc_core::filter::{self, Filter};
 use rpc_core::serialize::Serialization;
@@ -180,8 +180,10 @@ pub fn run(min: Duration) -> BoxResult<String> {
         .collect();
     let lb = extension::get::<dyn LoadBalance>("random")?;
     let pick_inv = invocation();
+    let list = ProviderList::of(providers.iter().cloned());
+    let ctx = CallContext::new(&url, &pick_inv);
     let t = time_sync(min, || {
-        black_box(lb.select(black_box(&providers), &pick_inv));
+        black_box(lb.select(black_box(&list), &ctx)?);
         Ok(())
     })?;
     row(&mut s, "random balancer select over 100 providers", &t);

@@ -16,7 +16,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rpc_core::cluster::LoadBalance;
+use rpc_core::cluster::{CallContext, LoadBalance, ProviderList};
 use rpc_core::filter::Filter;
 use rpc_core::{Invocation, Invoker, Response, Result};
 
@@ -32,16 +32,16 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct KeyHash;
 
 impl LoadBalance for KeyHash {
-    fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize> {
-        if invokers.is_empty() {
-            return None;
+    fn select(&self, providers: &ProviderList, ctx: &CallContext<'_>) -> Result<Option<usize>> {
+        if providers.is_empty() {
+            return Ok(None);
         }
-        let Some(key) = invocation.attachments().get(ROUTE_KEY) else {
-            return Some(0);
+        let Some(key) = ctx.invocation().attachments().get(ROUTE_KEY) else {
+            return Ok(Some(0));
         };
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
-        Some((h.finish() % invokers.len() as u64) as usize)
+        Ok(Some((h.finish() % providers.len() as u64) as usize))
     }
 }
 
@@ -87,13 +87,18 @@ mod tests {
         }
     }
 
-    fn providers(n: usize) -> Vec<Arc<dyn Invoker>> {
-        (0..n)
-            .map(|i| {
-                let url = Url::new("dubbo", "127.0.0.1", 20880 + i as u16);
-                Arc::new(Provider(url)) as Arc<dyn Invoker>
-            })
-            .collect()
+    fn providers(n: usize) -> ProviderList {
+        ProviderList::of((0..n).map(|i| {
+            let url = Url::new("dubbo", "127.0.0.1", 20880 + i as u16);
+            Arc::new(Provider(url)) as Arc<dyn Invoker>
+        }))
+    }
+
+    fn pick(p: &ProviderList, inv: &Invocation) -> Option<usize> {
+        let reference = Url::new("consumer", "127.0.0.1", 0);
+        KeyHash
+            .select(p, &CallContext::new(&reference, inv))
+            .expect("select")
     }
 
     fn call(key: Option<&str>) -> Invocation {
@@ -107,16 +112,16 @@ mod tests {
     #[test]
     fn same_key_same_provider() {
         let p = providers(5);
-        let first = KeyHash.select(&p, &call(Some("user-42")));
+        let first = pick(&p, &call(Some("user-42")));
         for _ in 0..100 {
-            assert_eq!(KeyHash.select(&p, &call(Some("user-42"))), first);
+            assert_eq!(pick(&p, &call(Some("user-42"))), first);
         }
         let spread: std::collections::HashSet<_> = (0..200)
-            .filter_map(|i| KeyHash.select(&p, &call(Some(&format!("user-{i}")))))
+            .filter_map(|i| pick(&p, &call(Some(&format!("user-{i}")))))
             .collect();
         assert!(spread.len() > 1, "keys must spread over providers");
-        assert_eq!(KeyHash.select(&p, &call(None)), Some(0));
-        assert_eq!(KeyHash.select(&[], &call(None)), None);
+        assert_eq!(pick(&p, &call(None)), Some(0));
+        assert_eq!(pick(&providers(0), &call(None)), None);
     }
 
     #[tokio::test]

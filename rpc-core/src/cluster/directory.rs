@@ -3,24 +3,24 @@
 use std::sync::Arc;
 
 use crate::error::{ErrorKind, Result, RpcError};
-use crate::invocation::{Invocation, Invoker};
+use crate::invocation::Invoker;
 use crate::url::Url;
 
-use super::{Directory, Router};
+use super::{router, CallContext, Directory, ProviderList, Router};
 
 /// A fixed provider list: direct connections given in configuration (`url=` of a reference).
 pub struct StaticDirectory {
     url: Url,
-    invokers: Arc<[Arc<dyn Invoker>]>,
+    providers: ProviderList,
     routers: Vec<Arc<dyn Router>>,
 }
 
 impl StaticDirectory {
-    /// A directory over `invokers` for the reference `url`.
+    /// A directory over `invokers` for the reference `url` (their URLs are parsed once, here).
     pub fn new(url: Url, invokers: Vec<Arc<dyn Invoker>>) -> Self {
         StaticDirectory {
             url,
-            invokers: invokers.into(),
+            providers: ProviderList::of(invokers),
             routers: Vec::new(),
         }
     }
@@ -38,48 +38,39 @@ impl Directory for StaticDirectory {
         &self.url
     }
 
-    fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>> {
-        let mut list: Vec<Arc<dyn Invoker>> = self
-            .invokers
+    /// The configured list itself, shared, when no router narrows it and every provider is
+    /// available (the usual case: no copy per call); else a routed copy.
+    fn providers_for(&self, ctx: &CallContext<'_>) -> Result<ProviderList> {
+        if self.routers.is_empty() && !self.providers.is_empty() && self.providers.all_available() {
+            return Ok(self.providers.clone());
+        }
+        let list = self
+            .providers
             .iter()
-            .filter(|i| i.is_available())
+            .filter(|p| p.is_available())
             .cloned()
             .collect();
-        for r in &self.routers {
-            list = r.route(list, &self.url, invocation);
-        }
+        let list = router::route_all(&self.routers, list, ctx);
         if list.is_empty() {
-            return Err(invocation.annotate(RpcError::new(
+            return Err(ctx.invocation().annotate(RpcError::new(
                 ErrorKind::NoProvider,
                 format!(
                     "none of the {} configured providers is available{}",
-                    self.invokers.len(),
-                    crate::cluster::unavailable_reasons(&self.invokers)
+                    self.providers.len(),
+                    crate::cluster::unavailable_reasons(&self.providers)
                 ),
             )));
         }
-        Ok(list)
-    }
-
-    /// The configured list itself, shared, when no router narrows it and every provider is
-    /// available (the usual case: no copy per call); else a routed copy.
-    fn list_shared(&self, invocation: &Invocation) -> Result<Arc<[Arc<dyn Invoker>]>> {
-        if self.routers.is_empty()
-            && !self.invokers.is_empty()
-            && self.invokers.iter().all(|i| i.is_available())
-        {
-            return Ok(self.invokers.clone());
-        }
-        self.list(invocation).map(Arc::from)
+        Ok(list.into())
     }
 
     fn is_available(&self) -> bool {
-        self.invokers.iter().any(|i| i.is_available())
+        self.providers.iter().any(|p| p.is_available())
     }
 
     fn destroy(&self) {
-        for i in self.invokers.iter() {
-            i.destroy();
+        for p in self.providers.iter() {
+            p.invoker().destroy();
         }
     }
 }
@@ -100,16 +91,18 @@ mod tests {
             Scripted::new("sd1.S", 1, "", &[]),
         ];
         let dir = StaticDirectory::new(reference("sd1.S", ""), as_dyn(&p));
-        let a = dir.list_shared(&call("sd1.S", "m")).expect("list");
-        let b = dir.list_shared(&call("sd1.S", "m")).expect("list");
-        assert!(Arc::ptr_eq(&a, &b));
+        let inv = call("sd1.S", "m");
+        let ctx = CallContext::new(dir.url(), &inv);
+        let a = dir.providers_for(&ctx).expect("list");
+        let b = dir.providers_for(&ctx).expect("list");
+        assert!(ProviderList::ptr_eq(&a, &b));
         assert_eq!(a.len(), 2);
         p[0].available.store(false, Ordering::SeqCst);
-        let up = dir.list_shared(&call("sd1.S", "m")).expect("list");
+        let up = dir.providers_for(&ctx).expect("list");
         assert_eq!(up.len(), 1);
         assert_eq!(up[0].url(), p[1].url());
         p[1].available.store(false, Ordering::SeqCst);
-        let e = dir.list_shared(&call("sd1.S", "m")).err().expect("none up");
+        let e = dir.providers_for(&ctx).expect_err("none up");
         assert_eq!(e.kind(), ErrorKind::NoProvider);
     }
 }

@@ -7,8 +7,10 @@
 //!
 //! ```text
 //!  cluster invoker (failover, failfast, failsafe, failback, forking, broadcast, available)
-//!    │  ClusterBase: list → route → select (loadbalance, sticky, skip tried) → call + stats
-//!    ├─ Directory: StaticDirectory | RegistryDirectory (NotifyListener, ArcSwap snapshot)
+//!    │  ClusterInvoker<Strategy>: the strategy's own `invoke` over ClusterBase:
+//!    │  providers_for → route → select (loadbalance, sticky, skip tried) → call + stats
+//!    ├─ Directory: StaticDirectory | RegistryDirectory (NotifyListener, ArcSwap snapshot of
+//!    │  parsed Providers, rebuilt once per notification)
 //!    ├─ Router chain: condition rules, tag routing (RouterFactory "condition", "tag")
 //!    └─ LoadBalance: random, roundrobin, leastactive, consistenthash, shortestresponse, p2c
 //! ```
@@ -30,6 +32,7 @@ use crate::url::Url;
 pub mod configurator;
 pub mod directory;
 pub mod loadbalance;
+pub mod provider;
 pub mod registry_directory;
 pub mod router;
 pub mod stats;
@@ -37,14 +40,18 @@ pub mod strategy;
 
 pub use configurator::{Override, Overrides};
 pub use directory::StaticDirectory;
+pub use provider::{CallContext, Provider, ProviderList, WeightTable};
 pub use registry_directory::{
     merge_provider_url, InvokerFactory, ProtocolInvokerFactory, RegistryDirectory,
 };
+pub use strategy::{ClusterBase, ClusterInvoker, Strategy};
 
 /// Picks one provider among several for a call.
 pub trait LoadBalance: Send + Sync {
-    /// The index in `invokers` to call, or `None` when the slice is empty.
-    fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize>;
+    /// The index in `providers` to call for the call of `ctx`; `Ok(None)` when the list is
+    /// empty; an error when the call cannot be placed (a consistent-hash argument the call
+    /// does not have).
+    fn select(&self, providers: &ProviderList, ctx: &CallContext<'_>) -> Result<Option<usize>>;
 }
 
 /// A fault-tolerance strategy: joins a directory into one invoker.
@@ -58,14 +65,16 @@ pub trait Directory: Send + Sync {
     /// The consumer's reference URL (carries `loadbalance`, `retries`, ...).
     fn url(&self) -> &Url;
 
-    /// The providers a call may go to, already narrowed by the router chain.
-    fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>>;
+    /// The available providers the call of `ctx` may go to, already narrowed by the router
+    /// chain: the snapshot's own list, shared, when nothing narrows it (or a routed list the
+    /// directory cached), so the usual call copies nothing. An empty result is an error
+    /// (`NoProvider`) saying why.
+    fn providers_for(&self, ctx: &CallContext<'_>) -> Result<ProviderList>;
 
-    /// The same list as [`Directory::list`], as a shared slice. Directories that cache routed
-    /// lists override this to hand out the cached list without copying it; the cluster
-    /// invokers call this one.
-    fn list_shared(&self, invocation: &Invocation) -> Result<Arc<[Arc<dyn Invoker>]>> {
-        self.list(invocation).map(Arc::from)
+    /// The invokers of [`Directory::providers_for`] for `invocation`, without rules in force.
+    fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>> {
+        let ctx = CallContext::new(self.url(), invocation);
+        self.providers_for(&ctx).map(|l| l.invokers())
     }
 
     /// Whether any provider is available.
@@ -83,13 +92,8 @@ pub trait Directory: Send + Sync {
 
 /// Narrows a provider list for one call (condition rules, tags, ...).
 pub trait Router: Send + Sync {
-    /// The providers that may serve `invocation`, a subset of `invokers`.
-    fn route(
-        &self,
-        invokers: Vec<Arc<dyn Invoker>>,
-        url: &Url,
-        invocation: &Invocation,
-    ) -> Vec<Arc<dyn Invoker>>;
+    /// The providers that may serve the call of `ctx`, a subset of `providers`.
+    fn route(&self, providers: Vec<Provider>, ctx: &CallContext<'_>) -> Vec<Provider>;
 
     /// Routers run in ascending priority.
     fn priority(&self) -> i32 {
@@ -123,17 +127,17 @@ crate::extension_point!(dyn LoadBalance, key = "loadbalance", default = "random"
 crate::extension_point!(dyn Cluster, key = "cluster", default = "failover");
 crate::extension_point!(dyn RouterFactory, key = "router", default = "condition");
 
-/// `": addr: why; addr: why"` for the providers of `invokers` that are unavailable and say
+/// `": addr: why; addr: why"` for the providers of `providers` that are unavailable and say
 /// why (at most three), or nothing.
-pub(crate) fn unavailable_reasons(invokers: &[std::sync::Arc<dyn crate::Invoker>]) -> String {
-    let reasons: Vec<String> = invokers
+pub(crate) fn unavailable_reasons(providers: &[Provider]) -> String {
+    let reasons: Vec<String> = providers
         .iter()
-        .filter(|i| !i.is_available())
-        .filter_map(|i| {
+        .filter(|p| !p.is_available())
+        .filter_map(|p| {
             Some(format!(
                 "{}: {}",
-                i.url().address(),
-                i.unavailable_reason()?
+                p.url().address(),
+                p.invoker().unavailable_reason()?
             ))
         })
         .take(3)

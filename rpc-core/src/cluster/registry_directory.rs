@@ -34,13 +34,17 @@
 //!
 //! # Hot path
 //!
-//! [`Directory::list_shared`] (what the cluster invokers call) reads an [`ArcSwap`] snapshot
-//! (providers and router chain together): nothing is held across an `.await`. When every
-//! provider is available and every router is [cacheable](Router::cacheable), the routed list
-//! is cached in the snapshot per method and tag and handed out as a shared
-//! `Arc<[Arc<dyn Invoker>]>` (no copy per call); any provider or rule notification builds a
-//! new snapshot, which starts with an empty cache. A provider that is not available makes the
-//! call take the uncached path, so availability is always current.
+//! The snapshot holds one parsed [`Provider`] per provider (its invoker, weight, warm-up,
+//! zone, tag and statistics handle), built once per notification: a provider whose URL did
+//! not change keeps its `Provider`, and nothing is parsed per call.
+//! [`Directory::providers_for`] (what the cluster invokers call) reads an [`ArcSwap`]
+//! snapshot (providers and router chain together): nothing is held across an `.await`. When
+//! every provider is available and every router is [cacheable](Router::cacheable), the
+//! routed list is cached in the snapshot per method and tag and handed out as a shared
+//! [`ProviderList`] (no copy per call, and the list's weight table and statistics are
+//! computed once); any provider or rule notification builds a new snapshot, which starts
+//! with an empty cache. A provider that is not available makes the call take the uncached
+//! path, so availability is always current.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +54,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::configurator::Overrides;
-use super::{router, stats, Directory, Router};
+use super::{router, stats, CallContext, Directory, Provider, ProviderList, Router};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
 use crate::invocation::{Invocation, Invoker};
@@ -123,10 +127,8 @@ impl InvokerFactory for ProtocolInvokerFactory {
     }
 }
 
-type Shared = Arc<[Arc<dyn Invoker>]>;
-
 /// Routed lists cached per method, then per (request tag, forced-tag attachment).
-type RouteCache = HashMap<String, Vec<(Option<String>, Option<String>, Shared)>>;
+type RouteCache = HashMap<String, Vec<(Option<String>, Option<String>, ProviderList)>>;
 
 /// Cached routed lists kept per snapshot at most; beyond it the cache starts over.
 const ROUTE_CACHE_MAX: usize = 1024;
@@ -137,10 +139,10 @@ struct Snapshot {
     received: bool,
     /// The last provider list as the registry sent it, to apply new override rules to.
     raw: Vec<Url>,
-    /// The URL each provider is called with and its invoker, in notification order.
-    providers: Vec<(Url, Arc<dyn Invoker>)>,
-    /// The invokers alone, for `list`.
-    invokers: Shared,
+    /// The URL each provider is called with and its provider, in notification order.
+    providers: Vec<(Url, Provider)>,
+    /// The providers alone, for `providers_for`.
+    all: ProviderList,
     /// Router chain, sorted by priority.
     routers: Vec<Arc<dyn Router>>,
     /// Whether every router's result may be cached per method and tag.
@@ -154,19 +156,25 @@ impl Snapshot {
     fn new(
         received: bool,
         raw: Vec<Url>,
-        providers: Vec<(Url, Arc<dyn Invoker>)>,
+        providers: Vec<(Url, Provider)>,
         routers: Vec<Arc<dyn Router>>,
     ) -> Self {
         Snapshot {
             received,
             raw,
-            invokers: providers.iter().map(|(_, i)| i.clone()).collect(),
+            all: providers.iter().map(|(_, p)| p.clone()).collect(),
             providers,
             cacheable: routers.iter().all(|r| r.cacheable()),
             routers,
             routes: Default::default(),
         }
     }
+}
+
+/// A provider of a new notification: kept from the last one, or just referred.
+enum Referred {
+    Kept(Provider),
+    New(Arc<dyn Invoker>),
 }
 
 /// Called with the reference URL under the override rules (`None`: no rule changes it).
@@ -369,17 +377,18 @@ impl RegistryDirectory {
             }
         }
         let really_empty = urls.iter().all(|u| u.protocol() == "empty");
-        let old: HashMap<&Url, &Arc<dyn Invoker>> =
-            current.providers.iter().map(|(u, i)| (u, i)).collect();
-        let mut providers: Vec<(Url, Arc<dyn Invoker>)> = Vec::with_capacity(wanted.len());
+        let old: HashMap<&Url, &Provider> = current.providers.iter().map(|(u, p)| (u, p)).collect();
+        // A provider still listed under the same URL keeps its parsed `Provider`; a new one
+        // is parsed below, once the departed providers' statistics are forgotten.
+        let mut referred: Vec<(Url, Referred)> = Vec::with_capacity(wanted.len());
         let mut failure = None;
         for u in wanted {
-            if let Some(i) = old.get(&u) {
-                providers.push((u, (*i).clone()));
+            if let Some(p) = old.get(&u) {
+                referred.push((u, Referred::Kept((*p).clone())));
                 continue;
             }
             match self.factory.refer(u.clone()).await {
-                Ok(i) => providers.push((u, i)),
+                Ok(i) => referred.push((u, Referred::New(i))),
                 Err(e) => {
                     tracing::warn!(provider = %u, error = %e, "cannot refer provider");
                     failure = Some(format!("{}: {e}", u.address()));
@@ -390,7 +399,7 @@ impl RegistryDirectory {
             *f = failure;
         }
         // Providers an operator disabled are meant to be gone, even all of them.
-        if providers.is_empty() && !really_empty && disabled == 0 {
+        if referred.is_empty() && !really_empty && disabled == 0 {
             tracing::warn!(
                 service = %self.url.service_key(),
                 listed = urls.len(),
@@ -398,11 +407,21 @@ impl RegistryDirectory {
             );
             return;
         }
-        let removed: Vec<(Url, Arc<dyn Invoker>)> = current
+        let removed: Vec<(Url, Provider)> = current
             .providers
             .iter()
-            .filter(|(u, _)| !providers.iter().any(|(n, _)| n == u))
+            .filter(|(u, _)| !referred.iter().any(|(n, _)| n == u))
             .cloned()
+            .collect();
+        for (url, _) in &removed {
+            stats::forget(url);
+        }
+        let providers: Vec<(Url, Provider)> = referred
+            .into_iter()
+            .map(|(u, r)| match r {
+                Referred::Kept(p) => (u, p),
+                Referred::New(i) => (u, Provider::new(i)),
+            })
             .collect();
         let count = providers.len();
         drop(old);
@@ -415,8 +434,8 @@ impl RegistryDirectory {
             removed = removed.len(),
             "provider list updated"
         );
-        for (url, invoker) in removed {
-            retire(url, invoker);
+        for (_, provider) in removed {
+            retire(provider);
         }
     }
 
@@ -444,7 +463,8 @@ impl RegistryDirectory {
 }
 
 impl RegistryDirectory {
-    fn cached_route(&self, s: &Snapshot, invocation: &Invocation) -> Result<Shared> {
+    fn cached_route(&self, s: &Snapshot, ctx: &CallContext<'_>) -> Result<ProviderList> {
+        let invocation = ctx.invocation();
         let a = invocation.attachments();
         let tag = a.get("dubbo.tag").or_else(|| a.get("tag"));
         let force = a.get("dubbo.force.tag");
@@ -462,9 +482,8 @@ impl RegistryDirectory {
         let list = match hit {
             Some(l) => l,
             None => {
-                let routed: Shared =
-                    router::route_all(&s.routers, s.invokers.to_vec(), &self.url, invocation)
-                        .into();
+                let routed: ProviderList =
+                    router::route_all(&s.routers, s.all.to_vec(), ctx).into();
                 let mut routes = s.routes.write().unwrap_or_else(|p| p.into_inner());
                 if routes.values().map(Vec::len).sum::<usize>() >= ROUTE_CACHE_MAX {
                     routes.clear();
@@ -480,7 +499,12 @@ impl RegistryDirectory {
         self.non_empty(s, list, invocation)
     }
 
-    fn non_empty(&self, s: &Snapshot, list: Shared, invocation: &Invocation) -> Result<Shared> {
+    fn non_empty(
+        &self,
+        s: &Snapshot,
+        list: ProviderList,
+        invocation: &Invocation,
+    ) -> Result<ProviderList> {
         if !list.is_empty() {
             return Ok(list);
         }
@@ -501,8 +525,8 @@ impl RegistryDirectory {
         } else {
             format!(
                 "no available provider ({} registered, after routing){}{refer_failure}",
-                s.invokers.len(),
-                crate::cluster::unavailable_reasons(&s.invokers)
+                s.all.len(),
+                crate::cluster::unavailable_reasons(&s.all)
             )
         };
         Err(invocation.annotate(RpcError::new(ErrorKind::NoProvider, why)))
@@ -511,20 +535,19 @@ impl RegistryDirectory {
 
 /// Destroys a removed provider's invoker once no call holds it (only this function's handle
 /// is left), or after [`DESTROY_GRACE`].
-fn retire(url: Url, invoker: Arc<dyn Invoker>) {
-    stats::forget(&url);
+fn retire(provider: Provider) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        invoker.destroy();
+        provider.invoker().destroy();
         return;
     };
     handle.spawn(async move {
         let step = Duration::from_millis(50);
         let mut waited = Duration::ZERO;
-        while Arc::strong_count(&invoker) > 1 && waited < DESTROY_GRACE {
+        while provider.held_elsewhere() && waited < DESTROY_GRACE {
             tokio::time::sleep(step).await;
             waited += step;
         }
-        invoker.destroy();
+        provider.invoker().destroy();
     });
 }
 
@@ -547,35 +570,25 @@ impl Directory for RegistryDirectory {
         &self.url
     }
 
-    fn list(&self, invocation: &Invocation) -> Result<Vec<Arc<dyn Invoker>>> {
-        self.list_shared(invocation).map(|l| l.to_vec())
-    }
-
     /// Routes over the snapshot; when every provider is available and every router is
     /// cacheable, the routed list is cached per method and tag and handed out shared.
-    fn list_shared(&self, invocation: &Invocation) -> Result<Shared> {
+    fn providers_for(&self, ctx: &CallContext<'_>) -> Result<ProviderList> {
         let s = self.state.load();
-        let all_available = s.invokers.iter().all(|i| i.is_available());
-        if all_available && !s.invokers.is_empty() {
+        if !s.all.is_empty() && s.all.all_available() {
             if s.routers.is_empty() {
-                return Ok(s.invokers.clone());
+                return Ok(s.all.clone());
             }
             if s.cacheable {
-                return self.cached_route(&s, invocation);
+                return self.cached_route(&s, ctx);
             }
         }
-        let list: Vec<Arc<dyn Invoker>> = s
-            .invokers
-            .iter()
-            .filter(|i| i.is_available())
-            .cloned()
-            .collect();
-        let routed = router::route_all(&s.routers, list, &self.url, invocation);
-        self.non_empty(&s, routed.into(), invocation)
+        let list: Vec<Provider> = s.all.iter().filter(|p| p.is_available()).cloned().collect();
+        let routed = router::route_all(&s.routers, list, ctx);
+        self.non_empty(&s, routed.into(), ctx.invocation())
     }
 
     fn is_available(&self) -> bool {
-        self.state.load().invokers.iter().any(|i| i.is_available())
+        self.state.load().all.iter().any(|p| p.is_available())
     }
 
     fn live_settings(&self) -> Option<Arc<Url>> {
@@ -585,8 +598,8 @@ impl Directory for RegistryDirectory {
     fn destroy(&self) {
         self.destroyed.store(true, Ordering::Release);
         let old = self.state.swap(Arc::new(Snapshot::default()));
-        for (_, i) in &old.providers {
-            i.destroy();
+        for (_, p) in &old.providers {
+            p.invoker().destroy();
         }
     }
 }
@@ -906,9 +919,11 @@ mod tests {
         f.made()[1].down.store(false, Ordering::SeqCst);
         assert_eq!(addrs(&dir).len(), 2);
         // A shared list is the cached one: no copy per call.
-        let a = dir.list_shared(&call()).expect("list");
-        let b = dir.list_shared(&call()).expect("list");
-        assert!(Arc::ptr_eq(&a, &b));
+        let inv = call();
+        let ctx = CallContext::new(dir.url(), &inv);
+        let a = dir.providers_for(&ctx).expect("list");
+        let b = dir.providers_for(&ctx).expect("list");
+        assert!(ProviderList::ptr_eq(&a, &b));
     }
 
     #[tokio::test]

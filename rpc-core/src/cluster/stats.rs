@@ -6,9 +6,10 @@
 //! that reads them was created ([`read_latency`]); in-flight counts always. The map is global (like Dubbo's
 //! `RpcStatus`) so that several references to the same provider share what they learn.
 //!
-//! Reads on the call path take a read lock on a hash map keyed by a 64-bit hash of the
-//! provider identity and never allocate once a provider has been seen; nothing here is held
-//! across an `.await`.
+//! Each provider's [`ProviderStats`] is looked up in the shared table once, when a directory
+//! builds its snapshot ([`crate::cluster::Provider`] keeps the handle); on the call path a
+//! method's statistics are found in the provider's own set-once slots, without a lock and
+//! without allocating. Nothing here is held across an `.await`.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -167,12 +168,53 @@ impl Drop for CallGuard {
     }
 }
 
+/// The statistics of one provider (host, port, service path), per method.
+///
+/// The first [`METHOD_SLOTS`] methods are found by a scan of set-once slots (no lock);
+/// further ones in a map behind a lock.
+#[derive(Debug, Default)]
+pub struct ProviderStats {
+    slots: [OnceLock<(Box<str>, Arc<MethodStats>)>; METHOD_SLOTS],
+    more: RwLock<HashMap<Box<str>, Arc<MethodStats>>>,
+}
+
+/// Methods of a provider whose statistics are found without a lock.
+pub const METHOD_SLOTS: usize = 8;
+
+impl ProviderStats {
+    /// The statistics for `method` (created on first use).
+    pub fn method(&self, method: &str) -> Arc<MethodStats> {
+        for slot in &self.slots {
+            // Slots fill in order, so a method is in the first slot it finds free or in an
+            // earlier one: never in two.
+            let (name, stats) =
+                slot.get_or_init(|| (Box::from(method), Arc::new(MethodStats::new())));
+            if &**name == method {
+                return stats.clone();
+            }
+        }
+        if let Some(s) = self
+            .more
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(method)
+        {
+            return s.clone();
+        }
+        self.more
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(Box::from(method))
+            .or_insert_with(|| Arc::new(MethodStats::new()))
+            .clone()
+    }
+}
+
 struct Slot {
     host: String,
     port: Option<u16>,
     path: String,
-    method: String,
-    stats: Arc<MethodStats>,
+    stats: Arc<ProviderStats>,
 }
 
 type Table = RwLock<HashMap<u64, Vec<Slot>>>;
@@ -182,148 +224,55 @@ fn table() -> &'static Table {
     TABLE.get_or_init(Default::default)
 }
 
-fn key_hash(url: &Url, method: &str) -> u64 {
+fn key_hash(url: &Url) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     url.host().hash(&mut h);
     url.port().hash(&mut h);
     url.path().hash(&mut h);
-    method.hash(&mut h);
     h.finish()
 }
 
-fn matches(s: &Slot, url: &Url, method: &str) -> bool {
-    s.port == url.port() && s.host == url.host() && s.path == url.path() && s.method == method
+fn matches(s: &Slot, url: &Url) -> bool {
+    s.port == url.port() && s.host == url.host() && s.path == url.path()
 }
 
-/// Bumped by [`forget`]; per-thread caches are dropped when it changes.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-const LOCAL_MAX: usize = 4096;
-
-struct Local {
-    generation: u64,
-    /// Keyed by the URL's address in memory; checked against the URL (pointer-equal in the
-    /// common case) and the method.
-    entries: HashMap<usize, Vec<(Url, String, Arc<MethodStats>)>>,
-}
-
-thread_local! {
-    static LOCAL: std::cell::RefCell<Local> = std::cell::RefCell::new(Local {
-        generation: 0,
-        entries: HashMap::new(),
-    });
-}
-
-/// The statistics of the provider at `url` for `method` (created on first use).
-///
-/// A per-thread cache in front of the shared map makes repeated lookups of the same provider
-/// URL object cheap (no hashing of strings, no lock).
-pub fn stats(url: &Url, method: &str) -> Arc<MethodStats> {
-    let key = url as *const Url as usize;
-    let generation = GENERATION.load(Ordering::Acquire);
-    LOCAL.with(|l| {
-        let mut l = l.borrow_mut();
-        if l.generation != generation || l.entries.len() >= LOCAL_MAX {
-            l.entries.clear();
-            l.generation = generation;
-        }
-        let bucket = l.entries.entry(key).or_default();
-        if let Some((_, _, s)) = bucket.iter().find(|(u, m, _)| u == url && m == method) {
-            return s.clone();
-        }
-        let s = shared_stats(url, method);
-        bucket.push((url.clone(), method.to_string(), s.clone()));
-        s
-    })
-}
-
-/// The statistics of every provider in `invokers` for `method`, in order, handed to `f`.
-///
-/// Each thread remembers the last list it looked up (by invoker identity), so balancers that
-/// read every provider's statistics on each pick pay one pointer comparison per provider
-/// instead of a map lookup.
-pub fn with_list<R>(
-    invokers: &[Arc<dyn crate::invocation::Invoker>],
-    method: &str,
-    f: impl FnOnce(&[Arc<MethodStats>]) -> R,
-) -> R {
-    let generation = GENERATION.load(Ordering::Acquire);
-    let id = |i: &Arc<dyn crate::invocation::Invoker>| Arc::as_ptr(i) as *const () as usize;
-    let cached = LIST.with(|l| {
-        let l = l.borrow();
-        l.as_ref()
-            .filter(|c| {
-                c.generation == generation
-                    && c.method == method
-                    && c.ids.len() == invokers.len()
-                    && c.ids.iter().zip(invokers).all(|(a, b)| *a == id(b))
-            })
-            .map(|c| c.stats.clone())
-    });
-    let stats = match cached {
-        Some(s) => s,
-        None => {
-            let s: Arc<[Arc<MethodStats>]> =
-                invokers.iter().map(|i| stats(i.url(), method)).collect();
-            LIST.with(|l| {
-                *l.borrow_mut() = Some(ListCache {
-                    generation,
-                    method: method.to_string(),
-                    ids: invokers.iter().map(id).collect(),
-                    stats: s.clone(),
-                })
-            });
-            s
-        }
-    };
-    f(&stats)
-}
-
-struct ListCache {
-    generation: u64,
-    method: String,
-    ids: Vec<usize>,
-    stats: Arc<[Arc<MethodStats>]>,
-}
-
-thread_local! {
-    static LIST: std::cell::RefCell<Option<ListCache>> = const { std::cell::RefCell::new(None) };
-}
-
-fn shared_stats(url: &Url, method: &str) -> Arc<MethodStats> {
-    let h = key_hash(url, method);
+/// The statistics of the provider at `url` (created on first use), shared by every reference
+/// to it. A [`Provider`](crate::cluster::Provider) takes its handle once, when the directory
+/// builds its snapshot.
+pub fn provider_stats(url: &Url) -> Arc<ProviderStats> {
+    let h = key_hash(url);
     {
         let t = table().read().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = t
-            .get(&h)
-            .and_then(|b| b.iter().find(|s| matches(s, url, method)))
-        {
+        if let Some(s) = t.get(&h).and_then(|b| b.iter().find(|s| matches(s, url))) {
             return s.stats.clone();
         }
     }
     let mut t = table().write().unwrap_or_else(|p| p.into_inner());
     let bucket = t.entry(h).or_default();
-    if let Some(s) = bucket.iter().find(|s| matches(s, url, method)) {
+    if let Some(s) = bucket.iter().find(|s| matches(s, url)) {
         return s.stats.clone();
     }
-    let stats = Arc::new(MethodStats::new());
+    let stats = Arc::new(ProviderStats::default());
     bucket.push(Slot {
         host: url.host().to_string(),
         port: url.port(),
         path: url.path().to_string(),
-        method: method.to_string(),
         stats: stats.clone(),
     });
     stats
 }
 
+/// The statistics of the provider at `url` for `method` (created on first use).
+pub fn stats(url: &Url, method: &str) -> Arc<MethodStats> {
+    provider_stats(url).method(method)
+}
+
 /// Forgets every method's statistics of the provider at `url` (it left the directory).
 /// Calls still in flight keep their own handle and finish normally.
 pub fn forget(url: &Url) {
-    GENERATION.fetch_add(1, Ordering::AcqRel);
     let mut t = table().write().unwrap_or_else(|p| p.into_inner());
     t.retain(|_, bucket| {
-        bucket.retain(|s| !(s.port == url.port() && s.host == url.host() && s.path == url.path()));
+        bucket.retain(|s| !matches(s, url));
         !bucket.is_empty()
     });
 }

@@ -317,7 +317,7 @@ crate::config_key!(
     "0",
     Text,
     per_method,
-    "consistenthash: comma-separated indexes of the arguments hashed"
+    "consistenthash: comma-separated indexes of the arguments hashed; when set, a call without one of them fails"
 );
 crate::config_key!(
     "tag",

@@ -11,9 +11,13 @@
 //!   consistent within one process, but XXH3 is also stable across platforms and versions.
 //! - Points of a provider: the hash of `"{host:port}#{i}"`, so the ring depends on addresses,
 //!   not on list order or invoker objects.
-//! - Arguments: the argument tuple is encoded with msgpack and read back as a JSON array; the
-//!   selected elements' JSON texts, joined by `,`, are the key. A non-tuple argument value
-//!   counts as element 0; a missing index is skipped.
+//! - Arguments: the selected elements' JSON texts, joined by `,`, are the key, read from
+//!   the arguments as they are (a typed tuple is walked, encoded arguments are decoded with
+//!   the other elements skipped; nothing is encoded again). A non-tuple argument value
+//!   counts as element 0. When `hash.arguments` is set (method or service level) and names
+//!   an argument the call does not have, the call fails with a configuration error; with
+//!   the default (`0`), a call without arguments hashes the empty key. Arguments that
+//!   cannot be read fail the call (a codec error) rather than all hashing alike.
 //! - Warm-up is deliberately not applied: a ramping weight would move keys while the provider
 //!   warms, which defeats the point of consistent hashing.
 //! - The ring is cached per service and method and rebuilt only when the provider list (by
@@ -24,11 +28,11 @@ use std::sync::{Arc, Mutex};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::DEFAULT_WEIGHT;
-use crate::cluster::LoadBalance;
-use crate::extension;
-use crate::invocation::{Invocation, Invoker, ServiceKey, Value};
-use crate::serialize::{self, Serialization};
+use super::{arguments, DEFAULT_WEIGHT};
+use crate::cluster::provider::WeakProviderList;
+use crate::cluster::{CallContext, LoadBalance, Provider, ProviderList};
+use crate::error::{Result, RpcError};
+use crate::invocation::{Invocation, ServiceKey};
 
 /// Virtual nodes per provider of default weight when `hash.nodes` is not set.
 pub const DEFAULT_NODES: u32 = 160;
@@ -36,7 +40,21 @@ pub const DEFAULT_NODES: u32 = 160;
 /// Consistent hashing over the call's arguments; see the [module docs](self).
 #[derive(Debug, Default)]
 pub struct ConsistentHash {
-    rings: Mutex<HashMap<ServiceKey, HashMap<String, Arc<Ring>>>>,
+    rings: Mutex<HashMap<ServiceKey, HashMap<String, Cached>>>,
+}
+
+/// A method's ring and the list it was last used for (the same list object again, as a
+/// directory hands out per call, needs no fingerprint).
+#[derive(Debug)]
+struct Cached {
+    list: WeakProviderList,
+    ring: Arc<Ring>,
+}
+
+impl std::fmt::Debug for WeakProviderList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WeakProviderList")
+    }
 }
 
 #[derive(Debug)]
@@ -45,12 +63,14 @@ struct Ring {
     /// Sorted by hash; the value is an index into the invoker list the ring was built from.
     points: Vec<(u64, usize)>,
     arguments: Vec<usize>,
+    /// Whether `hash.arguments` was set (then a missing argument is an error).
+    configured: bool,
 }
 
-fn fingerprint(invokers: &[Arc<dyn Invoker>], nodes: &str, arguments: &str) -> u64 {
-    let mut buf = Vec::with_capacity(invokers.len() * 8 + nodes.len() + arguments.len() + 1);
-    for i in invokers {
-        buf.extend_from_slice(&(Arc::as_ptr(i) as *const () as usize).to_le_bytes());
+fn fingerprint(providers: &[Provider], nodes: &str, arguments: &str) -> u64 {
+    let mut buf = Vec::with_capacity(providers.len() * 8 + nodes.len() + arguments.len() + 1);
+    for p in providers {
+        buf.extend_from_slice(&p.id().to_le_bytes());
     }
     buf.extend_from_slice(nodes.as_bytes());
     buf.push(b'|');
@@ -59,35 +79,32 @@ fn fingerprint(invokers: &[Arc<dyn Invoker>], nodes: &str, arguments: &str) -> u
 }
 
 impl Ring {
-    fn build(invokers: &[Arc<dyn Invoker>], invocation: &Invocation, fp: u64) -> Ring {
-        let url = invokers
+    fn build(providers: &[Provider], invocation: &Invocation, fp: u64) -> Ring {
+        let url = providers
             .first()
-            .map(|i| i.url().clone())
+            .map(|p| p.url().clone())
             .unwrap_or_else(|| crate::url::Url::new("empty", "", 0));
         let method = invocation.method();
         let nodes: u32 = url
             .method_param_as(method, "hash.nodes", DEFAULT_NODES)
             .unwrap_or(DEFAULT_NODES)
             .clamp(1, 10_000);
-        let arguments: Vec<usize> = url
-            .method_param(method, "hash.arguments")
+        let configured = url.method_param(method, "hash.arguments");
+        let arguments: Vec<usize> = configured
             .unwrap_or("0")
             .split(',')
             .filter_map(|s| s.trim().parse().ok())
             .collect();
         let mut points = Vec::new();
-        for (idx, inv) in invokers.iter().enumerate() {
-            let w: u32 = inv
-                .url()
-                .method_param_as(method, "weight", DEFAULT_WEIGHT)
-                .unwrap_or(DEFAULT_WEIGHT);
+        for (idx, p) in providers.iter().enumerate() {
+            let w = p.configured_weight(method);
             if w == 0 {
                 continue;
             }
             // Weighted point count, capped so a huge weight cannot exhaust memory.
             let count = (u64::from(nodes) * u64::from(w) / u64::from(DEFAULT_WEIGHT))
                 .clamp(1, u64::from(nodes) * 10);
-            let addr = inv.url().address();
+            let addr = p.url().address();
             for i in 0..count {
                 points.push((xxh3_64(format!("{addr}#{i}").as_bytes()), idx));
             }
@@ -97,6 +114,7 @@ impl Ring {
             fingerprint: fp,
             points,
             arguments,
+            configured: configured.is_some(),
         }
     }
 
@@ -109,66 +127,75 @@ impl Ring {
     }
 }
 
-/// The key text of the selected arguments (see the module docs): also the ordering and
-/// idempotency key of a method keyed by an argument, so all three agree.
-pub(crate) fn argument_key(args: &Value, arguments: &[usize]) -> String {
-    if matches!(args, Value::Empty) {
-        return String::new();
-    }
-    let decoded = extension::get::<dyn Serialization>("msgpack")
-        .and_then(|ser| {
-            let payload = args.encode(&*ser)?;
-            let ser = serialize::by_id(payload.serialization)?;
-            serialize::decode::<serde_json::Value>(&*ser, &payload.bytes)
-        })
-        .unwrap_or(serde_json::Value::Null);
-    let elements: Vec<serde_json::Value> = match decoded {
-        serde_json::Value::Array(a) => a,
-        other => vec![other],
-    };
-    let mut key = String::new();
-    for (n, i) in arguments.iter().enumerate() {
-        if let Some(e) = elements.get(*i) {
-            if n > 0 {
-                key.push(',');
-            }
-            key.push_str(&e.to_string());
-        }
-    }
-    key
-}
-
 impl ConsistentHash {
-    fn ring(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Arc<Ring> {
-        let url = invokers[0].url();
+    fn ring(&self, providers: &ProviderList, invocation: &Invocation) -> Arc<Ring> {
         let method = invocation.method();
+        let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = rings
+            .get_mut(invocation.service())
+            .and_then(|m| m.get_mut(method));
+        if let Some(c) = &cached {
+            if c.list.is(providers) {
+                return c.ring.clone();
+            }
+        }
+        let url = providers[0].url();
         let fp = fingerprint(
-            invokers,
+            providers,
             url.method_param(method, "hash.nodes").unwrap_or(""),
             url.method_param(method, "hash.arguments").unwrap_or(""),
         );
-        let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
-        let by_method = rings.entry(invocation.service().clone()).or_default();
-        if let Some(r) = by_method.get(method).filter(|r| r.fingerprint == fp) {
-            return r.clone();
+        if let Some(c) = cached {
+            if c.ring.fingerprint == fp {
+                c.list = providers.downgrade();
+                return c.ring.clone();
+            }
         }
-        let ring = Arc::new(Ring::build(invokers, invocation, fp));
-        by_method.insert(method.to_string(), ring.clone());
+        let ring = Arc::new(Ring::build(providers, invocation, fp));
+        rings
+            .entry(invocation.service().clone())
+            .or_default()
+            .insert(
+                method.to_string(),
+                Cached {
+                    list: providers.downgrade(),
+                    ring: ring.clone(),
+                },
+            );
         ring
     }
 }
 
 impl LoadBalance for ConsistentHash {
-    fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize> {
-        match invokers.len() {
-            0 => return None,
-            1 => return Some(0),
+    fn select(
+        &self,
+        providers: &crate::cluster::ProviderList,
+        ctx: &CallContext<'_>,
+    ) -> Result<Option<usize>> {
+        let invocation = ctx.invocation();
+        match providers.len() {
+            0 => return Ok(None),
+            1 => return Ok(Some(0)),
             _ => {}
         }
-        let ring = self.ring(invokers, invocation);
-        let key = argument_key(invocation.args(), &ring.arguments);
-        ring.locate(xxh3_64(key.as_bytes()))
-            .or_else(|| Some(fastrand::usize(..invokers.len())))
+        let ring = self.ring(providers, invocation);
+        let selected = arguments::select(invocation.args(), &ring.arguments)
+            .map_err(|e| invocation.annotate(e))?;
+        if ring.configured {
+            if let Some(missing) = selected.missing(&ring.arguments) {
+                return Err(invocation.annotate(RpcError::config(format!(
+                    "consistenthash: hash.arguments names argument {missing}, but the call of \
+                     {} has {} argument(s)",
+                    invocation.method(),
+                    selected.count
+                ))));
+            }
+        }
+        let mut key = String::new();
+        selected.write_key(&mut key);
+        Ok(ring
+            .locate(xxh3_64(key.as_bytes()))
+            .or_else(|| Some(fastrand::usize(..providers.len()))))
     }
 }
 
@@ -180,12 +207,13 @@ crate::register!(dyn LoadBalance, "consistenthash", || Arc::new(
 mod tests {
     use super::*;
     use crate::cluster::loadbalance::testing::*;
+    use crate::invocation::Value;
 
     fn call_with(service: &str, args: Value) -> Invocation {
         Invocation::new(ServiceKey::new(service, None, None), "m", args)
     }
 
-    fn addr(p: &[Arc<dyn Invoker>], i: Option<usize>) -> String {
+    fn addr(p: &[Provider], i: Option<usize>) -> String {
         p[i.expect("pick")].url().address()
     }
 
@@ -194,8 +222,8 @@ mod tests {
         let p = providers_of("ch1.S", &["", "", "", ""]);
         let lb = ConsistentHash::default();
         for k in 0..50u32 {
-            let a = lb.select(&p, &call_with("ch1.S", Value::typed((k, "x"))));
-            let b = lb.select(&p, &call_with("ch1.S", Value::typed((k, "y"))));
+            let a = pick(&lb, &p, &call_with("ch1.S", Value::typed((k, "x"))));
+            let b = pick(&lb, &p, &call_with("ch1.S", Value::typed((k, "y"))));
             assert_eq!(a, b, "only argument 0 is hashed by default");
         }
     }
@@ -207,10 +235,18 @@ mod tests {
         let lb = ConsistentHash::default();
         let mut differ = 0;
         for k in 0..50u32 {
-            let a = lb.select(&p, &call_with("ch2.S", Value::typed((k, "same"))));
-            let b = lb.select(&p, &call_with("ch2.S", Value::typed((k + 1000, "same"))));
+            let a = pick(&lb, &p, &call_with("ch2.S", Value::typed((k, "same"))));
+            let b = pick(
+                &lb,
+                &p,
+                &call_with("ch2.S", Value::typed((k + 1000, "same"))),
+            );
             assert_eq!(a, b, "argument 0 is ignored");
-            let c = lb.select(&p, &call_with("ch2.S", Value::typed((k, format!("v{k}")))));
+            let c = pick(
+                &lb,
+                &p,
+                &call_with("ch2.S", Value::typed((k, format!("v{k}")))),
+            );
             differ += usize::from(a != c);
         }
         assert!(differ > 10, "argument 1 decides: {differ}");
@@ -225,9 +261,7 @@ mod tests {
         let lb = ConsistentHash::default();
         let mut counts = [0usize; 4];
         for k in 0..10_000u32 {
-            counts[lb
-                .select(&p, &call_with("ch3.S", Value::typed((k,))))
-                .expect("pick")] += 1;
+            counts[pick(&lb, &p, &call_with("ch3.S", Value::typed((k,)))).expect("pick")] += 1;
         }
         let s: Vec<f64> = counts.iter().map(|c| *c as f64 / 10_000.0).collect();
         assert_shares(&s, &[0.25; 4], 0.07);
@@ -236,9 +270,7 @@ mod tests {
         let p = providers_of("ch4.S", &["weight=100", "weight=300"]);
         let mut counts = [0usize; 2];
         for k in 0..10_000u32 {
-            counts[lb
-                .select(&p, &call_with("ch4.S", Value::typed((k,))))
-                .expect("pick")] += 1;
+            counts[pick(&lb, &p, &call_with("ch4.S", Value::typed((k,)))).expect("pick")] += 1;
         }
         let s: Vec<f64> = counts.iter().map(|c| *c as f64 / 10_000.0).collect();
         assert_shares(&s, &[0.25, 0.75], 0.07);
@@ -249,10 +281,10 @@ mod tests {
         let p = providers_of("ch5.S", &["", "", "", "", ""]);
         let lb = ConsistentHash::default();
         let before: Vec<String> = (0..10_000u32)
-            .map(|k| addr(&p, lb.select(&p, &call_with("ch5.S", Value::typed((k,))))))
+            .map(|k| addr(&p, pick(&lb, &p, &call_with("ch5.S", Value::typed((k,))))))
             .collect();
         let gone = p[2].url().address();
-        let fewer: Vec<_> = p
+        let fewer: crate::cluster::ProviderList = p
             .iter()
             .filter(|i| i.url().address() != gone)
             .cloned()
@@ -261,7 +293,7 @@ mod tests {
         for (k, was) in before.iter().enumerate() {
             let now = addr(
                 &fewer,
-                lb.select(&fewer, &call_with("ch5.S", Value::typed((k as u32,)))),
+                pick(&lb, &fewer, &call_with("ch5.S", Value::typed((k as u32,)))),
             );
             if &now != was {
                 moved += 1;
@@ -281,7 +313,38 @@ mod tests {
         let a = lb.ring(&p, &inv);
         let b = lb.ring(&p, &inv);
         assert!(Arc::ptr_eq(&a, &b));
-        let c = lb.ring(&p[..2], &inv);
+        let copy: crate::cluster::ProviderList = p.to_vec().into();
+        assert!(Arc::ptr_eq(&a, &lb.ring(&copy, &inv)), "the same providers");
+        let c = lb.ring(&p[..2].to_vec().into(), &inv);
         assert!(!Arc::ptr_eq(&a, &c));
+    }
+
+    /// A configured `hash.arguments` naming an argument the call does not have is an error
+    /// naming it, as are arguments that cannot be read; the default (`0`) over a call
+    /// without arguments hashes the empty key.
+    #[test]
+    fn a_missing_or_unreadable_argument_is_an_error() {
+        let lb = ConsistentHash::default();
+        let reference = consumer();
+        let select = |p: &crate::cluster::ProviderList, args: Value| {
+            let inv = call_with("ch7.S", args);
+            lb.select(p, &CallContext::new(&reference, &inv))
+        };
+        let p = providers_of("ch7.S", &["hash.arguments=0,2", "hash.arguments=0,2"]);
+        let e = select(&p, Value::typed((1u8, 2u8))).expect_err("no argument 2");
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert!(e.to_string().contains("argument 2"), "{e}");
+        assert!(select(&p, Value::typed((1u8, 2u8, 3u8))).is_ok());
+        let garbage = Value::Encoded(crate::invocation::Payload {
+            serialization: crate::extension::get::<dyn crate::serialize::Serialization>("msgpack")
+                .expect("msgpack")
+                .id(),
+            bytes: bytes::Bytes::from_static(&[0xc1]),
+        });
+        let e = select(&p, garbage).expect_err("unreadable");
+        assert_eq!(e.kind(), crate::ErrorKind::Codec);
+        let default = providers_of("ch8.S", &["", ""]);
+        let a = select(&default, Value::Empty).expect("empty key");
+        assert_eq!(a, select(&default, Value::Empty).expect("empty key"));
     }
 }

@@ -7,37 +7,25 @@
 
 use std::sync::Arc;
 
-use super::weighted_among;
-use crate::cluster::{stats, LoadBalance};
-use crate::invocation::{Invocation, Invoker};
+use super::least_weighted;
+use crate::cluster::{CallContext, LoadBalance, ProviderList};
+use crate::error::Result;
 
 /// Fewest in-flight calls wins; see the [module docs](self).
 #[derive(Debug, Default)]
 pub struct LeastActive;
 
 impl LoadBalance for LeastActive {
-    fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize> {
-        match invokers.len() {
-            0 => return None,
-            1 => return Some(0),
+    fn select(&self, providers: &ProviderList, ctx: &CallContext<'_>) -> Result<Option<usize>> {
+        match providers.len() {
+            0 => return Ok(None),
+            1 => return Ok(Some(0)),
             _ => {}
         }
-        let tied = stats::with_list(invokers, invocation.method(), |stats| {
-            let mut least = u32::MAX;
-            let mut tied: Vec<usize> = Vec::new();
-            for (i, s) in stats.iter().enumerate() {
-                let active = s.active();
-                if active < least {
-                    least = active;
-                    tied.clear();
-                    tied.push(i);
-                } else if active == least {
-                    tied.push(i);
-                }
-            }
-            tied
-        });
-        weighted_among(invokers, &tied, invocation)
+        let stats = providers.stats(ctx.method());
+        Ok(least_weighted(providers, ctx.method(), |i| {
+            stats[i].active()
+        }))
     }
 }
 
@@ -47,6 +35,7 @@ crate::register!(dyn LoadBalance, "leastactive", || Arc::new(LeastActive));
 mod tests {
     use super::*;
     use crate::cluster::loadbalance::testing::*;
+    use crate::cluster::stats;
 
     #[test]
     fn picks_the_provider_with_fewest_calls_in_flight() {
@@ -57,7 +46,7 @@ mod tests {
             .collect();
         let busy2 = stats::stats(p[2].url(), "m").begin();
         for _ in 0..100 {
-            assert_eq!(LeastActive.select(&p, &inv), Some(1));
+            assert_eq!(pick(&LeastActive, &p, &inv), Some(1));
         }
         drop(busy0);
         drop(busy2);

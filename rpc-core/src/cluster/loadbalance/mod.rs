@@ -16,9 +16,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::invocation::{Invocation, Invoker};
-use crate::url::Url;
+use crate::cluster::{Provider, ProviderList};
+use crate::invocation::Invocation;
 
+mod arguments;
 pub mod consistenthash;
 pub mod leastactive;
 pub mod p2c;
@@ -26,7 +27,7 @@ pub mod random;
 pub mod roundrobin;
 pub mod shortestresponse;
 
-pub(crate) use consistenthash::argument_key;
+pub(crate) use arguments::argument_key;
 pub use consistenthash::ConsistentHash;
 pub use leastactive::LeastActive;
 pub use p2c::P2c;
@@ -39,133 +40,80 @@ pub const DEFAULT_WEIGHT: u32 = 100;
 /// Warm-up time of a provider that does not say: ten minutes, as in Dubbo.
 pub const DEFAULT_WARMUP_MS: u64 = 10 * 60 * 1000;
 
-/// The effective weight of `invoker` for `invocation` at `now_ms` (ms since the epoch).
-///
-/// A malformed `weight`, `warmup` or `timestamp` falls back to the default rather than failing
-/// the call: a provider's URL is not the caller's to fix, and a bad weight must not take a
-/// provider out of service.
-///
-/// The parsed parameters of each provider URL are cached per thread (keyed by the URL's
-/// identity and checked against it), so a pick over many providers does not re-parse them.
-pub fn weight_at(invoker: &dyn Invoker, invocation: &Invocation, now_ms: u64) -> u32 {
-    let url = invoker.url();
-    let key = url as *const Url as usize;
-    let cached = WEIGHTS.with(|c| {
-        let mut c = c.borrow_mut();
-        if let Some(e) = c.get(&key).filter(|e| e.url == *url) {
-            return e.params;
-        }
-        if c.len() >= WEIGHT_CACHE_MAX {
-            c.clear();
-        }
-        let params = WeightParams::read(url);
-        c.insert(
-            key,
-            CachedWeight {
-                url: url.clone(),
-                params,
-            },
-        );
-        params
-    });
-    let weight = if cached.method_level {
-        url.method_param_as(invocation.method(), "weight", DEFAULT_WEIGHT)
-            .unwrap_or(DEFAULT_WEIGHT)
-    } else {
-        cached.weight
-    };
-    ramp(weight, cached.started, cached.warmup, now_ms)
-}
-
-/// Linear warm-up ramp, never below 1 so a warming provider still gets some traffic.
-fn ramp(weight: u32, started: u64, warmup: u64, now_ms: u64) -> u32 {
-    if weight == 0 || started == 0 || started > now_ms {
-        return weight;
-    }
-    let uptime = now_ms - started;
-    if warmup == 0 || uptime >= warmup {
-        return weight;
-    }
-    let ramped = (uptime as u128 * weight as u128 / warmup as u128) as u32;
-    ramped.clamp(1, weight)
-}
-
-const WEIGHT_CACHE_MAX: usize = 4096;
-
-#[derive(Clone, Copy)]
-struct WeightParams {
-    weight: u32,
-    started: u64,
-    warmup: u64,
-    /// Whether some `{method}.weight` key exists (then the weight is read per method).
-    method_level: bool,
-}
-
-impl WeightParams {
-    fn read(url: &Url) -> Self {
-        WeightParams {
-            weight: url
-                .param_as("weight", DEFAULT_WEIGHT)
-                .unwrap_or(DEFAULT_WEIGHT),
-            started: url.param_as("timestamp", 0u64).unwrap_or(0),
-            warmup: url
-                .param_as("warmup", DEFAULT_WARMUP_MS)
-                .unwrap_or(DEFAULT_WARMUP_MS),
-            method_level: url.params().keys().any(|k| k.ends_with(".weight")),
-        }
-    }
-}
-
-struct CachedWeight {
-    url: Url,
-    params: WeightParams,
-}
-
-thread_local! {
-    static WEIGHTS: std::cell::RefCell<std::collections::HashMap<usize, CachedWeight>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+/// The effective weight of `provider` for `invocation` at `now_ms` (ms since the epoch); see
+/// [`Provider::weight_at`].
+pub fn weight_at(provider: &Provider, invocation: &Invocation, now_ms: u64) -> u32 {
+    provider.weight_at(invocation.method(), now_ms)
 }
 
 /// The effective weight now; see [`weight_at`].
-pub fn weight(invoker: &dyn Invoker, invocation: &Invocation) -> u32 {
-    weight_at(invoker, invocation, now_ms())
+pub fn weight(provider: &Provider, invocation: &Invocation) -> u32 {
+    weight_at(provider, invocation, now_ms())
 }
 
-/// Picks one of `candidates` (indices into `invokers`) at random with probability proportional
-/// to its weight; uniformly when all weights are equal or zero. `None` when `candidates` is
-/// empty. Used by the balancers to break ties.
+/// Picks one of `candidates` (indices into `providers`) at random with probability
+/// proportional to its weight for `method`; uniformly when all weights are equal or zero.
+/// `None` when `candidates` is empty. Used by the balancers to break ties.
 pub fn weighted_among(
-    invokers: &[std::sync::Arc<dyn Invoker>],
+    providers: &ProviderList,
     candidates: &[usize],
-    invocation: &Invocation,
+    method: &str,
 ) -> Option<usize> {
     match candidates.len() {
         0 => return None,
         1 => return Some(candidates[0]),
-        n if n == invokers.len() => {
-            // Everyone tied: a weighted pick over the whole list (cached cumulative weights).
-            use crate::cluster::LoadBalance;
-            return Random.select(invokers, invocation);
-        }
+        // Everyone tied: one draw from the list's weight table.
+        n if n == providers.len() => return providers.pick(method),
         _ => {}
     }
-    let now = now_ms();
-    let weights: Vec<u64> = candidates
-        .iter()
-        .map(|&i| u64::from(weight_at(&*invokers[i], invocation, now)))
-        .collect();
-    let total: u64 = weights.iter().sum();
-    if total == 0 || weights.iter().all(|w| *w == weights[0]) {
-        return Some(candidates[fastrand::usize(..candidates.len())]);
-    }
-    let mut offset = fastrand::u64(..total);
-    for (c, w) in candidates.iter().zip(&weights) {
-        if offset < *w {
-            return Some(*c);
+    providers.with_weights(method, |table| {
+        let weight = |c: usize| table.weight(c);
+        let total: u64 = candidates.iter().map(|&c| weight(c)).sum();
+        let first = weight(candidates[0]);
+        if total == 0 || candidates.iter().all(|&c| weight(c) == first) {
+            return Some(candidates[fastrand::usize(..candidates.len())]);
         }
-        offset -= w;
+        let mut offset = fastrand::u64(..total);
+        for &c in candidates {
+            let w = weight(c);
+            if offset < w {
+                return Some(c);
+            }
+            offset -= w;
+        }
+        candidates.last().copied()
+    })
+}
+
+/// The provider with the smallest `key` (an index into `providers`), ties broken by
+/// [`weighted_among`]; `None` for an empty list. Allocates only when some but not all
+/// providers tie. `key` may be read twice per provider; should a value change in between
+/// (a call starting), the first least one found is taken.
+pub(crate) fn least_weighted<K: Ord>(
+    providers: &ProviderList,
+    method: &str,
+    key: impl Fn(usize) -> K,
+) -> Option<usize> {
+    let mut least: Option<(K, usize, usize)> = None; // (key, first index, how many tie)
+    for i in 0..providers.len() {
+        let k = key(i);
+        match &mut least {
+            Some((best, _, n)) if k == *best => *n += 1,
+            Some((best, _, _)) if k > *best => {}
+            _ => least = Some((k, i, 1)),
+        }
     }
-    candidates.last().copied()
+    let (best, first, tied) = least?;
+    if tied == 1 {
+        return Some(first);
+    }
+    if tied == providers.len() {
+        return providers.pick(method);
+    }
+    let candidates: Vec<usize> = (first..providers.len())
+        .filter(|&i| key(i) == best)
+        .collect();
+    weighted_among(providers, &candidates, method).or(Some(first))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -179,9 +127,9 @@ pub fn now_ms() -> u64 {
 /// Test support: invokers that only carry a URL.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::*;
+    use crate::cluster::{CallContext, LoadBalance, ProviderList};
     use crate::error::Result;
-    use crate::invocation::{Response, ServiceKey, Value};
+    use crate::invocation::{Invocation, Invoker, Response, ServiceKey, Value};
     use crate::url::Url;
     use std::sync::Arc;
 
@@ -197,24 +145,11 @@ pub(crate) mod testing {
         }
     }
 
-    pub(crate) fn providers(params: &[&str]) -> Vec<Arc<dyn Invoker>> {
-        params
-            .iter()
-            .enumerate()
-            .map(|(i, q)| {
-                let url = Url::parse(&format!("dubbo://10.0.0.{i}:20880/S?{q}")).expect("url");
-                Arc::new(Fixed(url)) as Arc<dyn Invoker>
-            })
-            .collect()
+    pub(crate) fn invokers(params: &[&str]) -> Vec<Arc<dyn Invoker>> {
+        invokers_of("S", params)
     }
 
-    pub(crate) fn call() -> Invocation {
-        Invocation::new(ServiceKey::new("S", None, None), "m", Value::Empty)
-    }
-
-    /// Providers of their own service `service` (so per-provider statistics of one test do
-    /// not mix with another's).
-    pub(crate) fn providers_of(service: &str, params: &[&str]) -> Vec<Arc<dyn Invoker>> {
+    pub(crate) fn invokers_of(service: &str, params: &[&str]) -> Vec<Arc<dyn Invoker>> {
         params
             .iter()
             .enumerate()
@@ -226,20 +161,46 @@ pub(crate) mod testing {
             .collect()
     }
 
+    pub(crate) fn providers(params: &[&str]) -> ProviderList {
+        ProviderList::of(invokers(params))
+    }
+
+    pub(crate) fn call() -> Invocation {
+        Invocation::new(ServiceKey::new("S", None, None), "m", Value::Empty)
+    }
+
+    /// Providers of their own service `service` (so per-provider statistics of one test do
+    /// not mix with another's).
+    pub(crate) fn providers_of(service: &str, params: &[&str]) -> ProviderList {
+        ProviderList::of(invokers_of(service, params))
+    }
+
     pub(crate) fn call_of(service: &str) -> Invocation {
         Invocation::new(ServiceKey::new(service, None, None), "m", Value::Empty)
     }
 
+    /// The consumer URL the test calls go through.
+    pub(crate) fn consumer() -> Url {
+        Url::parse("consumer://127.0.0.1/S").expect("url")
+    }
+
+    /// One pick of `lb` for `inv` over `p`.
+    pub(crate) fn pick(lb: &dyn LoadBalance, p: &ProviderList, inv: &Invocation) -> Option<usize> {
+        let reference = consumer();
+        lb.select(p, &CallContext::new(&reference, inv))
+            .expect("select")
+    }
+
     /// Picks `n` times and returns each provider's share of the picks.
     pub(crate) fn shares(
-        lb: &dyn crate::cluster::LoadBalance,
-        p: &[Arc<dyn Invoker>],
+        lb: &dyn LoadBalance,
+        p: &ProviderList,
         inv: &Invocation,
         n: usize,
     ) -> Vec<f64> {
         let mut counts = vec![0usize; p.len()];
         for _ in 0..n {
-            counts[lb.select(p, inv).expect("pick")] += 1;
+            counts[pick(lb, p, inv).expect("pick")] += 1;
         }
         counts.iter().map(|c| *c as f64 / n as f64).collect()
     }
@@ -264,7 +225,7 @@ mod tests {
     fn weight_defaults_and_reads_method_level() {
         let p = providers(&["", "weight=7", "weight=7&m.weight=3", "weight=bad"]);
         let inv = call();
-        let w: Vec<u32> = p.iter().map(|i| weight(&**i, &inv)).collect();
+        let w: Vec<u32> = p.iter().map(|i| weight(i, &inv)).collect();
         assert_eq!(w, [100, 7, 3, 100]);
     }
 
@@ -272,11 +233,11 @@ mod tests {
     fn warmup_ramps_linearly() {
         let p = providers(&["weight=100&warmup=1000&timestamp=10000"]);
         let inv = call();
-        assert_eq!(weight_at(&*p[0], &inv, 10_000), 1);
-        assert_eq!(weight_at(&*p[0], &inv, 10_250), 25);
-        assert_eq!(weight_at(&*p[0], &inv, 10_500), 50);
-        assert_eq!(weight_at(&*p[0], &inv, 11_000), 100);
-        assert_eq!(weight_at(&*p[0], &inv, 99_000), 100);
+        assert_eq!(weight_at(&p[0], &inv, 10_000), 1);
+        assert_eq!(weight_at(&p[0], &inv, 10_250), 25);
+        assert_eq!(weight_at(&p[0], &inv, 10_500), 50);
+        assert_eq!(weight_at(&p[0], &inv, 11_000), 100);
+        assert_eq!(weight_at(&p[0], &inv, 99_000), 100);
     }
 
     /// Every weight-aware balancer honours warm-up when providers are idle: two providers of

@@ -16,17 +16,16 @@
 
 use std::sync::Arc;
 
-use super::Random;
-use crate::cluster::{stats, LoadBalance};
-use crate::invocation::{Invocation, Invoker};
+use crate::cluster::{stats, CallContext, LoadBalance, Provider, ProviderList};
+use crate::error::Result;
 
 /// Power of two choices on EWMA latency × (in flight + 1); see the [module docs](self).
 #[derive(Debug, Default)]
 pub struct P2c;
 
 /// EWMA latency (0 without history) and calls in flight.
-fn observe(inv: &dyn Invoker, invocation: &Invocation) -> (f64, u32) {
-    let s = stats::stats(inv.url(), invocation.method());
+fn observe(provider: &Provider, method: &str) -> (f64, u32) {
+    let s = provider.stats(method);
     (s.ewma_ns(), s.active())
 }
 
@@ -35,20 +34,22 @@ fn load(ewma: f64, active: u32) -> f64 {
 }
 
 impl LoadBalance for P2c {
-    fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize> {
-        match invokers.len() {
-            0 => return None,
-            1 => return Some(0),
+    fn select(&self, providers: &ProviderList, ctx: &CallContext<'_>) -> Result<Option<usize>> {
+        let method = ctx.method();
+        match providers.len() {
+            0 => return Ok(None),
+            1 => return Ok(Some(0)),
             _ => {}
         }
-        // Weighted draws from the cumulative weights `random` keeps per list.
-        let a = Random.select(invokers, invocation)?;
-        let b = Random.select(invokers, invocation)?;
+        // Two weighted draws from the list's weight table.
+        let Some((a, b)) = providers.with_weights(method, |t| Some((t.pick()?, t.pick()?))) else {
+            return Ok(None);
+        };
         if a == b {
-            return Some(a);
+            return Ok(Some(a));
         }
-        let (ea, aa) = observe(&*invokers[a], invocation);
-        let (eb, ab) = observe(&*invokers[b], invocation);
+        let (ea, aa) = observe(&providers[a], method);
+        let (eb, ab) = observe(&providers[b], method);
         // A provider without history is assumed as fast as the other one, so that its calls
         // in flight still count (a slow new provider must not look free until its first
         // answer); two without history compare by calls in flight alone.
@@ -62,7 +63,7 @@ impl LoadBalance for P2c {
         let lb = load(eb, ab);
         // On a tie the first draw wins, which keeps the shares of idle providers equal to
         // their weights.
-        Some(if lb < la { b } else { a })
+        Ok(Some(if lb < la { b } else { a }))
     }
 }
 

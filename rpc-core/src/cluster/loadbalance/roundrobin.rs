@@ -12,8 +12,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::cluster::LoadBalance;
-use crate::invocation::{Invocation, Invoker, ServiceKey};
+use crate::cluster::{CallContext, LoadBalance, ProviderList};
+use crate::error::Result;
+use crate::invocation::ServiceKey;
 
 /// Smooth weighted round robin; see the [module docs](self).
 #[derive(Debug, Default)]
@@ -27,15 +28,12 @@ struct Entry {
     current: i64,
 }
 
-fn id(i: &Arc<dyn Invoker>) -> usize {
-    Arc::as_ptr(i) as *const () as usize
-}
-
 impl LoadBalance for RoundRobin {
-    fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize> {
-        match invokers.len() {
-            0 => return None,
-            1 => return Some(0),
+    fn select(&self, providers: &ProviderList, ctx: &CallContext<'_>) -> Result<Option<usize>> {
+        let invocation = ctx.invocation();
+        match providers.len() {
+            0 => return Ok(None),
+            1 => return Ok(Some(0)),
             _ => {}
         }
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
@@ -49,19 +47,23 @@ impl LoadBalance for RoundRobin {
                 .entry(invocation.method().to_string())
                 .or_default(),
         };
-        let unchanged = entries.len() == invokers.len()
-            && entries.iter().zip(invokers).all(|(e, i)| e.id == id(i));
+        let unchanged = entries.len() == providers.len()
+            && entries
+                .iter()
+                .zip(providers.iter())
+                .all(|(e, p)| e.id == p.id());
         if !unchanged {
             let old: HashMap<usize, i64> = entries.iter().map(|e| (e.id, e.current)).collect();
-            *entries = invokers
+            *entries = providers
                 .iter()
-                .map(|i| Entry {
-                    id: id(i),
-                    current: old.get(&id(i)).copied().unwrap_or(0),
+                .map(|p| Entry {
+                    id: p.id(),
+                    current: old.get(&p.id()).copied().unwrap_or(0),
                 })
                 .collect();
         }
-        let (total, best) = super::random::with_prefix(invokers, invocation, |prefix| {
+        let (total, best) = providers.with_weights(invocation.method(), |table| {
+            let prefix = table.prefix();
             let mut total: i64 = 0;
             let mut best: Option<(usize, i64)> = None;
             let mut before = 0u64;
@@ -79,14 +81,14 @@ impl LoadBalance for RoundRobin {
             }
             (total, best)
         });
-        match best {
+        Ok(match best {
             Some((b, _)) => {
                 entries[b].current -= total;
                 Some(b)
             }
             // Every weight is zero: no provider is preferred, pick uniformly.
-            None => Some(fastrand::usize(..invokers.len())),
-        }
+            None => Some(fastrand::usize(..providers.len())),
+        })
     }
 }
 
@@ -104,7 +106,7 @@ mod tests {
         let p = providers_of("rr1.S", &["weight=5", "weight=1", "weight=1"]);
         let lb = RoundRobin::default();
         let inv = call_of("rr1.S");
-        let seq: Vec<usize> = (0..7).map(|_| lb.select(&p, &inv).expect("pick")).collect();
+        let seq: Vec<usize> = (0..7).map(|_| pick(&lb, &p, &inv).expect("pick")).collect();
         assert_eq!(seq, [0, 0, 1, 0, 2, 0, 0]);
     }
 
@@ -137,10 +139,10 @@ mod tests {
         let lb = RoundRobin::default();
         let inv = call_of("rr4.S");
         for _ in 0..10 {
-            assert_ne!(lb.select(&p, &inv), Some(2));
+            assert_ne!(pick(&lb, &p, &inv), Some(2));
         }
-        let fewer = vec![p[1].clone(), p[0].clone()];
-        assert!(lb.select(&fewer, &inv).is_some());
+        let fewer: ProviderList = vec![p[1].clone(), p[0].clone()].into();
+        assert!(pick(&lb, &fewer, &inv).is_some());
         let states = lb.states.lock().expect("lock");
         assert_eq!(
             states[inv.service()]["m"].len(),
@@ -156,9 +158,9 @@ mod tests {
         let a = call_of("rr5.S");
         let b =
             crate::invocation::Invocation::new(a.service().clone(), "other", crate::Value::Empty);
-        assert_eq!(lb.select(&p, &a), Some(0));
-        assert_eq!(lb.select(&p, &b), Some(0), "the other method starts afresh");
-        assert_eq!(lb.select(&p, &a), Some(1));
+        assert_eq!(pick(&lb, &p, &a), Some(0));
+        assert_eq!(pick(&lb, &p, &b), Some(0), "the other method starts afresh");
+        assert_eq!(pick(&lb, &p, &a), Some(1));
     }
 
     #[test]

@@ -10,46 +10,39 @@
 
 use std::sync::Arc;
 
-use super::weighted_among;
-use crate::cluster::{stats, LoadBalance};
-use crate::invocation::{Invocation, Invoker};
+use super::least_weighted;
+use crate::cluster::{stats, CallContext, LoadBalance, ProviderList};
+use crate::error::Result;
 
 /// Smallest expected latency × (in flight + 1) wins; see the [module docs](self).
 #[derive(Debug, Default)]
 pub struct ShortestResponse;
 
 impl LoadBalance for ShortestResponse {
-    fn select(&self, invokers: &[Arc<dyn Invoker>], invocation: &Invocation) -> Option<usize> {
-        match invokers.len() {
-            0 => return None,
-            1 => return Some(0),
+    fn select(&self, providers: &ProviderList, ctx: &CallContext<'_>) -> Result<Option<usize>> {
+        match providers.len() {
+            0 => return Ok(None),
+            1 => return Ok(Some(0)),
             _ => {}
         }
-        let observed: Vec<(u64, u32)> = stats::with_list(invokers, invocation.method(), |s| {
-            s.iter().map(|s| (s.window_mean_ns(), s.active())).collect()
-        });
+        let stats = providers.stats(ctx.method());
+        // One reading of every provider's numbers, which the ties are counted over.
+        let observed: Vec<(u64, u32)> = stats
+            .iter()
+            .map(|s| (s.window_mean_ns(), s.active()))
+            .collect();
         // Providers without history are assumed to have the mean latency of those with some
         // (1 ns when none has any), so their calls in flight still count.
-        let known: Vec<u64> = observed.iter().map(|o| o.0).filter(|m| *m > 0).collect();
-        let assumed = if known.is_empty() {
-            1
-        } else {
-            known.iter().sum::<u64>() / known.len() as u64
-        };
-        let mut best = u128::MAX;
-        let mut tied: Vec<usize> = Vec::new();
-        for (i, (mean, active)) in observed.into_iter().enumerate() {
+        let (sum, known) = observed
+            .iter()
+            .filter(|o| o.0 > 0)
+            .fold((0u64, 0u64), |(s, n), o| (s + o.0, n + 1));
+        let assumed = sum.checked_div(known).unwrap_or(1);
+        Ok(least_weighted(providers, ctx.method(), |i| {
+            let (mean, active) = observed[i];
             let mean = if mean == 0 { assumed } else { mean };
-            let expected = u128::from(mean) * (u128::from(active) + 1);
-            if expected < best {
-                best = expected;
-                tied.clear();
-                tied.push(i);
-            } else if expected == best {
-                tied.push(i);
-            }
-        }
-        weighted_among(invokers, &tied, invocation)
+            u128::from(mean) * (u128::from(active) + 1)
+        }))
     }
 }
 
@@ -71,13 +64,13 @@ mod tests {
         stats::stats(p[0].url(), "m").record(Duration::from_millis(10));
         stats::stats(p[1].url(), "m").record(Duration::from_millis(30));
         for _ in 0..100 {
-            assert_eq!(ShortestResponse.select(&p, &inv), Some(0));
+            assert_eq!(pick(&ShortestResponse, &p, &inv), Some(0));
         }
         // Three calls in flight: 10 ms × 4 = 40 ms > 30 ms × 1.
         let busy: Vec<_> = (0..3)
             .map(|_| stats::stats(p[0].url(), "m").begin())
             .collect();
-        assert_eq!(ShortestResponse.select(&p, &inv), Some(1));
+        assert_eq!(pick(&ShortestResponse, &p, &inv), Some(1));
         drop(busy);
     }
 

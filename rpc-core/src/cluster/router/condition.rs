@@ -31,9 +31,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::cluster::{Router, RouterFactory};
+use crate::cluster::{CallContext, Provider, Router, RouterFactory};
 use crate::error::{ErrorKind, Result, RpcError};
-use crate::invocation::{Invocation, Invoker};
+use crate::invocation::Invocation;
 use crate::url::Url;
 
 /// One key's constraints.
@@ -253,19 +253,15 @@ impl ConditionRouter {
 }
 
 impl Router for ConditionRouter {
-    fn route(
-        &self,
-        invokers: Vec<Arc<dyn Invoker>>,
-        url: &Url,
-        invocation: &Invocation,
-    ) -> Vec<Arc<dyn Invoker>> {
+    fn route(&self, invokers: Vec<Provider>, ctx: &CallContext<'_>) -> Vec<Provider> {
+        let (url, invocation) = (ctx.reference(), ctx.invocation());
         if !self.enabled || invokers.is_empty() || !self.call_matches(url, invocation) {
             return invokers;
         }
         let Some(then) = &self.then else {
             return Vec::new();
         };
-        let kept: Vec<Arc<dyn Invoker>> = invokers
+        let kept: Vec<Provider> = invokers
             .iter()
             .filter(|i| then.iter().all(|c| c.is_match(i.url(), url, invocation)))
             .cloned()
@@ -314,7 +310,8 @@ crate::register!(dyn RouterFactory, "condition", || Arc::new(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::invocation::{ServiceKey, Value};
+    use crate::cluster::router::testing::{wrap, RouteWith};
+    use crate::invocation::{Invoker, ServiceKey, Value};
 
     struct P(Url);
     #[async_trait::async_trait]
@@ -327,15 +324,18 @@ mod tests {
         }
     }
 
-    fn providers(urls: &[&str]) -> Vec<Arc<dyn Invoker>> {
-        urls.iter()
-            .map(|u| {
-                Arc::new(P(Url::parse(&format!("dubbo://{u}")).expect("url"))) as Arc<dyn Invoker>
-            })
-            .collect()
+    fn providers(urls: &[&str]) -> Vec<Provider> {
+        wrap(
+            urls.iter()
+                .map(|u| {
+                    Arc::new(P(Url::parse(&format!("dubbo://{u}")).expect("url")))
+                        as Arc<dyn Invoker>
+                })
+                .collect(),
+        )
     }
 
-    fn hosts(l: &[Arc<dyn Invoker>]) -> Vec<String> {
+    fn hosts(l: &[Provider]) -> Vec<String> {
         l.iter().map(|i| i.url().address()).collect()
     }
 
@@ -347,12 +347,12 @@ mod tests {
         Invocation::new(ServiceKey::new("S", None, None), method, Value::Empty)
     }
 
-    fn route(rule: &str, c: &Url, m: &'static str, p: &[Arc<dyn Invoker>]) -> Vec<String> {
+    fn route(rule: &str, c: &Url, m: &'static str, p: &[Provider]) -> Vec<String> {
         let r = ConditionRouter::parse(rule, false, 0).expect("valid rule");
-        hosts(&r.route(p.to_vec(), c, &call(m)))
+        hosts(&r.route_with(p.to_vec(), c, &call(m)))
     }
 
-    fn sample() -> Vec<Arc<dyn Invoker>> {
+    fn sample() -> Vec<Provider> {
         providers(&[
             "10.0.1.1:20880/S?region=hz",
             "10.0.2.1:20880/S?region=sh",
@@ -427,7 +427,7 @@ mod tests {
         let c = consumer("1.1.1.1", "");
         assert_eq!(route("=> region = nowhere", &c, "m", &p).len(), 3);
         let forced = ConditionRouter::parse("=> region = nowhere", true, 0).expect("rule");
-        assert!(forced.route(p, &c, &call("m")).is_empty());
+        assert!(forced.route_with(p, &c, &call("m")).is_empty());
     }
 
     #[test]
@@ -483,7 +483,7 @@ mod tests {
         let r = super::super::from_url(&url).expect("router");
         assert_eq!(r.priority(), -5);
         assert_eq!(
-            r.route(sample(), &consumer("1.1.1.1", ""), &call("m"))
+            r.route_with(sample(), &consumer("1.1.1.1", ""), &call("m"))
                 .len(),
             2
         );
@@ -493,7 +493,7 @@ mod tests {
             Url::parse(&format!("condition://0.0.0.0/S?rule={rule}&enabled=false")).expect("url");
         let r = super::super::from_url(&disabled).expect("router");
         assert_eq!(
-            r.route(sample(), &consumer("1.1.1.1", ""), &call("m"))
+            r.route_with(sample(), &consumer("1.1.1.1", ""), &call("m"))
                 .len(),
             3
         );

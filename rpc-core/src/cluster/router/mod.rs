@@ -13,10 +13,9 @@
 
 use std::sync::Arc;
 
-use crate::cluster::{Router, RouterFactory};
+use crate::cluster::{CallContext, Provider, Router, RouterFactory};
 use crate::error::Result;
 use crate::extension;
-use crate::invocation::{Invocation, Invoker};
 use crate::url::Url;
 
 pub mod condition;
@@ -33,18 +32,46 @@ pub fn from_url(url: &Url) -> Result<Arc<dyn Router>> {
     extension::get::<dyn RouterFactory>(url.protocol())?.create(url)
 }
 
-/// Runs `routers` (already sorted by priority) over `invokers`.
+/// Runs `routers` (already sorted by priority) over `providers`.
 pub fn route_all(
     routers: &[Arc<dyn Router>],
-    mut invokers: Vec<Arc<dyn Invoker>>,
-    url: &Url,
-    invocation: &Invocation,
-) -> Vec<Arc<dyn Invoker>> {
+    mut providers: Vec<Provider>,
+    ctx: &CallContext<'_>,
+) -> Vec<Provider> {
     for r in routers {
-        if invokers.is_empty() {
+        if providers.is_empty() {
             break;
         }
-        invokers = r.route(invokers, url, invocation);
+        providers = r.route(providers, ctx);
     }
-    invokers
+    providers
+}
+
+/// Test support: routing with a consumer URL and an invocation.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::invocation::{Invocation, Invoker};
+
+    /// [`Router::route`] for the call `invocation` through the reference `url`.
+    pub(crate) trait RouteWith {
+        fn route_with(&self, p: Vec<Provider>, url: &Url, invocation: &Invocation)
+            -> Vec<Provider>;
+    }
+
+    impl<R: Router + ?Sized> RouteWith for R {
+        fn route_with(
+            &self,
+            p: Vec<Provider>,
+            url: &Url,
+            invocation: &Invocation,
+        ) -> Vec<Provider> {
+            self.route(p, &CallContext::new(url, invocation))
+        }
+    }
+
+    /// A provider per invoker.
+    pub(crate) fn wrap(invokers: Vec<Arc<dyn Invoker>>) -> Vec<Provider> {
+        invokers.into_iter().map(Provider::new).collect()
+    }
 }

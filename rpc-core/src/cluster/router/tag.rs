@@ -16,9 +16,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::cluster::{Router, RouterFactory};
+use crate::cluster::{CallContext, Provider, Router, RouterFactory};
 use crate::error::{Result, RpcError};
-use crate::invocation::{Invocation, Invoker};
+use crate::invocation::Invocation;
 use crate::url::Url;
 
 /// Routes by the request's tag; see the [module docs](self).
@@ -41,15 +41,13 @@ impl TagRouter {
         }
     }
 
-    fn provider_tag<'a>(&'a self, i: &'a Arc<dyn Invoker>) -> Option<&'a str> {
+    fn provider_tag<'a>(&'a self, p: &'a Provider) -> Option<&'a str> {
         if !self.by_address.is_empty() {
-            let url = i.url();
-            let addr = format!("{}:{}", url.host(), url.port().unwrap_or(0));
-            if let Some(t) = self.by_address.get(&addr) {
+            if let Some(t) = self.by_address.get(p.address()) {
                 return Some(t);
             }
         }
-        i.url().param("tag").filter(|t| !t.is_empty())
+        p.tag()
     }
 }
 
@@ -61,27 +59,21 @@ fn tag_of(invocation: &Invocation) -> Option<&str> {
 }
 
 impl Router for TagRouter {
-    fn route(
-        &self,
-        invokers: Vec<Arc<dyn Invoker>>,
-        url: &Url,
-        invocation: &Invocation,
-    ) -> Vec<Arc<dyn Invoker>> {
+    fn route(&self, invokers: Vec<Provider>, ctx: &CallContext<'_>) -> Vec<Provider> {
+        let (url, invocation) = (ctx.reference(), ctx.invocation());
         if self.disabled {
             return invokers;
         }
-        let provider_tag = |i: &Arc<dyn Invoker>| self.provider_tag(i).map(str::to_string);
-        let untagged = |list: &[Arc<dyn Invoker>]| -> Vec<Arc<dyn Invoker>> {
-            list.iter()
-                .filter(|i| provider_tag(i).is_none())
-                .cloned()
-                .collect()
+        let has_tag = |p: &Provider| self.provider_tag(p).is_some();
+        let tag_is = |p: &Provider, tag: &str| self.provider_tag(p) == Some(tag);
+        let untagged = |list: &[Provider]| -> Vec<Provider> {
+            list.iter().filter(|i| !has_tag(i)).cloned().collect()
         };
         match tag_of(invocation) {
             Some(tag) => {
                 let tagged: Vec<_> = invokers
                     .iter()
-                    .filter(|i| provider_tag(i).as_deref() == Some(tag))
+                    .filter(|i| tag_is(i, tag))
                     .cloned()
                     .collect();
                 if !tagged.is_empty() {
@@ -97,7 +89,7 @@ impl Router for TagRouter {
                 }
             }
             None => {
-                if invokers.iter().all(|i| provider_tag(i).is_none()) {
+                if invokers.iter().all(|i| !has_tag(i)) {
                     return invokers;
                 }
                 let plain = untagged(&invokers);
@@ -166,7 +158,12 @@ crate::register!(dyn RouterFactory, "tag", || Arc::new(TagRouterFactory));
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::loadbalance::testing::*;
+    use crate::cluster::loadbalance::testing::{call, invokers};
+    use crate::cluster::router::testing::{wrap, RouteWith};
+
+    fn providers(q: &[&str]) -> Vec<Provider> {
+        wrap(invokers(q))
+    }
 
     fn tagged(tag: Option<&str>) -> Invocation {
         let mut c = call();
@@ -176,7 +173,7 @@ mod tests {
         c
     }
 
-    fn addrs(l: &[Arc<dyn Invoker>]) -> Vec<String> {
+    fn addrs(l: &[Provider]) -> Vec<String> {
         l.iter().map(|i| i.url().host().to_string()).collect()
     }
 
@@ -188,15 +185,15 @@ mod tests {
     fn tag_picks_its_providers_and_falls_back_to_untagged() {
         let p = providers(&["tag=gray", "", "tag=blue", "tag=gray"]);
         let r = TagRouter::default();
-        let got = r.route(p.clone(), &reference(""), &tagged(Some("gray")));
+        let got = r.route_with(p.clone(), &reference(""), &tagged(Some("gray")));
         assert_eq!(addrs(&got), ["10.0.0.0", "10.0.0.3"]);
-        let got = r.route(p.clone(), &reference(""), &tagged(Some("red")));
+        let got = r.route_with(p.clone(), &reference(""), &tagged(Some("red")));
         assert_eq!(
             addrs(&got),
             ["10.0.0.1"],
             "unknown tag falls back to untagged"
         );
-        let got = r.route(p.clone(), &reference(""), &tagged(None));
+        let got = r.route_with(p.clone(), &reference(""), &tagged(None));
         assert_eq!(
             addrs(&got),
             ["10.0.0.1"],
@@ -204,7 +201,7 @@ mod tests {
         );
         let mut c = call();
         c.attachments_mut().insert("tag", "blue");
-        assert_eq!(addrs(&r.route(p, &reference(""), &c)), ["10.0.0.2"]);
+        assert_eq!(addrs(&r.route_with(p, &reference(""), &c)), ["10.0.0.2"]);
     }
 
     #[test]
@@ -212,7 +209,7 @@ mod tests {
         let p = providers(&["tag=gray", ""]);
         let r = TagRouter::default();
         assert!(r
-            .route(
+            .route_with(
                 p.clone(),
                 &reference("tag.force=true"),
                 &tagged(Some("red"))
@@ -222,7 +219,7 @@ mod tests {
             .create(&Url::parse("tag://0.0.0.0/S?force=true").expect("url"))
             .expect("router");
         assert!(forced
-            .route(p, &reference(""), &tagged(Some("red")))
+            .route_with(p, &reference(""), &tagged(Some("red")))
             .is_empty());
     }
 
@@ -238,14 +235,18 @@ mod tests {
         ))
         .expect("url");
         let r = TagRouterFactory.create(&rule).expect("router");
-        let got = r.route(p.clone(), &reference(""), &tagged(Some("gray")));
+        let got = r.route_with(p.clone(), &reference(""), &tagged(Some("gray")));
         assert_eq!(addrs(&got), ["10.0.0.0", "10.0.0.2"]);
-        let got = r.route(p.clone(), &reference(""), &tagged(None));
+        let got = r.route_with(p.clone(), &reference(""), &tagged(None));
         assert_eq!(addrs(&got), ["10.0.0.1"]);
         let off = TagRouterFactory
             .create(&rule.with_param("enabled", "false"))
             .expect("router");
-        assert_eq!(off.route(p, &reference(""), &tagged(Some("gray"))).len(), 3);
+        assert_eq!(
+            off.route_with(p, &reference(""), &tagged(Some("gray")))
+                .len(),
+            3
+        );
         for bad in ["gray", "=1.2.3.4:1"] {
             let url = Url::parse("tag://0.0.0.0/S")
                 .expect("url")
@@ -258,7 +259,7 @@ mod tests {
     #[test]
     fn all_tagged_and_no_request_tag_keeps_everyone() {
         let p = providers(&["tag=a", "tag=b"]);
-        let got = TagRouter::default().route(p, &reference(""), &tagged(None));
+        let got = TagRouter::default().route_with(p, &reference(""), &tagged(None));
         assert_eq!(got.len(), 2);
     }
 }

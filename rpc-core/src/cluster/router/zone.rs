@@ -22,9 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Router, RouterFactory};
+use crate::cluster::{CallContext, Provider, Router, RouterFactory};
 use crate::error::{Result, RpcError};
-use crate::invocation::{Invocation, Invoker};
 use crate::url::Url;
 
 crate::config_key!(
@@ -131,16 +130,12 @@ impl ZoneRouter {
 }
 
 impl Router for ZoneRouter {
-    fn route(
-        &self,
-        invokers: Vec<Arc<dyn Invoker>>,
-        _url: &Url,
-        invocation: &Invocation,
-    ) -> Vec<Arc<dyn Invoker>> {
+    fn route(&self, invokers: Vec<Provider>, ctx: &CallContext<'_>) -> Vec<Provider> {
+        let invocation = ctx.invocation();
         let (local, others): (Vec<_>, Vec<_>) = invokers
             .into_iter()
-            .filter(|i| i.is_available())
-            .partition(|i| i.url().param("zone") == Some(self.zone.as_str()));
+            .filter(|p| p.is_available())
+            .partition(|p| p.zone() == Some(self.zone.as_str()));
         if !local.is_empty() {
             if self.falling_back.load(Ordering::Relaxed) {
                 if !others.is_empty() && self.still_away() {
@@ -191,7 +186,8 @@ crate::register!(dyn RouterFactory, "zone", || Arc::new(ZoneRouterFactory));
 mod tests {
     use super::*;
     use crate::cluster::loadbalance::testing::call;
-    use crate::invocation::{Response, Value};
+    use crate::cluster::router::testing::{wrap, RouteWith};
+    use crate::invocation::{Invocation, Invoker, Response, Value};
 
     /// A provider whose availability a test switches.
     struct Switch(Url, AtomicBool);
@@ -228,7 +224,7 @@ mod tests {
     fn route(r: &ZoneRouter, p: &[Arc<Switch>]) -> Vec<String> {
         let list: Vec<Arc<dyn Invoker>> = p.iter().map(|s| s.clone() as Arc<dyn Invoker>).collect();
         let reference = Url::parse("consumer://1.1.1.1/S").expect("url");
-        r.route(list, &reference, &call())
+        r.route_with(wrap(list), &reference, &call())
             .iter()
             .map(|i| i.url().host().to_string())
             .collect()
@@ -292,7 +288,9 @@ mod tests {
             .expect("router");
         let list: Vec<Arc<dyn Invoker>> = p.iter().map(|s| s.clone() as Arc<dyn Invoker>).collect();
         let reference = Url::parse("consumer://1.1.1.1/S").expect("url");
-        assert!(from_rule.route(list, &reference, &call()).is_empty());
+        assert!(from_rule
+            .route_with(wrap(list), &reference, &call())
+            .is_empty());
     }
 
     #[test]

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use super::ClusterBase;
+use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Invocation, Invoker, Response};
-use crate::url::Url;
 
 /// Calls the first provider in directory order whose [`Invoker::is_available`] is true; no
 /// retry. Useful with a primary/standby list.
@@ -15,39 +14,23 @@ pub struct Available;
 
 impl Cluster for Available {
     fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
-        Ok(Arc::new(AvailableInvoker {
-            base: ClusterBase::new(directory),
-        }))
+        Ok(ClusterInvoker::join(directory, Available))
     }
-}
-
-struct AvailableInvoker {
-    base: ClusterBase,
 }
 
 #[async_trait::async_trait]
-impl Invoker for AvailableInvoker {
-    fn url(&self) -> &Url {
-        self.base.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.base.directory().is_available()
-    }
-
-    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        let list = self.base.list(&invocation)?;
+impl Strategy for Available {
+    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
+        let list = base.providers(&base.context(&invocation))?;
         let first = list.iter().find(|i| i.is_available()).ok_or_else(|| {
             invocation.annotate(RpcError::new(
                 ErrorKind::NoProvider,
                 format!("none of the {} listed providers is available", list.len()),
             ))
         })?;
-        super::call(first, invocation).await
-    }
-
-    fn destroy(&self) {
-        self.base.directory().destroy();
+        let first = first.clone();
+        drop(list);
+        super::call(&first, invocation).await
     }
 }
 

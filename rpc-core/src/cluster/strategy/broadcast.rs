@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use super::ClusterBase;
+use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory};
 use crate::error::Result;
 use crate::invocation::{Invocation, Invoker, Response};
-use crate::url::Url;
 
 /// Calls every listed provider one after the other. Succeeds only if all succeeded (with the
 /// last provider's response); otherwise fails with the last error, after calling them all.
@@ -15,28 +14,14 @@ pub struct Broadcast;
 
 impl Cluster for Broadcast {
     fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
-        Ok(Arc::new(BroadcastInvoker {
-            base: ClusterBase::new(directory),
-        }))
+        Ok(ClusterInvoker::join(directory, Broadcast))
     }
-}
-
-struct BroadcastInvoker {
-    base: ClusterBase,
 }
 
 #[async_trait::async_trait]
-impl Invoker for BroadcastInvoker {
-    fn url(&self) -> &Url {
-        self.base.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.base.directory().is_available()
-    }
-
-    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        let list = self.base.list(&invocation)?;
+impl Strategy for Broadcast {
+    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
+        let list = base.providers(&base.context(&invocation))?;
         let mut last_ok = None;
         let mut last_err = None;
         for invoker in list.iter() {
@@ -53,10 +38,6 @@ impl Invoker for BroadcastInvoker {
             (None, Some(r)) => Ok(r),
             (None, None) => Ok(Response::empty()),
         }
-    }
-
-    fn destroy(&self) {
-        self.base.directory().destroy();
     }
 }
 

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::ClusterBase;
+use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory};
 use crate::error::Result;
 use crate::invocation::{Invocation, Invoker, Response};
-use crate::url::Url;
 
 /// Calls one provider; on failure the caller gets [`Response::empty`] at once and the
 /// invocation is retried in the background every `failback.interval` milliseconds (default
@@ -36,71 +35,60 @@ pub const DEFAULT_TASKS: usize = 100;
 impl Cluster for Failback {
     fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
         let tasks: usize = directory.url().param_as("failback.tasks", DEFAULT_TASKS)?;
-        Ok(Arc::new(FailbackInvoker {
-            shared: Arc::new(Shared {
-                base: ClusterBase::new(directory),
+        Ok(ClusterInvoker::join(
+            directory,
+            FailbackStrategy {
                 slots: Arc::new(Semaphore::new(tasks)),
-                destroyed: AtomicBool::new(false),
-            }),
-        }))
+                destroyed: Arc::new(AtomicBool::new(false)),
+            },
+        ))
     }
 }
 
-struct Shared {
-    base: ClusterBase,
+/// The state of one failback reference: its retry slots, and whether it was destroyed.
+struct FailbackStrategy {
     slots: Arc<Semaphore>,
-    destroyed: AtomicBool,
+    destroyed: Arc<AtomicBool>,
 }
 
-struct FailbackInvoker {
-    shared: Arc<Shared>,
-}
-
-impl Shared {
-    async fn retry(self: Arc<Self>, invocation: Invocation, interval: Duration, retries: u32) {
-        for attempt in 1..=retries {
-            tokio::time::sleep(interval).await;
-            if self.destroyed.load(Ordering::Acquire) {
+async fn retry(
+    base: Arc<ClusterBase>,
+    destroyed: Arc<AtomicBool>,
+    invocation: Invocation,
+    interval: Duration,
+    retries: u32,
+) {
+    for attempt in 1..=retries {
+        tokio::time::sleep(interval).await;
+        if destroyed.load(Ordering::Acquire) {
+            return;
+        }
+        match base
+            .select_and_call(Cow::Borrowed(&invocation), &[])
+            .await
+            .1
+        {
+            Ok(_) => {
+                tracing::info!(
+                    service = %invocation.service(),
+                    method = invocation.method(),
+                    attempt,
+                    "failback: background retry succeeded"
+                );
                 return;
             }
-            match self
-                .base
-                .select_and_call(Cow::Borrowed(&invocation), &[])
-                .await
-                .1
-            {
-                Ok(_) => {
-                    tracing::info!(
-                        service = %invocation.service(),
-                        method = invocation.method(),
-                        attempt,
-                        "failback: background retry succeeded"
-                    );
-                    return;
-                }
-                Err(e) if attempt == retries => {
-                    tracing::error!(error = %e, attempt, "failback: giving up on the invocation");
-                }
-                Err(e) => tracing::warn!(error = %e, attempt, "failback: retry failed"),
+            Err(e) if attempt == retries => {
+                tracing::error!(error = %e, attempt, "failback: giving up on the invocation");
             }
+            Err(e) => tracing::warn!(error = %e, attempt, "failback: retry failed"),
         }
     }
 }
 
 #[async_trait::async_trait]
-impl Invoker for FailbackInvoker {
-    fn url(&self) -> &Url {
-        self.shared.base.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.shared.base.directory().is_available()
-    }
-
-    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        let e = match self
-            .shared
-            .base
+impl Strategy for FailbackStrategy {
+    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
+        let e = match base
             .select_and_call(Cow::Borrowed(&invocation), &[])
             .await
             .1
@@ -109,24 +97,21 @@ impl Invoker for FailbackInvoker {
             Err(e) => e,
         };
         let method = invocation.method();
+        let url = base.url();
         let interval: u64 =
-            self.url()
-                .method_param_as(method, "failback.interval", DEFAULT_INTERVAL_MS)?;
-        let retries: u32 = self
-            .url()
-            .method_param_as(method, "retries", DEFAULT_RETRIES)?;
+            url.method_param_as(method, "failback.interval", DEFAULT_INTERVAL_MS)?;
+        let retries: u32 = url.method_param_as(method, "retries", DEFAULT_RETRIES)?;
         if retries == 0 {
             tracing::error!(error = %e, "failback: call failed and retries=0, dropping it");
             return Ok(Response::empty());
         }
-        match self.shared.slots.clone().try_acquire_owned() {
+        match self.slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 tracing::warn!(error = %e, "failback: call failed, will retry in the background");
-                let shared = self.shared.clone();
+                let (base, destroyed) = (base.clone(), self.destroyed.clone());
                 tokio::spawn(async move {
-                    shared
-                        .retry(invocation, Duration::from_millis(interval), retries)
-                        .await;
+                    let interval = Duration::from_millis(interval);
+                    retry(base, destroyed, invocation, interval, retries).await;
                     drop(permit);
                 });
             }
@@ -141,8 +126,7 @@ impl Invoker for FailbackInvoker {
     }
 
     fn destroy(&self) {
-        self.shared.destroyed.store(true, Ordering::Release);
-        self.shared.base.directory().destroy();
+        self.destroyed.store(true, Ordering::Release);
     }
 }
 

@@ -1,13 +1,11 @@
 //! `failfast`: one attempt; any failure goes straight back to the caller.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::ClusterBase;
+use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory};
 use crate::error::Result;
 use crate::invocation::{Invocation, Invoker, Response};
-use crate::url::Url;
 
 /// Calls one provider chosen by the load balancer and never retries. For non-idempotent
 /// writes where a duplicate is worse than an error.
@@ -16,35 +14,15 @@ pub struct Failfast;
 
 impl Cluster for Failfast {
     fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
-        Ok(Arc::new(FailfastInvoker {
-            base: ClusterBase::new(directory),
-        }))
+        Ok(ClusterInvoker::join(directory, Failfast))
     }
-}
-
-struct FailfastInvoker {
-    base: ClusterBase,
 }
 
 #[async_trait::async_trait]
-impl Invoker for FailfastInvoker {
-    fn url(&self) -> &Url {
-        self.base.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.base.directory().is_available()
-    }
-
-    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        self.base
-            .select_and_call(Cow::Owned(invocation), &[])
-            .await
-            .1
-    }
-
-    fn destroy(&self) {
-        self.base.directory().destroy();
+impl Strategy for Failfast {
+    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
+        let provider = base.pick(&invocation, &[])?;
+        super::call(&provider, invocation).await
     }
 }
 
@@ -56,6 +34,7 @@ mod tests {
     use crate::cluster::loadbalance::testing::*;
     use crate::cluster::StaticDirectory;
     use crate::error::{ErrorKind, RpcError};
+    use crate::url::Url;
 
     struct Broken(Url);
 
@@ -75,7 +54,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_one_provider() {
-        let dir = StaticDirectory::new(reference(), providers(&[""]));
+        let dir = StaticDirectory::new(reference(), invokers(&[""]));
         let inv = Failfast.join(Arc::new(dir)).expect("join");
         let addr: String = inv
             .invoke(call())
@@ -109,7 +88,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_loadbalance_in_url_is_reported() {
         let url = reference().with_param("loadbalance", "rr");
-        let dir = StaticDirectory::new(url, providers(&[""]));
+        let dir = StaticDirectory::new(url, invokers(&[""]));
         let inv = Failfast.join(Arc::new(dir)).expect("join");
         let e = inv.invoke(call()).await.expect_err("unknown");
         assert!(

@@ -3,11 +3,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::ClusterBase;
-use crate::cluster::{Cluster, Directory};
+use super::{ClusterBase, ClusterInvoker, Strategy};
+use crate::cluster::{Cluster, Directory, Provider};
 use crate::error::Result;
 use crate::invocation::{Invocation, Invoker, Response};
-use crate::url::Url;
 
 /// Retries a failed call on other providers, up to `retries` extra attempts (default
 /// [`DEFAULT_RETRIES`], method-level `{method}.retries` first).
@@ -30,49 +29,31 @@ pub const DEFAULT_RETRIES: u32 = 2;
 
 impl Cluster for Failover {
     fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
-        Ok(Arc::new(FailoverInvoker {
-            base: ClusterBase::new(directory),
-        }))
+        Ok(ClusterInvoker::join(directory, Failover))
     }
-}
-
-struct FailoverInvoker {
-    base: ClusterBase,
 }
 
 #[async_trait::async_trait]
-impl Invoker for FailoverInvoker {
-    fn url(&self) -> &Url {
-        self.base.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.base.directory().is_available()
-    }
-
-    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        let settings = self.base.settings();
-        let setting = settings.method_param(invocation.method(), "retries");
-        let explicit = setting.is_some();
-        let retries: u32 = crate::url::parse_value("retries", setting, DEFAULT_RETRIES)?;
-        drop(settings);
+impl Strategy for Failover {
+    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
+        let (explicit, retries) = {
+            let ctx = base.context(&invocation);
+            let setting = ctx.settings().method_param(invocation.method(), "retries");
+            let retries: u32 = crate::url::parse_value("retries", setting, DEFAULT_RETRIES)?;
+            (setting.is_some(), retries)
+        };
         // A call with an idempotency key is answered from the provider's store when repeated.
         let may_retry = explicit
             || invocation.is_idempotent()
             || crate::idempotency::key_of(&invocation).is_some();
-        let mut tried: Vec<Arc<dyn Invoker>> = Vec::new();
+        let mut tried: Vec<Provider> = Vec::new();
         let mut attempt = 0u32;
         loop {
             if !may_retry || attempt >= retries {
                 // No retry can follow this attempt: hand the invocation over uncopied.
-                return self
-                    .base
-                    .select_and_call(Cow::Owned(invocation), &tried)
-                    .await
-                    .1;
+                return base.select_and_call(Cow::Owned(invocation), &tried).await.1;
             }
-            let (invoker, result) = self
-                .base
+            let (invoker, result) = base
                 .select_and_call(Cow::Borrowed(&invocation), &tried)
                 .await;
             let e = match result {
@@ -91,10 +72,6 @@ impl Invoker for FailoverInvoker {
             tracing::debug!(error = %e, attempt, "failover: retrying on another provider");
             tried.push(invoker);
         }
-    }
-
-    fn destroy(&self) {
-        self.base.directory().destroy();
     }
 }
 

@@ -1,13 +1,11 @@
 //! `failsafe`: a failure is logged and swallowed; the caller gets an empty response.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::ClusterBase;
+use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory};
 use crate::error::Result;
 use crate::invocation::{Invocation, Invoker, Response};
-use crate::url::Url;
 
 /// Calls one provider; on any error logs it at `warn` and returns [`Response::empty`]. For
 /// calls whose failure must not disturb the caller (audit logs, metrics reports).
@@ -16,43 +14,24 @@ pub struct Failsafe;
 
 impl Cluster for Failsafe {
     fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
-        Ok(Arc::new(FailsafeInvoker {
-            base: ClusterBase::new(directory),
-        }))
+        Ok(ClusterInvoker::join(directory, Failsafe))
     }
-}
-
-struct FailsafeInvoker {
-    base: ClusterBase,
 }
 
 #[async_trait::async_trait]
-impl Invoker for FailsafeInvoker {
-    fn url(&self) -> &Url {
-        self.base.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.base.directory().is_available()
-    }
-
-    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        match self
-            .base
-            .select_and_call(Cow::Owned(invocation), &[])
-            .await
-            .1
-        {
+impl Strategy for Failsafe {
+    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
+        let called = match base.pick(&invocation, &[]) {
+            Ok(provider) => super::call(&provider, invocation).await,
+            Err(e) => Err(e),
+        };
+        match called {
             Ok(r) => Ok(r),
             Err(e) => {
                 tracing::warn!(error = %e, "failsafe: call failed, returning an empty response");
                 Ok(Response::empty())
             }
         }
-    }
-
-    fn destroy(&self) {
-        self.base.directory().destroy();
     }
 }
 

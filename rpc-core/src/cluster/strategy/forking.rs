@@ -5,11 +5,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use super::ClusterBase;
-use crate::cluster::{Cluster, Directory};
+use super::{ClusterBase, ClusterInvoker, Strategy};
+use crate::cluster::{Cluster, Directory, Provider};
 use crate::error::{Result, RpcError};
 use crate::invocation::{Invocation, Invoker, Response};
-use crate::url::Url;
 
 /// Calls `forks` distinct providers concurrently (default [`DEFAULT_FORKS`], method-level
 /// first) and returns the first success. The other calls are cancelled by dropping their
@@ -23,47 +22,36 @@ pub const DEFAULT_FORKS: usize = 2;
 
 impl Cluster for Forking {
     fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
-        Ok(Arc::new(ForkingInvoker {
-            base: ClusterBase::new(directory),
-        }))
+        Ok(ClusterInvoker::join(directory, Forking))
     }
-}
-
-struct ForkingInvoker {
-    base: ClusterBase,
 }
 
 type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Response>> + Send + 'a>>;
 
 #[async_trait::async_trait]
-impl Invoker for ForkingInvoker {
-    fn url(&self) -> &Url {
-        self.base.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.base.directory().is_available()
-    }
-
-    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        let forks: usize =
-            self.base
-                .settings()
-                .method_param_as(invocation.method(), "forks", DEFAULT_FORKS)?;
-        let list = self.base.list(&invocation)?;
-        let lb = self.base.load_balance(&invocation)?;
-        let mut chosen: Vec<Arc<dyn Invoker>> = Vec::new();
-        if forks == 0 || forks >= list.len() {
-            chosen = list.to_vec();
-        } else {
-            while chosen.len() < forks {
-                let pick = self.base.select(&**lb, &list, &invocation, &chosen)?;
-                if chosen.iter().any(|c| super::same(c, &pick)) {
-                    break;
+impl Strategy for Forking {
+    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
+        let chosen = {
+            let ctx = base.context(&invocation);
+            let forks: usize =
+                ctx.settings()
+                    .method_param_as(invocation.method(), "forks", DEFAULT_FORKS)?;
+            let list = base.providers(&ctx)?;
+            let lb = base.load_balance(&ctx)?;
+            let mut chosen: Vec<Provider> = Vec::new();
+            if forks == 0 || forks >= list.len() {
+                chosen = list.to_vec();
+            } else {
+                while chosen.len() < forks {
+                    let pick = base.select(&**lb, &list, &ctx, &chosen)?;
+                    if chosen.iter().any(|c| c.same(&pick)) {
+                        break;
+                    }
+                    chosen.push(pick);
                 }
-                chosen.push(pick);
             }
-        }
+            chosen
+        };
         let mut calls: Vec<CallFuture<'_>> = chosen
             .iter()
             .map(|i| Box::pin(super::call(i, invocation.clone())) as CallFuture<'_>)
@@ -95,10 +83,6 @@ impl Invoker for ForkingInvoker {
                 invocation.annotate(RpcError::internal("forking: no call was started"))
             })
         })
-    }
-
-    fn destroy(&self) {
-        self.base.directory().destroy();
     }
 }
 

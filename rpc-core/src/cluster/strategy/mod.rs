@@ -1,19 +1,20 @@
 //! Fault-tolerance strategies, one file each (`cluster=` key, default `failover`).
 //!
-//! Every strategy is built on [`ClusterBase`]: one place that lists the directory, selects a
-//! provider with the load balancer chosen for the method (`{method}.loadbalance` first), keeps
-//! a caller on one provider when `sticky=true`, avoids providers already tried by this call,
-//! records in-flight counts and latencies for the adaptive balancers, and annotates errors
-//! with the provider address, service and method.
+//! Every strategy is a [`Strategy`]: only its `invoke` logic, run by the generic
+//! [`ClusterInvoker`] over a [`ClusterBase`]: one place that asks the directory for the
+//! providers, selects one with the load balancer chosen for the method
+//! (`{method}.loadbalance` first), keeps a caller on one provider when `sticky=true`, avoids
+//! providers already tried by this call, records in-flight counts and latencies for the
+//! adaptive balancers, and annotates errors with the provider address, service and method.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::cluster::{stats, Directory, LoadBalance};
+use crate::cluster::{CallContext, Directory, LoadBalance, Provider, ProviderList};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::AdaptiveCache;
-use crate::invocation::{Invocation, Invoker, Response};
+use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
 use crate::url::Url;
 
 pub mod available;
@@ -32,22 +33,55 @@ pub use failover::Failover;
 pub use failsafe::Failsafe;
 pub use forking::Forking;
 
-/// The URL cluster settings are read from ([`ClusterBase::settings`]).
-pub enum Settings<'a> {
-    /// The reference URL (no override rule changes it).
-    Reference(&'a Url),
-    /// The reference URL under the override rules in force.
-    Live(Arc<Url>),
+/// What a fault-tolerance strategy does with one call; the [`ClusterInvoker`] around it
+/// provides the rest of an invoker (URL, availability, destroy).
+#[async_trait::async_trait]
+pub trait Strategy: Send + Sync + 'static {
+    /// Performs the call through `base` (list, select, call; retry or not, ...).
+    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response>;
+
+    /// Called when the cluster invoker is destroyed, before its directory is (stop
+    /// background work).
+    fn destroy(&self) {}
 }
 
-impl std::ops::Deref for Settings<'_> {
-    type Target = Url;
+/// A cluster invoker: a [`Strategy`] over a [`ClusterBase`].
+pub struct ClusterInvoker<S> {
+    base: Arc<ClusterBase>,
+    strategy: S,
+}
 
-    fn deref(&self) -> &Url {
-        match self {
-            Settings::Reference(u) => u,
-            Settings::Live(u) => u,
-        }
+impl<S: Strategy> ClusterInvoker<S> {
+    /// The invoker calling through `directory` with `strategy`.
+    pub fn join(directory: Arc<dyn Directory>, strategy: S) -> Arc<dyn Invoker> {
+        Arc::new(ClusterInvoker {
+            base: Arc::new(ClusterBase::new(directory)),
+            strategy,
+        })
+    }
+}
+
+// Hands the strategy's future on as its own (no second box per call).
+impl<S: Strategy> Invoker for ClusterInvoker<S> {
+    fn url(&self) -> &Url {
+        self.base.url()
+    }
+
+    fn is_available(&self) -> bool {
+        self.base.directory().is_available()
+    }
+
+    fn invoke<'a, 'f>(&'a self, invocation: Invocation) -> BoxedCall<'f>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.strategy.invoke(&self.base, invocation)
+    }
+
+    fn destroy(&self) {
+        self.strategy.destroy();
+        self.base.directory().destroy();
     }
 }
 
@@ -55,7 +89,7 @@ impl std::ops::Deref for Settings<'_> {
 pub struct ClusterBase {
     directory: Arc<dyn Directory>,
     /// The provider each method stuck to (`sticky=true`), per reference (this invoker).
-    sticky: Mutex<HashMap<String, Arc<dyn Invoker>>>,
+    sticky: Mutex<HashMap<String, Provider>>,
     /// The balancer, looked up once unless methods set their own.
     balancer: AdaptiveCache<dyn LoadBalance>,
 }
@@ -80,35 +114,32 @@ impl ClusterBase {
         self.directory.url()
     }
 
-    /// The URL a call's cluster settings (`retries`, `sticky`, `forks`, ...) are read from:
-    /// the reference URL, or what the override rules in force made of it.
-    pub fn settings(&self) -> Settings<'_> {
-        match self.directory.live_settings() {
-            Some(live) => Settings::Live(live),
-            None => Settings::Reference(self.url()),
-        }
+    /// The context of a call of `invocation`: the reference URL and its settings under the
+    /// override rules in force (`retries`, `sticky`, `forks`, ... are read from
+    /// [`CallContext::settings`]).
+    pub fn context<'a>(&'a self, invocation: &'a Invocation) -> CallContext<'a> {
+        CallContext::new(self.url(), invocation).with_settings(self.directory.live_settings())
     }
 
-    /// The routed provider list for `invocation`.
-    pub fn list(&self, invocation: &Invocation) -> Result<Arc<[Arc<dyn Invoker>]>> {
-        self.directory.list_shared(invocation)
+    /// The routed providers for the call of `ctx`.
+    pub fn providers(&self, ctx: &CallContext<'_>) -> Result<ProviderList> {
+        self.directory.providers_for(ctx)
     }
 
     /// The load balancer for the method (`{method}.loadbalance`, else `loadbalance`),
     /// resolved once per reference unless methods set their own.
-    pub fn load_balance(&self, invocation: &Invocation) -> Result<Cow<'_, Arc<dyn LoadBalance>>> {
-        let method = invocation.method();
-        if let Some(live) = self.directory.live_settings() {
+    pub fn load_balance(&self, ctx: &CallContext<'_>) -> Result<Cow<'_, Arc<dyn LoadBalance>>> {
+        let method = ctx.method();
+        if let Some(live) = ctx.live_settings() {
             let key = <dyn LoadBalance as crate::extension::ExtensionPoint>::KEY;
             if live.method_param(method, key) != self.url().method_param(method, key) {
-                return crate::extension::adaptive::<dyn LoadBalance>(&live, method)
-                    .map(Cow::Owned);
+                return crate::extension::adaptive::<dyn LoadBalance>(live, method).map(Cow::Owned);
             }
         }
         self.balancer.get(self.url(), method)
     }
 
-    /// Chooses a provider from `invokers` for `invocation`:
+    /// Chooses a provider from `providers` for the call of `ctx`:
     ///
     /// 1. with `sticky=true` (method-level first), the provider this reference last used for
     ///    the method, if it is still listed, available and not yet tried by this call;
@@ -118,47 +149,50 @@ impl ClusterBase {
     pub fn select(
         &self,
         lb: &dyn LoadBalance,
-        invokers: &[Arc<dyn Invoker>],
-        invocation: &Invocation,
-        tried: &[Arc<dyn Invoker>],
-    ) -> Result<Arc<dyn Invoker>> {
-        let was_tried = |i: &Arc<dyn Invoker>| tried.iter().any(|t| same(t, i));
-        let sticky = self
-            .settings()
-            .method_param_as(invocation.method(), "sticky", false)?;
+        providers: &ProviderList,
+        ctx: &CallContext<'_>,
+        tried: &[Provider],
+    ) -> Result<Provider> {
+        let method = ctx.method();
+        let was_tried = |p: &Provider| tried.iter().any(|t| t.same(p));
+        let sticky = ctx.settings().method_param_as(method, "sticky", false)?;
         if sticky {
             let held = self
                 .sticky
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .get(invocation.method())
+                .get(method)
                 .cloned();
             if let Some(held) = held {
                 if held.is_available()
                     && !was_tried(&held)
-                    && invokers.iter().any(|i| same(i, &held))
+                    && providers.iter().any(|p| p.same(&held))
                 {
                     return Ok(held);
                 }
             }
         }
-        let untried: Vec<Arc<dyn Invoker>>;
-        let candidates: &[Arc<dyn Invoker>] = if tried.is_empty() {
-            invokers
+        let untried: ProviderList;
+        let candidates: &ProviderList = if tried.is_empty() {
+            providers
         } else {
-            untried = invokers.iter().filter(|i| !was_tried(i)).cloned().collect();
+            untried = providers
+                .iter()
+                .filter(|p| !was_tried(p))
+                .cloned()
+                .collect();
             if untried.is_empty() {
-                invokers
+                providers
             } else {
                 &untried
             }
         };
         let mut chosen = lb
-            .select(candidates, invocation)
+            .select(candidates, ctx)?
             .and_then(|i| candidates.get(i))
             .cloned()
             .ok_or_else(|| {
-                invocation.annotate(RpcError::new(
+                ctx.invocation().annotate(RpcError::new(
                     ErrorKind::NoProvider,
                     format!(
                         "no provider to choose from for {}",
@@ -169,7 +203,7 @@ impl ClusterBase {
         if !chosen.is_available() {
             if let Some(other) = candidates
                 .iter()
-                .find(|i| i.is_available() && !same(i, &chosen))
+                .find(|p| p.is_available() && !p.same(&chosen))
             {
                 chosen = other.clone();
             }
@@ -178,9 +212,17 @@ impl ClusterBase {
             self.sticky
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(invocation.method().to_string(), chosen.clone());
+                .insert(method.to_string(), chosen.clone());
         }
         Ok(chosen)
+    }
+
+    /// Lists and selects (avoiding `tried`) one provider for `invocation`.
+    pub fn pick(&self, invocation: &Invocation, tried: &[Provider]) -> Result<Provider> {
+        let ctx = self.context(invocation);
+        let providers = self.providers(&ctx)?;
+        let lb = self.load_balance(&ctx)?;
+        self.select(&**lb, &providers, &ctx, tried)
     }
 
     /// Lists, selects (avoiding `tried`) and calls one provider; see [`call`]. A strategy that
@@ -189,35 +231,26 @@ impl ClusterBase {
     pub async fn select_and_call(
         &self,
         invocation: Cow<'_, Invocation>,
-        tried: &[Arc<dyn Invoker>],
-    ) -> (Option<Arc<dyn Invoker>>, Result<Response>) {
-        let picked = self.list(&invocation).and_then(|list| {
-            let lb = self.load_balance(&invocation)?;
-            self.select(&**lb, &list, &invocation, tried)
-        });
-        match picked {
-            Ok(invoker) => {
-                let r = call(&invoker, invocation.into_owned()).await;
-                (Some(invoker), r)
+        tried: &[Provider],
+    ) -> (Option<Provider>, Result<Response>) {
+        match self.pick(&invocation, tried) {
+            Ok(provider) => {
+                let r = call(&provider, invocation.into_owned()).await;
+                (Some(provider), r)
             }
             Err(e) => (None, Err(e)),
         }
     }
 }
 
-/// Whether two invokers are the same provider: the same object, or equal URLs.
-pub fn same(a: &Arc<dyn Invoker>, b: &Arc<dyn Invoker>) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)) || a.url() == b.url()
-}
-
-/// Calls `invoker`, counting the call in flight and recording its latency for the adaptive
+/// Calls `provider`, counting the call in flight and recording its latency for the adaptive
 /// balancers, and annotating an error with the provider address, service and method.
-pub async fn call(invoker: &Arc<dyn Invoker>, invocation: Invocation) -> Result<Response> {
-    let guard = stats::stats(invoker.url(), invocation.method()).begin();
+pub async fn call(provider: &Provider, invocation: Invocation) -> Result<Response> {
+    let guard = provider.stats(invocation.method()).begin();
     let label = invocation.label();
-    let r = invoker.invoke(invocation).await;
+    let r = provider.invoker().invoke(invocation).await;
     guard.finish();
-    r.map_err(|e| label.annotate(e).with_provider(invoker.url().address()))
+    r.map_err(|e| label.annotate(e).with_provider(provider.url().address()))
 }
 
 #[cfg(test)]
