@@ -10,8 +10,16 @@
 # Needs root (debootstrap, chroot, mounts) and the Debian mirror. Slow (a full build from
 # nothing): run it by hand before changing set-up steps; CI runs the same scripts directly.
 #
-#   sudo bash scripts/fresh-debian-check.sh [ROOT_DIR]      (default target/fresh-debian)
+#   sudo bash scripts/fresh-debian-check.sh [--deps-only] [ROOT_DIR]   (default target/fresh-debian)
+#
+# --deps-only stops after step 1 (and a headless page load in the Chromium it installed): the
+# quick proof of a change to install-deps.sh.
 set -euo pipefail
+deps_only=false
+if [ "${1:-}" = "--deps-only" ]; then
+    deps_only=true
+    shift
+fi
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 root="${1:-$repo/target/fresh-debian}"
@@ -68,11 +76,17 @@ git clone -q "$repo" "$root/root/repo"
 
 chroot "$root" /usr/bin/env -i HOME=/root PATH=/opt/cargo-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     RUSTUP_HOME=/opt/rustup CARGO_HOME=/root/.cargo RUSTUP_TOOLCHAIN="$(rustup show active-toolchain 2>/dev/null | cut -d' ' -f1)" \
-    TERM=dumb /bin/bash -euo pipefail -c '
+    TERM=dumb DEPS_ONLY="$deps_only" /bin/bash -euo pipefail -c '
     cd /root/repo
     echo "== protoc: $(command -v protoc || echo none); zookeeper: $(ls /usr/share/java/zookeeper.jar 2>/dev/null || echo none); etcd: $(command -v etcd || echo none)"
     bash scripts/install-deps.sh
     bash scripts/install-deps.sh --check
+    if [ "$DEPS_ONLY" = true ]; then
+        echo "== chromium renders a page headless"
+        chromium --headless=new --no-sandbox --disable-gpu --dump-dom \
+            "data:text/html,<p id=ok>rendered</p>" 2>/dev/null | grep -q "rendered"
+        exit 0
+    fi
     echo "== build with no protoc anywhere"
     PROTOC=/nonexistent/protoc cargo build --workspace --all-targets --quiet
     echo "== the demo"
