@@ -58,14 +58,14 @@ fn main() {
                 Side::Consumer,
                 &[
                     "metrics",
-                    "consumercontext",
+                    "context",
                     "mock",
                     "timeout",
                     "deadline",
                     "circuitbreaker",
                 ][..],
             ),
-            (Side::Provider, &["providermetrics", "context"][..]),
+            (Side::Provider, &["metrics", "context"][..]),
         ] {
             for name in names {
                 let url = bare.url().with_param("filter", format!("-default,{name}"));

@@ -5,7 +5,7 @@
 //! [`RpcContext`] built from what the consumer sent: the deadline (from the relative budget in
 //! [`TIMEOUT_ATTACHMENT`]), the attachments and the W3C trace context. A call the
 //! implementation makes to another service then inherits all of it through the consumer-side
-//! `consumercontext` filter: its deadline can only shrink to the caller's remaining budget,
+//! `context` filter (consumer side): its deadline can only shrink to the caller's remaining budget,
 //! propagated attachments are copied, and the trace id stays the same while each hop gets a
 //! new span id.
 //!

@@ -66,8 +66,12 @@ pub struct Activate {
     pub consumer: bool,
     /// See [`Activate::consumer`].
     pub provider: bool,
-    /// Lower runs earlier (further from the network on the way out).
+    /// Lower runs earlier (further from the network on the way out); on the consumer side,
+    /// and on the provider side unless [`Activate::provider_order`] says otherwise.
     pub order: i32,
+    /// The order on the provider side, for an extension active on both sides at different
+    /// places (see [`Activate::sides`]); `None`: [`Activate::order`].
+    pub provider_order: Option<i32>,
     /// When set, the extension is active by default only if the URL has this key
     /// (for example the `tps` limiter only when `tps` is configured).
     pub when_key: Option<&'static str>,
@@ -80,6 +84,7 @@ impl Activate {
             consumer: true,
             provider: false,
             order,
+            provider_order: None,
             when_key: None,
         }
     }
@@ -90,6 +95,7 @@ impl Activate {
             consumer: false,
             provider: true,
             order,
+            provider_order: None,
             when_key: None,
         }
     }
@@ -100,7 +106,28 @@ impl Activate {
             consumer: true,
             provider: true,
             order,
+            provider_order: None,
             when_key: None,
+        }
+    }
+
+    /// Active by default on both sides, at `consumer` on the consumer side and `provider`
+    /// on the provider side (a filter whose two sides do different work, such as `context`).
+    pub const fn sides(consumer: i32, provider: i32) -> Self {
+        Activate {
+            consumer: true,
+            provider: true,
+            order: consumer,
+            provider_order: Some(provider),
+            when_key: None,
+        }
+    }
+
+    /// The order on `side`.
+    pub const fn order_on(&self, side: Side) -> i32 {
+        match (side, self.provider_order) {
+            (Side::Provider, Some(o)) => o,
+            _ => self.order,
         }
     }
 
@@ -294,7 +321,7 @@ impl<T: ExtensionPoint + ?Sized> ExtensionLoader<T> {
                 if let Some(act) = e.ext.activate {
                     let name = e.ext.name;
                     if act.applies(side, url) && !removed(name) && !listed(name) {
-                        defaults.push((act.order, name));
+                        defaults.push((act.order_on(side), name));
                     }
                 }
             }
@@ -469,6 +496,21 @@ macro_rules! register {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_extension_on_both_sides_can_take_a_place_per_side() {
+        let a = Activate::sides(-15, -19).when("k");
+        assert_eq!(
+            (a.order_on(Side::Consumer), a.order_on(Side::Provider)),
+            (-15, -19)
+        );
+        assert!(a.consumer && a.provider && a.when_key == Some("k"));
+        let b = Activate::both(7);
+        assert_eq!(
+            (b.order_on(Side::Consumer), b.order_on(Side::Provider)),
+            (7, 7)
+        );
+    }
 
     /// A test-only extension point, so these tests do not depend on the real layers.
     trait Greeting: Send + Sync {

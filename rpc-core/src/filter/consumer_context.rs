@@ -1,4 +1,4 @@
-//! `consumercontext` (consumer): carries the current [`RpcContext`] into outgoing calls and
+//! `context` on the consumer side: carries the current [`RpcContext`] into outgoing calls and
 //! makes each call a `tracing` span.
 //!
 //! - the invocation's deadline shrinks to the context's deadline (a nested call never gets
@@ -15,15 +15,12 @@
 //!
 //! Runs outside `timeout`, so the timeout filter sees the inherited deadline.
 
-use std::sync::Arc;
-
 use tracing::Instrument;
 
 use crate::context::{
     is_propagated, RpcContext, TraceParent, APPLICATION_ATTACHMENT, TRACEPARENT_ATTACHMENT,
 };
 use crate::error::Result;
-use crate::extension::Activate;
 use crate::filter::Filter;
 use crate::invocation::{ByteString, Invocation, Invoker, Response};
 
@@ -106,13 +103,6 @@ impl std::fmt::Display for Hex64 {
     }
 }
 
-crate::register!(
-    dyn Filter,
-    "consumercontext",
-    || Arc::new(ConsumerContextFilter),
-    activate = Activate::consumer(-15_000)
-);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +110,7 @@ mod tests {
     use crate::filter::context::ContextFilter;
     use crate::filter::testing::{call, capture, Mock};
     use crate::filter::wrap;
+    use std::sync::Arc;
 
     #[test]
     fn both_sides_are_spans_with_the_same_trace_id() {

@@ -1,12 +1,9 @@
-//! `consumertoken` (consumer, when the provider URL has `token`): sends the token the
+//! `token` on the consumer side (when the provider URL has `token`): sends the token the
 //! provider published in its registry URL as the [`TOKEN_ATTACHMENT`] attachment, for the
 //! provider's `token` filter.
 
-use std::sync::Arc;
-
 use crate::context::TOKEN_ATTACHMENT;
 use crate::error::Result;
-use crate::extension::Activate;
 use crate::filter::Filter;
 use crate::invocation::{Invocation, Invoker, Response};
 
@@ -30,10 +27,3 @@ impl Filter for ConsumerTokenFilter {
         next.invoke(invocation).await
     }
 }
-
-crate::register!(
-    dyn Filter,
-    "consumertoken",
-    || Arc::new(ConsumerTokenFilter),
-    activate = Activate::consumer(-6_000).when("token")
-);

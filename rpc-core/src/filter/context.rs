@@ -1,4 +1,4 @@
-//! `context` (provider): turns what the consumer sent into the call's [`RpcContext`].
+//! `context` on the provider side: turns what the consumer sent into the call's [`RpcContext`].
 //!
 //! - reads the caller's remaining budget ([`TIMEOUT_ATTACHMENT`], whole milliseconds) and sets
 //!   `deadline = now + budget` on the invocation; a budget of zero or less, or a deadline
@@ -6,7 +6,7 @@
 //!   that is not a whole number is a [`ErrorKind::Codec`] error naming the attachment;
 //! - runs the rest of the call (inner filters, skeleton, the user's code) inside a task-local
 //!   [`RpcContext`] holding the deadline, the incoming attachments and the trace context, so
-//!   calls the implementation makes inherit them (see `consumercontext`);
+//!   calls the implementation makes inherit them (see the consumer side of `context`, [`super::ConsumerContextFilter`]);
 //! - wraps it in an `rpc.server` `tracing` span with service, method, caller (application),
 //!   peer (the caller's address, from [`REMOTE_ADDRESS_ATTACHMENT`] set by the protocol) and
 //!   trace id.
@@ -93,8 +93,11 @@ impl Filter for ContextFilter {
 crate::register!(
     dyn Filter,
     "context",
-    || Arc::new(ContextFilter),
-    activate = Activate::provider(-19_000)
+    || Arc::new(crate::filter::Sided::new(
+        Arc::new(crate::filter::ConsumerContextFilter),
+        Arc::new(ContextFilter)
+    )),
+    activate = Activate::sides(-15_000, -19_000)
 );
 
 #[cfg(test)]
@@ -182,7 +185,7 @@ mod tests {
             wrap(
                 inner,
                 vec![
-                    ("consumercontext", Arc::new(ConsumerContextFilter) as _),
+                    ("context", Arc::new(ConsumerContextFilter) as _),
                     ("timeout", Arc::new(crate::filter::TimeoutFilter) as _),
                     ("deadline", Arc::new(DeadlineFilter) as _),
                 ],
@@ -262,7 +265,7 @@ mod tests {
         let c_consumer = wrap(
             c.clone(),
             vec![
-                ("consumercontext", Arc::new(ConsumerContextFilter) as _),
+                ("context", Arc::new(ConsumerContextFilter) as _),
                 ("timeout", Arc::new(crate::filter::TimeoutFilter) as _),
                 ("deadline", Arc::new(DeadlineFilter) as _),
             ],

@@ -1,4 +1,4 @@
-//! `metrics` (consumer) and `providermetrics` (provider), both on by default: call metrics
+//! `metrics` (both sides, on by default): call metrics
 //! through the `metrics` crate facade, and a Prometheus text endpoint.
 //!
 //! Every call records, with labels `side` (`consumer`/`provider`), `service` and `method`:
@@ -11,8 +11,8 @@
 //! | `rpc_latency_seconds` | histogram | time to the result |
 //!
 //! Declared business errors are answers, not failures, and are not counted as errors.
-//! The two sides are two filter names because a filter instance does not know which side's
-//! chain it is in; `filter=-metrics` / `filter=-providermetrics` switch them off.
+//! Each side has its own instance under the one name ([`crate::filter::Sided`]), which sets
+//! the `side` label; `filter=-metrics` switches it off on the side whose URL says so.
 //!
 //! Nothing is recorded until a recorder is installed: [`install`] installs the Prometheus one
 //! (once per process), [`render`] gives the text exposition in-process, and [`serve`] exposes
@@ -108,7 +108,7 @@ impl MetricsFilter {
     pub fn provider() -> Self {
         MetricsFilter {
             side: "provider",
-            handles: StateMap::new("providermetrics"),
+            handles: StateMap::new("metrics (provider)"),
         }
     }
 }
@@ -166,14 +166,11 @@ impl Filter for MetricsFilter {
 crate::register!(
     dyn Filter,
     "metrics",
-    || Arc::new(MetricsFilter::consumer()),
-    activate = Activate::consumer(-20_000)
-);
-crate::register!(
-    dyn Filter,
-    "providermetrics",
-    || Arc::new(MetricsFilter::provider()),
-    activate = Activate::provider(-20_000)
+    || Arc::new(crate::filter::Sided::new(
+        Arc::new(MetricsFilter::consumer()),
+        Arc::new(MetricsFilter::provider())
+    )),
+    activate = Activate::both(-20_000)
 );
 
 /// Installs the Prometheus recorder as the process's `metrics` recorder (once; later calls

@@ -12,8 +12,8 @@
 //! ```text
 //! consumer (order)                         provider (order)
 //!                                           protocol server: panics caught (catch_panics)
-//!  metrics          -20000  calls, errors   providermetrics  -20000  calls, errors
-//!  consumercontext  -15000  inherit ctx,    accesslog        -19500  [accesslog=true]
+//!  metrics          -20000  calls, errors   metrics          -20000  calls, errors
+//!  context          -15000  inherit ctx,    accesslog        -19500  [accesslog=true]
 //!                           traceparent,    context          -19000  deadline from budget,
 //!                           rpc.client span                          RpcContext, rpc.server
 //!  mock             -12000  mock= degrade
@@ -23,7 +23,7 @@
 //!  circuitbreaker    -8000  per provider    ordered          -15500  [{m}.ordered]
 //!                                           executes         -15000  [executes]
 //!                                           isolation        -14000  [isolation]
-//!  consumertoken     -6000  [token]           |
+//!  token             -6000  [token]           |
 //!    |                                       skeleton: panics caught -> the user's code
 //!  protocol invoker
 //! ```
@@ -113,6 +113,46 @@ pub trait Filter: Send + Sync {
     fn per_reference(&self) -> bool {
         false
     }
+
+    /// The filter that runs in a chain of `side` in this one's place: a filter that does
+    /// different work on the two sides under one name ([`Sided`]) hands out the one for that
+    /// side; `None` (the default) means this filter itself.
+    fn for_side(&self, side: Side) -> Option<Arc<dyn Filter>> {
+        let _ = side;
+        None
+    }
+}
+
+/// One filter name with an implementation per side (`metrics`, `context`, `token`): a
+/// chain built for a side ([`build_chain`]) gets that side's filter ([`Filter::for_side`]),
+/// so a filter knows which side it runs on and users write one name for both
+/// (`filter=-metrics`).
+pub struct Sided {
+    consumer: Arc<dyn Filter>,
+    provider: Arc<dyn Filter>,
+}
+
+impl Sided {
+    /// The pair: `consumer` for consumer chains, `provider` for provider chains.
+    pub fn new(consumer: Arc<dyn Filter>, provider: Arc<dyn Filter>) -> Self {
+        Sided { consumer, provider }
+    }
+}
+
+#[async_trait::async_trait]
+impl Filter for Sided {
+    /// Only reached when the pair itself is put in a chain by hand ([`wrap`], which knows no
+    /// side): it runs as the consumer's filter.
+    async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
+        self.consumer.invoke(next, invocation).await
+    }
+
+    fn for_side(&self, side: Side) -> Option<Arc<dyn Filter>> {
+        Some(match side {
+            Side::Consumer => self.consumer.clone(),
+            Side::Provider => self.provider.clone(),
+        })
+    }
 }
 
 fn _assert_object_safe(_: &dyn Filter) {}
@@ -189,6 +229,11 @@ fn wrap_activated(
     keep: impl Fn(&dyn Filter) -> bool,
 ) -> Result<Arc<dyn Invoker>> {
     let mut filters = <dyn Filter>::loader().activated(side, invoker.url())?;
+    for (_, f) in &mut filters {
+        if let Some(own) = f.for_side(side) {
+            *f = own;
+        }
+    }
     filters.retain(|(_, f)| keep(&**f));
     Ok(wrap(invoker, filters))
 }
@@ -294,7 +339,7 @@ mod tests {
             active(Side::Consumer, ""),
             [
                 "metrics",
-                "consumercontext",
+                "context",
                 "mock",
                 "timeout",
                 "deadline",
@@ -305,18 +350,18 @@ mod tests {
             active(Side::Consumer, "mock=force:return%201&actives=2&token=t"),
             [
                 "metrics",
-                "consumercontext",
+                "context",
                 "mock",
                 "timeout",
                 "deadline",
                 "actives",
                 "circuitbreaker",
-                "consumertoken"
+                "token"
             ]
         );
         assert_eq!(
             active(Side::Provider, ""),
-            ["providermetrics", "context", "idempotency", "ordered"]
+            ["metrics", "context", "idempotency", "ordered"]
         );
         assert_eq!(
             active(
@@ -324,7 +369,7 @@ mod tests {
                 "accesslog=true&token=t&tps=5&executes=2&isolation=3"
             ),
             [
-                "providermetrics",
+                "metrics",
                 "accesslog",
                 "context",
                 "token",
@@ -336,7 +381,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            active(Side::Provider, "filter=-providermetrics,executes"),
+            active(Side::Provider, "filter=-metrics,executes"),
             ["context", "idempotency", "ordered", "executes"]
         );
     }

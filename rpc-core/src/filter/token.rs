@@ -5,7 +5,7 @@
 //! token generated at export: the bootstrap calls [`resolve_token`] on the provider URL before
 //! exporting and registering it, so the registry publishes the real token. Consumers that got
 //! the provider URL from the registry send it back in the [`TOKEN_ATTACHMENT`] attachment (the
-//! `consumertoken` filter does this), so direct callers that bypass the registry are refused.
+//! consumer side of `token` does this, [`super::ConsumerTokenFilter`]), so direct callers that bypass the registry are refused.
 //! A missing or wrong token fails with [`ErrorKind::Unauthorized`] naming the service and
 //! method; the comparison takes the same time wherever the strings differ. `token=false` or
 //! an empty value switches the check off.
@@ -110,8 +110,11 @@ impl Filter for TokenFilter {
 crate::register!(
     dyn Filter,
     "token",
-    || Arc::new(TokenFilter),
-    activate = Activate::provider(-17_000).when("token")
+    || Arc::new(crate::filter::Sided::new(
+        Arc::new(crate::filter::ConsumerTokenFilter),
+        Arc::new(TokenFilter)
+    )),
+    activate = Activate::sides(-6_000, -17_000).when("token")
 );
 
 #[cfg(test)]
@@ -158,10 +161,7 @@ mod tests {
             let served = served.clone();
             async move { served.invoke(inv).await }
         });
-        let consumer = wrap(
-            network,
-            vec![("consumertoken", Arc::new(ConsumerTokenFilter) as _)],
-        );
+        let consumer = wrap(network, vec![("token", Arc::new(ConsumerTokenFilter) as _)]);
         consumer.invoke(call("S", "m")).await.expect("authorized");
         assert_eq!(provider.calls(), 1);
     }

@@ -3,7 +3,7 @@
 //!
 //! `tps` is the sustained rate in calls per second, `tps.burst` the bucket size (default:
 //! `tps`). The caller's application comes from the [`APPLICATION_ATTACHMENT`] attachment (sent
-//! by the consumer's `consumercontext` filter); callers without one share one bucket. One
+//! by the consumer's `context` filter); callers without one share one bucket. One
 //! application exhausting its bucket does not limit another. A rejected call fails at once
 //! with [`ErrorKind::LimitExceeded`] naming the limit. The buckets are the `governor` crate's
 //! GCRA limiter. To limit only at method level, also name the filter: `filter=tps`.
