@@ -782,6 +782,10 @@ pub struct RuleFeed {
     registry: Weak<dyn Registry>,
     watch_tags: bool,
     state: Mutex<FeedState>,
+    /// Held from computing a merged list until it is delivered, so that two changes (two
+    /// documents read on two threads, a document and a registry list) reach the listener in
+    /// the order they were merged: the last list delivered is the newest.
+    order: Mutex<()>,
     me: Weak<RuleFeed>,
 }
 
@@ -851,6 +855,7 @@ impl RuleFeed {
             registry: Arc::downgrade(registry),
             watch_tags: watch_tags && enabled,
             state: Mutex::new(FeedState::default()),
+            order: Mutex::new(()),
             me: me.clone(),
         });
         if enabled {
@@ -941,6 +946,7 @@ impl RuleFeed {
             (added, removed)
         };
         if !removed.is_empty() {
+            let _order = lock(&self.order);
             let routers = {
                 let mut st = lock(&self.state);
                 let gone: Vec<ConfigKey> = removed
@@ -976,6 +982,7 @@ impl NotifyListener for RuleFeed {
     fn notify(&self, category: Category, urls: Vec<Url>) {
         match category {
             Category::Configurators | Category::Routers => {
+                let _order = lock(&self.order);
                 let merged = {
                     let mut st = lock(&self.state);
                     st.registry.insert(category, urls);
@@ -1008,6 +1015,7 @@ impl ConfigListener for RuleFeed {
                 return;
             }
         };
+        let _order = lock(&self.order);
         let (category, merged) = {
             let mut st = lock(&self.state);
             let Some(kind) = st
