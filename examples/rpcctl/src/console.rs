@@ -230,6 +230,16 @@ impl Console {
         }
     }
 
+    /// The body of a change request, after its token is checked.
+    fn accept<T: serde::de::DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        bytes: &[u8],
+    ) -> Result<T, ApiError> {
+        self.authorize(headers)?;
+        body(bytes)
+    }
+
     /// The providers of `interface` in the registry now, remembered for later.
     async fn online(&self, interface: &str) -> Result<Vec<Url>, ApiError> {
         let urls = providers_of(&*self.registry, interface)
@@ -492,8 +502,7 @@ async fn provider_state(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    console.authorize(&headers)?;
-    let req: ProviderState = body(&bytes)?;
+    let req: ProviderState = console.accept(&headers, &bytes)?;
     let admin = console.admin(&req.address).await?;
     let result = if req.online {
         admin.online().await
@@ -521,8 +530,7 @@ async fn weight(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    console.authorize(&headers)?;
-    let req: WeightRequest = body(&bytes)?;
+    let req: WeightRequest = console.accept(&headers, &bytes)?;
     let interface = interface_named(&req.interface)?;
     let rule = rpc_core::registry::rules::weight_rule(interface, req.address.trim(), req.weight)
         .map_err(|e| bad(e.to_string()))?;
@@ -543,8 +551,7 @@ async fn override_rule(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    console.authorize(&headers)?;
-    let req: OverrideRequest = body(&bytes)?;
+    let req: OverrideRequest = console.accept(&headers, &bytes)?;
     let interface = interface_named(&req.interface)?;
     let words: Vec<String> = req
         .settings
@@ -581,8 +588,7 @@ async fn route(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    console.authorize(&headers)?;
-    let req: RouteRequest = body(&bytes)?;
+    let req: RouteRequest = console.accept(&headers, &bytes)?;
     let interface = interface_named(&req.interface)?;
     let rule = rpc_core::registry::rules::route_rule(interface, &req.rule, req.force, req.priority)
         .map_err(|e| bad(e.to_string()))?;
@@ -600,8 +606,7 @@ async fn remove_rule(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    console.authorize(&headers)?;
-    let req: RemoveRequest = body(&bytes)?;
+    let req: RemoveRequest = console.accept(&headers, &bytes)?;
     let interface = interface_named(&req.interface)?;
     let rule = Url::parse(&req.url).map_err(|e| bad(format!("not a rule URL: {e}")))?;
     let in_force = rules::current_within(&*console.registry, interface, console.timeout_ms)
@@ -637,8 +642,7 @@ async fn invoke(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    console.authorize(&headers)?;
-    let req: InvokeRequest = body(&bytes)?;
+    let req: InvokeRequest = console.accept(&headers, &bytes)?;
     let interface = interface_named(&req.interface)?;
     let method = req.method.trim();
     if method.is_empty() {

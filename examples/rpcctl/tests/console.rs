@@ -402,21 +402,7 @@ async fn run(chromium: &str) -> Result<()> {
     .await?;
     let gone = Instant::now();
     // The consumer's directory follows the registry within its poll; then no call goes to p1.
-    wait_until(
-        "the consumer to stop calling p1",
-        Duration::from_secs(10),
-        || {
-            let a = answers.lock().expect("answers");
-            let since = gone + Duration::from_millis(1500);
-            let window: Vec<&String> = a
-                .iter()
-                .filter(|(t, _)| *t > since)
-                .map(|(_, w)| w)
-                .collect();
-            window.len() >= 50 && !window.iter().any(|w| *w == "p1")
-        },
-    )
-    .await?;
+    stops_calling(&answers, "p1", gone).await?;
     page.screenshot(&shots.join("3-offline.png")).await?;
     // The console's test calls are not consumers of the service: only the test's is listed.
     let consumers = page
@@ -438,18 +424,7 @@ async fn run(chromium: &str) -> Result<()> {
     )
     .await?;
     let back = Instant::now();
-    wait_until(
-        "the consumer to call p1 again",
-        Duration::from_secs(10),
-        || {
-            answers
-                .lock()
-                .expect("answers")
-                .iter()
-                .any(|(t, w)| *t > back && w == "p1")
-        },
-    )
-    .await?;
+    calls_again(&answers, "p1", back).await?;
 
     // A weight of 0 for p2 through the page: listed as a rule, then removed.
     let p2 = providers["p2"].clone();
@@ -474,21 +449,7 @@ async fn run(chromium: &str) -> Result<()> {
     )
     .await?;
     let drained = Instant::now();
-    wait_until(
-        "the consumer to stop calling p2",
-        Duration::from_secs(10),
-        || {
-            let a = answers.lock().expect("answers");
-            let since = drained + Duration::from_millis(1500);
-            let window: Vec<&String> = a
-                .iter()
-                .filter(|(t, _)| *t > since)
-                .map(|(_, w)| w)
-                .collect();
-            window.len() >= 50 && !window.iter().any(|w| *w == "p2")
-        },
-    )
-    .await?;
+    stops_calling(&answers, "p2", drained).await?;
 
     // A timeout override and a condition rule through the forms; a malformed rule refused.
     page.eval(
@@ -547,18 +508,7 @@ async fn run(chromium: &str) -> Result<()> {
     )
     .await?;
     let restored = Instant::now();
-    wait_until(
-        "the consumer to call p2 again",
-        Duration::from_secs(10),
-        || {
-            answers
-                .lock()
-                .expect("answers")
-                .iter()
-                .any(|(t, w)| *t > restored && w == "p2")
-        },
-    )
-    .await?;
+    calls_again(&answers, "p2", restored).await?;
 
     load.abort();
     let failures = failures.lock().expect("failures").clone();
@@ -586,6 +536,43 @@ fn check(ok: bool, what: String) -> Result<()> {
     } else {
         Err(what)
     }
+}
+
+/// Waits until the consumer's calls stop reaching provider `who` after a change made at
+/// `since` (its directory follows the registry within its poll; a window of at least 50
+/// answers from 1.5 s after the change must hold none from `who`).
+async fn stops_calling(answers: &Answers, who: &str, since: Instant) -> Result<()> {
+    let from = since + Duration::from_millis(1500);
+    wait_until(
+        &format!("the consumer to stop calling {who}"),
+        Duration::from_secs(10),
+        || {
+            let a = answers.lock().expect("answers");
+            let window: Vec<&String> = a
+                .iter()
+                .filter(|(t, _)| *t > from)
+                .map(|(_, w)| w)
+                .collect();
+            window.len() >= 50 && !window.iter().any(|w| *w == who)
+        },
+    )
+    .await
+}
+
+/// Waits until provider `who` answers a consumer call again after `since`.
+async fn calls_again(answers: &Answers, who: &str, since: Instant) -> Result<()> {
+    wait_until(
+        &format!("the consumer to call {who} again"),
+        Duration::from_secs(10),
+        || {
+            answers
+                .lock()
+                .expect("answers")
+                .iter()
+                .any(|(t, w)| *t > since && w == who)
+        },
+    )
+    .await
 }
 
 async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
