@@ -195,9 +195,32 @@ pub(crate) async fn apply_provider_rules(state: &ProviderState, exported: &Url, 
 
 /// Receives a provider's `configurators` and applies them ([`apply_provider_rules`]); a bad
 /// list is refused with a logged error, and the rules in force stay.
+///
+/// Lists are applied one at a time by one task, the newest last: two lists notified close
+/// together (a document and the registry's folder) cannot be applied in the wrong order and
+/// leave an older rule in force.
 pub(crate) struct ProviderRules {
-    pub(crate) state: std::sync::Weak<ProviderState>,
-    pub(crate) exported: Url,
+    exported: Url,
+    latest: tokio::sync::watch::Sender<Option<Overrides>>,
+}
+
+impl ProviderRules {
+    /// The listener for the service exported as `exported`; its task ends with the provider
+    /// or with the listener. Must be called within a tokio runtime.
+    pub(crate) fn new(state: std::sync::Weak<ProviderState>, exported: Url) -> ProviderRules {
+        let (latest, mut rx) = tokio::sync::watch::channel(None::<Overrides>);
+        let url = exported.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(rules) = rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                let Some(state) = state.upgrade() else { return };
+                apply_provider_rules(&state, &url, rules).await;
+            }
+        });
+        ProviderRules { exported, latest }
+    }
 }
 
 impl NotifyListener for ProviderRules {
@@ -205,20 +228,15 @@ impl NotifyListener for ProviderRules {
         if category != Category::Configurators {
             return;
         }
-        let rules = match Overrides::parse(&urls) {
-            Ok(r) => r,
+        match Overrides::parse(&urls) {
+            Ok(rules) => {
+                self.latest.send_replace(Some(rules));
+            }
             Err(e) => {
                 tracing::error!(service = %self.exported.path(), error = %e,
                     "bad override rule; keeping the rules in force");
-                return;
             }
-        };
-        let (Some(state), Ok(rt)) = (self.state.upgrade(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let exported = self.exported.clone();
-        rt.spawn(async move { apply_provider_rules(&state, &exported, rules).await });
+        }
     }
 }
 

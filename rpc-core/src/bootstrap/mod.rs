@@ -309,10 +309,9 @@ impl ProviderBuilder {
         // address changes the URL it is registered with.
         if let Some(registry) = &state.registry {
             for exported in state.urls() {
-                let listener: Arc<dyn registry::NotifyListener> = Arc::new(admin::ProviderRules {
-                    state: Arc::downgrade(&state),
-                    exported: exported.clone(),
-                });
+                let listener: Arc<dyn registry::NotifyListener> = Arc::new(
+                    admin::ProviderRules::new(Arc::downgrade(&state), exported.clone()),
+                );
                 let watch = exported.with_param("category", "configurators");
                 // With the provider's rule documents of the config center merged in.
                 let listener: Arc<dyn registry::NotifyListener> =

@@ -177,6 +177,16 @@ enum Referred {
     New(Arc<dyn Invoker>),
 }
 
+/// What the next [`RegistryDirectory::refresh`] applies.
+enum Pending {
+    /// A provider list the registry notified.
+    Providers(Vec<Url>),
+    /// The list in force again, under changed override rules. It is read when the refresh
+    /// runs, not when the rules change: a provider notification being applied at that moment
+    /// is then not undone by an older copy of the list.
+    Reapply,
+}
+
 /// Called with the reference URL under the override rules (`None`: no rule changes it).
 pub type SettingsHook = Box<dyn Fn(Option<&Url>) + Send + Sync>;
 
@@ -194,7 +204,7 @@ pub struct RegistryDirectory {
     /// Told the new live settings whenever they change ([`RegistryDirectory::on_live_settings`]).
     settings_hook: Mutex<Option<SettingsHook>>,
     state: ArcSwap<Snapshot>,
-    pending: Mutex<Option<Vec<Url>>>,
+    pending: Mutex<Option<Pending>>,
     refresh: tokio::sync::Mutex<()>,
     destroyed: AtomicBool,
     me: Weak<RegistryDirectory>,
@@ -270,8 +280,15 @@ impl RegistryDirectory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(urls) = taken {
-            self.apply_providers(urls).await;
+        match taken {
+            Some(Pending::Providers(urls)) => self.apply_providers(urls).await,
+            // Nothing to apply the rules to before the first list arrives: it is applied
+            // under the rules in force then.
+            Some(Pending::Reapply) if self.state.load().received => {
+                let raw = self.state.load().raw.clone();
+                self.apply_providers(raw).await;
+            }
+            Some(Pending::Reapply) | None => {}
         }
     }
 
@@ -333,14 +350,11 @@ impl RegistryDirectory {
         }
         self.live_settings.store(Arc::new(live));
         tracing::info!(service = %self.url.service_key(), rules = urls.len(), "override rules updated");
-        let raw = self.state.load().raw.clone();
-        if !self.state.load().received {
-            return;
-        }
         {
+            // A provider list still waiting is applied under the new rules anyway.
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             if pending.is_none() {
-                *pending = Some(raw);
+                *pending = Some(Pending::Reapply);
             }
         }
         self.schedule_refresh();
@@ -555,7 +569,8 @@ impl NotifyListener for RegistryDirectory {
     fn notify(&self, category: Category, urls: Vec<Url>) {
         match category {
             Category::Providers => {
-                *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(urls);
+                *self.pending.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Pending::Providers(urls));
                 self.schedule_refresh();
             }
             Category::Routers => self.apply_routers(urls),
@@ -653,7 +668,8 @@ mod tests {
         }
     }
 
-    /// Records every invoker it makes; refuses URLs with `broken=true`.
+    /// Records every invoker it makes; refuses URLs with `broken=true`, takes 200 ms for
+    /// URLs with `slow=true`.
     #[derive(Default)]
     struct Factory {
         made: Mutex<Vec<Made>>,
@@ -670,6 +686,9 @@ mod tests {
         async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>> {
             if url.param("broken").is_some() {
                 return Err(RpcError::network("connection refused"));
+            }
+            if url.param("slow").is_some() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let destroyed = Arc::new(AtomicBool::new(false));
             let down = Arc::new(AtomicBool::new(false));
@@ -887,6 +906,32 @@ mod tests {
         dir.refresh().await;
         assert_eq!(addrs(&dir), ["10.2.0.1:20880", "10.2.0.2:20880"]);
         assert!(dir.providers().iter().all(|u| u.param("weight").is_none()));
+    }
+
+    #[tokio::test]
+    async fn a_rule_change_during_a_provider_update_keeps_the_newer_list() {
+        let (dir, _) = setup();
+        dir.notify(
+            Category::Configurators,
+            vec![rule("0.0.0.0/rd.S?category=configurators&timeout=300")],
+        );
+        dir.notify(Category::Providers, vec![provider(1, "weight=0")]);
+        dir.refresh().await;
+        // The provider registers again under a new URL; referring it takes a while, and
+        // the rule goes away meanwhile.
+        dir.notify(Category::Providers, vec![provider(1, "slow=true")]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        dir.notify(Category::Configurators, Vec::new());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        dir.refresh().await;
+        let urls = dir.providers();
+        assert_eq!(urls.len(), 1, "{urls:?}");
+        assert_eq!(
+            urls[0].param("slow"),
+            Some("true"),
+            "the newer list: {urls:?}"
+        );
+        assert_eq!(urls[0].param("timeout"), None, "without the rule: {urls:?}");
     }
 
     #[tokio::test]
