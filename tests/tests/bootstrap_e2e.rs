@@ -96,6 +96,60 @@ async fn direct_url_bypasses_the_registry() {
     a.shutdown().await;
 }
 
+/// The serialization id in the header of the first request a direct reference sends to a
+/// listener that never answers.
+async fn serialization_sent(direct: &str) -> u8 {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let header = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).await.expect("header");
+        h
+    });
+    let client = Consumer::builder()
+        .without_env()
+        .no_registry()
+        .reference_config(
+            "org.example.Greeter",
+            ServiceConfig::default()
+                .param("url", direct.replace("PORT", &port.to_string()))
+                .param("timeout", 300)
+                .param("retries", 0),
+        )
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<GreeterClient>()
+        .await
+        .expect("reference");
+    // The listener reads the header and hangs up: the call fails.
+    client.greet("x".into()).await.expect_err("no answer");
+    let h = tokio::time::timeout(Duration::from_secs(5), header)
+        .await
+        .expect("a request arrived")
+        .expect("task");
+    h[2] & 0x1f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_reference_uses_the_default_serialization_unless_its_url_names_one() {
+    use rpc_core::serialize::ids;
+    assert_eq!(
+        serialization_sent("dubbo://127.0.0.1:PORT").await,
+        ids::MSGPACK,
+        "the documented default"
+    );
+    assert_eq!(
+        serialization_sent("dubbo://127.0.0.1:PORT?serialization=hessian2").await,
+        ids::HESSIAN2,
+        "as a Java provider is called"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_provider_is_a_clear_error() {
     let client = client(

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 pub mod admin;
 
-use crate::cluster::registry_directory::{merge_provider_url, InvokerFactory, RegistryDirectory};
+use crate::cluster::registry_directory::{merge_direct_url, InvokerFactory, RegistryDirectory};
 use crate::cluster::router::ZoneRouter;
 use crate::cluster::{Cluster, StaticDirectory};
 use crate::config::{Config, ConfigBuilder, ServiceConfig};
@@ -594,7 +594,7 @@ impl Consumer {
                 } else {
                     provider
                 };
-                invokers.push(factory.refer(merge_provider_url(&provider, &url)).await?);
+                invokers.push(factory.refer(merge_direct_url(&provider, &url)).await?);
             }
             let mut directory = StaticDirectory::new(url.clone(), invokers);
             if let Some(zone) = ZoneRouter::for_reference(&url)? {

@@ -42,7 +42,7 @@ pub use configurator::{Override, Overrides};
 pub use directory::StaticDirectory;
 pub use provider::{CallContext, Provider, ProviderList, WeightTable};
 pub use registry_directory::{
-    merge_provider_url, InvokerFactory, ProtocolInvokerFactory, RegistryDirectory,
+    merge_direct_url, merge_provider_url, InvokerFactory, ProtocolInvokerFactory, RegistryDirectory,
 };
 pub use strategy::{ClusterBase, ClusterInvoker, Strategy};
 

@@ -62,29 +62,37 @@ use crate::protocol::Protocol;
 use crate::registry::{Category, NotifyListener};
 use crate::url::Url;
 
-/// The URL a consumer uses to call `provider` for `reference`: the provider's URL with the
-/// reference's settings laid over it, except the provider-only keys.
+/// The URL a consumer uses to call `provider`, as a registry listed it, for `reference`:
+/// [`merge_direct_url`], and without a `serialization` of the reference's, the one the
+/// provider advertises (hessian2 for a Java provider, which names none).
 pub fn merge_provider_url(provider: &Url, reference: &Url) -> Url {
+    let merged = merge_direct_url(provider, reference);
+    if reference.param("serialization").is_some() {
+        return merged;
+    }
+    let linked = |name: &str| extension::get::<dyn crate::serialize::Serialization>(name).is_ok();
+    match crate::registry::dubbo::consumer_serialization(provider, linked) {
+        Some(ser) => merged.with_param("serialization", ser),
+        None => merged,
+    }
+}
+
+/// The URL a consumer uses to call `provider` for `reference`: the provider's URL with the
+/// reference's settings laid over it, except the provider-only keys. Used as it is for a
+/// provider the reference names itself (`url=`): its serialization is the reference's, else
+/// the one written in that URL, else the protocol's default, as the key table documents.
+pub fn merge_direct_url(provider: &Url, reference: &Url) -> Url {
     let remote_app = provider.param("application").map(str::to_string);
-    let mut merged = provider.with_params(
+    let merged = provider.with_params(
         reference
             .params()
             .iter()
             .filter(|(k, _)| !PROVIDER_ONLY.contains(&k.as_str()) && k.as_str() != "url"),
     );
-    if let Some(app) = remote_app {
-        merged = merged.with_param("remote.application", app);
+    match remote_app {
+        Some(app) => merged.with_param("remote.application", app),
+        None => merged,
     }
-    // The reference's own `serialization` was laid over above; without one, the provider's
-    // advertisement decides (hessian2 for a Java provider, which names none).
-    if reference.param("serialization").is_none() {
-        let linked =
-            |name: &str| extension::get::<dyn crate::serialize::Serialization>(name).is_ok();
-        if let Some(ser) = crate::registry::dubbo::consumer_serialization(provider, linked) {
-            merged = merged.with_param("serialization", ser);
-        }
-    }
-    merged
 }
 
 /// Provider URL keys a consumer's settings never override (an override rule may).
@@ -1127,6 +1135,33 @@ mod tests {
             "no-such-codec",
         );
         assert_eq!(ser(&unlinked, &reference).as_deref(), Some("hessian2"));
+    }
+
+    #[test]
+    fn a_direct_url_keeps_the_default_serialization_unless_one_is_named() {
+        let reference = Url::parse("consumer://127.0.0.1/a.B").expect("url");
+        let ser = |p: &str, r: &Url| {
+            merge_direct_url(&Url::parse(p).expect("url"), r)
+                .param("serialization")
+                .map(str::to_string)
+        };
+        // Nothing named: the protocol's default (msgpack), as the key table says.
+        assert_eq!(ser("dubbo://10.0.0.1:20880/a.B", &reference), None);
+        assert_eq!(
+            ser(
+                "dubbo://10.0.0.1:20880/a.B?serialization=hessian2",
+                &reference
+            )
+            .as_deref(),
+            Some("hessian2"),
+            "written in the direct URL"
+        );
+        let json = reference.with_param("serialization", "json");
+        assert_eq!(
+            ser("dubbo://10.0.0.1:20880/a.B?serialization=hessian2", &json).as_deref(),
+            Some("json"),
+            "the reference's wins"
+        );
     }
 
     #[tokio::test]
