@@ -186,7 +186,9 @@ impl Reader {
             .map_err(|_| RpcError::codec(format!("{} field {field} is not UTF-8", self.what)))
     }
 
-    fn attachments(&mut self) -> Result<Attachments> {
+    /// The attachments, with room for `extra` more pairs (a provider adds the caller's
+    /// address to a request's).
+    fn attachments(&mut self, extra: usize) -> Result<Attachments> {
         let n = self.u16("attachment count")? as usize;
         if n > MAX_ATTACHMENTS {
             return Err(RpcError::codec(format!(
@@ -194,7 +196,7 @@ impl Reader {
                 self.what
             )));
         }
-        let mut a = Attachments::with_capacity(n);
+        let mut a = Attachments::with_capacity(if n == 0 { 0 } else { n + extra });
         for _ in 0..n {
             let k = self.string(MAX_NAME, "attachment key")?;
             let v = self.string(MAX_VALUE, "attachment value")?;
@@ -238,7 +240,7 @@ pub(crate) fn decode_request(body: Bytes) -> Result<RequestBody> {
         group: r.string(MAX_NAME, "group")?,
         method: r.string(MAX_NAME, "method name")?,
         timeout_ms: r.u32("timeout")?,
-        attachments: r.attachments()?,
+        attachments: r.attachments(1)?,
         args: r.section("arguments")?,
     };
     r.end()?;
@@ -255,7 +257,7 @@ pub(crate) fn decode_response(body: Bytes) -> Result<(u8, Attachments, Bytes)> {
     if kind > RESPONSE_EMPTY {
         return Err(RpcError::codec(format!("unknown response kind {kind}")));
     }
-    let att = r.attachments()?;
+    let att = r.attachments(0)?;
     let value = r.section("value")?;
     r.end()?;
     Ok((kind, att, value))

@@ -163,7 +163,9 @@ fn kind_name(v: &H) -> &'static str {
 
 /// Reads an attachments map: string values kept, `N` treated as absent, numbers and
 /// booleans as their text, anything else skipped.
-fn read_attachments(d: &mut Decoder<'_>) -> Result<Attachments> {
+/// The attachment map, with room for `extra` more pairs (a provider adds the caller's
+/// address to a request's).
+fn read_attachments(d: &mut Decoder<'_>, extra: usize) -> Result<Attachments> {
     let entries = match d.read_value().map_err(|e| codec("attachments", e))? {
         H::Map { entries, .. } => entries,
         H::Null => return Ok(Attachments::new()),
@@ -180,7 +182,7 @@ fn read_attachments(d: &mut Decoder<'_>) -> Result<Attachments> {
             entries.len()
         )));
     }
-    let mut a = Attachments::with_capacity(entries.len());
+    let mut a = Attachments::with_capacity(entries.len() + extra);
     for (k, v) in entries {
         let H::String(k) = k else { continue };
         if k.len() > MAX_NAME {
@@ -245,7 +247,7 @@ pub(crate) fn decode_request(body: Bytes) -> Result<Request> {
     let attachments = if d.is_empty() {
         Attachments::new()
     } else {
-        read_attachments(&mut d)?
+        read_attachments(&mut d, 1)?
     };
     d.end().map_err(|e| codec("request", e))?;
     let group = attachments.get("group").unwrap_or("").to_string();
@@ -621,7 +623,7 @@ pub(crate) fn decode_response(body: Bytes) -> Result<Answer> {
         }
     };
     let attachments = if flag >= WITH_ATTACHMENTS {
-        read_attachments(&mut d)?
+        read_attachments(&mut d, 0)?
     } else {
         Attachments::new()
     };
