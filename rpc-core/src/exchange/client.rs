@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -165,7 +166,9 @@ fn poisoned() -> RpcError {
 /// supervisor (which reconnects) still runs — it does not once its runtime shut down.
 #[derive(Default)]
 struct Slot {
-    live: RwLock<Option<Arc<Live>>>,
+    /// Read on every call by every caller thread: an `ArcSwapOption` reads without writing
+    /// to a shared cache line (a lock or a reference count would, on each call).
+    live: ArcSwapOption<Live>,
     supervisor_gone: AtomicBool,
     /// Why the last connection closed or the last attempt failed, for calls made meanwhile.
     last_failure: RwLock<Option<String>>,
@@ -173,12 +176,17 @@ struct Slot {
 
 impl Slot {
     fn get(&self) -> Option<Arc<Live>> {
-        self.live.read().ok()?.clone()
+        self.live.load_full()
+    }
+    /// Whether the slot holds a connection that is open, without taking a reference to it.
+    fn is_open(&self) -> bool {
+        self.live
+            .load()
+            .as_ref()
+            .is_some_and(|l| !l.closed.load(Ordering::Acquire))
     }
     fn set(&self, live: Option<Arc<Live>>) {
-        if let Ok(mut s) = self.live.write() {
-            *s = live;
-        }
+        self.live.store(live);
     }
     fn failed(&self, why: String) {
         if let Ok(mut s) = self.last_failure.write() {
@@ -326,9 +334,7 @@ impl Client {
 
     /// Whether at least one connection is open.
     pub fn is_connected(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|s| s.get().is_some_and(|l| !l.closed.load(Ordering::Acquire)))
+        self.slots.iter().any(|s| s.is_open())
     }
 
     fn pick(&self) -> Result<Arc<Live>> {

@@ -3,15 +3,17 @@
 //! Each filter is one shared instance (the SPI creates it once), so the state of every
 //! service, method and provider lives in a map inside it. [`StateMap`] keys entries by
 //! provider address (empty on the provider side), service key and method, finds an entry
-//! without allocating, and never holds its lock across an `.await`: callers get an `Arc` to
-//! the entry and release the lock at once.
+//! without allocating or locking (a snapshot is read), and callers get an `Arc` to the entry
+//! they can hold across an `.await`.
 //!
 //! The map is bounded ([`MAX_ENTRIES`]): method names come from the network on the provider
 //! side, and a caller inventing names must not grow memory without limit.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
 
 use foldhash::fast::RandomState;
 
@@ -102,16 +104,22 @@ impl<V> std::ops::Deref for Padded<V> {
 /// A site's state, shared with the calls in flight there.
 pub(crate) type Entry<V> = Arc<Padded<V>>;
 
-type Bucket<V> = Vec<(OwnedSite, Entry<V>)>;
+type Bucket<V> = Vec<(Arc<OwnedSite>, Entry<V>)>;
+type Table<V> = HashMap<u64, Bucket<V>, RandomState>;
 
 /// A bounded map from call site to shared state. See the [module docs](self).
+///
+/// Every call reads it, from every thread, and new sites are rare: readers load a snapshot
+/// (no lock, nothing written to a shared cache line but the entry's own count) and a writer
+/// publishes a changed copy.
 pub(crate) struct StateMap<V> {
     what: &'static str,
-    map: RwLock<HashMap<u64, Bucket<V>, RandomState>>,
+    map: ArcSwap<Table<V>>,
+    /// Serializes writers, so that no insert is lost between a copy and its publication.
+    write: Mutex<()>,
     /// Seeded per map (foldhash: fast on these short keys, and the seed keeps peers from
     /// choosing colliding sites).
     hasher: RandomState,
-    len: std::sync::atomic::AtomicUsize,
 }
 
 impl<V> StateMap<V> {
@@ -119,10 +127,18 @@ impl<V> StateMap<V> {
     pub(crate) fn new(what: &'static str) -> Self {
         StateMap {
             what,
-            map: RwLock::new(HashMap::default()),
+            map: ArcSwap::from_pointee(HashMap::default()),
+            write: Mutex::new(()),
             hasher: RandomState::default(),
-            len: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    fn find(table: &Table<V>, h: u64, site: &Site<'_>) -> Option<Entry<V>> {
+        table
+            .get(&h)?
+            .iter()
+            .find(|(k, _)| k.matches(site))
+            .map(|(_, v)| v.clone())
     }
 
     /// The entry of `site` if it exists and `keep` accepts it, else a new one from `make`
@@ -134,26 +150,21 @@ impl<V> StateMap<V> {
         make: impl FnOnce() -> V,
     ) -> Result<Entry<V>> {
         let h = site.hash(&self.hasher);
-        {
-            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(bucket) = map.get(&h) {
-                if let Some((_, v)) = bucket.iter().find(|(k, _)| k.matches(&site)) {
-                    if keep(v) {
-                        return Ok(v.clone());
-                    }
-                }
+        if let Some(v) = Self::find(&self.map.load(), h, &site) {
+            if keep(&v) {
+                return Ok(v);
             }
         }
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        let bucket = map.entry(h).or_default();
-        if let Some(slot) = bucket.iter_mut().find(|(k, _)| k.matches(&site)) {
-            if !keep(&slot.1) {
-                slot.1 = Arc::new(Padded::new(make()));
+        let _writer = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.map.load_full();
+        let found = Self::find(&current, h, &site);
+        if let Some(v) = &found {
+            if keep(v) {
+                return Ok(v.clone());
             }
-            return Ok(slot.1.clone());
         }
-        let len = self.len.load(std::sync::atomic::Ordering::Relaxed);
-        if len >= MAX_ENTRIES {
+        let len: usize = current.values().map(Vec::len).sum();
+        if found.is_none() && len >= MAX_ENTRIES {
             return Err(RpcError::new(
                 ErrorKind::LimitExceeded,
                 format!(
@@ -162,18 +173,22 @@ impl<V> StateMap<V> {
                 ),
             ));
         }
-        self.len
-            .store(len + 1, std::sync::atomic::Ordering::Relaxed);
         let v = Arc::new(Padded::new(make()));
-        bucket.push((
-            OwnedSite {
-                peer: site.peer.into(),
-                port: site.port,
-                service: site.service.clone(),
-                method: site.method.into(),
-            },
-            v.clone(),
-        ));
+        let mut table: Table<V> = (*current).clone();
+        let bucket = table.entry(h).or_default();
+        match bucket.iter_mut().find(|(k, _)| k.matches(&site)) {
+            Some(slot) => slot.1 = v.clone(),
+            None => bucket.push((
+                Arc::new(OwnedSite {
+                    peer: site.peer.into(),
+                    port: site.port,
+                    service: site.service.clone(),
+                    method: site.method.into(),
+                }),
+                v.clone(),
+            )),
+        }
+        self.map.store(Arc::new(table));
         Ok(v)
     }
 }
