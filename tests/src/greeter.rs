@@ -40,6 +40,21 @@ pub async fn client(registry: &str, settings: ServiceConfig) -> GreeterClient {
         .expect("reference")
 }
 
+/// A `Greeter` client without a registry, calling the provider(s) of `direct` (the `url` key)
+/// with reference `settings`.
+pub async fn direct_client(direct: &str, settings: ServiceConfig) -> GreeterClient {
+    Consumer::builder()
+        .without_env()
+        .no_registry()
+        .reference_config("org.example.Greeter", settings.param("url", direct))
+        .build()
+        .await
+        .expect("consumer")
+        .reference::<GreeterClient>()
+        .await
+        .expect("reference")
+}
+
 /// The provider name a `SignedGreeter` reply was signed with.
 pub fn who(reply: &str) -> String {
     reply.rsplit("from ").next().unwrap_or_default().to_string()

@@ -9,7 +9,7 @@ use rpc_core::bootstrap::{Consumer, Provider};
 use rpc_core::config::ServiceConfig;
 use rpc_core::ErrorKind;
 use rpc_examples::{GreetError, GreeterClient, GreeterServer, SignedGreeter};
-use rpc_tests::greeter::{client, provider, who};
+use rpc_tests::greeter::{client, direct_client, provider, who};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_reach_every_provider_through_the_registry() {
@@ -78,19 +78,11 @@ async fn direct_url_bypasses_the_registry() {
         .await
         .expect("provider");
     let port = a.port().expect("port");
-    let client = Consumer::builder()
-        .without_env()
-        .no_registry()
-        .reference_config(
-            "org.example.Greeter",
-            ServiceConfig::default().param("url", format!("dubbo://127.0.0.1:{port}")),
-        )
-        .build()
-        .await
-        .expect("consumer")
-        .reference::<GreeterClient>()
-        .await
-        .expect("reference");
+    let client = direct_client(
+        &format!("dubbo://127.0.0.1:{port}"),
+        ServiceConfig::default(),
+    )
+    .await;
     let reply = client.greet("x".into()).await.expect("rpc").expect("biz");
     assert_eq!(reply, "hello x, from direct");
     a.shutdown().await;
@@ -110,22 +102,13 @@ async fn serialization_sent(direct: &str) -> u8 {
         s.read_exact(&mut h).await.expect("header");
         h
     });
-    let client = Consumer::builder()
-        .without_env()
-        .no_registry()
-        .reference_config(
-            "org.example.Greeter",
-            ServiceConfig::default()
-                .param("url", direct.replace("PORT", &port.to_string()))
-                .param("timeout", 300)
-                .param("retries", 0),
-        )
-        .build()
-        .await
-        .expect("consumer")
-        .reference::<GreeterClient>()
-        .await
-        .expect("reference");
+    let client = direct_client(
+        &direct.replace("PORT", &port.to_string()),
+        ServiceConfig::default()
+            .param("timeout", 300)
+            .param("retries", 0),
+    )
+    .await;
     // The listener reads the header and hangs up: the call fails.
     client.greet("x".into()).await.expect_err("no answer");
     let h = tokio::time::timeout(Duration::from_secs(5), header)
