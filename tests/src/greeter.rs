@@ -1,6 +1,6 @@
 //! Providers and clients of the example `Greeter`, through the bootstrap, for end-to-end tests.
 
-use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::bootstrap::{Consumer, ConsumerBuilder, Provider, RunningProvider};
 use rpc_core::config::ServiceConfig;
 use rpc_examples::{GreeterClient, GreeterServer, SignedGreeter};
 
@@ -26,27 +26,28 @@ pub async fn provider(registry: &str, name: &str, shutdown_wait_ms: u64) -> Runn
 /// A `Greeter` client through `registry` with reference `settings`. The `Consumer` is dropped
 /// at once: the client must keep what it needs alive by itself.
 pub async fn client(registry: &str, settings: ServiceConfig) -> GreeterClient {
-    Consumer::builder()
-        .without_env()
+    let builder = Consumer::builder()
         .application("test-consumer")
         .registry(registry)
-        .expect("registry url")
-        .reference_config("org.example.Greeter", settings)
-        .build()
-        .await
-        .expect("consumer")
-        .reference::<GreeterClient>()
-        .await
-        .expect("reference")
+        .expect("registry url");
+    greeter(builder, settings).await
 }
 
 /// A `Greeter` client without a registry, calling the provider(s) of `direct` (the `url` key)
 /// with reference `settings`.
 pub async fn direct_client(direct: &str, settings: ServiceConfig) -> GreeterClient {
-    Consumer::builder()
+    greeter(
+        Consumer::builder().no_registry(),
+        settings.param("url", direct),
+    )
+    .await
+}
+
+/// The `Greeter` reference of `builder` (without the environment's settings).
+async fn greeter(builder: ConsumerBuilder, settings: ServiceConfig) -> GreeterClient {
+    builder
         .without_env()
-        .no_registry()
-        .reference_config("org.example.Greeter", settings.param("url", direct))
+        .reference_config("org.example.Greeter", settings)
         .build()
         .await
         .expect("consumer")
