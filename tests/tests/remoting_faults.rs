@@ -114,6 +114,53 @@ fn ok_body(value: &[u8]) -> Vec<u8> {
     b
 }
 
+/// Calls to a peer that reads requests and never answers: each times out at its deadline,
+/// not before and at most a deadline tick (10 ms, plus scheduling) after, whether many wait
+/// at once or one comes after the connection sat idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_a_silent_peer_never_answers_time_out_at_their_deadline() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        loop {
+            read_request(&mut s).await;
+        }
+    });
+    let inv = refer_port(port, "timeout=150").await;
+    let timed = |inv: std::sync::Arc<dyn rpc_core::Invoker>| async move {
+        let t0 = Instant::now();
+        let e = tokio::time::timeout(
+            Duration::from_secs(5),
+            inv.invoke(call("echo", Value::typed(("x".to_string(),)))),
+        )
+        .await
+        .expect("the call ended by itself")
+        .expect_err("no answer");
+        (e, t0.elapsed())
+    };
+    let check = |(e, took): (rpc_core::RpcError, Duration)| {
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        assert!(
+            e.to_string().contains("before the deadline"),
+            "the call's own deadline: {e}"
+        );
+        assert!(
+            took >= Duration::from_millis(150) && took < Duration::from_millis(600),
+            "a 150 ms deadline fired after {took:?}"
+        );
+    };
+    // Many waiting at once.
+    let calls: Vec<_> = (0..20).map(|_| tokio::spawn(timed(inv.clone()))).collect();
+    for c in calls {
+        check(c.await.expect("task"));
+    }
+    // One after the connection sat with nothing waiting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    check(timed(inv.clone()).await);
+    server.abort();
+}
+
 #[tokio::test]
 async fn pending_calls_fail_fast_when_the_connection_dies() {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");

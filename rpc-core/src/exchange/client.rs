@@ -67,6 +67,17 @@ impl ClientConfig {
 
 const SHARDS: usize = 16;
 
+/// How often a connection with calls waiting looks for calls past their deadline. A call
+/// times out at most this long after its deadline (Dubbo's own timer ticks every 30 ms); one
+/// sweep per connection replaces a timer per call.
+pub(crate) const DEADLINE_TICK: Duration = Duration::from_millis(10);
+
+/// A call waiting for its response.
+struct Waiter {
+    tx: oneshot::Sender<Result<Frame>>,
+    deadline: Instant,
+}
+
 /// A connection that lived this long resets the reconnect backoff.
 const STABLE: Duration = Duration::from_secs(1);
 
@@ -74,7 +85,11 @@ const STABLE: Duration = Duration::from_secs(1);
 struct Live {
     peer: String,
     tx: mpsc::Sender<Frame>,
-    pending: [Mutex<HashMap<u64, oneshot::Sender<Result<Frame>>>>; SHARDS],
+    pending: [Mutex<HashMap<u64, Waiter>>; SHARDS],
+    /// Set by the deadline sweeper when it found nothing waiting and sleeps until woken.
+    sweeper_idle: AtomicBool,
+    /// Wakes the idle sweeper ([`deadline_task`]).
+    wake_sweeper: Arc<tokio::sync::Notify>,
     closed: AtomicBool,
     dead: CancellationToken,
     started: Instant,
@@ -84,19 +99,59 @@ struct Live {
 }
 
 impl Live {
-    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, oneshot::Sender<Result<Frame>>>> {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Waiter>> {
         &self.pending[(id as usize) % SHARDS]
     }
 
-    /// Parks a waiter for `id`; refused once the connection is closed.
-    fn register(&self, id: u64) -> Result<oneshot::Receiver<Result<Frame>>> {
+    /// Parks a waiter for `id`, failed with `Timeout` by the sweeper once `deadline` passes;
+    /// refused once the connection is closed.
+    fn register(&self, id: u64, deadline: Instant) -> Result<oneshot::Receiver<Result<Frame>>> {
         let (tx, rx) = oneshot::channel();
-        let mut shard = self.shard(id).lock().map_err(|_| poisoned())?;
-        if self.closed.load(Ordering::Acquire) {
-            return Err(self.closed_error());
+        {
+            let mut shard = self.shard(id).lock().map_err(|_| poisoned())?;
+            if self.closed.load(Ordering::Acquire) {
+                return Err(self.closed_error());
+            }
+            shard.insert(id, Waiter { tx, deadline });
         }
-        shard.insert(id, tx);
+        // Read on every call, written only when the sweeper goes idle or is woken.
+        if self.sweeper_idle.load(Ordering::SeqCst)
+            && self.sweeper_idle.swap(false, Ordering::SeqCst)
+        {
+            self.wake_sweeper.notify_one();
+        }
         Ok(rx)
+    }
+
+    /// Fails the calls whose deadline is not after `now`; returns whether any call is left
+    /// waiting.
+    fn expire(&self, now: Instant) -> bool {
+        let mut expired = Vec::new();
+        let mut waiting = false;
+        for shard in &self.pending {
+            let Ok(mut s) = shard.lock() else { continue };
+            expired.extend(s.extract_if(|_, w| w.deadline <= now).map(|(_, w)| w.tx));
+            waiting |= !s.is_empty();
+        }
+        for tx in expired {
+            // Sent outside the locks; a caller that gave up meanwhile is gone already.
+            let _ = tx.send(Err(self.deadline_error()));
+        }
+        waiting
+    }
+
+    fn deadline_error(&self) -> RpcError {
+        RpcError::timeout(format!(
+            "no response from {} before the deadline",
+            self.peer
+        ))
+        .with_provider(self.peer.clone())
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|s| s.lock().map(|s| !s.is_empty()).unwrap_or(false))
     }
 
     fn unregister(&self, id: u64) {
@@ -110,7 +165,7 @@ impl Live {
         match waiter {
             Some(w) => {
                 // The caller may have given up in the meantime; then the frame is dropped.
-                if w.send(answer).is_err() {
+                if w.tx.send(answer).is_err() {
                     count_dropped();
                 }
             }
@@ -359,42 +414,25 @@ impl Client {
 
     /// Sends a two-way request (its id is assigned here) and waits for the response until
     /// `deadline`. Fails with `Network` at once if the connection is or goes down, with
-    /// `Timeout` at the deadline (the late response is then dropped).
+    /// `Timeout` at the deadline, at most [`DEADLINE_TICK`] after it (the late response is
+    /// then dropped).
     pub async fn request(&self, mut frame: Frame, deadline: Instant) -> Result<Frame> {
         let live = self.pick()?;
         let id = next_request_id();
         frame.id = id;
-        let rx = live.register(id)?;
+        let rx = live.register(id, deadline)?;
         let mut guard = PendingGuard {
             live: &live,
             id,
             armed: true,
         };
-        match tokio::time::timeout_at(deadline, live.tx.send(frame)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(live.closed_error()),
-            Err(_) => {
-                return Err(RpcError::timeout(format!(
-                    "send queue to {} stayed full until the deadline",
-                    live.peer
-                ))
-                .with_provider(live.peer.clone()))
-            }
-        }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(answer)) => {
-                guard.armed = false;
-                answer
-            }
-            Ok(Err(_)) => {
-                guard.armed = false;
-                Err(live.closed_error())
-            }
-            Err(_) => Err(RpcError::timeout(format!(
-                "no response from {} before the deadline",
-                live.peer
-            ))
-            .with_provider(live.peer.clone())),
+        queue(&live, frame, deadline).await?;
+        // No timer per call: the connection's sweeper fails the waiter at its deadline.
+        let answer = rx.await;
+        guard.armed = false;
+        match answer {
+            Ok(answer) => answer,
+            Err(_) => Err(live.closed_error()),
         }
     }
 
@@ -402,14 +440,26 @@ impl Client {
     pub async fn send(&self, mut frame: Frame, deadline: Instant) -> Result<()> {
         let live = self.pick()?;
         frame.id = next_request_id();
-        match tokio::time::timeout_at(deadline, live.tx.send(frame)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(live.closed_error()),
-            Err(_) => Err(RpcError::timeout(format!(
-                "send queue to {} stayed full until the deadline",
-                live.peer
-            ))),
-        }
+        queue(&live, frame, deadline).await
+    }
+}
+
+/// Queues `frame` for writing on `live`, waiting for room until `deadline` (a timer only
+/// when the queue is full).
+async fn queue(live: &Live, frame: Frame, deadline: Instant) -> Result<()> {
+    let frame = match live.tx.try_send(frame) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => return Err(live.closed_error()),
+        Err(mpsc::error::TrySendError::Full(frame)) => frame,
+    };
+    match tokio::time::timeout_at(deadline, live.tx.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(live.closed_error()),
+        Err(_) => Err(RpcError::timeout(format!(
+            "send queue to {} stayed full until the deadline",
+            live.peer
+        ))
+        .with_provider(live.peer.clone())),
     }
 }
 
@@ -502,6 +552,8 @@ fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
         peer: conn.peer,
         tx,
         pending: Default::default(),
+        sweeper_idle: AtomicBool::new(false),
+        wake_sweeper: Arc::new(tokio::sync::Notify::new()),
         closed: AtomicBool::new(false),
         dead: CancellationToken::new(),
         started: Instant::now(),
@@ -523,6 +575,7 @@ fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
         FrameClock::new(cfg.frame_timeout),
     ));
     tokio::spawn(heartbeat_task(Arc::downgrade(&live), cfg.heartbeat));
+    tokio::spawn(deadline_task(Arc::downgrade(&live)));
     live
 }
 
@@ -713,6 +766,35 @@ fn on_frame(live: &Live, frame: Frame) {
         // A heartbeat answer: reading it already refreshed the liveness clock.
     } else {
         live.complete(frame.id, Ok(frame));
+    }
+}
+
+/// Fails the calls of `live` past their deadline, looking every [`DEADLINE_TICK`] while
+/// calls wait and sleeping until the next call when none does. Ends with the connection.
+async fn deadline_task(live: Weak<Live>) {
+    loop {
+        let Some(l) = live.upgrade() else { return };
+        let dead = l.dead.clone();
+        if !l.expire(Instant::now()) {
+            // Idle: say so first, then look again, so that a call registered in between
+            // either is seen here or wakes the sweeper (a wake-up before the wait is kept).
+            l.sweeper_idle.store(true, Ordering::SeqCst);
+            if !l.is_waiting() {
+                let wake = l.wake_sweeper.clone();
+                drop(l);
+                tokio::select! {
+                    _ = dead.cancelled() => return,
+                    _ = wake.notified() => {}
+                }
+                continue;
+            }
+            l.sweeper_idle.store(false, Ordering::SeqCst);
+        }
+        drop(l);
+        tokio::select! {
+            _ = dead.cancelled() => return,
+            _ = tokio::time::sleep(DEADLINE_TICK) => {}
+        }
     }
 }
 
