@@ -155,7 +155,7 @@ crate::config_key!(
     "1000",
     Millis,
     per_method,
-    "call timeout measured from the call's start"
+    "call timeout measured from the call's start (checked every 10 ms on a `dubbo` connection)"
 );
 crate::config_key!(
     "retries",
