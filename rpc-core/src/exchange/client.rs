@@ -414,8 +414,8 @@ impl Client {
 
     /// Sends a two-way request (its id is assigned here) and waits for the response until
     /// `deadline`. Fails with `Network` at once if the connection is or goes down, with
-    /// `Timeout` at the deadline, at most [`DEADLINE_TICK`] after it (the late response is
-    /// then dropped).
+    /// `Timeout` at the deadline, at most one deadline tick (10 ms) after it (the late
+    /// response is then dropped).
     pub async fn request(&self, mut frame: Frame, deadline: Instant) -> Result<Frame> {
         let live = self.pick()?;
         let id = next_request_id();

@@ -6,7 +6,7 @@
 //! | metric | kind | meaning |
 //! |---|---|---|
 //! | `rpc_calls_total` | counter | calls started |
-//! | `rpc_errors_total` | counter | calls that failed with an [`RpcError`], with a `kind` label ([`ErrorKind::as_str`]); a panic is counted as `service_error` |
+//! | `rpc_errors_total` | counter | calls that failed with an [`RpcError`](crate::error::RpcError), with a `kind` label ([`ErrorKind::as_str`]); a panic is counted as `service_error` |
 //! | `rpc_in_flight` | gauge | calls in progress |
 //! | `rpc_latency_seconds` | histogram | time to the result |
 //!
@@ -19,32 +19,16 @@
 //! it over HTTP (`GET /metrics`). The filters register their metric handles once per service
 //! and method; after installing another recorder, call [`use_installed_recorder`].
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use ::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, Label};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-use crate::error::{ErrorKind, Result, RpcError};
+use crate::error::{ErrorKind, Result};
 use crate::extension::Activate;
 use crate::filter::state::{Padded, Site, StateMap};
 use crate::filter::Filter;
 use crate::invocation::{Invocation, Invoker, Response};
-
-/// Latency histogram bucket bounds, in seconds.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-/// Largest HTTP request head the endpoint reads.
-const MAX_REQUEST: usize = 8 * 1024;
-/// Most scrapes served at once.
-const MAX_CONNECTIONS: usize = 32;
-/// Time a scraper gets to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether a recorder was installed (by [`install`] or announced with
 /// [`use_installed_recorder`]); handles registered before that are replaced.
@@ -173,287 +157,62 @@ crate::register!(
     activate = Activate::both(-20_000)
 );
 
-/// Installs the Prometheus recorder as the process's `metrics` recorder (once; later calls
-/// return the same handle). Fails when another recorder was installed first.
-pub fn install() -> Result<PrometheusHandle> {
-    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
-    let mut slot = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(h) = slot.as_ref() {
-        return Ok(h.clone());
-    }
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full("rpc_latency_seconds".into()), LATENCY_BUCKETS)
-        .map_err(|e| RpcError::internal(format!("bad latency buckets: {e}")))?
-        .install_recorder()
-        .map_err(|e| {
-            RpcError::internal(format!(
-                "cannot install the Prometheus metrics recorder: {e}"
-            ))
-        })?;
-    *slot = Some(handle.clone());
-    RECORDER_LIVE.store(true, Ordering::Release);
-    start_upkeep(handle.clone());
-    Ok(handle)
+#[cfg(feature = "prometheus")]
+mod prometheus;
+#[cfg(feature = "prometheus")]
+pub use prometheus::{install, render, serve, UPKEEP_EVERY};
+
+/// Without the `prometheus` feature: what [`install`], [`render`] and [`serve`] answer.
+#[cfg(not(feature = "prometheus"))]
+fn without_exporter() -> crate::error::RpcError {
+    crate::error::RpcError::config(
+        "rpc-core was built without its `prometheus` feature: no Prometheus recorder or \
+         endpoint (install a `metrics` recorder of your own, then call use_installed_recorder)",
+    )
 }
 
-/// How often the recorder folds recorded latencies into its histograms.
-pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// Name of the thread that runs the recorder's upkeep.
-const UPKEEP_THREAD: &str = "rpc-metrics";
-
-/// Runs the recorder's upkeep every [`UPKEEP_EVERY`] on a small thread of its own, for as
-/// long as the process lives. The recorder keeps each latency sample until upkeep (or a
-/// scrape) folds it into the histogram buckets: without this, a process that records calls
-/// but is never scraped would hold every sample it ever took.
-fn start_upkeep(handle: PrometheusHandle) {
-    let spawned = std::thread::Builder::new()
-        .name(UPKEEP_THREAD.into())
-        .spawn(move || loop {
-            std::thread::sleep(UPKEEP_EVERY);
-            handle.run_upkeep();
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; samples are folded only when scraped");
-    }
+/// Installs the Prometheus recorder (needs the `prometheus` feature; without it, an error
+/// saying so).
+#[cfg(not(feature = "prometheus"))]
+pub fn install() -> Result<()> {
+    Err(without_exporter())
 }
 
-/// The current metrics in the Prometheus text format (installing the recorder if needed).
+/// The metrics in the Prometheus text format (needs the `prometheus` feature; without it, an
+/// error saying so).
+#[cfg(not(feature = "prometheus"))]
 pub fn render() -> Result<String> {
-    let handle = install()?;
-    handle.run_upkeep();
-    Ok(handle.render())
+    Err(without_exporter())
 }
 
-/// Serves [`render`] over HTTP at `addr` (`127.0.0.1:0` picks a free port) on the current
-/// tokio runtime, answering `GET /metrics` (and `GET /`); returns the bound address. The
-/// endpoint lives as long as the runtime.
-pub async fn serve(addr: SocketAddr) -> Result<SocketAddr> {
-    install()?;
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
-        RpcError::network(format!("cannot bind the metrics endpoint to {addr}: {e}"))
-    })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| RpcError::network(format!("metrics endpoint address: {e}")))?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::spawn(async move {
-        loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(async move {
-                        if let Err(e) = answer(stream).await {
-                            tracing::debug!(error = %e, "metrics scrape failed");
-                        }
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics endpoint accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
-    Ok(bound)
+/// Serves the Prometheus endpoint (needs the `prometheus` feature; without it, an error
+/// saying so).
+#[cfg(not(feature = "prometheus"))]
+pub async fn serve(_addr: std::net::SocketAddr) -> Result<std::net::SocketAddr> {
+    Err(without_exporter())
 }
 
-/// Reads one request head (bounded in size and time) and writes one response.
-async fn answer(mut stream: TcpStream) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let head_complete = |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n");
-    let read = tokio::time::timeout(READ_TIMEOUT, async {
-        while !head_complete(&buf) {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.len() > MAX_REQUEST {
-                break;
-            }
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    let (status, content_type, body) = match read {
-        Ok(Ok(())) if head_complete(&buf) => {
-            let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-            let line = String::from_utf8_lossy(line);
-            let mut parts = line.split(' ');
-            match (parts.next(), parts.next()) {
-                (Some("GET"), Some("/metrics" | "/")) => match render() {
-                    Ok(text) => ("200 OK", "text/plain; version=0.0.4", text),
-                    Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),
-                },
-                (Some("GET"), _) => ("404 Not Found", "text/plain", "try /metrics\n".into()),
-                _ => (
-                    "405 Method Not Allowed",
-                    "text/plain",
-                    "only GET is served\n".into(),
-                ),
-            }
-        }
-        _ => (
-            "400 Bad Request",
-            "text/plain",
-            "incomplete or oversized request\n".into(),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-#[cfg(test)]
+#[cfg(all(test, not(feature = "prometheus")))]
 mod tests {
     use super::*;
     use crate::filter::testing::{call, Mock};
 
-    async fn scrape(addr: SocketAddr, path: &str) -> String {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .expect("send");
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.expect("read");
-        out
-    }
-
-    fn line_value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-        text.lines()
-            .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
-            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-    }
-
     #[tokio::test]
-    async fn calls_show_up_on_the_http_endpoint() {
-        let addr = serve("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("serving");
-        assert!(addr.ip().is_loopback() && addr.port() != 0);
-        let p = Mock::new("dubbo://h:1/metrics.Probe", |inv| async move {
-            match inv.method() {
-                "fail" => Err(RpcError::timeout("slow")),
-                _ => Ok(Response::empty()),
-            }
-        });
-        let consumer = MetricsFilter::consumer();
-        for _ in 0..3 {
-            consumer
-                .invoke(&*p, call("metrics.Probe", "ok"))
-                .await
-                .expect("ok");
-        }
-        consumer
-            .invoke(&*p, call("metrics.Probe", "fail"))
-            .await
-            .expect_err("fails");
-        MetricsFilter::provider()
+    async fn without_the_exporter_calls_go_on_and_the_endpoint_says_why() {
+        let p = Mock::ok("dubbo://h:1/metrics.Probe");
+        MetricsFilter::consumer()
             .invoke(&*p, call("metrics.Probe", "ok"))
             .await
-            .expect("ok");
-
-        let text = scrape(addr, "/metrics").await;
-        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-        let svc = r#"service="metrics.Probe""#;
-        let consumer_ok = [svc, r#"side="consumer""#, r#"method="ok""#];
-        assert_eq!(
-            line_value(&text, "rpc_calls_total", &consumer_ok),
-            Some(3.0),
-            "{text}"
-        );
-        assert_eq!(
-            line_value(
-                &text,
-                "rpc_calls_total",
-                &[svc, r#"side="provider""#, r#"method="ok""#]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            line_value(
-                &text,
-                "rpc_errors_total",
-                &[
-                    svc,
-                    r#"side="consumer""#,
-                    r#"method="fail""#,
-                    r#"kind="timeout""#
-                ]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            line_value(&text, "rpc_errors_total", &[svc, r#"method="ok""#]),
-            None
-        );
-        assert_eq!(line_value(&text, "rpc_in_flight", &consumer_ok), Some(0.0));
-        assert_eq!(
-            line_value(&text, "rpc_latency_seconds_count", &consumer_ok),
-            Some(3.0)
-        );
-        // The in-process rendering shows the same.
-        assert!(render().expect("render").contains("rpc_calls_total"));
-        // Unknown paths and methods get clear answers.
-        assert!(scrape(addr, "/nope").await.starts_with("HTTP/1.1 404"));
-    }
-
-    /// Installing the recorder starts the thread that folds samples into histograms, once.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn install_starts_one_upkeep_thread() {
-        install().expect("recorder");
-        install().expect("again");
-        let upkeep = || {
-            std::fs::read_dir("/proc/self/task")
-                .expect("tasks")
-                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                .filter(|name| name.trim_end() == UPKEEP_THREAD)
-                .count()
-        };
-        // The new thread names itself once it runs: give it a moment (bounded).
-        let mut seen = upkeep();
-        for _ in 0..200 {
-            if seen > 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-            seen = upkeep();
+            .expect("a call does not need a recorder");
+        for e in [
+            install().expect_err("no exporter"),
+            render().expect_err("no exporter"),
+            serve("127.0.0.1:0".parse().expect("addr"))
+                .await
+                .expect_err("no exporter"),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+            assert!(e.to_string().contains("`prometheus` feature"), "{e}");
         }
-        assert_eq!(seen, 1);
-    }
-
-    #[tokio::test]
-    async fn a_panic_through_the_filter_is_counted() {
-        install().expect("recorder");
-        let p = Mock::new("dubbo://h:1/metrics.Panicky", |_| async {
-            panic!("boom");
-        });
-        let f = MetricsFilter::provider();
-        let caught = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-            f.invoke(&*p, call("metrics.Panicky", "m")),
-        ))
-        .await;
-        assert!(caught.is_err());
-        let text = render().expect("render");
-        let labels = [r#"service="metrics.Panicky""#, r#"kind="service_error""#];
-        assert_eq!(
-            line_value(&text, "rpc_errors_total", &labels),
-            Some(1.0),
-            "{text}"
-        );
-        assert_eq!(
-            line_value(&text, "rpc_in_flight", &[r#"service="metrics.Panicky""#]),
-            Some(0.0)
-        );
     }
 }
