@@ -292,11 +292,15 @@ impl RegistryDirectory {
             Some(Pending::Providers(urls)) => self.apply_providers(urls).await,
             // Nothing to apply the rules to before the first list arrives: it is applied
             // under the rules in force then.
-            Some(Pending::Reapply) if self.state.load().received => {
-                let raw = self.state.load().raw.clone();
-                self.apply_providers(raw).await;
+            Some(Pending::Reapply) => {
+                let state = self.state.load();
+                if state.received {
+                    let raw = state.raw.clone();
+                    drop(state);
+                    self.apply_providers(raw).await;
+                }
             }
-            Some(Pending::Reapply) | None => {}
+            None => {}
         }
     }
 

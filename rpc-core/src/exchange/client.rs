@@ -70,7 +70,7 @@ const SHARDS: usize = 16;
 /// How often a connection with calls waiting looks for calls past their deadline. A call
 /// times out at most this long after its deadline (Dubbo's own timer ticks every 30 ms); one
 /// sweep per connection replaces a timer per call.
-pub(crate) const DEADLINE_TICK: Duration = Duration::from_millis(10);
+const DEADLINE_TICK: Duration = Duration::from_millis(10);
 
 /// A call waiting for its response.
 struct Waiter {

@@ -115,8 +115,9 @@ type Table<V> = HashMap<u64, Bucket<V>, RandomState>;
 pub(crate) struct StateMap<V> {
     what: &'static str,
     map: ArcSwap<Table<V>>,
-    /// Serializes writers, so that no insert is lost between a copy and its publication.
-    write: Mutex<()>,
+    /// Held by a writer from copying the table to publishing it, so that no insert is lost;
+    /// counts the entries (bounded by [`MAX_ENTRIES`]).
+    write: Mutex<usize>,
     /// Seeded per map (foldhash: fast on these short keys, and the seed keeps peers from
     /// choosing colliding sites).
     hasher: RandomState,
@@ -128,17 +129,17 @@ impl<V> StateMap<V> {
         StateMap {
             what,
             map: ArcSwap::from_pointee(HashMap::default()),
-            write: Mutex::new(()),
+            write: Mutex::new(0),
             hasher: RandomState::default(),
         }
     }
 
-    fn find(table: &Table<V>, h: u64, site: &Site<'_>) -> Option<Entry<V>> {
+    fn find<'t>(table: &'t Table<V>, h: u64, site: &Site<'_>) -> Option<&'t Entry<V>> {
         table
             .get(&h)?
             .iter()
             .find(|(k, _)| k.matches(site))
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v)
     }
 
     /// The entry of `site` if it exists and `keep` accepts it, else a new one from `make`
@@ -150,21 +151,17 @@ impl<V> StateMap<V> {
         make: impl FnOnce() -> V,
     ) -> Result<Entry<V>> {
         let h = site.hash(&self.hasher);
-        if let Some(v) = Self::find(&self.map.load(), h, &site) {
-            if keep(&v) {
-                return Ok(v);
-            }
+        if let Some(v) = Self::find(&self.map.load(), h, &site).filter(|v| keep(v)) {
+            return Ok(v.clone());
         }
-        let _writer = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut len = self.write.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.map.load_full();
         let found = Self::find(&current, h, &site);
-        if let Some(v) = &found {
-            if keep(v) {
-                return Ok(v.clone());
-            }
+        if let Some(v) = found.filter(|v| keep(v)) {
+            return Ok(v.clone());
         }
-        let len: usize = current.values().map(Vec::len).sum();
-        if found.is_none() && len >= MAX_ENTRIES {
+        let is_new = found.is_none();
+        if is_new && *len >= MAX_ENTRIES {
             return Err(RpcError::new(
                 ErrorKind::LimitExceeded,
                 format!(
@@ -189,6 +186,9 @@ impl<V> StateMap<V> {
             )),
         }
         self.map.store(Arc::new(table));
+        if is_new {
+            *len += 1;
+        }
         Ok(v)
     }
 }
