@@ -1,6 +1,6 @@
 //! The provider side of the exchange: accept loop, per-connection reader and writer.
 
-use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -25,8 +25,9 @@ use crate::url::Url;
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
     /// Handles one request frame from `peer` (the caller's address as the transport saw it);
-    /// returns the response frame for two-way requests.
-    async fn handle(&self, request: Frame, peer: ByteString) -> Option<Frame>;
+    /// returns the response frame for two-way requests. Takes the handler's `Arc` so that
+    /// the request is one owned future, polled in place or moved into a task as it is.
+    async fn handle(self: Arc<Self>, request: Frame, peer: ByteString) -> Option<Frame>;
 
     /// The response to a request (header `flag` and `id`) refused before it was handled: its
     /// body is over the payload limit, or the server is saturated. `None` sends nothing.
@@ -160,7 +161,7 @@ async fn accept_loop(
     cfg: ServerConfig,
     stop: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(cfg.threads));
+    let permits = Gate::new(cfg.threads);
     let budget = PayloadBudget::new(cfg.budget);
     let connections = (cfg.accepts > 0).then(|| Arc::new(Semaphore::new(cfg.accepts)));
     loop {
@@ -214,7 +215,7 @@ async fn serve(
     conn: Connection,
     handler: Arc<dyn Handler>,
     cfg: ServerConfig,
-    permits: Arc<Semaphore>,
+    permits: Arc<Gate>,
     budget: PayloadBudget,
     stop: CancellationToken,
 ) {
@@ -240,8 +241,7 @@ async fn serve(
     let peer_name = ByteString::from(peer.as_str());
     let limits = Limits {
         threads: permits,
-        connection: Arc::new(Semaphore::new(cfg.inflight)),
-        inflight: cfg.inflight,
+        connection: Gate::new(cfg.inflight),
     };
     let mut clock = FrameClock::new(cfg.frame_timeout);
     let mut hold = BudgetHold::default();
@@ -361,12 +361,75 @@ async fn serve(
     let _ = writer.await;
 }
 
+/// A count of requests executing against a limit. It never waits: a request over the limit
+/// is refused at once.
+struct Gate {
+    running: AtomicUsize,
+    limit: usize,
+}
+
+impl Gate {
+    fn new(limit: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            running: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Counts one more request in, unless the limit is reached.
+    fn enter(&self) -> bool {
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn leave(&self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The execution limits a request must pass: the server's `threads` and its connection's
 /// `connection.inflight`.
 struct Limits {
-    threads: Arc<Semaphore>,
-    connection: Arc<Semaphore>,
-    inflight: usize,
+    threads: Arc<Gate>,
+    connection: Arc<Gate>,
+}
+
+/// A request counted in both gates of its [`Limits`]; leaves them when dropped.
+struct Entered<'a>(&'a Limits);
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.0.threads.leave();
+        self.0.connection.leave();
+    }
+}
+
+impl Entered<'_> {
+    /// The same admission, held by a request that goes on in a task of its own.
+    fn into_owned(self) -> Admitted {
+        let owned = Admitted {
+            threads: self.0.threads.clone(),
+            connection: self.0.connection.clone(),
+        };
+        std::mem::forget(self);
+        owned
+    }
+}
+
+/// [`Entered`] owned by a spawned request.
+struct Admitted {
+    threads: Arc<Gate>,
+    connection: Arc<Gate>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.threads.leave();
+        self.connection.leave();
+    }
 }
 
 async fn dispatch(
@@ -386,7 +449,7 @@ async fn dispatch(
         }
         return;
     }
-    let Ok(connection_permit) = limits.connection.clone().try_acquire_owned() else {
+    if !limits.connection.enter() {
         guard::report(
             "provider",
             Cause::TooManyInflight,
@@ -394,22 +457,23 @@ async fn dispatch(
             &format!(
                 "{} requests of this connection are executing, the limit (connection.inflight); \
                  refusing more",
-                limits.inflight
+                limits.connection.limit
             ),
         );
         let e = RpcError::new(
             ErrorKind::LimitExceeded,
             format!(
                 "this connection already has {} requests executing (connection.inflight)",
-                limits.inflight
+                limits.connection.limit
             ),
         );
         if let Some(answer) = handler.reject(frame.flag, frame.id, e) {
             let _ = tx.send(answer).await;
         }
         return;
-    };
-    let Ok(thread_permit) = limits.threads.clone().try_acquire_owned() else {
+    }
+    if !limits.threads.enter() {
+        limits.connection.leave();
         let e = RpcError::new(
             ErrorKind::LimitExceeded,
             "the provider is executing its maximum of concurrent requests (threads)",
@@ -419,23 +483,22 @@ async fn dispatch(
         }
         return;
     };
-    let permit = (thread_permit, connection_permit);
+    let entered = Entered(limits);
     // The request is polled once right here: a method that completes without waiting (most
     // do, once their arguments are decoded) is answered without a task of its own and the
     // scheduling it costs. One that has to wait (I/O, a timer, a lock) continues in its own
     // task, so it never holds up the other calls on this connection.
-    let handler = handler.clone();
-    let peer = peer.clone();
-    let mut call = Box::pin(async move { handler.handle(frame, peer).await });
+    let mut call = handler.clone().handle(frame, peer.clone());
     let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
     match first {
         Poll::Ready(answer) => {
             if let Some(answer) = answer {
                 let _ = tx.send(answer).await;
             }
-            drop(permit);
+            drop(entered);
         }
         Poll::Pending => {
+            let permit = entered.into_owned();
             let tx = tx.clone();
             tokio::spawn(async move {
                 if let Some(answer) = call.await {

@@ -21,8 +21,11 @@
 //! healthy provider never trips it. A call abandoned after its deadline (the `timeout` filter
 //! dropped it) counts as a timeout. Time is `tokio::time::Instant`.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use tokio::time::Instant;
 
@@ -76,20 +79,21 @@ enum Phase {
     HalfOpen { in_flight: u32, succeeded: u32 },
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+/// One tenth of the window: calls and failures counted in its epoch (the time since the
+/// breaker's origin divided by the bucket width).
+#[derive(Debug, Default)]
 struct Bucket {
-    epoch: u64,
-    calls: u64,
-    failures: u64,
+    epoch: AtomicU64,
+    calls: AtomicU64,
+    failures: AtomicU64,
 }
 
-#[derive(Debug)]
-struct State {
-    /// The configuration read from the URL last seen (re-read when the URL changes).
-    config: Option<(Url, Config)>,
-    phase: Phase,
-    buckets: [Bucket; BUCKETS],
-    consecutive: u64,
+impl Bucket {
+    fn reset(&self, epoch: u64) {
+        self.calls.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        self.epoch.store(epoch, Ordering::Release);
+    }
 }
 
 /// What a finished call says about the provider.
@@ -110,43 +114,62 @@ enum Admission {
 }
 
 /// One breaker (one provider + service + method).
+///
+/// A closed circuit, the state of almost every call, is admitted and counted without a
+/// lock: the phase is mirrored in `closed`, the window's buckets and the run of failures are
+/// atomics. The lock serialises the rest: opening, the open and half-open phases, and
+/// starting a bucket's new epoch.
 #[derive(Debug)]
 struct Breaker {
     origin: Instant,
-    state: Mutex<State>,
+    /// Whether `phase` is `Closed`; written only under the lock.
+    closed: AtomicBool,
+    /// The configuration read from the URL last seen (read again when the URL changes).
+    config: ArcSwapOption<(Url, Config)>,
+    buckets: [Bucket; BUCKETS],
+    /// Failed calls in a row, while closed.
+    consecutive: AtomicU64,
+    phase: Mutex<Phase>,
 }
 
 impl Breaker {
     fn new() -> Self {
         Breaker {
             origin: Instant::now(),
-            state: Mutex::new(State {
-                config: None,
-                phase: Phase::Closed,
-                buckets: [Bucket::default(); BUCKETS],
-                consecutive: 0,
-            }),
+            closed: AtomicBool::new(true),
+            config: ArcSwapOption::empty(),
+            buckets: Default::default(),
+            consecutive: AtomicU64::new(0),
+            phase: Mutex::new(Phase::Closed),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reads the configuration for calls through `url` (once per URL: comparing a URL with
-    /// the one cached is a pointer comparison while it is the same URL) and decides whether
-    /// the call may go. One lock, and the clock is read only while the circuit is open.
-    fn admit(&self, url: &Url, method: &str) -> Result<Admission> {
-        let mut s = self.lock();
-        let cfg = match &s.config {
-            Some((u, c)) if u == url => *c,
-            _ => {
-                let c = Config::read(url, method)?;
-                s.config = Some((url.clone(), c));
-                c
+    /// The configuration for calls through `url`, read once per URL (comparing a URL with
+    /// the one cached is a pointer comparison while it is the same URL).
+    fn config(&self, url: &Url, method: &str) -> Result<Config> {
+        if let Some(cached) = &*self.config.load() {
+            if cached.0 == *url {
+                return Ok(cached.1);
             }
-        };
-        Ok(match s.phase {
+        }
+        let c = Config::read(url, method)?;
+        self.config.store(Some(Arc::new((url.clone(), c))));
+        Ok(c)
+    }
+
+    /// Decides whether a call through `url` may go. No lock and no clock while the circuit
+    /// is closed.
+    fn admit(&self, url: &Url, method: &str) -> Result<Admission> {
+        let cfg = self.config(url, method)?;
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(Admission::Go { cfg, probe: false });
+        }
+        let mut phase = self.lock();
+        Ok(match *phase {
             Phase::Closed => Admission::Go { cfg, probe: false },
             Phase::Open { until } => {
                 let now = Instant::now();
@@ -155,7 +178,7 @@ impl Breaker {
                         open_for: until - now,
                     }
                 } else {
-                    s.phase = Phase::HalfOpen {
+                    *phase = Phase::HalfOpen {
                         in_flight: 1,
                         succeeded: 0,
                     };
@@ -166,7 +189,7 @@ impl Breaker {
                 in_flight,
                 succeeded,
             } if in_flight + succeeded < cfg.probes => {
-                s.phase = Phase::HalfOpen {
+                *phase = Phase::HalfOpen {
                     in_flight: in_flight + 1,
                     succeeded,
                 };
@@ -183,78 +206,98 @@ impl Breaker {
         (now.duration_since(self.origin).as_nanos() / width.max(1)) as u64
     }
 
+    /// A fresh window (under the lock).
+    fn clear_window(&self) {
+        for b in &self.buckets {
+            b.reset(0);
+        }
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
     fn record(&self, cfg: &Config, probe: bool, health: Health, now: Instant) {
-        let mut s = self.lock();
         if probe {
-            if let Phase::HalfOpen {
-                in_flight,
-                succeeded,
-            } = s.phase
-            {
-                s.phase = match health {
-                    Health::Bad => Phase::Open {
-                        until: now + cfg.open,
-                    },
-                    Health::Unknown => Phase::HalfOpen {
-                        in_flight: in_flight.saturating_sub(1),
-                        succeeded,
-                    },
-                    Health::Good if succeeded + 1 >= cfg.probes => {
-                        s.buckets = [Bucket::default(); BUCKETS];
-                        s.consecutive = 0;
-                        Phase::Closed
-                    }
-                    Health::Good => Phase::HalfOpen {
-                        in_flight: in_flight.saturating_sub(1),
-                        succeeded: succeeded + 1,
-                    },
-                };
-            }
+            self.record_probe(cfg, health, now);
             return;
         }
         // A call admitted while closed that ends after the breaker changed state says
         // nothing about the new state.
-        if s.phase != Phase::Closed || health == Health::Unknown {
+        if health == Health::Unknown || !self.closed.load(Ordering::Acquire) {
             return;
         }
         let epoch = self.epoch(cfg, now);
-        let b = &mut s.buckets[(epoch % BUCKETS as u64) as usize];
-        if b.epoch != epoch {
-            *b = Bucket {
-                epoch,
-                calls: 0,
-                failures: 0,
-            };
+        let bucket = &self.buckets[(epoch % BUCKETS as u64) as usize];
+        if bucket.epoch.load(Ordering::Acquire) != epoch {
+            // The bucket's first call of a new epoch starts it (once, under the lock).
+            let _phase = self.lock();
+            if bucket.epoch.load(Ordering::Acquire) != epoch {
+                bucket.reset(epoch);
+            }
         }
-        b.calls += 1;
-        if health == Health::Bad {
-            b.failures += 1;
-            s.consecutive += 1;
+        bucket.calls.fetch_add(1, Ordering::Relaxed);
+        let consecutive = if health == Health::Bad {
+            bucket.failures.fetch_add(1, Ordering::Relaxed);
+            self.consecutive.fetch_add(1, Ordering::Relaxed) + 1
         } else {
-            s.consecutive = 0;
-        }
-        let (calls, failures) = s
+            // Written only when it changes: most calls leave the line unshared.
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+            0
+        };
+        let (calls, failures) = self
             .buckets
             .iter()
-            .filter(|b| b.epoch + BUCKETS as u64 > epoch)
-            .fold((0, 0), |(c, f), b| (c + b.calls, f + b.failures));
+            .filter(|b| b.epoch.load(Ordering::Acquire) + BUCKETS as u64 > epoch)
+            .fold((0, 0), |(c, f), b| {
+                (
+                    c + b.calls.load(Ordering::Relaxed),
+                    f + b.failures.load(Ordering::Relaxed),
+                )
+            });
         let by_rate = cfg.error_rate > 0
             && calls >= cfg.min_calls.max(1)
             && failures * 100 >= cfg.error_rate * calls;
-        let by_run = cfg.consecutive > 0 && s.consecutive >= cfg.consecutive;
+        let by_run = cfg.consecutive > 0 && consecutive >= cfg.consecutive;
         if by_rate || by_run {
-            tracing::warn!(
-                calls,
-                failures,
-                consecutive = s.consecutive,
-                "circuit opens"
-            );
-            s.phase = Phase::Open {
-                until: now + cfg.open,
-            };
-            s.buckets = [Bucket::default(); BUCKETS];
-            s.consecutive = 0;
+            let mut phase = self.lock();
+            if *phase == Phase::Closed {
+                tracing::warn!(calls, failures, consecutive, "circuit opens");
+                *phase = Phase::Open {
+                    until: now + cfg.open,
+                };
+                self.closed.store(false, Ordering::Release);
+                self.clear_window();
+            }
         }
+    }
+
+    fn record_probe(&self, cfg: &Config, health: Health, now: Instant) {
+        let mut phase = self.lock();
+        let Phase::HalfOpen {
+            in_flight,
+            succeeded,
+        } = *phase
+        else {
+            return;
+        };
+        *phase = match health {
+            Health::Bad => Phase::Open {
+                until: now + cfg.open,
+            },
+            Health::Unknown => Phase::HalfOpen {
+                in_flight: in_flight.saturating_sub(1),
+                succeeded,
+            },
+            Health::Good if succeeded + 1 >= cfg.probes => {
+                self.clear_window();
+                self.closed.store(true, Ordering::Release);
+                Phase::Closed
+            }
+            Health::Good => Phase::HalfOpen {
+                in_flight: in_flight.saturating_sub(1),
+                succeeded: succeeded + 1,
+            },
+        };
     }
 }
 
@@ -436,6 +479,58 @@ mod tests {
         for _ in 0..5 {
             f.invoke(&*p, call("S", "m")).await.expect("closed");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_calls_are_each_counted_and_open_it_once() {
+        let (p, healthy) = switchable("dubbo://h:1/S?breaker.min-calls=1000&breaker.error-rate=50");
+        let f = Arc::new(CircuitBreakerFilter::default());
+        let run = |f: Arc<CircuitBreakerFilter>, p: Arc<Mock>, n: usize| async move {
+            let mut kinds = Vec::new();
+            for _ in 0..n {
+                kinds.push(f.invoke(&*p, call("S", "m")).await.err().map(|e| e.kind()));
+            }
+            kinds
+        };
+        let tasks: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(run(f.clone(), p.clone(), 100)))
+            .collect();
+        for t in tasks {
+            assert!(t.await.expect("task").iter().all(Option::is_none));
+        }
+        let breaker = f
+            .breakers
+            .get_or_insert(Site::at(p.url(), &call("S", "m")), |_| true, Breaker::new)
+            .expect("breaker");
+        let counted: u64 = breaker
+            .buckets
+            .iter()
+            .map(|b| b.calls.load(Ordering::Relaxed))
+            .sum();
+        assert_eq!(counted, 800, "every call counted once");
+        // Failures from 8 callers at once: 800 of them make 50 % of 1600 calls. The calls
+        // already admitted when it opens (at most one per caller) still fail on the network.
+        healthy.store(false, Ordering::SeqCst);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(run(f.clone(), p.clone(), 150)))
+            .collect();
+        let mut network = 0;
+        let mut open = 0;
+        for t in tasks {
+            for kind in t.await.expect("task") {
+                match kind {
+                    Some(ErrorKind::Network) => network += 1,
+                    Some(ErrorKind::CircuitOpen) => open += 1,
+                    other => panic!("unexpected outcome {other:?}"),
+                }
+            }
+        }
+        assert!(
+            (800..808).contains(&network),
+            "{network} calls reached the provider"
+        );
+        assert_eq!(network + open, 1200);
+        assert!(!breaker.closed.load(Ordering::Acquire));
     }
 
     #[tokio::test(start_paused = true)]

@@ -423,7 +423,7 @@ impl Dispatcher {
 
 #[async_trait::async_trait]
 impl Handler for Dispatcher {
-    async fn handle(&self, req: Frame, peer: ByteString) -> Option<Frame> {
+    async fn handle(self: Arc<Self>, req: Frame, peer: ByteString) -> Option<Frame> {
         let two_way = req.is_two_way();
         let ser_id = req.serialization();
         let id = req.id;
