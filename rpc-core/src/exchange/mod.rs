@@ -126,6 +126,13 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A body from a freshly encoded vector. `Bytes::from` a vector with spare capacity
+    /// allocates a second block to track it, freed later by whichever thread writes the
+    /// frame; trimming the vector first (in place, on this thread) avoids both.
+    pub fn body_of(encoded: Vec<u8>) -> Bytes {
+        Bytes::from(encoded.into_boxed_slice())
+    }
+
     /// Whether this is a request.
     pub fn is_request(&self) -> bool {
         self.flag & FLAG_REQUEST != 0

@@ -465,7 +465,7 @@ impl Handler for Dispatcher {
                         flag: ser_id,
                         status: status::OK,
                         id,
-                        body: Bytes::from(b),
+                        body: Frame::body_of(b),
                     },
                     Err(e) => {
                         let text = format!("the provider could not encode its result: {e}");
@@ -544,7 +544,7 @@ impl DubboInvoker {
             flag: FLAG_REQUEST | ser_id,
             status: 0,
             id: 0,
-            body: Bytes::from(body),
+            body: Frame::body_of(body),
         };
         if inv.is_oneway() {
             self.client.send(frame, deadline).await?;
