@@ -210,3 +210,33 @@ async fn a_peer_that_never_reads_its_answers_is_closed() {
     still_serves(&*exp).await;
     exp.unexport().await;
 }
+
+#[tokio::test]
+async fn answers_still_executing_are_written_after_the_peer_stops_sending() {
+    let (exp, _) = export_on(0, "").await;
+    let mut s = connect(&*exp).await;
+    // A waiting request and a prompt one in the same write, then the write side is shut.
+    let slow = request_body("test.Echo", "1.0", "sleep", &msgpack(&(300u64,)));
+    let quick = request_body("test.Echo", "1.0", "echo", &msgpack(&("quick",)));
+    let both = [
+        frame(REQ | ids::MSGPACK, 1, &slow),
+        frame(REQ | ids::MSGPACK, 2, &quick),
+    ]
+    .concat();
+    s.write_all(&both).await.expect("send");
+    s.shutdown().await.expect("half-close");
+    // The prompt one is answered first, the waiting one when it is done, then the server
+    // closes its side.
+    let (st, id, _) = response(&mut s).await;
+    assert_eq!((st, id), (status::OK, 2));
+    let (st, id, _) = response(&mut s).await;
+    assert_eq!((st, id), (status::OK, 1));
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    assert_eq!(n, 0, "nothing after the two answers");
+    still_serves(&*exp).await;
+    exp.unexport().await;
+}

@@ -660,7 +660,7 @@ pub(crate) async fn write_loop(
     writer.shutdown().await
 }
 
-fn encode_or_log(codec: &mut FrameCodec, frame: Frame, buf: &mut BytesMut) {
+pub(crate) fn encode_or_log(codec: &mut FrameCodec, frame: Frame, buf: &mut BytesMut) {
     let id = frame.id;
     if let Err(e) = codec.encode(frame, buf) {
         tracing::warn!(id, error = %e, "frame not sent");

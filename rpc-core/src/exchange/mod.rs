@@ -34,10 +34,12 @@
 //!
 //! # Provider side ([`Server`])
 //!
-//! An accept loop, one reader per connection, one writer task per connection. Each request is
-//! polled once by the reader: a method that completes without waiting is answered at once,
-//! with no task of its own; one that waits (I/O, timers, locks) continues in a spawned task,
-//! so it never holds up the other calls on its connection. A method that blocks its thread
+//! An accept loop and one task per connection, which reads requests and writes answers. Each
+//! request is polled once by that task: a method that completes without waiting is answered
+//! at once, with no task of its own, and the answers to one read go out in one write before
+//! the connection is read again; one that waits (I/O, timers, locks) continues in a spawned
+//! task, so it never holds up the other calls on its connection, and hands its answer back to
+//! the connection's task. A method that blocks its thread
 //! without awaiting (heavy computation) delays the calls queued behind it on that
 //! connection: run such work with `tokio::task::spawn_blocking`, as in any async code. A connection that sends nothing for `idle.timeout` ms (default
 //! three heartbeats) — for instance one that stalls in the middle of a frame — is closed, and

@@ -1,4 +1,5 @@
-//! The provider side of the exchange: accept loop, per-connection reader and writer.
+//! The provider side of the exchange: the accept loop, and one task per connection that reads
+//! requests and writes their answers.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -6,19 +7,20 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{reserve_for_read, write_loop};
+use super::client::{encode_or_log, reserve_for_read};
 use super::guard::{self, announced_len, BudgetHold, Cause, FrameClock, PayloadBudget};
 use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD, HEADER_LEN};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
 use crate::invocation::ByteString;
-use crate::transport::{Acceptor, Connection, Transporter};
+use crate::transport::{Acceptor, BoxWriter, Connection, Transporter};
 use crate::url::Url;
 
 /// Answers requests; implemented by the protocol (which knows the body layout).
@@ -224,20 +226,10 @@ async fn serve(
         writer,
         peer,
     } = conn;
-    let (tx, rx) = mpsc::channel::<Frame>(cfg.queue);
+    // Answers of requests that had to wait, from their tasks.
+    let (tx, mut rx) = mpsc::channel::<Frame>(cfg.queue);
     let mut codec = FrameCodec::new(cfg.payload);
-    let writer_peer = peer.clone();
-    // Fires when the writer gives up (write error, or a peer that stopped reading): the
-    // reader then stops taking requests it could not answer.
-    let writer_gone = CancellationToken::new();
-    let gone = writer_gone.clone();
-    let idle = cfg.idle;
-    let writer = tokio::spawn(async move {
-        if let Err(e) = write_loop(rx, writer, codec, None, idle).await {
-            tracing::debug!(peer = %writer_peer, error = %e, "write failed; closing");
-        }
-        gone.cancel();
-    });
+    let mut out = Outbox::new(writer, codec, cfg.idle);
     let peer_name = ByteString::from(peer.as_str());
     let limits = Limits {
         threads: permits,
@@ -246,6 +238,7 @@ async fn serve(
     let mut clock = FrameClock::new(cfg.frame_timeout);
     let mut hold = BudgetHold::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut last_read = Instant::now();
     'conn: loop {
         let mut completed = false;
         loop {
@@ -253,7 +246,14 @@ async fn serve(
                 Ok(Some(frame)) => {
                     completed = true;
                     hold.release();
-                    dispatch(frame, &peer_name, &handler, &tx, &limits).await
+                    dispatch(frame, &peer_name, &handler, &tx, &limits, &mut out);
+                    // Many answers to one read go out in pieces, not all held at once.
+                    if out.is_full() {
+                        if let Err(e) = out.flush().await {
+                            tracing::debug!(%peer, error = %e, "write failed; closing");
+                            return;
+                        }
+                    }
                 }
                 Ok(None) => break,
                 Err(FrameError::TooLarge {
@@ -269,7 +269,7 @@ async fn serve(
                         "request of {len} bytes is over the payload limit of {limit}"
                     ));
                     if let Some(answer) = handler.reject(flag, id, e) {
-                        let _ = tx.send(answer).await;
+                        out.push(answer);
                     }
                 }
                 Err(e) => {
@@ -282,6 +282,16 @@ async fn serve(
                     break 'conn;
                 }
             }
+        }
+        // Answers that are ready, the ones of this read and any from waiting requests, go
+        // out in one write before the connection is read again
+        // (or a large frame waits for its share of the payload budget).
+        while let Ok(answer) = rx.try_recv() {
+            out.push(answer);
+        }
+        if let Err(e) = out.flush().await {
+            tracing::debug!(%peer, error = %e, "write failed; closing");
+            return;
         }
         clock.update(!buf.is_empty() || codec.is_skipping(), completed);
         // A large frame under way holds its share of the server's budget before more of it
@@ -310,14 +320,19 @@ async fn serve(
         }
         reserve_for_read(&mut buf);
         let in_frame = clock.remaining();
-        let wait = in_frame.map_or(cfg.idle, |left| left.min(cfg.idle));
+        // Idle is counted from the last byte received, across answers written meanwhile.
+        let idle_left = cfg.idle.saturating_sub(last_read.elapsed());
+        let wait = in_frame.map_or(idle_left, |left| left.min(idle_left));
         let read = tokio::select! {
             _ = stop.cancelled() => break,
-            _ = writer_gone.cancelled() => break,
+            Some(answer) = rx.recv() => {
+                out.push(answer);
+                continue;
+            }
             r = tokio::time::timeout(wait, reader.read_buf(&mut buf)) => r,
         };
         match read {
-            Err(_) if in_frame.is_some_and(|left| left < cfg.idle) => {
+            Err(_) if in_frame.is_some_and(|left| left < idle_left) => {
                 guard::report(
                     "provider",
                     Cause::SlowFrame,
@@ -349,16 +364,89 @@ async fn serve(
                 }
                 break;
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => last_read = Instant::now(),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "read failed");
                 break;
             }
         }
     }
-    // In-flight handlers hold clones of `tx`: the writer flushes their answers, then closes.
+    // Requests still executing hold clones of `tx`: their answers are written as they come,
+    // then the connection closes.
     drop(tx);
-    let _ = writer.await;
+    loop {
+        while let Ok(answer) = rx.try_recv() {
+            out.push(answer);
+        }
+        if let Err(e) = out.flush().await {
+            tracing::debug!(%peer, error = %e, "write failed; closing");
+            return;
+        }
+        match rx.recv().await {
+            Some(answer) => out.push(answer),
+            None => break,
+        }
+    }
+    out.close().await;
+}
+
+/// Answers encoded and waiting for the connection's next write: everything one read's
+/// requests answered goes out in one system call.
+struct Outbox {
+    writer: BoxWriter,
+    codec: FrameCodec,
+    buf: BytesMut,
+    /// A write that cannot complete in this long (a peer that stopped reading) fails.
+    write_timeout: Duration,
+}
+
+impl Outbox {
+    fn new(writer: BoxWriter, codec: FrameCodec, write_timeout: Duration) -> Self {
+        Outbox {
+            writer,
+            codec,
+            buf: BytesMut::with_capacity(16 * 1024),
+            write_timeout,
+        }
+    }
+
+    /// Whether enough is waiting to write it out before answering more.
+    fn is_full(&self) -> bool {
+        self.buf.len() >= 256 * 1024
+    }
+
+    fn push(&mut self, frame: Frame) {
+        encode_or_log(&mut self.codec, frame, &mut self.buf);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(self.write_timeout, self.writer.write_all(&self.buf))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "peer took no data for {} ms",
+                        self.write_timeout.as_millis()
+                    ),
+                )
+            })??;
+        self.buf.clear();
+        // A burst of large answers does not keep its buffer for the connection's life.
+        if self.buf.capacity() > 1024 * 1024 {
+            self.buf = BytesMut::with_capacity(16 * 1024);
+        }
+        Ok(())
+    }
+
+    /// Flushes and shuts the write side down.
+    async fn close(mut self) {
+        let _ = self.writer.flush().await;
+        let _ = self.writer.shutdown().await;
+    }
 }
 
 /// A count of requests executing against a limit. It never waits: a request over the limit
@@ -432,12 +520,15 @@ impl Drop for Admitted {
     }
 }
 
-async fn dispatch(
+/// Answers one request: at once into `out` when its handler completes without waiting (or
+/// it is refused), else from a task of its own through `tx`.
+fn dispatch(
     frame: Frame,
     peer: &ByteString,
     handler: &Arc<dyn Handler>,
     tx: &mpsc::Sender<Frame>,
     limits: &Limits,
+    out: &mut Outbox,
 ) {
     if !frame.is_request() {
         // Answers to heartbeats we never send, or noise: nothing to do.
@@ -445,7 +536,7 @@ async fn dispatch(
     }
     if frame.is_event() {
         if frame.is_two_way() {
-            let _ = tx.send(frame.heartbeat_reply()).await;
+            out.push(frame.heartbeat_reply());
         }
         return;
     }
@@ -468,7 +559,7 @@ async fn dispatch(
             ),
         );
         if let Some(answer) = handler.reject(frame.flag, frame.id, e) {
-            let _ = tx.send(answer).await;
+            out.push(answer);
         }
         return;
     }
@@ -479,7 +570,7 @@ async fn dispatch(
             "the provider is executing its maximum of concurrent requests (threads)",
         );
         if let Some(answer) = handler.reject(frame.flag, frame.id, e) {
-            let _ = tx.send(answer).await;
+            out.push(answer);
         }
         return;
     };
@@ -489,11 +580,15 @@ async fn dispatch(
     // scheduling it costs. One that has to wait (I/O, a timer, a lock) continues in its own
     // task, so it never holds up the other calls on this connection.
     let mut call = handler.clone().handle(frame, peer.clone());
-    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    // Polled with a waker that does nothing: a request that has to wait is polled again,
+    // with its own task's waker, as soon as that task starts.
+    let first = call
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
     match first {
         Poll::Ready(answer) => {
             if let Some(answer) = answer {
-                let _ = tx.send(answer).await;
+                out.push(answer);
             }
             drop(entered);
         }
