@@ -19,6 +19,7 @@ use bytes::Bytes;
 /// the `bytestring` crate).
 pub use bytestring::ByteString;
 use serde::de::DeserializeOwned;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::error::{ErrorKind, Result, RpcError};
@@ -167,10 +168,13 @@ impl Value {
 /// a call's attachments to its context, or keeping a copy of a call for a retry, copies no
 /// strings.
 #[derive(Clone, Default)]
-pub struct Attachments(Option<Arc<Vec<(ByteString, ByteString)>>>);
+pub struct Attachments(Option<Arc<Pairs>>);
 
-/// Pairs a new attachment vector has room for before it grows: what the default filters add.
-const ATTACHMENTS_CAPACITY: usize = 4;
+/// Pairs kept inside the shared block itself, so that a call's attachments cost one allocation
+/// up to this many (what the default filters add); more move to a vector of their own.
+const ATTACHMENTS_INLINE: usize = 4;
+
+type Pairs = SmallVec<[(ByteString, ByteString); ATTACHMENTS_INLINE]>;
 
 impl Attachments {
     /// No attachments.
@@ -180,11 +184,11 @@ impl Attachments {
 
     /// Empty, with room for `n` pairs (a decoder that knows the count allocates once).
     pub fn with_capacity(n: usize) -> Self {
-        Attachments((n > 0).then(|| Arc::new(Vec::with_capacity(n))))
+        Attachments((n > 0).then(|| Arc::new(Pairs::with_capacity(n))))
     }
 
     fn pairs(&self) -> &[(ByteString, ByteString)] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        self.0.as_deref().map_or(&[], Pairs::as_slice)
     }
 
     /// The value under `key`.
@@ -200,10 +204,7 @@ impl Attachments {
     pub fn insert(&mut self, key: impl Into<ByteString>, value: impl Into<ByteString>) {
         let key = key.into();
         let value = value.into();
-        let pairs = Arc::make_mut(
-            self.0
-                .get_or_insert_with(|| Arc::new(Vec::with_capacity(ATTACHMENTS_CAPACITY))),
-        );
+        let pairs = Arc::make_mut(self.0.get_or_insert_with(|| Arc::new(Pairs::new())));
         match pairs.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
             None => pairs.push((key, value)),
