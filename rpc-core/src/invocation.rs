@@ -516,6 +516,14 @@ pub trait Invoker: Send + Sync {
         true
     }
 
+    /// The invoker whose [`is_available`](Invoker::is_available) answer this one passes on
+    /// unchanged (a filter layer asks the invoker it wraps), so that a directory, which asks
+    /// every provider on every call, asks that one directly instead of through each layer.
+    /// `None` (the default): this invoker answers itself.
+    fn availability_source(&self) -> Option<Arc<dyn Invoker>> {
+        None
+    }
+
     /// Why it cannot take calls, when it knows (a remote reference: why its connection closed
     /// or its last connection attempt failed), for the error of a call that found no
     /// available provider. The default: `None`.

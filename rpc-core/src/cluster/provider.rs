@@ -27,6 +27,10 @@ pub struct Provider(Arc<Inner>);
 
 struct Inner {
     invoker: Arc<dyn Invoker>,
+    /// What answers whether the invoker is available, when not the invoker itself
+    /// ([`Invoker::availability_source`]; never a second handle on `invoker`, whose count
+    /// tells whether the provider is still in use).
+    availability: Option<Arc<dyn Invoker>>,
     /// `weight` (default [`DEFAULT_WEIGHT`]; a malformed value is the default).
     weight: u32,
     /// `{method}.weight` keys, when any.
@@ -83,6 +87,7 @@ impl Provider {
             tag: text("tag"),
             address: format!("{}:{}", url.host(), url.port().unwrap_or(0)).into(),
             stats: stats::provider_stats(url),
+            availability: invoker.availability_source(),
             invoker,
         }))
     }
@@ -99,7 +104,11 @@ impl Provider {
 
     /// Whether the invoker can take calls now.
     pub fn is_available(&self) -> bool {
-        self.0.invoker.is_available()
+        self.0
+            .availability
+            .as_ref()
+            .unwrap_or(&self.0.invoker)
+            .is_available()
     }
 
     /// `host:port` (port 0 when the URL has none).
@@ -259,8 +268,11 @@ pub struct ProviderList(Arc<ListInner>);
 
 struct ListInner {
     providers: Box<[Provider]>,
-    /// The providers' invokers side by side, for the availability check of every call.
+    /// The providers' invokers side by side.
     invokers: Box<[Arc<dyn Invoker>]>,
+    /// What answers for each provider's availability, side by side, for the check of every
+    /// call.
+    availability: Box<[Option<Arc<dyn Invoker>>]>,
     /// Whether some provider has `{method}.weight` keys (then tables are per method).
     method_weights: bool,
     /// The table for every method, once it is known that no provider ramps.
@@ -290,6 +302,7 @@ impl From<Vec<Provider>> for ProviderList {
         let method_weights = providers.iter().any(|p| !p.0.method_weights.is_empty());
         ProviderList(Arc::new(ListInner {
             invokers: providers.iter().map(|p| p.invoker().clone()).collect(),
+            availability: providers.iter().map(|p| p.0.availability.clone()).collect(),
             providers: providers.into(),
             method_weights,
             fixed: OnceLock::new(),
@@ -348,7 +361,11 @@ impl ProviderList {
     /// Whether every provider is available now (what a directory checks on every call
     /// before handing out a shared list; reads the invokers side by side).
     pub fn all_available(&self) -> bool {
-        self.0.invokers.iter().all(|i| i.is_available())
+        self.0
+            .availability
+            .iter()
+            .zip(self.0.invokers.iter())
+            .all(|(source, invoker)| source.as_ref().unwrap_or(invoker).is_available())
     }
 
     /// Runs `f` with the cumulative weight table of the providers for `method`, built once
@@ -467,6 +484,40 @@ impl<'a> CallContext<'a> {
 mod tests {
     use super::*;
     use crate::cluster::loadbalance::testing::{call, invokers};
+
+    #[test]
+    fn availability_is_asked_of_the_invoker_under_the_filter_layers() {
+        use crate::cluster::strategy::testing::{Scripted, Step};
+        use crate::filter::Filter;
+        use crate::invocation::{Invocation, Response};
+
+        struct Pass;
+        #[async_trait::async_trait]
+        impl Filter for Pass {
+            async fn invoke(
+                &self,
+                next: &dyn Invoker,
+                inv: Invocation,
+            ) -> crate::error::Result<Response> {
+                next.invoke(inv).await
+            }
+        }
+        let inner = Scripted::new("av.S", 1, "", &[Step::Ok]);
+        let chain = crate::filter::wrap(
+            inner.clone(),
+            vec![("a", Arc::new(Pass) as _), ("b", Arc::new(Pass) as _)],
+        );
+        let source = chain
+            .availability_source()
+            .expect("a filter layer passes the question on");
+        assert!(std::ptr::addr_eq(Arc::as_ptr(&source), Arc::as_ptr(&inner)));
+        let list = ProviderList::of([chain]);
+        assert!(list[0].is_available() && list.all_available());
+        inner
+            .available
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(!list[0].is_available() && !list.all_available());
+    }
 
     #[test]
     fn a_provider_parses_its_url_once() {

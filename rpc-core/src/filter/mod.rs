@@ -178,6 +178,14 @@ impl Invoker for FilterInvoker {
         self.next.is_available()
     }
 
+    fn availability_source(&self) -> Option<Arc<dyn Invoker>> {
+        Some(
+            self.next
+                .availability_source()
+                .unwrap_or_else(|| self.next.clone()),
+        )
+    }
+
     fn unavailable_reason(&self) -> Option<String> {
         self.next.unavailable_reason()
     }
