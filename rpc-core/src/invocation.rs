@@ -258,6 +258,23 @@ impl<K: Into<ByteString>, V: Into<ByteString>> FromIterator<(K, V)> for Attachme
     }
 }
 
+/// Runs `call` until `deadline`; `None` when the deadline came first. A call that is done
+/// on its first poll (most calls, once their arguments are decoded) arms no timer and does
+/// not look up the runtime's timer; one that has to wait gets a timer then, as
+/// `tokio::time::timeout_at` would have given it from the start.
+pub async fn within_deadline<F: std::future::Future>(
+    deadline: Instant,
+    call: F,
+) -> Option<F::Output> {
+    use std::task::Poll;
+    let mut call = std::pin::pin!(call);
+    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => tokio::time::timeout_at(deadline, call).await.ok(),
+    }
+}
+
 /// One call on its way down the consumer stack (or up the provider stack).
 ///
 /// Cheap to clone: retries and forks clone it.
@@ -558,6 +575,25 @@ fn _assert_object_safe(_: &dyn Invoker) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn within_deadline_times_out_only_calls_that_wait_past_it() {
+        let start = Instant::now();
+        let past = start - Duration::from_millis(1);
+        // Done on the first poll: its result, even with the deadline gone.
+        assert_eq!(within_deadline(past, async { 7 }).await, Some(7));
+        // Waits, and finishes before the deadline.
+        let soon = within_deadline(start + Duration::from_millis(50), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            8
+        });
+        assert_eq!(soon.await, Some(8));
+        // Waits past it: given up at the deadline, not later.
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let late = within_deadline(deadline, std::future::pending::<()>()).await;
+        assert_eq!(late, None);
+        assert_eq!(Instant::now(), deadline);
+    }
 
     #[test]
     fn service_keys_compare_and_hash_by_text() {

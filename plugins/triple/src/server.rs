@@ -410,16 +410,14 @@ fn find_service(
     version: Option<&str>,
     group: Option<&str>,
 ) -> Result<(ServiceKey, Arc<dyn Invoker>), Failure> {
-    let table = table
-        .read()
-        .map_err(|_| RpcError::internal("service table poisoned"))?;
     let key = ServiceKey::new(interface, group, version);
-    if let Some(e) = table.get(&key.to_string()) {
+    if let Some(e) = table.find(interface, group, version) {
         return Ok((e.key.clone(), e.invoker.clone()));
     }
-    let same: Vec<&Exported> = table
-        .values()
-        .filter(|e| e.key.interface() == interface)
+    let all = table.of_interface(interface);
+    let same: Vec<&Exported> = all
+        .iter()
+        .map(|e| &**e)
         .filter(|e| version.is_none_or(|v| e.key.version() == Some(v)))
         .filter(|e| group.is_none_or(|g| e.key.group() == Some(g)))
         .collect();
@@ -747,11 +745,13 @@ async fn serve(
     let call = rpc_core::error::catch_panics(invoker.invoke(inv));
     let call = async move {
         match deadline {
-            Some(d) => tokio::time::timeout_at(d, call).await.unwrap_or_else(|_| {
-                Err(RpcError::timeout(
-                    "the provider did not finish before the caller's deadline (grpc-timeout)",
-                ))
-            }),
+            Some(d) => rpc_core::invocation::within_deadline(d, call)
+                .await
+                .unwrap_or_else(|| {
+                    Err(RpcError::timeout(
+                        "the provider did not finish before the caller's deadline (grpc-timeout)",
+                    ))
+                }),
             None => call.await,
         }
     };

@@ -59,9 +59,9 @@ impl Filter for TimeoutFilter {
         let budget = invocation.remaining().unwrap_or_default();
         let label = invocation.label();
         Box::pin(async move {
-            match tokio::time::timeout_at(deadline, next.invoke(invocation)).await {
-                Ok(result) => result,
-                Err(_) => Err(label
+            match crate::invocation::within_deadline(deadline, next.invoke(invocation)).await {
+                Some(result) => result,
+                None => Err(label
                     .annotate(RpcError::timeout(format!(
                         "no response within {} ms",
                         budget.as_millis()

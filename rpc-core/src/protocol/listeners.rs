@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
 
 use crate::error::{Result, RpcError};
 use crate::invocation::{Invoker, ServiceKey};
@@ -21,8 +23,88 @@ pub struct ExportedService {
     pub invoker: Arc<dyn Invoker>,
 }
 
-/// The services a listener serves, by service key text (`group/interface:version`).
-pub type ServiceTable = Arc<RwLock<HashMap<String, ExportedService>>>;
+/// The services a listener serves, by interface, each with its group and version.
+///
+/// Every call looks its service up here, on whichever thread serves its connection, so a
+/// lookup reads a snapshot (no lock, no shared count written, no key text built); an export or
+/// unexport publishes a changed copy. Cloning shares the table.
+#[derive(Clone, Default)]
+pub struct ServiceTable(Arc<TableInner>);
+
+#[derive(Default)]
+struct TableInner {
+    by_interface: ArcSwap<HashMap<Box<str>, Vec<Arc<ExportedService>>>>,
+    /// Held by a writer from copying the table to publishing it, so no change is lost.
+    write: Mutex<()>,
+}
+
+impl ServiceTable {
+    /// The service of `interface` exported with exactly this group and version (absent and
+    /// empty are alike).
+    pub fn find(
+        &self,
+        interface: &str,
+        group: Option<&str>,
+        version: Option<&str>,
+    ) -> Option<Arc<ExportedService>> {
+        let (group, version) = (group.unwrap_or(""), version.unwrap_or(""));
+        self.0
+            .by_interface
+            .load()
+            .get(interface)?
+            .iter()
+            .find(|e| {
+                e.key.group().unwrap_or("") == group && e.key.version().unwrap_or("") == version
+            })
+            .cloned()
+    }
+
+    /// Every service of `interface` on this listener, whatever its group and version.
+    pub fn of_interface(&self, interface: &str) -> Vec<Arc<ExportedService>> {
+        self.0
+            .by_interface
+            .load()
+            .get(interface)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn change<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<Box<str>, Vec<Arc<ExportedService>>>) -> R,
+    ) -> R {
+        let _writer = self.0.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = HashMap::clone(&self.0.by_interface.load());
+        let out = f(&mut table);
+        self.0.by_interface.store(Arc::new(table));
+        out
+    }
+
+    /// Adds `service`; `false` (and nothing changed) when its key is exported already.
+    fn insert(&self, service: ExportedService) -> bool {
+        self.change(|table| {
+            let same = table.entry(service.key.interface().into()).or_default();
+            if same.iter().any(|e| e.key == service.key) {
+                return false;
+            }
+            same.push(Arc::new(service));
+            true
+        })
+    }
+
+    /// Removes the service of `key`; whether the table is empty afterwards.
+    fn remove(&self, key: &ServiceKey) -> bool {
+        self.change(|table| {
+            if let Some(same) = table.get_mut(key.interface()) {
+                same.retain(|e| e.key != *key);
+                if same.is_empty() {
+                    table.remove(key.interface());
+                }
+            }
+            table.is_empty()
+        })
+    }
+}
 
 /// A protocol server bound to one address.
 #[async_trait::async_trait]
@@ -92,22 +174,18 @@ impl<L: SharedListener> Listeners<L> {
         };
         let address = format!("{host}:{}", listener.port());
         let key = ServiceKey::new(url.interface(), url.param("group"), url.param("version"));
-        let text = key.to_string();
-        {
-            let mut table = listener
-                .services()
-                .write()
-                .map_err(|_| RpcError::internal("service table poisoned"))?;
-            if table.contains_key(&text) {
-                return Err(RpcError::config(format!(
-                    "service {text} is already exported on {address}"
-                )));
-            }
-            table.insert(text.clone(), ExportedService { key, invoker });
+        let added = listener.services().insert(ExportedService {
+            key: key.clone(),
+            invoker,
+        });
+        if !added {
+            return Err(RpcError::config(format!(
+                "service {key} is already exported on {address}"
+            )));
         }
         Ok(Box::new(SharedExporter {
             url: url.with_host(&host).with_port(listener.port()),
-            key: text,
+            key,
             address,
             bound: self.bound.clone(),
         }))
@@ -117,7 +195,7 @@ impl<L: SharedListener> Listeners<L> {
 /// One service on a shared listener; unexporting the last one closes the listener.
 struct SharedExporter<L> {
     url: Url,
-    key: String,
+    key: ServiceKey,
     address: String,
     bound: Arc<tokio::sync::Mutex<HashMap<String, Arc<L>>>>,
 }
@@ -133,17 +211,49 @@ impl<L: SharedListener> Exporter for SharedExporter<L> {
         let Some(l) = bound.get(&self.address).cloned() else {
             return;
         };
-        let empty = match l.services().write() {
-            Ok(mut t) => {
-                t.remove(&self.key);
-                t.is_empty()
-            }
-            Err(_) => true,
-        };
+        let empty = l.services().remove(&self.key);
         if empty {
             bound.remove(&self.address);
             drop(bound);
             l.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::testing::Mock;
+
+    fn service(group: Option<&str>, version: Option<&str>) -> ExportedService {
+        ExportedService {
+            key: ServiceKey::new("t.Svc", group, version),
+            invoker: Mock::ok("dubbo://127.0.0.1:1/t.Svc"),
+        }
+    }
+
+    #[test]
+    fn services_are_found_by_interface_group_and_version() {
+        let table = ServiceTable::default();
+        assert!(table.insert(service(None, Some("1.0"))));
+        assert!(table.insert(service(Some("gray"), Some("2.0"))));
+        assert!(
+            !table.insert(service(None, Some("1.0"))),
+            "the same key twice is refused"
+        );
+        let v1 = table.find("t.Svc", None, Some("1.0")).expect("1.0");
+        assert_eq!(v1.key.version(), Some("1.0"));
+        // An empty group is no group.
+        assert!(table.find("t.Svc", Some(""), Some("1.0")).is_some());
+        assert!(table.find("t.Svc", None, Some("2.0")).is_none());
+        assert!(table.find("t.Svc", Some("gray"), Some("2.0")).is_some());
+        assert!(table.find("t.Other", None, Some("1.0")).is_none());
+        assert_eq!(table.of_interface("t.Svc").len(), 2);
+        // A clone shares the table.
+        let shared = table.clone();
+        assert!(!table.remove(&ServiceKey::new("t.Svc", None, Some("1.0"))));
+        assert!(shared.find("t.Svc", None, Some("1.0")).is_none());
+        assert!(shared.remove(&ServiceKey::new("t.Svc", Some("gray"), Some("2.0"))));
+        assert!(table.of_interface("t.Svc").is_empty());
     }
 }

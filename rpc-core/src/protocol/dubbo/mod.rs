@@ -229,11 +229,6 @@ impl Protocol for Dubbo {
     }
 }
 
-thread_local! {
-    /// Scratch space for building service keys on the dispatch path.
-    static KEY_BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
 /// The provider side: decodes envelopes and calls the exported invokers.
 struct Dispatcher {
     services: ServiceTable,
@@ -354,32 +349,21 @@ impl Dispatcher {
         let ser_id = req.serialization();
         let two_way = req.is_two_way();
         let (env, mut reply) = decode_envelope(ser_id, req.body)?;
-        // The key text is built in a reused per-thread buffer: no allocation per call.
-        let (service, invoker) = KEY_BUF.with(|buf| {
-            let mut key = buf.borrow_mut();
-            key.clear();
-            if !env.group.is_empty() {
-                key.push_str(&env.group);
-                key.push('/');
-            }
-            key.push_str(&env.path);
-            if !env.version.is_empty() {
-                key.push(':');
-                key.push_str(&env.version);
-            }
-            let found = self
-                .services
-                .read()
-                .map_err(|_| RpcError::internal("service table poisoned"))?
-                .get(key.as_str())
-                .map(|e| (e.key.clone(), e.invoker.clone()));
-            found.ok_or_else(|| {
+        fn opt(s: &str) -> Option<&str> {
+            Some(s).filter(|s| !s.is_empty())
+        }
+        let service = self
+            .services
+            .find(&env.path, opt(&env.group), opt(&env.version))
+            .ok_or_else(|| {
+                let key = crate::ServiceKey::new(&env.path, opt(&env.group), opt(&env.version));
                 RpcError::new(
                     ErrorKind::ServiceNotFound,
                     format!("service {key} is not exported on this port"),
                 )
-            })
-        })?;
+            })?;
+        let invoker = service.invoker.clone();
+        let service = service.key.clone();
         if let Reply::Hessian(style) = &mut reply {
             let url = invoker.url();
             style.attachments = AttachmentsMode::from_param(url.param("response.attachments"))?;
@@ -408,9 +392,9 @@ impl Dispatcher {
         // lives on.
         let guarded = crate::error::catch_panics(invoker.invoke(inv));
         let result = match deadline {
-            Some(d) => tokio::time::timeout_at(d, guarded)
+            Some(d) => crate::invocation::within_deadline(d, guarded)
                 .await
-                .unwrap_or_else(|_| {
+                .unwrap_or_else(|| {
                     Err(RpcError::timeout(
                         "the provider did not finish before the caller's deadline",
                     ))
