@@ -349,7 +349,7 @@ crate::config_key!(
     Bool,
     "registry URL: keep provider lists in a disk cache used while the registry is down"
 );
-crate::config_key!("cache.file", "", Text, "registry URL: path of the provider-list cache file (default ~/.rpc/cache/registry-<address>.json)");
+crate::config_key!("cache.file", "", Text, "registry URL: path of the provider-list cache file (default `~/.rpc/cache/registry-<address>.json`)");
 crate::config_key!(
     "config.enabled",
     "true",
@@ -458,7 +458,7 @@ crate::config_key!(
     "",
     Text,
     per_method,
-    "degradation: [force:|fail:]return <json> | throw [message] | fallback"
+    "degradation: `return <json>`, `throw [message]` or `fallback`, after `force:` (instead of calling) or `fail:` (on a failure; the default)"
 );
 crate::config_key!(
     "token",

@@ -44,7 +44,7 @@ crate::config_key!(
     "",
     Int,
     per_method,
-    "provider: the index of the argument whose value orders the calls (same value: one at a time, in arrival order); set by #[ordered_by]"
+    "provider: the index of the argument whose value orders the calls (same value: one at a time, in arrival order); set by `#[ordered_by]`"
 );
 crate::config_key!(
     "ordered.queue",

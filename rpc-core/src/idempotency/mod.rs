@@ -95,7 +95,7 @@ crate::config_key!(
     "",
     Text,
     per_method,
-    "provider: remember results per idempotency key (generated, or the index of the key argument); set by #[idempotency_key]"
+    "provider: remember results per idempotency key (generated, or the index of the key argument); set by `#[idempotency_key]`"
 );
 crate::config_key!(
     "idempotency.store",
