@@ -27,13 +27,13 @@ use tokio::time::Instant;
 use crate::client::{pb, EtcdClient};
 
 rpc_core::config_key!(
-    "idempotency.etcd",
+    IDEMPOTENCY_ETCD = "idempotency.etcd",
     "",
     Text,
     "provider, idempotency.store=etcd: the etcd endpoints (host:port, comma separated) that hold the idempotency keys"
 );
 rpc_core::config_key!(
-    "idempotency.etcd.prefix",
+    IDEMPOTENCY_ETCD_PREFIX = "idempotency.etcd.prefix",
     "/rpc/idempotency/",
     Text,
     "provider, idempotency.store=etcd: the key prefix of the idempotency keys"

@@ -15,13 +15,6 @@ use crate::proxy::ServiceDescriptor;
 use crate::registry::{Category, NotifyListener, Registry};
 use crate::url::Url;
 
-crate::config_key!(
-    "admin",
-    "true",
-    Bool,
-    "provider: export the admin service (describe, metrics, offline/online) on the service port"
-);
-
 /// Interface name of the admin service.
 pub const ADMIN_INTERFACE: &str = "rpc.Admin";
 

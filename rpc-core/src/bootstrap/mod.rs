@@ -56,26 +56,6 @@ use crate::registry::{self, Registry};
 use crate::url::Url;
 use admin::ProviderState;
 
-crate::config_key!(
-    "shutdown.wait",
-    "1000",
-    Millis,
-    "graceful shutdown: time between unregistering and closing, so consumers stop sending"
-);
-crate::config_key!(
-    "check",
-    "3000",
-    MillisOrBool,
-    "a registry reference waits up to this long (ms) for its first providers, then starts without (0 or false: do not wait; true: 3000, so Dubbo's check=true/false read sensibly); a direct url= reference never waits"
-);
-
-crate::config_key!(
-    "register",
-    "true",
-    Bool,
-    "a registry reference registers itself under the service's consumers (informational, for operators' tools); false keeps a short-lived or tool's reference out of that list"
-);
-
 /// The `check` wait of a reference: milliseconds, or Dubbo's boolean (`false`: no wait,
 /// `true`: the default wait). A reference never fails for want of providers.
 fn check_wait(url: &Url) -> Result<Duration> {

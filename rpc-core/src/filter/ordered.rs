@@ -39,21 +39,6 @@ pub const DEFAULT_QUEUE: usize = 1000;
 /// Most ordering keys active at once per provider process.
 pub const MAX_KEYS: usize = 100_000;
 
-crate::config_key!(
-    "ordered",
-    "",
-    Int,
-    per_method,
-    "provider: the index of the argument whose value orders the calls (same value: one at a time, in arrival order); set by `#[ordered_by]`"
-);
-crate::config_key!(
-    "ordered.queue",
-    "1000",
-    Int,
-    per_method,
-    "provider: calls with one ordering key that may wait behind the running one; one more is refused with LimitExceeded"
-);
-
 /// One key's gate and how many calls hold or wait for it.
 struct Lane {
     gate: Arc<Semaphore>,

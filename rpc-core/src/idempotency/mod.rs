@@ -90,46 +90,6 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 /// set.
 pub const DEFAULT_RUN_MS: u64 = 60_000;
 
-crate::config_key!(
-    "idempotency",
-    "",
-    Text,
-    per_method,
-    "provider: remember results per idempotency key (generated, or the index of the key argument); set by `#[idempotency_key]`"
-);
-crate::config_key!(
-    "idempotency.store",
-    "memory",
-    Text,
-    "provider: where results per idempotency key are kept: memory (per export), or a shared-store plugin"
-);
-crate::config_key!(
-    "idempotency.window",
-    "300000",
-    Millis,
-    per_method,
-    "provider: how long a completed idempotency key is remembered"
-);
-crate::config_key!(
-    "idempotency.run",
-    "60000",
-    Millis,
-    per_method,
-    "provider: a call with an idempotency key runs on (up to this long from its start) after its caller's deadline, so that a retry finds its result"
-);
-crate::config_key!(
-    "idempotency.capacity",
-    "100000",
-    Int,
-    "provider: most completed idempotency keys the memory store keeps (least recently used evicted first)"
-);
-crate::config_key!(
-    "idempotency.bytes",
-    "67108864",
-    Int,
-    "provider: most bytes of stored answers the memory store keeps (least recently used evicted first)"
-);
-
 /// Attaches the idempotency key of a call of a `#[idempotency_key]` method (used by the
 /// generated client through [`ClientCore`](crate::proxy::ClientCore)).
 pub(crate) fn attach_key(inv: &mut Invocation, source: IdempotencyKey) {

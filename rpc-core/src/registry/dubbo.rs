@@ -19,9 +19,7 @@
 
 use crate::url::Url;
 
-/// The key under which a provider names its own serialization when it is not one Dubbo
-/// peers speak (no Dubbo key starts with `rpc.`).
-pub const NATIVE_SERIALIZATION: &str = "rpc.serialization";
+pub use crate::config::keys::NATIVE_SERIALIZATION;
 
 /// The serialization every Dubbo peer speaks, and what a `dubbo://` URL without
 /// `serialization` means.

@@ -63,43 +63,6 @@ pub const MAX_HANDSHAKES: usize = 256;
 /// How often a provider looks at its certificate files when `tls.reload` is not set.
 pub const DEFAULT_RELOAD_MS: u64 = 10_000;
 
-crate::config_key!(
-    "tls",
-    "false",
-    Bool,
-    "provider: serve the dubbo protocol over TLS (advertised in its URL; consumers then connect with TLS)"
-);
-crate::config_key!(
-    "tls.cert",
-    "",
-    Text,
-    "TLS certificate chain, PEM (a file path or the PEM text): the provider's; on a consumer, its client certificate for mTLS"
-);
-crate::config_key!(
-    "tls.key",
-    "",
-    Text,
-    "TLS private key of tls.cert, PEM (a file path or the PEM text)"
-);
-crate::config_key!(
-    "tls.ca",
-    "",
-    Text,
-    "TLS CA certificates, PEM (path or text): on a consumer, what provider certificates must be signed by; on a provider, requires client certificates signed by it (mTLS)"
-);
-crate::config_key!(
-    "tls.reload",
-    "10000",
-    Millis,
-    "provider: how often the TLS certificate, key and CA files are checked and reloaded when changed (0 = never)"
-);
-crate::config_key!(
-    "tls.server.name",
-    "",
-    Text,
-    "consumer: the name the provider's TLS certificate must carry (default: the provider URL's host)"
-);
-
 /// The keys that name local TLS material: never published in a registry.
 pub const LOCAL_KEYS: &[&str] = &["tls.cert", "tls.key", "tls.ca", "tls.reload"];
 

@@ -26,25 +26,6 @@ use crate::cluster::{CallContext, Provider, Router, RouterFactory};
 use crate::error::{Result, RpcError};
 use crate::url::Url;
 
-crate::config_key!(
-    "zone",
-    "",
-    Text,
-    "the zone (data center) a provider runs in, advertised in its URL; on a consumer, its own zone, whose providers it prefers"
-);
-crate::config_key!(
-    "zone.sticky",
-    "0",
-    Millis,
-    "zone routing: after a fallback to other zones, how long the consumer's zone must stay available before calls come back to it"
-);
-crate::config_key!(
-    "zone.force",
-    "false",
-    Bool,
-    "zone routing: never fall back to other zones when the consumer's zone has no available provider"
-);
-
 /// Routes to the caller's zone first; see the [module docs](self).
 #[derive(Debug)]
 pub struct ZoneRouter {
