@@ -174,14 +174,14 @@ crate::config_key!(
     GROUP = "group",
     "",
     Text,
-    "service group; part of the service key"
+    "service group; part of the service key; on a nacos registry URL: the Nacos group (default DEFAULT_GROUP)"
 );
 crate::config_key!(
     TIMEOUT = "timeout",
     "1000",
     Millis,
     per_method,
-    "call timeout measured from the call's start (checked every 10 ms on a `dubbo` connection)"
+    "call timeout measured from the call's start (checked every 10 ms on a `dubbo` connection); on a zookeeper, etcd or nacos registry URL: its connect and request timeout (default 5000)"
 );
 crate::config_key!(
     RETRIES = "retries",
@@ -361,13 +361,13 @@ crate::config_key!(
     LEASE = "lease",
     "3000",
     Millis,
-    "registry URL (local): a registration not refreshed for this long is dead"
+    "registry URL (local): a registration not refreshed for this long is dead; on an etcd registry URL: its lease TTL in seconds (default 10)"
 );
 crate::config_key!(
     POLL = "poll",
     "300",
     Millis,
-    "registry URL (local): how often subscriptions look for changes"
+    "registry URL (local; nacos: default 1000): how often subscriptions look for changes"
 );
 crate::config_key!(
     CACHE = "cache",
@@ -393,6 +393,42 @@ crate::config_key!(
     "dubbo",
     Text,
     "registry URL: the config-center group rule documents are kept in"
+);
+crate::config_key!(
+    FILE = "file",
+    "",
+    Text,
+    "registry URL: Dubbo's name for cache.file, read when cache.file is not set"
+);
+crate::config_key!(
+    ROOT = "root",
+    "dubbo",
+    Text,
+    "registry URL (zookeeper, etcd): the root of Dubbo's node layout, `/{root}/{interface}/{category}/...` (empty: none)"
+);
+crate::config_key!(
+    BACKUP = "backup",
+    "",
+    Text,
+    "registry URL (zookeeper, etcd, nacos): more servers of the same cluster, host:port,host:port"
+);
+crate::config_key!(
+    SESSION = "session",
+    "60000",
+    Millis,
+    "registry URL (zookeeper): the session timeout asked for (the server clamps it to its own bounds)"
+);
+crate::config_key!(
+    NAMESPACE = "namespace",
+    "",
+    Text,
+    "registry URL (nacos): the namespace id (empty: public)"
+);
+crate::config_key!(
+    BEAT = "beat",
+    "5000",
+    Millis,
+    "registry URL (nacos): time between the heartbeats of each registration"
 );
 // Governance filters (see `filter`).
 crate::config_key!(
@@ -675,6 +711,27 @@ crate::config_key!(
     "true",
     Bool,
     "a registry reference registers itself under the service's consumers (informational, for operators' tools); false keeps a short-lived or tool's reference out of that list"
+);
+
+crate::config_key!(
+    METRICS_PORT = "metrics.port",
+    "",
+    Int,
+    "provider: serve Prometheus metrics over HTTP on 127.0.0.1 at this port (0: any free port); needs rpc-core's prometheus feature"
+);
+
+// The dubbo protocol (`protocol::dubbo`), towards hessian2 callers.
+crate::config_key!(
+    RESPONSE_ATTACHMENTS = "response.attachments",
+    "auto",
+    Text,
+    "provider: when a hessian2 caller of Dubbo 2.0.2 to 2.0.99 gets the with-attachments response form: auto (when there are attachments), always (as Java does, adding dubbo=2.0.2), never"
+);
+crate::config_key!(
+    HESSIAN2_EXCEPTION = "hessian2.exception",
+    "java.lang.RuntimeException",
+    Text,
+    "provider: the Java exception class a business error reaches hessian2 callers as"
 );
 
 // The admin service (`bootstrap::admin`).
