@@ -55,6 +55,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::{self, Activate};
 use crate::filter::Filter;
@@ -112,11 +113,11 @@ pub(crate) fn attach_key(inv: &mut Invocation, source: IdempotencyKey) {
 /// such a call at its caller's deadline would throw its work away: the retry would start it
 /// again, and a method slower than one attempt's timeout would never complete.
 pub fn run_until(url: &Url, inv: &Invocation, deadline: Option<Instant>) -> Option<Instant> {
-    if key_of(inv).is_none() || url.method_param(inv.method(), "idempotency").is_none() {
+    if key_of(inv).is_none() || url.method_param(inv.method(), keys::IDEMPOTENCY).is_none() {
         return deadline;
     }
     let run = url
-        .method_param_as(inv.method(), "idempotency.run", DEFAULT_RUN_MS)
+        .method_param_as(inv.method(), keys::IDEMPOTENCY_RUN, DEFAULT_RUN_MS)
         .unwrap_or(DEFAULT_RUN_MS);
     let until = Instant::now() + Duration::from_millis(run);
     Some(deadline.map_or(until, |d| d.max(until)))
@@ -355,7 +356,7 @@ pub trait IdempotencyStoreFactory: Send + Sync {
 
 crate::extension_point!(
     dyn IdempotencyStoreFactory,
-    key = "idempotency.store",
+    key = keys::IDEMPOTENCY_STORE,
     default = "memory"
 );
 
@@ -389,8 +390,8 @@ impl MemoryStore {
     /// A store sized by `url`'s `idempotency.capacity` and `idempotency.bytes`.
     pub fn from_url(url: &Url) -> Result<Self> {
         Ok(Self::new(
-            url.param_as("idempotency.capacity", DEFAULT_CAPACITY)?,
-            url.param_as("idempotency.bytes", DEFAULT_BYTES)?,
+            url.param_as(keys::IDEMPOTENCY_CAPACITY, DEFAULT_CAPACITY)?,
+            url.param_as(keys::IDEMPOTENCY_BYTES, DEFAULT_BYTES)?,
         ))
     }
 
@@ -565,7 +566,7 @@ impl Filter for IdempotencyFilter {
 
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let method = invocation.method();
-        let Some(declared) = next.url().method_param(method, "idempotency") else {
+        let Some(declared) = next.url().method_param(method, keys::IDEMPOTENCY) else {
             return next.invoke(invocation).await;
         };
         let key = match key_of(&invocation) {
@@ -586,7 +587,7 @@ impl Filter for IdempotencyFilter {
         }
         let window = Duration::from_millis(
             next.url()
-                .method_param_as(method, "idempotency.window", DEFAULT_WINDOW_MS)
+                .method_param_as(method, keys::IDEMPOTENCY_WINDOW, DEFAULT_WINDOW_MS)
                 .map_err(|e| invocation.annotate(e))?,
         );
         let store = self.store(next).map_err(|e| invocation.annotate(e))?;

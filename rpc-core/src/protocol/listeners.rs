@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::invocation::{Invoker, ServiceKey};
 use crate::protocol::Exporter;
@@ -91,7 +92,11 @@ impl<L: SharedListener> Listeners<L> {
             }
         };
         let address = format!("{host}:{}", listener.port());
-        let key = ServiceKey::new(url.interface(), url.param("group"), url.param("version"));
+        let key = ServiceKey::new(
+            url.interface(),
+            url.param(keys::GROUP),
+            url.param(keys::VERSION),
+        );
         let text = key.to_string();
         {
             let mut table = listener
