@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
 use crate::filter::Filter;
@@ -80,7 +81,7 @@ impl Filter for OrderedFilter {
 
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let method = invocation.method();
-        let Some(index) = next.url().method_param(method, "ordered") else {
+        let Some(index) = next.url().method_param(method, keys::ORDERED) else {
             return next.invoke(invocation).await;
         };
         let index: usize = index.parse().map_err(|_| {
@@ -90,7 +91,7 @@ impl Filter for OrderedFilter {
         })?;
         let limit: usize = next
             .url()
-            .method_param_as(method, "ordered.queue", DEFAULT_QUEUE)
+            .method_param_as(method, keys::ORDERED_QUEUE, DEFAULT_QUEUE)
             .map_err(|e| invocation.annotate(e))?;
         let key = crate::cluster::loadbalance::argument_key(invocation.args(), &[index]);
         let id = (
