@@ -65,6 +65,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Side;
 use crate::invocation::{Invocation, Invoker, Response, ServiceKey, Value};
@@ -405,14 +406,14 @@ impl ServiceDescriptor {
         let mut names: Vec<&str> = self.methods.iter().map(|m| m.name).collect();
         names.sort_unstable();
         let mut out = vec![
-            ("interface".to_string(), self.interface.to_string()),
-            ("methods".to_string(), names.join(",")),
+            (keys::INTERFACE.to_string(), self.interface.to_string()),
+            (keys::METHODS.to_string(), names.join(",")),
         ];
         if let Some(v) = self.version {
-            out.push(("version".into(), v.into()));
+            out.push((keys::VERSION.into(), v.into()));
         }
         if let Some(g) = self.group {
-            out.push(("group".into(), g.into()));
+            out.push((keys::GROUP.into(), g.into()));
         }
         for m in self.methods {
             if let Some(ms) = m.timeout_ms {
@@ -648,8 +649,8 @@ impl ClientCore {
         let url = invoker.url();
         let key = ServiceKey::new(
             descriptor.interface(),
-            url.param("group").or(descriptor.group()),
-            url.param("version").or(descriptor.version()),
+            url.param(keys::GROUP).or(descriptor.group()),
+            url.param(keys::VERSION).or(descriptor.version()),
         );
         ClientCore { invoker, key }
     }
@@ -934,8 +935,8 @@ mod tests {
         let url = Url::parse("dubbo://h:1/org.example.Greeter?greet.timeout=50").expect("url");
         let merged = DESC.apply_to(&url);
         assert_eq!(merged.param("greet.timeout"), Some("50"));
-        assert_eq!(merged.param("version"), Some("1.0.0"));
-        assert_eq!(merged.method_param("greet", "idempotent"), Some("true"));
+        assert_eq!(merged.param(keys::VERSION), Some("1.0.0"));
+        assert_eq!(merged.method_param("greet", keys::IDEMPOTENT), Some("true"));
     }
 
     #[test]
