@@ -65,7 +65,7 @@ impl Provider {
             .params()
             .iter()
             .filter_map(|(k, v)| {
-                let method = k.strip_suffix(".weight")?;
+                let method = keys::method_of(k, keys::WEIGHT)?;
                 let w = v.trim().parse().unwrap_or(DEFAULT_WEIGHT);
                 Some((Box::<str>::from(method), w))
             })

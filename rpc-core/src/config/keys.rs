@@ -135,6 +135,18 @@ pub fn closest_key(name: &str) -> Option<&'static str> {
     crate::extension::suggest(&names, name)
 }
 
+/// The method-level form of `key` for `method`: `{method}.{key}` (`greet.timeout`), which
+/// [`Url::method_param`](crate::Url::method_param) reads before `key` itself.
+pub fn method_key(method: &str, key: &str) -> String {
+    format!("{method}.{key}")
+}
+
+/// The method a parameter name sets `key` for (`greet` for `greet.timeout` and
+/// [`TIMEOUT`]), or `None` when the name is not a method-level form of `key`.
+pub fn method_of<'a>(param: &'a str, key: &str) -> Option<&'a str> {
+    param.strip_suffix(key)?.strip_suffix('.')
+}
+
 /// The key table as Markdown (name, default, per-method, meaning), as the README shows it.
 pub fn markdown_table() -> String {
     let mut out = String::from("| key | default | per method | meaning |\n|---|---|---|---|\n");
@@ -849,6 +861,16 @@ mod tests {
             .map(|w| w[0])
             .collect();
         assert!(twice.is_empty(), "declared more than once: {twice:?}");
+    }
+
+    #[test]
+    fn method_level_names() {
+        assert_eq!(method_key("greet", TIMEOUT), "greet.timeout");
+        assert_eq!(method_of("greet.timeout", TIMEOUT), Some("greet"));
+        assert_eq!(method_of("greet.hash.nodes", HASH_NODES), Some("greet"));
+        assert_eq!(method_of("timeout", TIMEOUT), None);
+        assert_eq!(method_of("greet.timeout.x", TIMEOUT), None);
+        assert_eq!(method_of("greettimeout", TIMEOUT), None);
     }
 
     #[test]

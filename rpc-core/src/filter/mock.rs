@@ -196,7 +196,7 @@ impl Filter for MockFilter {
         next.url()
             .params()
             .keys()
-            .any(|k| k == "mock" || k.ends_with(".mock"))
+            .any(|k| k == keys::MOCK || keys::method_of(k, keys::MOCK).is_some())
     }
 
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {

@@ -76,7 +76,10 @@ impl Drop for InLane<'_> {
 #[async_trait::async_trait]
 impl Filter for OrderedFilter {
     fn applies_to(&self, next: &dyn Invoker) -> bool {
-        next.url().params().keys().any(|k| k.ends_with(".ordered"))
+        next.url()
+            .params()
+            .keys()
+            .any(|k| keys::method_of(k, keys::ORDERED).is_some())
     }
 
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {

@@ -561,7 +561,7 @@ impl Filter for IdempotencyFilter {
         next.url()
             .params()
             .keys()
-            .any(|k| k.ends_with(".idempotency"))
+            .any(|k| keys::method_of(k, keys::IDEMPOTENCY).is_some())
     }
 
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {

@@ -417,27 +417,36 @@ impl ServiceDescriptor {
         }
         for m in self.methods {
             if let Some(ms) = m.timeout_ms {
-                out.push((format!("{}.timeout", m.name), ms.to_string()));
+                out.push((keys::method_key(m.name, keys::TIMEOUT), ms.to_string()));
             }
             if m.idempotent {
-                out.push((format!("{}.idempotent", m.name), "true".into()));
+                out.push((keys::method_key(m.name, keys::IDEMPOTENT), "true".into()));
             }
             if m.oneway {
-                out.push((format!("{}.oneway", m.name), "true".into()));
+                out.push((keys::method_key(m.name, keys::ONEWAY), "true".into()));
             }
             match m.idempotency_key {
                 Some(IdempotencyKey::Generated) => {
-                    out.push((format!("{}.idempotency", m.name), "generated".into()));
+                    out.push((
+                        keys::method_key(m.name, keys::IDEMPOTENCY),
+                        "generated".into(),
+                    ));
                 }
                 Some(IdempotencyKey::Argument(i)) => {
-                    out.push((format!("{}.idempotency", m.name), i.to_string()));
+                    out.push((keys::method_key(m.name, keys::IDEMPOTENCY), i.to_string()));
                 }
                 None => {}
             }
             if let Some(i) = m.ordered_by {
-                out.push((format!("{}.ordered", m.name), i.to_string()));
-                out.push((format!("{}.loadbalance", m.name), "consistenthash".into()));
-                out.push((format!("{}.hash.arguments", m.name), i.to_string()));
+                out.push((keys::method_key(m.name, keys::ORDERED), i.to_string()));
+                out.push((
+                    keys::method_key(m.name, keys::LOADBALANCE),
+                    "consistenthash".into(),
+                ));
+                out.push((
+                    keys::method_key(m.name, keys::HASH_ARGUMENTS),
+                    i.to_string(),
+                ));
             }
         }
         out
