@@ -746,7 +746,7 @@ mod tests {
         ])
         .expect("variables");
         let service = cfg.service_url("S", 0, &[]);
-        assert_eq!(service.param("tls.key"), Some(p.key.as_str()));
+        assert_eq!(service.param(keys::TLS_KEY), Some(p.key.as_str()));
         let (addr, task) = pong_server(&service).await;
         let client = client_at(&addr, &format!("tls.ca={}", enc(&p.ca)));
         assert_eq!(&ping(&client).await.expect("over TLS"), b"pong");

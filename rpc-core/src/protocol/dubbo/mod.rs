@@ -693,7 +693,7 @@ mod tests {
         let port = exp.url().port().expect("port");
         assert_ne!(port, 0);
         let inv = p
-            .refer(url.with_port(port).with_param("timeout", 5000))
+            .refer(url.with_port(port).with_param(keys::TIMEOUT, 5000))
             .await
             .expect("refer");
         let call = Invocation::new(
