@@ -444,8 +444,11 @@ fn check_param(key: &str, value: &str, where_: &str, fields: &[&str], method: bo
         ))),
         Some(k) => check_value(k, value, where_),
         None => {
-            let guess = keys::closest_key(key)
-                .or_else(|| crate::extension::suggest(fields, key))
+            // The closest of the table's keys and the section's own fields: a field the
+            // name nearly spells (`nmae`, `name`) beats a key it only resembles.
+            let mut known: Vec<&str> = all_keys().into_iter().map(|k| k.name).collect();
+            known.extend_from_slice(fields);
+            let guess = crate::extension::suggest(&known, key)
                 .map(|k| format!(" (did you mean '{k}'?)"))
                 .unwrap_or_default();
             Err(RpcError::config(format!(
