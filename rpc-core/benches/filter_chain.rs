@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use rpc_core::config::keys;
 use rpc_core::extension::Side;
 use rpc_core::filter::build_chain;
 use rpc_core::{Invocation, Invoker, Response, Result, ServiceKey, Url, Value};
@@ -68,7 +69,9 @@ fn main() {
             (Side::Provider, &["metrics", "context"][..]),
         ] {
             for name in names {
-                let url = bare.url().with_param("filter", format!("-default,{name}"));
+                let url = bare
+                    .url()
+                    .with_param(keys::FILTER, format!("-default,{name}"));
                 let one: Arc<dyn Invoker> = Arc::new(Answer(url));
                 let chain = build_chain(one, side).expect("one-filter chain");
                 per_call_ns(&*chain, 1_000).await;

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rpc_core::config::keys;
 use rpc_core::protocol::Protocol;
 use rpc_core::{extension, Invocation, Invoker, Response, Result, ServiceKey, Url, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -169,7 +170,7 @@ async fn main() {
         .await
         .expect("export");
     let inv = dubbo
-        .refer(exp.url().with_param("timeout", 10_000))
+        .refer(exp.url().with_param(keys::TIMEOUT, 10_000))
         .await
         .expect("refer");
     let raw = raw_server().await;

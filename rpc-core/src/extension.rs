@@ -496,6 +496,7 @@ macro_rules! register {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::keys;
 
     #[test]
     fn an_extension_on_both_sides_can_take_a_place_per_side() {
@@ -551,7 +552,7 @@ mod tests {
         dyn Greeting,
         "keyed",
         || Arc::new(Word("keyed")),
-        activate = Activate::consumer(0).when("tps")
+        activate = Activate::consumer(0).when(keys::TPS)
     );
 
     fn url(q: &str) -> Url {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
+use crate::config::keys;
 use crate::error::{ErrorKind, RpcError};
 
 /// Characters escaped in a query key or value: the query delimiters, `%`, and anything that
@@ -304,15 +305,15 @@ impl Url {
 
     /// The interface this URL is about: the `interface` parameter, else the path.
     pub fn interface(&self) -> &str {
-        self.param("interface").unwrap_or(self.path())
+        self.param(keys::INTERFACE).unwrap_or(self.path())
     }
 
     /// Dubbo's service key `group/interface:version` (group and version omitted when empty).
     pub fn service_key(&self) -> String {
         crate::service_key::ServiceKey::new(
             self.interface(),
-            self.param("group"),
-            self.param("version"),
+            self.param(keys::GROUP),
+            self.param(keys::VERSION),
         )
         .to_string()
     }

@@ -1,6 +1,7 @@
 //! Providers and clients of the example `Greeter`, through the bootstrap, for end-to-end tests.
 
 use rpc_core::bootstrap::{Consumer, ConsumerBuilder, Provider, RunningProvider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_examples::{GreeterClient, GreeterServer, SignedGreeter};
 
@@ -13,7 +14,7 @@ pub async fn provider(registry: &str, name: &str, shutdown_wait_ms: u64) -> Runn
         .registry(registry)
         .expect("registry url")
         .protocol("dubbo", 0)
-        .param("shutdown.wait", shutdown_wait_ms)
+        .param(keys::SHUTDOWN_WAIT, shutdown_wait_ms)
         .expect("key")
         .service(GreeterServer::new(SignedGreeter {
             name: name.to_string(),
@@ -38,7 +39,7 @@ pub async fn client(registry: &str, settings: ServiceConfig) -> GreeterClient {
 pub async fn direct_client(direct: &str, settings: ServiceConfig) -> GreeterClient {
     greeter(
         Consumer::builder().no_registry(),
-        settings.param("url", direct),
+        settings.param(keys::URL, direct),
     )
     .await
 }

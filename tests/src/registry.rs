@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rpc_core::config::keys;
 use rpc_core::registry::testing::Recorder;
 use rpc_core::registry::{self, Category, Registry, RegistryFactory};
 use rpc_core::Url;
@@ -81,7 +82,7 @@ impl Backend {
         };
         Url::parse(&text)
             .expect("registry URL")
-            .with_param("cache.file", temp_path(namespace).display())
+            .with_param(keys::CACHE_FILE, temp_path(namespace).display())
     }
 
     /// A registry URL for this backend on a fresh namespace, or `None` (skipped).
@@ -385,7 +386,7 @@ pub async fn scenario_outage_served_from_cache(backend: Backend) {
     let cache_file = temp_path("cache");
     let via_proxy = backend
         .url_at(&proxy.address(), &namespace)
-        .with_param("cache.file", cache_file.display());
+        .with_param(keys::CACHE_FILE, cache_file.display());
     let direct = backend.url_at(&server, &namespace);
     let interface = unique("org.example.Outage");
     let p1 = provider(&interface, 20883);

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use rpc_core::bootstrap::{Consumer, Provider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::ErrorKind;
 use rpc_examples::{GreetError, GreeterClient, GreeterServer, SignedGreeter};
@@ -42,7 +43,7 @@ async fn provider_shut_down_under_load_loses_no_call() {
     let reg = "memory://e2e-failover";
     let a = provider(reg, "a", 100).await;
     let b = provider(reg, "b", 100).await;
-    let client = client(reg, ServiceConfig::default().param("timeout", 2000)).await;
+    let client = client(reg, ServiceConfig::default().param(keys::TIMEOUT, 2000)).await;
 
     let load = tokio::spawn(async move {
         let mut served: BTreeMap<String, u32> = BTreeMap::new();
@@ -105,8 +106,8 @@ async fn serialization_sent(direct: &str) -> u8 {
     let client = direct_client(
         &direct.replace("PORT", &port.to_string()),
         ServiceConfig::default()
-            .param("timeout", 300)
-            .param("retries", 0),
+            .param(keys::TIMEOUT, 300)
+            .param(keys::RETRIES, 0),
     )
     .await;
     // The listener reads the header and hangs up: the call fails.
@@ -137,7 +138,7 @@ async fn a_direct_reference_uses_the_default_serialization_unless_its_url_names_
 async fn no_provider_is_a_clear_error() {
     let client = client(
         "memory://e2e-empty",
-        ServiceConfig::default().param("check", 0),
+        ServiceConfig::default().param(keys::CHECK, 0),
     )
     .await;
     let e = client.greet("x".into()).await.expect_err("nobody serves");
@@ -153,7 +154,7 @@ async fn plugin_balancer_is_selected_by_name() {
     // picks the first provider, where `random` would spread the calls.
     let client = client(
         reg,
-        ServiceConfig::default().param("loadbalance", "keyhash"),
+        ServiceConfig::default().param(keys::LOADBALANCE, "keyhash"),
     )
     .await;
     let mut seen = HashSet::new();
@@ -177,7 +178,7 @@ async fn plugin_balancer_is_selected_by_name() {
         .expect("url")
         .reference_config(
             "org.example.Greeter",
-            ServiceConfig::default().param("loadbalance", "keyhsah"),
+            ServiceConfig::default().param(keys::LOADBALANCE, "keyhsah"),
         )
         .build()
         .await

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rpc_core::bootstrap::{Consumer, Provider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::extension::Activate;
 use rpc_core::filter::Filter;
@@ -148,7 +149,7 @@ fn provider(registry: String, index: usize) -> IsolatedProvider {
             .registry(&registry)
             .expect("registry")
             .protocol("dubbo", 0)
-            .param("idempotency.store", "sharedtest")
+            .param(keys::IDEMPOTENCY_STORE, "sharedtest")
             .expect("key")
             .service(PaymentsServer::new(Charger { index }))
     })
@@ -167,7 +168,7 @@ async fn every_order_is_charged_exactly_once_through_kills_and_lost_answers() {
         .expect("registry")
         .reference_config(
             "test.Payments",
-            ServiceConfig::default().method_param("charge", "timeout", TIMEOUT_MS),
+            ServiceConfig::default().method_param("charge", keys::TIMEOUT, TIMEOUT_MS),
         )
         .build()
         .await
@@ -271,7 +272,7 @@ async fn a_retry_during_a_slow_first_attempt_waits_for_its_answer() {
         .expect("registry")
         .reference_config(
             "test.Payments",
-            ServiceConfig::default().method_param("settle", "timeout", 300),
+            ServiceConfig::default().method_param("settle", keys::TIMEOUT, 300),
         )
         .build()
         .await

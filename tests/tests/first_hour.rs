@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use rpc_core::bootstrap::{Consumer, Provider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::serialize::ids;
 use rpc_core::{ErrorKind, Invocation, Payload, ServiceKey, Value};
@@ -24,8 +25,8 @@ async fn a_mistyped_balancer_fails_the_reference_with_a_suggestion() {
         .reference_config(
             "org.example.Greeter",
             ServiceConfig::default()
-                .param("url", "dubbo://127.0.0.1:1")
-                .param("loadbalance", "rr"),
+                .param(keys::URL, "dubbo://127.0.0.1:1")
+                .param(keys::LOADBALANCE, "rr"),
         )
         .build()
         .await
@@ -43,21 +44,21 @@ async fn a_mistyped_balancer_fails_the_reference_with_a_suggestion() {
     assert!(text.contains("did you mean 'roundrobin'?"), "{text}");
 
     // A method-level name and a filter list are checked the same way.
-    let base = || ServiceConfig::default().param("url", "dubbo://127.0.0.1:1");
+    let base = || ServiceConfig::default().param(keys::URL, "dubbo://127.0.0.1:1");
     for (key, settings, wanted) in [
         (
             "greet.cluster",
-            base().method_param("greet", "cluster", "failfst"),
+            base().method_param("greet", keys::CLUSTER, "failfst"),
             "did you mean 'failfast'?",
         ),
         (
             "filter",
-            base().param("filter", "-acesslog"),
+            base().param(keys::FILTER, "-acesslog"),
             "unknown filter 'acesslog'",
         ),
         (
             "serialization",
-            base().param("serialization", "msgpak"),
+            base().param(keys::SERIALIZATION, "msgpak"),
             "did you mean 'msgpack'?",
         ),
     ] {
@@ -115,10 +116,10 @@ async fn an_error_from_the_provider_reads_as_one_clean_line() {
             "org.example.Greeter",
             ServiceConfig::default()
                 .param(
-                    "url",
+                    keys::URL,
                     format!("dubbo://127.0.0.1:{}", p.port().expect("port")),
                 )
-                .param("serialization", "json"),
+                .param(keys::SERIALIZATION, "json"),
         )
         .build()
         .await
@@ -157,7 +158,8 @@ async fn the_wait_for_first_providers_is_the_check_key() {
     let reg = local_registry();
     for check in [0u64, 200] {
         let started = Instant::now();
-        let client = greeter::client(&reg, ServiceConfig::default().param("check", check)).await;
+        let client =
+            greeter::client(&reg, ServiceConfig::default().param(keys::CHECK, check)).await;
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_millis(check) && waited < Duration::from_millis(check + 2000),

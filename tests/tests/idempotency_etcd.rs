@@ -10,6 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use rpc_core::bootstrap::{Consumer, Provider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::idempotency::{Claim, IdempotencyStoreFactory, StoredResponse};
 use rpc_core::{ErrorKind, Payload, Url};
@@ -185,10 +186,10 @@ async fn a_retry_on_another_provider_is_answered_from_the_first_ones_run() {
                 .registry(&registry)
                 .expect("registry")
                 .protocol("dubbo", 0)
-                .param("idempotency.store", "etcd")
+                .param(keys::IDEMPOTENCY_STORE, "etcd")
                 .and_then(|b| b.param("idempotency.etcd", &etcd))
                 .and_then(|b| b.param("idempotency.etcd.prefix", &prefix))
-                .and_then(|b| b.param("idempotency.run", 2000))
+                .and_then(|b| b.param(keys::IDEMPOTENCY_RUN, 2000))
                 .expect("keys")
                 .service(SettlementsServer::new(Settler { index }))
         })
@@ -201,10 +202,10 @@ async fn a_retry_on_another_provider_is_answered_from_the_first_ones_run() {
         .reference_config(
             "test.Settlements",
             ServiceConfig::default()
-                .method_param("settle", "timeout", 1000)
+                .method_param("settle", keys::TIMEOUT, 1000)
                 // Enough attempts to outlast a dead holder's claim (its lease expires on the
                 // server's clock, up to a second late) on a loaded machine.
-                .method_param("settle", "retries", 8),
+                .method_param("settle", keys::RETRIES, 8),
         )
         .build()
         .await

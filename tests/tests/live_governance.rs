@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::config::keys;
 use rpc_core::registry::config_center::ConfigKey;
 use rpc_core::registry::Registry;
 use rpc_core::{ErrorKind, Url};
@@ -235,7 +236,7 @@ impl Fleet {
         self.backend
             .url_at(&address, &self.namespace)
             .with_params(self.extra.iter().cloned())
-            .with_param("cache.file", self.cache.display())
+            .with_param(keys::CACHE_FILE, self.cache.display())
             .with_param("client", name)
     }
 
@@ -413,7 +414,7 @@ async fn provider_side(backend: Backend) {
     let port = p.port().expect("port");
     let operator = client(&direct, "operator").await;
     until_listed(&*operator, "the provider", |l| {
-        l.len() == 1 && l[0].param("weight").is_none()
+        l.len() == 1 && l[0].param(keys::WEIGHT).is_none()
     })
     .await;
     let weight = rule(&format!(
@@ -421,7 +422,7 @@ async fn provider_side(backend: Backend) {
     ));
     operator.register(&weight).await.expect("write");
     until_listed(&*operator, "registered again with weight 7", |l| {
-        l.len() == 1 && l[0].param("weight") == Some("7")
+        l.len() == 1 && l[0].param(keys::WEIGHT) == Some("7")
     })
     .await;
     let disabled = rule(&format!(
@@ -432,7 +433,7 @@ async fn provider_side(backend: Backend) {
     operator.unregister(&disabled).await.expect("remove");
     operator.unregister(&weight).await.expect("remove");
     until_listed(&*operator, "back as exported", |l| {
-        l.len() == 1 && l[0].param("weight").is_none() && l[0].param("disabled").is_none()
+        l.len() == 1 && l[0].param(keys::WEIGHT).is_none() && l[0].param(keys::DISABLED).is_none()
     })
     .await;
     p.shutdown().await;
@@ -501,7 +502,7 @@ async fn until_timeout(napper: &NapperClient, want_timeout: bool) -> Duration {
 
 /// The YAML rules of the config center, applied live; see the module docs.
 async fn yaml_scenario(backend: Backend) {
-    let Some(fleet) = Fleet::start(backend, "yaml", &[("config.interval", "100")]).await else {
+    let Some(fleet) = Fleet::start(backend, "yaml", &[(keys::CONFIG_INTERVAL, "100")]).await else {
         return;
     };
     let (port1, port2, operator) = (fleet.port1, fleet.port2, &fleet.operator);
@@ -596,13 +597,13 @@ async fn yaml_scenario(backend: Backend) {
         "p1 registered with the document's weight",
         |l| {
             l.iter()
-                .any(|u| u.port() == Some(port1) && u.param("weight") == Some("7"))
+                .any(|u| u.port() == Some(port1) && u.param(keys::WEIGHT) == Some("7"))
         },
     )
     .await;
     publish(operator, "napper.configurators", None).await;
     until_listed(&**operator, "p1 back as exported", |l| {
-        l.len() == 2 && l.iter().all(|u| u.param("weight").is_none())
+        l.len() == 2 && l.iter().all(|u| u.param(keys::WEIGHT).is_none())
     })
     .await;
     fleet.stop().await;
@@ -767,7 +768,7 @@ async fn documents_are_watched(backend: Backend) {
     };
     let url = backend
         .url_at(&server, &unique("doc-watch"))
-        .with_param("config.interval", 30_000);
+        .with_param(keys::CONFIG_INTERVAL, 30_000);
     let registry = client(&url, "reader").await;
     let key =
         ConfigKey::rule(registry.url(), "org.example.Napper:1.0.0:.configurators").expect("key");

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rpc_core::bootstrap::Consumer;
+use rpc_core::config::keys;
 use rpc_core::protocol::Exporter;
 use rpc_core::{ErrorKind, Invocation, Invoker, Response, Result, RpcError, Url, Value};
 use rpc_tests::{dubbo, echo, INTERFACE, VERSION};
@@ -62,10 +63,10 @@ async fn reference(exporters: &[&dyn Exporter], mock: &str) -> Arc<dyn Invoker> 
         "consumer://127.0.0.1/{INTERFACE}?version={VERSION}"
     ))
     .expect("url")
-    .with_param("url", direct.join(","))
-    .with_param("retries", 1)
-    .with_param("filter", "-circuitbreaker")
-    .with_param("mock", mock);
+    .with_param(keys::URL, direct.join(","))
+    .with_param(keys::RETRIES, 1)
+    .with_param(keys::FILTER, "-circuitbreaker")
+    .with_param(keys::MOCK, mock);
     consumer.refer_url(url).await.expect("reference")
 }
 

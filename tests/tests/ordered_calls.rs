@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::ErrorKind;
 
@@ -234,7 +235,7 @@ async fn a_full_queue_of_one_key_is_refused_with_a_clear_error() {
         .protocol("dubbo", 0)
         .service_with(
             SlowServer::new(Sleeper),
-            ServiceConfig::default().method_param("put", "ordered.queue", 3),
+            ServiceConfig::default().method_param("put", keys::ORDERED_QUEUE, 3),
         )
         .start()
         .await
@@ -274,7 +275,7 @@ async fn a_full_queue_of_one_key_is_refused_with_a_clear_error() {
         .reference_config(
             rpc_core::bootstrap::admin::ADMIN_INTERFACE,
             ServiceConfig::default().param(
-                "url",
+                keys::URL,
                 format!("dubbo://127.0.0.1:{}", p.port().expect("port")),
             ),
         )

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpc_core::bootstrap::RunningProvider;
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::Url;
 use rpc_examples::GreeterClient;
@@ -123,7 +124,7 @@ async fn registry_outage(backend: Backend) {
         backend
             .url_at(&proxy.address(), &namespace)
             .with_param("client", name)
-            .with_param("cache.file", cache.display())
+            .with_param(keys::CACHE_FILE, cache.display())
     };
     let a = provider(&direct, "a").await;
     let first = client(&through("first")).await;
@@ -183,8 +184,8 @@ async fn client(registry: &Url) -> GreeterClient {
     rpc_tests::greeter::client(
         &registry.to_string(),
         ServiceConfig::default()
-            .param("timeout", 3000)
-            .param("check", 5000),
+            .param(keys::TIMEOUT, 3000)
+            .param(keys::CHECK, 5000),
     )
     .await
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rpc_core::config::keys;
 use rpc_core::extension;
 use rpc_core::protocol::{Injvm, Protocol};
 use rpc_core::proxy::{self, ServiceClient, ServiceServer};
@@ -569,7 +570,7 @@ fn descriptor_describes_the_service() {
 
     let url = d.apply_to(&Url::parse("dubbo://10.0.0.5:20880/org.example.Greeter").expect("url"));
     assert_eq!(
-        url.param("methods"),
+        url.param(keys::METHODS),
         Some("add,area,birthday,boom,count,greet,maybe,notify,ping,slow")
     );
     assert_eq!(url.param("greet.timeout"), Some("300"));
@@ -577,7 +578,7 @@ fn descriptor_describes_the_service() {
     assert_eq!(url.param("greet.idempotent"), Some("true"));
     assert_eq!(url.param("notify.oneway"), Some("true"));
     assert_eq!(url.param("add.timeout"), None);
-    assert_eq!(url.param("version"), Some("1.0.0"));
+    assert_eq!(url.param(keys::VERSION), Some("1.0.0"));
 }
 
 #[tokio::test]

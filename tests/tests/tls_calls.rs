@@ -4,6 +4,7 @@
 //! with a clear error.
 
 use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::ErrorKind;
 use rpc_examples::{GreeterClient, GreeterServer, SignedGreeter};
@@ -25,12 +26,12 @@ async fn provider(
     };
     if let Some((leaf, client_ca)) = tls {
         b = b
-            .param("tls", true)
-            .and_then(|b| b.param("tls.cert", leaf.cert.display()))
-            .and_then(|b| b.param("tls.key", leaf.key.display()))
+            .param(keys::TLS, true)
+            .and_then(|b| b.param(keys::TLS_CERT, leaf.cert.display()))
+            .and_then(|b| b.param(keys::TLS_KEY, leaf.key.display()))
             .expect("keys");
         if let Some(ca) = client_ca {
-            b = b.param("tls.ca", ca.pem().display()).expect("key");
+            b = b.param(keys::TLS_CA, ca.pem().display()).expect("key");
         }
     }
     b.service(GreeterServer::new(SignedGreeter {
@@ -43,16 +44,16 @@ async fn provider(
 
 /// A consumer with the given application-level TLS keys, referring to `target` (a registry
 /// URL, or a direct `dubbo://` URL).
-async fn client(target: &str, keys: &[(&str, String)]) -> rpc_core::Result<GreeterClient> {
+async fn client(target: &str, tls_keys: &[(&str, String)]) -> rpc_core::Result<GreeterClient> {
     let mut b = Consumer::builder().without_env().application("callers");
     let mut settings = ServiceConfig::default();
     if target.starts_with("dubbo://") {
         b = b.no_registry();
-        settings = settings.param("url", target);
+        settings = settings.param(keys::URL, target);
     } else {
         b = b.registry(target)?;
     }
-    for (k, v) in keys {
+    for (k, v) in tls_keys {
         b = b.param(k, v)?;
     }
     b.reference_config("org.example.Greeter", settings)
@@ -79,13 +80,18 @@ async fn tls_and_plaintext_providers_serve_one_service_side_by_side() {
 
     // The registry sees tls=true on the TLS provider, and none of its local key material.
     let url = secure.urls().into_iter().next().expect("registered");
-    assert_eq!(url.param("tls"), Some("true"), "{url}");
-    for k in ["tls.cert", "tls.key", "tls.ca", "tls.reload"] {
+    assert_eq!(url.param(keys::TLS), Some("true"), "{url}");
+    for k in [
+        keys::TLS_CERT,
+        keys::TLS_KEY,
+        keys::TLS_CA,
+        keys::TLS_RELOAD,
+    ] {
         assert_eq!(url.param(k), None, "{k} must not be published: {url}");
     }
-    assert_eq!(plain.urls()[0].param("tls"), None);
+    assert_eq!(plain.urls()[0].param(keys::TLS), None);
 
-    let c = client(&registry, &[("tls.ca", ca.pem().display().to_string())])
+    let c = client(&registry, &[(keys::TLS_CA, ca.pem().display().to_string())])
         .await
         .expect("reference");
     let mut by = std::collections::BTreeMap::new();
@@ -130,8 +136,8 @@ async fn tls_and_plaintext_providers_serve_one_service_side_by_side() {
     let c = client(
         &registry,
         &[
-            ("tls.ca", ca.pem().display().to_string()),
-            ("tls", "false".into()),
+            (keys::TLS_CA, ca.pem().display().to_string()),
+            (keys::TLS, "false".into()),
         ],
     )
     .await
@@ -160,9 +166,9 @@ async fn mutual_tls_refuses_a_client_without_a_certificate() {
     let trusted = client(
         &direct(&p),
         &[
-            ("tls.ca", servers.pem().display().to_string()),
-            ("tls.cert", me.cert.display().to_string()),
-            ("tls.key", me.key.display().to_string()),
+            (keys::TLS_CA, servers.pem().display().to_string()),
+            (keys::TLS_CERT, me.cert.display().to_string()),
+            (keys::TLS_KEY, me.key.display().to_string()),
         ],
     )
     .await
@@ -176,7 +182,7 @@ async fn mutual_tls_refuses_a_client_without_a_certificate() {
 
     let anonymous = client(
         &direct(&p),
-        &[("tls.ca", servers.pem().display().to_string())],
+        &[(keys::TLS_CA, servers.pem().display().to_string())],
     )
     .await;
     let e = match anonymous {
@@ -197,9 +203,9 @@ async fn mutual_tls_refuses_a_client_without_a_certificate() {
     let foreign = client(
         &direct(&p),
         &[
-            ("tls.ca", servers.pem().display().to_string()),
-            ("tls.cert", stranger.cert.display().to_string()),
-            ("tls.key", stranger.key.display().to_string()),
+            (keys::TLS_CA, servers.pem().display().to_string()),
+            (keys::TLS_CERT, stranger.cert.display().to_string()),
+            (keys::TLS_KEY, stranger.key.display().to_string()),
         ],
     )
     .await;
@@ -222,7 +228,7 @@ async fn a_wrong_ca_is_refused_with_an_error_that_says_so() {
     let other = Ca::new("other");
     let e = client(
         &direct(&p),
-        &[("tls.ca", other.pem().display().to_string())],
+        &[(keys::TLS_CA, other.pem().display().to_string())],
     )
     .await
     .expect_err("wrong CA");
@@ -238,7 +244,7 @@ async fn a_wrong_ca_is_refused_with_an_error_that_says_so() {
     // The right CA works on the same provider.
     let ok = client(
         &direct(&p),
-        &[("tls.ca", servers.pem().display().to_string())],
+        &[(keys::TLS_CA, servers.pem().display().to_string())],
     )
     .await
     .expect("reference");

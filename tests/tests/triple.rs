@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use rpc_core::config::keys;
 use rpc_core::protocol::{Exporter, Protocol};
 use rpc_core::{extension, ErrorKind, Url};
 use rpc_tests::triple::{
@@ -22,7 +23,7 @@ async fn export_both(limit: Option<usize>) -> (Impl, Vec<Box<dyn Exporter>>, u16
     let imp = Impl::default();
     let mut url = Url::parse("tri://127.0.0.1:0/org.example.Greeter?version=1.0.0").expect("url");
     if let Some(l) = limit {
-        url = url.with_param("payload", l);
+        url = url.with_param(keys::PAYLOAD, l);
     }
     let a = rpc_core::proxy::export(&*tri(), url, ProtoGreeterServer::new(imp.clone()))
         .await
@@ -55,7 +56,8 @@ fn reference(port: u16, interface: &str) -> Url {
 async fn wrapper_mode_carries_serde_methods_unchanged() {
     let (_imp, exporters, port) = export_both(None).await;
     for serialization in ["msgpack", "json", "hessian2"] {
-        let url = reference(port, "org.example.Echo").with_param("serialization", serialization);
+        let url =
+            reference(port, "org.example.Echo").with_param(keys::SERIALIZATION, serialization);
         let c: EchoClient = rpc_core::proxy::refer(&*tri(), url).await.expect("refer");
         assert_eq!(c.greet("ann".into()).await.expect("greet"), "hello ann");
         assert_eq!(c.add(2, 1 << 40).await.expect("add"), 2 + (1 << 40));
@@ -126,7 +128,7 @@ async fn deadlines_travel_both_ways_and_an_expired_call_is_dropped() {
     let (imp, exporters, port) = export_both(None).await;
     let c: EchoClient = rpc_core::proxy::refer(
         &*tri(),
-        reference(port, "org.example.Echo").with_param("timeout", 100),
+        reference(port, "org.example.Echo").with_param(keys::TIMEOUT, 100),
     )
     .await
     .expect("refer");
@@ -235,7 +237,7 @@ async fn a_reference_to_a_provider_that_was_down_recovers() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let url = reference(port, "org.example.Echo").with_param("reconnect.interval", 100);
+    let url = reference(port, "org.example.Echo").with_param(keys::RECONNECT_INTERVAL, 100);
     let invoker = tri().refer(url).await.expect("refer");
     // Down: the first dial failed, so the reference is unavailable during the back-off ...
     assert!(!invoker.is_available());
@@ -392,7 +394,7 @@ async fn bad_input_gets_the_right_status_and_the_server_lives_on() {
     // The provider's own limit on results, and the consumer's on requests.
     let c: EchoClient = rpc_core::proxy::refer(
         &*tri(),
-        reference(port, "org.example.Echo").with_param("payload", 1 << 20),
+        reference(port, "org.example.Echo").with_param(keys::PAYLOAD, 1 << 20),
     )
     .await
     .expect("refer");
@@ -407,7 +409,7 @@ async fn bad_input_gets_the_right_status_and_the_server_lives_on() {
     );
     let small: EchoClient = rpc_core::proxy::refer(
         &*tri(),
-        reference(port, "org.example.Echo").with_param("payload", 64),
+        reference(port, "org.example.Echo").with_param(keys::PAYLOAD, 64),
     )
     .await
     .expect("refer");
@@ -502,12 +504,13 @@ async fn one_provider_exports_a_service_on_dubbo_and_tri() {
     .await
     .expect("tri export");
     let via_dubbo: EchoClient =
-        rpc_core::proxy::refer(&*dubbo, d.url().with_param("timeout", 3000))
+        rpc_core::proxy::refer(&*dubbo, d.url().with_param(keys::TIMEOUT, 3000))
             .await
             .expect("refer dubbo");
-    let via_tri: EchoClient = rpc_core::proxy::refer(&*tri(), t.url().with_param("timeout", 3000))
-        .await
-        .expect("refer tri");
+    let via_tri: EchoClient =
+        rpc_core::proxy::refer(&*tri(), t.url().with_param(keys::TIMEOUT, 3000))
+            .await
+            .expect("refer tri");
     assert_eq!(
         via_dubbo.greet("ann".into()).await.expect("dubbo"),
         "hello ann"
@@ -617,7 +620,7 @@ async fn attachments_travel_as_headers_both_ways() {
         .await
         .expect("export");
     let invoker = tri()
-        .refer(exp.url().with_param("timeout", 3000))
+        .refer(exp.url().with_param(keys::TIMEOUT, 3000))
         .await
         .expect("refer");
     let mut call = rpc_core::Invocation::new(
@@ -652,7 +655,7 @@ async fn provider_filters_guard_tri_calls_too() {
         .registry(reg)
         .expect("registry")
         .protocol("tri", 0)
-        .param("token", "true")
+        .param(keys::TOKEN, "true")
         .expect("key")
         .service(GreeterServer::new(SignedGreeter { name: "t".into() }))
         .start()
@@ -723,9 +726,10 @@ async fn tri_calls_are_counted_by_the_metrics_filters_on_both_sides() {
     )
     .await
     .expect("export");
-    let c: TriMetricsClient = rpc_core::proxy::refer(&*tri(), exp.url().with_param("timeout", 100))
-        .await
-        .expect("refer");
+    let c: TriMetricsClient =
+        rpc_core::proxy::refer(&*tri(), exp.url().with_param(keys::TIMEOUT, 100))
+            .await
+            .expect("refer");
     for _ in 0..3 {
         assert_eq!(c.nap(1).await.expect("nap"), 1);
     }
@@ -1042,11 +1046,11 @@ async fn tri_over_tls_checks_certificates_and_serves_beside_plaintext() {
     let secure = |mtls: bool| {
         let mut u = Url::parse("tri://127.0.0.1:0/org.example.Echo?version=1.0.0")
             .expect("url")
-            .with_param("tls", true)
-            .with_param("tls.cert", leaf.cert.display())
-            .with_param("tls.key", leaf.key.display());
+            .with_param(keys::TLS, true)
+            .with_param(keys::TLS_CERT, leaf.cert.display())
+            .with_param(keys::TLS_KEY, leaf.key.display());
         if mtls {
-            u = u.with_param("tls.ca", ca.pem().display());
+            u = u.with_param(keys::TLS_CA, ca.pem().display());
         }
         u
     };
@@ -1062,8 +1066,8 @@ async fn tri_over_tls_checks_certificates_and_serves_beside_plaintext() {
     .expect("export in plaintext");
     let tls_port = tls.url().port().expect("port");
     let with_ca = reference(tls_port, "org.example.Echo")
-        .with_param("tls", true)
-        .with_param("tls.ca", ca.pem().display());
+        .with_param(keys::TLS, true)
+        .with_param(keys::TLS_CA, ca.pem().display());
     let c: EchoClient = rpc_core::proxy::refer(&*tri(), with_ca.clone())
         .await
         .expect("refer");
@@ -1079,7 +1083,7 @@ async fn tri_over_tls_checks_certificates_and_serves_beside_plaintext() {
     // A consumer without the CA, or with another one, is told why.
     let no_ca: EchoClient = rpc_core::proxy::refer(
         &*tri(),
-        reference(tls_port, "org.example.Echo").with_param("tls", true),
+        reference(tls_port, "org.example.Echo").with_param(keys::TLS, true),
     )
     .await
     .expect("refer");
@@ -1089,8 +1093,8 @@ async fn tri_over_tls_checks_certificates_and_serves_beside_plaintext() {
     let wrong: EchoClient = rpc_core::proxy::refer(
         &*tri(),
         reference(tls_port, "org.example.Echo")
-            .with_param("tls", true)
-            .with_param("tls.ca", other.pem().display()),
+            .with_param(keys::TLS, true)
+            .with_param(keys::TLS_CA, other.pem().display()),
     )
     .await
     .expect("refer");
@@ -1121,8 +1125,8 @@ async fn tri_over_tls_checks_certificates_and_serves_beside_plaintext() {
     let anonymous: EchoClient = rpc_core::proxy::refer(
         &*tri(),
         reference(mport, "org.example.Echo")
-            .with_param("tls", true)
-            .with_param("tls.ca", ca.pem().display()),
+            .with_param(keys::TLS, true)
+            .with_param(keys::TLS_CA, ca.pem().display()),
     )
     .await
     .expect("refer");
@@ -1134,10 +1138,10 @@ async fn tri_over_tls_checks_certificates_and_serves_beside_plaintext() {
     let known: EchoClient = rpc_core::proxy::refer(
         &*tri(),
         reference(mport, "org.example.Echo")
-            .with_param("tls", true)
-            .with_param("tls.ca", ca.pem().display())
-            .with_param("tls.cert", me.cert.display())
-            .with_param("tls.key", me.key.display()),
+            .with_param(keys::TLS, true)
+            .with_param(keys::TLS_CA, ca.pem().display())
+            .with_param(keys::TLS_CERT, me.cert.display())
+            .with_param(keys::TLS_KEY, me.key.display()),
     )
     .await
     .expect("refer");

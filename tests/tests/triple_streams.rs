@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use rpc_core::config::keys;
 use rpc_core::protocol::{Exporter, Protocol};
 use rpc_core::{extension, ErrorKind, Streaming, Url};
 use rpc_tests::triple::{
@@ -49,7 +50,7 @@ async fn clients(port: u16, timeout_ms: u64) -> (ProtoStreamerClient, WordsClien
             .expect("refer"),
         rpc_core::proxy::refer(
             &*tri,
-            url("org.example.Words").with_param("version", "1.0.0"),
+            url("org.example.Words").with_param(keys::VERSION, "1.0.0"),
         )
         .await
         .expect("refer"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::RpcContext;
 use rpc_tests as _;
@@ -64,7 +65,7 @@ async fn serve<S: rpc_core::proxy::ServiceServer>(reg: &str, server: S) -> Runni
         .registry(reg)
         .expect("url")
         .protocol("dubbo", 0)
-        .param("shutdown.wait", 0)
+        .param(keys::SHUTDOWN_WAIT, 0)
         .expect("key")
         .service(server)
         .start()
@@ -78,10 +79,13 @@ async fn consumer(reg: &str) -> Consumer {
         .application("hops")
         .registry(reg)
         .expect("url")
-        .reference_config("hop.Relay", ServiceConfig::default().param("timeout", 5000))
+        .reference_config(
+            "hop.Relay",
+            ServiceConfig::default().param(keys::TIMEOUT, 5000),
+        )
         .reference_config(
             "hop.Inspect",
-            ServiceConfig::default().param("timeout", 5000),
+            ServiceConfig::default().param(keys::TIMEOUT, 5000),
         )
         .build()
         .await

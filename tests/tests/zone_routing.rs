@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use rpc_core::bootstrap::{Provider, RunningProvider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::ErrorKind;
 use rpc_examples::{GreeterClient, GreeterServer, SignedGreeter};
@@ -17,9 +18,9 @@ async fn zoned(registry: &str, name: &str, zone: &str) -> RunningProvider {
         .registry(registry)
         .expect("registry")
         .protocol("dubbo", 0)
-        .param("zone", zone)
+        .param(keys::ZONE, zone)
         .expect("zone key")
-        .param("shutdown.wait", 0)
+        .param(keys::SHUTDOWN_WAIT, 0)
         .expect("key")
         .service(GreeterServer::new(SignedGreeter { name: name.into() }))
         .start()
@@ -62,7 +63,7 @@ async fn calls_stay_in_the_consumers_zone_and_fall_back_only_when_it_is_empty() 
     let e1 = zoned(reg, "e1", "east").await;
     let e2 = zoned(reg, "e2", "east").await;
     let w1 = zoned(reg, "w1", "west").await;
-    let east = client(reg, ServiceConfig::default().param("zone", "east")).await;
+    let east = client(reg, ServiceConfig::default().param(keys::ZONE, "east")).await;
     eventually_served_by(&east, &["e1", "e2"]).await;
 
     e1.shutdown().await;
@@ -75,9 +76,9 @@ async fn calls_stay_in_the_consumers_zone_and_fall_back_only_when_it_is_empty() 
     let forced = client(
         reg,
         ServiceConfig::default()
-            .param("zone", "east")
-            .param("zone.force", true)
-            .param("check", 0),
+            .param(keys::ZONE, "east")
+            .param(keys::ZONE_FORCE, true)
+            .param(keys::CHECK, 0),
     )
     .await;
     let err = forced

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rpc_core::cluster::{CallContext, Cluster, LoadBalance, ProviderList, StaticDirectory};
+use rpc_core::config::keys;
 use rpc_core::extension::{self, ExtensionPoint, Side};
 use rpc_core::filter::{self, Filter};
 use rpc_core::serialize::Serialization;
@@ -175,7 +176,8 @@ pub fn run(min: Duration) -> BoxResult<String> {
     // Cluster: failfast + random over 100 no-op providers.
     let providers: Vec<Arc<dyn Invoker>> = (0..100u16)
         .map(|i| {
-            Arc::new(Noop(url.with_port(20000 + i).with_param("weight", 100))) as Arc<dyn Invoker>
+            Arc::new(Noop(url.with_port(20000 + i).with_param(keys::WEIGHT, 100)))
+                as Arc<dyn Invoker>
         })
         .collect();
     let lb = extension::get::<dyn LoadBalance>("random")?;
@@ -188,7 +190,7 @@ pub fn run(min: Duration) -> BoxResult<String> {
     })?;
     row(&mut s, "random balancer select over 100 providers", &t);
     let directory = Arc::new(StaticDirectory::new(
-        url.with_param("loadbalance", "random"),
+        url.with_param(keys::LOADBALANCE, "random"),
         providers,
     ));
     let cluster = extension::get::<dyn Cluster>("failfast")?.join(directory)?;

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use rpc_core::bootstrap::{Consumer, Provider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_registry_zookeeper as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -158,7 +159,7 @@ async fn provider_role(
         .registry(&registry)
         .map_err(|e| e.to_string())?
         .protocol("dubbo", 0)
-        .param("shutdown.wait", 500)
+        .param(keys::SHUTDOWN_WAIT, 500)
         .map_err(|e| e.to_string())?;
     for p in &params {
         let (k, v) = p
@@ -217,13 +218,13 @@ async fn consumer(registry: &str) -> Fallible<LedgerClient> {
         .application("chaos-consumer")
         .registry(registry)
         .map_err(|e| e.to_string())?;
-    ledger_client(builder, ServiceConfig::default().param("check", 5000)).await
+    ledger_client(builder, ServiceConfig::default().param(keys::CHECK, 5000)).await
 }
 
 /// A consumer calling one provider directly.
 async fn direct(port: u16) -> Fallible<LedgerClient> {
     let builder = Consumer::builder().without_env().no_registry();
-    let settings = ServiceConfig::default().param("url", format!("dubbo://127.0.0.1:{port}"));
+    let settings = ServiceConfig::default().param(keys::URL, format!("dubbo://127.0.0.1:{port}"));
     ledger_client(builder, settings).await
 }
 
@@ -233,7 +234,7 @@ async fn ledger_client(
     settings: ServiceConfig,
 ) -> Fallible<LedgerClient> {
     builder
-        .reference_config("chaos.Ledger", settings.param("timeout", 1000))
+        .reference_config("chaos.Ledger", settings.param(keys::TIMEOUT, 1000))
         .build()
         .await
         .map_err(|e| e.to_string())?
@@ -618,7 +619,7 @@ async fn malformed(plan: &Plan) -> Fallible<Table> {
         1,
         &reg.providers,
         &work.0,
-        &[("frame.timeout", "1000".into())],
+        &[(keys::FRAME_TIMEOUT, "1000".into())],
     )?;
     let port = providers[0].port;
     let client = direct(port).await?;
@@ -691,8 +692,8 @@ async fn slowloris(plan: &Plan) -> Fallible<Table> {
         &reg.providers,
         &work.0,
         &[
-            ("frame.timeout", frame_timeout.as_millis().to_string()),
-            ("accepts", (n + 16).to_string()),
+            (keys::FRAME_TIMEOUT, frame_timeout.as_millis().to_string()),
+            (keys::ACCEPTS, (n + 16).to_string()),
         ],
     )?;
     let port = providers[0].port;
@@ -736,7 +737,7 @@ async fn slowloris(plan: &Plan) -> Fallible<Table> {
     let failed = tally.total_failed();
 
     // Past `accepts`: a provider allowing 32 connections, the good client holding one.
-    let limited = start_providers(1, &reg.providers, &work.0, &[("accepts", "32".into())])?;
+    let limited = start_providers(1, &reg.providers, &work.0, &[(keys::ACCEPTS, "32".into())])?;
     let lport = limited[0].port;
     let lclient = direct(lport).await?;
     let ltally = Arc::new(Tally::default());

@@ -34,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rpc_core::bootstrap::admin::AdminClient;
+use rpc_core::config::keys;
 use rpc_core::registry::config_center;
 use rpc_core::registry::{Category, Registry};
 use rpc_core::Url;
@@ -294,13 +295,13 @@ fn provider_json(url: &Url, online: bool) -> Value {
     let p = |k: &str, d: &str| url.param(k).unwrap_or(d).to_string();
     json!({
         "address": url.address(),
-        "version": p("version", ""),
-        "group": p("group", ""),
-        "zone": p("zone", ""),
-        "weight": p("weight", "100"),
+        "version": p(keys::VERSION, ""),
+        "group": p(keys::GROUP, ""),
+        "zone": p(keys::ZONE, ""),
+        "weight": p(keys::WEIGHT, "100"),
         "protocol": url.protocol(),
-        "serialization": url.param("rpc.serialization").or(url.param("serialization")).unwrap_or(""),
-        "application": p("application", ""),
+        "serialization": url.param(keys::NATIVE_SERIALIZATION).or(url.param(keys::SERIALIZATION)).unwrap_or(""),
+        "application": p(keys::APPLICATION, ""),
         "state": if online { "online" } else { "offline" },
     })
 }
@@ -344,9 +345,9 @@ async fn services(State(console): State<Arc<Console>>) -> ApiResult {
         .map(|u| {
             json!({
                 "address": u.host(),
-                "application": u.param("application").unwrap_or(""),
-                "version": u.param("version").unwrap_or(""),
-                "zone": u.param("zone").unwrap_or(""),
+                "application": u.param(keys::APPLICATION).unwrap_or(""),
+                "version": u.param(keys::VERSION).unwrap_or(""),
+                "zone": u.param(keys::ZONE).unwrap_or(""),
             })
         })
         .collect();

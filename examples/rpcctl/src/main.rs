@@ -45,6 +45,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rpc_core::bootstrap::admin::{AdminClient, ADMIN_INTERFACE};
 use rpc_core::bootstrap::Consumer;
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::registry::{self, Registry};
 use rpc_core::serialize::ids;
@@ -397,9 +398,9 @@ async fn list(cli: &Cli) -> Fallible<ExitCode> {
             say!(
                 "  {}  version={} weight={} application={}",
                 p.address(),
-                p.param("version").unwrap_or("-"),
-                p.param("weight").unwrap_or("100"),
-                p.param("application").unwrap_or("-"),
+                p.param(keys::VERSION).unwrap_or("-"),
+                p.param(keys::WEIGHT).unwrap_or("100"),
+                p.param(keys::APPLICATION).unwrap_or("-"),
             );
         }
     }
@@ -479,7 +480,7 @@ async fn service_keys_of(cli: &Cli, interface: &str) -> Fallible<Vec<(String, St
         .iter()
         .map(|u| {
             let get = |k| u.param(k).unwrap_or("").to_string();
-            (get("group"), get("version"))
+            (get(keys::GROUP), get(keys::VERSION))
         })
         .collect();
     keys.sort();
@@ -546,9 +547,9 @@ pub(crate) async fn admin_at(addr: &str, timeout_ms: u64) -> Fallible<AdminClien
         .reference_config(
             ADMIN_INTERFACE,
             ServiceConfig::default()
-                .param("url", format!("dubbo://{addr}"))
-                .param("timeout", timeout_ms)
-                .param("retries", 0),
+                .param(keys::URL, format!("dubbo://{addr}"))
+                .param(keys::TIMEOUT, timeout_ms)
+                .param(keys::RETRIES, 0),
         )
         .build()
         .await
@@ -676,21 +677,21 @@ pub(crate) async fn call_json(
     }
     let interface = call.interface;
     let mut settings = ServiceConfig::default()
-        .param("serialization", "json")
-        .param("timeout", call.timeout_ms)
-        .param("check", 1000)
+        .param(keys::SERIALIZATION, "json")
+        .param(keys::TIMEOUT, call.timeout_ms)
+        .param(keys::CHECK, 1000)
         // A tool's one call is not a consumer of the service.
-        .param("register", false);
+        .param(keys::REGISTER, false);
     if let Some(v) = call.version {
-        settings = settings.param("version", v);
+        settings = settings.param(keys::VERSION, v);
     }
     if let Some(g) = call.group {
-        settings = settings.param("group", g);
+        settings = settings.param(keys::GROUP, g);
     }
     let mut builder = Consumer::builder().without_env();
     match target {
         Target::Provider(p) => {
-            settings = settings.param("url", format!("dubbo://{p}"));
+            settings = settings.param(keys::URL, format!("dubbo://{p}"));
             builder = builder.no_registry();
         }
         Target::Registry(r) => builder = builder.registry(r).map_err(|e| e.to_string())?,

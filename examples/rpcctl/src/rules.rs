@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use rpc_core::config::keys;
 use rpc_core::registry::config_center::{self, ConfigKey};
 use rpc_core::registry::rules::{self, Rules};
 use rpc_core::registry::{Category, Registry};
@@ -55,9 +56,9 @@ pub(crate) fn show(rule: &Url) -> String {
     match Category::of(rule) {
         Category::Routers => format!(
             "route {:?}  force={} priority={}  ({rule})",
-            rule.param("rule").unwrap_or(""),
-            rule.param("force").unwrap_or("false"),
-            rule.param("priority").unwrap_or("0"),
+            rule.param(keys::RULE).unwrap_or(""),
+            rule.param(keys::FORCE).unwrap_or("false"),
+            rule.param(keys::PRIORITY).unwrap_or("0"),
         ),
         _ => {
             let target = match rule.port() {
@@ -68,7 +69,7 @@ pub(crate) fn show(rule: &Url) -> String {
             let keys: Vec<String> = rule
                 .params()
                 .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "category" | "dynamic"))
+                .filter(|(k, _)| !matches!(k.as_str(), keys::CATEGORY | keys::DYNAMIC))
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             format!("override for {target}: {}  ({rule})", keys.join(" "))
@@ -108,7 +109,7 @@ pub(crate) fn document_keys(
         let service = config_center::service_rule_key(p);
         names.push(format!("{service}.configurators"));
         names.push(format!("{service}.condition-router"));
-        if let Some(app) = p.param("application").filter(|a| !a.is_empty()) {
+        if let Some(app) = p.param(keys::APPLICATION).filter(|a| !a.is_empty()) {
             names.push(format!("{app}.configurators"));
             names.push(format!("{app}.tag-router"));
         }

@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rpc_core::bootstrap::{Provider, RunningProvider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::registry;
 use rpc_core::Url;
@@ -30,7 +31,7 @@ async fn provider_named(reg: &str, name: &str) -> RunningProvider {
         .registry(reg)
         .expect("registry")
         .protocol("dubbo", 0)
-        .param("shutdown.wait", 0)
+        .param(keys::SHUTDOWN_WAIT, 0)
         .expect("key")
         .service(GreeterServer::new(SignedGreeter { name: name.into() }))
         .start()
@@ -250,11 +251,11 @@ async fn several_providers_are_listed_not_guessed() {
         .registry(&reg)
         .expect("registry")
         .protocol("dubbo", 0)
-        .param("shutdown.wait", 0)
+        .param(keys::SHUTDOWN_WAIT, 0)
         .expect("key")
         .service_with(
             GreeterServer::new(SignedGreeter { name: "p2".into() }),
-            ServiceConfig::default().param("version", "2.0.0"),
+            ServiceConfig::default().param(keys::VERSION, "2.0.0"),
         )
         .start()
         .await

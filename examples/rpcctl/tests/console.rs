@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use rpc_core::bootstrap::{Consumer, Provider};
+use rpc_core::config::keys;
 use rpc_examples::{GreeterClient, GreeterServer, SignedGreeter};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,7 +95,7 @@ fn provider_process() -> ExitCode {
             .expect("registry")
             .host("127.0.0.1")
             .protocol("dubbo", 0)
-            .param("shutdown.wait", 0)
+            .param(keys::SHUTDOWN_WAIT, 0)
             .expect("key")
             .service(GreeterServer::new(SignedGreeter { name }))
             .start()

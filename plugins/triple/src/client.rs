@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use h2::RecvStream;
 use http::{HeaderValue, Request};
+use rpc_core::config::keys;
 use rpc_core::extension::AdaptiveCache;
 use rpc_core::filter::DEFAULT_TIMEOUT_MS;
 use rpc_core::proxy::StreamKind;
@@ -241,10 +242,10 @@ impl TriInvoker {
         if let Some(d) = inv.deadline() {
             return Ok(d);
         }
-        let t = match self.url.method_param(inv.method(), "timeout") {
+        let t = match self.url.method_param(inv.method(), keys::TIMEOUT) {
             Some(_) => Duration::from_millis(self.url.method_param_as(
                 inv.method(),
-                "timeout",
+                keys::TIMEOUT,
                 DEFAULT_TIMEOUT_MS,
             )?),
             None => self.timeout,

@@ -71,6 +71,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use rpc_core::config::keys;
 use rpc_core::extension::AdaptiveCache;
 use rpc_core::filter::DEFAULT_TIMEOUT_MS;
 use rpc_core::protocol::{Exporter, Protocol};
@@ -129,7 +130,7 @@ impl Protocol for Triple {
         url: Url,
         invoker: Arc<dyn Invoker>,
     ) -> Result<Box<dyn Exporter>, RpcError> {
-        let payload = url.param_as("payload", rpc_core::exchange::DEFAULT_PAYLOAD)?;
+        let payload = url.param_as(keys::PAYLOAD, rpc_core::exchange::DEFAULT_PAYLOAD)?;
         let tls = rpc_core::transport::tls::enabled(&url)?;
         let tls_url = url.clone();
         self.listeners
@@ -159,8 +160,8 @@ impl Protocol for Triple {
     }
 
     async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>, RpcError> {
-        let timeout = Duration::from_millis(url.param_as("timeout", DEFAULT_TIMEOUT_MS)?);
-        let payload = url.param_as("payload", rpc_core::exchange::DEFAULT_PAYLOAD)?;
+        let timeout = Duration::from_millis(url.param_as(keys::TIMEOUT, DEFAULT_TIMEOUT_MS)?);
+        let payload = url.param_as(keys::PAYLOAD, rpc_core::exchange::DEFAULT_PAYLOAD)?;
         let address = url.address();
         // Connections are shared per address and, over TLS, per client identity.
         let tls = rpc_core::transport::tls::enabled(&url)?;
@@ -185,8 +186,8 @@ impl Protocol for Triple {
                         Ok(Duration::from_millis(url.param_as(key, default)?))
                     };
                     let backoff = client::Backoff::new(
-                        ms("reconnect.interval", 100)?,
-                        ms("reconnect.max", 3000)?,
+                        ms(keys::RECONNECT_INTERVAL, 100)?,
+                        ms(keys::RECONNECT_MAX, 3000)?,
                     );
                     let tls_url = tls.then(|| url.clone());
                     let c = client::Channel::new(

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Request, Response as HttpResponse, StatusCode};
+use rpc_core::config::keys;
 use rpc_core::context::{APPLICATION_ATTACHMENT, REMOTE_ADDRESS_ATTACHMENT};
 use rpc_core::invocation::ByteString;
 use rpc_core::proxy::{ServiceDescriptor, StreamKind};
@@ -467,7 +468,7 @@ fn find_method(
                 .find(|m| fold(m.name()) == wanted)
                 .map(|m| m.name().to_string())
         }
-        None => invoker.url().param("methods").and_then(|ms| {
+        None => invoker.url().param(keys::METHODS).and_then(|ms| {
             ms.split(',')
                 .find(|m| *m == name)
                 .or_else(|| ms.split(',').find(|m| fold(m) == wanted))

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rpc_core::config::keys;
 use rpc_core::idempotency::{Claim, IdempotencyStore, IdempotencyStoreFactory, StoredResponse};
 use rpc_core::{ErrorKind, Result, RpcError, Url};
 use tokio::sync::OnceCell;
@@ -27,13 +28,13 @@ use tokio::time::Instant;
 use crate::client::{pb, EtcdClient};
 
 rpc_core::config_key!(
-    "idempotency.etcd",
+    IDEMPOTENCY_ETCD = "idempotency.etcd",
     "",
     Text,
     "provider, idempotency.store=etcd: the etcd endpoints (host:port, comma separated) that hold the idempotency keys"
 );
 rpc_core::config_key!(
-    "idempotency.etcd.prefix",
+    IDEMPOTENCY_ETCD_PREFIX = "idempotency.etcd.prefix",
     "/rpc/idempotency/",
     Text,
     "provider, idempotency.store=etcd: the key prefix of the idempotency keys"
@@ -53,7 +54,7 @@ pub struct EtcdStoreFactory;
 impl IdempotencyStoreFactory for EtcdStoreFactory {
     fn open(&self, url: &Url) -> Result<Arc<dyn IdempotencyStore>> {
         let endpoints: Vec<String> = url
-            .param("idempotency.etcd")
+            .param(IDEMPOTENCY_ETCD)
             .unwrap_or("")
             .split(',')
             .map(str::trim)
@@ -71,11 +72,12 @@ impl IdempotencyStoreFactory for EtcdStoreFactory {
                 "idempotency.store=etcd needs idempotency.etcd, the etcd endpoints (host:port)",
             ));
         }
-        let run_ms: u64 = url.param_as("idempotency.run", rpc_core::idempotency::DEFAULT_RUN_MS)?;
+        let run_ms: u64 =
+            url.param_as(keys::IDEMPOTENCY_RUN, rpc_core::idempotency::DEFAULT_RUN_MS)?;
         Ok(Arc::new(EtcdStore {
             endpoints,
             prefix: url
-                .param("idempotency.etcd.prefix")
+                .param(IDEMPOTENCY_ETCD_PREFIX)
                 .unwrap_or("/rpc/idempotency/")
                 .to_string(),
             claim_ttl: i64::try_from(run_ms.div_ceil(1000) + 1).unwrap_or(i64::MAX),

@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use client::{prefix_end, EtcdClient};
+use rpc_core::config::keys;
 use rpc_core::registry::config_center::{check_content, ConfigKey, MAX_CONFIG_BYTES};
 use rpc_core::registry::remote::{
     decode_url_list, Backoff, Connection, DubboLayout, Instances, Registrations,
@@ -151,7 +152,7 @@ impl EtcdRegistry {
             url.host(),
             url.port().unwrap_or(2379)
         )];
-        if let Some(backup) = url.param("backup") {
+        if let Some(backup) = url.param(keys::BACKUP) {
             endpoints.extend(
                 backup
                     .split(',')
@@ -163,8 +164,8 @@ impl EtcdRegistry {
             url: url.clone(),
             endpoints,
             layout: DubboLayout::from_url(url),
-            ttl: url.param_as("lease", 10i64)?.max(1),
-            timeout: Duration::from_millis(url.param_as("timeout", 5_000u64)?.max(10)),
+            ttl: url.param_as(keys::LEASE, 10i64)?.max(1),
+            timeout: Duration::from_millis(url.param_as(keys::TIMEOUT, 5_000u64)?.max(10)),
             user: url
                 .username()
                 .map(|u| (u.to_string(), url.password().unwrap_or("").to_string())),
@@ -212,7 +213,7 @@ impl Shared {
     /// (decimal) as value, or, for `dynamic=false`, without lease and with Java's
     /// `String.hashCode` of the key as value.
     async fn put(&self, client: &EtcdClient, key: &str, url: &Url) -> Result<()> {
-        let (value, lease) = if url.param("dynamic") == Some("false") {
+        let (value, lease) = if url.param(keys::DYNAMIC) == Some("false") {
             (java_string_hash(key).to_string(), 0)
         } else {
             let lease = self.lease.load(Ordering::SeqCst);

@@ -62,6 +62,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
+use rpc_core::config::keys;
 use rpc_core::registry::config_center::{check_content, ConfigKey};
 use rpc_core::registry::remote::{Backoff, Connection, Instances, Registrations, MAX_ENTRY_BYTES};
 use rpc_core::registry::subscriptions::{CategoryWatch, Subscription, Subscriptions};
@@ -119,8 +120,8 @@ pub fn service_name(url: &Url) -> String {
         "{}:{}:{}:{}",
         Category::of(url).as_str(),
         url.interface(),
-        part("version"),
-        part("group")
+        part(keys::VERSION),
+        part(keys::GROUP)
     )
 }
 
@@ -168,7 +169,7 @@ fn metadata_of(url: &Url) -> String {
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    meta.insert("category".into(), Category::of(url).as_str().into());
+    meta.insert(keys::CATEGORY.into(), Category::of(url).as_str().into());
     if is_rule(url) {
         meta.insert(RULE_PORT.into(), url.port().unwrap_or(0).to_string().into());
     }
@@ -233,9 +234,9 @@ fn instance_url(interface: &str, host: &Value) -> std::result::Result<Option<Url
     }
     let mut url = base.with_path(path).with_params(params);
     // Dubbo adds the category to every instance; drop it where the URL implies it anyway.
-    if let Some(c) = url.param("category") {
-        if Category::of(&url.without_param("category")).as_str() == c {
-            url = url.without_param("category");
+    if let Some(c) = url.param(keys::CATEGORY) {
+        if Category::of(&url.without_param(keys::CATEGORY)).as_str() == c {
+            url = url.without_param(keys::CATEGORY);
         }
     }
     Ok(Some(url))
@@ -366,7 +367,7 @@ impl NacosRegistry {
             "http://{}",
             url.with_port(url.port().unwrap_or(8848)).address()
         )];
-        if let Some(backup) = url.param("backup") {
+        if let Some(backup) = url.param(keys::BACKUP) {
             servers.extend(
                 backup
                     .split(',')
@@ -375,7 +376,7 @@ impl NacosRegistry {
                     .map(|b| format!("http://{b}")),
             );
         }
-        let timeout = Duration::from_millis(url.param_as("timeout", 5_000u64)?.max(10));
+        let timeout = Duration::from_millis(url.param_as(keys::TIMEOUT, 5_000u64)?.max(10));
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -385,16 +386,16 @@ impl NacosRegistry {
         let shared = Arc::new(Shared {
             url: url.clone(),
             servers,
-            namespace: url.param("namespace").unwrap_or("").trim().to_string(),
+            namespace: url.param(keys::NAMESPACE).unwrap_or("").trim().to_string(),
             group: url
-                .param("group")
+                .param(keys::GROUP)
                 .map(str::trim)
                 .filter(|g| !g.is_empty())
                 .unwrap_or(DEFAULT_GROUP)
                 .to_string(),
             timeout,
-            poll: Duration::from_millis(url.param_as("poll", 1_000u64)?.max(10)),
-            beat: Duration::from_millis(url.param_as("beat", 5_000u64)?.max(100)),
+            poll: Duration::from_millis(url.param_as(keys::POLL, 1_000u64)?.max(10)),
+            beat: Duration::from_millis(url.param_as(keys::BEAT, 5_000u64)?.max(100)),
             user: url
                 .username()
                 .map(|u| (u.to_string(), url.password().unwrap_or("").to_string())),
@@ -452,7 +453,7 @@ impl Shared {
             ("clusterName", "DEFAULT".to_string()),
             (
                 "ephemeral",
-                (url.param("dynamic") != Some("false")).to_string(),
+                (url.param(keys::DYNAMIC) != Some("false")).to_string(),
             ),
         ]);
         params
@@ -847,7 +848,7 @@ async fn run_session(shared: &Arc<Shared>) -> Result<()> {
             // Persistent instances (`dynamic=false`) live without heartbeats.
             for (_, url) in regs
                 .iter()
-                .filter(|(_, u)| u.param("dynamic") != Some("false"))
+                .filter(|(_, u)| u.param(keys::DYNAMIC) != Some("false"))
             {
                 shared.beat(&client, url).await?;
             }

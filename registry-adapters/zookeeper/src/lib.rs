@@ -46,6 +46,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rpc_core::config::keys;
 use rpc_core::registry::config_center::{check_content, ConfigKey, MAX_CONFIG_BYTES};
 use rpc_core::registry::remote::{
     decode_url_list, Backoff, Connection, DubboLayout, Instances, Registrations,
@@ -132,7 +133,7 @@ impl ZookeeperRegistry {
             )));
         }
         let mut cluster = format!("{host}:{}", url.port().unwrap_or(2181));
-        if let Some(backup) = url.param("backup").filter(|b| !b.is_empty()) {
+        if let Some(backup) = url.param(keys::BACKUP).filter(|b| !b.is_empty()) {
             cluster.push(',');
             cluster.push_str(backup);
         }
@@ -143,8 +144,8 @@ impl ZookeeperRegistry {
             url: url.clone(),
             cluster,
             layout: DubboLayout::from_url(url),
-            session_timeout: Duration::from_millis(url.param_as("session", 60_000u64)?),
-            connect_timeout: Duration::from_millis(url.param_as("timeout", 5_000u64)?),
+            session_timeout: Duration::from_millis(url.param_as(keys::SESSION, 60_000u64)?),
+            connect_timeout: Duration::from_millis(url.param_as(keys::TIMEOUT, 5_000u64)?),
             auth,
             conn: Connection::new(),
             registered: Registrations::new(),
@@ -247,7 +248,7 @@ impl Shared {
         path: &str,
         url: &Url,
     ) -> Result<(), zk::Error> {
-        let persistent = url.param("dynamic") == Some("false");
+        let persistent = url.param(keys::DYNAMIC) == Some("false");
         let mode = if persistent {
             zk::CreateMode::Persistent
         } else {

@@ -11,16 +11,10 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::configurator::Overrides;
+use crate::config::keys;
 use crate::proxy::ServiceDescriptor;
 use crate::registry::{Category, NotifyListener, Registry};
 use crate::url::Url;
-
-crate::config_key!(
-    "admin",
-    "true",
-    Bool,
-    "provider: export the admin service (describe, metrics, offline/online) on the service port"
-);
 
 /// Interface name of the admin service.
 pub const ADMIN_INTERFACE: &str = "rpc.Admin";
@@ -120,7 +114,7 @@ impl ProviderState {
             Some(r) => r.apply_to_provider(exported),
             None => exported.clone(),
         };
-        (url.param("disabled") != Some("true")).then_some(url)
+        (url.param(keys::DISABLED) != Some("true")).then_some(url)
     }
 
     pub(crate) async fn set_online(&self, online: bool) -> crate::Result<()> {

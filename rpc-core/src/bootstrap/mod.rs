@@ -46,6 +46,7 @@ pub mod admin;
 use crate::cluster::registry_directory::{merge_direct_url, InvokerFactory, RegistryDirectory};
 use crate::cluster::router::ZoneRouter;
 use crate::cluster::{Cluster, StaticDirectory};
+use crate::config::keys;
 use crate::config::{Config, ConfigBuilder, ServiceConfig};
 use crate::error::{Result, RpcError};
 use crate::extension::{self, Side};
@@ -56,34 +57,14 @@ use crate::registry::{self, Registry};
 use crate::url::Url;
 use admin::ProviderState;
 
-crate::config_key!(
-    "shutdown.wait",
-    "1000",
-    Millis,
-    "graceful shutdown: time between unregistering and closing, so consumers stop sending"
-);
-crate::config_key!(
-    "check",
-    "3000",
-    MillisOrBool,
-    "a registry reference waits up to this long (ms) for its first providers, then starts without (0 or false: do not wait; true: 3000, so Dubbo's check=true/false read sensibly); a direct url= reference never waits"
-);
-
-crate::config_key!(
-    "register",
-    "true",
-    Bool,
-    "a registry reference registers itself under the service's consumers (informational, for operators' tools); false keeps a short-lived or tool's reference out of that list"
-);
-
 /// The `check` wait of a reference: milliseconds, or Dubbo's boolean (`false`: no wait,
 /// `true`: the default wait). A reference never fails for want of providers.
 fn check_wait(url: &Url) -> Result<Duration> {
     const DEFAULT_MS: u64 = 3000;
-    let ms = match url.param("check") {
+    let ms = match url.param(keys::CHECK) {
         None | Some("true") => DEFAULT_MS,
         Some("false") => 0,
-        Some(_) => url.param_as("check", DEFAULT_MS)?,
+        Some(_) => url.param_as(keys::CHECK, DEFAULT_MS)?,
     };
     Ok(Duration::from_millis(ms))
 }
@@ -225,7 +206,7 @@ impl ProviderBuilder {
             chains: std::sync::Mutex::new(Default::default()),
         });
         let mut services = self.services;
-        let admin_on = match cfg.params.get("admin").map(String::as_str) {
+        let admin_on = match cfg.params.get(keys::ADMIN).map(String::as_str) {
             None | Some("true") => true,
             Some("false") => false,
             Some(other) => {
@@ -255,8 +236,8 @@ impl ProviderBuilder {
                     port,
                     &svc.descriptor.url_params(),
                 )
-                .with_param("timestamp", started)
-                .with_param("pid", std::process::id());
+                .with_param(keys::TIMESTAMP, started)
+                .with_param(keys::PID, std::process::id());
             let url = registry::dubbo::provider_keys(&url);
             // Dubbo peers read `serialization`: they are told hessian2, ours read their own.
             let url = registry::dubbo::advertise_serialization(
@@ -312,7 +293,7 @@ impl ProviderBuilder {
                 let listener: Arc<dyn registry::NotifyListener> = Arc::new(
                     admin::ProviderRules::new(Arc::downgrade(&state), exported.clone()),
                 );
-                let watch = exported.with_param("category", "configurators");
+                let watch = exported.with_param(keys::CATEGORY, "configurators");
                 // With the provider's rule documents of the config center merged in.
                 let listener: Arc<dyn registry::NotifyListener> =
                     match registry::config_center::RuleFeed::provider(
@@ -336,7 +317,7 @@ impl ProviderBuilder {
         Ok(RunningProvider {
             state,
             exporters: exported,
-            shutdown_wait: Duration::from_millis(cfg_millis(&cfg, "shutdown.wait", 1000)?),
+            shutdown_wait: Duration::from_millis(cfg_millis(&cfg, keys::SHUTDOWN_WAIT, 1000)?),
             metrics_addr,
         })
     }
@@ -375,7 +356,7 @@ fn install_metrics() {
 
 /// Starts the Prometheus endpoint when `metrics.port` is set.
 async fn serve_metrics(cfg: &Config) -> Result<Option<SocketAddr>> {
-    let Some(port) = cfg.params.get("metrics.port") else {
+    let Some(port) = cfg.params.get(keys::METRICS_PORT) else {
         return Ok(None);
     };
     let port: u16 = port
@@ -585,7 +566,7 @@ impl Consumer {
         check_extension_names(&url)?;
         let factory: Arc<dyn InvokerFactory> = Arc::new(ConsumerInvokerFactory);
         let cluster = extension::adaptive::<dyn Cluster>(&url, "")?;
-        if let Some(direct) = url.param("url").filter(|s| !s.trim().is_empty()) {
+        if let Some(direct) = url.param(keys::URL).filter(|s| !s.trim().is_empty()) {
             let mut invokers = Vec::new();
             for one in direct.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let provider = Url::parse(one)?;
@@ -614,12 +595,12 @@ impl Consumer {
         // As Dubbo consumers do: the providers, and the override and routing rules of the
         // service (applied live by the directory, kept in the registry cache like the list).
         // The rule documents of the config center (Dubbo 2.7+ YAML) join those lists.
-        let subscription = url.with_param("category", "providers,configurators,routers");
+        let subscription = url.with_param(keys::CATEGORY, "providers,configurators,routers");
         let rules = registry::config_center::RuleFeed::consumer(registry, &url, dir.clone())?;
         registry.subscribe(&subscription, rules.clone()).await?;
         // The consumer's own registration is informational (operators' tools list it): it
         // never delays the reference, even while the registry is unreachable.
-        if url.param_bool("register", true)? {
+        if url.param_bool(keys::REGISTER, true)? {
             let consumer_url =
                 registry::dubbo::consumer_registration(&url, crate::cluster::loadbalance::now_ms());
             let reg = registry.clone();

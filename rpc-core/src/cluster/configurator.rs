@@ -35,28 +35,29 @@
 use std::cmp::Ordering;
 
 use crate::config::find_key;
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::url::Url;
 
 /// Parameters that say where a rule applies rather than what it sets.
 const CONDITION_KEYS: &[&str] = &[
-    "anyhost",
-    "application",
-    "category",
-    "check",
-    "compatible_config",
+    keys::ANYHOST,
+    keys::APPLICATION,
+    keys::CATEGORY,
+    keys::CHECK,
+    keys::COMPATIBLE_CONFIG,
     "config.version",
-    "configVersion",
-    "dynamic",
-    "enabled",
-    "group",
-    "interface",
-    "pid",
-    "priority",
-    "providerAddresses",
-    "side",
-    "timestamp",
-    "version",
+    keys::CONFIG_VERSION,
+    keys::DYNAMIC,
+    keys::ENABLED,
+    keys::GROUP,
+    keys::INTERFACE,
+    keys::PID,
+    keys::PRIORITY,
+    keys::PROVIDER_ADDRESSES,
+    keys::SIDE,
+    keys::TIMESTAMP,
+    keys::VERSION,
 ];
 
 /// The address every host matches.
@@ -95,7 +96,7 @@ impl Override {
             }
         };
         let priority = url
-            .param("priority")
+            .param(keys::PRIORITY)
             .map(|p| p.trim().parse::<i64>())
             .transpose()
             .map_err(|_| refuse("priority is not a whole number".into()))?
@@ -113,7 +114,7 @@ impl Override {
                 key.kind
                     .check(v)
                     .map_err(|want| refuse(format!("{k}={v:?}: wants {want}")))?;
-            } else if k == "disabled" && v != "true" && v != "false" {
+            } else if k == keys::DISABLED && v != "true" && v != "false" {
                 return Err(refuse(format!("disabled={v:?}: wants true or false")));
             }
             settings.push((k.clone(), v.clone()));
@@ -124,10 +125,10 @@ impl Override {
             host: url.host().to_string(),
             port: url.port().filter(|p| *p != 0),
             application: url
-                .param("application")
+                .param(keys::APPLICATION)
                 .filter(|a| !a.is_empty() && *a != "*")
                 .map(str::to_string),
-            provider_side: url.param("side") == Some("provider"),
+            provider_side: url.param(keys::SIDE) == Some("provider"),
             priority,
             settings,
         })
@@ -151,7 +152,7 @@ impl Override {
             && self
                 .application
                 .as_deref()
-                .is_none_or(|app| provider.param("application") == Some(app))
+                .is_none_or(|app| provider.param(keys::APPLICATION) == Some(app))
     }
 
     fn specificity(&self) -> (bool, i64) {
@@ -172,7 +173,7 @@ impl Overrides {
         let mut rules = Vec::new();
         for u in urls.iter().filter(|u| u.protocol() != "empty") {
             let rule = Override::parse(u)?;
-            if u.param_bool("enabled", true).map_err(|e| {
+            if u.param_bool(keys::ENABLED, true).map_err(|e| {
                 RpcError::new(
                     ErrorKind::Config,
                     format!("override rule {u} refused: {}", e.message()),
@@ -266,10 +267,13 @@ mod tests {
     fn a_rule_with_a_port_targets_one_provider() {
         let r = rules(&["override://10.0.0.1:20880/a.B?category=configurators&weight=0"])
             .expect("valid");
-        assert_eq!(r.apply(&url(P1), "10.9.9.9").param("weight"), Some("0"));
-        assert_eq!(r.apply(&url(P2), "10.9.9.9").param("weight"), Some("100"));
+        assert_eq!(r.apply(&url(P1), "10.9.9.9").param(keys::WEIGHT), Some("0"));
         assert_eq!(
-            r.apply(&url(P1), "10.9.9.9").param("category"),
+            r.apply(&url(P2), "10.9.9.9").param(keys::WEIGHT),
+            Some("100")
+        );
+        assert_eq!(
+            r.apply(&url(P1), "10.9.9.9").param(keys::CATEGORY),
             None,
             "condition keys are not settings"
         );
@@ -279,26 +283,29 @@ mod tests {
     fn a_rule_without_a_port_targets_consumers() {
         let all = rules(&["override://0.0.0.0/a.B?timeout=3000"]).expect("valid");
         assert_eq!(
-            all.apply(&url(P1), "10.9.9.9").param("timeout"),
+            all.apply(&url(P1), "10.9.9.9").param(keys::TIMEOUT),
             Some("3000")
         );
         assert_eq!(
-            all.apply(&url(P2), "10.9.9.8").param("timeout"),
+            all.apply(&url(P2), "10.9.9.8").param(keys::TIMEOUT),
             Some("3000")
         );
         let one = rules(&["override://10.9.9.9/a.B?timeout=3000"]).expect("valid");
         assert_eq!(
-            one.apply(&url(P1), "10.9.9.9").param("timeout"),
+            one.apply(&url(P1), "10.9.9.9").param(keys::TIMEOUT),
             Some("3000")
         );
         assert_eq!(
-            one.apply(&url(P1), "10.9.9.8").param("timeout"),
+            one.apply(&url(P1), "10.9.9.8").param(keys::TIMEOUT),
             Some("1000")
         );
         let providers = rules(&["override://10.0.0.2/a.B?side=provider&timeout=5"]).expect("ok");
-        assert_eq!(providers.apply(&url(P2), "x").param("timeout"), Some("5"));
         assert_eq!(
-            providers.apply(&url(P1), "x").param("timeout"),
+            providers.apply(&url(P2), "x").param(keys::TIMEOUT),
+            Some("5")
+        );
+        assert_eq!(
+            providers.apply(&url(P1), "x").param(keys::TIMEOUT),
             Some("1000")
         );
     }
@@ -313,14 +320,14 @@ mod tests {
         ])
         .expect("valid");
         let u = r.apply(&url(P1), "h");
-        assert_eq!(u.param("timeout"), Some("1000"));
-        assert_eq!(u.param("retries"), Some("0"));
-        assert_eq!(u.param("weight"), Some("100"));
-        assert_eq!(u.method_param("greet", "timeout"), Some("7"));
+        assert_eq!(u.param(keys::TIMEOUT), Some("1000"));
+        assert_eq!(u.param(keys::RETRIES), Some("0"));
+        assert_eq!(u.param(keys::WEIGHT), Some("100"));
+        assert_eq!(u.method_param("greet", keys::TIMEOUT), Some("7"));
         let reference = url("consumer://10.9.0.1/a.B?application=shop&retries=2");
         let live = r.apply_to_consumer(&reference);
-        assert_eq!(live.param("retries"), Some("0"));
-        assert_eq!(live.method_param("greet", "timeout"), Some("7"));
+        assert_eq!(live.param(keys::RETRIES), Some("0"));
+        assert_eq!(live.method_param("greet", keys::TIMEOUT), Some("7"));
         let provider_rule = rules(&["override://10.0.0.1:20880/a.B?retries=9"]).expect("ok");
         assert_eq!(provider_rule.apply_to_consumer(&reference), reference);
     }
@@ -334,12 +341,12 @@ mod tests {
         ])
         .expect("valid");
         let one = r.apply_to_provider(&url(P1));
-        assert_eq!(one.param("weight"), Some("0"));
-        assert_eq!(one.param("timeout"), Some("50"));
-        assert_eq!(one.param("retries"), None, "a consumer rule");
+        assert_eq!(one.param(keys::WEIGHT), Some("0"));
+        assert_eq!(one.param(keys::TIMEOUT), Some("50"));
+        assert_eq!(one.param(keys::RETRIES), None, "a consumer rule");
         let two = r.apply_to_provider(&url(P2));
-        assert_eq!(two.param("weight"), Some("100"));
-        assert_eq!(two.param("timeout"), Some("50"));
+        assert_eq!(two.param(keys::WEIGHT), Some("100"));
+        assert_eq!(two.param(keys::TIMEOUT), Some("50"));
     }
 
     #[test]
@@ -352,14 +359,22 @@ mod tests {
         ])
         .expect("valid");
         let u = r.apply(&url(P1), "h");
-        assert_eq!(u.param("timeout"), Some("10"), "named host beats any host");
         assert_eq!(
-            r.apply(&url(P2), "h").param("timeout"),
+            u.param(keys::TIMEOUT),
+            Some("10"),
+            "named host beats any host"
+        );
+        assert_eq!(
+            r.apply(&url(P2), "h").param(keys::TIMEOUT),
             Some("20"),
             "priority"
         );
-        assert_eq!(u.param("weight"), Some("100"), "absent keeps what is set");
-        assert_eq!(u.param("loadbalance"), Some("roundrobin"));
+        assert_eq!(
+            u.param(keys::WEIGHT),
+            Some("100"),
+            "absent keeps what is set"
+        );
+        assert_eq!(u.param(keys::LOADBALANCE), Some("roundrobin"));
     }
 
     #[test]

@@ -25,6 +25,7 @@
 
 use std::sync::Arc;
 
+use crate::config::keys;
 use crate::error::Result;
 use crate::invocation::{Invocation, Invoker};
 use crate::url::Url;
@@ -123,8 +124,8 @@ fn _assert_object_safe(
 ) {
 }
 
-crate::extension_point!(dyn LoadBalance, key = "loadbalance", default = "random");
-crate::extension_point!(dyn Cluster, key = "cluster", default = "failover");
+crate::extension_point!(dyn LoadBalance, key = keys::LOADBALANCE, default = "random");
+crate::extension_point!(dyn Cluster, key = keys::CLUSTER, default = "failover");
 crate::extension_point!(dyn RouterFactory, key = "router", default = "condition");
 
 /// `": addr: why; addr: why"` for the providers of `providers` that are unavailable and say

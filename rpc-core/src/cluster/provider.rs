@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::loadbalance::{now_ms, DEFAULT_WARMUP_MS, DEFAULT_WEIGHT};
 use super::stats::{self, MethodStats, ProviderStats};
+use crate::config::keys;
 use crate::invocation::{Invocation, Invoker};
 use crate::url::Url;
 
@@ -68,7 +69,7 @@ impl Provider {
             .params()
             .iter()
             .filter_map(|(k, v)| {
-                let method = k.strip_suffix(".weight")?;
+                let method = keys::method_of(k, keys::WEIGHT)?;
                 let w = v.trim().parse().unwrap_or(DEFAULT_WEIGHT);
                 Some((Box::<str>::from(method), w))
             })
@@ -76,15 +77,15 @@ impl Provider {
         let text = |k: &str| url.param(k).filter(|t| !t.is_empty()).map(Box::<str>::from);
         Provider(Arc::new(Inner {
             weight: url
-                .param_as("weight", DEFAULT_WEIGHT)
+                .param_as(keys::WEIGHT, DEFAULT_WEIGHT)
                 .unwrap_or(DEFAULT_WEIGHT),
             method_weights,
-            started: url.param_as("timestamp", 0u64).unwrap_or(0),
+            started: url.param_as(keys::TIMESTAMP, 0u64).unwrap_or(0),
             warmup: url
-                .param_as("warmup", DEFAULT_WARMUP_MS)
+                .param_as(keys::WARMUP, DEFAULT_WARMUP_MS)
                 .unwrap_or(DEFAULT_WARMUP_MS),
-            zone: text("zone"),
-            tag: text("tag"),
+            zone: text(keys::ZONE),
+            tag: text(keys::TAG),
             address: format!("{}:{}", url.host(), url.port().unwrap_or(0)).into(),
             stats: stats::provider_stats(url),
             availability: invoker.availability_source(),

@@ -55,6 +55,7 @@ use arc_swap::ArcSwap;
 
 use super::configurator::Overrides;
 use super::{router, stats, CallContext, Directory, Provider, ProviderList, Router};
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
 use crate::invocation::{Invocation, Invoker};
@@ -67,12 +68,12 @@ use crate::url::Url;
 /// provider advertises (hessian2 for a Java provider, which names none).
 pub fn merge_provider_url(provider: &Url, reference: &Url) -> Url {
     let merged = merge_direct_url(provider, reference);
-    if reference.param("serialization").is_some() {
+    if reference.param(keys::SERIALIZATION).is_some() {
         return merged;
     }
     let linked = |name: &str| extension::get::<dyn crate::serialize::Serialization>(name).is_ok();
     match crate::registry::dubbo::consumer_serialization(provider, linked) {
-        Some(ser) => merged.with_param("serialization", ser),
+        Some(ser) => merged.with_param(keys::SERIALIZATION, ser),
         None => merged,
     }
 }
@@ -82,32 +83,32 @@ pub fn merge_provider_url(provider: &Url, reference: &Url) -> Url {
 /// provider the reference names itself (`url=`): its serialization is the reference's, else
 /// the one written in that URL, else the protocol's default, as the key table documents.
 pub fn merge_direct_url(provider: &Url, reference: &Url) -> Url {
-    let remote_app = provider.param("application").map(str::to_string);
+    let remote_app = provider.param(keys::APPLICATION).map(str::to_string);
     let merged = provider.with_params(
         reference
             .params()
             .iter()
-            .filter(|(k, _)| !PROVIDER_ONLY.contains(&k.as_str()) && k.as_str() != "url"),
+            .filter(|(k, _)| !PROVIDER_ONLY.contains(&k.as_str()) && k.as_str() != keys::URL),
     );
     match remote_app {
-        Some(app) => merged.with_param("remote.application", app),
+        Some(app) => merged.with_param(keys::REMOTE_APPLICATION, app),
         None => merged,
     }
 }
 
 /// Provider URL keys a consumer's settings never override (an override rule may).
 const PROVIDER_ONLY: &[&str] = &[
-    "zone",
-    "weight",
-    "warmup",
-    "timestamp",
-    "token",
-    "methods",
-    "side",
-    "pid",
-    "dynamic",
+    keys::ZONE,
+    keys::WEIGHT,
+    keys::WARMUP,
+    keys::TIMESTAMP,
+    keys::TOKEN,
+    keys::METHODS,
+    keys::SIDE,
+    keys::PID,
+    keys::DYNAMIC,
     // Whether the provider serves TLS is its own: a consumer's setting cannot flip it.
-    "tls",
+    keys::TLS,
 ];
 
 /// How long a removed provider's invoker may stay alive for calls still using it before it
@@ -305,10 +306,10 @@ impl RegistryDirectory {
     }
 
     fn usable(&self, url: &Url) -> bool {
-        if url.protocol() == "empty" || !url.param_bool("enabled", true).unwrap_or(true) {
+        if url.protocol() == "empty" || !url.param_bool(keys::ENABLED, true).unwrap_or(true) {
             return false;
         }
-        match self.url.param("protocol") {
+        match self.url.param(keys::PROTOCOL) {
             Some(wanted) => wanted.split(',').any(|p| p.trim() == url.protocol()),
             None => true,
         }
@@ -394,7 +395,7 @@ impl RegistryDirectory {
         let mut disabled = 0usize;
         for u in urls.iter().filter(|u| self.usable(u)) {
             let effective = self.effective(u);
-            if effective.param("disabled") == Some("true") {
+            if effective.param(keys::DISABLED) == Some("true") {
                 disabled += 1;
                 continue;
             }
@@ -825,15 +826,19 @@ mod tests {
         );
         dir.refresh().await;
         let made = &f.made()[0].url;
-        assert_eq!(made.param("hash.arguments"), Some("1"));
+        assert_eq!(made.param(keys::HASH_ARGUMENTS), Some("1"));
         assert_eq!(made.param("m.hash.nodes"), Some("8"));
         assert_eq!(
-            made.param("hash.nodes"),
+            made.param(keys::HASH_NODES),
             Some("99"),
             "provider keys not set stay"
         );
-        assert_eq!(made.param("timeout"), Some("5"), "the reference wins");
-        assert_eq!(made.param("weight"), Some("3"), "a provider-only key stays");
+        assert_eq!(made.param(keys::TIMEOUT), Some("5"), "the reference wins");
+        assert_eq!(
+            made.param(keys::WEIGHT),
+            Some("3"),
+            "a provider-only key stays"
+        );
         // The same registry URL again: the invoker is reused.
         dir.notify(
             Category::Providers,
@@ -866,11 +871,11 @@ mod tests {
         dir.refresh().await;
         let urls = dir.providers();
         assert!(
-            urls.iter().all(|u| u.param("timeout") == Some("3000")),
+            urls.iter().all(|u| u.param(keys::TIMEOUT) == Some("3000")),
             "{urls:?}"
         );
         let two = urls.iter().find(|u| u.host() == "10.2.0.2").expect("p2");
-        assert_eq!(two.param("weight"), Some("0"));
+        assert_eq!(two.param(keys::WEIGHT), Some("0"));
         assert_eq!(f.made().len(), 4, "both providers' URLs changed");
         let old = &f.made()[..2];
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -899,7 +904,7 @@ mod tests {
         dir.refresh().await;
         assert_eq!(addrs(&dir), ["10.2.0.2:20880"]);
         assert_eq!(
-            dir.providers()[0].param("timeout"),
+            dir.providers()[0].param(keys::TIMEOUT),
             Some("5"),
             "back to the reference's"
         );
@@ -917,7 +922,10 @@ mod tests {
         dir.notify(Category::Configurators, Vec::new());
         dir.refresh().await;
         assert_eq!(addrs(&dir), ["10.2.0.1:20880", "10.2.0.2:20880"]);
-        assert!(dir.providers().iter().all(|u| u.param("weight").is_none()));
+        assert!(dir
+            .providers()
+            .iter()
+            .all(|u| u.param(keys::WEIGHT).is_none()));
     }
 
     #[tokio::test]
@@ -943,7 +951,11 @@ mod tests {
             Some("true"),
             "the newer list: {urls:?}"
         );
-        assert_eq!(urls[0].param("timeout"), None, "without the rule: {urls:?}");
+        assert_eq!(
+            urls[0].param(keys::TIMEOUT),
+            None,
+            "without the rule: {urls:?}"
+        );
     }
 
     #[tokio::test]
@@ -1098,21 +1110,21 @@ mod tests {
         )
         .expect("url");
         let merged = merge_provider_url(&provider, &reference);
-        assert_eq!(merged.param("timeout"), Some("300"));
-        assert_eq!(merged.param("retries"), Some("0"));
+        assert_eq!(merged.param(keys::TIMEOUT), Some("300"));
+        assert_eq!(merged.param(keys::RETRIES), Some("0"));
         let zoned = merge_provider_url(
-            &provider.with_param("zone", "west"),
-            &reference.with_param("zone", "east"),
+            &provider.with_param(keys::ZONE, "west"),
+            &reference.with_param(keys::ZONE, "east"),
         );
         assert_eq!(
-            zoned.param("zone"),
+            zoned.param(keys::ZONE),
             Some("west"),
             "a provider's zone is its own"
         );
-        assert_eq!(merged.param("weight"), Some("50"));
-        assert_eq!(merged.param("token"), Some("s3"));
-        assert_eq!(merged.param("application"), Some("cons"));
-        assert_eq!(merged.param("remote.application"), Some("prov"));
+        assert_eq!(merged.param(keys::WEIGHT), Some("50"));
+        assert_eq!(merged.param(keys::TOKEN), Some("s3"));
+        assert_eq!(merged.param(keys::APPLICATION), Some("cons"));
+        assert_eq!(merged.param(keys::REMOTE_APPLICATION), Some("prov"));
         assert_eq!(merged.address(), "10.0.0.1:20880");
     }
 
@@ -1125,13 +1137,13 @@ mod tests {
         );
         let ser = |p: &Url, r: &Url| {
             merge_provider_url(p, r)
-                .param("serialization")
+                .param(keys::SERIALIZATION)
                 .map(str::to_string)
         };
         assert_eq!(ser(&ours, &reference).as_deref(), Some("msgpack"));
         let java = Url::parse("dubbo://10.0.0.1:20880/a.B?dubbo=2.0.2").expect("url");
         assert_eq!(ser(&java, &reference).as_deref(), Some("hessian2"));
-        let json = reference.with_param("serialization", "json");
+        let json = reference.with_param(keys::SERIALIZATION, "json");
         assert_eq!(ser(&ours, &json).as_deref(), Some("json"));
         assert_eq!(ser(&java, &json).as_deref(), Some("json"));
         let unlinked = ours.with_param(
@@ -1146,7 +1158,7 @@ mod tests {
         let reference = Url::parse("consumer://127.0.0.1/a.B").expect("url");
         let ser = |p: &str, r: &Url| {
             merge_direct_url(&Url::parse(p).expect("url"), r)
-                .param("serialization")
+                .param(keys::SERIALIZATION)
                 .map(str::to_string)
         };
         // Nothing named: the protocol's default (msgpack), as the key table says.
@@ -1160,7 +1172,7 @@ mod tests {
             Some("hessian2"),
             "written in the direct URL"
         );
-        let json = reference.with_param("serialization", "json");
+        let json = reference.with_param(keys::SERIALIZATION, "json");
         assert_eq!(
             ser("dubbo://10.0.0.1:20880/a.B?serialization=hessian2", &json).as_deref(),
             Some("json"),

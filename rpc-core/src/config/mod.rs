@@ -53,11 +53,11 @@ pub mod keys;
 pub use keys::{all_keys, find_key, ConfigKey, KeyKind};
 
 /// Keys with a meaning of their own in `[application]`, besides the key table.
-const APPLICATION_FIELDS: &[&str] = &["name", "registry"];
+const APPLICATION_FIELDS: &[&str] = &["name", keys::REGISTRY];
 /// Keys with a meaning of their own in `[protocol]`.
 const PROTOCOL_FIELDS: &[&str] = &["name", "host", "port"];
 /// Keys with a meaning of their own in a reference.
-const REFERENCE_FIELDS: &[&str] = &["url"];
+const REFERENCE_FIELDS: &[&str] = &[keys::URL];
 
 /// Parameters of one service or reference, with per-method tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl Config {
                         let text = scalar(v, &format!("[application] {k}"))?;
                         match k.as_str() {
                             "name" => cfg.application = Some(text),
-                            "registry" => cfg.registry = Some(Url::parse(&text)?),
+                            keys::REGISTRY => cfg.registry = Some(Url::parse(&text)?),
                             _ => {
                                 check_param(k, &text, "[application]", APPLICATION_FIELDS, false)?;
                                 cfg.params.insert(k.clone(), text);
@@ -259,7 +259,7 @@ impl Config {
     pub fn reference_url(&self, interface: &str, method_defaults: &[(String, String)]) -> Url {
         let base = Url::new("consumer", self.host.as_deref().unwrap_or("127.0.0.1"), 0)
             .with_path(interface)
-            .with_param("side", "consumer");
+            .with_param(keys::SIDE, "consumer");
         self.scoped_url(base, self.references.get(interface), method_defaults)
     }
 
@@ -276,7 +276,7 @@ impl Config {
             port,
         )
         .with_path(interface)
-        .with_param("side", "provider");
+        .with_param(keys::SIDE, "provider");
         self.scoped_url(base, self.services.get(interface), method_defaults)
     }
 
@@ -288,7 +288,7 @@ impl Config {
     ) -> Url {
         let mut params: BTreeMap<String, String> = method_defaults.iter().cloned().collect();
         if let Some(app) = &self.application {
-            params.insert("application".into(), app.clone());
+            params.insert(keys::APPLICATION.into(), app.clone());
         }
         params.extend(self.params.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(sc) = service {
@@ -444,8 +444,11 @@ fn check_param(key: &str, value: &str, where_: &str, fields: &[&str], method: bo
         ))),
         Some(k) => check_value(k, value, where_),
         None => {
-            let guess = keys::closest_key(key)
-                .or_else(|| crate::extension::suggest(fields, key))
+            // The closest of the table's keys and the section's own fields: a field the
+            // name nearly spells (`nmae`, `name`) beats a key it only resembles.
+            let mut known: Vec<&str> = all_keys().into_iter().map(|k| k.name).collect();
+            known.extend_from_slice(fields);
+            let guess = crate::extension::suggest(&known, key)
                 .map(|k| format!(" (did you mean '{k}'?)"))
                 .unwrap_or_default();
             Err(RpcError::config(format!(
@@ -536,19 +539,19 @@ timeout = 300
         let cfg = Config::from_toml_str(FILE).expect("valid file");
         let url = cfg.reference_url("org.example.Greeter", &[]);
         // method > service > application
-        assert_eq!(url.method_param("greet", "timeout"), Some("300"));
-        assert_eq!(url.method_param("other", "timeout"), Some("500"));
-        assert_eq!(url.method_param("other", "retries"), Some("1"));
-        assert_eq!(url.param("application"), Some("shop"));
-        assert_eq!(url.param("version"), Some("1.0.0"));
-        assert_eq!(url.param("url"), Some("dubbo://127.0.0.1:20880"));
+        assert_eq!(url.method_param("greet", keys::TIMEOUT), Some("300"));
+        assert_eq!(url.method_param("other", keys::TIMEOUT), Some("500"));
+        assert_eq!(url.method_param("other", keys::RETRIES), Some("1"));
+        assert_eq!(url.param(keys::APPLICATION), Some("shop"));
+        assert_eq!(url.param(keys::VERSION), Some("1.0.0"));
+        assert_eq!(url.param(keys::URL), Some("dubbo://127.0.0.1:20880"));
         assert_eq!(url.service_key(), "org.example.Greeter:1.0.0");
 
         let svc = cfg.service_url("org.example.Greeter", 20880, &[]);
         assert_eq!(svc.protocol(), "dubbo");
         assert_eq!(svc.port(), Some(20880));
-        assert_eq!(svc.param("weight"), Some("200"));
-        assert_eq!(svc.param("timeout"), Some("1000"));
+        assert_eq!(svc.param(keys::WEIGHT), Some("200"));
+        assert_eq!(svc.param(keys::TIMEOUT), Some("1000"));
         assert_eq!(
             cfg.registry.as_ref().map(|u| u.to_string()).as_deref(),
             Some("zookeeper://127.0.0.1:2181")
@@ -563,8 +566,8 @@ timeout = 300
             ("hello.timeout".to_string(), "60".to_string()),
         ];
         let url = cfg.reference_url("org.example.Greeter", &defaults);
-        assert_eq!(url.method_param("greet", "timeout"), Some("300"));
-        assert_eq!(url.method_param("hello", "timeout"), Some("60"));
+        assert_eq!(url.method_param("greet", keys::TIMEOUT), Some("300"));
+        assert_eq!(url.method_param("hello", keys::TIMEOUT), Some("60"));
     }
 
     #[test]
@@ -635,9 +638,9 @@ timeout = 300
             .file(&path)
             .expect("file")
             .application("from-code")
-            .param("retries", 5)
+            .param(keys::RETRIES, 5)
             .expect("known key")
-            .param("timeout", 9)
+            .param(keys::TIMEOUT, 9)
             .expect("known key")
             .build();
         assert_eq!(cfg.application.as_deref(), Some("from-env"));
@@ -712,13 +715,13 @@ timeout = 300
             .reference(
                 "a.B",
                 ServiceConfig::default()
-                    .param("timeout", 10)
-                    .method_param("m", "timeout", 5),
+                    .param(keys::TIMEOUT, 10)
+                    .method_param("m", keys::TIMEOUT, 5),
             )
             .expect("valid")
             .build();
         let url = cfg.reference_url("a.B", &[]);
-        assert_eq!(url.method_param("m", "timeout"), Some("5"));
-        assert_eq!(url.method_param("n", "timeout"), Some("10"));
+        assert_eq!(url.method_param("m", keys::TIMEOUT), Some("5"));
+        assert_eq!(url.method_param("n", keys::TIMEOUT), Some("10"));
     }
 }

@@ -18,6 +18,7 @@ use super::{
     count_dropped, next_request_id, Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS,
     DEFAULT_PAYLOAD, FLAG_REQUEST,
 };
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::extension;
 use crate::transport::{BoxReader, BoxWriter, Connection, Transporter};
@@ -54,13 +55,13 @@ impl ClientConfig {
             Ok(Duration::from_millis(url.param_as(key, default)?.max(1)))
         };
         Ok(ClientConfig {
-            connections: url.param_as("connections", 1usize)?.clamp(1, 64),
-            heartbeat: ms("heartbeat", DEFAULT_HEARTBEAT_MS)?,
-            payload: url.param_as("payload", DEFAULT_PAYLOAD)?,
-            queue: url.param_as("send.queue", 1024usize)?.max(1),
-            reconnect_min: ms("reconnect.interval", 100)?,
-            reconnect_max: ms("reconnect.max", 3000)?,
-            frame_timeout: ms("frame.timeout", super::guard::DEFAULT_FRAME_TIMEOUT_MS)?,
+            connections: url.param_as(keys::CONNECTIONS, 1usize)?.clamp(1, 64),
+            heartbeat: ms(keys::HEARTBEAT, DEFAULT_HEARTBEAT_MS)?,
+            payload: url.param_as(keys::PAYLOAD, DEFAULT_PAYLOAD)?,
+            queue: url.param_as(keys::SEND_QUEUE, 1024usize)?.max(1),
+            reconnect_min: ms(keys::RECONNECT_INTERVAL, 100)?,
+            reconnect_max: ms(keys::RECONNECT_MAX, 3000)?,
+            frame_timeout: ms(keys::FRAME_TIMEOUT, super::guard::DEFAULT_FRAME_TIMEOUT_MS)?,
         })
     }
 }
@@ -298,7 +299,7 @@ impl Client {
     /// holds it, else a new one whose first connection attempt must succeed.
     pub async fn shared(url: &Url) -> Result<Arc<Client>> {
         let cfg = ClientConfig::from_url(url)?;
-        let transporter_name = url.param("transporter").unwrap_or("tcp");
+        let transporter_name = url.param(keys::TRANSPORTER).unwrap_or("tcp");
         let mut key = format!("{transporter_name}|{}|{}", url.address(), cfg.connections);
         if crate::transport::tls::enabled(url)? {
             // A TLS client is not shared with a plaintext one, nor with another identity.

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{encode_or_log, reserve_for_read};
 use super::guard::{self, announced_len, BudgetHold, Cause, FrameClock, PayloadBudget};
 use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD, HEADER_LEN};
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension;
 use crate::invocation::ByteString;
@@ -83,21 +84,24 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Reads the settings from `url`.
     pub fn from_url(url: &Url) -> Result<Self> {
-        let hb: u64 = url.param_as("heartbeat", DEFAULT_HEARTBEAT_MS)?;
+        let hb: u64 = url.param_as(keys::HEARTBEAT, DEFAULT_HEARTBEAT_MS)?;
         Ok(ServerConfig {
-            payload: url.param_as("payload", DEFAULT_PAYLOAD)?,
-            idle: Duration::from_millis(url.param_as("idle.timeout", hb.saturating_mul(3))?.max(1)),
-            queue: url.param_as("send.queue", 1024usize)?.max(1),
-            threads: url.param_as("threads", DEFAULT_THREADS)?.max(1),
-            accepts: url.param_as("accepts", DEFAULT_ACCEPTS)?,
+            payload: url.param_as(keys::PAYLOAD, DEFAULT_PAYLOAD)?,
+            idle: Duration::from_millis(
+                url.param_as(keys::IDLE_TIMEOUT, hb.saturating_mul(3))?
+                    .max(1),
+            ),
+            queue: url.param_as(keys::SEND_QUEUE, 1024usize)?.max(1),
+            threads: url.param_as(keys::THREADS, DEFAULT_THREADS)?.max(1),
+            accepts: url.param_as(keys::ACCEPTS, DEFAULT_ACCEPTS)?,
             frame_timeout: Duration::from_millis(
-                url.param_as("frame.timeout", guard::DEFAULT_FRAME_TIMEOUT_MS)?
+                url.param_as(keys::FRAME_TIMEOUT, guard::DEFAULT_FRAME_TIMEOUT_MS)?
                     .max(1),
             ),
             inflight: url
-                .param_as("connection.inflight", DEFAULT_INFLIGHT)?
+                .param_as(keys::CONNECTION_INFLIGHT, DEFAULT_INFLIGHT)?
                 .max(1),
-            budget: url.param_as("payload.budget", DEFAULT_PAYLOAD_BUDGET)?,
+            budget: url.param_as(keys::PAYLOAD_BUDGET, DEFAULT_PAYLOAD_BUDGET)?,
         })
     }
 }

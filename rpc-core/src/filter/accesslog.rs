@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::config::keys;
 use crate::context::{
     TraceParent, APPLICATION_ATTACHMENT, REMOTE_ADDRESS_ATTACHMENT, TRACEPARENT_ATTACHMENT,
 };
@@ -29,7 +30,7 @@ impl Filter for AccessLogFilter {
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         if !next
             .url()
-            .param_bool("accesslog", false)
+            .param_bool(keys::ACCESSLOG, false)
             .map_err(|e| invocation.annotate(e))?
         {
             return next.invoke(invocation).await;
@@ -81,7 +82,7 @@ crate::register!(
     dyn Filter,
     "accesslog",
     || Arc::new(AccessLogFilter),
-    activate = Activate::provider(-19_500).when("accesslog")
+    activate = Activate::provider(-19_500).when(keys::ACCESSLOG)
 );
 
 #[cfg(test)]

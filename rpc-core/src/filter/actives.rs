@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
 use crate::filter::state::{Site, StateMap};
@@ -45,7 +46,7 @@ impl Filter for ActivesFilter {
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let limit: u32 = next
             .url()
-            .method_param_as(invocation.method(), "actives", 0)
+            .method_param_as(invocation.method(), keys::ACTIVES, 0)
             .map_err(|e| invocation.annotate(e))?;
         if limit == 0 {
             return next.invoke(invocation).await;
@@ -98,7 +99,7 @@ crate::register!(
     dyn Filter,
     "actives",
     || Arc::new(ActivesFilter::default()),
-    activate = Activate::consumer(-8_500).when("actives")
+    activate = Activate::consumer(-8_500).when(keys::ACTIVES)
 );
 
 #[cfg(test)]

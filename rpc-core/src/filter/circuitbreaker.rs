@@ -29,6 +29,7 @@ use arc_swap::ArcSwapOption;
 
 use tokio::time::Instant;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
 use crate::filter::state::{Site, StateMap};
@@ -50,7 +51,7 @@ struct Config {
 
 impl Config {
     fn read(url: &Url, method: &str) -> Result<Config> {
-        let error_rate: u64 = url.method_param_as(method, "breaker.error-rate", 50)?;
+        let error_rate: u64 = url.method_param_as(method, keys::BREAKER_ERROR_RATE, 50)?;
         if error_rate > 100 {
             return Err(RpcError::config(format!(
                 "parameter 'breaker.error-rate' has value '{error_rate}', which is not a percentage (0-100)"
@@ -58,15 +59,15 @@ impl Config {
         }
         Ok(Config {
             error_rate,
-            min_calls: url.method_param_as(method, "breaker.min-calls", 20)?,
+            min_calls: url.method_param_as(method, keys::BREAKER_MIN_CALLS, 20)?,
             window: Duration::from_millis(
-                url.method_param_as::<u64>(method, "breaker.window", 10_000)?
+                url.method_param_as::<u64>(method, keys::BREAKER_WINDOW, 10_000)?
                     .max(BUCKETS as u64),
             ),
-            consecutive: url.method_param_as(method, "breaker.consecutive-failures", 0)?,
-            open: Duration::from_millis(url.method_param_as(method, "breaker.open", 5_000)?),
+            consecutive: url.method_param_as(method, keys::BREAKER_CONSECUTIVE_FAILURES, 0)?,
+            open: Duration::from_millis(url.method_param_as(method, keys::BREAKER_OPEN, 5_000)?),
             probes: url
-                .method_param_as::<u32>(method, "breaker.probes", 1)?
+                .method_param_as::<u32>(method, keys::BREAKER_PROBES, 1)?
                 .max(1),
         })
     }

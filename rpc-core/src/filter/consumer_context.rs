@@ -17,6 +17,7 @@
 
 use tracing::Instrument;
 
+use crate::config::keys;
 use crate::context::{
     is_propagated, RpcContext, TraceParent, APPLICATION_ATTACHMENT, TRACEPARENT_ATTACHMENT,
 };
@@ -67,7 +68,7 @@ impl Filter for ConsumerContextFilter {
                 invocation
                     .attachments_mut()
                     .insert(ByteString::from_static(APPLICATION_ATTACHMENT), app);
-            } else if let Some(app) = next.url().param("application") {
+            } else if let Some(app) = next.url().param(keys::APPLICATION) {
                 invocation
                     .attachments_mut()
                     .insert(ByteString::from_static(APPLICATION_ATTACHMENT), app);

@@ -2,6 +2,7 @@
 //! provider published in its registry URL as the [`TOKEN_ATTACHMENT`] attachment, for the
 //! provider's `token` filter.
 
+use crate::config::keys;
 use crate::context::TOKEN_ATTACHMENT;
 use crate::error::Result;
 use crate::filter::Filter;
@@ -19,7 +20,7 @@ impl Filter for ConsumerTokenFilter {
     }
 
     async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
-        if let Some(token) = next.url().param("token") {
+        if let Some(token) = next.url().param(keys::TOKEN) {
             if !matches!(token, "" | "false" | "true" | "default") {
                 invocation.attachments_mut().insert(TOKEN_ATTACHMENT, token);
             }

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
 use crate::filter::state::{Site, StateMap};
@@ -42,7 +43,7 @@ impl Filter for ExecutesFilter {
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let limit: u32 = next
             .url()
-            .method_param_as(invocation.method(), "executes", 0)
+            .method_param_as(invocation.method(), keys::EXECUTES, 0)
             .map_err(|e| invocation.annotate(e))?;
         if limit == 0 {
             return next.invoke(invocation).await;
@@ -71,7 +72,7 @@ crate::register!(
     dyn Filter,
     "executes",
     || Arc::new(ExecutesFilter::default()),
-    activate = Activate::provider(-15_000).when("executes")
+    activate = Activate::provider(-15_000).when(keys::EXECUTES)
 );
 
 #[cfg(test)]

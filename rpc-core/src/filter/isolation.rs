@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
 use crate::filter::state::{Site, StateMap};
@@ -53,18 +54,18 @@ impl Filter for IsolationFilter {
         let url = next.url();
         let method = invocation.method();
         let limit: u32 = url
-            .method_param_as(method, "isolation", 0)
+            .method_param_as(method, keys::ISOLATION, 0)
             .map_err(|e| invocation.annotate(e))?;
         if limit == 0 {
             return next.invoke(invocation).await;
         }
         let queue: u32 = url
-            .method_param_as(method, "isolation.queue", 0)
+            .method_param_as(method, keys::ISOLATION_QUEUE, 0)
             .map_err(|e| invocation.annotate(e))?;
         // A method-level value makes a budget of the method's own; else one per service.
         let per_method = match (
-            url.method_param(method, "isolation"),
-            url.param("isolation"),
+            url.method_param(method, keys::ISOLATION),
+            url.param(keys::ISOLATION),
         ) {
             (Some(m), Some(s)) => !std::ptr::eq(m, s),
             (Some(_), None) => true,
@@ -135,7 +136,7 @@ crate::register!(
     dyn Filter,
     "isolation",
     || Arc::new(IsolationFilter::default()),
-    activate = Activate::provider(-14_000).when("isolation")
+    activate = Activate::provider(-14_000).when(keys::ISOLATION)
 );
 
 #[cfg(test)]

@@ -155,6 +155,7 @@ impl Invoker for LiveChain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::keys;
     use crate::filter::testing::{call, Mock};
     use crate::ErrorKind;
 
@@ -180,7 +181,7 @@ mod tests {
             }
         };
         assert!(two().await.iter().all(Result::is_ok), "no limit yet");
-        let limited = slow.url().with_param("executes", 1);
+        let limited = slow.url().with_param(keys::EXECUTES, 1);
         live.update(Some(&limited)).expect("rebuilt");
         let results = two().await;
         assert_eq!(

@@ -33,6 +33,7 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
 use crate::filter::Filter;
@@ -195,11 +196,11 @@ impl Filter for MockFilter {
         next.url()
             .params()
             .keys()
-            .any(|k| k == "mock" || k.ends_with(".mock"))
+            .any(|k| k == keys::MOCK || keys::method_of(k, keys::MOCK).is_some())
     }
 
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
-        let Some(raw) = next.url().method_param(invocation.method(), "mock") else {
+        let Some(raw) = next.url().method_param(invocation.method(), keys::MOCK) else {
             return next.invoke(invocation).await;
         };
         let spec = self.spec(raw).map_err(|e| invocation.annotate(e))?;

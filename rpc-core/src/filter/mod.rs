@@ -42,6 +42,7 @@
 
 use std::sync::Arc;
 
+use crate::config::keys;
 use crate::error::Result;
 use crate::extension::{ExtensionPoint, Side};
 use crate::invocation::{Invocation, Invoker, Response};
@@ -157,7 +158,7 @@ impl Filter for Sided {
 
 fn _assert_object_safe(_: &dyn Filter) {}
 
-crate::extension_point!(dyn Filter, key = "filter", default = "timeout");
+crate::extension_point!(dyn Filter, key = keys::FILTER, default = "timeout");
 
 struct FilterInvoker {
     name: &'static str,

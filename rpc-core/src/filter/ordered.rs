@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
 use crate::filter::Filter;
@@ -38,21 +39,6 @@ pub const DEFAULT_QUEUE: usize = 1000;
 
 /// Most ordering keys active at once per provider process.
 pub const MAX_KEYS: usize = 100_000;
-
-crate::config_key!(
-    "ordered",
-    "",
-    Int,
-    per_method,
-    "provider: the index of the argument whose value orders the calls (same value: one at a time, in arrival order); set by #[ordered_by]"
-);
-crate::config_key!(
-    "ordered.queue",
-    "1000",
-    Int,
-    per_method,
-    "provider: calls with one ordering key that may wait behind the running one; one more is refused with LimitExceeded"
-);
 
 /// One key's gate and how many calls hold or wait for it.
 struct Lane {
@@ -90,12 +76,15 @@ impl Drop for InLane<'_> {
 #[async_trait::async_trait]
 impl Filter for OrderedFilter {
     fn applies_to(&self, next: &dyn Invoker) -> bool {
-        next.url().params().keys().any(|k| k.ends_with(".ordered"))
+        next.url()
+            .params()
+            .keys()
+            .any(|k| keys::method_of(k, keys::ORDERED).is_some())
     }
 
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let method = invocation.method();
-        let Some(index) = next.url().method_param(method, "ordered") else {
+        let Some(index) = next.url().method_param(method, keys::ORDERED) else {
             return next.invoke(invocation).await;
         };
         let index: usize = index.parse().map_err(|_| {
@@ -105,7 +94,7 @@ impl Filter for OrderedFilter {
         })?;
         let limit: usize = next
             .url()
-            .method_param_as(method, "ordered.queue", DEFAULT_QUEUE)
+            .method_param_as(method, keys::ORDERED_QUEUE, DEFAULT_QUEUE)
             .map_err(|e| invocation.annotate(e))?;
         let key = crate::cluster::loadbalance::argument_key(invocation.args(), &[index]);
         let id = (

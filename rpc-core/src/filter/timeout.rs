@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::keys;
 use crate::error::RpcError;
 use crate::extension::Activate;
 use crate::filter::Filter;
@@ -45,7 +46,7 @@ impl Filter for TimeoutFilter {
         let ms =
             match next
                 .url()
-                .method_param_as(invocation.method(), "timeout", DEFAULT_TIMEOUT_MS)
+                .method_param_as(invocation.method(), keys::TIMEOUT, DEFAULT_TIMEOUT_MS)
             {
                 Ok(ms) => ms,
                 Err(e) => return Box::pin(std::future::ready(Err(e))),

@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use crate::config::keys;
 use crate::context::TOKEN_ATTACHMENT;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
@@ -53,8 +54,8 @@ pub fn generate_token() -> Result<String> {
 /// The provider URL to export and register: `token=true`/`default` replaced by a generated
 /// token, anything else unchanged. Called by the bootstrap at export.
 pub fn resolve_token(url: &Url) -> Result<Url> {
-    match url.param("token") {
-        Some(v) if wants_generated(v) => Ok(url.with_param("token", generate_token()?)),
+    match url.param(keys::TOKEN) {
+        Some(v) if wants_generated(v) => Ok(url.with_param(keys::TOKEN, generate_token()?)),
         _ => Ok(url.clone()),
     }
 }
@@ -77,7 +78,7 @@ pub struct TokenFilter;
 #[async_trait::async_trait]
 impl Filter for TokenFilter {
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
-        let Some(expected) = next.url().param("token").filter(|v| !is_off(v)) else {
+        let Some(expected) = next.url().param(keys::TOKEN).filter(|v| !is_off(v)) else {
             return next.invoke(invocation).await;
         };
         if wants_generated(expected) {
@@ -114,7 +115,7 @@ crate::register!(
         Arc::new(crate::filter::ConsumerTokenFilter),
         Arc::new(TokenFilter)
     )),
-    activate = Activate::sides(-6_000, -17_000).when("token")
+    activate = Activate::sides(-6_000, -17_000).when(keys::TOKEN)
 );
 
 #[cfg(test)]
@@ -175,7 +176,7 @@ mod tests {
         assert_eq!(a.as_bytes()[14], b'4');
         let url = Url::parse("dubbo://h:1/S?token=true").expect("url");
         let resolved = resolve_token(&url).expect("resolved");
-        let t = resolved.param("token").expect("token");
+        let t = resolved.param(keys::TOKEN).expect("token");
         assert_eq!(t.len(), 36);
         let fixed = Url::parse("dubbo://h:1/S?token=mine").expect("url");
         assert_eq!(resolve_token(&fixed).expect("same"), fixed);

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::config::keys;
 use crate::context::APPLICATION_ATTACHMENT;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
@@ -48,13 +49,13 @@ impl Filter for TpsFilter {
         let method = invocation.method();
         let url = next.url();
         let tps: u32 = url
-            .method_param_as(method, "tps", 0)
+            .method_param_as(method, keys::TPS, 0)
             .map_err(|e| invocation.annotate(e))?;
         let Some(tps) = NonZeroU32::new(tps) else {
             return next.invoke(invocation).await;
         };
         let burst: u32 = url
-            .method_param_as(method, "tps.burst", tps.get())
+            .method_param_as(method, keys::TPS_BURST, tps.get())
             .map_err(|e| invocation.annotate(e))?;
         let burst = NonZeroU32::new(burst).unwrap_or(tps);
         let buckets = self
@@ -109,7 +110,7 @@ crate::register!(
     dyn Filter,
     "tps",
     || Arc::new(TpsFilter::default()),
-    activate = Activate::provider(-16_000).when("tps")
+    activate = Activate::provider(-16_000).when(keys::TPS)
 );
 
 #[cfg(test)]

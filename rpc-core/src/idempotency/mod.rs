@@ -55,6 +55,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::{self, Activate};
 use crate::filter::Filter;
@@ -90,46 +91,6 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 /// set.
 pub const DEFAULT_RUN_MS: u64 = 60_000;
 
-crate::config_key!(
-    "idempotency",
-    "",
-    Text,
-    per_method,
-    "provider: remember results per idempotency key (generated, or the index of the key argument); set by #[idempotency_key]"
-);
-crate::config_key!(
-    "idempotency.store",
-    "memory",
-    Text,
-    "provider: where results per idempotency key are kept: memory (per export), or a shared-store plugin"
-);
-crate::config_key!(
-    "idempotency.window",
-    "300000",
-    Millis,
-    per_method,
-    "provider: how long a completed idempotency key is remembered"
-);
-crate::config_key!(
-    "idempotency.run",
-    "60000",
-    Millis,
-    per_method,
-    "provider: a call with an idempotency key runs on (up to this long from its start) after its caller's deadline, so that a retry finds its result"
-);
-crate::config_key!(
-    "idempotency.capacity",
-    "100000",
-    Int,
-    "provider: most completed idempotency keys the memory store keeps (least recently used evicted first)"
-);
-crate::config_key!(
-    "idempotency.bytes",
-    "67108864",
-    Int,
-    "provider: most bytes of stored answers the memory store keeps (least recently used evicted first)"
-);
-
 /// Attaches the idempotency key of a call of a `#[idempotency_key]` method (used by the
 /// generated client through [`ClientCore`](crate::proxy::ClientCore)).
 pub(crate) fn attach_key(inv: &mut Invocation, source: IdempotencyKey) {
@@ -152,11 +113,11 @@ pub(crate) fn attach_key(inv: &mut Invocation, source: IdempotencyKey) {
 /// such a call at its caller's deadline would throw its work away: the retry would start it
 /// again, and a method slower than one attempt's timeout would never complete.
 pub fn run_until(url: &Url, inv: &Invocation, deadline: Option<Instant>) -> Option<Instant> {
-    if key_of(inv).is_none() || url.method_param(inv.method(), "idempotency").is_none() {
+    if key_of(inv).is_none() || url.method_param(inv.method(), keys::IDEMPOTENCY).is_none() {
         return deadline;
     }
     let run = url
-        .method_param_as(inv.method(), "idempotency.run", DEFAULT_RUN_MS)
+        .method_param_as(inv.method(), keys::IDEMPOTENCY_RUN, DEFAULT_RUN_MS)
         .unwrap_or(DEFAULT_RUN_MS);
     let until = Instant::now() + Duration::from_millis(run);
     Some(deadline.map_or(until, |d| d.max(until)))
@@ -395,7 +356,7 @@ pub trait IdempotencyStoreFactory: Send + Sync {
 
 crate::extension_point!(
     dyn IdempotencyStoreFactory,
-    key = "idempotency.store",
+    key = keys::IDEMPOTENCY_STORE,
     default = "memory"
 );
 
@@ -429,8 +390,8 @@ impl MemoryStore {
     /// A store sized by `url`'s `idempotency.capacity` and `idempotency.bytes`.
     pub fn from_url(url: &Url) -> Result<Self> {
         Ok(Self::new(
-            url.param_as("idempotency.capacity", DEFAULT_CAPACITY)?,
-            url.param_as("idempotency.bytes", DEFAULT_BYTES)?,
+            url.param_as(keys::IDEMPOTENCY_CAPACITY, DEFAULT_CAPACITY)?,
+            url.param_as(keys::IDEMPOTENCY_BYTES, DEFAULT_BYTES)?,
         ))
     }
 
@@ -600,12 +561,12 @@ impl Filter for IdempotencyFilter {
         next.url()
             .params()
             .keys()
-            .any(|k| k.ends_with(".idempotency"))
+            .any(|k| keys::method_of(k, keys::IDEMPOTENCY).is_some())
     }
 
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let method = invocation.method();
-        let Some(declared) = next.url().method_param(method, "idempotency") else {
+        let Some(declared) = next.url().method_param(method, keys::IDEMPOTENCY) else {
             return next.invoke(invocation).await;
         };
         let key = match key_of(&invocation) {
@@ -626,7 +587,7 @@ impl Filter for IdempotencyFilter {
         }
         let window = Duration::from_millis(
             next.url()
-                .method_param_as(method, "idempotency.window", DEFAULT_WINDOW_MS)
+                .method_param_as(method, keys::IDEMPOTENCY_WINDOW, DEFAULT_WINDOW_MS)
                 .map_err(|e| invocation.annotate(e))?,
         );
         let store = self.store(next).map_err(|e| invocation.annotate(e))?;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::invocation::{Invoker, ServiceKey};
 use crate::protocol::Exporter;
@@ -173,7 +174,11 @@ impl<L: SharedListener> Listeners<L> {
             }
         };
         let address = format!("{host}:{}", listener.port());
-        let key = ServiceKey::new(url.interface(), url.param("group"), url.param("version"));
+        let key = ServiceKey::new(
+            url.interface(),
+            url.param(keys::GROUP),
+            url.param(keys::VERSION),
+        );
         let added = listener.services().insert(ExportedService {
             key: key.clone(),
             invoker,

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::config::keys;
 use crate::error::Result;
 use crate::invocation::Invoker;
 use crate::url::Url;
@@ -70,4 +71,4 @@ pub trait Exporter: Send + Sync {
 
 fn _assert_object_safe(_: &dyn Protocol, _: &dyn Exporter) {}
 
-crate::extension_point!(dyn Protocol, key = "protocol", default = "dubbo");
+crate::extension_point!(dyn Protocol, key = keys::PROTOCOL, default = "dubbo");

@@ -65,6 +65,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Side;
 use crate::invocation::{Invocation, Invoker, Response, ServiceKey, Value};
@@ -405,38 +406,47 @@ impl ServiceDescriptor {
         let mut names: Vec<&str> = self.methods.iter().map(|m| m.name).collect();
         names.sort_unstable();
         let mut out = vec![
-            ("interface".to_string(), self.interface.to_string()),
-            ("methods".to_string(), names.join(",")),
+            (keys::INTERFACE.to_string(), self.interface.to_string()),
+            (keys::METHODS.to_string(), names.join(",")),
         ];
         if let Some(v) = self.version {
-            out.push(("version".into(), v.into()));
+            out.push((keys::VERSION.into(), v.into()));
         }
         if let Some(g) = self.group {
-            out.push(("group".into(), g.into()));
+            out.push((keys::GROUP.into(), g.into()));
         }
         for m in self.methods {
             if let Some(ms) = m.timeout_ms {
-                out.push((format!("{}.timeout", m.name), ms.to_string()));
+                out.push((keys::method_key(m.name, keys::TIMEOUT), ms.to_string()));
             }
             if m.idempotent {
-                out.push((format!("{}.idempotent", m.name), "true".into()));
+                out.push((keys::method_key(m.name, keys::IDEMPOTENT), "true".into()));
             }
             if m.oneway {
-                out.push((format!("{}.oneway", m.name), "true".into()));
+                out.push((keys::method_key(m.name, keys::ONEWAY), "true".into()));
             }
             match m.idempotency_key {
                 Some(IdempotencyKey::Generated) => {
-                    out.push((format!("{}.idempotency", m.name), "generated".into()));
+                    out.push((
+                        keys::method_key(m.name, keys::IDEMPOTENCY),
+                        "generated".into(),
+                    ));
                 }
                 Some(IdempotencyKey::Argument(i)) => {
-                    out.push((format!("{}.idempotency", m.name), i.to_string()));
+                    out.push((keys::method_key(m.name, keys::IDEMPOTENCY), i.to_string()));
                 }
                 None => {}
             }
             if let Some(i) = m.ordered_by {
-                out.push((format!("{}.ordered", m.name), i.to_string()));
-                out.push((format!("{}.loadbalance", m.name), "consistenthash".into()));
-                out.push((format!("{}.hash.arguments", m.name), i.to_string()));
+                out.push((keys::method_key(m.name, keys::ORDERED), i.to_string()));
+                out.push((
+                    keys::method_key(m.name, keys::LOADBALANCE),
+                    "consistenthash".into(),
+                ));
+                out.push((
+                    keys::method_key(m.name, keys::HASH_ARGUMENTS),
+                    i.to_string(),
+                ));
             }
         }
         out
@@ -648,8 +658,8 @@ impl ClientCore {
         let url = invoker.url();
         let key = ServiceKey::new(
             descriptor.interface(),
-            url.param("group").or(descriptor.group()),
-            url.param("version").or(descriptor.version()),
+            url.param(keys::GROUP).or(descriptor.group()),
+            url.param(keys::VERSION).or(descriptor.version()),
         );
         ClientCore { invoker, key }
     }
@@ -934,8 +944,8 @@ mod tests {
         let url = Url::parse("dubbo://h:1/org.example.Greeter?greet.timeout=50").expect("url");
         let merged = DESC.apply_to(&url);
         assert_eq!(merged.param("greet.timeout"), Some("50"));
-        assert_eq!(merged.param("version"), Some("1.0.0"));
-        assert_eq!(merged.method_param("greet", "idempotent"), Some("true"));
+        assert_eq!(merged.param(keys::VERSION), Some("1.0.0"));
+        assert_eq!(merged.method_param("greet", keys::IDEMPOTENT), Some("true"));
     }
 
     #[test]

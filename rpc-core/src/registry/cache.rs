@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config_center::{ConfigKey, MAX_CONFIG_BYTES};
 use super::{listener_id, Category, NotifyListener, Registry};
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::url::Url;
 
@@ -114,8 +115,8 @@ impl RegistryCache {
     /// oversized or malformed file gives an empty cache and a warning.
     pub fn open(registry: &Url) -> RegistryCache {
         let path = registry
-            .param("cache.file")
-            .or_else(|| registry.param("file"))
+            .param(keys::CACHE_FILE)
+            .or_else(|| registry.param(keys::FILE))
             .map(PathBuf::from)
             .unwrap_or_else(|| default_path(registry));
         let state = match load(&path) {
@@ -555,7 +556,7 @@ mod tests {
         let file = temp_file("roundtrip");
         let reg = Url::parse("zookeeper://127.0.0.1:1")
             .expect("url")
-            .with_param("file", file.display());
+            .with_param(keys::FILE, file.display());
         let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
         RegistryCache::open(&reg).put("org.Foo", Category::Providers, std::slice::from_ref(&p));
         let again = RegistryCache::open(&reg);
@@ -569,7 +570,7 @@ mod tests {
         let file = temp_file("bad");
         let reg = Url::parse("etcd://127.0.0.1:1")
             .expect("url")
-            .with_param("cache.file", file.display());
+            .with_param(keys::CACHE_FILE, file.display());
         std::fs::write(&file, b"{not json").expect("write");
         assert_eq!(
             RegistryCache::open(&reg).get("a", Category::Providers),
@@ -721,7 +722,7 @@ mod tests {
         let file = temp_file("configs");
         let reg = Url::parse("zookeeper://127.0.0.1:1")
             .expect("url")
-            .with_param("file", file.display());
+            .with_param(keys::FILE, file.display());
         let key = ConfigKey::new("dubbo", "org.Foo::.configurators").expect("key");
         let up = RegistryCache::open(&reg);
         up.put("org.Foo", Category::Providers, &[]);

@@ -48,6 +48,7 @@ use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::{Category, NotifyListener, Registry};
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::url::{encode_component, Url};
 
@@ -108,7 +109,10 @@ impl ConfigKey {
     /// The entry `key` of the group `registry` keeps rules in (`config.group`, default
     /// [`DEFAULT_GROUP`]).
     pub fn rule(registry: &Url, key: &str) -> Result<ConfigKey> {
-        ConfigKey::new(registry.param("config.group").unwrap_or(DEFAULT_GROUP), key)
+        ConfigKey::new(
+            registry.param(keys::CONFIG_GROUP).unwrap_or(DEFAULT_GROUP),
+            key,
+        )
     }
 
     /// The group.
@@ -155,7 +159,12 @@ pub fn check_content(key: &ConfigKey, content: &str) -> Result<()> {
 /// empty (`org.example.Greeter:1.0.0:`, `org.example.Greeter::`).
 pub fn service_rule_key(url: &Url) -> String {
     let part = |k: &str| url.param(k).map(str::trim).unwrap_or("").to_string();
-    format!("{}:{}:{}", url.interface(), part("version"), part("group"))
+    format!(
+        "{}:{}:{}",
+        url.interface(),
+        part(keys::VERSION),
+        part(keys::GROUP)
+    )
 }
 
 /// The kinds of rule document, by their key's suffix.
@@ -473,23 +482,23 @@ fn configurators(key: &str, doc: &Yaml) -> Result<Vec<Url>> {
                 for app in apps {
                     let mut url = Url::parse(&format!("override://{}/{interface}", address.trim()))
                         .map_err(|e| at(format!("address {address:?}: {e}")))?
-                        .with_param("category", "dynamicconfigurators")
-                        .with_param("enabled", item_enabled)
-                        .with_param("configVersion", &version);
+                        .with_param(keys::CATEGORY, "dynamicconfigurators")
+                        .with_param(keys::ENABLED, item_enabled)
+                        .with_param(keys::CONFIG_VERSION, &version);
                     if let Some(s) = &side {
-                        url = url.with_param("side", s);
+                        url = url.with_param(keys::SIDE, s);
                     }
                     if let Some(g) = &group {
-                        url = url.with_param("group", g);
+                        url = url.with_param(keys::GROUP, g);
                     }
                     if let Some(v) = &svc_version {
-                        url = url.with_param("version", v);
+                        url = url.with_param(keys::VERSION, v);
                     }
                     if let Some(a) = app {
-                        url = url.with_param("application", a);
+                        url = url.with_param(keys::APPLICATION, a);
                     }
                     if !providers.is_empty() {
-                        url = url.with_param("providerAddresses", providers.join(","));
+                        url = url.with_param(keys::PROVIDER_ADDRESSES, providers.join(","));
                     }
                     let url = url.with_params(settings.iter().cloned());
                     crate::cluster::configurator::Override::parse(&url)
@@ -527,13 +536,13 @@ fn router_url(key: &str, doc: &Yaml, protocol: &str) -> Result<Url> {
     };
     Ok(Url::parse(&format!("{protocol}://0.0.0.0/{path}"))
         .map_err(|e| refuse(key, e))?
-        .with_param("category", "routers")
-        .with_param("dynamic", "false")
-        .with_param("key", rule_key)
-        .with_param("force", bool_field(key, doc, "force", false)?)
-        .with_param("runtime", bool_field(key, doc, "runtime", true)?)
-        .with_param("enabled", bool_field(key, doc, "enabled", true)?)
-        .with_param("priority", int_field(key, doc, "priority")?))
+        .with_param(keys::CATEGORY, "routers")
+        .with_param(keys::DYNAMIC, "false")
+        .with_param(keys::KEY, rule_key)
+        .with_param(keys::FORCE, bool_field(key, doc, "force", false)?)
+        .with_param(keys::RUNTIME, bool_field(key, doc, "runtime", true)?)
+        .with_param(keys::ENABLED, bool_field(key, doc, "enabled", true)?)
+        .with_param(keys::PRIORITY, int_field(key, doc, "priority")?))
 }
 
 /// Dubbo's `ConditionRouterRule` → one `condition://` URL per condition (every condition
@@ -548,7 +557,7 @@ fn condition_router(key: &str, doc: &Yaml) -> Result<Vec<Url>> {
         .iter()
         .enumerate()
         .map(|(n, c)| {
-            let url = base.with_param("rule", c.trim());
+            let url = base.with_param(keys::RULE, c.trim());
             crate::cluster::router::from_url(&url)
                 .map_err(|e| refuse(key, format!("conditions[{n}] {c:?}: {}", e.message())))?;
             Ok(url)
@@ -580,7 +589,7 @@ fn tag_router(key: &str, doc: &Yaml) -> Result<Vec<Url>> {
         }
         parts.push(format!("{name}={}", addresses.join("|")));
     }
-    let url = base.with_param("tags", parts.join(";"));
+    let url = base.with_param(keys::TAGS, parts.join(";"));
     crate::cluster::router::from_url(&url).map_err(|e| refuse(key, e.message()))?;
     Ok(vec![url])
 }
@@ -653,7 +662,7 @@ impl Drop for ConfigWatch {
 /// How often `registry`'s entries are read: its `config.interval` key in milliseconds
 /// (default 1000, at least 50).
 pub fn interval(registry: &Url) -> Result<Duration> {
-    let ms: u64 = registry.param_as("config.interval", 1000)?;
+    let ms: u64 = registry.param_as(keys::CONFIG_INTERVAL, 1000)?;
     Ok(Duration::from_millis(ms.max(50)))
 }
 
@@ -800,7 +809,7 @@ impl RuleFeed {
         inner: Arc<dyn NotifyListener>,
     ) -> Result<Arc<RuleFeed>> {
         let mut keys = Vec::new();
-        if let Some(app) = reference.param("application").filter(|a| !a.is_empty()) {
+        if let Some(app) = reference.param(keys::APPLICATION).filter(|a| !a.is_empty()) {
             keys.push((format!("{app}.configurators"), RuleKind::Configurators));
             keys.push((format!("{app}.condition-router"), RuleKind::ConditionRouter));
         }
@@ -821,7 +830,7 @@ impl RuleFeed {
         inner: Arc<dyn NotifyListener>,
     ) -> Result<Arc<RuleFeed>> {
         let mut keys = Vec::new();
-        if let Some(app) = service.param("application").filter(|a| !a.is_empty()) {
+        if let Some(app) = service.param(keys::APPLICATION).filter(|a| !a.is_empty()) {
             keys.push((format!("{app}.configurators"), RuleKind::Configurators));
         }
         keys.push((
@@ -837,7 +846,7 @@ impl RuleFeed {
         watch_tags: bool,
         inner: Arc<dyn NotifyListener>,
     ) -> Result<Arc<RuleFeed>> {
-        let enabled = registry.url().param_bool("config.enabled", true)?;
+        let enabled = registry.url().param_bool(keys::CONFIG_ENABLED, true)?;
         // A name that cannot be a key (an interface with a control character) only means
         // there is no document to read for it.
         let keys: Vec<_> = keys
@@ -920,7 +929,7 @@ impl RuleFeed {
         };
         let mut apps: Vec<String> = providers
             .iter()
-            .filter_map(|p| p.param("application"))
+            .filter_map(|p| p.param(keys::APPLICATION))
             .filter(|a| !a.is_empty())
             .map(str::to_string)
             .collect();
@@ -1101,15 +1110,18 @@ configs:
         let texts: Vec<String> = urls.iter().map(Url::to_string).collect();
         assert_eq!(urls.len(), 4, "{texts:#?}");
         assert_eq!(urls[0].host(), "0.0.0.0");
-        assert_eq!(urls[0].param("timeout"), Some("6000"));
-        assert_eq!(urls[0].param("side"), Some("consumer"));
-        assert_eq!(urls[0].param("version"), Some("1.0.0"));
+        assert_eq!(urls[0].param(keys::TIMEOUT), Some("6000"));
+        assert_eq!(urls[0].param(keys::SIDE), Some("consumer"));
+        assert_eq!(urls[0].param(keys::VERSION), Some("1.0.0"));
         assert_eq!(urls[0].path(), "org.example.Greeter");
         assert_eq!(urls[1].port(), Some(20880));
-        assert_eq!(urls[1].param("weight"), Some("0"));
-        assert_eq!(urls[1].param("providerAddresses"), Some("10.0.0.5:20880"));
-        assert_eq!(urls[2].param("application"), Some("shop"));
-        assert_eq!(urls[3].param("application"), Some("cart"));
+        assert_eq!(urls[1].param(keys::WEIGHT), Some("0"));
+        assert_eq!(
+            urls[1].param(keys::PROVIDER_ADDRESSES),
+            Some("10.0.0.5:20880")
+        );
+        assert_eq!(urls[2].param(keys::APPLICATION), Some("shop"));
+        assert_eq!(urls[3].param(keys::APPLICATION), Some("cart"));
         assert_eq!(urls[3].param("greet.retries"), Some("0"));
         // Every URL is a rule the framework applies.
         let rules = crate::cluster::configurator::Overrides::parse(&urls).expect("valid");
@@ -1122,17 +1134,17 @@ configs:
         let urls = to_rule_urls("shop.configurators", text).expect("ok");
         assert_eq!(urls.len(), 3);
         assert_eq!(urls[0].path(), "*");
-        assert_eq!(urls[0].param("application"), Some("shop"));
+        assert_eq!(urls[0].param(keys::APPLICATION), Some("shop"));
         assert_eq!(urls[2].path(), "org.b.B");
-        assert_eq!(urls[2].param("group"), Some("g"));
-        assert_eq!(urls[2].param("version"), Some("2"));
+        assert_eq!(urls[2].param(keys::GROUP), Some("g"));
+        assert_eq!(urls[2].param(keys::VERSION), Some("2"));
     }
 
     #[test]
     fn disabled_documents_give_disabled_rules() {
         let text = "key: S\nenabled: false\nconfigs:\n  - parameters: {timeout: 1}\n";
         let urls = to_rule_urls("S::.configurators", text).expect("ok");
-        assert_eq!(urls[0].param("enabled"), Some("false"));
+        assert_eq!(urls[0].param(keys::ENABLED), Some("false"));
         assert!(crate::cluster::configurator::Overrides::parse(&urls)
             .expect("ok")
             .is_empty());
@@ -1195,12 +1207,12 @@ configs:
         assert_eq!(urls.len(), 2);
         assert_eq!(urls[0].protocol(), "condition");
         assert_eq!(
-            urls[0].param("rule"),
+            urls[0].param(keys::RULE),
             Some("method = greet => host = 10.0.0.1")
         );
-        assert_eq!(urls[0].param("force"), Some("true"));
-        assert_eq!(urls[0].param("priority"), Some("3"));
-        assert_eq!(urls[1].param("rule"), Some("=> host != 10.0.0.9"));
+        assert_eq!(urls[0].param(keys::FORCE), Some("true"));
+        assert_eq!(urls[0].param(keys::PRIORITY), Some("3"));
+        assert_eq!(urls[1].param(keys::RULE), Some("=> host != 10.0.0.9"));
         let err = to_rule_urls(
             "org.example.Greeter::.condition-router",
             "key: org.example.Greeter\nconditions:\n  - host = => \n",
@@ -1216,7 +1228,7 @@ configs:
         let urls = to_rule_urls("shop-provider.tag-router", text).expect("ok");
         assert_eq!(urls.len(), 1);
         assert_eq!(
-            urls[0].param("tags"),
+            urls[0].param(keys::TAGS),
             Some("gray=10.0.0.1:20880|10.0.0.2:20880;blue=")
         );
         assert!(to_rule_urls("p.tag-router", "key: p\ntags:\n  - addresses: [a]\n").is_err());

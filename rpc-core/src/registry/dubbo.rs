@@ -17,11 +17,10 @@
 //! provider of ours also serves) and its own choice under [`NATIVE_SERIALIZATION`];
 //! [`consumer_serialization`] picks that one back for a consumer of ours that links it.
 
+use crate::config::keys;
 use crate::url::Url;
 
-/// The key under which a provider names its own serialization when it is not one Dubbo
-/// peers speak (no Dubbo key starts with `rpc.`).
-pub const NATIVE_SERIALIZATION: &str = "rpc.serialization";
+pub use crate::config::keys::NATIVE_SERIALIZATION;
 
 /// The serialization every Dubbo peer speaks, and what a `dubbo://` URL without
 /// `serialization` means.
@@ -34,8 +33,11 @@ pub fn advertise_serialization(url: &Url, default: &str) -> Url {
     if url.protocol() != "dubbo" {
         return url.clone();
     }
-    let own = url.param("serialization").unwrap_or(default).to_string();
-    let url = url.with_param("serialization", DUBBO_SERIALIZATION);
+    let own = url
+        .param(keys::SERIALIZATION)
+        .unwrap_or(default)
+        .to_string();
+    let url = url.with_param(keys::SERIALIZATION, DUBBO_SERIALIZATION);
     if own == DUBBO_SERIALIZATION {
         url
     } else {
@@ -57,7 +59,7 @@ pub fn consumer_serialization(provider: &Url, linked: impl Fn(&str) -> bool) -> 
     }
     Some(
         provider
-            .param("serialization")
+            .param(keys::SERIALIZATION)
             .unwrap_or(DUBBO_SERIALIZATION)
             .to_string(),
     )
@@ -76,21 +78,21 @@ pub const RELEASE: &str = env!("CARGO_PKG_VERSION");
 /// `side=provider`.
 pub fn provider_keys(url: &Url) -> Url {
     let revision = url
-        .param("version")
+        .param(keys::VERSION)
         .filter(|v| !v.trim().is_empty())
         .unwrap_or(RELEASE)
         .to_string();
     let interface = url.interface().to_string();
     url.with_defaults([
-        ("anyhost", "false".to_string()),
-        ("deprecated", "false".to_string()),
-        ("dubbo", PROTOCOL_VERSION.to_string()),
-        ("dynamic", "true".to_string()),
-        ("generic", "false".to_string()),
-        ("interface", interface),
-        ("release", RELEASE.to_string()),
-        ("revision", revision),
-        ("side", "provider".to_string()),
+        (keys::ANYHOST, "false".to_string()),
+        (keys::DEPRECATED, "false".to_string()),
+        (keys::DUBBO, PROTOCOL_VERSION.to_string()),
+        (keys::DYNAMIC, "true".to_string()),
+        (keys::GENERIC, "false".to_string()),
+        (keys::INTERFACE, interface),
+        (keys::RELEASE, RELEASE.to_string()),
+        (keys::REVISION, revision),
+        (keys::SIDE, "provider".to_string()),
     ])
 }
 
@@ -104,16 +106,16 @@ pub fn consumer_registration(reference: &Url, now_ms: u64) -> Url {
     let interface = reference.interface().to_string();
     reference
         .with_defaults([
-            ("dubbo", PROTOCOL_VERSION.to_string()),
-            ("interface", interface),
-            ("release", RELEASE.to_string()),
-            ("pid", std::process::id().to_string()),
-            ("timestamp", now_ms.to_string()),
+            (keys::DUBBO, PROTOCOL_VERSION.to_string()),
+            (keys::INTERFACE, interface),
+            (keys::RELEASE, RELEASE.to_string()),
+            (keys::PID, std::process::id().to_string()),
+            (keys::TIMESTAMP, now_ms.to_string()),
         ])
         .with_params([
-            ("category", "consumers"),
-            ("check", "false"),
-            ("side", "consumer"),
+            (keys::CATEGORY, "consumers"),
+            (keys::CHECK, "false"),
+            (keys::SIDE, "consumer"),
         ])
 }
 

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::cache::write_bytes_atomically;
 use super::config_center::{check_content, ConfigKey, MAX_CONFIG_BYTES};
 use super::{listener_id, Category, NotifyListener, Registry, RegistryFactory};
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::url::{encode_component, Url};
 
@@ -143,8 +144,8 @@ impl LocalRegistry {
         } else {
             PathBuf::from(format!("/{}", url.path().trim_start_matches('/')))
         };
-        let lease = Duration::from_millis(url.param_as("lease", DEFAULT_LEASE_MS)?.max(30));
-        let poll = Duration::from_millis(url.param_as("poll", DEFAULT_POLL_MS)?.max(10));
+        let lease = Duration::from_millis(url.param_as(keys::LEASE, DEFAULT_LEASE_MS)?.max(30));
+        let poll = Duration::from_millis(url.param_as(keys::POLL, DEFAULT_POLL_MS)?.max(10));
         let inner = Arc::new(Inner {
             dir,
             lease,
@@ -405,7 +406,7 @@ impl Registry for LocalRegistry {
     async fn register(&self, url: &Url) -> Result<()> {
         let inner = self.inner.clone();
         let path = inner.file_of(url);
-        let persistent = url.param("dynamic") == Some("false");
+        let persistent = url.param(keys::DYNAMIC) == Some("false");
         let entry = Entry {
             url: url.to_string(),
             lease_ms: if persistent {
@@ -689,7 +690,7 @@ mod tests {
         let reg = LocalRegistryFactory.connect(&url).await.expect("connect");
         let p = Url::parse("dubbo://10.0.0.1:20880/org.Foo")
             .expect("url")
-            .with_param("methods", "m".repeat(400));
+            .with_param(keys::METHODS, "m".repeat(400));
         reg.register(&p).await.expect("register");
         let rec = Recorder::new();
         reg.subscribe(&p, rec.clone()).await.expect("subscribe");

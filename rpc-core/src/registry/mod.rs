@@ -44,6 +44,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::keys;
 use crate::error::Result;
 use crate::url::Url;
 
@@ -89,10 +90,10 @@ impl Category {
     /// The category a registered URL is filed under: its `category` key when valid, else
     /// `consumers` for `side=consumer` URLs, else `providers`.
     pub fn of(url: &Url) -> Category {
-        if let Some(c) = url.param("category").and_then(Category::parse) {
+        if let Some(c) = url.param(keys::CATEGORY).and_then(Category::parse) {
             return c;
         }
-        if url.param("side") == Some("consumer") {
+        if url.param(keys::SIDE) == Some("consumer") {
             Category::Consumers
         } else {
             Category::Providers
@@ -104,7 +105,7 @@ impl Category {
     pub fn subscribed(url: &Url) -> Vec<Category> {
         let mut out: Vec<Category> = Vec::new();
         for c in url
-            .param("category")
+            .param(keys::CATEGORY)
             .into_iter()
             .flat_map(|v| v.split(','))
             .filter_map(Category::parse)
@@ -223,7 +224,7 @@ pub trait RegistryFactory: Send + Sync {
 
 fn _assert_object_safe(_: &dyn Registry, _: &dyn RegistryFactory, _: &dyn NotifyListener) {}
 
-crate::extension_point!(dyn RegistryFactory, key = "registry", default = "local");
+crate::extension_point!(dyn RegistryFactory, key = keys::REGISTRY, default = "local");
 
 pub mod cache;
 pub mod config_center;
@@ -242,7 +243,7 @@ pub use cache::{CachedRegistry, RegistryCache};
 pub async fn connect(url: &Url) -> Result<Arc<dyn Registry>> {
     let factory = crate::extension::get::<dyn RegistryFactory>(url.protocol())?;
     let inner = factory.connect(url).await?;
-    if url.protocol() == "memory" || !url.param_bool("cache", true)? {
+    if url.protocol() == "memory" || !url.param_bool(keys::CACHE, true)? {
         return Ok(inner);
     }
     Ok(Arc::new(CachedRegistry::new(

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use super::Category;
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::url::{java_url_encode, Url};
 
@@ -30,7 +31,7 @@ impl DubboLayout {
     /// The layout of a registry URL: its `root` key (default `dubbo`, slashes around it
     /// ignored, empty for none).
     pub fn from_url(url: &Url) -> DubboLayout {
-        let root = url.param("root").unwrap_or("dubbo").trim_matches('/');
+        let root = url.param(keys::ROOT).unwrap_or("dubbo").trim_matches('/');
         let root = if root.is_empty() {
             String::new()
         } else {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::{Category, NotifyListener, Registry};
 use crate::cluster::configurator::{Override, Overrides};
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::url::{encode_component, Url};
 
@@ -32,10 +33,10 @@ pub fn override_rule(
     }
     let at = provider.unwrap_or("0.0.0.0");
     let mut url = Url::parse(&format!("override://{at}/{interface}"))?
-        .with_param("category", "configurators")
-        .with_param("dynamic", "false");
+        .with_param(keys::CATEGORY, "configurators")
+        .with_param(keys::DYNAMIC, "false");
     if let Some(app) = application {
-        url = url.with_param("application", app);
+        url = url.with_param(keys::APPLICATION, app);
     }
     let url = url.with_params(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
     if provider.is_some() && url.port().is_none_or(|p| p == 0) {
@@ -54,7 +55,7 @@ pub fn weight_rule(interface: &str, provider: &str, weight: u32) -> Result<Url> 
         interface,
         Some(provider),
         None,
-        &[("weight".to_string(), weight.to_string())],
+        &[(keys::WEIGHT.to_string(), weight.to_string())],
     )
 }
 
@@ -65,10 +66,10 @@ pub fn route_rule(interface: &str, rule: &str, force: bool, priority: i32) -> Re
         "condition://0.0.0.0/{interface}?rule={}",
         encode_component(rule)
     ))?
-    .with_param("category", "routers")
-    .with_param("dynamic", "false")
-    .with_param("force", force)
-    .with_param("priority", priority);
+    .with_param(keys::CATEGORY, "routers")
+    .with_param(keys::DYNAMIC, "false")
+    .with_param(keys::FORCE, force)
+    .with_param(keys::PRIORITY, priority);
     crate::cluster::router::from_url(&url)?;
     Ok(url)
 }
@@ -138,7 +139,7 @@ pub async fn read_lists(
     let names: Vec<&str> = categories.iter().map(|c| c.as_str()).collect();
     let url = Url::new("consumer", "127.0.0.1", 0)
         .with_path(interface)
-        .with_param("category", names.join(","));
+        .with_param(keys::CATEGORY, names.join(","));
     let listener: Arc<dyn NotifyListener> = snapshot.clone();
     registry.subscribe(&url, listener.clone()).await?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -247,10 +248,10 @@ mod tests {
         );
         let w = weight_rule("a.B", "10.0.0.1:20880", 0).expect("ok");
         assert_eq!(w.address(), "10.0.0.1:20880");
-        assert_eq!(w.param("weight"), Some("0"));
+        assert_eq!(w.param(keys::WEIGHT), Some("0"));
         let r = route_rule("a.B", "method = greet => host = 10.0.0.*", true, 5).expect("ok");
         assert_eq!(Category::of(&r), Category::Routers);
-        assert_eq!(r.param("force"), Some("true"));
+        assert_eq!(r.param(keys::FORCE), Some("true"));
 
         let bad = override_rule("a.B", None, None, &[s("timeout", "soon")]).expect_err("bad");
         assert!(bad.message().contains("timeout"), "{bad}");

@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::extension::{self, ExtensionPoint};
 
@@ -73,7 +74,7 @@ fn _assert_object_safe(_: &dyn Serialization) {}
 
 crate::extension_point!(
     dyn Serialization,
-    key = "serialization",
+    key = keys::SERIALIZATION,
     default = "msgpack"
 );
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::config::keys;
 use crate::error::Result;
 use crate::url::Url;
 
@@ -54,4 +55,4 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn _assert_object_safe(_: &dyn Transporter, _: &dyn Acceptor) {}
 
-crate::extension_point!(dyn Transporter, key = "transporter", default = "tcp");
+crate::extension_point!(dyn Transporter, key = keys::TRANSPORTER, default = "tcp");

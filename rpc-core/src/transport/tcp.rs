@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{Acceptor, Connection, Transporter, DEFAULT_CONNECT_TIMEOUT};
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::url::Url;
 
@@ -31,7 +32,7 @@ impl Transporter for Tcp {
     async fn connect(&self, url: &Url) -> Result<Connection> {
         let addr = url.address();
         let ms: u64 = url.param_as(
-            "connect.timeout",
+            keys::CONNECT_TIMEOUT,
             DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
         )?;
         let started = tokio::time::Instant::now();

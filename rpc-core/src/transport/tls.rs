@@ -54,6 +54,7 @@ use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{Acceptor, Connection};
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::url::Url;
 
@@ -63,49 +64,17 @@ pub const MAX_HANDSHAKES: usize = 256;
 /// How often a provider looks at its certificate files when `tls.reload` is not set.
 pub const DEFAULT_RELOAD_MS: u64 = 10_000;
 
-crate::config_key!(
-    "tls",
-    "false",
-    Bool,
-    "provider: serve the dubbo protocol over TLS (advertised in its URL; consumers then connect with TLS)"
-);
-crate::config_key!(
-    "tls.cert",
-    "",
-    Text,
-    "TLS certificate chain, PEM (a file path or the PEM text): the provider's; on a consumer, its client certificate for mTLS"
-);
-crate::config_key!(
-    "tls.key",
-    "",
-    Text,
-    "TLS private key of tls.cert, PEM (a file path or the PEM text)"
-);
-crate::config_key!(
-    "tls.ca",
-    "",
-    Text,
-    "TLS CA certificates, PEM (path or text): on a consumer, what provider certificates must be signed by; on a provider, requires client certificates signed by it (mTLS)"
-);
-crate::config_key!(
-    "tls.reload",
-    "10000",
-    Millis,
-    "provider: how often the TLS certificate, key and CA files are checked and reloaded when changed (0 = never)"
-);
-crate::config_key!(
-    "tls.server.name",
-    "",
-    Text,
-    "consumer: the name the provider's TLS certificate must carry (default: the provider URL's host)"
-);
-
 /// The keys that name local TLS material: never published in a registry.
-pub const LOCAL_KEYS: &[&str] = &["tls.cert", "tls.key", "tls.ca", "tls.reload"];
+pub const LOCAL_KEYS: &[&str] = &[
+    keys::TLS_CERT,
+    keys::TLS_KEY,
+    keys::TLS_CA,
+    keys::TLS_RELOAD,
+];
 
 /// Whether `url` asks for TLS (`tls=true`).
 pub fn enabled(url: &Url) -> Result<bool> {
-    url.param_as("tls", false)
+    url.param_as(keys::TLS, false)
 }
 
 /// A PEM value: a file or the text itself.
@@ -166,17 +135,17 @@ fn certs(url: &Url, key: &str) -> Result<Option<Vec<CertificateDer<'static>>>> {
 }
 
 fn private_key(url: &Url) -> Result<Option<PrivateKeyDer<'static>>> {
-    let Some(pem) = pem_of(url, "tls.key") else {
+    let Some(pem) = pem_of(url, keys::TLS_KEY) else {
         return Ok(None);
     };
-    let bytes = read_pem("tls.key", &pem)?;
+    let bytes = read_pem(keys::TLS_KEY, &pem)?;
     PrivateKeyDer::from_pem_slice(&bytes)
         .map(Some)
         .map_err(|e| RpcError::config(format!("tls.key holds no usable PEM private key: {e}")))
 }
 
 fn roots(url: &Url) -> Result<Option<RootCertStore>> {
-    let Some(cas) = certs(url, "tls.ca")? else {
+    let Some(cas) = certs(url, keys::TLS_CA)? else {
         return Ok(None);
     };
     let mut store = RootCertStore::empty();
@@ -198,7 +167,7 @@ fn tls_config_error(e: rustls::Error) -> RpcError {
 
 /// The provider's TLS settings from `url` (checked: every file read and parsed).
 pub fn server_config(url: &Url) -> Result<Arc<rustls::ServerConfig>> {
-    let (Some(chain), Some(key)) = (certs(url, "tls.cert")?, private_key(url)?) else {
+    let (Some(chain), Some(key)) = (certs(url, keys::TLS_CERT)?, private_key(url)?) else {
         return Err(RpcError::config(
             "tls=true on a provider needs tls.cert (its certificate chain) and tls.key (its private key)",
         ));
@@ -235,7 +204,7 @@ pub fn client_config(url: &Url) -> Result<Arc<rustls::ClientConfig>> {
         .with_safe_default_protocol_versions()
         .map_err(tls_config_error)?
         .with_root_certificates(roots);
-    let config = match (certs(url, "tls.cert")?, private_key(url)?) {
+    let config = match (certs(url, keys::TLS_CERT)?, private_key(url)?) {
         (Some(chain), Some(key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
             RpcError::config(format!(
                 "tls.cert and tls.key do not make a usable client certificate: {e}"
@@ -256,17 +225,17 @@ pub fn client_identity(url: &Url) -> String {
     let part = |k: &str| url.param(k).unwrap_or("");
     let text = format!(
         "{}|{}|{}|{}",
-        part("tls.ca"),
-        part("tls.cert"),
-        part("tls.key"),
-        part("tls.server.name")
+        part(keys::TLS_CA),
+        part(keys::TLS_CERT),
+        part(keys::TLS_KEY),
+        part(keys::TLS_SERVER_NAME)
     );
     format!("tls:{:x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
 }
 
 fn server_name(url: &Url) -> Result<ServerName<'static>> {
     let name = url
-        .param("tls.server.name")
+        .param(keys::TLS_SERVER_NAME)
         .filter(|s| !s.is_empty())
         .unwrap_or(url.host());
     let name = name.trim_start_matches('[').trim_end_matches(']');
@@ -349,7 +318,7 @@ pub(crate) async fn connect(
 
 /// A fingerprint of the provider's PEM files (modification time and length of each).
 fn files_fingerprint(url: &Url) -> Vec<Option<(SystemTime, u64)>> {
-    ["tls.cert", "tls.key", "tls.ca"]
+    [keys::TLS_CERT, keys::TLS_KEY, keys::TLS_CA]
         .iter()
         .filter_map(|k| match pem_of(url, k) {
             Some(Pem::File(p)) => Some(
@@ -406,7 +375,7 @@ impl ServerTls {
             config: ArcSwap::new(with_alpn(server_config(url)?, &alpn)?),
             alpn,
         });
-        let every: u64 = url.param_as("tls.reload", DEFAULT_RELOAD_MS)?;
+        let every: u64 = url.param_as(keys::TLS_RELOAD, DEFAULT_RELOAD_MS)?;
         // The reload task holds only a weak reference: it ends with this value.
         let reload = (every > 0).then(|| {
             tokio::spawn(reload_loop(
@@ -479,7 +448,7 @@ impl TlsAcceptor {
         let tls = ServerTls::start(url, &[])?;
         let within = Duration::from_millis(
             url.param_as(
-                "frame.timeout",
+                keys::FRAME_TIMEOUT,
                 crate::exchange::guard::DEFAULT_FRAME_TIMEOUT_MS,
             )?
             .max(1),
@@ -777,7 +746,7 @@ mod tests {
         ])
         .expect("variables");
         let service = cfg.service_url("S", 0, &[]);
-        assert_eq!(service.param("tls.key"), Some(p.key.as_str()));
+        assert_eq!(service.param(keys::TLS_KEY), Some(p.key.as_str()));
         let (addr, task) = pong_server(&service).await;
         let client = client_at(&addr, &format!("tls.ca={}", enc(&p.ca)));
         assert_eq!(&ping(&client).await.expect("over TLS"), b"pong");

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rpc_core::bootstrap::{Consumer, Provider, RunningProvider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::protocol::{Exporter, Protocol};
 use rpc_core::{extension, Invocation, Invoker, Response, ServiceKey, Url, Value};
@@ -30,7 +31,7 @@ pub type SerializationName = Option<&'static str>;
 fn url(addr: &str, serialization: SerializationName) -> BoxResult<Url> {
     let url = Url::parse(&format!("dubbo://{addr}/{SERVICE}"))?;
     Ok(match serialization {
-        Some(name) => url.with_param("serialization", name),
+        Some(name) => url.with_param(keys::SERIALIZATION, name),
         None => url,
     })
 }
@@ -104,7 +105,7 @@ pub async fn connect_stack(addr: SocketAddr) -> BoxResult<Arc<dyn Invoker>> {
         .build()
         .await?;
     let reference = Url::parse(&format!("consumer://127.0.0.1/{SERVICE}"))?
-        .with_param("url", format!("dubbo://{addr}/{SERVICE}"));
+        .with_param(keys::URL, format!("dubbo://{addr}/{SERVICE}"));
     Ok(consumer.refer_url(reference).await?)
 }
 
@@ -160,7 +161,7 @@ pub async fn connect_service(addr: SocketAddr) -> BoxResult<EchoServiceClient> {
         .application("bench-consumer")
         .reference_config(
             "bench.EchoService",
-            ServiceConfig::default().param("url", format!("dubbo://{addr}")),
+            ServiceConfig::default().param(keys::URL, format!("dubbo://{addr}")),
         )
         .build()
         .await?;
@@ -189,8 +190,8 @@ fn ensure_pki() -> BoxResult<std::path::PathBuf> {
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = params.self_signed(&ca_key)?;
     let key = rcgen::KeyPair::generate()?;
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])?
-        .signed_by(&key, &ca, &ca_key)?;
+    let cert =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".into()])?.signed_by(&key, &ca, &ca_key)?;
     // Written beside, then renamed: a process that looks meanwhile sees all or nothing.
     let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
@@ -209,9 +210,9 @@ pub async fn start_tls_server(port: u16) -> BoxResult<(u16, Box<dyn Exporter>)> 
     let dir = ensure_pki()?;
     let protocol = extension::get::<dyn Protocol>("dubbo")?;
     let url = url(&format!("127.0.0.1:{port}"), None)?
-        .with_param("tls", true)
-        .with_param("tls.cert", dir.join("server.pem").display())
-        .with_param("tls.key", dir.join("server.key").display());
+        .with_param(keys::TLS, true)
+        .with_param(keys::TLS_CERT, dir.join("server.pem").display())
+        .with_param(keys::TLS_KEY, dir.join("server.key").display());
     let exporter = protocol
         .export(url.clone(), Arc::new(EchoInvoker { url }))
         .await?;
@@ -228,7 +229,7 @@ pub async fn connect_tls(addr: SocketAddr) -> BoxResult<Arc<dyn Invoker>> {
     let dir = ensure_pki()?;
     let protocol = extension::get::<dyn Protocol>("dubbo")?;
     let url = url(&addr.to_string(), None)?
-        .with_param("tls", true)
-        .with_param("tls.ca", dir.join("ca.pem").display());
+        .with_param(keys::TLS, true)
+        .with_param(keys::TLS_CA, dir.join("ca.pem").display());
     Ok(protocol.refer(url).await?)
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use rpc_core::bootstrap::Consumer;
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_examples::{GreeterClient, IdServiceClient};
 
@@ -60,15 +61,15 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = ServiceConfig::default()
-        .param("loadbalance", &args.loadbalance)
-        .param("timeout", args.timeout)
-        .param("check", args.check);
+        .param(keys::LOADBALANCE, &args.loadbalance)
+        .param(keys::TIMEOUT, args.timeout)
+        .param(keys::CHECK, args.check);
     let mut builder = Consumer::builder().application(&args.application);
     if let Some(path) = &args.config {
         builder = builder.config_file(path)?;
     }
     if let Some(url) = &args.url {
-        settings = settings.param("url", url);
+        settings = settings.param(keys::URL, url);
         builder = builder.no_registry();
     } else {
         builder = builder.registry(&args.registry)?;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use rpc_core::bootstrap::{Consumer, Provider};
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_examples::idgen::{FileStore, SegmentAllocator, Snowflake};
 use rpc_examples::{
@@ -101,7 +102,7 @@ async fn run_provider(
         .application("demo-provider")
         .registry(&registry)?
         .protocol("dubbo", 0)
-        .param("shutdown.wait", 300)?
+        .param(keys::SHUTDOWN_WAIT, 300)?
         .service(GreeterServer::new(SignedGreeter { name: name.clone() }))
         .service(IdServiceServer::new(IdServer {
             name: name.clone(),
@@ -213,14 +214,14 @@ async fn run_demo(providers: u16, calls: u32) -> Result<(), Box<dyn std::error::
         .reference_config(
             "org.example.Greeter",
             ServiceConfig::default()
-                .param("timeout", 1000)
-                .param("retries", 2),
+                .param(keys::TIMEOUT, 1000)
+                .param(keys::RETRIES, 2),
         )
         .reference_config(
             "org.example.IdService",
             ServiceConfig::default()
-                .method_param("segment", "loadbalance", "consistenthash")
-                .method_param("segment", "hash.arguments", "0"),
+                .method_param("segment", keys::LOADBALANCE, "consistenthash")
+                .method_param("segment", keys::HASH_ARGUMENTS, "0"),
         )
         .build()
         .await?;

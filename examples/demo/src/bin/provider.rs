@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use rpc_core::bootstrap::Provider;
+use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_examples::idgen::{FileStore, SegmentAllocator, Snowflake};
 use rpc_examples::{GreeterServer, IdServer, IdServiceServer, SignedGreeter};
@@ -63,7 +64,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = args
         .store
         .unwrap_or_else(|| std::env::temp_dir().join("rpc-example-segments"));
-    let weighted = || ServiceConfig::default().param("weight", args.weight);
+    let weighted = || ServiceConfig::default().param(keys::WEIGHT, args.weight);
     let mut builder = Provider::builder()
         .application(&args.application)
         .registry(&args.registry)?

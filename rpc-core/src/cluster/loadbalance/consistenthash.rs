@@ -31,6 +31,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::{arguments, DEFAULT_WEIGHT};
 use crate::cluster::provider::WeakProviderList;
 use crate::cluster::{CallContext, LoadBalance, Provider, ProviderList};
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
 
@@ -86,10 +87,10 @@ impl Ring {
             .unwrap_or_else(|| crate::url::Url::new("empty", "", 0));
         let method = invocation.method();
         let nodes: u32 = url
-            .method_param_as(method, "hash.nodes", DEFAULT_NODES)
+            .method_param_as(method, keys::HASH_NODES, DEFAULT_NODES)
             .unwrap_or(DEFAULT_NODES)
             .clamp(1, 10_000);
-        let configured = url.method_param(method, "hash.arguments");
+        let configured = url.method_param(method, keys::HASH_ARGUMENTS);
         let arguments: Vec<usize> = configured
             .unwrap_or("0")
             .split(',')
@@ -142,8 +143,8 @@ impl ConsistentHash {
         let url = providers[0].url();
         let fp = fingerprint(
             providers,
-            url.method_param(method, "hash.nodes").unwrap_or(""),
-            url.method_param(method, "hash.arguments").unwrap_or(""),
+            url.method_param(method, keys::HASH_NODES).unwrap_or(""),
+            url.method_param(method, keys::HASH_ARGUMENTS).unwrap_or(""),
         );
         if let Some(c) = cached {
             if c.ring.fingerprint == fp {

@@ -32,6 +32,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::cluster::{CallContext, Provider, Router, RouterFactory};
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::Invocation;
 use crate::url::Url;
@@ -292,13 +293,13 @@ pub struct ConditionRouterFactory;
 
 impl RouterFactory for ConditionRouterFactory {
     fn create(&self, url: &Url) -> Result<Arc<dyn Router>> {
-        let rule = url.param("rule").unwrap_or("");
+        let rule = url.param(keys::RULE).unwrap_or("");
         let mut r = ConditionRouter::parse(
             rule,
-            url.param_bool("force", false)?,
-            url.param_as("priority", 0)?,
+            url.param_bool(keys::FORCE, false)?,
+            url.param_as(keys::PRIORITY, 0)?,
         )?;
-        r.enabled = url.param_bool("enabled", true)?;
+        r.enabled = url.param_bool(keys::ENABLED, true)?;
         Ok(Arc::new(r))
     }
 }

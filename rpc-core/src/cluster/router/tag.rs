@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cluster::{CallContext, Provider, Router, RouterFactory};
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::invocation::Invocation;
 use crate::url::Url;
@@ -80,7 +81,7 @@ impl Router for TagRouter {
                     return tagged;
                 }
                 let force = self.force
-                    || url.param_bool("tag.force", false).unwrap_or(false)
+                    || url.param_bool(keys::TAG_FORCE, false).unwrap_or(false)
                     || invocation.attachments().get("dubbo.force.tag") == Some("true");
                 if force {
                     Vec::new()
@@ -145,10 +146,10 @@ fn parse_tags(text: &str) -> Result<HashMap<String, String>> {
 impl RouterFactory for TagRouterFactory {
     fn create(&self, url: &Url) -> Result<Arc<dyn Router>> {
         Ok(Arc::new(TagRouter {
-            force: url.param_bool("force", false)? || url.param_bool("tag.force", false)?,
-            priority: url.param_as("priority", 0)?,
-            by_address: parse_tags(url.param("tags").unwrap_or(""))?,
-            disabled: !url.param_bool("enabled", true)?,
+            force: url.param_bool(keys::FORCE, false)? || url.param_bool(keys::TAG_FORCE, false)?,
+            priority: url.param_as(keys::PRIORITY, 0)?,
+            by_address: parse_tags(url.param(keys::TAGS).unwrap_or(""))?,
+            disabled: !url.param_bool(keys::ENABLED, true)?,
         }))
     }
 }
@@ -240,7 +241,7 @@ mod tests {
         let got = r.route_with(p.clone(), &reference(""), &tagged(None));
         assert_eq!(addrs(&got), ["10.0.0.1"]);
         let off = TagRouterFactory
-            .create(&rule.with_param("enabled", "false"))
+            .create(&rule.with_param(keys::ENABLED, "false"))
             .expect("router");
         assert_eq!(
             off.route_with(p, &reference(""), &tagged(Some("gray")))
@@ -250,7 +251,7 @@ mod tests {
         for bad in ["gray", "=1.2.3.4:1"] {
             let url = Url::parse("tag://0.0.0.0/S")
                 .expect("url")
-                .with_param("tags", bad);
+                .with_param(keys::TAGS, bad);
             let err = TagRouterFactory.create(&url).err().expect("refused");
             assert!(err.to_string().contains("tags"), "{err}");
         }

@@ -23,27 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cluster::{CallContext, Provider, Router, RouterFactory};
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::url::Url;
-
-crate::config_key!(
-    "zone",
-    "",
-    Text,
-    "the zone (data center) a provider runs in, advertised in its URL; on a consumer, its own zone, whose providers it prefers"
-);
-crate::config_key!(
-    "zone.sticky",
-    "0",
-    Millis,
-    "zone routing: after a fallback to other zones, how long the consumer's zone must stay available before calls come back to it"
-);
-crate::config_key!(
-    "zone.force",
-    "false",
-    Bool,
-    "zone routing: never fall back to other zones when the consumer's zone has no available provider"
-);
 
 /// Routes to the caller's zone first; see the [module docs](self).
 #[derive(Debug)]
@@ -93,11 +75,16 @@ impl ZoneRouter {
 
     /// The router a reference URL asks for: one when it names a `zone`.
     pub fn for_reference(url: &Url) -> Result<Option<Arc<dyn Router>>> {
-        match url.param("zone").map(str::trim).filter(|z| !z.is_empty()) {
+        match url
+            .param(keys::ZONE)
+            .map(str::trim)
+            .filter(|z| !z.is_empty())
+        {
             None => Ok(None),
             Some(zone) => Ok(Some(Arc::new(
-                ZoneRouter::new(zone, url.param_bool("zone.force", false)?)?
-                    .with_sticky(Duration::from_millis(url.param_as("zone.sticky", 0u64)?)),
+                ZoneRouter::new(zone, url.param_bool(keys::ZONE_FORCE, false)?)?.with_sticky(
+                    Duration::from_millis(url.param_as(keys::ZONE_STICKY, 0u64)?),
+                ),
             ))),
         }
     }
@@ -171,9 +158,11 @@ pub struct ZoneRouterFactory;
 
 impl RouterFactory for ZoneRouterFactory {
     fn create(&self, url: &Url) -> Result<Arc<dyn Router>> {
-        let zone = url.param("zone").unwrap_or("");
-        let force = url.param_bool("force", false)? || url.param_bool("zone.force", false)?;
-        let sticky = url.param_as("sticky", url.param_as("zone.sticky", 0u64)?)?;
+        let zone = url.param(keys::ZONE).unwrap_or("");
+        let force =
+            url.param_bool(keys::FORCE, false)? || url.param_bool(keys::ZONE_FORCE, false)?;
+        // On a zone rule, `sticky` is the zone.sticky time (not the cluster's sticky flag).
+        let sticky = url.param_as(keys::STICKY, url.param_as(keys::ZONE_STICKY, 0u64)?)?;
         Ok(Arc::new(
             ZoneRouter::new(zone, force)?.with_sticky(Duration::from_millis(sticky)),
         ))

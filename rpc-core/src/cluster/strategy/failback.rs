@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory};
+use crate::config::keys;
 use crate::error::Result;
 use crate::invocation::{Invocation, Invoker, Response};
 
@@ -34,7 +35,9 @@ pub const DEFAULT_TASKS: usize = 100;
 
 impl Cluster for Failback {
     fn join(&self, directory: Arc<dyn Directory>) -> Result<Arc<dyn Invoker>> {
-        let tasks: usize = directory.url().param_as("failback.tasks", DEFAULT_TASKS)?;
+        let tasks: usize = directory
+            .url()
+            .param_as(keys::FAILBACK_TASKS, DEFAULT_TASKS)?;
         Ok(ClusterInvoker::join(
             directory,
             FailbackStrategy {
@@ -99,8 +102,8 @@ impl Strategy for FailbackStrategy {
         let method = invocation.method();
         let url = base.url();
         let interval: u64 =
-            url.method_param_as(method, "failback.interval", DEFAULT_INTERVAL_MS)?;
-        let retries: u32 = url.method_param_as(method, "retries", DEFAULT_RETRIES)?;
+            url.method_param_as(method, keys::FAILBACK_INTERVAL, DEFAULT_INTERVAL_MS)?;
+        let retries: u32 = url.method_param_as(method, keys::RETRIES, DEFAULT_RETRIES)?;
         if retries == 0 {
             tracing::error!(error = %e, "failback: call failed and retries=0, dropping it");
             return Ok(Response::empty());

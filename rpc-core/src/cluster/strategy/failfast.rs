@@ -33,6 +33,7 @@ mod tests {
     use super::*;
     use crate::cluster::loadbalance::testing::*;
     use crate::cluster::StaticDirectory;
+    use crate::config::keys;
     use crate::error::{ErrorKind, RpcError};
     use crate::url::Url;
 
@@ -87,7 +88,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_loadbalance_in_url_is_reported() {
-        let url = reference().with_param("loadbalance", "rr");
+        let url = reference().with_param(keys::LOADBALANCE, "rr");
         let dir = StaticDirectory::new(url, invokers(&[""]));
         let inv = Failfast.join(Arc::new(dir)).expect("join");
         let e = inv.invoke(call()).await.expect_err("unknown");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory, Provider};
+use crate::config::keys;
 use crate::error::Result;
 use crate::invocation::{Invocation, Invoker, Response};
 
@@ -38,8 +39,10 @@ impl Strategy for Failover {
     async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
         let (explicit, retries) = {
             let ctx = base.context(&invocation);
-            let setting = ctx.settings().method_param(invocation.method(), "retries");
-            let retries: u32 = crate::url::parse_value("retries", setting, DEFAULT_RETRIES)?;
+            let setting = ctx
+                .settings()
+                .method_param(invocation.method(), keys::RETRIES);
+            let retries: u32 = crate::url::parse_value(keys::RETRIES, setting, DEFAULT_RETRIES)?;
             (setting.is_some(), retries)
         };
         // A call with an idempotency key is answered from the provider's store when repeated.

@@ -7,6 +7,7 @@ use std::task::Poll;
 
 use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory, Provider};
+use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::invocation::{Invocation, Invoker, Response};
 
@@ -35,7 +36,7 @@ impl Strategy for Forking {
             let ctx = base.context(&invocation);
             let forks: usize =
                 ctx.settings()
-                    .method_param_as(invocation.method(), "forks", DEFAULT_FORKS)?;
+                    .method_param_as(invocation.method(), keys::FORKS, DEFAULT_FORKS)?;
             let list = base.providers(&ctx)?;
             let lb = base.load_balance(&ctx)?;
             let mut chosen: Vec<Provider> = Vec::new();

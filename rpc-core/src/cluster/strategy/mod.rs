@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::cluster::{CallContext, Directory, LoadBalance, Provider, ProviderList};
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::AdaptiveCache;
 use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
@@ -155,7 +156,9 @@ impl ClusterBase {
     ) -> Result<Provider> {
         let method = ctx.method();
         let was_tried = |p: &Provider| tried.iter().any(|t| t.same(p));
-        let sticky = ctx.settings().method_param_as(method, "sticky", false)?;
+        let sticky = ctx
+            .settings()
+            .method_param_as(method, keys::STICKY, false)?;
         if sticky {
             let held = self
                 .sticky

@@ -4,6 +4,7 @@
 //!
 //! ```
 //! # use std::sync::Arc;
+//! # use rpc_core::config::keys;
 //! # use rpc_core::protocol::Protocol;
 //! # use rpc_core::{extension, Invocation, Invoker, Response, Result, ServiceKey, Url, Value};
 //! # struct Echo(Url);
@@ -22,7 +23,7 @@
 //! let url = Url::parse("dubbo://127.0.0.1:0/org.example.Echo?version=1.0").expect("url");
 //! let exporter = dubbo.export(url.clone(), Arc::new(Echo(url))).await?;
 //! // Consumer: one shared connection per provider address.
-//! let echo = dubbo.refer(exporter.url().with_param("timeout", 3000)).await?;
+//! let echo = dubbo.refer(exporter.url().with_param(keys::TIMEOUT, 3000)).await?;
 //! let call = Invocation::new(
 //!     ServiceKey::new("org.example.Echo", None, Some("1.0")),
 //!     "echo",
@@ -110,6 +111,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::exchange::{
     status, Client, Frame, Handler, Server, FLAG_REQUEST, FLAG_TWO_WAY, SERIALIZATION_MASK,
@@ -195,7 +197,7 @@ impl Protocol for Dubbo {
     }
 
     async fn export(&self, url: Url, invoker: Arc<dyn Invoker>) -> Result<Box<dyn Exporter>> {
-        let payload = url.param_as("payload", crate::exchange::DEFAULT_PAYLOAD)?;
+        let payload = url.param_as(keys::PAYLOAD, crate::exchange::DEFAULT_PAYLOAD)?;
         let bind_url = url.clone();
         self.listeners
             .export(
@@ -219,7 +221,7 @@ impl Protocol for Dubbo {
 
     async fn refer(&self, url: Url) -> Result<Arc<dyn Invoker>> {
         let client = Client::shared(&url).await?;
-        let timeout = Duration::from_millis(url.param_as("timeout", DEFAULT_TIMEOUT_MS)?);
+        let timeout = Duration::from_millis(url.param_as(keys::TIMEOUT, DEFAULT_TIMEOUT_MS)?);
         Ok(Arc::new(DubboInvoker {
             url,
             client,
@@ -366,8 +368,8 @@ impl Dispatcher {
         let service = service.key.clone();
         if let Reply::Hessian(style) = &mut reply {
             let url = invoker.url();
-            style.attachments = AttachmentsMode::from_param(url.param("response.attachments"))?;
-            if let Some(class) = url.param("hessian2.exception") {
+            style.attachments = AttachmentsMode::from_param(url.param(keys::RESPONSE_ATTACHMENTS))?;
+            if let Some(class) = url.param(keys::HESSIAN2_EXCEPTION) {
                 style.exception_class = class.to_string();
             }
         }
@@ -489,10 +491,10 @@ impl DubboInvoker {
         if let Some(d) = inv.deadline() {
             return Ok(d);
         }
-        let t = match self.url.method_param(inv.method(), "timeout") {
+        let t = match self.url.method_param(inv.method(), keys::TIMEOUT) {
             Some(_) => Duration::from_millis(self.url.method_param_as(
                 inv.method(),
-                "timeout",
+                keys::TIMEOUT,
                 DEFAULT_TIMEOUT_MS,
             )?),
             None => self.timeout,
@@ -675,7 +677,7 @@ mod tests {
         let port = exp.url().port().expect("port");
         assert_ne!(port, 0);
         let inv = p
-            .refer(url.with_port(port).with_param("timeout", 5000))
+            .refer(url.with_port(port).with_param(keys::TIMEOUT, 5000))
             .await
             .expect("refer");
         let call = Invocation::new(
