@@ -591,7 +591,7 @@ async fn write_task(
     let peer = live.peer.clone();
     // The writer must not keep the connection's sender alive.
     drop(live);
-    if let Err(e) = write_loop(rx, writer, codec, Some(dead.clone()), write_timeout).await {
+    if let Err(e) = write_loop(rx, writer, codec, dead.clone(), write_timeout).await {
         tracing::debug!(%peer, error = %e, "write failed");
     }
     // Any exit of the writer means the connection is unusable.
@@ -599,19 +599,18 @@ async fn write_task(
 }
 
 /// Drains `rx` into `writer`, encoding frames into one buffer and writing it out only when
-/// the queue is momentarily empty (or the buffer is large), so concurrent frames share
+/// the queue is momentarily empty (or the buffer is large), so concurrent calls share
 /// system calls. Ends when every sender is gone (after flushing) or `stop` fires; fails when
 /// one write cannot complete within `write_timeout` (a peer that stopped reading).
-pub(crate) async fn write_loop(
+async fn write_loop(
     mut rx: mpsc::Receiver<Frame>,
     mut writer: BoxWriter,
     mut codec: FrameCodec,
-    stop: Option<CancellationToken>,
+    stop: CancellationToken,
     write_timeout: Duration,
 ) -> std::io::Result<()> {
     const FLUSH_AT: usize = 256 * 1024;
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let stop = stop.unwrap_or_default();
     let mut last_batch = 1usize;
     let mut batches = 0u32;
     loop {
@@ -624,7 +623,7 @@ pub(crate) async fn write_loop(
         encode_or_log(&mut codec, first, &mut buf);
         // Drain what is queued. Under concurrency (the last batch held more than one frame,
         // or one batch in eight, to notice concurrency starting), then let the tasks that are
-        // about to queue more (callers, or the provider's request tasks finishing) run once
+        // about to queue more (the callers) run once
         // before writing, so that concurrent frames share one write instead of a syscall
         // each; a lone caller mostly does not pay for the extra scheduling.
         let mut frames = 1usize;
