@@ -278,13 +278,6 @@ crate::config_key!(
     Text,
     "a reference's direct provider URLs, comma separated; bypasses the registry"
 );
-crate::config_key!(
-    ONEWAY = "oneway",
-    "false",
-    Bool,
-    per_method,
-    "fire and forget: no response is awaited"
-);
 
 crate::config_key!(
     CONNECTIONS = "connections",
@@ -766,6 +759,10 @@ crate::config_key!(
 pub const INTERFACE: &str = "interface";
 /// A provider's method names, sorted and comma separated.
 pub const METHODS: &str = "methods";
+/// `{method}.oneway=true`: the method is fire and forget (no response is awaited). Written
+/// from the service definition (a `#[oneway]` method); not a setting, since a method that
+/// returns a value cannot be made one-way by configuration.
+pub const ONEWAY: &str = "oneway";
 /// Which end of a service a URL describes: `provider` or `consumer`.
 pub const SIDE: &str = "side";
 /// The registry category a URL is filed under (`providers`, `consumers`, `routers`,

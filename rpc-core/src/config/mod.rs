@@ -586,6 +586,11 @@ timeout = 300
             "{e}"
         );
 
+        // One-way is the service definition's to say, not configuration's.
+        let e = Config::from_toml_str("[references.\"a.B\"]\n\"greet.oneway\" = true\n")
+            .expect_err("not a setting");
+        assert!(e.to_string().contains("unknown key"), "{e}");
+
         let e = Config::from_toml_str("[application]\nnmae = \"x\"\n").expect_err("field");
         assert!(e.to_string().contains("unknown key 'nmae'"), "{e}");
         assert!(e.to_string().contains("did you mean 'name'"), "{e}");

@@ -15,7 +15,8 @@ use crate::invocation::{Invocation, Invoker, Response};
 /// A failure is retried only when both hold:
 /// - its kind is retriable ([`crate::RpcError::is_retriable`]): business errors, codec errors
 ///   and the like are returned at once;
-/// - the method was declared idempotent ([`Invocation::is_idempotent`]), or the call carries
+/// - the method was declared idempotent ([`Invocation::is_idempotent`], or
+///   `{method}.idempotent=true` in the reference's settings), or the call carries
 ///   an idempotency key ([`crate::idempotency`]: the provider answers a repeat from its
 ///   stored result), or the reference URL sets `retries` explicitly (method or service level): a timeout may mean the provider
 ///   did run the call, so a non-idempotent method is never called twice by default.
@@ -37,18 +38,22 @@ impl Cluster for Failover {
 #[async_trait::async_trait]
 impl Strategy for Failover {
     async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
-        let (explicit, retries) = {
+        let (may_retry, retries) = {
             let ctx = base.context(&invocation);
-            let setting = ctx
-                .settings()
-                .method_param(invocation.method(), keys::RETRIES);
+            let method = invocation.method();
+            let setting = ctx.settings().method_param(method, keys::RETRIES);
             let retries: u32 = crate::url::parse_value(keys::RETRIES, setting, DEFAULT_RETRIES)?;
-            (setting.is_some(), retries)
+            // Declared idempotent by the service definition, or by configuration
+            // (`{method}.idempotent=true`); a call with an idempotency key is answered from
+            // the provider's store when repeated.
+            let may_retry = setting.is_some()
+                || invocation.is_idempotent()
+                || ctx
+                    .settings()
+                    .method_param_as(method, keys::IDEMPOTENT, false)?
+                || crate::idempotency::key_of(&invocation).is_some();
+            (may_retry, retries)
         };
-        // A call with an idempotency key is answered from the provider's store when repeated.
-        let may_retry = explicit
-            || invocation.is_idempotent()
-            || crate::idempotency::key_of(&invocation).is_some();
         let mut tried: Vec<Provider> = Vec::new();
         let mut attempt = 0u32;
         loop {
@@ -113,6 +118,35 @@ mod tests {
         }
         // Each call tried each failing provider at most once.
         assert!(p[0].calls() <= 30 && p[1].calls() <= 30);
+    }
+
+    #[tokio::test]
+    async fn a_method_configured_idempotent_is_retried() {
+        let net = Step::Fail(ErrorKind::Network);
+        let p = [
+            Scripted::new("fo9.S", 0, "", &[net]),
+            Scripted::new("fo9.S", 1, "", &[net]),
+            Scripted::new("fo9.S", 2, "", &[net]),
+        ];
+        // Not declared idempotent by the definition: one attempt only, unless configured.
+        let plain = join("fo9.S", "", &p);
+        plain.invoke(call("fo9.S", "m")).await.expect_err("fails");
+        let tried: usize = p.iter().map(|s| s.calls()).sum();
+        assert_eq!(tried, 1, "a non-idempotent call is not retried");
+        let configured = join("fo9.S", "m.idempotent=true", &p);
+        configured
+            .invoke(call("fo9.S", "m"))
+            .await
+            .expect_err("every provider fails");
+        let tried: usize = p.iter().map(|s| s.calls()).sum::<usize>() - 1;
+        assert_eq!(tried, 3, "first attempt and two retries");
+        // Another method of the same reference is not affected.
+        configured
+            .invoke(call("fo9.S", "other"))
+            .await
+            .expect_err("fails");
+        let tried: usize = p.iter().map(|s| s.calls()).sum::<usize>() - 4;
+        assert_eq!(tried, 1);
     }
 
     #[tokio::test]
