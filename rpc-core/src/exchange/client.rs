@@ -646,18 +646,28 @@ async fn write_loop(
             tokio::task::yield_now().await;
         }
         last_batch = frames;
-        tokio::time::timeout(write_timeout, writer.write_all(&buf))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("peer took no data for {} ms", write_timeout.as_millis()),
-                )
-            })??;
+        write_within(&mut writer, &buf, write_timeout).await?;
         buf.clear();
     }
     writer.flush().await?;
     writer.shutdown().await
+}
+
+/// Writes all of `buf`, failing with `TimedOut` when the peer takes none of it for
+/// `timeout` (it stopped reading).
+pub(crate) async fn write_within(
+    writer: &mut BoxWriter,
+    buf: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    tokio::time::timeout(timeout, writer.write_all(buf))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("peer took no data for {} ms", timeout.as_millis()),
+            )
+        })?
 }
 
 pub(crate) fn encode_or_log(codec: &mut FrameCodec, frame: Frame, buf: &mut BytesMut) {

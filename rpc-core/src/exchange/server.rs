@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{encode_or_log, reserve_for_read};
+use super::client::{encode_or_log, reserve_for_read, write_within};
 use super::guard::{self, announced_len, BudgetHold, Cause, FrameClock, PayloadBudget};
 use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD, HEADER_LEN};
 use crate::config::keys;
@@ -167,7 +167,7 @@ async fn accept_loop(
     cfg: ServerConfig,
     stop: CancellationToken,
 ) {
-    let permits = Gate::new(cfg.threads);
+    let permits = Arc::new(Gate::new(cfg.threads));
     let budget = PayloadBudget::new(cfg.budget);
     let connections = (cfg.accepts > 0).then(|| Arc::new(Semaphore::new(cfg.accepts)));
     loop {
@@ -235,10 +235,10 @@ async fn serve(
     let mut codec = FrameCodec::new(cfg.payload);
     let mut out = Outbox::new(writer, codec, cfg.idle);
     let peer_name = ByteString::from(peer.as_str());
-    let limits = Limits {
+    let limits = Arc::new(Limits {
         threads: permits,
         connection: Gate::new(cfg.inflight),
-    };
+    });
     let mut clock = FrameClock::new(cfg.frame_timeout);
     let mut hold = BudgetHold::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -427,17 +427,7 @@ impl Outbox {
         if self.buf.is_empty() {
             return Ok(());
         }
-        tokio::time::timeout(self.write_timeout, self.writer.write_all(&self.buf))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "peer took no data for {} ms",
-                        self.write_timeout.as_millis()
-                    ),
-                )
-            })??;
+        write_within(&mut self.writer, &self.buf, self.write_timeout).await?;
         self.buf.clear();
         // A burst of large answers does not keep its buffer for the connection's life.
         if self.buf.capacity() > 1024 * 1024 {
@@ -461,11 +451,11 @@ struct Gate {
 }
 
 impl Gate {
-    fn new(limit: usize) -> Arc<Gate> {
-        Arc::new(Gate {
+    fn new(limit: usize) -> Gate {
+        Gate {
             running: AtomicUsize::new(0),
             limit,
-        })
+        }
     }
 
     /// Counts one more request in, unless the limit is reached.
@@ -486,41 +476,41 @@ impl Gate {
 /// `connection.inflight`.
 struct Limits {
     threads: Arc<Gate>,
-    connection: Arc<Gate>,
+    connection: Gate,
+}
+
+impl Limits {
+    /// Counts a request out of both gates.
+    fn leave(&self) {
+        self.threads.leave();
+        self.connection.leave();
+    }
 }
 
 /// A request counted in both gates of its [`Limits`]; leaves them when dropped.
-struct Entered<'a>(&'a Limits);
+struct Entered<'a>(&'a Arc<Limits>);
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        self.0.threads.leave();
-        self.0.connection.leave();
+        self.0.leave();
     }
 }
 
 impl Entered<'_> {
     /// The same admission, held by a request that goes on in a task of its own.
     fn into_owned(self) -> Admitted {
-        let owned = Admitted {
-            threads: self.0.threads.clone(),
-            connection: self.0.connection.clone(),
-        };
+        let owned = Admitted(self.0.clone());
         std::mem::forget(self);
         owned
     }
 }
 
 /// [`Entered`] owned by a spawned request.
-struct Admitted {
-    threads: Arc<Gate>,
-    connection: Arc<Gate>,
-}
+struct Admitted(Arc<Limits>);
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.threads.leave();
-        self.connection.leave();
+        self.0.leave();
     }
 }
 
@@ -531,7 +521,7 @@ fn dispatch(
     peer: &ByteString,
     handler: &Arc<dyn Handler>,
     tx: &mpsc::Sender<Frame>,
-    limits: &Limits,
+    limits: &Arc<Limits>,
     out: &mut Outbox,
 ) {
     if !frame.is_request() {
