@@ -105,11 +105,12 @@ impl Provider {
 
     /// Whether the invoker can take calls now.
     pub fn is_available(&self) -> bool {
-        self.0
-            .availability
-            .as_ref()
-            .unwrap_or(&self.0.invoker)
-            .is_available()
+        self.availability_source().is_available()
+    }
+
+    /// The invoker that answers for this provider's availability.
+    fn availability_source(&self) -> &Arc<dyn Invoker> {
+        self.0.availability.as_ref().unwrap_or(&self.0.invoker)
     }
 
     /// `host:port` (port 0 when the URL has none).
@@ -271,9 +272,9 @@ struct ListInner {
     providers: Box<[Provider]>,
     /// The providers' invokers side by side.
     invokers: Box<[Arc<dyn Invoker>]>,
-    /// What answers for each provider's availability, side by side, for the check of every
-    /// call.
-    availability: Box<[Option<Arc<dyn Invoker>>]>,
+    /// What answers for each provider's availability ([`Provider::is_available`]), side by
+    /// side, for the check of every call.
+    availability: Box<[Arc<dyn Invoker>]>,
     /// Whether some provider has `{method}.weight` keys (then tables are per method).
     method_weights: bool,
     /// The table for every method, once it is known that no provider ramps.
@@ -303,7 +304,10 @@ impl From<Vec<Provider>> for ProviderList {
         let method_weights = providers.iter().any(|p| !p.0.method_weights.is_empty());
         ProviderList(Arc::new(ListInner {
             invokers: providers.iter().map(|p| p.invoker().clone()).collect(),
-            availability: providers.iter().map(|p| p.0.availability.clone()).collect(),
+            availability: providers
+                .iter()
+                .map(|p| p.availability_source().clone())
+                .collect(),
             providers: providers.into(),
             method_weights,
             fixed: OnceLock::new(),
@@ -362,11 +366,7 @@ impl ProviderList {
     /// Whether every provider is available now (what a directory checks on every call
     /// before handing out a shared list; reads the invokers side by side).
     pub fn all_available(&self) -> bool {
-        self.0
-            .availability
-            .iter()
-            .zip(self.0.invokers.iter())
-            .all(|(source, invoker)| source.as_ref().unwrap_or(invoker).is_available())
+        self.0.availability.iter().all(|i| i.is_available())
     }
 
     /// Runs `f` with the cumulative weight table of the providers for `method`, built once
