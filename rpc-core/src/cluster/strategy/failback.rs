@@ -67,7 +67,7 @@ async fn retry(
             return;
         }
         match base
-            .select_and_call(Cow::Borrowed(&invocation), &[])
+            .select_and_call(Cow::Borrowed(&invocation), &[], None)
             .await
             .1
         {
@@ -92,7 +92,7 @@ async fn retry(
 impl Strategy for FailbackStrategy {
     async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
         let e = match base
-            .select_and_call(Cow::Borrowed(&invocation), &[])
+            .select_and_call(Cow::Borrowed(&invocation), &[], None)
             .await
             .1
         {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory, Provider};
-use crate::config::keys;
 use crate::error::Result;
 use crate::invocation::{Invocation, Invoker, Response};
 
@@ -38,31 +37,27 @@ impl Cluster for Failover {
 #[async_trait::async_trait]
 impl Strategy for Failover {
     async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
-        let (may_retry, retries) = {
-            let ctx = base.context(&invocation);
-            let method = invocation.method();
-            let setting = ctx.settings().method_param(method, keys::RETRIES);
-            let retries: u32 = crate::url::parse_value(keys::RETRIES, setting, DEFAULT_RETRIES)?;
-            // Declared idempotent by the service definition, or by configuration
-            // (`{method}.idempotent=true`); a call with an idempotency key is answered from
-            // the provider's store when repeated.
-            let may_retry = setting.is_some()
-                || invocation.is_idempotent()
-                || ctx
-                    .settings()
-                    .method_param_as(method, keys::IDEMPOTENT, false)?
-                || crate::idempotency::key_of(&invocation).is_some();
-            (may_retry, retries)
-        };
+        let settings = base.method_settings(&base.context(&invocation))?;
+        let retries = settings.retries.unwrap_or(DEFAULT_RETRIES);
+        // Retries named explicitly; declared idempotent by the service definition, or by
+        // configuration (`{method}.idempotent=true`); or a call with an idempotency key,
+        // answered from the provider's store when repeated.
+        let may_retry = settings.retries.is_some()
+            || invocation.is_idempotent()
+            || settings.idempotent
+            || crate::idempotency::key_of(&invocation).is_some();
         let mut tried: Vec<Provider> = Vec::new();
         let mut attempt = 0u32;
         loop {
             if !may_retry || attempt >= retries {
                 // No retry can follow this attempt: hand the invocation over uncopied.
-                return base.select_and_call(Cow::Owned(invocation), &tried).await.1;
+                return base
+                    .select_and_call(Cow::Owned(invocation), &tried, Some(&settings))
+                    .await
+                    .1;
             }
             let (invoker, result) = base
-                .select_and_call(Cow::Borrowed(&invocation), &tried)
+                .select_and_call(Cow::Borrowed(&invocation), &tried, Some(&settings))
                 .await;
             let e = match result {
                 Ok(r) => return Ok(r),

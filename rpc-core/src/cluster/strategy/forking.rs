@@ -44,7 +44,7 @@ impl Strategy for Forking {
                 chosen = list.to_vec();
             } else {
                 while chosen.len() < forks {
-                    let pick = base.select(&**lb, &list, &ctx, &chosen)?;
+                    let pick = base.select(&*lb, &list, &ctx, &chosen)?;
                     if chosen.iter().any(|c| c.same(&pick)) {
                         break;
                     }

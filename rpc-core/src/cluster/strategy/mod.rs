@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
+
 use crate::cluster::{CallContext, Directory, LoadBalance, Provider, ProviderList};
 use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
@@ -86,6 +88,58 @@ impl<S: Strategy> Invoker for ClusterInvoker<S> {
     }
 }
 
+/// A method's cluster settings under the settings in force, read from the URL once per
+/// settings version and method (see [`ClusterBase::method_settings`]) instead of on every
+/// call, each one method-level first (`{method}.key`, else `key`).
+pub struct MethodSettings {
+    /// `retries`, when the settings name it.
+    pub retries: Option<u32>,
+    /// `idempotent=true`: configuration declares the method idempotent.
+    pub idempotent: bool,
+    /// `sticky=true`: keep calling the provider the method last went to.
+    pub sticky: bool,
+    /// The load balancer (`loadbalance`).
+    pub balancer: Arc<dyn LoadBalance>,
+}
+
+impl MethodSettings {
+    fn read(url: &Url, method: &str, balancer: Arc<dyn LoadBalance>) -> Result<Self> {
+        let retries = url.method_param(method, keys::RETRIES);
+        Ok(MethodSettings {
+            retries: match retries {
+                Some(_) => Some(crate::url::parse_value(keys::RETRIES, retries, 0)?),
+                None => None,
+            },
+            idempotent: url.method_param_as(method, keys::IDEMPOTENT, false)?,
+            sticky: url.method_param_as(method, keys::STICKY, false)?,
+            balancer,
+        })
+    }
+}
+
+/// Most methods whose settings one reference keeps read (the proxy's methods; a generic
+/// caller inventing names past it gets them read per call).
+const SETTINGS_CACHED: usize = 64;
+
+/// The methods' settings read under one version of the settings in force.
+#[derive(Default)]
+struct SettingsCache {
+    /// The live settings they were read from (`None`: the reference URL); held, so that its
+    /// address cannot be reused by a later version while the cache names it.
+    source: Option<Arc<Url>>,
+    methods: Vec<(Box<str>, Arc<MethodSettings>)>,
+}
+
+impl SettingsCache {
+    fn is_for(&self, live: Option<&Arc<Url>>) -> bool {
+        match (&self.source, live) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
 /// What every cluster invoker shares: the directory, sticky state, and the select/call helper.
 pub struct ClusterBase {
     directory: Arc<dyn Directory>,
@@ -93,6 +147,8 @@ pub struct ClusterBase {
     sticky: Mutex<HashMap<String, Provider>>,
     /// The balancer, looked up once unless methods set their own.
     balancer: AdaptiveCache<dyn LoadBalance>,
+    /// Each method's settings, read once per version of the settings in force.
+    settings: ArcSwap<SettingsCache>,
 }
 
 impl ClusterBase {
@@ -102,7 +158,48 @@ impl ClusterBase {
             directory,
             sticky: Mutex::new(HashMap::new()),
             balancer: AdaptiveCache::new(),
+            settings: ArcSwap::from_pointee(SettingsCache::default()),
         }
+    }
+
+    /// The settings of the call of `ctx`'s method under the settings in force; read from the
+    /// URL on the first call of the method and again after the rules in force change. A
+    /// setting that does not parse is an error naming it, on every call.
+    pub fn method_settings(&self, ctx: &CallContext<'_>) -> Result<Arc<MethodSettings>> {
+        let method = ctx.method();
+        let live = ctx.live_settings();
+        let cache = self.settings.load();
+        if cache.is_for(live) {
+            if let Some((_, s)) = cache.methods.iter().find(|(m, _)| &**m == method) {
+                return Ok(s.clone());
+            }
+        }
+        let read = Arc::new(MethodSettings::read(
+            ctx.settings(),
+            method,
+            self.read_balancer(ctx)?,
+        )?);
+        if !cache.is_for(live) || cache.methods.len() < SETTINGS_CACHED {
+            // Concurrent first calls may each publish; the last copy wins and every copy
+            // holds the same values.
+            self.settings.rcu(|current| {
+                let mut next = SettingsCache {
+                    source: live.cloned(),
+                    methods: if current.is_for(live) {
+                        current.methods.clone()
+                    } else {
+                        Vec::new()
+                    },
+                };
+                if next.methods.len() < SETTINGS_CACHED
+                    && !next.methods.iter().any(|(m, _)| &**m == method)
+                {
+                    next.methods.push((method.into(), read.clone()));
+                }
+                next
+            });
+        }
+        Ok(read)
     }
 
     /// The directory.
@@ -127,17 +224,23 @@ impl ClusterBase {
         self.directory.providers_for(ctx)
     }
 
-    /// The load balancer for the method (`{method}.loadbalance`, else `loadbalance`),
-    /// resolved once per reference unless methods set their own.
-    pub fn load_balance(&self, ctx: &CallContext<'_>) -> Result<Cow<'_, Arc<dyn LoadBalance>>> {
+    /// The load balancer for the method (`{method}.loadbalance`, else `loadbalance`), from
+    /// [`ClusterBase::method_settings`].
+    pub fn load_balance(&self, ctx: &CallContext<'_>) -> Result<Arc<dyn LoadBalance>> {
+        Ok(self.method_settings(ctx)?.balancer.clone())
+    }
+
+    /// Resolves the method's balancer (the reference's shared one unless the method or the
+    /// rules in force set another).
+    fn read_balancer(&self, ctx: &CallContext<'_>) -> Result<Arc<dyn LoadBalance>> {
         let method = ctx.method();
         if let Some(live) = ctx.live_settings() {
             let key = <dyn LoadBalance as crate::extension::ExtensionPoint>::KEY;
             if live.method_param(method, key) != self.url().method_param(method, key) {
-                return crate::extension::adaptive::<dyn LoadBalance>(live, method).map(Cow::Owned);
+                return crate::extension::adaptive::<dyn LoadBalance>(live, method);
             }
         }
-        self.balancer.get(self.url(), method)
+        Ok(self.balancer.get(self.url(), method)?.into_owned())
     }
 
     /// Chooses a provider from `providers` for the call of `ctx`:
@@ -154,11 +257,21 @@ impl ClusterBase {
         ctx: &CallContext<'_>,
         tried: &[Provider],
     ) -> Result<Provider> {
+        let sticky = self.method_settings(ctx)?.sticky;
+        self.select_among(lb, sticky, providers, ctx, tried)
+    }
+
+    /// [`ClusterBase::select`] with the method's `sticky` setting given.
+    fn select_among(
+        &self,
+        lb: &dyn LoadBalance,
+        sticky: bool,
+        providers: &ProviderList,
+        ctx: &CallContext<'_>,
+        tried: &[Provider],
+    ) -> Result<Provider> {
         let method = ctx.method();
         let was_tried = |p: &Provider| tried.iter().any(|t| t.same(p));
-        let sticky = ctx
-            .settings()
-            .method_param_as(method, keys::STICKY, false)?;
         if sticky {
             let held = self
                 .sticky
@@ -223,20 +336,37 @@ impl ClusterBase {
     /// Lists and selects (avoiding `tried`) one provider for `invocation`.
     pub fn pick(&self, invocation: &Invocation, tried: &[Provider]) -> Result<Provider> {
         let ctx = self.context(invocation);
-        let providers = self.providers(&ctx)?;
-        let lb = self.load_balance(&ctx)?;
-        self.select(&**lb, &providers, &ctx, tried)
+        let settings = self.method_settings(&ctx)?;
+        self.pick_with(&ctx, &settings, tried)
+    }
+
+    /// Lists and selects (avoiding `tried`) one provider for the call of `ctx`, whose
+    /// method's settings are `settings`.
+    pub fn pick_with(
+        &self,
+        ctx: &CallContext<'_>,
+        settings: &MethodSettings,
+        tried: &[Provider],
+    ) -> Result<Provider> {
+        let providers = self.providers(ctx)?;
+        self.select_among(&*settings.balancer, settings.sticky, &providers, ctx, tried)
     }
 
     /// Lists, selects (avoiding `tried`) and calls one provider; see [`call`]. A strategy that
     /// needs the invocation again afterwards (to retry it) lends it and the call gets a copy;
-    /// one that does not hands it over (`Cow::Owned`) and nothing is copied.
+    /// one that does not hands it over (`Cow::Owned`) and nothing is copied. `settings`: the
+    /// method's, when the strategy read them already.
     pub async fn select_and_call(
         &self,
         invocation: Cow<'_, Invocation>,
         tried: &[Provider],
+        settings: Option<&MethodSettings>,
     ) -> (Option<Provider>, Result<Response>) {
-        match self.pick(&invocation, tried) {
+        let picked = match settings {
+            Some(settings) => self.pick_with(&self.context(&invocation), settings, tried),
+            None => self.pick(&invocation, tried),
+        };
+        match picked {
             Ok(provider) => {
                 let r = call(&provider, invocation.into_owned()).await;
                 (Some(provider), r)
@@ -377,6 +507,54 @@ mod tests {
     use super::testing::{self, answer, as_dyn, reference, Scripted, Step};
     use super::*;
     use crate::cluster::{Cluster, StaticDirectory};
+
+    /// A method's settings are read once per version of the settings in force: the same
+    /// copy on the next call, another method its own, and new values once a rule changes
+    /// them; a value that does not parse fails every call and is never kept.
+    #[test]
+    fn method_settings_are_read_once_per_settings_version() {
+        let p = Scripted::new("ms.S", 0, "", &[Step::Ok]);
+        let reference = reference("ms.S", "retries=1&m.retries=4&m.sticky=true&bad.retries=x");
+        let base = ClusterBase::new(Arc::new(StaticDirectory::new(
+            reference.clone(),
+            as_dyn(&[p]),
+        )));
+        let m = testing::call("ms.S", "m");
+        let other = testing::call("ms.S", "other");
+        let read = |inv: &Invocation, live: Option<Arc<Url>>| {
+            base.method_settings(&CallContext::new(&reference, inv).with_settings(live))
+        };
+        let first = read(&m, None).expect("m");
+        assert_eq!(
+            (first.retries, first.sticky, first.idempotent),
+            (Some(4), true, false)
+        );
+        assert!(Arc::ptr_eq(&first, &read(&m, None).expect("m again")));
+        let o = read(&other, None).expect("other");
+        assert_eq!((o.retries, o.sticky), (Some(1), false));
+        assert!(Arc::ptr_eq(
+            &first,
+            &read(&m, None).expect("m kept beside other")
+        ));
+
+        let rule = Arc::new(
+            reference
+                .with_param("m.retries", "0")
+                .with_param("m.idempotent", "true"),
+        );
+        let live = read(&m, Some(rule.clone())).expect("m under the rule");
+        assert_eq!((live.retries, live.idempotent), (Some(0), true));
+        assert!(Arc::ptr_eq(&live, &read(&m, Some(rule)).expect("kept")));
+        let back = read(&m, None).expect("rule withdrawn");
+        assert_eq!(back.retries, Some(4));
+
+        let bad = testing::call("ms.S", "bad");
+        for _ in 0..2 {
+            let e = read(&bad, None).err().expect("unparsable retries");
+            assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+            assert!(e.to_string().contains("retries"), "{e}");
+        }
+    }
 
     #[tokio::test]
     async fn sticky_keeps_one_provider_while_it_stays_available() {
