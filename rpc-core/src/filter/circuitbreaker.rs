@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
-use crate::filter::state::{Site, StateMap};
+use crate::filter::state::{Site, Sites};
 use crate::filter::Filter;
 use crate::invocation::{Invocation, Invoker, Response};
 use crate::url::Url;
@@ -339,13 +339,13 @@ impl Drop for Pending<'_> {
 
 /// See the [module docs](self).
 pub struct CircuitBreakerFilter {
-    breakers: StateMap<Breaker>,
+    breakers: Sites<Breaker>,
 }
 
 impl Default for CircuitBreakerFilter {
     fn default() -> Self {
         CircuitBreakerFilter {
-            breakers: StateMap::new("circuitbreaker"),
+            breakers: Sites::new("circuitbreaker"),
         }
     }
 }
@@ -357,10 +357,18 @@ impl Filter for CircuitBreakerFilter {
         true
     }
 
+    /// A layer that finds the breakers of `next`'s provider without a shared lookup (they
+    /// stay shared with every chain to that provider).
+    fn bind(&self, next: &Arc<dyn Invoker>) -> Option<Arc<dyn Filter>> {
+        Some(Arc::new(CircuitBreakerFilter {
+            breakers: self.breakers.bind(Some(next.url())),
+        }))
+    }
+
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let breaker = self
             .breakers
-            .get_or_insert(Site::at(next.url(), &invocation), |_| true, Breaker::new)
+            .get(Site::at(next.url(), &invocation), |_| true, Breaker::new)
             .map_err(|e| invocation.annotate(e))?;
         let admitted = breaker
             .admit(next.url(), invocation.method())
@@ -501,7 +509,7 @@ mod tests {
         }
         let breaker = f
             .breakers
-            .get_or_insert(Site::at(p.url(), &call("S", "m")), |_| true, Breaker::new)
+            .get(Site::at(p.url(), &call("S", "m")), |_| true, Breaker::new)
             .expect("breaker");
         let counted: u64 = breaker
             .buckets

@@ -26,7 +26,7 @@ use ::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, Label};
 
 use crate::error::{ErrorKind, Result};
 use crate::extension::Activate;
-use crate::filter::state::{Padded, Site, StateMap};
+use crate::filter::state::{Padded, Site, SiteRef, Sites};
 use crate::filter::Filter;
 use crate::invocation::{Invocation, Invoker, Response};
 
@@ -76,7 +76,7 @@ impl Handles {
 /// Records one call's metrics; see the [module docs](self).
 pub struct MetricsFilter {
     side: &'static str,
-    handles: StateMap<Handles>,
+    handles: Sites<Handles>,
 }
 
 impl MetricsFilter {
@@ -84,7 +84,7 @@ impl MetricsFilter {
     pub fn consumer() -> Self {
         MetricsFilter {
             side: "consumer",
-            handles: StateMap::new("metrics"),
+            handles: Sites::new("metrics"),
         }
     }
 
@@ -92,7 +92,7 @@ impl MetricsFilter {
     pub fn provider() -> Self {
         MetricsFilter {
             side: "provider",
-            handles: StateMap::new("metrics (provider)"),
+            handles: Sites::new("metrics (provider)"),
         }
     }
 }
@@ -119,17 +119,32 @@ impl Filter for MetricsFilter {
         true
     }
 
+    /// A layer that finds its chain's handles without a shared lookup (labels do not name the
+    /// provider: every chain of a service shares them).
+    fn bind(&self, _next: &Arc<dyn Invoker>) -> Option<Arc<dyn Filter>> {
+        Some(Arc::new(MetricsFilter {
+            side: self.side,
+            handles: self.handles.bind(None),
+        }))
+    }
+
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let live = RECORDER_LIVE.load(Ordering::Acquire);
         let handles = self
             .handles
-            .get_or_insert(
+            .get(
                 Site::of(&invocation),
                 |h| h.live || !live,
                 || Handles::new(self.side, &invocation, live),
             )
             // Metrics never fail a call: past the map's bound, register without caching.
-            .unwrap_or_else(|_| Arc::new(Padded::new(Handles::new(self.side, &invocation, live))));
+            .unwrap_or_else(|_| {
+                SiteRef::Shared(Arc::new(Padded::new(Handles::new(
+                    self.side,
+                    &invocation,
+                    live,
+                ))))
+            });
         handles.calls.increment(1);
         handles.in_flight.increment(1.0);
         let mut in_flight = InFlight {

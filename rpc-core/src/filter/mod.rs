@@ -115,6 +115,15 @@ pub trait Filter: Send + Sync {
         false
     }
 
+    /// The filter to put in the chain around `next` in this one's place, when it has one of
+    /// its own: a filter that keeps state per call site hands out a layer that finds the
+    /// entries of `next`'s calls without a shared lookup, the state itself still shared.
+    /// `None` (the default) means this filter itself.
+    fn bind(&self, next: &Arc<dyn Invoker>) -> Option<Arc<dyn Filter>> {
+        let _ = next;
+        None
+    }
+
     /// The filter that runs in a chain of `side` in this one's place: a filter that does
     /// different work on the two sides under one name ([`Sided`]) hands out the one for that
     /// side; `None` (the default) means this filter itself.
@@ -248,7 +257,8 @@ fn wrap_activated(
 }
 
 /// Wraps `invoker` in `filters` (first outermost), leaving out each filter that does not
-/// [apply](Filter::applies_to) to what it would wrap.
+/// [apply](Filter::applies_to) to what it would wrap; each filter put in
+/// [binds](Filter::bind) to what it wraps.
 pub fn wrap(
     invoker: Arc<dyn Invoker>,
     filters: Vec<(&'static str, Arc<dyn Filter>)>,
@@ -261,6 +271,7 @@ pub fn wrap(
                 tracing::trace!(filter = name, url = %next.url(), "filter left out");
                 return next;
             }
+            let filter = filter.bind(&next).unwrap_or(filter);
             let enforces_deadline = filter.honors_deadline() && next.enforces_deadline();
             Arc::new(FilterInvoker {
                 name,

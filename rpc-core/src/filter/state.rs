@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 
@@ -193,6 +193,118 @@ impl<V> StateMap<V> {
     }
 }
 
+/// How many (service, method) entries a filter layer bound to one chain keeps at hand
+/// ([`Sites::bind`]); the calls of further methods find theirs in the shared map.
+const BOUND_SLOTS: usize = 8;
+
+type Slot<V> = OnceLock<(ServiceKey, Box<str>, Entry<V>)>;
+
+/// A filter's state for its call sites: the map shared by every chain the filter is in, and,
+/// for a filter layer bound to one chain ([`Sites::bind`]), the entries its own calls used.
+///
+/// A bound layer's provider (consumer side) is fixed by its chain, so it finds an entry by
+/// service and method among a few slots filled on first use, and lends it for the call
+/// without touching its reference count; entries stay shared with every other chain through
+/// the map (two references to one provider share its circuit breaker, for example).
+pub(crate) struct Sites<V> {
+    shared: Arc<StateMap<V>>,
+    bound: Option<Bound<V>>,
+}
+
+struct Bound<V> {
+    peer: Box<str>,
+    port: Option<u16>,
+    slots: OnceLock<Box<[Slot<V>; BOUND_SLOTS]>>,
+}
+
+/// An entry for one call: lent by a bound layer, or shared from the map.
+pub(crate) enum SiteRef<'a, V> {
+    Lent(&'a Padded<V>),
+    Shared(Entry<V>),
+}
+
+impl<V> std::ops::Deref for SiteRef<'_, V> {
+    type Target = V;
+
+    fn deref(&self) -> &V {
+        match self {
+            SiteRef::Lent(v) => v,
+            SiteRef::Shared(v) => v,
+        }
+    }
+}
+
+impl<V> Sites<V> {
+    /// The state of a filter not yet bound to a chain; `what` names the filter in the error
+    /// when its map is full.
+    pub(crate) fn new(what: &'static str) -> Self {
+        Sites {
+            shared: Arc::new(StateMap::new(what)),
+            bound: None,
+        }
+    }
+
+    /// The same state for a layer in the chain around the provider at `peer` (`None` on the
+    /// provider side): calls through it find their entries without a shared lookup.
+    pub(crate) fn bind(&self, peer: Option<&Url>) -> Self {
+        Sites {
+            shared: self.shared.clone(),
+            bound: Some(Bound {
+                peer: peer.map_or("", Url::host).into(),
+                port: peer.and_then(Url::port),
+                slots: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The entry of `site`, as [`StateMap::get_or_insert`] gives it; a bound layer keeps the
+    /// first entries of its chain's sites at hand and lends them.
+    pub(crate) fn get(
+        &self,
+        site: Site<'_>,
+        keep: impl Fn(&V) -> bool,
+        make: impl FnOnce() -> V,
+    ) -> Result<SiteRef<'_, V>> {
+        let Some(bound) = self
+            .bound
+            .as_ref()
+            .filter(|b| *b.peer == *site.peer && b.port == site.port)
+        else {
+            return self
+                .shared
+                .get_or_insert(site, keep, make)
+                .map(SiteRef::Shared);
+        };
+        let slots = bound
+            .slots
+            .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        for slot in slots.iter() {
+            let Some((service, method, entry)) = slot.get() else {
+                break;
+            };
+            if **method == *site.method && service == site.service {
+                if keep(entry) {
+                    return Ok(SiteRef::Lent(entry));
+                }
+                // Replaced in the map since (a changed limit): the slot stays stale.
+                return self
+                    .shared
+                    .get_or_insert(site, keep, make)
+                    .map(SiteRef::Shared);
+            }
+        }
+        let entry = self.shared.get_or_insert(site, keep, make)?;
+        for slot in slots.iter() {
+            let kept =
+                slot.get_or_init(|| (site.service.clone(), site.method.into(), entry.clone()));
+            if *kept.1 == *site.method && kept.0 == *site.service {
+                return Ok(SiteRef::Lent(&kept.2));
+            }
+        }
+        Ok(SiteRef::Shared(entry))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +334,74 @@ mod tests {
             **m.get_or_insert(Site::of(&a), |v| *v == 9, || 9)
                 .expect("replaced"),
             9
+        );
+    }
+
+    /// Layers bound to chains lend the entries of the shared map: one entry per site whatever
+    /// the layer, another provider its own, methods past the slots still served, and an entry
+    /// the map replaced is not lent again.
+    #[test]
+    fn bound_layers_lend_the_shared_entries() {
+        let sites: Sites<u32> = Sites::new("test");
+        let a = Url::new("dubbo", "10.0.0.1", 1);
+        let b = Url::new("dubbo", "10.0.0.2", 1);
+        let (to_a, again_a, to_b) = (
+            sites.bind(Some(&a)),
+            sites.bind(Some(&a)),
+            sites.bind(Some(&b)),
+        );
+        let inv = |m: &str| {
+            Invocation::new(
+                ServiceKey::new("S", None, None),
+                m.to_string(),
+                Value::Empty,
+            )
+        };
+        let addr = |r: &SiteRef<'_, u32>| &**r as *const u32;
+        let m = inv("m");
+        let first = to_a.get(Site::at(&a, &m), |_| true, || 1).expect("a");
+        assert!(matches!(first, SiteRef::Lent(_)));
+        let lent = to_a.get(Site::at(&a, &m), |_| true, || 2).expect("a again");
+        assert!(matches!(lent, SiteRef::Lent(_)));
+        assert_eq!(addr(&first), addr(&lent));
+        let other_layer = again_a
+            .get(Site::at(&a, &m), |_| true, || 3)
+            .expect("same peer");
+        let unbound = sites
+            .get(Site::at(&a, &m), |_| true, || 4)
+            .expect("unbound");
+        assert!(matches!(unbound, SiteRef::Shared(_)));
+        assert_eq!(addr(&other_layer), addr(&first));
+        assert_eq!(addr(&unbound), addr(&first));
+        assert_eq!(*to_b.get(Site::at(&b, &m), |_| true, || 5).expect("b"), 5);
+        // A site of another peer through a bound layer goes to the map.
+        assert_eq!(
+            *to_a.get(Site::at(&b, &m), |_| true, || 6).expect("b via a"),
+            5
+        );
+        for i in 0..2 * BOUND_SLOTS as u32 {
+            let call = inv(&format!("m{i}"));
+            assert_eq!(
+                *to_a
+                    .get(Site::at(&a, &call), |_| true, || i)
+                    .expect("method"),
+                i
+            );
+            assert_eq!(
+                *to_a
+                    .get(Site::at(&a, &call), |_| true, || 99)
+                    .expect("kept"),
+                i
+            );
+        }
+        let replaced = to_a
+            .get(Site::at(&a, &m), |v| *v == 7, || 7)
+            .expect("replaced");
+        assert!(matches!(replaced, SiteRef::Shared(_)));
+        assert_eq!(*replaced, 7);
+        assert_eq!(
+            *sites.get(Site::at(&a, &m), |_| true, || 8).expect("map"),
+            7
         );
     }
 
