@@ -622,13 +622,14 @@ async fn write_loop(
         let Some(first) = first else { break };
         encode_or_log(&mut codec, first, &mut buf);
         // Drain what is queued. Under concurrency (the last batch held more than one frame,
-        // or one batch in eight, to notice concurrency starting), then let the tasks that are
-        // about to queue more (the callers) run once
-        // before writing, so that concurrent frames share one write instead of a syscall
-        // each; a lone caller mostly does not pay for the extra scheduling.
+        // or one batch in 64, to notice concurrency starting), then let the tasks that are
+        // about to queue more (the callers) run once before writing, so that concurrent
+        // frames share one write instead of a syscall each. A lone caller does not pay for
+        // the extra scheduling: a yielding writer goes to the back of the run queue, which
+        // wakes an idle worker thread (a futex call) for nothing.
         let mut frames = 1usize;
         batches = batches.wrapping_add(1);
-        let mut yielded = last_batch <= 1 && !batches.is_multiple_of(8);
+        let mut yielded = last_batch <= 1 && !batches.is_multiple_of(64);
         loop {
             while buf.len() < FLUSH_AT {
                 match rx.try_recv() {
