@@ -7,76 +7,72 @@ use std::sync::Arc;
 
 /// Dubbo's service key: interface plus optional group and version.
 ///
-/// Displayed as `group/interface:version`, omitting empty parts.
+/// Displayed as `group/interface:version`, omitting empty parts. Cloning shares one block
+/// (one reference count); the text lives in allocations of its own that are only ever read,
+/// so comparing it never waits for a cache line that the calls' clones and drops keep
+/// writing on other cores.
 #[derive(Clone, Eq, PartialOrd, Ord)]
-pub struct ServiceKey {
-    interface: Arc<str>,
-    group: Option<Arc<str>>,
-    version: Option<Arc<str>>,
-}
+pub struct ServiceKey(Arc<Parts>);
 
-/// Two parts are equal when they are the same shared string (the common case: keys are
-/// cloned from one made per reference or per export), else when their text is equal.
-fn same_text(a: &Arc<str>, b: &Arc<str>) -> bool {
-    Arc::ptr_eq(a, b) || **a == **b
+/// On cache lines of its own, apart from the reference count in front of it: reading the
+/// parts does not wait for the count that other cores' clones keep writing.
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(align(128))]
+struct Parts {
+    interface: Box<str>,
+    group: Option<Box<str>>,
+    version: Option<Box<str>>,
 }
 
 // Written out only because `PartialEq` is (equal keys hash alike: the same fields, as text).
 impl std::hash::Hash for ServiceKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.interface.hash(state);
-        self.group.hash(state);
-        self.version.hash(state);
+        self.0.hash(state);
     }
 }
 
+/// Two keys are equal when they share one block (the common case: keys are cloned from one
+/// made per reference or per export), else when their text is equal.
 impl PartialEq for ServiceKey {
     fn eq(&self, other: &Self) -> bool {
-        let same_opt = |a: &Option<Arc<str>>, b: &Option<Arc<str>>| match (a, b) {
-            (Some(a), Some(b)) => same_text(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        same_text(&self.interface, &other.interface)
-            && same_opt(&self.group, &other.group)
-            && same_opt(&self.version, &other.version)
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
     }
 }
 
 impl ServiceKey {
     /// A key; empty group or version count as absent.
     pub fn new(interface: &str, group: Option<&str>, version: Option<&str>) -> Self {
-        let opt = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Arc::from);
-        ServiceKey {
-            interface: Arc::from(interface),
+        let opt = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Box::from);
+        ServiceKey(Arc::new(Parts {
+            interface: Box::from(interface),
             group: opt(group),
             version: opt(version),
-        }
+        }))
     }
 
     /// The interface name (`org.example.Greeter`).
     pub fn interface(&self) -> &str {
-        &self.interface
+        &self.0.interface
     }
 
     /// The group, if any.
     pub fn group(&self) -> Option<&str> {
-        self.group.as_deref()
+        self.0.group.as_deref()
     }
 
     /// The version, if any.
     pub fn version(&self) -> Option<&str> {
-        self.version.as_deref()
+        self.0.version.as_deref()
     }
 }
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(g) = &self.group {
+        if let Some(g) = self.group() {
             write!(f, "{g}/")?;
         }
-        f.write_str(&self.interface)?;
-        if let Some(v) = &self.version {
+        f.write_str(self.interface())?;
+        if let Some(v) = self.version() {
             write!(f, ":{v}")?;
         }
         Ok(())
