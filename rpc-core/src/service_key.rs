@@ -8,16 +8,23 @@ use std::sync::Arc;
 /// Dubbo's service key: interface plus optional group and version.
 ///
 /// Displayed as `group/interface:version`, omitting empty parts. Cloning shares one block
-/// (one reference count); the text lives in allocations of its own that are only ever read,
-/// so comparing it never waits for a cache line that the calls' clones and drops keep
-/// writing on other cores.
-#[derive(Clone, Eq, PartialOrd, Ord)]
-pub struct ServiceKey(Arc<Parts>);
+/// (one reference count); the parts sit at least two cache lines after the count and the
+/// text lives in allocations only ever read, so reading a key never waits for the line that
+/// the calls' clones and drops keep writing on other cores.
+#[derive(Clone)]
+pub struct ServiceKey(Arc<Block>);
 
-/// On cache lines of its own, apart from the reference count in front of it: reading the
-/// parts does not wait for the count that other cores' clones keep writing.
+/// A key's block: the parts, kept [`APART`] bytes away from the reference count in front.
+struct Block {
+    _apart: [u8; APART],
+    parts: Parts,
+}
+
+/// Bytes between the reference count and the parts: two 64-byte lines (a plain allocation,
+/// where an aligned one would cost a slower allocator path on every new key).
+const APART: usize = 128;
+
 #[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(align(128))]
 struct Parts {
     interface: Box<str>,
     group: Option<Box<str>>,
@@ -27,7 +34,7 @@ struct Parts {
 // Written out only because `PartialEq` is (equal keys hash alike: the same fields, as text).
 impl std::hash::Hash for ServiceKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
+        self.0.parts.hash(state);
     }
 }
 
@@ -35,7 +42,21 @@ impl std::hash::Hash for ServiceKey {
 /// made per reference or per export), else when their text is equal.
 impl PartialEq for ServiceKey {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        Arc::ptr_eq(&self.0, &other.0) || self.0.parts == other.0.parts
+    }
+}
+
+impl Eq for ServiceKey {}
+
+impl PartialOrd for ServiceKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ServiceKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.parts.cmp(&other.0.parts)
     }
 }
 
@@ -43,26 +64,29 @@ impl ServiceKey {
     /// A key; empty group or version count as absent.
     pub fn new(interface: &str, group: Option<&str>, version: Option<&str>) -> Self {
         let opt = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Box::from);
-        ServiceKey(Arc::new(Parts {
-            interface: Box::from(interface),
-            group: opt(group),
-            version: opt(version),
+        ServiceKey(Arc::new(Block {
+            _apart: [0; APART],
+            parts: Parts {
+                interface: Box::from(interface),
+                group: opt(group),
+                version: opt(version),
+            },
         }))
     }
 
     /// The interface name (`org.example.Greeter`).
     pub fn interface(&self) -> &str {
-        &self.0.interface
+        &self.0.parts.interface
     }
 
     /// The group, if any.
     pub fn group(&self) -> Option<&str> {
-        self.0.group.as_deref()
+        self.0.parts.group.as_deref()
     }
 
     /// The version, if any.
     pub fn version(&self) -> Option<&str> {
-        self.0.version.as_deref()
+        self.0.parts.version.as_deref()
     }
 }
 

@@ -411,10 +411,12 @@ fn find_service(
     version: Option<&str>,
     group: Option<&str>,
 ) -> Result<(ServiceKey, Arc<dyn Invoker>), Failure> {
-    let key = ServiceKey::new(interface, group, version);
-    if let Some(e) = table.find(interface, group, version) {
-        return Ok((e.key.clone(), e.invoker.clone()));
+    if let Some(found) = table.find(interface, group, version, |e| {
+        (e.key.clone(), e.invoker.clone())
+    }) {
+        return Ok(found);
     }
+    let key = ServiceKey::new(interface, group, version);
     let all = table.of_interface(interface);
     let same: Vec<&Exported> = all
         .iter()

@@ -40,14 +40,19 @@ struct TableInner {
 }
 
 impl ServiceTable {
-    /// The service of `interface` exported with exactly this group and version (absent and
-    /// empty are alike).
-    pub fn find(
+    /// What `read` takes from the service of `interface` exported with exactly this group and
+    /// version (absent and empty are alike), if there is one.
+    ///
+    /// The service is lent, not shared: a call that took a reference to it would write its
+    /// count on every call, from every core, and the table's key text allocated beside it
+    /// would then be a cache miss for every lookup.
+    pub fn find<R>(
         &self,
         interface: &str,
         group: Option<&str>,
         version: Option<&str>,
-    ) -> Option<Arc<ExportedService>> {
+        read: impl FnOnce(&ExportedService) -> R,
+    ) -> Option<R> {
         let (group, version) = (group.unwrap_or(""), version.unwrap_or(""));
         self.0
             .by_interface
@@ -57,7 +62,7 @@ impl ServiceTable {
             .find(|e| {
                 e.key.group().unwrap_or("") == group && e.key.version().unwrap_or("") == version
             })
-            .cloned()
+            .map(|e| read(e))
     }
 
     /// Every service of `interface` on this listener, whatever its group and version.
@@ -246,18 +251,22 @@ mod tests {
             !table.insert(service(None, Some("1.0"))),
             "the same key twice is refused"
         );
-        let v1 = table.find("t.Svc", None, Some("1.0")).expect("1.0");
-        assert_eq!(v1.key.version(), Some("1.0"));
+        let v1 = table
+            .find("t.Svc", None, Some("1.0"), |s| s.key.clone())
+            .expect("1.0");
+        assert_eq!(v1.version(), Some("1.0"));
         // An empty group is no group.
-        assert!(table.find("t.Svc", Some(""), Some("1.0")).is_some());
-        assert!(table.find("t.Svc", None, Some("2.0")).is_none());
-        assert!(table.find("t.Svc", Some("gray"), Some("2.0")).is_some());
-        assert!(table.find("t.Other", None, Some("1.0")).is_none());
+        assert!(table.find("t.Svc", Some(""), Some("1.0"), |_| ()).is_some());
+        assert!(table.find("t.Svc", None, Some("2.0"), |_| ()).is_none());
+        assert!(table
+            .find("t.Svc", Some("gray"), Some("2.0"), |_| ())
+            .is_some());
+        assert!(table.find("t.Other", None, Some("1.0"), |_| ()).is_none());
         assert_eq!(table.of_interface("t.Svc").len(), 2);
         // A clone shares the table.
         let shared = table.clone();
         assert!(!table.remove(&ServiceKey::new("t.Svc", None, Some("1.0"))));
-        assert!(shared.find("t.Svc", None, Some("1.0")).is_none());
+        assert!(shared.find("t.Svc", None, Some("1.0"), |_| ()).is_none());
         assert!(shared.remove(&ServiceKey::new("t.Svc", Some("gray"), Some("2.0"))));
         assert!(table.of_interface("t.Svc").is_empty());
     }

@@ -354,9 +354,11 @@ impl Dispatcher {
         fn opt(s: &str) -> Option<&str> {
             Some(s).filter(|s| !s.is_empty())
         }
-        let service = self
+        let (invoker, service) = self
             .services
-            .find(&env.path, opt(&env.group), opt(&env.version))
+            .find(&env.path, opt(&env.group), opt(&env.version), |s| {
+                (s.invoker.clone(), s.key.clone())
+            })
             .ok_or_else(|| {
                 let key = crate::ServiceKey::new(&env.path, opt(&env.group), opt(&env.version));
                 RpcError::new(
@@ -364,8 +366,6 @@ impl Dispatcher {
                     format!("service {key} is not exported on this port"),
                 )
             })?;
-        let invoker = service.invoker.clone();
-        let service = service.key.clone();
         if let Reply::Hessian(style) = &mut reply {
             let url = invoker.url();
             style.attachments = AttachmentsMode::from_param(url.param(keys::RESPONSE_ATTACHMENTS))?;
