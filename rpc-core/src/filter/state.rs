@@ -19,6 +19,7 @@ use foldhash::fast::RandomState;
 
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
+use crate::service_key::same_text;
 use crate::url::Url;
 
 /// Most entries one filter keeps; more distinct call sites are refused.
@@ -69,9 +70,9 @@ struct OwnedSite {
 
 impl OwnedSite {
     fn matches(&self, s: &Site<'_>) -> bool {
-        &*self.peer == s.peer
+        same_text(&self.peer, s.peer)
             && self.port == s.port
-            && &*self.method == s.method
+            && same_text(&self.method, s.method)
             && &self.service == s.service
     }
 }
@@ -268,7 +269,7 @@ impl<V> Sites<V> {
         let Some(bound) = self
             .bound
             .as_ref()
-            .filter(|b| *b.peer == *site.peer && b.port == site.port)
+            .filter(|b| same_text(&b.peer, site.peer) && b.port == site.port)
         else {
             return self
                 .shared
@@ -282,7 +283,7 @@ impl<V> Sites<V> {
             let Some((service, method, entry)) = slot.get() else {
                 break;
             };
-            if **method == *site.method && service == site.service {
+            if same_text(method, site.method) && service == site.service {
                 if keep(entry) {
                     return Ok(SiteRef::Lent(entry));
                 }
@@ -297,7 +298,7 @@ impl<V> Sites<V> {
         for slot in slots.iter() {
             let kept =
                 slot.get_or_init(|| (site.service.clone(), site.method.into(), entry.clone()));
-            if *kept.1 == *site.method && kept.0 == *site.service {
+            if same_text(&kept.1, site.method) && kept.0 == *site.service {
                 return Ok(SiteRef::Lent(&kept.2));
             }
         }

@@ -53,15 +53,19 @@ impl ServiceTable {
         version: Option<&str>,
         read: impl FnOnce(&ExportedService) -> R,
     ) -> Option<R> {
-        let (group, version) = (group.unwrap_or(""), version.unwrap_or(""));
+        // A key's empty parts are `None`: compared as options, empty text is never handed to
+        // the byte comparison (whose vector code reads an empty string's dangling address
+        // through a masked load, a slow microcode assist on some processors).
+        let (group, version) = (
+            group.filter(|g| !g.is_empty()),
+            version.filter(|v| !v.is_empty()),
+        );
         self.0
             .by_interface
             .load()
             .get(interface)?
             .iter()
-            .find(|e| {
-                e.key.group().unwrap_or("") == group && e.key.version().unwrap_or("") == version
-            })
+            .find(|e| e.key.group() == group && e.key.version() == version)
             .map(|e| read(e))
     }
 
