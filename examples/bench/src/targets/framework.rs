@@ -109,10 +109,17 @@ pub async fn connect_stack(addr: SocketAddr) -> BoxResult<Arc<dyn Invoker>> {
     Ok(consumer.refer_url(reference).await?)
 }
 
+/// The echo service's key, made once and cloned per call (as a generated client does).
+fn service_key() -> ServiceKey {
+    static KEY: std::sync::OnceLock<ServiceKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| ServiceKey::new(SERVICE, None, None))
+        .clone()
+}
+
 /// One call.
 pub async fn call(invoker: &dyn Invoker, payload: &[u8]) -> BoxResult<usize> {
     let invocation = Invocation::new(
-        ServiceKey::new(SERVICE, None, None),
+        service_key(),
         "echo",
         Value::typed((ByteBuf::from(payload.to_vec()),)),
     );
