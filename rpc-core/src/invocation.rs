@@ -271,7 +271,9 @@ pub async fn within_deadline<F: std::future::Future>(
     let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
     match first {
         Poll::Ready(out) => Some(out),
-        Poll::Pending => tokio::time::timeout_at(deadline, call).await.ok(),
+        // Boxed: a timer is large, and kept inline it would grow the future of every call,
+        // most of which never wait.
+        Poll::Pending => Box::pin(tokio::time::timeout_at(deadline, call)).await.ok(),
     }
 }
 

@@ -453,7 +453,9 @@ async fn queue(live: &Live, frame: Frame, deadline: Instant) -> Result<()> {
         Err(mpsc::error::TrySendError::Closed(_)) => return Err(live.closed_error()),
         Err(mpsc::error::TrySendError::Full(frame)) => frame,
     };
-    match tokio::time::timeout_at(deadline, live.tx.send(frame)).await {
+    // Boxed: the wait for room (a timer and a send) is rare, and kept inline it would grow
+    // every call's future by its size.
+    match Box::pin(tokio::time::timeout_at(deadline, live.tx.send(frame))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(live.closed_error()),
         Err(_) => Err(RpcError::timeout(format!(

@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -356,34 +357,46 @@ impl ClusterBase {
     /// needs the invocation again afterwards (to retry it) lends it and the call gets a copy;
     /// one that does not hands it over (`Cow::Owned`) and nothing is copied. `settings`: the
     /// method's, when the strategy read them already.
-    pub async fn select_and_call(
-        &self,
+    ///
+    /// The provider is chosen before the returned future is first polled, so the future holds
+    /// only the chosen provider and its call (a strategy's future stays small).
+    pub fn select_and_call<'a>(
+        &'a self,
         invocation: Cow<'_, Invocation>,
         tried: &[Provider],
         settings: Option<&MethodSettings>,
-    ) -> (Option<Provider>, Result<Response>) {
+    ) -> impl Future<Output = (Option<Provider>, Result<Response>)> + Send + 'a {
         let picked = match settings {
             Some(settings) => self.pick_with(&self.context(&invocation), settings, tried),
             None => self.pick(&invocation, tried),
         };
-        match picked {
-            Ok(provider) => {
-                let r = call(&provider, invocation.into_owned()).await;
-                (Some(provider), r)
+        let started = picked.map(|provider| {
+            let call = call(&provider, invocation.into_owned());
+            (provider, call)
+        });
+        async move {
+            match started {
+                Ok((provider, call)) => (Some(provider), call.await),
+                Err(e) => (None, Err(e)),
             }
-            Err(e) => (None, Err(e)),
         }
     }
 }
 
 /// Calls `provider`, counting the call in flight and recording its latency for the adaptive
 /// balancers, and annotating an error with the provider address, service and method.
-pub async fn call(provider: &Provider, invocation: Invocation) -> Result<Response> {
+pub fn call(
+    provider: &Provider,
+    invocation: Invocation,
+) -> impl Future<Output = Result<Response>> + Send + 'static {
     let guard = provider.stats(invocation.method()).begin();
     let label = invocation.label();
-    let r = provider.invoker().invoke(invocation).await;
-    guard.finish();
-    r.map_err(|e| label.annotate(e).with_provider(provider.url().address()))
+    let provider = provider.clone();
+    async move {
+        let r = provider.invoker().invoke(invocation).await;
+        guard.finish();
+        r.map_err(|e| label.annotate(e).with_provider(provider.url().address()))
+    }
 }
 
 #[cfg(test)]

@@ -346,8 +346,37 @@ fn decode_envelope(ser_id: u8, body: Bytes) -> Result<(Envelope, Reply)> {
     ))
 }
 
+/// A request decoded and matched to its service, ready to run: all of a request that comes
+/// before the wait, done before its future is built (which then holds only this).
+struct Started {
+    invoker: Arc<dyn Invoker>,
+    inv: Invocation,
+    /// Until when the call may run (the caller's budget, or an idempotent call's run time).
+    deadline: Option<Instant>,
+    reply: Reply,
+}
+
+impl Started {
+    /// Runs the call; a panic (in a filter or the service) becomes an error response and the
+    /// connection lives on.
+    async fn run(self) -> Result<(Response, Reply)> {
+        let guarded = crate::error::catch_panics(self.invoker.invoke(self.inv));
+        let result = match self.deadline {
+            Some(d) => crate::invocation::within_deadline(d, guarded)
+                .await
+                .unwrap_or_else(|| {
+                    Err(RpcError::timeout(
+                        "the provider did not finish before the caller's deadline",
+                    ))
+                }),
+            None => guarded.await,
+        };
+        Ok((result?, self.reply))
+    }
+}
+
 impl Dispatcher {
-    async fn call(&self, req: Frame, peer: &ByteString) -> Result<(Response, Reply)> {
+    fn start(&self, req: Frame, peer: &ByteString) -> Result<Started> {
         let ser_id = req.serialization();
         let two_way = req.is_two_way();
         let (env, mut reply) = decode_envelope(ser_id, req.body)?;
@@ -390,37 +419,17 @@ impl Dispatcher {
         // A call with an idempotency key runs on past its caller's deadline, so a retry
         // finds its result.
         let deadline = crate::idempotency::run_until(invoker.url(), &inv, inv.deadline());
-        // A panic (in a filter or the service) becomes an error response; the connection
-        // lives on.
-        let guarded = crate::error::catch_panics(invoker.invoke(inv));
-        let result = match deadline {
-            Some(d) => crate::invocation::within_deadline(d, guarded)
-                .await
-                .unwrap_or_else(|| {
-                    Err(RpcError::timeout(
-                        "the provider did not finish before the caller's deadline",
-                    ))
-                }),
-            None => guarded.await,
-        };
-        Ok((result?, reply))
+        Ok(Started {
+            invoker,
+            inv,
+            deadline,
+            reply,
+        })
     }
-}
 
-#[async_trait::async_trait]
-impl Handler for Dispatcher {
-    async fn handle(self: Arc<Self>, req: Frame, peer: ByteString) -> Option<Frame> {
-        let two_way = req.is_two_way();
-        let ser_id = req.serialization();
-        let id = req.id;
-        let result = self.call(req, &peer).await;
-        if !two_way {
-            if let Err(e) = result {
-                tracing::debug!(id, error = %e, "one-way call failed");
-            }
-            return None;
-        }
-        Some(match result {
+    /// The response frame of a two-way request `id` in serialization `ser_id`.
+    fn answer(&self, ser_id: u8, id: u64, result: Result<(Response, Reply)>) -> Frame {
+        match result {
             Ok((resp, reply)) => {
                 let encoded = match reply {
                     Reply::Native(ser) => {
@@ -469,6 +478,38 @@ impl Handler for Dispatcher {
                 }
             }
             Err(e) => error_frame(ser_id, id, &e),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Dispatcher {
+    // Written out: the request is decoded and matched before the future is built, so the
+    // future (one allocation per request) holds only the call.
+    fn handle<'t>(
+        self: Arc<Self>,
+        req: Frame,
+        peer: ByteString,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Frame>> + Send + 't>>
+    where
+        Self: 't,
+    {
+        let two_way = req.is_two_way();
+        let ser_id = req.serialization();
+        let id = req.id;
+        let started = self.start(req, &peer);
+        Box::pin(async move {
+            let result = match started {
+                Ok(started) => started.run().await,
+                Err(e) => Err(e),
+            };
+            if !two_way {
+                if let Err(e) = result {
+                    tracing::debug!(id, error = %e, "one-way call failed");
+                }
+                return None;
+            }
+            Some(self.answer(ser_id, id, result))
         })
     }
 
@@ -502,7 +543,9 @@ impl DubboInvoker {
         Ok(start + t)
     }
 
-    async fn call(&self, inv: &Invocation) -> Result<Response> {
+    /// The request frame of `inv` and its deadline: all of a call that comes before the
+    /// wait, done before the call's future is built (which then holds only the wait).
+    fn prepare(&self, inv: &Invocation) -> Result<(Frame, Instant)> {
         let start = Instant::now();
         let deadline = self.deadline(inv, start)?;
         let ser = self.serialization.get(&self.url, inv.method())?;
@@ -526,19 +569,14 @@ impl DubboInvoker {
             )));
         }
         let ser_id = ser.id() & SERIALIZATION_MASK;
-        let mut frame = Frame {
-            flag: FLAG_REQUEST | ser_id,
+        let two_way = if inv.is_oneway() { 0 } else { FLAG_TWO_WAY };
+        let frame = Frame {
+            flag: FLAG_REQUEST | two_way | ser_id,
             status: 0,
             id: 0,
             body: Frame::body_of(body),
         };
-        if inv.is_oneway() {
-            self.client.send(frame, deadline).await?;
-            return Ok(Response::empty());
-        }
-        frame.flag |= FLAG_TWO_WAY;
-        let answer = self.client.request(frame, deadline).await?;
-        decode_answer(answer)
+        Ok((frame, deadline))
     }
 }
 
@@ -614,10 +652,32 @@ impl Invoker for DubboInvoker {
         true
     }
 
-    async fn invoke(&self, invocation: Invocation) -> Result<Response> {
-        self.call(&invocation)
-            .await
-            .map_err(|e| invocation.annotate(e).with_provider(self.client.address()))
+    // Written out: the request is encoded before the future is built, so the future (one
+    // allocation per call) holds only the wait, not the invocation.
+    fn invoke<'a, 'f>(&'a self, invocation: Invocation) -> crate::invocation::BoxedCall<'f>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        let label = invocation.label();
+        let prepared = self.prepare(&invocation);
+        drop(invocation);
+        Box::pin(async move {
+            let answer = match prepared {
+                Ok((frame, deadline)) if frame.is_two_way() => self
+                    .client
+                    .request(frame, deadline)
+                    .await
+                    .and_then(decode_answer),
+                Ok((frame, deadline)) => self
+                    .client
+                    .send(frame, deadline)
+                    .await
+                    .map(|()| Response::empty()),
+                Err(e) => Err(e),
+            };
+            answer.map_err(|e| label.annotate(e).with_provider(self.client.address()))
+        })
     }
 }
 
