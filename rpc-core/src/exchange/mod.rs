@@ -130,9 +130,17 @@ pub struct Frame {
 impl Frame {
     /// A body from a freshly encoded vector. `Bytes::from` a vector with spare capacity
     /// allocates a second block to track it, freed later by whichever thread writes the
-    /// frame; trimming the vector first (in place, on this thread) avoids both.
+    /// frame, so the body is trimmed to its length first. A small body is copied into a block
+    /// of its exact size: trimming in place is a `realloc`, which glibc serves under its arena
+    /// lock on every call (no per-thread cache), contended by every thread encoding calls.
     pub fn body_of(encoded: Vec<u8>) -> Bytes {
-        Bytes::from(encoded.into_boxed_slice())
+        /// Up to this length a copy costs less than the lock (glibc's per-thread cache holds
+        /// blocks up to about 1 KiB).
+        const COPY_UP_TO: usize = 1024;
+        if encoded.len() == encoded.capacity() || encoded.len() > COPY_UP_TO {
+            return Bytes::from(encoded.into_boxed_slice());
+        }
+        Bytes::from(encoded.as_slice().to_vec().into_boxed_slice())
     }
 
     /// Whether this is a request.
