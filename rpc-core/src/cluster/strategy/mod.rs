@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 
@@ -19,6 +19,7 @@ use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::AdaptiveCache;
 use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
+use crate::service_key::same_text;
 use crate::url::Url;
 
 pub mod available;
@@ -148,8 +149,32 @@ pub struct ClusterBase {
     sticky: Mutex<HashMap<String, Provider>>,
     /// The balancer, looked up once unless methods set their own.
     balancer: AdaptiveCache<dyn LoadBalance>,
-    /// Each method's settings, read once per version of the settings in force.
+    /// Each method's settings under rules in force, read once per version of the rules.
     settings: ArcSwap<SettingsCache>,
+    /// The first methods' settings from the reference URL itself, which never changes.
+    reference_settings: [OnceLock<(Box<str>, MethodSettings)>; LENT_SETTINGS],
+}
+
+/// How many methods' settings a base keeps for the life of the reference and lends.
+const LENT_SETTINGS: usize = 8;
+
+/// A value lent for as long as its owner lives, or shared when it could not be.
+pub enum Lent<'a, T> {
+    /// Kept by the owner.
+    Borrowed(&'a T),
+    /// Shared with the owner, or the caller's alone.
+    Shared(Arc<T>),
+}
+
+impl<T> std::ops::Deref for Lent<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match self {
+            Lent::Borrowed(v) => v,
+            Lent::Shared(v) => v,
+        }
+    }
 }
 
 impl ClusterBase {
@@ -160,13 +185,53 @@ impl ClusterBase {
             sticky: Mutex::new(HashMap::new()),
             balancer: AdaptiveCache::new(),
             settings: ArcSwap::from_pointee(SettingsCache::default()),
+            reference_settings: Default::default(),
         }
     }
 
     /// The settings of the call of `ctx`'s method under the settings in force; read from the
     /// URL on the first call of the method and again after the rules in force change. A
     /// setting that does not parse is an error naming it, on every call.
-    pub fn method_settings(&self, ctx: &CallContext<'_>) -> Result<Arc<MethodSettings>> {
+    ///
+    /// Without rules in force (the usual case) the settings of the reference's first methods
+    /// are kept for the life of this base and lent, so a call takes no reference count.
+    pub fn method_settings(&self, ctx: &CallContext<'_>) -> Result<Lent<'_, MethodSettings>> {
+        let method = ctx.method();
+        let live = ctx.live_settings();
+        if live.is_none() {
+            for slot in self.reference_settings.iter() {
+                match slot.get() {
+                    Some((m, s)) if same_text(m, method) => return Ok(Lent::Borrowed(s)),
+                    Some(_) => continue,
+                    None => break,
+                }
+            }
+            let read = || MethodSettings::read(ctx.settings(), method, self.read_balancer(ctx)?);
+            let mut fresh = Some(read()?);
+            for slot in self.reference_settings.iter() {
+                if slot.get().is_none() {
+                    if let Some(settings) = fresh.take() {
+                        // Another method may take the slot first: then try the next one.
+                        if let Err((_, back)) = slot.set((method.into(), settings)) {
+                            fresh = Some(back);
+                        }
+                    }
+                }
+                if let Some((_, s)) = slot.get().filter(|(m, _)| same_text(m, method)) {
+                    return Ok(Lent::Borrowed(s));
+                }
+            }
+            // Every slot holds another method.
+            return match fresh {
+                Some(settings) => Ok(Lent::Shared(Arc::new(settings))),
+                None => read().map(|s| Lent::Shared(Arc::new(s))),
+            };
+        }
+        self.live_method_settings(ctx).map(Lent::Shared)
+    }
+
+    /// [`ClusterBase::method_settings`] under rules in force: kept per version of the rules.
+    fn live_method_settings(&self, ctx: &CallContext<'_>) -> Result<Arc<MethodSettings>> {
         let method = ctx.method();
         let live = ctx.live_settings();
         let cache = self.settings.load();
@@ -370,13 +435,13 @@ impl ClusterBase {
             Some(settings) => self.pick_with(&self.context(&invocation), settings, tried),
             None => self.pick(&invocation, tried),
         };
-        let started = picked.map(|provider| {
-            let call = call(&provider, invocation.into_owned());
-            (provider, call)
-        });
+        let started = picked.map(|provider| call_owned(provider, invocation.into_owned()));
         async move {
             match started {
-                Ok((provider, call)) => (Some(provider), call.await),
+                Ok(call) => {
+                    let (provider, result) = call.await;
+                    (Some(provider), result)
+                }
                 Err(e) => (None, Err(e)),
             }
         }
@@ -389,13 +454,22 @@ pub fn call(
     provider: &Provider,
     invocation: Invocation,
 ) -> impl Future<Output = Result<Response>> + Send + 'static {
+    let call = call_owned(provider.clone(), invocation);
+    async move { call.await.1 }
+}
+
+/// [`call`] on a provider handed over, and handed back with the result.
+fn call_owned(
+    provider: Provider,
+    invocation: Invocation,
+) -> impl Future<Output = (Provider, Result<Response>)> + Send + 'static {
     let guard = provider.stats(invocation.method()).begin();
     let label = invocation.label();
-    let provider = provider.clone();
     async move {
         let r = provider.invoker().invoke(invocation).await;
         guard.finish();
-        r.map_err(|e| label.annotate(e).with_provider(provider.url().address()))
+        let r = r.map_err(|e| label.annotate(e).with_provider(provider.url().address()));
+        (provider, r)
     }
 }
 
@@ -538,16 +612,20 @@ mod tests {
             base.method_settings(&CallContext::new(&reference, inv).with_settings(live))
         };
         let first = read(&m, None).expect("m");
+        assert!(
+            matches!(first, Lent::Borrowed(_)),
+            "lent without rules in force"
+        );
         assert_eq!(
             (first.retries, first.sticky, first.idempotent),
             (Some(4), true, false)
         );
-        assert!(Arc::ptr_eq(&first, &read(&m, None).expect("m again")));
+        assert!(std::ptr::eq(&*first, &*read(&m, None).expect("m again")));
         let o = read(&other, None).expect("other");
         assert_eq!((o.retries, o.sticky), (Some(1), false));
-        assert!(Arc::ptr_eq(
-            &first,
-            &read(&m, None).expect("m kept beside other")
+        assert!(std::ptr::eq(
+            &*first,
+            &*read(&m, None).expect("m kept beside other")
         ));
 
         let rule = Arc::new(
@@ -557,9 +635,16 @@ mod tests {
         );
         let live = read(&m, Some(rule.clone())).expect("m under the rule");
         assert_eq!((live.retries, live.idempotent), (Some(0), true));
-        assert!(Arc::ptr_eq(&live, &read(&m, Some(rule)).expect("kept")));
+        assert!(std::ptr::eq(&*live, &*read(&m, Some(rule)).expect("kept")));
+        assert!(matches!(live, Lent::Shared(_)));
         let back = read(&m, None).expect("rule withdrawn");
         assert_eq!(back.retries, Some(4));
+        // Methods past the lent slots are read all the same.
+        for i in 0..2 * LENT_SETTINGS {
+            let name: &'static str = Box::leak(format!("x{i}").into_boxed_str());
+            let s = read(&testing::call("ms.S", name), None).expect("another method");
+            assert_eq!(s.retries, Some(1));
+        }
 
         let bad = testing::call("ms.S", "bad");
         for _ in 0..2 {
