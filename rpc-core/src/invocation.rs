@@ -277,6 +277,24 @@ pub async fn within_deadline<F: std::future::Future>(
     }
 }
 
+/// Runs a provider's `call` (an invoker's future) until `deadline` (`None`: to its end), as a
+/// protocol server does for each request: a panic (in a filter or the service) becomes an
+/// error, and a call still running at the deadline is dropped and answered with a timeout
+/// saying `late`.
+pub async fn serve(
+    call: BoxedCall<'_>,
+    deadline: Option<Instant>,
+    late: &'static str,
+) -> Result<Response> {
+    let call = crate::error::catch_panics(call);
+    match deadline {
+        Some(d) => within_deadline(d, call)
+            .await
+            .unwrap_or_else(|| Err(RpcError::timeout(late))),
+        None => call.await,
+    }
+}
+
 /// One call on its way down the consumer stack (or up the provider stack).
 ///
 /// Cheap to clone: retries and forks clone it.

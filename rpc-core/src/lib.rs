@@ -44,6 +44,7 @@ pub mod extension;
 pub mod filter;
 pub mod idempotency;
 pub mod invocation;
+pub mod lent;
 pub mod protocol;
 pub mod proxy;
 pub mod registry;

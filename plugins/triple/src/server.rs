@@ -745,19 +745,11 @@ async fn serve(
         inv.set_timeout(t);
     }
     let deadline = inv.deadline();
-    let call = rpc_core::error::catch_panics(invoker.invoke(inv));
-    let call = async move {
-        match deadline {
-            Some(d) => rpc_core::invocation::within_deadline(d, call)
-                .await
-                .unwrap_or_else(|| {
-                    Err(RpcError::timeout(
-                        "the provider did not finish before the caller's deadline (grpc-timeout)",
-                    ))
-                }),
-            None => call.await,
-        }
-    };
+    let call = rpc_core::invocation::serve(
+        invoker.invoke(inv),
+        deadline,
+        "the provider did not finish before the caller's deadline (grpc-timeout)",
+    );
     // The caller resetting the stream (a cancelled call, a dropped stream) drops the call.
     let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
     let response = tokio::select! {

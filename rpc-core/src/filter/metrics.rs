@@ -26,9 +26,10 @@ use ::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, Label};
 
 use crate::error::{ErrorKind, Result};
 use crate::extension::Activate;
-use crate::filter::state::{Padded, Site, SiteRef, Sites};
+use crate::filter::state::{Padded, Site, Sites};
 use crate::filter::Filter;
 use crate::invocation::{Invocation, Invoker, Response};
+use crate::lent::Lent;
 
 /// Whether a recorder was installed (by [`install`] or announced with
 /// [`use_installed_recorder`]); handles registered before that are replaced.
@@ -139,7 +140,7 @@ impl Filter for MetricsFilter {
             )
             // Metrics never fail a call: past the map's bound, register without caching.
             .unwrap_or_else(|_| {
-                SiteRef::Shared(Arc::new(Padded::new(Handles::new(
+                Lent::Shared(Arc::new(Padded::new(Handles::new(
                     self.side,
                     &invocation,
                     live,

@@ -19,6 +19,7 @@ use foldhash::fast::RandomState;
 
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
+use crate::lent::Lent;
 use crate::service_key::same_text;
 use crate::url::Url;
 
@@ -219,21 +220,7 @@ struct Bound<V> {
 }
 
 /// An entry for one call: lent by a bound layer, or shared from the map.
-pub(crate) enum SiteRef<'a, V> {
-    Lent(&'a Padded<V>),
-    Shared(Entry<V>),
-}
-
-impl<V> std::ops::Deref for SiteRef<'_, V> {
-    type Target = V;
-
-    fn deref(&self) -> &V {
-        match self {
-            SiteRef::Lent(v) => v,
-            SiteRef::Shared(v) => v,
-        }
-    }
-}
+pub(crate) type SiteRef<'a, V> = Lent<'a, Padded<V>>;
 
 impl<V> Sites<V> {
     /// The state of a filter not yet bound to a chain; `what` names the filter in the error
@@ -274,7 +261,7 @@ impl<V> Sites<V> {
             return self
                 .shared
                 .get_or_insert(site, keep, make)
-                .map(SiteRef::Shared);
+                .map(Lent::Shared);
         };
         let slots = bound
             .slots
@@ -285,13 +272,13 @@ impl<V> Sites<V> {
             };
             if same_text(method, site.method) && service == site.service {
                 if keep(entry) {
-                    return Ok(SiteRef::Lent(entry));
+                    return Ok(Lent::Borrowed(entry));
                 }
                 // Replaced in the map since (a changed limit): the slot stays stale.
                 return self
                     .shared
                     .get_or_insert(site, keep, make)
-                    .map(SiteRef::Shared);
+                    .map(Lent::Shared);
             }
         }
         let entry = self.shared.get_or_insert(site, keep, make)?;
@@ -299,10 +286,10 @@ impl<V> Sites<V> {
             let kept =
                 slot.get_or_init(|| (site.service.clone(), site.method.into(), entry.clone()));
             if same_text(&kept.1, site.method) && kept.0 == *site.service {
-                return Ok(SiteRef::Lent(&kept.2));
+                return Ok(Lent::Borrowed(&kept.2));
             }
         }
-        Ok(SiteRef::Shared(entry))
+        Ok(Lent::Shared(entry))
     }
 }
 
@@ -358,12 +345,12 @@ mod tests {
                 Value::Empty,
             )
         };
-        let addr = |r: &SiteRef<'_, u32>| &**r as *const u32;
+        let addr = |r: &SiteRef<'_, u32>| &***r as *const u32;
         let m = inv("m");
         let first = to_a.get(Site::at(&a, &m), |_| true, || 1).expect("a");
-        assert!(matches!(first, SiteRef::Lent(_)));
+        assert!(matches!(first, Lent::Borrowed(_)));
         let lent = to_a.get(Site::at(&a, &m), |_| true, || 2).expect("a again");
-        assert!(matches!(lent, SiteRef::Lent(_)));
+        assert!(matches!(lent, Lent::Borrowed(_)));
         assert_eq!(addr(&first), addr(&lent));
         let other_layer = again_a
             .get(Site::at(&a, &m), |_| true, || 3)
@@ -371,25 +358,25 @@ mod tests {
         let unbound = sites
             .get(Site::at(&a, &m), |_| true, || 4)
             .expect("unbound");
-        assert!(matches!(unbound, SiteRef::Shared(_)));
+        assert!(matches!(unbound, Lent::Shared(_)));
         assert_eq!(addr(&other_layer), addr(&first));
         assert_eq!(addr(&unbound), addr(&first));
-        assert_eq!(*to_b.get(Site::at(&b, &m), |_| true, || 5).expect("b"), 5);
+        assert_eq!(**to_b.get(Site::at(&b, &m), |_| true, || 5).expect("b"), 5);
         // A site of another peer through a bound layer goes to the map.
         assert_eq!(
-            *to_a.get(Site::at(&b, &m), |_| true, || 6).expect("b via a"),
+            **to_a.get(Site::at(&b, &m), |_| true, || 6).expect("b via a"),
             5
         );
         for i in 0..2 * BOUND_SLOTS as u32 {
             let call = inv(&format!("m{i}"));
             assert_eq!(
-                *to_a
+                **to_a
                     .get(Site::at(&a, &call), |_| true, || i)
                     .expect("method"),
                 i
             );
             assert_eq!(
-                *to_a
+                **to_a
                     .get(Site::at(&a, &call), |_| true, || 99)
                     .expect("kept"),
                 i
@@ -398,10 +385,10 @@ mod tests {
         let replaced = to_a
             .get(Site::at(&a, &m), |v| *v == 7, || 7)
             .expect("replaced");
-        assert!(matches!(replaced, SiteRef::Shared(_)));
-        assert_eq!(*replaced, 7);
+        assert!(matches!(replaced, Lent::Shared(_)));
+        assert_eq!(**replaced, 7);
         assert_eq!(
-            *sites.get(Site::at(&a, &m), |_| true, || 8).expect("map"),
+            **sites.get(Site::at(&a, &m), |_| true, || 8).expect("map"),
             7
         );
     }

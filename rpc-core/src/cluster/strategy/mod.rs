@@ -19,6 +19,7 @@ use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::AdaptiveCache;
 use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
+use crate::lent::Lent;
 use crate::service_key::same_text;
 use crate::url::Url;
 
@@ -157,25 +158,6 @@ pub struct ClusterBase {
 
 /// How many methods' settings a base keeps for the life of the reference and lends.
 const LENT_SETTINGS: usize = 8;
-
-/// A value lent for as long as its owner lives, or shared when it could not be.
-pub enum Lent<'a, T> {
-    /// Kept by the owner.
-    Borrowed(&'a T),
-    /// Shared with the owner, or the caller's alone.
-    Shared(Arc<T>),
-}
-
-impl<T> std::ops::Deref for Lent<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        match self {
-            Lent::Borrowed(v) => v,
-            Lent::Shared(v) => v,
-        }
-    }
-}
 
 impl ClusterBase {
     /// A base over `directory`.

@@ -258,8 +258,9 @@ fn error_frame(ser_id: u8, id: u64, e: &RpcError) -> Frame {
 enum Reply {
     /// Our envelope, the value in this serialization.
     Native(Arc<dyn Serialization>),
-    /// The Dubbo 2.x hessian2 body.
-    Hessian(ReplyStyle),
+    /// The Dubbo 2.x hessian2 body (boxed: it is the rarer reply, and every request's future
+    /// holds a reply).
+    Hessian(Box<ReplyStyle>),
 }
 
 /// A request body of either layout, decoded.
@@ -342,7 +343,7 @@ fn decode_envelope(ser_id: u8, body: Bytes) -> Result<(Envelope, Reply)> {
             args,
             parameter_types: Some(types),
         },
-        Reply::Hessian(style),
+        Reply::Hessian(Box::new(style)),
     ))
 }
 
@@ -360,18 +361,13 @@ impl Started {
     /// Runs the call; a panic (in a filter or the service) becomes an error response and the
     /// connection lives on.
     async fn run(self) -> Result<(Response, Reply)> {
-        let guarded = crate::error::catch_panics(self.invoker.invoke(self.inv));
-        let result = match self.deadline {
-            Some(d) => crate::invocation::within_deadline(d, guarded)
-                .await
-                .unwrap_or_else(|| {
-                    Err(RpcError::timeout(
-                        "the provider did not finish before the caller's deadline",
-                    ))
-                }),
-            None => guarded.await,
-        };
-        Ok((result?, self.reply))
+        let response = crate::invocation::serve(
+            self.invoker.invoke(self.inv),
+            self.deadline,
+            "the provider did not finish before the caller's deadline",
+        )
+        .await?;
+        Ok((response, self.reply))
     }
 }
 
