@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
@@ -19,7 +19,7 @@ use foldhash::fast::RandomState;
 
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
-use crate::lent::Lent;
+use crate::lent::{Lent, Slots};
 use crate::service_key::same_text;
 use crate::url::Url;
 
@@ -199,8 +199,6 @@ impl<V> StateMap<V> {
 /// ([`Sites::bind`]); the calls of further methods find theirs in the shared map.
 const BOUND_SLOTS: usize = 8;
 
-type Slot<V> = OnceLock<(ServiceKey, Box<str>, Entry<V>)>;
-
 /// A filter's state for its call sites: the map shared by every chain the filter is in, and,
 /// for a filter layer bound to one chain ([`Sites::bind`]), the entries its own calls used.
 ///
@@ -216,7 +214,8 @@ pub(crate) struct Sites<V> {
 struct Bound<V> {
     peer: Box<str>,
     port: Option<u16>,
-    slots: OnceLock<Box<[Slot<V>; BOUND_SLOTS]>>,
+    /// The entries of its sites: service, method and entry.
+    slots: Slots<(ServiceKey, Box<str>, Entry<V>), BOUND_SLOTS>,
 }
 
 /// An entry for one call: lent by a bound layer, or shared from the map.
@@ -240,7 +239,7 @@ impl<V> Sites<V> {
             bound: Some(Bound {
                 peer: peer.map_or("", Url::host).into(),
                 port: peer.and_then(Url::port),
-                slots: OnceLock::new(),
+                slots: Slots::new(),
             }),
         }
     }
@@ -263,33 +262,27 @@ impl<V> Sites<V> {
                 .get_or_insert(site, keep, make)
                 .map(Lent::Shared);
         };
-        let slots = bound
-            .slots
-            .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
-        for slot in slots.iter() {
-            let Some((service, method, entry)) = slot.get() else {
-                break;
-            };
-            if same_text(method, site.method) && service == site.service {
-                if keep(entry) {
-                    return Ok(Lent::Borrowed(entry));
-                }
-                // Replaced in the map since (a changed limit): the slot stays stale.
-                return self
-                    .shared
-                    .get_or_insert(site, keep, make)
-                    .map(Lent::Shared);
+        let is_site = |(service, method, _): &(ServiceKey, Box<str>, Entry<V>)| {
+            same_text(method, site.method) && service == site.service
+        };
+        if let Some((_, _, entry)) = bound.slots.find(is_site) {
+            if keep(entry) {
+                return Ok(Lent::Borrowed(entry));
             }
+            // Replaced in the map since (a changed limit): the slot stays stale.
+            return self
+                .shared
+                .get_or_insert(site, keep, make)
+                .map(Lent::Shared);
         }
         let entry = self.shared.get_or_insert(site, keep, make)?;
-        for slot in slots.iter() {
-            let kept =
-                slot.get_or_init(|| (site.service.clone(), site.method.into(), entry.clone()));
-            if same_text(&kept.1, site.method) && kept.0 == *site.service {
-                return Ok(Lent::Borrowed(&kept.2));
-            }
+        match bound
+            .slots
+            .keep((site.service.clone(), site.method.into(), entry), is_site)
+        {
+            Ok((_, _, kept)) => Ok(Lent::Borrowed(kept)),
+            Err((_, _, entry)) => Ok(Lent::Shared(entry)),
         }
-        Ok(Lent::Shared(entry))
     }
 }
 

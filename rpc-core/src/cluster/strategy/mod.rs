@@ -10,16 +10,16 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 
 use crate::cluster::{CallContext, Directory, LoadBalance, Provider, ProviderList};
 use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::AdaptiveCache;
 use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
-use crate::lent::Lent;
+use crate::lent::{Lent, Slots};
 use crate::service_key::same_text;
 use crate::url::Url;
 
@@ -124,22 +124,17 @@ impl MethodSettings {
 /// caller inventing names past it gets them read per call).
 const SETTINGS_CACHED: usize = 64;
 
-/// The methods' settings read under one version of the settings in force.
-#[derive(Default)]
+/// The methods' settings read under one version of the rules in force.
 struct SettingsCache {
-    /// The live settings they were read from (`None`: the reference URL); held, so that its
-    /// address cannot be reused by a later version while the cache names it.
-    source: Option<Arc<Url>>,
+    /// The settings they were read from; held, so that its address cannot be reused by a
+    /// later version while the cache names it.
+    source: Arc<Url>,
     methods: Vec<(Box<str>, Arc<MethodSettings>)>,
 }
 
 impl SettingsCache {
-    fn is_for(&self, live: Option<&Arc<Url>>) -> bool {
-        match (&self.source, live) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
+    fn is_for(&self, live: &Arc<Url>) -> bool {
+        Arc::ptr_eq(&self.source, live)
     }
 }
 
@@ -151,13 +146,13 @@ pub struct ClusterBase {
     /// The balancer, looked up once unless methods set their own.
     balancer: AdaptiveCache<dyn LoadBalance>,
     /// Each method's settings under rules in force, read once per version of the rules.
-    settings: ArcSwap<SettingsCache>,
+    settings: ArcSwapOption<SettingsCache>,
     /// The first methods' settings from the reference URL itself, which never changes.
-    reference_settings: [OnceLock<(Box<str>, MethodSettings)>; LENT_SETTINGS],
+    reference_settings: Slots<(Box<str>, MethodSettings), LENT_SETTINGS>,
 }
 
 /// How many methods' settings a base keeps for the life of the reference and lends.
-const LENT_SETTINGS: usize = 8;
+const LENT_SETTINGS: usize = 32;
 
 impl ClusterBase {
     /// A base over `directory`.
@@ -166,8 +161,8 @@ impl ClusterBase {
             directory,
             sticky: Mutex::new(HashMap::new()),
             balancer: AdaptiveCache::new(),
-            settings: ArcSwap::from_pointee(SettingsCache::default()),
-            reference_settings: Default::default(),
+            settings: ArcSwapOption::empty(),
+            reference_settings: Slots::new(),
         }
     }
 
@@ -179,72 +174,63 @@ impl ClusterBase {
     /// are kept for the life of this base and lent, so a call takes no reference count.
     pub fn method_settings(&self, ctx: &CallContext<'_>) -> Result<Lent<'_, MethodSettings>> {
         let method = ctx.method();
-        let live = ctx.live_settings();
-        if live.is_none() {
-            for slot in self.reference_settings.iter() {
-                match slot.get() {
-                    Some((m, s)) if same_text(m, method) => return Ok(Lent::Borrowed(s)),
-                    Some(_) => continue,
-                    None => break,
-                }
+        let Some(live) = ctx.live_settings() else {
+            let is_method = |(m, _): &(Box<str>, MethodSettings)| same_text(m, method);
+            if let Some((_, kept)) = self.reference_settings.find(is_method) {
+                return Ok(Lent::Borrowed(kept));
             }
-            let read = || MethodSettings::read(ctx.settings(), method, self.read_balancer(ctx)?);
-            let mut fresh = Some(read()?);
-            for slot in self.reference_settings.iter() {
-                if slot.get().is_none() {
-                    if let Some(settings) = fresh.take() {
-                        // Another method may take the slot first: then try the next one.
-                        if let Err((_, back)) = slot.set((method.into(), settings)) {
-                            fresh = Some(back);
-                        }
-                    }
-                }
-                if let Some((_, s)) = slot.get().filter(|(m, _)| same_text(m, method)) {
-                    return Ok(Lent::Borrowed(s));
-                }
-            }
-            // Every slot holds another method.
-            return match fresh {
-                Some(settings) => Ok(Lent::Shared(Arc::new(settings))),
-                None => read().map(|s| Lent::Shared(Arc::new(s))),
-            };
-        }
-        self.live_method_settings(ctx).map(Lent::Shared)
+            let fresh = MethodSettings::read(ctx.settings(), method, self.read_balancer(ctx)?)?;
+            return Ok(
+                match self
+                    .reference_settings
+                    .keep((method.into(), fresh), is_method)
+                {
+                    Ok((_, kept)) => Lent::Borrowed(kept),
+                    // Every slot holds another method.
+                    Err((_, fresh)) => Lent::Shared(Arc::new(fresh)),
+                },
+            );
+        };
+        self.live_method_settings(ctx, live).map(Lent::Shared)
     }
 
-    /// [`ClusterBase::method_settings`] under rules in force: kept per version of the rules.
-    fn live_method_settings(&self, ctx: &CallContext<'_>) -> Result<Arc<MethodSettings>> {
+    /// [`ClusterBase::method_settings`] under the rules in force `live`: kept per version of
+    /// the rules.
+    fn live_method_settings(
+        &self,
+        ctx: &CallContext<'_>,
+        live: &Arc<Url>,
+    ) -> Result<Arc<MethodSettings>> {
         let method = ctx.method();
-        let live = ctx.live_settings();
         let cache = self.settings.load();
-        if cache.is_for(live) {
-            if let Some((_, s)) = cache.methods.iter().find(|(m, _)| &**m == method) {
-                return Ok(s.clone());
-            }
+        let current = cache.as_deref().filter(|c| c.is_for(live));
+        if let Some((_, s)) =
+            current.and_then(|c| c.methods.iter().find(|(m, _)| same_text(m, method)))
+        {
+            return Ok(s.clone());
         }
         let read = Arc::new(MethodSettings::read(
             ctx.settings(),
             method,
             self.read_balancer(ctx)?,
         )?);
-        if !cache.is_for(live) || cache.methods.len() < SETTINGS_CACHED {
+        if current.is_none_or(|c| c.methods.len() < SETTINGS_CACHED) {
             // Concurrent first calls may each publish; the last copy wins and every copy
             // holds the same values.
             self.settings.rcu(|current| {
                 let mut next = SettingsCache {
-                    source: live.cloned(),
-                    methods: if current.is_for(live) {
-                        current.methods.clone()
-                    } else {
-                        Vec::new()
+                    source: live.clone(),
+                    methods: match current.as_deref().filter(|c| c.is_for(live)) {
+                        Some(c) => c.methods.clone(),
+                        None => Vec::new(),
                     },
                 };
                 if next.methods.len() < SETTINGS_CACHED
-                    && !next.methods.iter().any(|(m, _)| &**m == method)
+                    && !next.methods.iter().any(|(m, _)| same_text(m, method))
                 {
                     next.methods.push((method.into(), read.clone()));
                 }
-                next
+                Some(Arc::new(next))
             });
         }
         Ok(read)
