@@ -61,6 +61,11 @@ fn put_attachments(out: &mut Vec<u8>, a: &Attachments) -> Result<()> {
     Ok(())
 }
 
+/// Bytes [`put_attachments`] writes for `a`'s pairs (without the count).
+fn attachments_len(a: &Attachments) -> usize {
+    a.iter().map(|(k, v)| 4 + k.len() + v.len()).sum()
+}
+
 /// Appends `value` encoded with `ser` as a u32-length-prefixed section.
 fn put_value(out: &mut Vec<u8>, value: &Value, ser: &dyn Serialization) -> Result<()> {
     let at = out.len();
@@ -77,6 +82,9 @@ fn put_value(out: &mut Vec<u8>, value: &Value, ser: &dyn Serialization) -> Resul
     Ok(())
 }
 
+/// Bytes a request buffer holds for the arguments before it must grow.
+const ARGS_ROOM: usize = 128;
+
 /// Encodes a request body for `inv`, arguments in `ser`.
 pub(crate) fn encode_request(
     inv: &Invocation,
@@ -84,7 +92,14 @@ pub(crate) fn encode_request(
     timeout_ms: u32,
 ) -> Result<Vec<u8>> {
     let key = inv.service();
-    let mut out = Vec::with_capacity(128 + key.interface().len() + inv.method().len());
+    // Sized for everything but the arguments, plus room for small arguments: growing the
+    // buffer while the arguments are written would move it (a `realloc`, which takes the
+    // allocator's shared lock).
+    let names = key.interface().len()
+        + key.version().map_or(0, str::len)
+        + key.group().map_or(0, str::len)
+        + inv.method().len();
+    let mut out = Vec::with_capacity(ARGS_ROOM + 32 + names + attachments_len(inv.attachments()));
     out.push(BODY_VERSION);
     put_str(&mut out, key.interface(), MAX_NAME, "service path")?;
     put_str(&mut out, key.version().unwrap_or(""), MAX_NAME, "version")?;
@@ -103,7 +118,7 @@ pub(crate) fn encode_response(
     attachments: &Attachments,
     ser: &dyn Serialization,
 ) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(ARGS_ROOM + 8 + attachments_len(attachments));
     out.push(kind);
     put_attachments(&mut out, attachments)?;
     if kind == RESPONSE_EMPTY {
@@ -279,6 +294,27 @@ mod tests {
     use super::*;
     use crate::invocation::{Payload, ServiceKey};
     use crate::serialize::MsgPack;
+
+    #[test]
+    fn a_request_with_small_arguments_is_written_without_growing_its_buffer() {
+        let mut inv = Invocation::new(
+            ServiceKey::new("a.Calc", Some("g"), Some("1.0")),
+            "add",
+            Value::typed((vec![7u8; 100],)),
+        );
+        // What the default consumer filters add, and then some.
+        inv.attachments_mut().insert("traceparent", "0".repeat(55));
+        inv.attachments_mut().insert("application", "a".repeat(200));
+        let body = encode_request(&inv, &MsgPack, 900).expect("encode");
+        let sized = ARGS_ROOM + 32 + "a.Calc1.0gadd".len() + attachments_len(inv.attachments());
+        assert_eq!(body.capacity(), sized, "{} bytes written", body.len());
+        let reply = encode_response(RESPONSE_VALUE, inv.args(), inv.attachments(), &MsgPack)
+            .expect("encode");
+        assert_eq!(
+            reply.capacity(),
+            ARGS_ROOM + 8 + attachments_len(inv.attachments())
+        );
+    }
 
     #[test]
     fn request_round_trips_with_args_left_encoded() {
