@@ -6,13 +6,19 @@
 //! | metric | kind | meaning |
 //! |---|---|---|
 //! | `rpc_calls_total` | counter | calls started |
-//! | `rpc_errors_total` | counter | calls that failed with an [`RpcError`](crate::error::RpcError), with a `kind` label ([`ErrorKind::as_str`]); a panic is counted as `service_error` |
+//! | `rpc_errors_total` | counter | calls that failed with an [`RpcError`](crate::error::RpcError), with a `kind` label ([`ErrorKind::as_str`](crate::error::ErrorKind::as_str)); a panic is counted as `service_error` |
 //! | `rpc_in_flight` | gauge | calls in progress |
 //! | `rpc_latency_seconds` | histogram | time to the result |
 //!
 //! Declared business errors are answers, not failures, and are not counted as errors.
 //! Each side has its own instance under the one name ([`crate::filter::Sided`]), which sets
 //! the `side` label; `filter=-metrics` switches it off on the side whose URL says so.
+//!
+//! Each thread adds its calls to its own share of a site's counts and hands them to the
+//! recorder once it holds 64 calls or has held them for 100 ms, so that calls on different
+//! cores do not all write the same counters. A thread started with the first metrics hands on
+//! what is left every [`UPKEEP_EVERY`], and [`render`] hands on everything first: a recorder
+//! of your own sees counts up to [`UPKEEP_EVERY`] late, a scrape sees them all.
 //!
 //! Nothing is recorded until a recorder is installed: [`install`] installs the Prometheus one
 //! (once per process), [`render`] gives the text exposition in-process, and [`serve`] exposes
@@ -22,9 +28,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use ::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, Label};
+use ::metrics::{counter, gauge, histogram, Label};
 
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::extension::Activate;
 use crate::filter::state::{Padded, Site, Sites};
 use crate::filter::Filter;
@@ -42,37 +48,38 @@ pub fn use_installed_recorder() {
     RECORDER_LIVE.store(true, Ordering::Release);
 }
 
-/// The metric handles of one side, service and method, registered once.
+/// The metric handles of one side, service and method, registered once, and what the
+/// calls through them recorded but have not yet handed on.
 struct Handles {
     live: bool,
-    labels: Vec<Label>,
-    calls: Counter,
-    in_flight: Gauge,
-    latency: Histogram,
+    batch: Arc<Batch>,
 }
 
 impl Handles {
-    fn new(side: &'static str, invocation: &Invocation, live: bool) -> Self {
+    /// Handles for `invocation`'s site; `shared` when they are kept for later calls (so the
+    /// flushes that do not wait for a call must reach them).
+    fn new(side: &'static str, invocation: &Invocation, live: bool, shared: bool) -> Self {
         let labels = vec![
             Label::new("side", side),
             Label::new("service", invocation.service().to_string()),
             Label::new("method", invocation.method().to_string()),
         ];
-        Handles {
-            live,
+        let batch = Arc::new(Batch {
             calls: counter!("rpc_calls_total", labels.iter()),
             in_flight: gauge!("rpc_in_flight", labels.iter()),
             latency: histogram!("rpc_latency_seconds", labels.iter()),
             labels,
+            shards: std::array::from_fn(|_| Shard::default()),
+        });
+        if shared {
+            batch::keep(&batch);
         }
-    }
-
-    fn count_error(&self, kind: ErrorKind) {
-        let mut labels = self.labels.clone();
-        labels.push(Label::new("kind", kind.as_str()));
-        counter!("rpc_errors_total", labels.iter()).increment(1);
+        Handles { live, batch }
     }
 }
+
+mod batch;
+use batch::{Batch, Shard};
 
 /// Records one call's metrics; see the [module docs](self).
 pub struct MetricsFilter {
@@ -98,17 +105,16 @@ impl MetricsFilter {
     }
 }
 
-/// Ends the in-flight gauge, and counts a panic unwinding through the call as an error.
+/// Ends the in-flight count, and counts a panic unwinding through the call as an error.
 struct InFlight<'a> {
-    handles: &'a Handles,
+    batch: &'a Batch,
     done: bool,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.handles.in_flight.decrement(1.0);
         if !self.done && std::thread::panicking() {
-            self.handles.count_error(ErrorKind::Biz);
+            self.batch.panicked();
         }
     }
 }
@@ -136,7 +142,7 @@ impl Filter for MetricsFilter {
             .get(
                 Site::of(&invocation),
                 |h| h.live || !live,
-                || Handles::new(self.side, &invocation, live),
+                || Handles::new(self.side, &invocation, live, true),
             )
             // Metrics never fail a call: past the map's bound, register without caching.
             .unwrap_or_else(|_| {
@@ -144,20 +150,24 @@ impl Filter for MetricsFilter {
                     self.side,
                     &invocation,
                     live,
+                    false,
                 ))))
             });
-        handles.calls.increment(1);
-        handles.in_flight.increment(1.0);
-        let mut in_flight = InFlight {
-            handles: &handles,
-            done: false,
-        };
+        let batch = &*handles.batch;
         let start = std::time::Instant::now();
+        batch.started(start);
+        let mut in_flight = InFlight { batch, done: false };
         let result = next.invoke(invocation).await;
         in_flight.done = true;
-        handles.latency.record(start.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            handles.count_error(e.kind());
+        let end = std::time::Instant::now();
+        batch.ended(
+            end,
+            end.saturating_duration_since(start),
+            result.as_ref().err().map(|e| e.kind()),
+        );
+        if matches!(handles, Lent::Shared(_)) {
+            // Nothing else will reach these handles.
+            batch.flush();
         }
         result
     }
@@ -175,8 +185,9 @@ crate::register!(
 
 #[cfg(feature = "prometheus")]
 mod prometheus;
+pub use batch::UPKEEP_EVERY;
 #[cfg(feature = "prometheus")]
-pub use prometheus::{install, render, serve, UPKEEP_EVERY};
+pub use prometheus::{install, render, serve};
 
 /// Without the `prometheus` feature: what [`install`], [`render`] and [`serve`] answer.
 #[cfg(not(feature = "prometheus"))]
@@ -211,6 +222,7 @@ pub async fn serve(_addr: std::net::SocketAddr) -> Result<std::net::SocketAddr> 
 #[cfg(all(test, not(feature = "prometheus")))]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use crate::filter::testing::{call, Mock};
 
     #[tokio::test]

@@ -6,6 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+#[cfg(test)]
+use super::batch::UPKEEP_THREAD;
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,9 +33,11 @@ pub fn install() -> Result<()> {
     handle().map(|_| ())
 }
 
+/// The installed recorder's handle, once installed.
+static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+
 /// The installed recorder's handle, installing it first if needed.
 fn handle() -> Result<PrometheusHandle> {
-    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
     let mut slot = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(h) = slot.as_ref() {
         return Ok(h.clone());
@@ -48,35 +53,26 @@ fn handle() -> Result<PrometheusHandle> {
         })?;
     *slot = Some(handle.clone());
     RECORDER_LIVE.store(true, Ordering::Release);
-    start_upkeep(handle.clone());
+    super::batch::start_upkeep();
     Ok(handle)
 }
 
-/// How often the recorder folds recorded latencies into its histograms.
-pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// Name of the thread that runs the recorder's upkeep.
-const UPKEEP_THREAD: &str = "rpc-metrics";
-
-/// Runs the recorder's upkeep every [`UPKEEP_EVERY`] on a small thread of its own, for as
-/// long as the process lives. The recorder keeps each latency sample until upkeep (or a
-/// scrape) folds it into the histogram buckets: without this, a process that records calls
-/// but is never scraped would hold every sample it ever took.
-fn start_upkeep(handle: PrometheusHandle) {
-    let spawned = std::thread::Builder::new()
-        .name(UPKEEP_THREAD.into())
-        .spawn(move || loop {
-            std::thread::sleep(UPKEEP_EVERY);
-            handle.run_upkeep();
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; samples are folded only when scraped");
+/// The recorder's upkeep, run by the metrics upkeep thread: folds the recorded latencies into
+/// the histogram buckets (the recorder keeps each sample until then).
+pub(super) fn upkeep() {
+    let handle = HANDLE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(h) = handle {
+        h.run_upkeep();
     }
 }
 
 /// The current metrics in the Prometheus text format (installing the recorder if needed).
 pub fn render() -> Result<String> {
     let handle = handle()?;
+    super::batch::flush_all();
     handle.run_upkeep();
     Ok(handle.render())
 }
