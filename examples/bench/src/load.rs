@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::targets::{Caller, Target};
+use crate::targets::{Caller, Echo, Target};
 use crate::BoxResult;
 
 /// What one client run measured (the JSON line the client prints).
@@ -70,6 +70,85 @@ struct TaskResult {
     first_error: Option<String>,
 }
 
+/// When the warm-up ends and when the window ends.
+#[derive(Clone, Copy)]
+struct Window {
+    warm_end: Instant,
+    end: Instant,
+}
+
+/// Starts `concurrency` tasks calling through clones of `client` until the window ends.
+fn spawn_tasks<C: Echo>(
+    client: C,
+    payload: &[u8],
+    hist: &Arc<Mutex<Histogram<u64>>>,
+    window: Window,
+    concurrency: usize,
+) -> Vec<tokio::task::JoinHandle<TaskResult>> {
+    (0..concurrency.max(1))
+        .map(|_| {
+            tokio::spawn(drive(
+                client.clone(),
+                payload.to_vec(),
+                hist.clone(),
+                window,
+            ))
+        })
+        .collect()
+}
+
+/// One task's loop: calls back to back, recording those that end inside the window.
+async fn drive<C: Echo>(
+    mut client: C,
+    payload: Vec<u8>,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    Window { warm_end, end }: Window,
+) -> TaskResult {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut calls = 0u64;
+    let mut errors = 0u64;
+    let mut first_error = None;
+    loop {
+        let t0 = Instant::now();
+        if t0 >= end {
+            break;
+        }
+        let r = client.echo(&payload).await;
+        let t1 = Instant::now();
+        if t1 < warm_end || t1 > end {
+            continue;
+        }
+        match r {
+            Ok(n) if n == payload.len() => {
+                let ns = u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX);
+                batch.push(ns.max(10));
+                if batch.len() == BATCH {
+                    record(&hist, &mut batch);
+                }
+                calls += 1;
+            }
+            Ok(n) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| {
+                    format!("echo returned {n} bytes for {} sent", payload.len())
+                });
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+                // A broken connection fails fast; do not spin.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    record(&hist, &mut batch);
+    TaskResult {
+        calls,
+        errors,
+        first_error,
+    }
+}
+
 /// Connects, checks one call, then drives the load and measures.
 pub async fn run(target: Target, addr: SocketAddr, spec: LoadSpec) -> BoxResult<ClientResult> {
     let mut caller = Caller::connect(target, addr).await?;
@@ -82,57 +161,15 @@ pub async fn run(target: Target, addr: SocketAddr, spec: LoadSpec) -> BoxResult<
     let warm_end = start + spec.warmup;
     let end = warm_end + spec.measure;
     let hist = Arc::new(Mutex::new(new_histogram()?));
-    let mut tasks = Vec::with_capacity(spec.concurrency);
-    for _ in 0..spec.concurrency.max(1) {
-        let mut caller = caller.clone();
-        let payload = payload.clone();
-        let hist = hist.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            let mut calls = 0u64;
-            let mut errors = 0u64;
-            let mut first_error = None;
-            loop {
-                let t0 = Instant::now();
-                if t0 >= end {
-                    break;
-                }
-                let r = caller.call(&payload).await;
-                let t1 = Instant::now();
-                if t1 < warm_end || t1 > end {
-                    continue;
-                }
-                match r {
-                    Ok(n) if n == payload.len() => {
-                        let ns = u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX);
-                        batch.push(ns.max(10));
-                        if batch.len() == BATCH {
-                            record(&hist, &mut batch);
-                        }
-                        calls += 1;
-                    }
-                    Ok(n) => {
-                        errors += 1;
-                        first_error.get_or_insert_with(|| {
-                            format!("echo returned {n} bytes for {} sent", payload.len())
-                        });
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert_with(|| e.to_string());
-                        // A broken connection fails fast; do not spin.
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-            }
-            record(&hist, &mut batch);
-            TaskResult {
-                calls,
-                errors,
-                first_error,
-            }
-        }));
-    }
+    let window = Window { warm_end, end };
+    let tasks = match caller {
+        Caller::Raw(c) => spawn_tasks(c, &payload, &hist, window, spec.concurrency),
+        Caller::Tarpc(c) => spawn_tasks(c, &payload, &hist, window, spec.concurrency),
+        Caller::Tonic(c) => spawn_tasks(c, &payload, &hist, window, spec.concurrency),
+        Caller::Rpc(c) => spawn_tasks(c, &payload, &hist, window, spec.concurrency),
+        Caller::Service(c) => spawn_tasks(c, &payload, &hist, window, spec.concurrency),
+        Caller::TriProto(c) => spawn_tasks(c, &payload, &hist, window, spec.concurrency),
+    };
     let mut out = ClientResult::default();
     for t in tasks {
         let t = t.await?;

@@ -166,12 +166,59 @@ impl Caller {
     /// One echo call; returns the length of the echoed payload.
     pub async fn call(&mut self, payload: &[u8]) -> BoxResult<usize> {
         match self {
-            Caller::Raw(c) => Ok(c.call(payload).await?.len()),
-            Caller::Tarpc(c) => tarpc_echo::call(c, payload).await,
-            Caller::Tonic(c) => tonic_echo::call(c, payload).await,
-            Caller::Rpc(c) => framework::call(&**c, payload).await,
-            Caller::Service(c) => framework::call_service(c, payload).await,
-            Caller::TriProto(c) => triple::call_proto(c, payload).await,
+            Caller::Raw(c) => c.echo(payload).await,
+            Caller::Tarpc(c) => c.echo(payload).await,
+            Caller::Tonic(c) => c.echo(payload).await,
+            Caller::Rpc(c) => c.echo(payload).await,
+            Caller::Service(c) => c.echo(payload).await,
+            Caller::TriProto(c) => c.echo(payload).await,
         }
+    }
+}
+
+/// One target's client, as a load task drives it. The load loop is built per client type
+/// ([`crate::load`] matches on the [`Caller`] once), so a task's future holds only its own
+/// target's call, not one sized for the largest target and moved on every call.
+pub trait Echo: Clone + Send + 'static {
+    /// One echo call; returns the length of the echoed payload.
+    fn echo(
+        &mut self,
+        payload: &[u8],
+    ) -> impl std::future::Future<Output = BoxResult<usize>> + Send;
+}
+
+impl Echo for raw::Client {
+    async fn echo(&mut self, payload: &[u8]) -> BoxResult<usize> {
+        Ok(self.call(payload).await?.len())
+    }
+}
+
+impl Echo for tarpc_echo::EchoClient {
+    async fn echo(&mut self, payload: &[u8]) -> BoxResult<usize> {
+        tarpc_echo::call(self, payload).await
+    }
+}
+
+impl Echo for tonic::client::Grpc<tonic::transport::Channel> {
+    async fn echo(&mut self, payload: &[u8]) -> BoxResult<usize> {
+        tonic_echo::call(self, payload).await
+    }
+}
+
+impl Echo for Arc<dyn rpc_core::Invoker> {
+    async fn echo(&mut self, payload: &[u8]) -> BoxResult<usize> {
+        framework::call(&**self, payload).await
+    }
+}
+
+impl Echo for framework::EchoServiceClient {
+    async fn echo(&mut self, payload: &[u8]) -> BoxResult<usize> {
+        framework::call_service(self, payload).await
+    }
+}
+
+impl Echo for triple::ProtoEchoClient {
+    async fn echo(&mut self, payload: &[u8]) -> BoxResult<usize> {
+        triple::call_proto(self, payload).await
     }
 }
