@@ -130,6 +130,10 @@ struct Breaker {
     buckets: [Bucket; BUCKETS],
     /// Failed calls in a row, while closed.
     consecutive: AtomicU64,
+    /// One more than the latest epoch a failure was counted in (0: none yet). A successful
+    /// call while no failure is in the window cannot open the circuit, so it skips adding the
+    /// window up (reading every bucket, which calls on other cores keep writing).
+    last_failure: AtomicU64,
     phase: Mutex<Phase>,
 }
 
@@ -141,6 +145,7 @@ impl Breaker {
             config: ArcSwapOption::empty(),
             buckets: Default::default(),
             consecutive: AtomicU64::new(0),
+            last_failure: AtomicU64::new(0),
             phase: Mutex::new(Phase::Closed),
         }
     }
@@ -236,12 +241,18 @@ impl Breaker {
         }
         bucket.calls.fetch_add(1, Ordering::Relaxed);
         let consecutive = if health == Health::Bad {
+            self.last_failure.fetch_max(epoch + 1, Ordering::AcqRel);
             bucket.failures.fetch_add(1, Ordering::Relaxed);
             self.consecutive.fetch_add(1, Ordering::Relaxed) + 1
         } else {
             // Written only when it changes: most calls leave the line unshared.
             if self.consecutive.load(Ordering::Relaxed) != 0 {
                 self.consecutive.store(0, Ordering::Relaxed);
+            }
+            // No failure in the window: neither the rate nor the run can open it.
+            let last = self.last_failure.load(Ordering::Acquire);
+            if last == 0 || last - 1 + BUCKETS as u64 <= epoch {
+                return;
             }
             0
         };
@@ -630,5 +641,35 @@ mod tests {
         // 1 ok + 1 bad in the window: below min-calls, still closed.
         let e = f.invoke(&*p, call("S", "m")).await.expect_err("down");
         assert_eq!(e.kind(), ErrorKind::Network);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_that_reaches_min_calls_with_failures_in_the_window_opens_it() {
+        let (p, healthy) = switchable(
+            "dubbo://h:1/S?breaker.min-calls=4&breaker.error-rate=50&breaker.window=1000",
+        );
+        let f = CircuitBreakerFilter::default();
+        healthy.store(false, Ordering::SeqCst);
+        for _ in 0..2 {
+            f.invoke(&*p, call("S", "m")).await.expect_err("down");
+        }
+        healthy.store(true, Ordering::SeqCst);
+        f.invoke(&*p, call("S", "m")).await.expect("ok");
+        // The fourth call, a success, makes 2 failures in 4 calls: 50 %.
+        f.invoke(&*p, call("S", "m")).await.expect("ok");
+        let e = f.invoke(&*p, call("S", "m")).await.expect_err("open");
+        assert_eq!(e.kind(), ErrorKind::CircuitOpen);
+
+        // Another site: once the failures have left the window, successes never open it.
+        let f = CircuitBreakerFilter::default();
+        healthy.store(false, Ordering::SeqCst);
+        for _ in 0..2 {
+            f.invoke(&*p, call("S", "m")).await.expect_err("down");
+        }
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        healthy.store(true, Ordering::SeqCst);
+        for _ in 0..10 {
+            f.invoke(&*p, call("S", "m")).await.expect("closed");
+        }
     }
 }
