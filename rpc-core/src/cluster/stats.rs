@@ -2,8 +2,9 @@
 //! (host, port, service path) and method.
 //!
 //! The cluster invokers record every call here ([`CallGuard`]); the `leastactive`,
-//! `shortestresponse` and `p2c` balancers read it. Latencies are timed only once a balancer
-//! that reads them was created ([`read_latency`]); in-flight counts always. The map is global (like Dubbo's
+//! `shortestresponse` and `p2c` balancers read it. Calls are counted only once a balancer that
+//! reads the counts was created ([`read_active`]), and timed only once one that reads
+//! latencies was ([`read_latency`]). The map is global (like Dubbo's
 //! `RpcStatus`) so that several references to the same provider share what they learn.
 //!
 //! Each provider's [`ProviderStats`] is looked up in the shared table once, when a directory
@@ -155,11 +156,30 @@ impl CallGuard {
 /// Whether a balancer that reads latencies was created; see [`read_latency`].
 static LATENCY_READ: AtomicBool = AtomicBool::new(false);
 
-/// Announces a reader of latencies (the `shortestresponse` and `p2c` balancers call it when
-/// created): from then on every call through a cluster is timed. Until then only in-flight
-/// counts are kept, since timing costs each call two clock reads, a lock and an `exp`.
+/// Whether a balancer that reads in-flight counts was created; see [`read_active`].
+static ACTIVE_READ: AtomicBool = AtomicBool::new(false);
+
+/// Announces a reader of latencies and in-flight counts (the `shortestresponse` and `p2c`
+/// balancers call it when created): from then on every call through a cluster is counted and
+/// timed. Until then latencies are not kept, since timing costs each call two clock reads, a
+/// lock and an `exp`.
 pub fn read_latency() {
     LATENCY_READ.store(true, Ordering::Relaxed);
+    read_active();
+}
+
+/// Announces a reader of in-flight counts (the `leastactive` balancer calls it when created):
+/// from then on every call through a cluster is counted ([`counting`]). Until then none is,
+/// since the count is written by every call on every core.
+pub fn read_active() {
+    ACTIVE_READ.store(true, Ordering::Relaxed);
+}
+
+/// Whether the cluster invokers count calls in flight ([`MethodStats::begin`]): once a
+/// balancer that reads the counts exists. A call begun before that is never counted, so the
+/// counts stay exact for the calls after.
+pub fn counting() -> bool {
+    ACTIVE_READ.load(Ordering::Relaxed)
 }
 
 impl Drop for CallGuard {

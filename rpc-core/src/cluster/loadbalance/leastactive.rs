@@ -29,7 +29,10 @@ impl LoadBalance for LeastActive {
     }
 }
 
-crate::register!(dyn LoadBalance, "leastactive", || Arc::new(LeastActive));
+crate::register!(dyn LoadBalance, "leastactive", || {
+    crate::cluster::stats::read_active();
+    Arc::new(LeastActive)
+});
 
 #[cfg(test)]
 mod tests {

@@ -99,6 +99,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn first_success_wins_and_losers_are_cancelled() {
+        // Calls are counted in flight (so that the end shows the cancelled ones uncounted).
+        crate::cluster::stats::read_active();
         let p = [
             Scripted::new("fk1.S", 0, "", &[Step::Hang]),
             Scripted::new("fk1.S", 1, "", &[Step::Slow(Duration::from_millis(50))]),

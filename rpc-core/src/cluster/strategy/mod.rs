@@ -417,7 +417,7 @@ impl ClusterBase {
 }
 
 /// Calls `provider`, counting the call in flight and recording its latency for the adaptive
-/// balancers, and annotating an error with the provider address, service and method.
+/// balancers (once one exists: [`stats::counting`](crate::cluster::stats::counting)), and annotating an error with the provider address, service and method.
 pub fn call(
     provider: &Provider,
     invocation: Invocation,
@@ -431,11 +431,14 @@ fn call_owned(
     provider: Provider,
     invocation: Invocation,
 ) -> impl Future<Output = (Provider, Result<Response>)> + Send + 'static {
-    let guard = provider.stats(invocation.method()).begin();
+    let guard =
+        crate::cluster::stats::counting().then(|| provider.stats(invocation.method()).begin());
     let label = invocation.label();
     async move {
         let r = provider.invoker().invoke(invocation).await;
-        guard.finish();
+        if let Some(guard) = guard {
+            guard.finish();
+        }
         let r = r.map_err(|e| label.annotate(e).with_provider(provider.url().address()));
         (provider, r)
     }
@@ -562,6 +565,29 @@ mod tests {
     use super::testing::{self, answer, as_dyn, reference, Scripted, Step};
     use super::*;
     use crate::cluster::{Cluster, StaticDirectory};
+
+    /// Once a balancer that reads in-flight counts exists, a call through a cluster is
+    /// counted while it runs and no longer once it has ended.
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_counted_in_flight_once_a_balancer_reads_the_counts() {
+        crate::cluster::stats::read_active();
+        assert!(crate::cluster::stats::counting());
+        let p = [Scripted::new(
+            "inflight.S",
+            0,
+            "",
+            &[Step::Slow(std::time::Duration::from_millis(100))],
+        )];
+        let dir = StaticDirectory::new(reference("inflight.S", ""), as_dyn(&p));
+        let cluster = super::failfast::Failfast.join(Arc::new(dir)).expect("join");
+        let s = crate::cluster::stats::stats(p[0].url(), "m");
+        let call =
+            tokio::spawn(async move { cluster.invoke(testing::call("inflight.S", "m")).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(s.active(), 1, "the call is in flight");
+        answer(call.await.expect("task").expect("answered"));
+        assert_eq!(s.active(), 0);
+    }
 
     /// A method's settings are read once per version of the settings in force: the same
     /// copy on the next call, another method its own, and new values once a rule changes
