@@ -45,6 +45,7 @@ pub mod filter;
 pub mod idempotency;
 pub mod invocation;
 pub mod lent;
+mod padded;
 pub mod protocol;
 pub mod proxy;
 pub mod registry;

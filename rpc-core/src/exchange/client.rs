@@ -21,6 +21,7 @@ use super::{
 use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::extension;
+use crate::padded::Padded;
 use crate::transport::{BoxReader, BoxWriter, Connection, Transporter};
 use crate::url::Url;
 
@@ -86,7 +87,7 @@ const STABLE: Duration = Duration::from_secs(1);
 struct Live {
     peer: String,
     tx: mpsc::Sender<Frame>,
-    pending: [Mutex<HashMap<u64, Waiter>>; SHARDS],
+    pending: [Padded<Mutex<HashMap<u64, Waiter>>>; SHARDS],
     /// Set by the deadline sweeper when it found nothing waiting and sleeps until woken.
     sweeper_idle: AtomicBool,
     /// Wakes the idle sweeper ([`deadline_task`]).
@@ -395,7 +396,13 @@ impl Client {
 
     fn pick(&self) -> Result<Arc<Live>> {
         let n = self.slots.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // Round robin over the connections; with one, nothing to turn (the counter is
+        // written by every call on every core).
+        let start = if n > 1 {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
         for i in 0..n {
             if let Some(l) = self.slots[(start + i) % n].get() {
                 if !l.closed.load(Ordering::Acquire) {

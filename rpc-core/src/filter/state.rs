@@ -20,6 +20,7 @@ use foldhash::fast::RandomState;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
 use crate::lent::{Lent, Slots};
+pub(crate) use crate::padded::Padded;
 use crate::service_key::same_text;
 use crate::url::Url;
 
@@ -75,31 +76,6 @@ impl OwnedSite {
             && self.port == s.port
             && same_text(&self.method, s.method)
             && &self.service == s.service
-    }
-}
-
-/// A map entry's state on cache lines of its own.
-///
-/// Every call through a site writes its entry (the `Arc`'s count, counters, locks) from
-/// whichever thread runs it. Without the alignment the allocator places small allocations,
-/// such as the key strings each lookup compares, on the same cache lines, and every lookup
-/// from another core then waits for those lines to come back (false sharing).
-#[derive(Debug)]
-#[repr(align(128))]
-pub(crate) struct Padded<V>(V);
-
-impl<V> Padded<V> {
-    /// `value` on its own cache lines.
-    pub(crate) fn new(value: V) -> Self {
-        Padded(value)
-    }
-}
-
-impl<V> std::ops::Deref for Padded<V> {
-    type Target = V;
-
-    fn deref(&self) -> &V {
-        &self.0
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, Counter, Gauge, Histogram, Label};
 
 use crate::error::ErrorKind;
+use crate::padded::Padded;
 
 /// Shards per site; a thread writes shard (its index mod this). More threads than this share
 /// shards, which is correct, only slower.
@@ -41,13 +42,11 @@ pub(super) struct Batch {
 }
 
 /// One thread's share of a site, on cache lines of its own.
-#[derive(Default)]
-#[repr(align(128))]
-pub(super) struct Shard(Mutex<Held>);
+pub(super) type Shard = Padded<Mutex<Held>>;
 
 /// What a shard holds.
 #[derive(Default)]
-struct Held {
+pub(super) struct Held {
     calls: u64,
     /// Started less ended (negative when a call started on another thread).
     in_flight: i64,
@@ -77,7 +76,6 @@ fn shard_index() -> usize {
 impl Batch {
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.shards[shard_index()]
-            .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -116,7 +114,7 @@ impl Batch {
     /// Hands what every shard holds to the recorder.
     pub(super) fn flush(&self) {
         for shard in &self.shards {
-            let mut held = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut held = shard.lock().unwrap_or_else(PoisonError::into_inner);
             self.hand_on(&mut held);
         }
     }
