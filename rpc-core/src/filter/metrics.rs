@@ -105,7 +105,8 @@ impl MetricsFilter {
     }
 }
 
-/// Ends the in-flight count, and counts a panic unwinding through the call as an error.
+/// Ends the in-flight count of a call whose future is dropped before its result (cancelled,
+/// or a panic unwinding through it, which counts as an error).
 struct InFlight<'a> {
     batch: &'a Batch,
     done: bool,
@@ -113,8 +114,13 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if !self.done && std::thread::panicking() {
+        if self.done {
+            return;
+        }
+        if std::thread::panicking() {
             self.batch.panicked();
+        } else {
+            self.batch.cancelled();
         }
     }
 }

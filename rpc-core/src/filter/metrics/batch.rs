@@ -102,6 +102,12 @@ impl Batch {
         }
     }
 
+    /// A call's future was dropped before its result: it is no longer in flight (no latency,
+    /// no error: the caller gave up, and the layer that made it give up counts that).
+    pub(super) fn cancelled(&self) {
+        self.held().in_flight -= 1;
+    }
+
     /// A call's future was dropped by a panic unwinding through it: it ended, as a service
     /// error, and the shard hands on at once (the process may be going down).
     pub(super) fn panicked(&self) {
@@ -348,6 +354,23 @@ mod tests {
             assert_eq!(tally.counter("rpc_errors_total/network"), SHARDS as u64 * 2);
             assert_eq!(tally.samples().len() as u64, calls);
             assert_eq!(tally.gauge("rpc_in_flight"), 0.0);
+        });
+    }
+
+    #[test]
+    fn a_cancelled_call_is_no_longer_in_flight() {
+        let tally = Tally::default();
+        metrics::with_local_recorder(&tally, || {
+            let b = batch();
+            b.started(Instant::now());
+            b.cancelled();
+            b.flush();
+            assert_eq!(tally.counter("rpc_calls_total"), 1);
+            assert_eq!(tally.gauge("rpc_in_flight"), 0.0);
+            assert!(
+                tally.samples().is_empty(),
+                "no latency for a call that did not end"
+            );
         });
     }
 

@@ -311,4 +311,31 @@ mod tests {
             Some(0.0)
         );
     }
+
+    #[tokio::test]
+    async fn a_call_dropped_before_its_result_is_no_longer_in_flight() {
+        install().expect("recorder");
+        let p = Mock::new("dubbo://h:1/metrics.Dropped", |_| {
+            std::future::pending::<crate::error::Result<Response>>()
+        });
+        let f = MetricsFilter::consumer();
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(20),
+            f.invoke(&*p, call("metrics.Dropped", "m")),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the call never answers");
+        let text = render().expect("render");
+        let labels = [r#"service="metrics.Dropped""#];
+        assert_eq!(
+            line_value(&text, "rpc_calls_total", &labels),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            line_value(&text, "rpc_in_flight", &labels),
+            Some(0.0),
+            "{text}"
+        );
+    }
 }
