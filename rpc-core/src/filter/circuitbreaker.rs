@@ -32,9 +32,10 @@ use tokio::time::Instant;
 use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
-use crate::filter::state::{Site, Sites};
+use crate::filter::stage::{self, Kind, Stage, Ticket};
+use crate::filter::state::{Site, SiteRef, Sites};
 use crate::filter::Filter;
-use crate::invocation::{Invocation, Invoker, Response};
+use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
 use crate::url::Url;
 
 const BUCKETS: usize = 10;
@@ -326,26 +327,12 @@ fn health_of(result: &Result<Response>) -> Health {
     }
 }
 
-/// Records the outcome even when the call is dropped (by the `timeout` filter).
-struct Pending<'a> {
-    breaker: &'a Breaker,
-    cfg: &'a Config,
+/// What the breaker stage keeps from admitting a call to recording its outcome.
+pub(crate) struct Admitted<'s> {
+    breaker: SiteRef<'s, Breaker>,
+    cfg: Config,
     probe: bool,
     deadline: Option<Instant>,
-    done: bool,
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            let now = Instant::now();
-            let health = match self.deadline {
-                Some(d) if now >= d => Health::Bad,
-                _ => Health::Unknown,
-            };
-            self.breaker.record(self.cfg, self.probe, health, now);
-        }
-    }
 }
 
 /// See the [module docs](self).
@@ -376,10 +363,25 @@ impl Filter for CircuitBreakerFilter {
         }))
     }
 
-    async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
+    fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
+        Some(self)
+    }
+
+    fn invoke<'s, 'n, 'f>(&'s self, next: &'n dyn Invoker, invocation: Invocation) -> BoxedCall<'f>
+    where
+        's: 'f,
+        'n: 'f,
+        Self: 'f,
+    {
+        stage::run(self, next, invocation)
+    }
+}
+
+impl Stage for CircuitBreakerFilter {
+    fn before<'s>(&'s self, next: &dyn Invoker, invocation: &mut Invocation) -> Result<Ticket<'s>> {
         let breaker = self
             .breakers
-            .get(Site::at(next.url(), &invocation), |_| true, Breaker::new)
+            .get(Site::at(next.url(), invocation), |_| true, Breaker::new)
             .map_err(|e| invocation.annotate(e))?;
         let admitted = breaker
             .admit(next.url(), invocation.method())
@@ -400,17 +402,30 @@ impl Filter for CircuitBreakerFilter {
                 ));
             }
         };
-        let mut pending = Pending {
-            breaker: &breaker,
-            cfg: &cfg,
+        Ok(Ticket(Kind::Breaker(Admitted {
+            breaker,
+            cfg,
             probe,
             deadline: invocation.deadline(),
-            done: false,
+        })))
+    }
+
+    /// Records the outcome, also of a call dropped before it had one: a call dropped at or
+    /// past its deadline (by the `timeout` filter) counts as a failure, one dropped before
+    /// as nothing.
+    fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>) {
+        let Kind::Breaker(a) = ticket.0 else {
+            return;
         };
-        let result = next.invoke(invocation).await;
-        pending.done = true;
-        breaker.record(&cfg, probe, health_of(&result), Instant::now());
-        result
+        let now = Instant::now();
+        let health = match result {
+            Some(result) => health_of(result),
+            None => match a.deadline {
+                Some(d) if now >= d => Health::Bad,
+                _ => Health::Unknown,
+            },
+        };
+        a.breaker.record(&a.cfg, a.probe, health, now);
     }
 }
 

@@ -15,15 +15,16 @@
 //!
 //! Runs outside `timeout`, so the timeout filter sees the inherited deadline.
 
-use tracing::Instrument;
+use std::sync::Arc;
 
 use crate::config::keys;
 use crate::context::{
     is_propagated, RpcContext, TraceParent, APPLICATION_ATTACHMENT, TRACEPARENT_ATTACHMENT,
 };
 use crate::error::Result;
+use crate::filter::stage::{self, Stage, Ticket};
 use crate::filter::Filter;
-use crate::invocation::{ByteString, Invocation, Invoker, Response};
+use crate::invocation::{BoxedCall, ByteString, Invocation, Invoker, Response};
 
 /// See the [module docs](self).
 #[derive(Debug, Default)]
@@ -36,7 +37,22 @@ impl Filter for ConsumerContextFilter {
         true
     }
 
-    async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
+    fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
+        Some(self)
+    }
+
+    fn invoke<'s, 'n, 'f>(&'s self, next: &'n dyn Invoker, invocation: Invocation) -> BoxedCall<'f>
+    where
+        's: 'f,
+        'n: 'f,
+        Self: 'f,
+    {
+        stage::run(self, next, invocation)
+    }
+}
+
+impl Stage for ConsumerContextFilter {
+    fn before<'s>(&'s self, next: &dyn Invoker, invocation: &mut Invocation) -> Result<Ticket<'s>> {
         let inherited = RpcContext::with_current(|ctx| {
             let ctx = ctx?;
             if let Some(d) = ctx.deadline() {
@@ -74,16 +90,18 @@ impl Filter for ConsumerContextFilter {
                     .insert(ByteString::from_static(APPLICATION_ATTACHMENT), app);
             }
         }
-        let span = tracing::info_span!(
+        // The rest of the call runs in this span.
+        Ok(Ticket::span(tracing::info_span!(
             "rpc.client",
             service = %invocation.service(),
             method = invocation.method(),
             provider = %next.url().display_address(),
             trace_id = %Hex128(trace.trace_id),
             span_id = %Hex64(trace.span_id),
-        );
-        next.invoke(invocation).instrument(span).await
+        )))
     }
+
+    fn after(&self, _: Ticket<'_>, _: Option<&Result<Response>>) {}
 }
 
 /// A trace id formatted lazily (only when a subscriber records it).

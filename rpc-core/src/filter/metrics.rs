@@ -32,9 +32,10 @@ use ::metrics::{counter, gauge, histogram, Label};
 
 use crate::error::Result;
 use crate::extension::Activate;
-use crate::filter::state::{Padded, Site, Sites};
+use crate::filter::stage::{self, Kind, Stage, Ticket};
+use crate::filter::state::{Padded, Site, SiteRef, Sites};
 use crate::filter::Filter;
-use crate::invocation::{Invocation, Invoker, Response};
+use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
 use crate::lent::Lent;
 
 /// Whether a recorder was installed (by [`install`] or announced with
@@ -105,24 +106,10 @@ impl MetricsFilter {
     }
 }
 
-/// Ends the in-flight count of a call whose future is dropped before its result (cancelled,
-/// or a panic unwinding through it, which counts as an error).
-struct InFlight<'a> {
-    batch: &'a Batch,
-    done: bool,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        if std::thread::panicking() {
-            self.batch.panicked();
-        } else {
-            self.batch.cancelled();
-        }
-    }
+/// What the metrics stage keeps from a call's start to its end.
+pub(crate) struct Started<'s> {
+    handles: SiteRef<'s, Handles>,
+    start: std::time::Instant,
 }
 
 #[async_trait::async_trait]
@@ -141,41 +128,68 @@ impl Filter for MetricsFilter {
         }))
     }
 
-    async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
+    fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
+        Some(self)
+    }
+
+    fn invoke<'s, 'n, 'f>(&'s self, next: &'n dyn Invoker, invocation: Invocation) -> BoxedCall<'f>
+    where
+        's: 'f,
+        'n: 'f,
+        Self: 'f,
+    {
+        stage::run(self, next, invocation)
+    }
+}
+
+impl Stage for MetricsFilter {
+    fn before<'s>(
+        &'s self,
+        _next: &dyn Invoker,
+        invocation: &mut Invocation,
+    ) -> Result<Ticket<'s>> {
         let live = RECORDER_LIVE.load(Ordering::Acquire);
         let handles = self
             .handles
             .get(
-                Site::of(&invocation),
+                Site::of(invocation),
                 |h| h.live || !live,
-                || Handles::new(self.side, &invocation, live, true),
+                || Handles::new(self.side, invocation, live, true),
             )
             // Metrics never fail a call: past the map's bound, register without caching.
             .unwrap_or_else(|_| {
                 Lent::Shared(Arc::new(Padded::new(Handles::new(
-                    self.side,
-                    &invocation,
-                    live,
-                    false,
+                    self.side, invocation, live, false,
                 ))))
             });
-        let batch = &*handles.batch;
         let start = std::time::Instant::now();
-        batch.started(start);
-        let mut in_flight = InFlight { batch, done: false };
-        let result = next.invoke(invocation).await;
-        in_flight.done = true;
-        let end = std::time::Instant::now();
-        batch.ended(
-            end,
-            end.saturating_duration_since(start),
-            result.as_ref().err().map(|e| e.kind()),
-        );
+        handles.batch.started(start);
+        Ok(Ticket(Kind::Metrics(Started { handles, start })))
+    }
+
+    fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>) {
+        let Kind::Metrics(Started { handles, start }) = ticket.0 else {
+            return;
+        };
+        let batch = &*handles.batch;
+        match result {
+            Some(result) => {
+                let end = std::time::Instant::now();
+                batch.ended(
+                    end,
+                    end.saturating_duration_since(start),
+                    result.as_ref().err().map(|e| e.kind()),
+                );
+            }
+            // A panic unwinding through the call counts as an error; a call given up on
+            // only leaves the in-flight count.
+            None if std::thread::panicking() => batch.panicked(),
+            None => batch.cancelled(),
+        }
         if matches!(handles, Lent::Shared(_)) {
             // Nothing else will reach these handles.
             batch.flush();
         }
-        result
     }
 }
 

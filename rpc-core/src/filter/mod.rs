@@ -36,8 +36,9 @@
 //! whose URL has no `mock` key at all ([`Filter::applies_to`]); a reference runs it once
 //! around its cluster, not around each provider ([`Filter::per_reference`]). `deadline` is
 //! left out where the protocol carries the budget itself. Each module's docs give the keys
-//! and the exact behaviour. Every filter
-//! is one shared instance; state (counters, breakers, buckets) is kept per service, method
+//! and the exact behaviour. The consumer's `metrics`, `context`, `timeout` and
+//! `circuitbreaker` are [stages](stage): adjacent stages run as one layer, in the order above.
+//! Every filter is one shared instance; state (counters, breakers, buckets) is kept per service, method
 //! and, on the consumer, provider address, and no lock is held across an `.await`.
 
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub mod live;
 pub mod metrics;
 pub mod mock;
 pub mod ordered;
+pub mod stage;
 mod state;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -81,6 +83,7 @@ pub use live::LiveChain;
 pub use metrics::MetricsFilter;
 pub use mock::{register_fallback, unregister_fallback, MockFilter};
 pub use ordered::OrderedFilter;
+pub use stage::{Stage, Ticket};
 pub use timeout::{TimeoutFilter, DEFAULT_TIMEOUT_MS};
 pub use token::TokenFilter;
 pub use tps::TpsFilter;
@@ -121,6 +124,13 @@ pub trait Filter: Send + Sync {
     /// `None` (the default) means this filter itself.
     fn bind(&self, next: &Arc<dyn Invoker>) -> Option<Arc<dyn Filter>> {
         let _ = next;
+        None
+    }
+
+    /// This filter as a [`Stage`], when all its work is before and after the call: a chain
+    /// then runs it in one layer with the stages next to it ([`wrap`]). `None` (the default)
+    /// means it runs as a layer of its own, through [`Filter::invoke`].
+    fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
         None
     }
 
@@ -258,28 +268,53 @@ fn wrap_activated(
 
 /// Wraps `invoker` in `filters` (first outermost), leaving out each filter that does not
 /// [apply](Filter::applies_to) to what it would wrap; each filter put in
-/// [binds](Filter::bind) to what it wraps.
+/// [binds](Filter::bind) to what it wraps. Adjacent filters that are [stages](Filter::as_stage)
+/// run as one layer; a stage is asked whether it applies, and bound, with the invoker below
+/// its run of stages (the same URL and service as any layer in between would show).
 pub fn wrap(
     invoker: Arc<dyn Invoker>,
     filters: Vec<(&'static str, Arc<dyn Filter>)>,
 ) -> Arc<dyn Invoker> {
-    filters
-        .into_iter()
-        .rev()
-        .fold(invoker, |next, (name, filter)| {
-            if !filter.applies_to(&*next) {
-                tracing::trace!(filter = name, url = %next.url(), "filter left out");
-                return next;
-            }
-            let filter = filter.bind(&next).unwrap_or(filter);
-            let enforces_deadline = filter.honors_deadline() && next.enforces_deadline();
-            Arc::new(FilterInvoker {
-                name,
-                filter,
-                next,
-                enforces_deadline,
-            })
-        })
+    let mut next = invoker;
+    // The current run of stages, innermost first.
+    let mut run: Vec<(&'static str, Arc<dyn Stage>)> = Vec::new();
+    for (name, filter) in filters.into_iter().rev() {
+        if !filter.applies_to(&*next) {
+            tracing::trace!(filter = name, url = %next.url(), "filter left out");
+            continue;
+        }
+        let filter = filter.bind(&next).unwrap_or(filter);
+        if let Some(stage) = filter.clone().as_stage() {
+            run.push((name, stage));
+            continue;
+        }
+        next = close_run(next, &mut run);
+        let enforces_deadline = filter.honors_deadline() && next.enforces_deadline();
+        next = Arc::new(FilterInvoker {
+            name,
+            filter,
+            next,
+            enforces_deadline,
+        });
+    }
+    close_run(next, &mut run)
+}
+
+/// `next` wrapped in the stages of `run` (innermost first), as one layer; `next` itself when
+/// there are none.
+fn close_run(
+    next: Arc<dyn Invoker>,
+    run: &mut Vec<(&'static str, Arc<dyn Stage>)>,
+) -> Arc<dyn Invoker> {
+    if run.is_empty() {
+        return next;
+    }
+    let (names, stages) = run.drain(..).rev().unzip();
+    Arc::new(stage::StagedInvoker {
+        names,
+        stages,
+        next,
+    })
 }
 
 #[cfg(test)]

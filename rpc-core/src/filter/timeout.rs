@@ -11,11 +11,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::config::keys;
-use crate::error::RpcError;
+use crate::error::{Result, RpcError};
 use crate::extension::Activate;
+use crate::filter::stage::{self, Kind, Stage, Ticket};
 use crate::filter::Filter;
-use crate::invocation::{BoxedCall, Invocation, Invoker};
+use crate::invocation::{BoxedCall, CallLabel, Invocation, Invoker, Response};
 
 /// Timeout of a call whose URL does not set `timeout`, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
@@ -31,41 +34,62 @@ impl Filter for TimeoutFilter {
         true
     }
 
-    // Written out rather than `async fn`: when no timer is needed the next layer's future is
-    // handed on as this one's.
-    fn invoke<'s, 'n, 'f>(
-        &'s self,
-        next: &'n dyn Invoker,
-        mut invocation: Invocation,
-    ) -> BoxedCall<'f>
+    fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
+        Some(self)
+    }
+
+    fn invoke<'s, 'n, 'f>(&'s self, next: &'n dyn Invoker, invocation: Invocation) -> BoxedCall<'f>
     where
         's: 'f,
         'n: 'f,
         Self: 'f,
     {
+        stage::run(self, next, invocation)
+    }
+}
+
+impl Stage for TimeoutFilter {
+    /// Sets the deadline; asks for a timer only when the invoker inside does not keep the
+    /// deadline itself (the protocol's own wait ends there: a timer would only cost).
+    fn before<'s>(&'s self, next: &dyn Invoker, invocation: &mut Invocation) -> Result<Ticket<'s>> {
         let ms =
-            match next
-                .url()
-                .method_param_as(invocation.method(), keys::TIMEOUT, DEFAULT_TIMEOUT_MS)
-            {
-                Ok(ms) => ms,
-                Err(e) => return Box::pin(std::future::ready(Err(e))),
-            };
+            next.url()
+                .method_param_as(invocation.method(), keys::TIMEOUT, DEFAULT_TIMEOUT_MS)?;
         invocation.set_timeout(Duration::from_millis(ms));
-        // No deadline, or the chain inside keeps it (the protocol's own wait ends there): a
-        // timer here would only cost.
-        let Some(deadline) = invocation.deadline().filter(|_| !next.enforces_deadline()) else {
-            return next.invoke(invocation);
-        };
-        let budget = invocation.remaining().unwrap_or_default();
-        let label = invocation.label();
+        Ok(
+            match invocation.deadline().filter(|_| !next.enforces_deadline()) {
+                Some(deadline) => Ticket(Kind::Deadline(Timer {
+                    deadline,
+                    budget: invocation.remaining().unwrap_or_default(),
+                    label: invocation.label(),
+                })),
+                None => Ticket::none(),
+            },
+        )
+    }
+
+    fn after(&self, _: Ticket<'_>, _: Option<&Result<Response>>) {}
+}
+
+/// The wait of a call whose invoker does not keep its deadline: the call is dropped at the
+/// deadline and fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+pub(crate) struct Timer {
+    deadline: Instant,
+    budget: Duration,
+    label: CallLabel,
+}
+
+impl Timer {
+    /// Calls `next` until the deadline.
+    pub(crate) fn run<'f>(self, next: &'f dyn Invoker, invocation: Invocation) -> BoxedCall<'f> {
         Box::pin(async move {
-            match crate::invocation::within_deadline(deadline, next.invoke(invocation)).await {
+            match crate::invocation::within_deadline(self.deadline, next.invoke(invocation)).await {
                 Some(result) => result,
-                None => Err(label
+                None => Err(self
+                    .label
                     .annotate(RpcError::timeout(format!(
                         "no response within {} ms",
-                        budget.as_millis()
+                        self.budget.as_millis()
                     )))
                     .with_provider(next.url().address())),
             }

@@ -1,0 +1,526 @@
+//! Stages: filters whose work is all before and after the call, none around its wait.
+//!
+//! Most of a consumer's default filters only look at a call on its way in (set a deadline,
+//! add attachments, admit it through a breaker, start a clock) and at its result on the way
+//! out. Written as [`Filter::invoke`](super::Filter::invoke), each is a layer of its own: one
+//! boxed future per layer, the invocation moved into each, every poll passing through each.
+//! A filter that is also a [`Stage`] says what it does in two plain functions instead, and a
+//! chain runs adjacent stages in one layer ([`super::wrap`]): their `before`s in order, the
+//! call, their `after`s in reverse — what nesting them would do, with one future.
+//!
+//! A stage may need two things the layer does for it: a `tracing` span entered around
+//! everything inside it ([`Ticket::span`]) and, for the `timeout` filter, a timer that ends
+//! the call at its deadline when the invoker inside does not.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use smallvec::SmallVec;
+
+use crate::error::{Result, RpcError};
+use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
+use crate::url::Url;
+
+/// A filter's work before and after the call it wraps; see the [module docs](self).
+///
+/// `before` and `after` never wait, so a stage never holds a call past its deadline. A
+/// filter that is a stage returns itself from [`Filter::as_stage`](super::Filter::as_stage)
+/// and can implement [`Filter::invoke`](super::Filter::invoke) with [`run`].
+pub trait Stage: Send + Sync {
+    /// On the call's way in, before the stages inside this one: may change the invocation,
+    /// or fail the call with an error (the stages outside this one then see that error as
+    /// the call's result, and the stages inside it never run). The ticket comes back to
+    /// [`Stage::after`]. `next` is the invoker the chain calls in the end.
+    fn before<'s>(&'s self, next: &dyn Invoker, invocation: &mut Invocation) -> Result<Ticket<'s>>;
+
+    /// On the way out, after the stages inside this one: `result` is the call's result, or
+    /// `None` when its future was dropped before it had one (the caller gave up, or a panic
+    /// is unwinding through it: [`std::thread::panicking`]).
+    fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>);
+}
+
+/// What a stage's [`Stage::before`] hands its [`Stage::after`].
+pub struct Ticket<'s>(pub(crate) Kind<'s>);
+
+/// The built-in stages' tickets, kept inline; another stage's is boxed.
+pub(crate) enum Kind<'s> {
+    Nothing,
+    Metrics(super::metrics::Started<'s>),
+    Breaker(super::circuitbreaker::Admitted<'s>),
+    Span(tracing::Span),
+    Deadline(super::timeout::Timer),
+    Other(Box<dyn Any + Send>),
+}
+
+impl<'s> Ticket<'s> {
+    /// A ticket that carries nothing.
+    pub fn none() -> Self {
+        Ticket(Kind::Nothing)
+    }
+
+    /// A ticket carrying `value` (boxed).
+    pub fn new<T: Any + Send>(value: T) -> Self {
+        Ticket(Kind::Other(Box::new(value)))
+    }
+
+    /// The value [`Ticket::new`] was given, if it is a `T`.
+    pub fn take<T: Any>(self) -> Option<T> {
+        match self.0 {
+            Kind::Other(b) => b.downcast::<T>().ok().map(|b| *b),
+            _ => None,
+        }
+    }
+
+    /// A ticket that has the layer enter `span` around everything inside its stage: the
+    /// stages inside it, the call and its wait.
+    pub fn span(span: tracing::Span) -> Self {
+        Ticket(Kind::Span(span))
+    }
+
+    fn entered_span(&self) -> Option<&tracing::Span> {
+        match &self.0 {
+            Kind::Span(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The spans of `tickets`, entered (outermost first) for as long as the guards live.
+fn enter<'t>(tickets: &'t [Ticket<'_>]) -> SmallVec<[tracing::span::Entered<'t>; 2]> {
+    tickets
+        .iter()
+        .filter_map(Ticket::entered_span)
+        .map(tracing::Span::enter)
+        .collect()
+}
+
+/// The stages a layer runs, outermost first.
+#[derive(Clone, Copy)]
+enum Stages<'f> {
+    One(&'f dyn Stage),
+    Many(&'f [Arc<dyn Stage>]),
+}
+
+impl<'f> Stages<'f> {
+    fn get(self, i: usize) -> Option<&'f dyn Stage> {
+        match self {
+            Stages::One(s) => (i == 0).then_some(s),
+            Stages::Many(all) => all.get(i).map(|s| &**s),
+        }
+    }
+}
+
+/// One call through a run of stages: their tickets and the call inside.
+///
+/// Nothing runs until the first poll, as with a filter's `async fn`: a stage that reads
+/// the task's context (the consumer's `context`) reads it where the call is awaited.
+struct Staged<'f> {
+    stages: Stages<'f>,
+    next: &'f dyn Invoker,
+    /// The tickets of the stages whose `before` ran, outermost first.
+    tickets: SmallVec<[Ticket<'f>; 4]>,
+    state: State<'f>,
+    /// Set once the `after`s ran.
+    done: bool,
+}
+
+enum State<'f> {
+    /// Not polled yet.
+    Ready(Invocation),
+    /// The call inside is running.
+    Running(BoxedCall<'f>),
+    /// A stage failed the call with this error; `None` once handed out, or when over.
+    Over(Option<RpcError>),
+}
+
+impl<'f> Staged<'f> {
+    fn new(stages: Stages<'f>, next: &'f dyn Invoker, invocation: Invocation) -> Self {
+        Staged {
+            stages,
+            next,
+            tickets: SmallVec::new(),
+            state: State::Ready(invocation),
+            done: false,
+        }
+    }
+
+    /// Runs the stages' `before`s and starts the call.
+    fn start(&mut self, mut invocation: Invocation) {
+        let mut timer = None;
+        while let Some(stage) = self.stages.get(self.tickets.len()) {
+            let before = {
+                let _spans = enter(&self.tickets);
+                stage.before(self.next, &mut invocation)
+            };
+            match before {
+                Ok(Ticket(Kind::Deadline(t))) => {
+                    timer = Some(t);
+                    self.tickets.push(Ticket::none());
+                }
+                Ok(ticket) => self.tickets.push(ticket),
+                Err(e) => {
+                    self.state = State::Over(Some(e));
+                    return;
+                }
+            }
+        }
+        let _spans = enter(&self.tickets);
+        self.state = State::Running(match timer {
+            Some(timer) => timer.run(self.next, invocation),
+            None => self.next.invoke(invocation),
+        });
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response>> {
+        if matches!(self.state, State::Ready(_)) {
+            if let State::Ready(invocation) = std::mem::replace(&mut self.state, State::Over(None))
+            {
+                self.start(invocation);
+            }
+        }
+        let result = match &mut self.state {
+            State::Running(call) => {
+                let _spans = enter(&self.tickets);
+                match call.as_mut().poll(cx) {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            State::Over(e) => Err(e
+                .take()
+                .unwrap_or_else(|| RpcError::internal("a staged call was polled after its end"))),
+            State::Ready(_) => Err(RpcError::internal("a staged call did not start")),
+        };
+        self.finish(Some(&result));
+        Poll::Ready(result)
+    }
+
+    /// Drops the call inside (as a nested filter's would be, before the filters outside it
+    /// go on), then runs the `after`s of the stages that ran, innermost first, each inside
+    /// the spans of the stages outside it.
+    fn finish(&mut self, result: Option<&Result<Response>>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.state = State::Over(None);
+        for i in (0..self.tickets.len()).rev() {
+            let Some(stage) = self.stages.get(i) else {
+                continue;
+            };
+            let (outer, rest) = self.tickets.split_at_mut(i);
+            let ticket = std::mem::replace(&mut rest[0], Ticket::none());
+            let _spans = enter(outer);
+            stage.after(ticket, result);
+        }
+    }
+}
+
+/// Runs the `after`s of a call a panic is unwinding through, while it unwinds (so that they
+/// see [`std::thread::panicking`]).
+struct Unwinding<'a, 'f>(&'a mut Staged<'f>);
+
+impl Drop for Unwinding<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.finish(None);
+        }
+    }
+}
+
+impl Future for Staged<'_> {
+    type Output = Result<Response>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Response>> {
+        let guard = Unwinding(self.get_mut());
+        guard.0.step(cx)
+    }
+}
+
+impl Drop for Staged<'_> {
+    /// A call dropped before its result: the stages that ran hear so.
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
+/// Runs one stage around `next`: what a stage's [`Filter::invoke`](super::Filter::invoke)
+/// does when it is called on its own.
+pub fn run<'f>(
+    stage: &'f dyn Stage,
+    next: &'f dyn Invoker,
+    invocation: Invocation,
+) -> BoxedCall<'f> {
+    Box::pin(Staged::new(Stages::One(stage), next, invocation))
+}
+
+/// A run of adjacent stages in a chain, as one layer around `next`.
+pub(crate) struct StagedInvoker {
+    pub(crate) names: Vec<&'static str>,
+    pub(crate) stages: Vec<Arc<dyn Stage>>,
+    pub(crate) next: Arc<dyn Invoker>,
+}
+
+impl Invoker for StagedInvoker {
+    fn url(&self) -> &Url {
+        self.next.url()
+    }
+
+    fn is_available(&self) -> bool {
+        self.next.is_available()
+    }
+
+    fn availability_source(&self) -> Option<Arc<dyn Invoker>> {
+        Some(
+            self.next
+                .availability_source()
+                .unwrap_or_else(|| self.next.clone()),
+        )
+    }
+
+    fn unavailable_reason(&self) -> Option<String> {
+        self.next.unavailable_reason()
+    }
+
+    /// Stages never wait: the layer keeps the deadline when the invoker inside does.
+    fn enforces_deadline(&self) -> bool {
+        self.next.enforces_deadline()
+    }
+
+    fn descriptor(&self) -> Option<&'static crate::proxy::ServiceDescriptor> {
+        self.next.descriptor()
+    }
+
+    fn invoke<'a, 'f>(&'a self, invocation: Invocation) -> BoxedCall<'f>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        tracing::trace!(filters = ?self.names, method = invocation.method(), "filters");
+        Box::pin(Staged::new(
+            Stages::Many(&self.stages),
+            &*self.next,
+            invocation,
+        ))
+    }
+
+    fn destroy(&self) {
+        self.next.destroy();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::filter::testing::{call, Mock};
+    use crate::filter::{wrap, Filter};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    /// A stage that logs what it sees; fails the call in `before` when told to.
+    struct Logged {
+        name: &'static str,
+        log: Log,
+        refuse: bool,
+    }
+
+    impl Logged {
+        fn filter(name: &'static str, log: &Log, refuse: bool) -> (&'static str, Arc<dyn Filter>) {
+            (
+                name,
+                Arc::new(Logged {
+                    name,
+                    log: log.clone(),
+                    refuse,
+                }),
+            )
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Filter for Logged {
+        fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
+            Some(self)
+        }
+
+        async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
+            run(self, next, invocation).await
+        }
+    }
+
+    impl Stage for Logged {
+        fn before<'s>(
+            &'s self,
+            _next: &dyn Invoker,
+            invocation: &mut Invocation,
+        ) -> Result<Ticket<'s>> {
+            self.log
+                .lock()
+                .expect("log")
+                .push(format!("{} before", self.name));
+            if self.refuse {
+                return Err(RpcError::new(ErrorKind::LimitExceeded, self.name));
+            }
+            invocation.attachments_mut().insert(self.name, "seen");
+            Ok(Ticket::new(self.name.len()))
+        }
+
+        fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>) {
+            assert_eq!(
+                ticket.take::<usize>(),
+                Some(self.name.len()),
+                "its own ticket"
+            );
+            let seen = match result {
+                None if std::thread::panicking() => "panicking".to_string(),
+                None => "dropped".to_string(),
+                Some(Ok(_)) => "ok".to_string(),
+                Some(Err(e)) => format!("error {}", e.kind().as_str()),
+            };
+            self.log
+                .lock()
+                .expect("log")
+                .push(format!("{} after: {seen}", self.name));
+        }
+    }
+
+    /// A filter that is not a stage: a layer of its own.
+    struct Plain(Log);
+
+    #[async_trait::async_trait]
+    impl Filter for Plain {
+        async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
+            self.0.lock().expect("log").push("plain in".into());
+            let r = next.invoke(invocation).await;
+            self.0.lock().expect("log").push("plain out".into());
+            r
+        }
+    }
+
+    fn taken(log: &Log) -> Vec<String> {
+        std::mem::take(&mut *log.lock().expect("log"))
+    }
+
+    #[tokio::test]
+    async fn adjacent_stages_run_in_one_layer_as_nesting_would() {
+        let log = Log::default();
+        let p = Mock::ok("dubbo://h:1/S");
+        let chain = wrap(
+            p.clone(),
+            vec![
+                Logged::filter("a", &log, false),
+                Logged::filter("b", &log, false),
+            ],
+        );
+        let staged = chain.invoke(call("S", "m"));
+        assert!(taken(&log).is_empty(), "nothing runs before the first poll");
+        staged.await.expect("ok");
+        assert_eq!(
+            taken(&log),
+            ["a before", "b before", "b after: ok", "a after: ok"]
+        );
+        let sent = p.last().expect("called");
+        assert_eq!(sent.attachments().get("a"), Some("seen"));
+        assert_eq!(sent.attachments().get("b"), Some("seen"));
+    }
+
+    #[tokio::test]
+    async fn a_stage_that_fails_the_call_stops_it_and_the_outer_stages_see_the_error() {
+        let log = Log::default();
+        let p = Mock::ok("dubbo://h:1/S");
+        let chain = wrap(
+            p.clone(),
+            vec![
+                Logged::filter("outer", &log, false),
+                Logged::filter("gate", &log, true),
+                Logged::filter("inner", &log, false),
+            ],
+        );
+        let e = chain.invoke(call("S", "m")).await.expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+        assert_eq!(p.calls(), 0);
+        assert_eq!(
+            taken(&log),
+            [
+                "outer before",
+                "gate before",
+                "outer after: error limit_exceeded"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_layer_that_is_not_a_stage_splits_the_run_and_keeps_its_place() {
+        let log = Log::default();
+        let p = Mock::ok("dubbo://h:1/S");
+        let chain = wrap(
+            p,
+            vec![
+                Logged::filter("a", &log, false),
+                ("plain", Arc::new(Plain(log.clone())) as Arc<dyn Filter>),
+                Logged::filter("b", &log, false),
+            ],
+        );
+        chain.invoke(call("S", "m")).await.expect("ok");
+        assert_eq!(
+            taken(&log),
+            [
+                "a before",
+                "plain in",
+                "b before",
+                "b after: ok",
+                "plain out",
+                "a after: ok"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_or_panicking_tells_the_stages_that_ran() {
+        let log = Log::default();
+        let hang = Mock::new("dubbo://h:1/S", |_| std::future::pending());
+        let chain = wrap(
+            hang,
+            vec![
+                Logged::filter("a", &log, false),
+                Logged::filter("b", &log, false),
+            ],
+        );
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(10), chain.invoke(call("S", "m"))).await;
+        assert!(gave_up.is_err());
+        assert_eq!(
+            taken(&log),
+            [
+                "a before",
+                "b before",
+                "b after: dropped",
+                "a after: dropped"
+            ]
+        );
+
+        let boom = Mock::new("dubbo://h:1/S", |_| async { panic!("boom") });
+        let chain = wrap(boom, vec![Logged::filter("a", &log, false)]);
+        let caught = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            chain.invoke(call("S", "m")),
+        ))
+        .await;
+        assert!(caught.is_err());
+        assert_eq!(taken(&log), ["a before", "a after: panicking"]);
+    }
+
+    #[tokio::test]
+    async fn a_stage_called_on_its_own_runs_the_same_way() {
+        let log = Log::default();
+        let p = Mock::ok("dubbo://h:1/S");
+        let (_, a) = Logged::filter("a", &log, false);
+        a.invoke(&*p, call("S", "m")).await.expect("ok");
+        assert_eq!(taken(&log), ["a before", "a after: ok"]);
+    }
+}
