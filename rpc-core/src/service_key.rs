@@ -7,12 +7,19 @@ use std::sync::Arc;
 
 /// Dubbo's service key: interface plus optional group and version.
 ///
-/// Displayed as `group/interface:version`, omitting empty parts. Cloning shares one block
-/// (one reference count); the parts sit at least two cache lines after the count and the
-/// text lives in allocations only ever read, so reading a key never waits for the line that
-/// the calls' clones and drops keep writing on other cores.
+/// Displayed as `group/interface:version`, omitting empty parts. A key made for a reference
+/// or an export ([`ServiceKey::interned`]) is kept for the life of the process and cloned
+/// without a reference count; one made otherwise ([`ServiceKey::new`]) is shared through
+/// one, whose parts sit at least two cache lines after the count, so that reading a key
+/// never waits for the line that other cores' clones and drops keep writing.
 #[derive(Clone)]
-pub struct ServiceKey(Arc<Block>);
+pub struct ServiceKey(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Interned(&'static Block),
+    Shared(Arc<Block>),
+}
 
 /// A key's block: the parts, kept [`APART`] bytes away from the reference count in front.
 struct Block {
@@ -24,25 +31,41 @@ struct Block {
 /// where an aligned one would cost a slower allocator path on every new key).
 const APART: usize = 128;
 
-#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Most keys [`ServiceKey::interned`] keeps for the life of the process; past it, interned
+/// keys are shared like [`ServiceKey::new`]'s (a process that makes references for service
+/// names it is sent must not grow without bound).
+const MAX_INTERNED: usize = 4096;
+
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash, Clone)]
 struct Parts {
     interface: Box<str>,
     group: Option<Box<str>>,
     version: Option<Box<str>>,
 }
 
-// Written out only because `PartialEq` is (equal keys hash alike: the same fields, as text).
-impl std::hash::Hash for ServiceKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.parts.hash(state);
+impl Parts {
+    fn new(interface: &str, group: Option<&str>, version: Option<&str>) -> Self {
+        let opt = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Box::from);
+        Parts {
+            interface: Box::from(interface),
+            group: opt(group),
+            version: opt(version),
+        }
     }
 }
 
-/// Two keys are equal when they share one block (the common case: keys are cloned from one
+// Written out only because `PartialEq` is (equal keys hash alike: the same fields, as text).
+impl std::hash::Hash for ServiceKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+/// Two keys are equal when they are one block (the common case: keys are cloned from one
 /// made per reference or per export), else when their text is equal.
 impl PartialEq for ServiceKey {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.parts == other.0.parts
+        std::ptr::eq(self.block(), other.block()) || self.parts() == other.parts()
     }
 }
 
@@ -56,37 +79,68 @@ impl PartialOrd for ServiceKey {
 
 impl Ord for ServiceKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.parts.cmp(&other.0.parts)
+        self.parts().cmp(other.parts())
     }
 }
 
 impl ServiceKey {
     /// A key; empty group or version count as absent.
     pub fn new(interface: &str, group: Option<&str>, version: Option<&str>) -> Self {
-        let opt = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Box::from);
-        ServiceKey(Arc::new(Block {
+        ServiceKey(Repr::Shared(Arc::new(Block {
             _apart: [0; APART],
-            parts: Parts {
-                interface: Box::from(interface),
-                group: opt(group),
-                version: opt(version),
-            },
-        }))
+            parts: Parts::new(interface, group, version),
+        })))
+    }
+
+    /// The same key as [`ServiceKey::new`], kept for the life of the process (one copy per
+    /// distinct key, up to a bound) so that its clones, one or more per call, write no shared
+    /// reference count: for the keys of references and exports, which live as long.
+    pub fn interned(interface: &str, group: Option<&str>, version: Option<&str>) -> Self {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, PoisonError};
+        static KEPT: Mutex<Option<HashMap<Parts, &'static Block>>> = Mutex::new(None);
+        let parts = Parts::new(interface, group, version);
+        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = kept.get_or_insert_with(HashMap::new);
+        if let Some(block) = kept.get(&parts) {
+            return ServiceKey(Repr::Interned(block));
+        }
+        let block = Block {
+            _apart: [0; APART],
+            parts: parts.clone(),
+        };
+        if kept.len() >= MAX_INTERNED {
+            return ServiceKey(Repr::Shared(Arc::new(block)));
+        }
+        let block: &'static Block = Box::leak(Box::new(block));
+        kept.insert(parts, block);
+        ServiceKey(Repr::Interned(block))
+    }
+
+    fn block(&self) -> &Block {
+        match &self.0 {
+            Repr::Interned(b) => b,
+            Repr::Shared(b) => b,
+        }
+    }
+
+    fn parts(&self) -> &Parts {
+        &self.block().parts
     }
 
     /// The interface name (`org.example.Greeter`).
     pub fn interface(&self) -> &str {
-        &self.0.parts.interface
+        &self.parts().interface
     }
 
     /// The group, if any.
     pub fn group(&self) -> Option<&str> {
-        self.0.parts.group.as_deref()
+        self.parts().group.as_deref()
     }
 
     /// The version, if any.
     pub fn version(&self) -> Option<&str> {
-        self.0.parts.version.as_deref()
+        self.parts().version.as_deref()
     }
 }
 
@@ -129,6 +183,35 @@ mod tests {
         assert!(!same_text("", "a"));
         assert!(!same_text("a.B", "a.C"));
         assert!(!same_text("a.B", "a.Bc"));
+    }
+
+    #[test]
+    fn an_interned_key_is_one_copy_equal_to_the_shared_one() {
+        let a = ServiceKey::interned("sk.Interned", Some("g"), Some(""));
+        let b = ServiceKey::interned("sk.Interned", Some("g"), None);
+        assert!(
+            std::ptr::eq(a.block(), b.block()),
+            "one copy per distinct key"
+        );
+        let shared = ServiceKey::new("sk.Interned", Some("g"), None);
+        assert_eq!(a, shared);
+        assert_eq!(a.to_string(), "g/sk.Interned");
+        let state = std::collections::hash_map::RandomState::new();
+        use std::hash::BuildHasher;
+        assert_eq!(state.hash_one(&a), state.hash_one(&shared));
+        assert_ne!(a, ServiceKey::interned("sk.Interned", None, None));
+    }
+
+    #[test]
+    fn past_the_bound_keys_are_shared_not_kept() {
+        for i in 0..MAX_INTERNED + 10 {
+            let name = format!("sk.Many{i}");
+            let k = ServiceKey::interned(&name, None, None);
+            assert_eq!(k.interface(), name);
+        }
+        let late = ServiceKey::interned("sk.TooLate", None, None);
+        assert!(matches!(late.0, Repr::Shared(_)), "the bound holds");
+        assert_eq!(late, ServiceKey::new("sk.TooLate", None, None));
     }
 
     #[test]

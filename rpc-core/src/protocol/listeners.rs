@@ -183,7 +183,7 @@ impl<L: SharedListener> Listeners<L> {
             }
         };
         let address = format!("{host}:{}", listener.port());
-        let key = ServiceKey::new(
+        let key = ServiceKey::interned(
             url.interface(),
             url.param(keys::GROUP),
             url.param(keys::VERSION),

@@ -656,7 +656,7 @@ impl ClientCore {
     /// else the descriptor's declared ones.
     pub fn new(descriptor: &'static ServiceDescriptor, invoker: Arc<dyn Invoker>) -> Self {
         let url = invoker.url();
-        let key = ServiceKey::new(
+        let key = ServiceKey::interned(
             descriptor.interface(),
             url.param(keys::GROUP).or(descriptor.group()),
             url.param(keys::VERSION).or(descriptor.version()),

@@ -109,10 +109,10 @@ pub async fn connect_stack(addr: SocketAddr) -> BoxResult<Arc<dyn Invoker>> {
     Ok(consumer.refer_url(reference).await?)
 }
 
-/// The echo service's key, made once and cloned per call (as a generated client does).
+/// The echo service's key, interned once and cloned per call (as a generated client does).
 fn service_key() -> ServiceKey {
     static KEY: std::sync::OnceLock<ServiceKey> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| ServiceKey::new(SERVICE, None, None))
+    KEY.get_or_init(|| ServiceKey::interned(SERVICE, None, None))
         .clone()
 }
 
