@@ -148,6 +148,16 @@ pub(crate) fn encode_error(kind: ErrorKind, message: &str) -> Vec<u8> {
     out
 }
 
+/// Attachment keys the framework itself sends, read as static strings.
+static KNOWN_KEYS: &[&str] = &[
+    crate::context::TRACEPARENT_ATTACHMENT,
+    crate::context::APPLICATION_ATTACHMENT,
+    crate::context::TIMEOUT_ATTACHMENT,
+    crate::context::TOKEN_ATTACHMENT,
+    crate::idempotency::KEY_ATTACHMENT,
+    crate::idempotency::REPLAYED_ATTACHMENT,
+];
+
 /// A bounds-checked cursor over a body.
 struct Reader {
     buf: Bytes,
@@ -189,12 +199,26 @@ impl Reader {
 
     /// A length-prefixed UTF-8 string: a slice of the body, not a copy.
     fn string(&mut self, max: usize, field: &str) -> Result<ByteString> {
+        self.string_or(&[], max, field)
+    }
+
+    /// Like [`Reader::string`], but a string equal to one of `known` is that static string:
+    /// no reference to the body is taken (each is a count written when taken and dropped).
+    fn string_or(&mut self, known: &[&'static str], max: usize, field: &str) -> Result<ByteString> {
         let len = self.u16(field)? as usize;
         if len > max {
             return Err(RpcError::codec(format!(
                 "{} field {field} is {len} bytes, over the limit of {max}",
                 self.what
             )));
+        }
+        if let Some(text) = self
+            .buf
+            .get(..len)
+            .and_then(|b| known.iter().find(|k| k.len() == len && k.as_bytes() == b))
+        {
+            self.buf.advance(len);
+            return Ok(ByteString::from_static(text));
         }
         let b = self.bytes(len, field)?;
         ByteString::try_from(b)
@@ -213,7 +237,7 @@ impl Reader {
         }
         let mut a = Attachments::with_capacity(if n == 0 { 0 } else { n + extra });
         for _ in 0..n {
-            let k = self.string(MAX_NAME, "attachment key")?;
+            let k = self.string_or(KNOWN_KEYS, MAX_NAME, "attachment key")?;
             let v = self.string(MAX_VALUE, "attachment value")?;
             a.insert(k, v);
         }
@@ -314,6 +338,37 @@ mod tests {
             reply.capacity(),
             ARGS_ROOM + 8 + attachments_len(inv.attachments())
         );
+    }
+
+    #[test]
+    fn known_attachment_keys_are_read_as_static_strings_and_others_as_sent() {
+        use crate::context::{APPLICATION_ATTACHMENT, TRACEPARENT_ATTACHMENT};
+        let mut inv = Invocation::new(ServiceKey::new("a.Calc", None, None), "add", Value::Empty);
+        inv.attachments_mut().insert(TRACEPARENT_ATTACHMENT, "t");
+        inv.attachments_mut().insert(APPLICATION_ATTACHMENT, "shop");
+        // As long as a known key, one byte off.
+        inv.attachments_mut().insert("traceparenx", "u");
+        let body = encode_request(&inv, &MsgPack, 0).expect("encode");
+        let req = decode_request(Bytes::from(body)).expect("decode");
+        let keys: Vec<&str> = req.attachments.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                TRACEPARENT_ATTACHMENT,
+                APPLICATION_ATTACHMENT,
+                "traceparenx"
+            ]
+        );
+        // Not slices of the body: the static texts themselves.
+        let is_static = |k: &str| {
+            KNOWN_KEYS
+                .iter()
+                .any(|s| std::ptr::eq(s.as_ptr(), k.as_ptr()))
+        };
+        assert!(is_static(keys[0]) && is_static(keys[1]));
+        assert!(!is_static(keys[2]));
+        assert_eq!(req.attachments.get("traceparenx"), Some("u"));
+        assert_eq!(req.attachments.get(APPLICATION_ATTACHMENT), Some("shop"));
     }
 
     #[test]
