@@ -88,13 +88,15 @@ impl<'s> Ticket<'s> {
     }
 }
 
-/// The spans of `tickets`, entered (outermost first) for as long as the guards live.
-fn enter<'t>(tickets: &'t [Ticket<'_>]) -> SmallVec<[tracing::span::Entered<'t>; 2]> {
+/// The innermost span of `tickets`, entered for as long as the guard lives. Entering the
+/// innermost is enough: a span knows its parents (the spans current where it was made), so
+/// what runs inside is seen inside all of them.
+fn enter<'t>(tickets: &'t [Ticket<'_>]) -> Option<tracing::span::Entered<'t>> {
     tickets
         .iter()
-        .filter_map(Ticket::entered_span)
+        .rev()
+        .find_map(Ticket::entered_span)
         .map(tracing::Span::enter)
-        .collect()
 }
 
 /// The stages a layer runs, outermost first.
