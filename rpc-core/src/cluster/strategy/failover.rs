@@ -3,10 +3,11 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::{ClusterBase, ClusterInvoker, Strategy};
+use super::{ClusterBase, ClusterInvoker, MethodSettings, Strategy};
 use crate::cluster::{Cluster, Directory, Provider};
 use crate::error::Result;
-use crate::invocation::{Invocation, Invoker, Response};
+use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
+use crate::lent::Lent;
 
 /// Retries a failed call on other providers, up to `retries` extra attempts (default
 /// [`DEFAULT_RETRIES`], method-level `{method}.retries` first).
@@ -36,8 +37,23 @@ impl Cluster for Failover {
 
 #[async_trait::async_trait]
 impl Strategy for Failover {
-    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
-        let settings = base.method_settings(&base.context(&invocation))?;
+    // Written out rather than `async fn`: a call that cannot be retried (the default for a
+    // method not declared idempotent) is one attempt, whose future is handed on as this
+    // strategy's, without a retry loop around it holding a copy of the invocation.
+    fn invoke<'s, 'b, 'f>(
+        &'s self,
+        base: &'b Arc<ClusterBase>,
+        invocation: Invocation,
+    ) -> BoxedCall<'f>
+    where
+        's: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        let settings = match base.method_settings(&base.context(&invocation)) {
+            Ok(settings) => settings,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
         let retries = settings.retries.unwrap_or(DEFAULT_RETRIES);
         // Retries named explicitly; declared idempotent by the service definition, or by
         // configuration (`{method}.idempotent=true`); or a call with an idempotency key,
@@ -46,35 +62,51 @@ impl Strategy for Failover {
             || invocation.is_idempotent()
             || settings.idempotent
             || crate::idempotency::key_of(&invocation).is_some();
-        let mut tried: Vec<Provider> = Vec::new();
-        let mut attempt = 0u32;
-        loop {
-            if !may_retry || attempt >= retries {
-                // No retry can follow this attempt: hand the invocation over uncopied.
-                return base
-                    .select_and_call(Cow::Owned(invocation), &tried, Some(&settings))
-                    .await
-                    .1;
-            }
-            let (invoker, result) = base
-                .select_and_call(Cow::Borrowed(&invocation), &tried, Some(&settings))
-                .await;
-            let e = match result {
-                Ok(r) => return Ok(r),
-                Err(e) => e,
-            };
-            let Some(invoker) = invoker else {
-                // Nothing to call (no provider, bad configuration): retrying cannot help.
-                return Err(e);
-            };
-            attempt += 1;
-            let out_of_time = invocation.remaining().is_some_and(|d| d.is_zero());
-            if !e.is_retriable() || out_of_time {
-                return Err(e);
-            }
-            tracing::debug!(error = %e, attempt, "failover: retrying on another provider");
-            tried.push(invoker);
+        if !may_retry || retries == 0 {
+            // The provider is picked here; the future holds only its call.
+            let call = base.select_and_call(Cow::Owned(invocation), &[], Some(&settings));
+            return Box::pin(async move { call.await.1 });
         }
+        Box::pin(with_retries(base, invocation, settings, retries))
+    }
+}
+
+/// Calls until an attempt succeeds, fails in a way a retry cannot help, or `retries` extra
+/// attempts were made.
+async fn with_retries(
+    base: &Arc<ClusterBase>,
+    invocation: Invocation,
+    settings: Lent<'_, MethodSettings>,
+    retries: u32,
+) -> Result<Response> {
+    let mut tried: Vec<Provider> = Vec::new();
+    let mut attempt = 0u32;
+    loop {
+        if attempt >= retries {
+            // No retry can follow this attempt: hand the invocation over uncopied.
+            return base
+                .select_and_call(Cow::Owned(invocation), &tried, Some(&settings))
+                .await
+                .1;
+        }
+        let (invoker, result) = base
+            .select_and_call(Cow::Borrowed(&invocation), &tried, Some(&settings))
+            .await;
+        let e = match result {
+            Ok(r) => return Ok(r),
+            Err(e) => e,
+        };
+        let Some(invoker) = invoker else {
+            // Nothing to call (no provider, bad configuration): retrying cannot help.
+            return Err(e);
+        };
+        attempt += 1;
+        let out_of_time = invocation.remaining().is_some_and(|d| d.is_zero());
+        if !e.is_retriable() || out_of_time {
+            return Err(e);
+        }
+        tracing::debug!(error = %e, attempt, "failover: retrying on another provider");
+        tried.push(invoker);
     }
 }
 
