@@ -525,4 +525,28 @@ mod tests {
         a.invoke(&*p, call("S", "m")).await.expect("ok");
         assert_eq!(taken(&log), ["a before", "a after: ok"]);
     }
+
+    /// The consumer's default stages run in one future per call, kept under the size the C
+    /// allocator serves from its per-thread cache (about 1 KiB).
+    #[test]
+    fn the_default_consumer_stages_are_one_small_future() {
+        use crate::filter::{
+            CircuitBreakerFilter, ConsumerContextFilter, MetricsFilter, TimeoutFilter,
+        };
+        let chain = wrap(
+            Mock::ok("dubbo://h:1/S"),
+            vec![
+                (
+                    "metrics",
+                    Arc::new(MetricsFilter::consumer()) as Arc<dyn Filter>,
+                ),
+                ("context", Arc::new(ConsumerContextFilter)),
+                ("timeout", Arc::new(TimeoutFilter)),
+                ("circuitbreaker", Arc::new(CircuitBreakerFilter::default())),
+            ],
+        );
+        let call = chain.invoke(call("S", "m"));
+        let size = std::mem::size_of_val(&*call);
+        assert!(size <= 1024, "{size} bytes");
+    }
 }

@@ -253,4 +253,21 @@ mod tests {
         assert_eq!(p[0].calls(), 1);
         assert_eq!(p[0].cancelled(), 1, "dropping the call cancels the attempt");
     }
+
+    /// A call's future is allocated once per call: kept under the size the C allocator serves
+    /// from its per-thread cache (about 1 KiB), it never takes the allocator's shared lock.
+    #[test]
+    fn a_calls_future_stays_small() {
+        let p = [Scripted::new("fo-size.S", 0, "", &[Step::Ok])];
+        let dir = StaticDirectory::new(reference("fo-size.S", ""), as_dyn(&p));
+        let base = Arc::new(ClusterBase::new(Arc::new(dir)));
+        let once = Failover.invoke(&base, call("fo-size.S", "m"));
+        let retrying = Failover.invoke(&base, idempotent("fo-size.S"));
+        for (what, size) in [
+            ("one attempt", std::mem::size_of_val(&*once)),
+            ("with retries", std::mem::size_of_val(&*retrying)),
+        ] {
+            assert!(size <= 1024, "{what}: {size} bytes");
+        }
+    }
 }

@@ -403,15 +403,16 @@ impl ClusterBase {
             Some(settings) => self.pick_with(&self.context(&invocation), settings, tried),
             None => self.pick(&invocation, tried),
         };
-        let started = picked.map(|provider| call_owned(provider, invocation.into_owned()));
-        async move {
-            match started {
-                Ok(call) => {
-                    let (provider, result) = call.await;
-                    (Some(provider), result)
-                }
-                Err(e) => (None, Err(e)),
-            }
+        // Either future, not an `async` block matching on the pick: that would keep the call's
+        // future twice in its state (where it is made and where it is awaited), pushing a
+        // strategy's future past the allocator's per-thread cache.
+        use futures_util::future::{ready, Either, FutureExt};
+        match picked {
+            Ok(provider) => Either::Left(
+                call_owned(provider, invocation.into_owned())
+                    .map(|(provider, result)| (Some(provider), result)),
+            ),
+            Err(e) => Either::Right(ready((None, Err(e)))),
         }
     }
 }
