@@ -378,7 +378,12 @@ impl Filter for CircuitBreakerFilter {
 }
 
 impl Stage for CircuitBreakerFilter {
-    fn before<'s>(&'s self, next: &dyn Invoker, invocation: &mut Invocation) -> Result<Ticket<'s>> {
+    fn before<'s>(
+        &'s self,
+        next: &dyn Invoker,
+        invocation: &mut Invocation,
+        _now: Instant,
+    ) -> Result<Ticket<'s>> {
         let breaker = self
             .breakers
             .get(Site::at(next.url(), invocation), |_| true, Breaker::new)
@@ -413,11 +418,10 @@ impl Stage for CircuitBreakerFilter {
     /// Records the outcome, also of a call dropped before it had one: a call dropped at or
     /// past its deadline (by the `timeout` filter) counts as a failure, one dropped before
     /// as nothing.
-    fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>) {
+    fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>, now: Instant) {
         let Kind::Breaker(a) = ticket.0 else {
             return;
         };
-        let now = Instant::now();
         let health = match result {
             Some(result) => health_of(result),
             None => match a.deadline {

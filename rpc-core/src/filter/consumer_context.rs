@@ -17,6 +17,8 @@
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use crate::config::keys;
 use crate::context::{
     is_propagated, RpcContext, TraceParent, APPLICATION_ATTACHMENT, TRACEPARENT_ATTACHMENT,
@@ -52,7 +54,12 @@ impl Filter for ConsumerContextFilter {
 }
 
 impl Stage for ConsumerContextFilter {
-    fn before<'s>(&'s self, next: &dyn Invoker, invocation: &mut Invocation) -> Result<Ticket<'s>> {
+    fn before<'s>(
+        &'s self,
+        next: &dyn Invoker,
+        invocation: &mut Invocation,
+        _now: Instant,
+    ) -> Result<Ticket<'s>> {
         let inherited = RpcContext::with_current(|ctx| {
             let ctx = ctx?;
             if let Some(d) = ctx.deadline() {
@@ -101,7 +108,7 @@ impl Stage for ConsumerContextFilter {
         )))
     }
 
-    fn after(&self, _: Ticket<'_>, _: Option<&Result<Response>>) {}
+    fn after(&self, _: Ticket<'_>, _: Option<&Result<Response>>, _: Instant) {}
 }
 
 /// A trace id formatted lazily (only when a subscriber records it).
@@ -130,6 +137,7 @@ mod tests {
     use crate::filter::testing::{call, capture, Mock};
     use crate::filter::wrap;
     use std::sync::Arc;
+
 
     #[test]
     fn both_sides_are_spans_with_the_same_trace_id() {

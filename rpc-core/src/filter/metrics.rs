@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ::metrics::{counter, gauge, histogram, Label};
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::extension::Activate;
@@ -109,7 +110,7 @@ impl MetricsFilter {
 /// What the metrics stage keeps from a call's start to its end.
 pub(crate) struct Started<'s> {
     handles: SiteRef<'s, Handles>,
-    start: std::time::Instant,
+    start: Instant,
 }
 
 #[async_trait::async_trait]
@@ -147,6 +148,7 @@ impl Stage for MetricsFilter {
         &'s self,
         _next: &dyn Invoker,
         invocation: &mut Invocation,
+        now: Instant,
     ) -> Result<Ticket<'s>> {
         let live = RECORDER_LIVE.load(Ordering::Acquire);
         let handles = self
@@ -162,22 +164,23 @@ impl Stage for MetricsFilter {
                     self.side, invocation, live, false,
                 ))))
             });
-        let start = std::time::Instant::now();
-        handles.batch.started(start);
-        Ok(Ticket(Kind::Metrics(Started { handles, start })))
+        handles.batch.started(now);
+        Ok(Ticket(Kind::Metrics(Started {
+            handles,
+            start: now,
+        })))
     }
 
-    fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>) {
+    fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>, now: Instant) {
         let Kind::Metrics(Started { handles, start }) = ticket.0 else {
             return;
         };
         let batch = &*handles.batch;
         match result {
             Some(result) => {
-                let end = std::time::Instant::now();
                 batch.ended(
-                    end,
-                    end.saturating_duration_since(start),
+                    now,
+                    now.saturating_duration_since(start),
                     result.as_ref().err().map(|e| e.kind()),
                 );
             }

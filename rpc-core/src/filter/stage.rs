@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use smallvec::SmallVec;
+use tokio::time::Instant;
 
 use crate::error::{Result, RpcError};
 use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
@@ -33,13 +34,20 @@ pub trait Stage: Send + Sync {
     /// On the call's way in, before the stages inside this one: may change the invocation,
     /// or fail the call with an error (the stages outside this one then see that error as
     /// the call's result, and the stages inside it never run). The ticket comes back to
-    /// [`Stage::after`]. `next` is the invoker the chain calls in the end.
-    fn before<'s>(&'s self, next: &dyn Invoker, invocation: &mut Invocation) -> Result<Ticket<'s>>;
+    /// [`Stage::after`]. `next` is the invoker the chain calls in the end; `now` is when the
+    /// layer started the call (read once for all its stages).
+    fn before<'s>(
+        &'s self,
+        next: &dyn Invoker,
+        invocation: &mut Invocation,
+        now: Instant,
+    ) -> Result<Ticket<'s>>;
 
     /// On the way out, after the stages inside this one: `result` is the call's result, or
     /// `None` when its future was dropped before it had one (the caller gave up, or a panic
-    /// is unwinding through it: [`std::thread::panicking`]).
-    fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>);
+    /// is unwinding through it: [`std::thread::panicking`]). `now` is when the call ended
+    /// (read once for all the layer's stages).
+    fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>, now: Instant);
 }
 
 /// What a stage's [`Stage::before`] hands its [`Stage::after`].
@@ -152,10 +160,11 @@ impl<'f> Staged<'f> {
     /// Runs the stages' `before`s and starts the call.
     fn start(&mut self, mut invocation: Invocation) {
         let mut timer = None;
+        let now = Instant::now();
         while let Some(stage) = self.stages.get(self.tickets.len()) {
             let before = {
                 let _spans = enter(&self.tickets);
-                stage.before(self.next, &mut invocation)
+                stage.before(self.next, &mut invocation, now)
             };
             match before {
                 Ok(Ticket(Kind::Deadline(t))) => {
@@ -209,6 +218,10 @@ impl<'f> Staged<'f> {
         }
         self.done = true;
         self.state = State::Over(None);
+        if self.tickets.is_empty() {
+            return;
+        }
+        let now = Instant::now();
         for i in (0..self.tickets.len()).rev() {
             let Some(stage) = self.stages.get(i) else {
                 continue;
@@ -216,7 +229,7 @@ impl<'f> Staged<'f> {
             let (outer, rest) = self.tickets.split_at_mut(i);
             let ticket = std::mem::replace(&mut rest[0], Ticket::none());
             let _spans = enter(outer);
-            stage.after(ticket, result);
+            stage.after(ticket, result, now);
         }
     }
 }
@@ -361,6 +374,7 @@ mod tests {
             &'s self,
             _next: &dyn Invoker,
             invocation: &mut Invocation,
+            _now: Instant,
         ) -> Result<Ticket<'s>> {
             self.log
                 .lock()
@@ -373,7 +387,7 @@ mod tests {
             Ok(Ticket::new(self.name.len()))
         }
 
-        fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>) {
+        fn after(&self, ticket: Ticket<'_>, result: Option<&Result<Response>>, _now: Instant) {
             assert_eq!(
                 ticket.take::<usize>(),
                 Some(self.name.len()),

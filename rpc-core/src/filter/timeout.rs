@@ -51,16 +51,21 @@ impl Filter for TimeoutFilter {
 impl Stage for TimeoutFilter {
     /// Sets the deadline; asks for a timer only when the invoker inside does not keep the
     /// deadline itself (the protocol's own wait ends there: a timer would only cost).
-    fn before<'s>(&'s self, next: &dyn Invoker, invocation: &mut Invocation) -> Result<Ticket<'s>> {
+    fn before<'s>(
+        &'s self,
+        next: &dyn Invoker,
+        invocation: &mut Invocation,
+        now: Instant,
+    ) -> Result<Ticket<'s>> {
         let ms =
             next.url()
                 .method_param_as(invocation.method(), keys::TIMEOUT, DEFAULT_TIMEOUT_MS)?;
-        invocation.set_timeout(Duration::from_millis(ms));
+        invocation.set_deadline(now + Duration::from_millis(ms));
         Ok(
             match invocation.deadline().filter(|_| !next.enforces_deadline()) {
                 Some(deadline) => Ticket(Kind::Deadline(Timer {
                     deadline,
-                    budget: invocation.remaining().unwrap_or_default(),
+                    budget: deadline.saturating_duration_since(now),
                     label: invocation.label(),
                 })),
                 None => Ticket::none(),
@@ -68,7 +73,7 @@ impl Stage for TimeoutFilter {
         )
     }
 
-    fn after(&self, _: Ticket<'_>, _: Option<&Result<Response>>) {}
+    fn after(&self, _: Ticket<'_>, _: Option<&Result<Response>>, _: Instant) {}
 }
 
 /// The wait of a call whose invoker does not keep its deadline: the call is dropped at the
