@@ -95,7 +95,7 @@ impl Value {
             Value::Encoded(p) => {
                 let from = serialize::by_id(p.serialization)?;
                 let mut out = Vec::new();
-                serialize::transcode(&*from, &p.bytes, ser, &mut out)?;
+                serialize::transcode(from, &p.bytes, ser, &mut out)?;
                 Ok(Payload {
                     serialization: ser.id(),
                     bytes: out.into(),
@@ -152,7 +152,7 @@ impl Value {
             }
             Value::Encoded(p) => {
                 let ser = serialize::by_id(p.serialization)?;
-                serialize::decode(&*ser, &p.bytes)
+                serialize::decode(ser, &p.bytes)
             }
             Value::Empty => serialize::decode_unit::<T>(),
         }

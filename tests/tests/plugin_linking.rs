@@ -19,7 +19,7 @@ fn linked_plugin_is_found_by_wire_id_and_works() {
     let mut out = Vec::new();
     ser.serialize(&(1u32, "two".to_string()), &mut out)
         .expect("encode");
-    let back: (u32, String) = serialize::decode(&*ser, &out).expect("decode");
+    let back: (u32, String) = serialize::decode(ser, &out).expect("decode");
     assert_eq!(back, (1, "two".to_string()));
 }
 

@@ -71,7 +71,7 @@ fn names() -> &'static [(&'static str, Arc<dyn Serialization>)] {
 }
 
 /// The JSON serialization.
-pub(crate) fn json() -> Result<Arc<dyn Serialization>, RpcError> {
+pub(crate) fn json() -> Result<&'static dyn Serialization, RpcError> {
     serialize::by_id(ids::JSON)
 }
 
@@ -244,7 +244,7 @@ fn split_args(args: &Value, ser: &dyn Serialization) -> Result<Vec<Bytes>, RpcEr
         Value::Encoded(p) => {
             // A generic caller's tuple: through a self-describing value.
             let from = serialize::by_id(p.serialization)?;
-            let items: Vec<serde_json::Value> = serialize::decode(&*from, &p.bytes)?;
+            let items: Vec<serde_json::Value> = serialize::decode(from, &p.bytes)?;
             items
                 .iter()
                 .map(|item| {

@@ -794,7 +794,7 @@ async fn serve(
             codec::append_response_wrapper(&value, &*ser, returns, &mut encoded)?
         }
         Mode::GrpcJson | Mode::Json => {
-            encoded.extend_from_slice(&value.encode(&*codec::json()?)?.bytes)
+            encoded.extend_from_slice(&value.encode(codec::json()?)?.bytes)
         }
     };
     let len = encoded.len() - if framed { wire::PREFIX } else { 0 };
@@ -822,13 +822,13 @@ async fn serve(
 /// `rpc-biz-error-bin` trailer (what our consumer decodes into the method's `E`).
 fn biz_failure(e: &Value, ser: Option<&dyn Serialization>) -> Failure {
     let text = codec::json()
-        .and_then(|j| e.encode(&*j))
+        .and_then(|j| e.encode(j))
         .map(|p| String::from_utf8_lossy(&p.bytes).into_owned())
         .unwrap_or_else(|_| "(not representable as JSON)".into());
     let error = RpcError::new(ErrorKind::Biz, format!("business error: {text}"));
     let wrapper = match ser {
         Some(s) => codec::encode_response_wrapper(e, s, ""),
-        None => codec::json().and_then(|j| codec::encode_response_wrapper(e, &*j, "")),
+        None => codec::json().and_then(|j| codec::encode_response_wrapper(e, j, "")),
     };
     Failure {
         status: code::UNKNOWN,

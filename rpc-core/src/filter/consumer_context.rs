@@ -138,7 +138,6 @@ mod tests {
     use crate::filter::wrap;
     use std::sync::Arc;
 
-
     #[test]
     fn both_sides_are_spans_with_the_same_trace_id() {
         // The process's own application name beats the one in the provider's URL.

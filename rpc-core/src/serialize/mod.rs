@@ -83,10 +83,13 @@ pub fn default_serialization() -> Result<Arc<dyn Serialization>> {
     extension::get_default::<dyn Serialization>()
 }
 
-/// The linked serialization with wire id `id`.
-pub fn by_id(id: u8) -> Result<Arc<dyn Serialization>> {
+/// The linked serialization with wire id `id`: one instance for the life of the process,
+/// lent (every call that decodes or encodes a value asks, and a shared reference count
+/// would be written by each).
+pub fn by_id(id: u8) -> Result<&'static dyn Serialization> {
+    static HESSIAN2_ARGS: Hessian2Args = Hessian2Args;
     if id == ids::HESSIAN2_ARGS {
-        return Ok(Arc::new(Hessian2Args));
+        return Ok(&HESSIAN2_ARGS);
     }
     static TABLE: OnceLock<Vec<Arc<dyn Serialization>>> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
@@ -96,16 +99,20 @@ pub fn by_id(id: u8) -> Result<Arc<dyn Serialization>> {
             .filter_map(|n| extension::get::<dyn Serialization>(n).ok())
             .collect()
     });
-    table.iter().find(|s| s.id() == id).cloned().ok_or_else(|| {
-        RpcError::codec(format!(
-            "unknown serialization id {id}; linked: {}",
-            table
-                .iter()
-                .map(|s| s.id().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })
+    table
+        .iter()
+        .find(|s| s.id() == id)
+        .map(|s| &**s)
+        .ok_or_else(|| {
+            RpcError::codec(format!(
+                "unknown serialization id {id}; linked: {}",
+                table
+                    .iter()
+                    .map(|s| s.id().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
 }
 
 /// Decodes a `T` from `bytes` in `ser`.

@@ -292,7 +292,7 @@ fn argument_values(args: &Value) -> Result<Vec<H>> {
         }
         Value::Encoded(p) => {
             let from = serialize::by_id(p.serialization)?;
-            let json: serde_json::Value = serialize::decode(&*from, &p.bytes)?;
+            let json: serde_json::Value = serialize::decode(from, &p.bytes)?;
             rpc_hessian2::to_value(&json).map_err(|e| codec("encode", e))?
         }
     };
@@ -437,7 +437,7 @@ fn hessian_value(v: &Value) -> Result<H> {
         }
         Value::Encoded(p) => {
             let from = serialize::by_id(p.serialization)?;
-            let json: serde_json::Value = serialize::decode(&*from, &p.bytes)?;
+            let json: serde_json::Value = serialize::decode(from, &p.bytes)?;
             rpc_hessian2::to_value(&json).map_err(|e| codec("encode", e))
         }
     }
@@ -455,7 +455,7 @@ fn exception_object(class: &str, error: &Value) -> Result<H> {
         }
         Value::Encoded(p) => {
             let from = serialize::by_id(p.serialization)?;
-            serialize::decode(&*from, &p.bytes)?
+            serialize::decode(from, &p.bytes)?
         }
     };
     let text = match &json {

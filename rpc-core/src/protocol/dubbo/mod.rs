@@ -257,7 +257,7 @@ fn error_frame(ser_id: u8, id: u64, e: &RpcError) -> Frame {
 /// How the provider encodes the answer to one request.
 enum Reply {
     /// Our envelope, the value in this serialization.
-    Native(Arc<dyn Serialization>),
+    Native(&'static dyn Serialization),
     /// The Dubbo 2.x hessian2 body (boxed: it is the rarer reply, and every request's future
     /// holds a reply).
     Hessian(Box<ReplyStyle>),
@@ -434,7 +434,7 @@ impl Dispatcher {
                             Outcome::Value(v) => (RESPONSE_VALUE, v),
                             Outcome::BizError(v) => (RESPONSE_BIZ_ERROR, v),
                         };
-                        body::encode_response(kind, value, &resp.attachments, &*ser)
+                        body::encode_response(kind, value, &resp.attachments, ser)
                     }
                     Reply::Hessian(style) => {
                         hessian::encode_response(&resp.outcome, &resp.attachments, &style)
