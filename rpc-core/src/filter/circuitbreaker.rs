@@ -35,7 +35,7 @@ use crate::extension::Activate;
 use crate::filter::stage::{self, Kind, Stage, Ticket};
 use crate::filter::state::{Site, SiteRef, Sites};
 use crate::filter::Filter;
-use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
+use crate::invocation::{Invocation, Invoker, Response};
 use crate::url::Url;
 
 const BUCKETS: usize = 10;
@@ -363,18 +363,7 @@ impl Filter for CircuitBreakerFilter {
         }))
     }
 
-    fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
-        Some(self)
-    }
-
-    fn invoke<'s, 'n, 'f>(&'s self, next: &'n dyn Invoker, invocation: Invocation) -> BoxedCall<'f>
-    where
-        's: 'f,
-        'n: 'f,
-        Self: 'f,
-    {
-        stage::run(self, next, invocation)
-    }
+    stage::stage_filter!();
 }
 
 impl Stage for CircuitBreakerFilter {

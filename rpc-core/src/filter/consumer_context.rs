@@ -15,8 +15,6 @@
 //!
 //! Runs outside `timeout`, so the timeout filter sees the inherited deadline.
 
-use std::sync::Arc;
-
 use tokio::time::Instant;
 
 use crate::config::keys;
@@ -26,7 +24,7 @@ use crate::context::{
 use crate::error::Result;
 use crate::filter::stage::{self, Stage, Ticket};
 use crate::filter::Filter;
-use crate::invocation::{BoxedCall, ByteString, Invocation, Invoker, Response};
+use crate::invocation::{ByteString, Invocation, Invoker, Response};
 
 /// See the [module docs](self).
 #[derive(Debug, Default)]
@@ -39,18 +37,7 @@ impl Filter for ConsumerContextFilter {
         true
     }
 
-    fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
-        Some(self)
-    }
-
-    fn invoke<'s, 'n, 'f>(&'s self, next: &'n dyn Invoker, invocation: Invocation) -> BoxedCall<'f>
-    where
-        's: 'f,
-        'n: 'f,
-        Self: 'f,
-    {
-        stage::run(self, next, invocation)
-    }
+    stage::stage_filter!();
 }
 
 impl Stage for ConsumerContextFilter {

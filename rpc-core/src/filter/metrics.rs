@@ -36,7 +36,7 @@ use crate::extension::Activate;
 use crate::filter::stage::{self, Kind, Stage, Ticket};
 use crate::filter::state::{Padded, Site, SiteRef, Sites};
 use crate::filter::Filter;
-use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
+use crate::invocation::{Invocation, Invoker, Response};
 use crate::lent::Lent;
 
 /// Whether a recorder was installed (by [`install`] or announced with
@@ -129,18 +129,7 @@ impl Filter for MetricsFilter {
         }))
     }
 
-    fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
-        Some(self)
-    }
-
-    fn invoke<'s, 'n, 'f>(&'s self, next: &'n dyn Invoker, invocation: Invocation) -> BoxedCall<'f>
-    where
-        's: 'f,
-        'n: 'f,
-        Self: 'f,
-    {
-        stage::run(self, next, invocation)
-    }
+    stage::stage_filter!();
 }
 
 impl Stage for MetricsFilter {

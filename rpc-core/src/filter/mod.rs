@@ -179,17 +179,26 @@ fn _assert_object_safe(_: &dyn Filter) {}
 
 crate::extension_point!(dyn Filter, key = keys::FILTER, default = "timeout");
 
-struct FilterInvoker {
-    name: &'static str,
-    filter: Arc<dyn Filter>,
+/// One layer of a chain around `next`.
+struct Layer {
+    run: Run,
     next: Arc<dyn Invoker>,
-    /// `filter.honors_deadline() && next.enforces_deadline()`, fixed when built.
+    /// Whether the layer keeps the deadline, fixed when built: a filter's when it honors it
+    /// and `next` keeps it; a run of stages' when `next` keeps it (stages never wait).
     enforces_deadline: bool,
+}
+
+/// What a layer runs.
+enum Run {
+    /// A filter of its own.
+    Filter(&'static str, Arc<dyn Filter>),
+    /// Adjacent stages, outermost first.
+    Stages(Vec<&'static str>, Vec<Arc<dyn Stage>>),
 }
 
 // Written out rather than with `#[async_trait]`: the filter's own boxed future is handed on
 // as this layer's future, so a layer costs one allocation, not two.
-impl Invoker for FilterInvoker {
+impl Invoker for Layer {
     fn url(&self) -> &Url {
         self.next.url()
     }
@@ -223,8 +232,16 @@ impl Invoker for FilterInvoker {
         'a: 'f,
         Self: 'f,
     {
-        tracing::trace!(filter = self.name, method = invocation.method(), "filter");
-        self.filter.invoke(&*self.next, invocation)
+        match &self.run {
+            Run::Filter(name, filter) => {
+                tracing::trace!(filter = name, method = invocation.method(), "filter");
+                filter.invoke(&*self.next, invocation)
+            }
+            Run::Stages(names, stages) => {
+                tracing::trace!(filters = ?names, method = invocation.method(), "filters");
+                stage::run_all(stages, &*self.next, invocation)
+            }
+        }
     }
 
     fn destroy(&self) {
@@ -290,9 +307,8 @@ pub fn wrap(
         }
         next = close_run(next, &mut run);
         let enforces_deadline = filter.honors_deadline() && next.enforces_deadline();
-        next = Arc::new(FilterInvoker {
-            name,
-            filter,
+        next = Arc::new(Layer {
+            run: Run::Filter(name, filter),
             next,
             enforces_deadline,
         });
@@ -310,9 +326,9 @@ fn close_run(
         return next;
     }
     let (names, stages) = run.drain(..).rev().unzip();
-    Arc::new(stage::StagedInvoker {
-        names,
-        stages,
+    Arc::new(Layer {
+        run: Run::Stages(names, stages),
+        enforces_deadline: next.enforces_deadline(),
         next,
     })
 }

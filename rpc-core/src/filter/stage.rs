@@ -23,7 +23,6 @@ use tokio::time::Instant;
 
 use crate::error::{Result, RpcError};
 use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
-use crate::url::Url;
 
 /// A filter's work before and after the call it wraps; see the [module docs](self).
 ///
@@ -262,6 +261,33 @@ impl Drop for Staged<'_> {
     }
 }
 
+/// The two [`Filter`](super::Filter) methods of a filter that is a stage: it is its own
+/// stage, and called on its own it runs as one ([`run`]). Used inside the filter's
+/// `impl Filter` block.
+macro_rules! stage_filter {
+    () => {
+        fn as_stage(
+            self: std::sync::Arc<Self>,
+        ) -> Option<std::sync::Arc<dyn $crate::filter::Stage>> {
+            Some(self)
+        }
+
+        fn invoke<'s, 'n, 'f>(
+            &'s self,
+            next: &'n dyn $crate::invocation::Invoker,
+            invocation: $crate::invocation::Invocation,
+        ) -> $crate::invocation::BoxedCall<'f>
+        where
+            's: 'f,
+            'n: 'f,
+            Self: 'f,
+        {
+            $crate::filter::stage::run(self, next, invocation)
+        }
+    };
+}
+pub(crate) use stage_filter;
+
 /// Runs one stage around `next`: what a stage's [`Filter::invoke`](super::Filter::invoke)
 /// does when it is called on its own.
 pub fn run<'f>(
@@ -272,59 +298,13 @@ pub fn run<'f>(
     Box::pin(Staged::new(Stages::One(stage), next, invocation))
 }
 
-/// A run of adjacent stages in a chain, as one layer around `next`.
-pub(crate) struct StagedInvoker {
-    pub(crate) names: Vec<&'static str>,
-    pub(crate) stages: Vec<Arc<dyn Stage>>,
-    pub(crate) next: Arc<dyn Invoker>,
-}
-
-impl Invoker for StagedInvoker {
-    fn url(&self) -> &Url {
-        self.next.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.next.is_available()
-    }
-
-    fn availability_source(&self) -> Option<Arc<dyn Invoker>> {
-        Some(
-            self.next
-                .availability_source()
-                .unwrap_or_else(|| self.next.clone()),
-        )
-    }
-
-    fn unavailable_reason(&self) -> Option<String> {
-        self.next.unavailable_reason()
-    }
-
-    /// Stages never wait: the layer keeps the deadline when the invoker inside does.
-    fn enforces_deadline(&self) -> bool {
-        self.next.enforces_deadline()
-    }
-
-    fn descriptor(&self) -> Option<&'static crate::proxy::ServiceDescriptor> {
-        self.next.descriptor()
-    }
-
-    fn invoke<'a, 'f>(&'a self, invocation: Invocation) -> BoxedCall<'f>
-    where
-        'a: 'f,
-        Self: 'f,
-    {
-        tracing::trace!(filters = ?self.names, method = invocation.method(), "filters");
-        Box::pin(Staged::new(
-            Stages::Many(&self.stages),
-            &*self.next,
-            invocation,
-        ))
-    }
-
-    fn destroy(&self) {
-        self.next.destroy();
-    }
+/// Runs adjacent `stages` (outermost first) around `next`, as one layer of a chain.
+pub(crate) fn run_all<'f>(
+    stages: &'f [Arc<dyn Stage>],
+    next: &'f dyn Invoker,
+    invocation: Invocation,
+) -> BoxedCall<'f> {
+    Box::pin(Staged::new(Stages::Many(stages), next, invocation))
 }
 
 #[cfg(test)]

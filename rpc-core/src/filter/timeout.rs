@@ -34,18 +34,7 @@ impl Filter for TimeoutFilter {
         true
     }
 
-    fn as_stage(self: Arc<Self>) -> Option<Arc<dyn Stage>> {
-        Some(self)
-    }
-
-    fn invoke<'s, 'n, 'f>(&'s self, next: &'n dyn Invoker, invocation: Invocation) -> BoxedCall<'f>
-    where
-        's: 'f,
-        'n: 'f,
-        Self: 'f,
-    {
-        stage::run(self, next, invocation)
-    }
+    stage::stage_filter!();
 }
 
 impl Stage for TimeoutFilter {
