@@ -34,10 +34,11 @@ use tokio::time::Instant;
 use crate::error::Result;
 use crate::extension::Activate;
 use crate::filter::stage::{self, Kind, Stage, Ticket};
-use crate::filter::state::{Padded, Site, SiteRef, Sites};
+use crate::filter::state::{Site, SiteRef, Sites};
 use crate::filter::Filter;
 use crate::invocation::{Invocation, Invoker, Response};
 use crate::lent::Lent;
+use crate::padded::Padded;
 
 /// Whether a recorder was installed (by [`install`] or announced with
 /// [`use_installed_recorder`]); handles registered before that are replaced.

@@ -20,7 +20,7 @@ use foldhash::fast::RandomState;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
 use crate::lent::{Lent, Slots};
-pub(crate) use crate::padded::Padded;
+use crate::padded::Padded;
 use crate::service_key::same_text;
 use crate::url::Url;
 
