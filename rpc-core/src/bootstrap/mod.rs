@@ -610,12 +610,8 @@ impl Consumer {
                 }
             });
         }
-        // The first call waits for providers and for the rule documents' first read (the
-        // cached ones while the config center is unreachable), within the `check` time.
         let until = tokio::time::Instant::now() + check_wait(&url)?;
-        while (dir.providers().is_empty() || !rules.has_read_all())
-            && tokio::time::Instant::now() < until
-        {
+        while dir.providers().is_empty() && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
             dir.refresh().await;
         }

@@ -614,8 +614,6 @@ struct Reader {
     listeners: Mutex<Vec<(u64, Weak<dyn ConfigListener>)>>,
     /// The last value read (`None`: not read yet).
     last: Mutex<Option<Option<String>>>,
-    /// Whether a first read ended, answered or not (its listeners were told of a value).
-    tried: std::sync::atomic::AtomicBool,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -631,16 +629,6 @@ fn readers() -> &'static Mutex<HashMap<ReaderKey, Arc<Reader>>> {
 pub struct ConfigWatch {
     id: u64,
     reader_key: ReaderKey,
-}
-
-impl ConfigWatch {
-    /// Whether the entry was read once (its value, if any, was handed to the listeners), or
-    /// the read failed with nothing cached to answer it.
-    pub fn has_read(&self) -> bool {
-        lock(readers())
-            .get(&self.reader_key)
-            .is_some_and(|r| r.tried.load(std::sync::atomic::Ordering::Acquire))
-    }
 }
 
 impl std::fmt::Debug for ConfigWatch {
@@ -699,7 +687,6 @@ pub fn watch(
                 let r = Arc::new(Reader {
                     listeners: Mutex::new(Vec::new()),
                     last: Mutex::new(None),
-                    tried: std::sync::atomic::AtomicBool::new(false),
                     task: Mutex::new(None),
                 });
                 table.insert(reader_key.clone(), r.clone());
@@ -761,9 +748,6 @@ async fn read_loop(
             Err(e) if e.kind() == ErrorKind::Config => {
                 // This registry keeps no config entries: nothing to watch.
                 tracing::debug!(key = %key, error = %e, "config center: none; not watched");
-                reader
-                    .tried
-                    .store(true, std::sync::atomic::Ordering::Release);
                 return;
             }
             Err(e) => {
@@ -774,9 +758,6 @@ async fn read_loop(
                 }
             }
         }
-        reader
-            .tried
-            .store(true, std::sync::atomic::Ordering::Release);
         let seen = lock(&reader.last).clone().flatten();
         drop(reader);
         registry
@@ -905,16 +886,6 @@ impl RuleFeed {
         let handle = watch(registry, key.clone(), &listener)?;
         lock(&self.state).watches.push((key, kind, handle));
         Ok(())
-    }
-
-    /// Whether every watched document was read once: a reference waits for it (within its
-    /// `check` time), so that its first call runs under the rules in force, the cached ones
-    /// when the config center cannot be reached.
-    pub fn has_read_all(&self) -> bool {
-        lock(&self.state)
-            .watches
-            .iter()
-            .all(|(_, _, w)| w.has_read())
     }
 
     /// The keys this feed watches, in the order their rules are applied.
@@ -1269,40 +1240,6 @@ configs:
         fn notify(&self, category: Category, urls: Vec<Url>) {
             lock(&self.0).push((category, urls.iter().map(|u| u.to_string()).collect()));
         }
-    }
-
-    /// A feed says when every document was read once, and by then its rules were passed on:
-    /// what a reference waits for before its first call.
-    #[tokio::test]
-    async fn a_feed_reports_its_first_reads_after_passing_their_rules_on() {
-        let registry: Arc<dyn Registry> = Arc::new(crate::registry::memory::MemoryRegistry::new(
-            url("memory://feed-first-read"),
-        ));
-        let key = ConfigKey::new("dubbo", "S::.condition-router").expect("key");
-        registry
-            .publish_config(
-                &key,
-                Some("scope: service\nforce: true\nenabled: true\nkey: S\nconditions:\n  - '=> port = 2'\n"),
-            )
-            .await
-            .expect("published");
-        let seen = Arc::new(Seen(Mutex::new(Vec::new())));
-        let feed = RuleFeed::consumer(&registry, &url("consumer://1.1.1.1/S"), seen.clone())
-            .expect("feed");
-        let mut waited = 0;
-        while !feed.has_read_all() {
-            assert!(waited < 200, "every document read within 2 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            waited += 1;
-        }
-        let routed = lock(&seen.0)
-            .iter()
-            .any(|(c, list)| *c == Category::Routers && list.iter().any(|u| u.contains("port")));
-        assert!(
-            routed,
-            "the document's rule was passed on first: {:?}",
-            lock(&seen.0)
-        );
     }
 
     /// The registry's list and the documents' rules arrive as one list; a bad document
