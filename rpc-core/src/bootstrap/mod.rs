@@ -610,8 +610,14 @@ impl Consumer {
                 }
             });
         }
+        // The first call waits, within the `check` time, for providers and, while the
+        // registry can be reached, for the first read of the rule documents, so that it runs
+        // under the rules in force. While it cannot be reached the documents' cached copies
+        // were handed on when they were watched, and nothing more is waited for.
         let until = tokio::time::Instant::now() + check_wait(&url)?;
-        while dir.providers().is_empty() && tokio::time::Instant::now() < until {
+        while (dir.providers().is_empty() || (registry.is_available() && !rules.has_read_all()))
+            && tokio::time::Instant::now() < until
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
             dir.refresh().await;
         }

@@ -481,6 +481,15 @@ impl Registry for CachedRegistry {
         }
     }
 
+    /// The cached content of `key` while the registry cannot be reached; `None` while it
+    /// can (a read then answers from the registry itself).
+    fn cached_config(&self, key: &ConfigKey) -> Option<String> {
+        if self.inner.is_available() {
+            return None;
+        }
+        self.cache.get_config(key)
+    }
+
     async fn wait_config_change(
         &self,
         key: &ConfigKey,
@@ -541,7 +550,7 @@ impl Registry for CachedRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::testing::Recorder;
+    use crate::registry::testing::{Down, Recorder};
 
     fn temp_file(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!(
@@ -599,37 +608,6 @@ mod tests {
         let p = default_path(&Url::parse("zookeeper://127.0.0.1:2181").expect("url"));
         let name = p.file_name().expect("name").to_string_lossy().into_owned();
         assert_eq!(name, "registry-zookeeper-127.0.0.1_2181.json");
-    }
-
-    /// A registry that is always down.
-    struct Down(Url);
-
-    #[async_trait::async_trait]
-    impl Registry for Down {
-        fn url(&self) -> &Url {
-            &self.0
-        }
-        fn is_available(&self) -> bool {
-            false
-        }
-        async fn register(&self, _: &Url) -> Result<()> {
-            Err(RpcError::network("down"))
-        }
-        async fn unregister(&self, _: &Url) -> Result<()> {
-            Err(RpcError::network("down"))
-        }
-        async fn subscribe(&self, _: &Url, _: Arc<dyn NotifyListener>) -> Result<()> {
-            Err(RpcError::network("down"))
-        }
-        async fn unsubscribe(&self, _: &Url, _: &Arc<dyn NotifyListener>) -> Result<()> {
-            Ok(())
-        }
-        async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
-            Err(RpcError::network("down"))
-        }
-        async fn get_config(&self, _: &ConfigKey) -> Result<Option<String>> {
-            Err(RpcError::network("down"))
-        }
     }
 
     #[tokio::test]

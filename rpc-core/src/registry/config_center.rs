@@ -41,6 +41,7 @@
 //! process started while the server is down starts with the rules it saw last.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
@@ -614,6 +615,9 @@ struct Reader {
     listeners: Mutex<Vec<(u64, Weak<dyn ConfigListener>)>>,
     /// The last value read (`None`: not read yet).
     last: Mutex<Option<Option<String>>>,
+    /// Whether the entry has a value to go by: a first read ended (answered, or failed with
+    /// nothing cached to answer it), or a cached copy was handed on at the start.
+    settled: AtomicBool,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -629,6 +633,16 @@ fn readers() -> &'static Mutex<HashMap<ReaderKey, Arc<Reader>>> {
 pub struct ConfigWatch {
     id: u64,
     reader_key: ReaderKey,
+}
+
+impl ConfigWatch {
+    /// Whether the entry has a value to go by: read once (its value, if any, handed to the
+    /// listeners), started from the cached copy, or found unreadable with nothing cached.
+    pub fn has_read(&self) -> bool {
+        lock(readers())
+            .get(&self.reader_key)
+            .is_some_and(|r| r.settled.load(Ordering::Acquire))
+    }
 }
 
 impl std::fmt::Debug for ConfigWatch {
@@ -667,7 +681,8 @@ pub fn interval(registry: &Url) -> Result<Duration> {
 }
 
 /// Watches `key` in `registry`: `listener` gets the current value as soon as it is read
-/// (at once when another watch already read it), then every change. Must be called within
+/// (at once when another watch already read it, or when the registry cannot be reached and
+/// keeps a copy: [`Registry::cached_config`]), then every change. Must be called within
 /// a tokio runtime. The watch lasts until the returned handle is dropped; the reader holds
 /// the listener weakly, so a listener that owns its watches is freed normally.
 pub fn watch(
@@ -675,18 +690,23 @@ pub fn watch(
     key: ConfigKey,
     listener: &Arc<dyn ConfigListener>,
 ) -> Result<ConfigWatch> {
-    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let every = interval(registry.url())?;
-    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let reader_key = (registry.url().to_string(), key.clone());
     let (reader, fresh) = {
         let mut table = lock(readers());
         match table.get(&reader_key) {
             Some(r) => (r.clone(), false),
             None => {
+                // Started from the cached copy, if the registry gives one without waiting:
+                // the first read then only tells the listeners if the entry changed since.
+                let cached = registry.cached_config(&key);
+                let settled = AtomicBool::new(cached.is_some());
                 let r = Arc::new(Reader {
                     listeners: Mutex::new(Vec::new()),
-                    last: Mutex::new(None),
+                    last: Mutex::new(cached.map(Some)),
+                    settled,
                     task: Mutex::new(None),
                 });
                 table.insert(reader_key.clone(), r.clone());
@@ -748,6 +768,7 @@ async fn read_loop(
             Err(e) if e.kind() == ErrorKind::Config => {
                 // This registry keeps no config entries: nothing to watch.
                 tracing::debug!(key = %key, error = %e, "config center: none; not watched");
+                reader.settled.store(true, Ordering::Release);
                 return;
             }
             Err(e) => {
@@ -758,6 +779,7 @@ async fn read_loop(
                 }
             }
         }
+        reader.settled.store(true, Ordering::Release);
         let seen = lock(&reader.last).clone().flatten();
         drop(reader);
         registry
@@ -882,10 +904,33 @@ impl RuleFeed {
         kind: RuleKind,
     ) -> Result<()> {
         let listener: Arc<dyn ConfigListener> = self.clone();
-        // Registered first, so a value delivered at once by `watch` finds its slot.
+        // `watch` may hand a value on at once (another watch read it already, or the cached
+        // copy): it is kept in `documents`, but merged only once the key has its place in
+        // `watches`, so the list is passed on again then.
         let handle = watch(registry, key.clone(), &listener)?;
-        lock(&self.state).watches.push((key, kind, handle));
+        let _order = lock(&self.order);
+        let merged = {
+            let mut st = lock(&self.state);
+            st.watches.push((key.clone(), kind, handle));
+            st.documents
+                .get(&key)
+                .is_some_and(|rules| !rules.is_empty())
+                .then(|| RuleFeed::merged(&st, kind.category()))
+        };
+        if let Some(list) = merged {
+            self.inner.notify(kind.category(), list);
+        }
         Ok(())
+    }
+
+    /// Whether every watched document has a value to go by ([`ConfigWatch::has_read`]): a
+    /// reference waits for it (within its `check` time) while the registry can be reached,
+    /// so that its first call runs under the rules in force.
+    pub fn has_read_all(&self) -> bool {
+        lock(&self.state)
+            .watches
+            .iter()
+            .all(|(_, _, w)| w.has_read())
     }
 
     /// The keys this feed watches, in the order their rules are applied.
@@ -1299,5 +1344,97 @@ configs:
         assert_eq!(last(&seen).1.len(), 1);
         feed.notify(Category::Configurators, Vec::new());
         assert!(last(&seen).1.is_empty());
+    }
+
+    const ROUTE_TO_PORT_2: &str =
+        "scope: service\nforce: true\nenabled: true\nkey: S\nconditions:\n  - '=> port = 2'\n";
+
+    fn routes_to_port_2(seen: &Seen) -> bool {
+        lock(&seen.0)
+            .iter()
+            .any(|(c, list)| *c == Category::Routers && list.iter().any(|u| u.contains("port")))
+    }
+
+    /// While the registry can be reached, a feed reports its documents read only once each
+    /// was read, and by then their rules were passed on: what a reference waits for.
+    #[tokio::test]
+    async fn a_feed_reports_its_first_reads_after_passing_their_rules_on() {
+        let registry: Arc<dyn Registry> = Arc::new(crate::registry::memory::MemoryRegistry::new(
+            url("memory://feed-first-read"),
+        ));
+        let key = ConfigKey::new("dubbo", "S::.condition-router").expect("key");
+        registry
+            .publish_config(&key, Some(ROUTE_TO_PORT_2))
+            .await
+            .expect("published");
+        let seen = Arc::new(Seen(Mutex::new(Vec::new())));
+        let feed = RuleFeed::consumer(&registry, &url("consumer://1.1.1.1/S"), seen.clone())
+            .expect("feed");
+        assert!(
+            !feed.has_read_all(),
+            "nothing was read yet: the reads run on their own tasks"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !feed.has_read_all() {
+            assert!(tokio::time::Instant::now() < deadline, "read within 5 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(routes_to_port_2(&seen), "{:?}", lock(&seen.0));
+        // A second reference to the service shares the reader: it gets the rules at once.
+        let second = Arc::new(Seen(Mutex::new(Vec::new())));
+        let feed2 = RuleFeed::consumer(&registry, &url("consumer://1.1.1.1/S"), second.clone())
+            .expect("feed");
+        assert!(feed2.has_read_all());
+        assert!(routes_to_port_2(&second), "{:?}", lock(&second.0));
+    }
+
+    /// A feed made while the registry cannot be reached passes the cached documents' rules on
+    /// before it is returned, without waiting for a read: a consumer restarted during an
+    /// outage routes its first call by the rules it last saw.
+    #[tokio::test]
+    async fn a_feed_made_during_an_outage_starts_from_the_cached_documents() {
+        let reg = url("zookeeper://127.0.0.1:1/feed-outage");
+        let cache = crate::registry::RegistryCache::in_memory(&reg);
+        let key = ConfigKey::rule(&reg, "S::.condition-router").expect("key");
+        cache.put_config(&key, Some(ROUTE_TO_PORT_2));
+        let registry: Arc<dyn Registry> = Arc::new(crate::registry::CachedRegistry::new(
+            Arc::new(crate::registry::testing::Down(reg.clone())),
+            cache,
+        ));
+        assert_eq!(
+            registry.cached_config(&key).as_deref(),
+            Some(ROUTE_TO_PORT_2)
+        );
+        let seen = Arc::new(Seen(Mutex::new(Vec::new())));
+        let feed = RuleFeed::consumer(&registry, &url("consumer://1.1.1.1/S"), seen.clone())
+            .expect("feed");
+        assert!(
+            routes_to_port_2(&seen),
+            "the cached rule was passed on at once: {:?}",
+            lock(&seen.0)
+        );
+        // The failing reads answer from the same cache: the rules are not passed on twice.
+        let before = lock(&seen.0).len();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !feed.has_read_all() {
+            assert!(tokio::time::Instant::now() < deadline, "settled within 5 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(lock(&seen.0).len(), before, "{:?}", lock(&seen.0));
+    }
+
+    /// A registry that can be reached gives no cached copy: its own answer comes first.
+    #[test]
+    fn a_reachable_registry_gives_no_cached_copy() {
+        let reg = url("memory://feed-cached-copy");
+        let cache = crate::registry::RegistryCache::in_memory(&reg);
+        let key = ConfigKey::rule(&reg, "S::.condition-router").expect("key");
+        cache.put_config(&key, Some(ROUTE_TO_PORT_2));
+        let registry = crate::registry::CachedRegistry::new(
+            Arc::new(crate::registry::memory::MemoryRegistry::new(reg)),
+            cache,
+        );
+        assert!(registry.cached_config(&key).is_none());
     }
 }

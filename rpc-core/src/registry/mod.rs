@@ -180,6 +180,16 @@ pub trait Registry: Send + Sync {
         Err(no_config_center(self.url(), key))
     }
 
+    /// The content of the config-center entry `key` that can be had at once, without asking
+    /// the server: a copy kept from an earlier read while the registry cannot be reached.
+    /// [`config_center::watch`] hands it to a new watch before its first read, so a process
+    /// started during an outage applies the rules it last saw from its first call on. The
+    /// default (an adapter that keeps no copies) has none.
+    fn cached_config(&self, key: &config_center::ConfigKey) -> Option<String> {
+        let _ = key;
+        None
+    }
+
     /// Writes (`Some`) or removes (`None`) the config-center entry `key`; the content is
     /// checked against [`config_center::MAX_CONFIG_BYTES`] first.
     async fn publish_config(

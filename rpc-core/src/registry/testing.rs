@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Category, NotifyListener, Registry};
-use crate::error::Result;
+use crate::error::{Result, RpcError};
+use crate::registry::config_center::ConfigKey;
 use crate::url::Url;
 
 /// Records every notification; tests wait on it for a list to appear.
@@ -95,5 +96,37 @@ impl Registry for Inert {
     }
     async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
         Ok(Vec::new())
+    }
+}
+
+/// A registry that can never be reached: every call fails with a `Network` error, so tests
+/// see what the layers above do during an outage (the cache answering, no waits).
+pub struct Down(pub Url);
+
+#[async_trait::async_trait]
+impl Registry for Down {
+    fn url(&self) -> &Url {
+        &self.0
+    }
+    fn is_available(&self) -> bool {
+        false
+    }
+    async fn register(&self, _: &Url) -> Result<()> {
+        Err(RpcError::network("down"))
+    }
+    async fn unregister(&self, _: &Url) -> Result<()> {
+        Err(RpcError::network("down"))
+    }
+    async fn subscribe(&self, _: &Url, _: Arc<dyn NotifyListener>) -> Result<()> {
+        Err(RpcError::network("down"))
+    }
+    async fn unsubscribe(&self, _: &Url, _: &Arc<dyn NotifyListener>) -> Result<()> {
+        Ok(())
+    }
+    async fn lookup(&self, _: &Url) -> Result<Vec<Url>> {
+        Err(RpcError::network("down"))
+    }
+    async fn get_config(&self, _: &ConfigKey) -> Result<Option<String>> {
+        Err(RpcError::network("down"))
     }
 }
