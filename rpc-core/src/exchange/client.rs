@@ -1,8 +1,11 @@
 //! The consumer side of the exchange: shared multiplexed connections to one provider address.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -74,11 +77,25 @@ const SHARDS: usize = 16;
 /// sweep per connection replaces a timer per call.
 const DEADLINE_TICK: Duration = Duration::from_millis(10);
 
-/// A call waiting for its response.
+/// A call waiting for its response, then holding its answer until the call takes it: the
+/// caller's future ([`Answer`]) and the reader meet in the connection's pending table, with
+/// no channel per call.
 struct Waiter {
-    tx: oneshot::Sender<Result<Frame>>,
     deadline: Instant,
+    state: Waiting,
 }
+
+enum Waiting {
+    /// No answer yet; the waker of the call's last poll, if it was polled.
+    Pending(Option<Waker>),
+    /// The response, or why there is none (the deadline passed, the connection closed).
+    Answered(Result<Frame>),
+}
+
+/// One shard of a connection's pending calls, by request id. Ids come back from the peer, so
+/// the map is seeded per shard (foldhash: fast on a `u64`, and the seed keeps a peer from
+/// choosing colliding ids).
+type PendingShard = HashMap<u64, Waiter, foldhash::fast::RandomState>;
 
 /// A connection that lived this long resets the reconnect backoff.
 const STABLE: Duration = Duration::from_secs(1);
@@ -87,7 +104,7 @@ const STABLE: Duration = Duration::from_secs(1);
 struct Live {
     peer: String,
     tx: mpsc::Sender<Frame>,
-    pending: [Padded<Mutex<HashMap<u64, Waiter>>>; SHARDS],
+    pending: [Padded<Mutex<PendingShard>>; SHARDS],
     /// Set by the deadline sweeper when it found nothing waiting and sleeps until woken.
     sweeper_idle: AtomicBool,
     /// Wakes the idle sweeper ([`deadline_task`]).
@@ -101,20 +118,27 @@ struct Live {
 }
 
 impl Live {
-    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Waiter>> {
-        &self.pending[(id as usize) % SHARDS]
+    fn shard(&self, id: u64) -> Result<MutexGuard<'_, PendingShard>> {
+        self.pending[(id as usize) % SHARDS]
+            .lock()
+            .map_err(|_| poisoned())
     }
 
     /// Parks a waiter for `id`, failed with `Timeout` by the sweeper once `deadline` passes;
-    /// refused once the connection is closed.
-    fn register(&self, id: u64, deadline: Instant) -> Result<oneshot::Receiver<Result<Frame>>> {
-        let (tx, rx) = oneshot::channel();
+    /// refused once the connection is closed. The call then awaits [`Answer`].
+    fn register(&self, id: u64, deadline: Instant) -> Result<()> {
         {
-            let mut shard = self.shard(id).lock().map_err(|_| poisoned())?;
+            let mut shard = self.shard(id)?;
             if self.closed.load(Ordering::Acquire) {
                 return Err(self.closed_error());
             }
-            shard.insert(id, Waiter { tx, deadline });
+            shard.insert(
+                id,
+                Waiter {
+                    deadline,
+                    state: Waiting::Pending(None),
+                },
+            );
         }
         // Read on every call, written only when the sweeper goes idle or is woken.
         if self.sweeper_idle.load(Ordering::SeqCst)
@@ -122,22 +146,41 @@ impl Live {
         {
             self.wake_sweeper.notify_one();
         }
-        Ok(rx)
+        Ok(())
+    }
+
+    /// Answers the waiters of `shard` that `pick` chooses (those still without an answer)
+    /// with what `answer` makes, and returns their wakers, to be woken once the lock is let go.
+    fn answer_where(
+        shard: &mut PendingShard,
+        mut pick: impl FnMut(&Waiter) -> bool,
+        answer: impl Fn() -> RpcError,
+    ) -> Vec<Waker> {
+        let mut wakers = Vec::new();
+        for w in shard.values_mut() {
+            if matches!(w.state, Waiting::Pending(_)) && pick(w) {
+                if let Waiting::Pending(Some(waker)) =
+                    std::mem::replace(&mut w.state, Waiting::Answered(Err(answer())))
+                {
+                    wakers.push(waker);
+                }
+            }
+        }
+        wakers
     }
 
     /// Fails the calls whose deadline is not after `now`; returns whether any call is left
     /// waiting.
     fn expire(&self, now: Instant) -> bool {
-        let mut expired = Vec::new();
         let mut waiting = false;
         for shard in &self.pending {
             let Ok(mut s) = shard.lock() else { continue };
-            expired.extend(s.extract_if(|_, w| w.deadline <= now).map(|(_, w)| w.tx));
-            waiting |= !s.is_empty();
-        }
-        for tx in expired {
-            // Sent outside the locks; a caller that gave up meanwhile is gone already.
-            let _ = tx.send(Err(self.deadline_error()));
+            let wakers =
+                Live::answer_where(&mut s, |w| w.deadline <= now, || self.deadline_error());
+            waiting |= s.values().any(|w| matches!(w.state, Waiting::Pending(_)));
+            drop(s);
+            // Woken outside the lock.
+            wakers.into_iter().for_each(Waker::wake);
         }
         waiting
     }
@@ -157,20 +200,27 @@ impl Live {
     }
 
     fn unregister(&self, id: u64) {
-        if let Ok(mut s) = self.shard(id).lock() {
+        if let Ok(mut s) = self.shard(id) {
             s.remove(&id);
         }
     }
 
+    /// Hands `answer` to the call waiting for `id`; an answer for no call still waiting (it
+    /// gave up, or timed out) is dropped and counted.
     fn complete(&self, id: u64, answer: Result<Frame>) {
-        let waiter = self.shard(id).lock().ok().and_then(|mut s| s.remove(&id));
-        match waiter {
-            Some(w) => {
-                // The caller may have given up in the meantime; then the frame is dropped.
-                if w.tx.send(answer).is_err() {
-                    count_dropped();
+        let woken = self.shard(id).ok().and_then(|mut s| {
+            let w = s.get_mut(&id)?;
+            match &mut w.state {
+                Waiting::Pending(waker) => {
+                    let waker = waker.take();
+                    w.state = Waiting::Answered(answer);
+                    Some(waker)
                 }
+                Waiting::Answered(_) => None,
             }
+        });
+        match woken {
+            Some(waker) => waker.into_iter().for_each(Waker::wake),
             None => {
                 count_dropped();
                 tracing::debug!(peer = %self.peer, id, "response for no pending call dropped (late or unknown id)");
@@ -187,8 +237,9 @@ impl Live {
         tracing::debug!(peer = %self.peer, why, "connection closed");
         for shard in &self.pending {
             if let Ok(mut s) = shard.lock() {
-                // Dropping the senders wakes the waiters with an error.
-                s.clear();
+                let wakers = Live::answer_where(&mut s, |_| true, || self.closed_error());
+                drop(s);
+                wakers.into_iter().for_each(Waker::wake);
             }
         }
         self.dead.cancel();
@@ -428,7 +479,7 @@ impl Client {
         let live = self.pick()?;
         let id = next_request_id();
         frame.id = id;
-        let rx = live.register(id, deadline)?;
+        live.register(id, deadline)?;
         let mut guard = PendingGuard {
             live: &live,
             id,
@@ -436,12 +487,9 @@ impl Client {
         };
         queue(&live, frame, deadline).await?;
         // No timer per call: the connection's sweeper fails the waiter at its deadline.
-        let answer = rx.await;
+        let answer = Answer { live: &live, id }.await;
         guard.armed = false;
-        match answer {
-            Ok(answer) => answer,
-            Err(_) => Err(live.closed_error()),
-        }
+        answer
     }
 
     /// Sends a one-way frame (id assigned here); returns once it is queued for writing.
@@ -470,6 +518,43 @@ async fn queue(live: &Live, frame: Frame, deadline: Instant) -> Result<()> {
             live.peer
         ))
         .with_provider(live.peer.clone())),
+    }
+}
+
+/// The wait of one call for its answer in the pending table: ready once the reader, the
+/// deadline sweeper or the connection's close answered it (and then takes the entry out).
+struct Answer<'a> {
+    live: &'a Live,
+    id: u64,
+}
+
+impl Future for Answer<'_> {
+    type Output = Result<Frame>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Frame>> {
+        let mut shard = match self.live.shard(self.id) {
+            Ok(s) => s,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let Some(waiter) = shard.get_mut(&self.id) else {
+            // Only this future takes the entry out: it is gone only if a panic lost it.
+            return Poll::Ready(Err(self.live.closed_error()));
+        };
+        match &mut waiter.state {
+            Waiting::Pending(waker) => {
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Waiting::Answered(_) => match shard.remove(&self.id) {
+                Some(Waiter {
+                    state: Waiting::Answered(answer),
+                    ..
+                }) => Poll::Ready(answer),
+                _ => Poll::Ready(Err(self.live.closed_error())),
+            },
+        }
     }
 }
 
@@ -845,5 +930,151 @@ async fn heartbeat_task(live: Weak<Live>, every: Duration) {
                 crate::serialize::ids::HESSIAN2,
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    /// A connection's state with no socket behind it: the pending table alone.
+    fn live() -> Arc<Live> {
+        let (tx, _rx) = mpsc::channel(8);
+        Arc::new(Live {
+            peer: "127.0.0.1:1".into(),
+            tx,
+            pending: Default::default(),
+            sweeper_idle: AtomicBool::new(false),
+            wake_sweeper: Arc::new(tokio::sync::Notify::new()),
+            closed: AtomicBool::new(false),
+            dead: CancellationToken::new(),
+            started: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+            reason: OnceLock::new(),
+        })
+    }
+
+    fn response(id: u64) -> Frame {
+        Frame {
+            flag: 0,
+            status: 20,
+            id,
+            body: bytes::Bytes::from_static(b"answer"),
+        }
+    }
+
+    /// A call's wait for `id`, as a task of its own.
+    async fn wait(live: Arc<Live>, id: u64) -> Result<Frame> {
+        Answer { live: &live, id }.await
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_comes_before_the_wait_is_kept_for_it() {
+        let live = live();
+        live.register(7, later()).expect("registered");
+        live.complete(7, Ok(response(7)));
+        let frame = Answer { live: &live, id: 7 }.await.expect("answered");
+        assert_eq!((frame.id, &frame.body[..]), (7, &b"answer"[..]));
+        assert!(!live.is_waiting(), "the entry is taken out with the answer");
+    }
+
+    #[tokio::test]
+    async fn an_answer_wakes_the_waiting_call() {
+        let live = live();
+        live.register(8, later()).expect("registered");
+        let waiting = tokio::spawn(wait(live.clone(), 8));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        live.complete(8, Ok(response(8)));
+        let frame = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("joined")
+            .expect("answered");
+        assert_eq!(frame.id, 8);
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_times_out_and_its_late_answer_is_dropped() {
+        let live = live();
+        live.register(9, Instant::now()).expect("registered");
+        live.register(10, later()).expect("registered");
+        assert!(live.expire(Instant::now()), "call 10 still waits");
+        let before = super::super::dropped_responses();
+        live.complete(9, Ok(response(9)));
+        assert!(
+            super::super::dropped_responses() > before,
+            "a response after the deadline is counted as dropped"
+        );
+        let e = Answer { live: &live, id: 9 }.await.expect_err("timed out");
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        live.complete(10, Ok(response(10)));
+        assert_eq!(
+            Answer {
+                live: &live,
+                id: 10
+            }
+            .await
+            .expect("answered")
+            .id,
+            10
+        );
+        assert!(!live.expire(Instant::now()), "nothing waits any more");
+    }
+
+    #[tokio::test]
+    async fn closing_fails_every_waiting_call_and_refuses_new_ones() {
+        let live = live();
+        let waiting: Vec<_> = (20..24)
+            .map(|id| {
+                live.register(id, later()).expect("registered");
+                tokio::spawn(wait(live.clone(), id))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        live.close("provider went away");
+        for w in waiting {
+            let e = tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("woken")
+                .expect("joined")
+                .expect_err("failed");
+            assert_eq!(e.kind(), ErrorKind::Network, "{e}");
+            assert!(e.to_string().contains("provider went away"), "{e}");
+        }
+        let e = live.register(30, later()).expect_err("closed");
+        assert_eq!(e.kind(), ErrorKind::Network);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_stops_waiting_leaves_no_entry() {
+        let live = live();
+        live.register(40, later()).expect("registered");
+        {
+            let _guard = PendingGuard {
+                live: &live,
+                id: 40,
+                armed: true,
+            };
+            let wait = Answer {
+                live: &live,
+                id: 40,
+            };
+            assert!(
+                tokio::time::timeout(Duration::from_millis(10), wait)
+                    .await
+                    .is_err(),
+                "no answer yet"
+            );
+        }
+        assert!(!live.is_waiting());
+        let before = super::super::dropped_responses();
+        live.complete(40, Ok(response(40)));
+        assert!(super::super::dropped_responses() > before);
     }
 }
