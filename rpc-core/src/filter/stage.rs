@@ -103,6 +103,9 @@ fn enter<'t>(tickets: &'t [Ticket<'_>]) -> Option<tracing::span::Entered<'t>> {
         .iter()
         .rev()
         .find_map(Ticket::entered_span)
+        // A disabled span (no subscriber wants it) is not entered: entering one still costs
+        // a call per poll, more when `tracing`'s `log` feature is on in the build.
+        .filter(|s| !s.is_disabled())
         .map(tracing::Span::enter)
 }
 
