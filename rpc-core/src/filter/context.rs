@@ -189,7 +189,10 @@ mod tests {
                 inner,
                 vec![
                     ("context", Arc::new(ConsumerContextFilter) as _),
-                    ("timeout", Arc::new(crate::filter::TimeoutFilter) as _),
+                    (
+                        "timeout",
+                        Arc::new(crate::filter::TimeoutFilter::default()) as _,
+                    ),
                     ("deadline", Arc::new(DeadlineFilter) as _),
                 ],
             )
@@ -269,7 +272,10 @@ mod tests {
             c.clone(),
             vec![
                 ("context", Arc::new(ConsumerContextFilter) as _),
-                ("timeout", Arc::new(crate::filter::TimeoutFilter) as _),
+                (
+                    "timeout",
+                    Arc::new(crate::filter::TimeoutFilter::default()) as _,
+                ),
                 ("deadline", Arc::new(DeadlineFilter) as _),
             ],
         );

@@ -598,7 +598,7 @@ mod tests {
             inner,
             vec![(
                 "timeout",
-                Arc::new(timeout::TimeoutFilter) as Arc<dyn Filter>,
+                Arc::new(timeout::TimeoutFilter::default()) as Arc<dyn Filter>,
             )],
         );
         let e = chain.invoke(call("S", "m")).await.expect_err("timed out");

@@ -538,7 +538,7 @@ mod tests {
                     Arc::new(MetricsFilter::consumer()) as Arc<dyn Filter>,
                 ),
                 ("context", Arc::new(ConsumerContextFilter)),
-                ("timeout", Arc::new(TimeoutFilter)),
+                ("timeout", Arc::new(TimeoutFilter::default())),
                 ("circuitbreaker", Arc::new(CircuitBreakerFilter::default())),
             ],
         );

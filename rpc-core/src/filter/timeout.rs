@@ -19,19 +19,56 @@ use crate::extension::Activate;
 use crate::filter::stage::{self, Kind, Stage, Ticket};
 use crate::filter::Filter;
 use crate::invocation::{BoxedCall, CallLabel, Invocation, Invoker, Response};
+use crate::url::Url;
 
 /// Timeout of a call whose URL does not set `timeout`, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 
+/// How a method-level `timeout` key ends (`{method}.timeout`).
+const METHOD_TIMEOUT_SUFFIX: &str = ".timeout";
+
 /// See the [module docs](self).
 #[derive(Debug, Default)]
-pub struct TimeoutFilter;
+pub struct TimeoutFilter {
+    /// The budget of every call through the invoker this filter was [bound](Filter::bind)
+    /// to, read once from its URL when that sets no method-level `timeout`; otherwise (or
+    /// unbound) the budget is read from the URL per call.
+    fixed: Option<(Url, u64)>,
+}
+
+impl TimeoutFilter {
+    fn budget_ms(&self, url: &Url, method: &str) -> Result<u64> {
+        match &self.fixed {
+            // The same URL (one pointer comparison): the budget read at bind time.
+            Some((bound, ms)) if bound == url => Ok(*ms),
+            _ => url.method_param_as(method, keys::TIMEOUT, DEFAULT_TIMEOUT_MS),
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl Filter for TimeoutFilter {
     /// It is what ends a call at the deadline.
     fn honors_deadline(&self) -> bool {
         true
+    }
+
+    /// A filter that reads the budget of `next`'s calls once, when `next`'s URL has no
+    /// method-level `timeout` (a `{method}.timeout` key) and its `timeout` is well formed.
+    fn bind(&self, next: &Arc<dyn Invoker>) -> Option<Arc<dyn Filter>> {
+        let url = next.url();
+        let per_method = url
+            .params()
+            .keys()
+            .any(|k| k.len() > keys::TIMEOUT.len() + 1 && k.ends_with(METHOD_TIMEOUT_SUFFIX));
+        let fixed = if per_method {
+            None
+        } else {
+            url.param_as(keys::TIMEOUT, DEFAULT_TIMEOUT_MS)
+                .ok()
+                .map(|ms| (url.clone(), ms))
+        };
+        Some(Arc::new(TimeoutFilter { fixed }))
     }
 
     stage::stage_filter!();
@@ -46,9 +83,7 @@ impl Stage for TimeoutFilter {
         invocation: &mut Invocation,
         now: Instant,
     ) -> Result<Ticket<'s>> {
-        let ms =
-            next.url()
-                .method_param_as(invocation.method(), keys::TIMEOUT, DEFAULT_TIMEOUT_MS)?;
+        let ms = self.budget_ms(next.url(), invocation.method())?;
         invocation.set_deadline(now + Duration::from_millis(ms));
         Ok(
             match invocation.deadline().filter(|_| !next.enforces_deadline()) {
@@ -94,7 +129,7 @@ impl Timer {
 crate::register!(
     dyn Filter,
     "timeout",
-    || Arc::new(TimeoutFilter),
+    || Arc::new(TimeoutFilter::default()),
     activate = Activate::consumer(-10_000)
 );
 
@@ -128,14 +163,14 @@ mod tests {
     async fn method_level_timeout_fires() {
         let url = Url::parse("dubbo://h:1/S?timeout=5000&slow.timeout=100").expect("url");
         let inv = Sleepy(url, Duration::from_millis(1000));
-        let e = TimeoutFilter
+        let e = TimeoutFilter::default()
             .invoke(&inv, call("slow"))
             .await
             .expect_err("times out");
         assert_eq!(e.kind(), ErrorKind::Timeout);
         assert!(e.to_string().contains("within 100 ms"), "{e}");
         assert_eq!(e.method(), Some("slow"));
-        TimeoutFilter
+        TimeoutFilter::default()
             .invoke(&inv, call("other"))
             .await
             .expect("5 s is enough");
@@ -147,7 +182,7 @@ mod tests {
         let inv = Sleepy(url, Duration::from_millis(1000));
         let mut c = call("m");
         c.set_timeout(Duration::from_millis(50));
-        let e = TimeoutFilter
+        let e = TimeoutFilter::default()
             .invoke(&inv, c)
             .await
             .expect_err("inherited budget");
@@ -158,8 +193,43 @@ mod tests {
     async fn bad_timeout_value_is_reported() {
         let url = Url::parse("dubbo://h:1/S?timeout=fast").expect("url");
         let inv = Sleepy(url, Duration::ZERO);
-        let e = TimeoutFilter
+        let e = TimeoutFilter::default()
             .invoke(&inv, call("m"))
+            .await
+            .expect_err("bad");
+        assert!(e.to_string().contains("'timeout' has value 'fast'"), "{e}");
+    }
+
+    /// In a chain the filter is bound to the invoker it wraps: the budget read once is the
+    /// one a per-call read gives, method-level keys still win, and a malformed `timeout`
+    /// still fails each call.
+    #[tokio::test(start_paused = true)]
+    async fn a_bound_filter_keeps_every_budget_rule() {
+        let chain = |url: &str| {
+            let url = Url::parse(url).expect("url");
+            crate::filter::wrap(
+                Arc::new(Sleepy(url, Duration::from_millis(1500))),
+                vec![("timeout", Arc::new(TimeoutFilter::default()) as _)],
+            )
+        };
+        let e = chain("dubbo://h:1/S?timeout=200")
+            .invoke(call("m"))
+            .await
+            .expect_err("times out");
+        assert!(e.to_string().contains("within 200 ms"), "{e}");
+        chain("dubbo://h:1/S")
+            .invoke(call("m"))
+            .await
+            .expect_err("the default budget, 1000 ms, is less than the sleep");
+        let per_method = chain("dubbo://h:1/S?timeout=5000&slow.timeout=100");
+        let e = per_method
+            .invoke(call("slow"))
+            .await
+            .expect_err("method level");
+        assert!(e.to_string().contains("within 100 ms"), "{e}");
+        per_method.invoke(call("m")).await.expect("5 s is enough");
+        let e = chain("dubbo://h:1/S?timeout=fast")
+            .invoke(call("m"))
             .await
             .expect_err("bad");
         assert!(e.to_string().contains("'timeout' has value 'fast'"), "{e}");
