@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
+use foldhash::fast::RandomState;
 
 use crate::config::keys;
 use crate::error::{Result, RpcError};
@@ -32,9 +33,13 @@ pub struct ExportedService {
 #[derive(Clone, Default)]
 pub struct ServiceTable(Arc<TableInner>);
 
+type Table = HashMap<Box<str>, Vec<Arc<ExportedService>>, RandomState>;
+
 #[derive(Default)]
 struct TableInner {
-    by_interface: ArcSwap<HashMap<Box<str>, Vec<Arc<ExportedService>>>>,
+    /// Keyed by interface name, read for every request: seeded foldhash (fast on these
+    /// keys, and the seed keeps a peer's names from colliding on purpose).
+    by_interface: ArcSwap<Table>,
     /// Held by a writer from copying the table to publishing it, so no change is lost.
     write: Mutex<()>,
 }
@@ -79,10 +84,7 @@ impl ServiceTable {
             .unwrap_or_default()
     }
 
-    fn change<R>(
-        &self,
-        f: impl FnOnce(&mut HashMap<Box<str>, Vec<Arc<ExportedService>>>) -> R,
-    ) -> R {
+    fn change<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
         let _writer = self.0.write.lock().unwrap_or_else(PoisonError::into_inner);
         let mut table = HashMap::clone(&self.0.by_interface.load());
         let out = f(&mut table);

@@ -91,28 +91,34 @@ pub fn by_id(id: u8) -> Result<&'static dyn Serialization> {
     if id == ids::HESSIAN2_ARGS {
         return Ok(&HESSIAN2_ARGS);
     }
-    static TABLE: OnceLock<Vec<Arc<dyn Serialization>>> = OnceLock::new();
+    /// Every linked serialization, at the index of its id: a lookup is one load.
+    static TABLE: OnceLock<Vec<Option<Arc<dyn Serialization>>>> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
-        <dyn Serialization>::loader()
+        let mut table: Vec<Option<Arc<dyn Serialization>>> = vec![None; 256];
+        for s in <dyn Serialization>::loader()
             .names()
             .into_iter()
             .filter_map(|n| extension::get::<dyn Serialization>(n).ok())
-            .collect()
+        {
+            let slot = &mut table[usize::from(s.id())];
+            if slot.is_none() {
+                *slot = Some(s);
+            }
+        }
+        table
     });
-    table
-        .iter()
-        .find(|s| s.id() == id)
-        .map(|s| &**s)
-        .ok_or_else(|| {
-            RpcError::codec(format!(
-                "unknown serialization id {id}; linked: {}",
-                table
-                    .iter()
-                    .map(|s| s.id().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })
+    match table.get(usize::from(id)).and_then(Option::as_deref) {
+        Some(s) => Ok(s),
+        None => Err(RpcError::codec(format!(
+            "unknown serialization id {id}; linked: {}",
+            table
+                .iter()
+                .flatten()
+                .map(|s| s.id().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 /// Decodes a `T` from `bytes` in `ser`.
