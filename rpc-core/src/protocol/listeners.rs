@@ -14,6 +14,7 @@ use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::invocation::{Invoker, ServiceKey};
 use crate::protocol::Exporter;
+use crate::proxy::ServiceDescriptor;
 use crate::url::Url;
 
 /// One service exported on a listener: its parsed key (dispatch clones it rather than
@@ -23,6 +24,9 @@ pub struct ExportedService {
     pub key: ServiceKey,
     /// The exported invoker (its provider filter chain).
     pub invoker: Arc<dyn Invoker>,
+    /// The service's declared methods, when it is a generated skeleton's (read once here,
+    /// not through the chain for every request).
+    pub descriptor: Option<&'static ServiceDescriptor>,
 }
 
 /// The services a listener serves, by interface, each with its group and version.
@@ -192,6 +196,7 @@ impl<L: SharedListener> Listeners<L> {
         );
         let added = listener.services().insert(ExportedService {
             key: key.clone(),
+            descriptor: invoker.descriptor(),
             invoker,
         });
         if !added {
@@ -245,6 +250,7 @@ mod tests {
         ExportedService {
             key: ServiceKey::new("t.Svc", group, version),
             invoker: Mock::ok("dubbo://127.0.0.1:1/t.Svc"),
+            descriptor: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! Request and response bodies of the `dubbo` protocol (layout in the module docs).
 
-use bytes::{Buf, Bytes};
+use std::ops::Range;
+
+use bytes::Bytes;
 
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Attachments, ByteString, Invocation, Value};
@@ -25,13 +27,63 @@ pub(crate) const RESPONSE_EMPTY: u8 = 2;
 /// A decoded request envelope; `args` are still bytes in the header's serialization.
 #[derive(Debug)]
 pub(crate) struct RequestBody {
-    pub(crate) path: ByteString,
-    pub(crate) version: ByteString,
-    pub(crate) group: ByteString,
-    pub(crate) method: ByteString,
+    /// The service path, version, group and method name, read in place in the body: they are
+    /// only looked up, so no reference to the body is taken for each.
+    pub(crate) names: Names,
     pub(crate) timeout_ms: u32,
     pub(crate) attachments: Attachments,
     pub(crate) args: Bytes,
+}
+
+/// The names of a request, where they are in its body. Each is checked as UTF-8 when it is
+/// read, once: a name that is not fails the request with an error naming the field.
+#[derive(Debug)]
+pub(crate) struct Names {
+    body: Bytes,
+    path: Range<usize>,
+    version: Range<usize>,
+    group: Range<usize>,
+    method: Range<usize>,
+}
+
+impl Names {
+    fn text(&self, at: &Range<usize>, field: &str) -> Result<&str> {
+        match self.body.get(at.clone()).map(std::str::from_utf8) {
+            Some(Ok(text)) => Ok(text),
+            _ => Err(not_utf8("request body", field)),
+        }
+    }
+
+    /// The service path (its interface name).
+    pub(crate) fn path(&self) -> Result<&str> {
+        self.text(&self.path, "service path")
+    }
+
+    /// The version, empty when none.
+    pub(crate) fn version(&self) -> Result<&str> {
+        self.text(&self.version, "version")
+    }
+
+    /// The group, empty when none.
+    pub(crate) fn group(&self) -> Result<&str> {
+        self.text(&self.group, "group")
+    }
+
+    /// The method name.
+    pub(crate) fn method(&self) -> Result<&str> {
+        self.text(&self.method, "method name")
+    }
+
+    /// The method name as a string of its own (a slice of the body).
+    pub(crate) fn method_string(&self) -> Result<ByteString> {
+        ByteString::try_from(self.body.slice(self.method.clone()))
+            .map_err(|_| not_utf8("request body", "method name"))
+    }
+}
+
+#[cold]
+fn not_utf8(what: &str, field: &str) -> RpcError {
+    RpcError::codec(format!("{what} field {field} is not UTF-8"))
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str, max: usize, what: &str) -> Result<()> {
@@ -160,41 +212,83 @@ static KNOWN_KEYS: &[&str] = &[
 
 /// A bounds-checked cursor over a body.
 struct Reader {
-    buf: Bytes,
+    body: Bytes,
+    pos: usize,
     what: &'static str,
 }
 
 impl Reader {
+    fn new(body: Bytes, what: &'static str) -> Reader {
+        Reader { body, pos: 0, what }
+    }
+
+    #[cold]
     fn short(&self, field: &str) -> RpcError {
         RpcError::codec(format!("{} truncated while reading the {field}", self.what))
     }
 
+    fn remaining(&self) -> usize {
+        self.body.len() - self.pos
+    }
+
+    /// The next `len` bytes' place in the body.
+    #[inline]
+    fn take(&mut self, len: usize, field: &str) -> Result<Range<usize>> {
+        if self.remaining() < len {
+            return Err(self.short(field));
+        }
+        let at = self.pos..self.pos + len;
+        self.pos += len;
+        Ok(at)
+    }
+
+    /// The next `N` bytes.
+    #[inline]
+    fn array<const N: usize>(&mut self, field: &str) -> Result<[u8; N]> {
+        match self
+            .body
+            .get(self.pos..)
+            .and_then(|rest| rest.first_chunk::<N>())
+        {
+            Some(bytes) => {
+                self.pos += N;
+                Ok(*bytes)
+            }
+            None => Err(self.short(field)),
+        }
+    }
+
+    #[inline]
     fn u8(&mut self, field: &str) -> Result<u8> {
-        if self.buf.remaining() < 1 {
-            return Err(self.short(field));
-        }
-        Ok(self.buf.get_u8())
+        Ok(u8::from_be_bytes(self.array(field)?))
     }
 
+    #[inline]
     fn u16(&mut self, field: &str) -> Result<u16> {
-        if self.buf.remaining() < 2 {
-            return Err(self.short(field));
-        }
-        Ok(self.buf.get_u16())
+        Ok(u16::from_be_bytes(self.array(field)?))
     }
 
+    #[inline]
     fn u32(&mut self, field: &str) -> Result<u32> {
-        if self.buf.remaining() < 4 {
-            return Err(self.short(field));
-        }
-        Ok(self.buf.get_u32())
+        Ok(u32::from_be_bytes(self.array(field)?))
     }
 
     fn bytes(&mut self, len: usize, field: &str) -> Result<Bytes> {
-        if self.buf.remaining() < len {
-            return Err(self.short(field));
+        let at = self.take(len, field)?;
+        Ok(self.body.slice(at))
+    }
+
+    /// The place of a length-prefixed string of at most `max` bytes, not yet checked.
+    #[inline]
+    fn string_at(&mut self, max: usize, field: &str) -> Result<Range<usize>> {
+        let len = self.u16(field)? as usize;
+        if len > max {
+            return Err(RpcError::codec(format!(
+                "{} field {field} is {len} bytes, over the limit of {max}",
+                self.what
+            )));
         }
-        Ok(self.buf.split_to(len))
+        self.take(len, field)
     }
 
     /// A length-prefixed UTF-8 string: a slice of the body, not a copy.
@@ -205,24 +299,15 @@ impl Reader {
     /// Like [`Reader::string`], but a string equal to one of `known` is that static string:
     /// no reference to the body is taken (each is a count written when taken and dropped).
     fn string_or(&mut self, known: &[&'static str], max: usize, field: &str) -> Result<ByteString> {
-        let len = self.u16(field)? as usize;
-        if len > max {
-            return Err(RpcError::codec(format!(
-                "{} field {field} is {len} bytes, over the limit of {max}",
-                self.what
-            )));
-        }
+        let at = self.string_at(max, field)?;
         if let Some(text) = self
-            .buf
-            .get(..len)
-            .and_then(|b| known.iter().find(|k| k.len() == len && k.as_bytes() == b))
+            .body
+            .get(at.clone())
+            .and_then(|b| known.iter().find(|k| k.as_bytes() == b))
         {
-            self.buf.advance(len);
             return Ok(ByteString::from_static(text));
         }
-        let b = self.bytes(len, field)?;
-        ByteString::try_from(b)
-            .map_err(|_| RpcError::codec(format!("{} field {field} is not UTF-8", self.what)))
+        ByteString::try_from(self.body.slice(at)).map_err(|_| not_utf8(self.what, field))
     }
 
     /// The attachments, with room for `extra` more pairs (a provider adds the caller's
@@ -249,49 +334,53 @@ impl Reader {
         self.bytes(len, field)
     }
 
-    fn end(self) -> Result<()> {
-        if self.buf.has_remaining() {
+    /// Checks that the whole body was read; gives the body back.
+    fn end(self) -> Result<Bytes> {
+        if self.remaining() > 0 {
             return Err(RpcError::codec(format!(
                 "{} has {} unexpected trailing bytes",
                 self.what,
-                self.buf.remaining()
+                self.remaining()
             )));
         }
-        Ok(())
+        Ok(self.body)
     }
 }
 
 /// Decodes a request envelope; arguments stay encoded.
 pub(crate) fn decode_request(body: Bytes) -> Result<RequestBody> {
-    let mut r = Reader {
-        buf: body,
-        what: "request body",
-    };
+    let mut r = Reader::new(body, "request body");
     let v = r.u8("body version")?;
     if v != BODY_VERSION {
         return Err(RpcError::codec(format!(
             "request body version {v} is not supported (expected {BODY_VERSION})"
         )));
     }
-    let req = RequestBody {
-        path: r.string(MAX_NAME, "service path")?,
-        version: r.string(MAX_NAME, "version")?,
-        group: r.string(MAX_NAME, "group")?,
-        method: r.string(MAX_NAME, "method name")?,
-        timeout_ms: r.u32("timeout")?,
-        attachments: r.attachments(1)?,
-        args: r.section("arguments")?,
-    };
-    r.end()?;
-    Ok(req)
+    let path = r.string_at(MAX_NAME, "service path")?;
+    let version = r.string_at(MAX_NAME, "version")?;
+    let group = r.string_at(MAX_NAME, "group")?;
+    let method = r.string_at(MAX_NAME, "method name")?;
+    let timeout_ms = r.u32("timeout")?;
+    let attachments = r.attachments(1)?;
+    let args = r.section("arguments")?;
+    let body = r.end()?;
+    Ok(RequestBody {
+        names: Names {
+            body,
+            path,
+            version,
+            group,
+            method,
+        },
+        timeout_ms,
+        attachments,
+        args,
+    })
 }
 
 /// Decodes an OK response body into (kind, attachments, value bytes).
 pub(crate) fn decode_response(body: Bytes) -> Result<(u8, Attachments, Bytes)> {
-    let mut r = Reader {
-        buf: body,
-        what: "response body",
-    };
+    let mut r = Reader::new(body, "response body");
     let kind = r.u8("result kind")?;
     if kind > RESPONSE_EMPTY {
         return Err(RpcError::codec(format!("unknown response kind {kind}")));
@@ -304,10 +393,7 @@ pub(crate) fn decode_response(body: Bytes) -> Result<(u8, Attachments, Bytes)> {
 
 /// Decodes an error body into (kind name, message); lenient, since it only feeds a message.
 pub(crate) fn decode_error(body: Bytes) -> Result<(ByteString, String)> {
-    let mut r = Reader {
-        buf: body,
-        what: "error body",
-    };
+    let mut r = Reader::new(body, "error body");
     let name = r.string(64, "error kind")?;
     let msg = r.section("message")?;
     Ok((name, String::from_utf8_lossy(&msg).into_owned()))
@@ -383,10 +469,10 @@ mod tests {
         let req = decode_request(Bytes::from(body)).expect("decode");
         assert_eq!(
             (
-                &*req.path,
-                &*req.version,
-                &*req.group,
-                &*req.method,
+                req.names.path().expect("path"),
+                req.names.version().expect("version"),
+                req.names.group().expect("group"),
+                req.names.method().expect("method"),
                 req.timeout_ms
             ),
             ("a.Calc", "1.0", "g", "add", 900)
@@ -438,13 +524,42 @@ mod tests {
         assert!(msg.len() <= MAX_MESSAGE);
     }
 
+    /// A name that is not UTF-8 is refused, naming the field, whether it is read in place
+    /// (the service path, the method) or as a string of its own (an attachment value).
+    #[test]
+    fn names_that_are_not_utf8_are_refused_by_field() {
+        let inv = Invocation::new(ServiceKey::new("a.Calc", None, None), "add", Value::Empty);
+        let good = encode_request(&inv, &MsgPack, 100).expect("encode");
+        let req = decode_request(Bytes::from(good.clone())).expect("decode");
+        let names = &req.names;
+        assert_eq!(
+            (names.path().ok(), names.method().ok()),
+            (Some("a.Calc"), Some("add"))
+        );
+        assert_eq!(names.method_string().ok().as_deref(), Some("add"));
+        // The body: version, then the path's length and text.
+        let mut bad_path = good.clone();
+        bad_path[3] = 0xff;
+        let req = decode_request(Bytes::from(bad_path)).expect("read in place");
+        let e = req.names.path().expect_err("bad path");
+        assert!(e.to_string().contains("service path is not UTF-8"), "{e}");
+        let mut bad_method = good;
+        let at = 1 + 2 + "a.Calc".len() + 2 + 2 + 2;
+        bad_method[at] = 0xc3;
+        let req = decode_request(Bytes::from(bad_method)).expect("read in place");
+        let e = req.names.method().expect_err("bad method");
+        assert!(e.to_string().contains("method name is not UTF-8"), "{e}");
+        let e = req.names.method_string().expect_err("bad method");
+        assert!(e.to_string().contains("method name is not UTF-8"), "{e}");
+    }
+
     proptest::proptest! {
         #[test]
         fn random_bodies_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let b = Bytes::from(data);
             if let Ok(req) = decode_request(b.clone()) {
                 proptest::prop_assert!(req.attachments.len() <= MAX_ATTACHMENTS);
-                proptest::prop_assert!(req.method.len() <= MAX_NAME);
+                proptest::prop_assert!(req.names.method().map_or(0, str::len) <= MAX_NAME);
             }
             let _ = decode_response(b.clone());
             let _ = decode_error(b);

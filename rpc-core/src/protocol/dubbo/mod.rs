@@ -123,6 +123,7 @@ use crate::invocation::{
 };
 use crate::protocol::listeners::{Listeners, ServiceTable, SharedListener};
 use crate::protocol::{Exporter, Protocol};
+use crate::proxy::ServiceDescriptor;
 use crate::serialize::{self, ids, Serialization};
 use crate::url::Url;
 
@@ -265,14 +266,55 @@ enum Reply {
 
 /// A request body of either layout, decoded.
 struct Envelope {
-    path: ByteString,
-    version: ByteString,
-    group: ByteString,
-    method: ByteString,
+    names: Names,
     timeout_ms: u32,
     attachments: Attachments,
     args: Value,
     parameter_types: Option<ByteString>,
+}
+
+/// The service path, version, group and method of a request: read in place in a native
+/// body, decoded strings from a Hessian one.
+enum Names {
+    Native(body::Names),
+    Decoded {
+        path: ByteString,
+        version: ByteString,
+        group: ByteString,
+        method: ByteString,
+    },
+}
+
+impl Names {
+    /// The service path, version, group and method name, each checked once.
+    fn texts(&self) -> Result<[&str; 4]> {
+        Ok(match self {
+            Names::Native(n) => [n.path()?, n.version()?, n.group()?, n.method()?],
+            Names::Decoded {
+                path,
+                version,
+                group,
+                method,
+            } => [path, version, group, method],
+        })
+    }
+
+    /// The method name (`text`, as [`Names::texts`] gave it) as the invocation keeps it: the
+    /// service's own static name when it declares the method (no reference to the body
+    /// kept), else the name as sent.
+    fn method_string(
+        &self,
+        text: &str,
+        service: Option<&'static ServiceDescriptor>,
+    ) -> Result<ByteString> {
+        if let Some(declared) = service.and_then(|d| d.method(text)) {
+            return Ok(ByteString::from_static(declared.name()));
+        }
+        match self {
+            Names::Native(n) => n.method_string(),
+            Names::Decoded { method, .. } => Ok(method.clone()),
+        }
+    }
 }
 
 /// The methods of Dubbo's `GenericService`.
@@ -286,10 +328,7 @@ fn decode_envelope(ser_id: u8, body: Bytes) -> Result<(Envelope, Reply)> {
         let env = body::decode_request(body)?;
         return Ok((
             Envelope {
-                path: env.path,
-                version: env.version,
-                group: env.group,
-                method: env.method,
+                names: Names::Native(env.names),
                 timeout_ms: env.timeout_ms,
                 attachments: env.attachments,
                 args: Value::Encoded(Payload {
@@ -334,10 +373,12 @@ fn decode_envelope(ser_id: u8, body: Bytes) -> Result<(Envelope, Reply)> {
         };
     Ok((
         Envelope {
-            path: r.path,
-            version: r.version,
-            group: r.group,
-            method,
+            names: Names::Decoded {
+                path: r.path,
+                version: r.version,
+                group: r.group,
+                method,
+            },
             timeout_ms: r.timeout_ms,
             attachments: r.attachments,
             args,
@@ -379,13 +420,14 @@ impl Dispatcher {
         fn opt(s: &str) -> Option<&str> {
             Some(s).filter(|s| !s.is_empty())
         }
-        let (invoker, service) = self
+        let [path, version, group, method] = env.names.texts()?;
+        let (invoker, service, descriptor) = self
             .services
-            .find(&env.path, opt(&env.group), opt(&env.version), |s| {
-                (s.invoker.clone(), s.key.clone())
+            .find(path, opt(group), opt(version), |s| {
+                (s.invoker.clone(), s.key.clone(), s.descriptor)
             })
             .ok_or_else(|| {
-                let key = crate::ServiceKey::new(&env.path, opt(&env.group), opt(&env.version));
+                let key = crate::ServiceKey::new(path, opt(group), opt(version));
                 RpcError::new(
                     ErrorKind::ServiceNotFound,
                     format!("service {key} is not exported on this port"),
@@ -398,7 +440,8 @@ impl Dispatcher {
                 style.exception_class = class.to_string();
             }
         }
-        let mut inv = Invocation::with_method(service, env.method, env.args);
+        let method = env.names.method_string(method, descriptor)?;
+        let mut inv = Invocation::with_method(service, method, env.args);
         if let Some(types) = env.parameter_types {
             inv.set_parameter_types(types);
         }
