@@ -157,6 +157,12 @@ impl RpcContext {
         CURRENT.scope(Arc::new(self), fut)
     }
 
+    /// Runs `f` with `ctx` as the current context (for one poll of a call, say): what
+    /// [`RpcContext::scope`] does around each poll of its future.
+    pub(crate) fn within<R>(ctx: &Arc<RpcContext>, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(ctx.clone(), f)
+    }
+
     /// Runs `fut` with the current context plus `attachments` (replacing equal keys): calls
     /// made inside carry them.
     ///

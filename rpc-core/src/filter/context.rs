@@ -7,6 +7,7 @@
 //! - runs the rest of the call (inner filters, skeleton, the user's code) inside a task-local
 //!   [`RpcContext`] holding the deadline, the incoming attachments and the trace context, so
 //!   calls the implementation makes inherit them (see the consumer side of `context`, [`super::ConsumerContextFilter`]);
+//!   it is a [stage](super::Stage), so it shares one layer with the provider's `metrics`;
 //! - wraps it in an `rpc.server` `tracing` span with service, method, caller (application),
 //!   peer (the caller's address, from [`REMOTE_ADDRESS_ATTACHMENT`] set by the protocol) and
 //!   trace id.
@@ -15,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use crate::context::{
     RpcContext, APPLICATION_ATTACHMENT, REMOTE_ADDRESS_ATTACHMENT, TIMEOUT_ATTACHMENT,
@@ -23,6 +23,7 @@ use crate::context::{
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::extension::Activate;
 use crate::filter::consumer_context::{Hex128, Hex64};
+use crate::filter::stage::{self, Stage, Ticket};
 use crate::filter::Filter;
 use crate::invocation::{Invocation, Invoker, Response};
 
@@ -35,7 +36,21 @@ pub struct ContextFilter;
 
 #[async_trait::async_trait]
 impl Filter for ContextFilter {
-    async fn invoke(&self, next: &dyn Invoker, mut invocation: Invocation) -> Result<Response> {
+    /// It never waits: a call whose budget is spent is refused at once.
+    fn honors_deadline(&self) -> bool {
+        true
+    }
+
+    stage::stage_filter!();
+}
+
+impl Stage for ContextFilter {
+    fn before<'s>(
+        &'s self,
+        _next: &dyn Invoker,
+        invocation: &mut Invocation,
+        now: Instant,
+    ) -> Result<Ticket<'s>> {
         if let Some(raw) = invocation.attachments().get(TIMEOUT_ATTACHMENT) {
             let ms: i64 = match raw.trim().parse() {
                 Ok(ms) => ms,
@@ -53,11 +68,11 @@ impl Filter for ContextFilter {
                 ))));
             }
             // A huge budget that overflows the clock means "no deadline", not a panic.
-            if let Some(d) = Instant::now().checked_add(Duration::from_millis(ms.unsigned_abs())) {
+            if let Some(d) = now.checked_add(Duration::from_millis(ms.unsigned_abs())) {
                 invocation.set_deadline(d);
             }
         }
-        if invocation.remaining().is_some_and(|r| r.is_zero()) {
+        if invocation.deadline().is_some_and(|d| d <= now) {
             return Err(invocation.annotate(RpcError::new(
                 ErrorKind::Timeout,
                 "the caller's deadline passed before the call started",
@@ -80,17 +95,17 @@ impl Filter for ContextFilter {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
-        if span.is_disabled() {
-            // Not instrumented: entering a disabled span still costs a call per poll, more
-            // when `tracing`'s `log` feature is on in the build.
-            return ctx.scope(next.invoke(invocation)).await;
+        if !span.is_disabled() {
+            if let Some(trace) = ctx.trace() {
+                span.record("trace_id", tracing::field::display(Hex128(trace.trace_id)));
+                span.record("span_id", tracing::field::display(Hex64(trace.span_id)));
+            }
         }
-        if let Some(trace) = ctx.trace() {
-            span.record("trace_id", tracing::field::display(Hex128(trace.trace_id)));
-            span.record("span_id", tracing::field::display(Hex64(trace.span_id)));
-        }
-        ctx.scope(next.invoke(invocation)).instrument(span).await
+        // The rest of the call runs with this context current and inside this span.
+        Ok(Ticket::scope(ctx, span))
     }
+
+    fn after(&self, _: Ticket<'_>, _: Option<&Result<Response>>, _: Instant) {}
 }
 
 crate::register!(
@@ -177,6 +192,41 @@ mod tests {
             .into_value()
             .expect("u64");
         assert_eq!(left, 300);
+    }
+
+    /// As a stage sharing a layer with the stage outside it, the context is current for the
+    /// service across every poll, and only there: not in the task once the call is over.
+    #[tokio::test(start_paused = true)]
+    async fn the_context_is_current_at_every_poll_of_the_service_and_nowhere_else() {
+        let inner = Mock::new("dubbo://h:1/S", |_| async move {
+            let before = RpcContext::current().get("tenant").map(str::to_string);
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let after = RpcContext::current().get("tenant").map(str::to_string);
+            Ok(crate::Response::value(Value::typed((before, after))))
+        });
+        let chain = wrap(
+            inner,
+            vec![
+                (
+                    "metrics",
+                    Arc::new(crate::filter::MetricsFilter::provider()) as _,
+                ),
+                ("context", Arc::new(ContextFilter) as _),
+            ],
+        );
+        let mut c = provider_call("300");
+        c.attachments_mut().insert("tenant", "blue");
+        let seen: (Option<String>, Option<String>) = chain
+            .invoke(c)
+            .await
+            .expect("runs")
+            .into_value()
+            .expect("pair");
+        let blue = Some("blue".to_string());
+        assert_eq!(seen, (blue.clone(), blue));
+        assert_eq!(RpcContext::current().get("tenant"), None);
+        assert_eq!(RpcContext::current().deadline(), None);
     }
 
     /// Two hops: consumer A → provider B, whose implementation calls provider C. The nested

@@ -37,7 +37,8 @@
 //! around its cluster, not around each provider ([`Filter::per_reference`]). `deadline` is
 //! left out where the protocol carries the budget itself. Each module's docs give the keys
 //! and the exact behaviour. The consumer's `metrics`, `context`, `timeout` and
-//! `circuitbreaker` are [stages](stage): adjacent stages run as one layer, in the order above.
+//! `circuitbreaker`, and the provider's `metrics` and `context`, are [stages](stage):
+//! adjacent stages run as one layer, in the order above.
 //! Every filter is one shared instance; state (counters, breakers, buckets) is kept per service, method
 //! and, on the consumer, provider address, and no lock is held across an `.await`.
 

@@ -8,9 +8,10 @@
 //! chain runs adjacent stages in one layer ([`super::wrap`]): their `before`s in order, the
 //! call, their `after`s in reverse — what nesting them would do, with one future.
 //!
-//! A stage may need two things the layer does for it: a `tracing` span entered around
-//! everything inside it ([`Ticket::span`]) and, for the `timeout` filter, a timer that ends
-//! the call at its deadline when the invoker inside does not.
+//! A stage may need three things the layer does for it: a `tracing` span entered around
+//! everything inside it ([`Ticket::span`]); for the provider's `context`, an [`RpcContext`]
+//! that is the task's current context inside it; and, for the `timeout` filter, a timer that
+//! ends the call at its deadline when the invoker inside does not.
 
 use std::any::Any;
 use std::future::Future;
@@ -21,6 +22,7 @@ use std::task::{Context, Poll};
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
+use crate::context::RpcContext;
 use crate::error::{Result, RpcError};
 use crate::invocation::{BoxedCall, Invocation, Invoker, Response};
 
@@ -58,6 +60,7 @@ pub(crate) enum Kind<'s> {
     Metrics(super::metrics::Started<'s>),
     Breaker(super::circuitbreaker::Admitted<'s>),
     Span(tracing::Span),
+    Scope(Arc<RpcContext>, tracing::Span),
     Deadline(super::timeout::Timer),
     Other(Box<dyn Any + Send>),
 }
@@ -87,9 +90,24 @@ impl<'s> Ticket<'s> {
         Ticket(Kind::Span(span))
     }
 
+    /// A ticket that has the layer run everything inside its stage (the `before`s of the
+    /// stages inside it, the call and its wait; not their `after`s, which may run outside a
+    /// poll) with `context` as the task's current [`RpcContext`], and `span` entered: what
+    /// the provider's `context` filter hands on to the service.
+    pub(crate) fn scope(context: RpcContext, span: tracing::Span) -> Self {
+        Ticket(Kind::Scope(Arc::new(context), span))
+    }
+
     fn entered_span(&self) -> Option<&tracing::Span> {
         match &self.0 {
-            Kind::Span(s) => Some(s),
+            Kind::Span(s) | Kind::Scope(_, s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn context(&self) -> Option<&Arc<RpcContext>> {
+        match &self.0 {
+            Kind::Scope(c, _) => Some(c),
             _ => None,
         }
     }
@@ -107,6 +125,16 @@ fn enter<'t>(tickets: &'t [Ticket<'_>]) -> Option<tracing::span::Entered<'t>> {
         // a call per poll, more when `tracing`'s `log` feature is on in the build.
         .filter(|s| !s.is_disabled())
         .map(tracing::Span::enter)
+}
+
+/// Runs `f` inside what the stages of `tickets` asked for: their span entered ([`enter`])
+/// and the innermost context current. Only within a poll: the context is a task-local.
+fn inside<R>(tickets: &[Ticket<'_>], f: impl FnOnce() -> R) -> R {
+    let _span = enter(tickets);
+    match tickets.iter().rev().find_map(Ticket::context) {
+        Some(ctx) => RpcContext::within(ctx, f),
+        None => f(),
+    }
 }
 
 /// The stages a layer runs, outermost first.
@@ -164,10 +192,9 @@ impl<'f> Staged<'f> {
         let mut timer = None;
         let now = Instant::now();
         while let Some(stage) = self.stages.get(self.tickets.len()) {
-            let before = {
-                let _spans = enter(&self.tickets);
+            let before = inside(&self.tickets, || {
                 stage.before(self.next, &mut invocation, now)
-            };
+            });
             match before {
                 Ok(Ticket(Kind::Deadline(t))) => {
                     timer = Some(t);
@@ -180,11 +207,11 @@ impl<'f> Staged<'f> {
                 }
             }
         }
-        let _spans = enter(&self.tickets);
-        self.state = State::Running(match timer {
-            Some(timer) => timer.run(self.next, invocation),
-            None => self.next.invoke(invocation),
-        });
+        let next = self.next;
+        self.state = State::Running(inside(&self.tickets, || match timer {
+            Some(timer) => timer.run(next, invocation),
+            None => next.invoke(invocation),
+        }));
     }
 
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response>> {
@@ -195,13 +222,10 @@ impl<'f> Staged<'f> {
             }
         }
         let result = match &mut self.state {
-            State::Running(call) => {
-                let _spans = enter(&self.tickets);
-                match call.as_mut().poll(cx) {
-                    Poll::Ready(r) => r,
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
+            State::Running(call) => match inside(&self.tickets, || call.as_mut().poll(cx)) {
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            },
             State::Over(e) => Err(e
                 .take()
                 .unwrap_or_else(|| RpcError::internal("a staged call was polled after its end"))),
@@ -213,7 +237,7 @@ impl<'f> Staged<'f> {
 
     /// Drops the call inside (as a nested filter's would be, before the filters outside it
     /// go on), then runs the `after`s of the stages that ran, innermost first, each inside
-    /// the spans of the stages outside it.
+    /// the spans of the stages outside it (not their context: see [`Ticket::scope`]).
     fn finish(&mut self, result: Option<&Result<Response>>) {
         if self.done {
             return;
@@ -230,6 +254,8 @@ impl<'f> Staged<'f> {
             };
             let (outer, rest) = self.tickets.split_at_mut(i);
             let ticket = std::mem::replace(&mut rest[0], Ticket::none());
+            // Spans only: this also runs where a dropped call is dropped, outside any poll,
+            // where a task-local context cannot be set.
             let _spans = enter(outer);
             stage.after(ticket, result, now);
         }
@@ -540,6 +566,25 @@ mod tests {
                 ("context", Arc::new(ConsumerContextFilter)),
                 ("timeout", Arc::new(TimeoutFilter::default())),
                 ("circuitbreaker", Arc::new(CircuitBreakerFilter::default())),
+            ],
+        );
+        let call = chain.invoke(call("S", "m"));
+        let size = std::mem::size_of_val(&*call);
+        assert!(size <= 1024, "{size} bytes");
+    }
+
+    /// So do the provider's (`metrics` and `context`).
+    #[test]
+    fn the_default_provider_stages_are_one_small_future() {
+        use crate::filter::{ContextFilter, MetricsFilter};
+        let chain = wrap(
+            Mock::ok("dubbo://h:1/S"),
+            vec![
+                (
+                    "metrics",
+                    Arc::new(MetricsFilter::provider()) as Arc<dyn Filter>,
+                ),
+                ("context", Arc::new(ContextFilter)),
             ],
         );
         let call = chain.invoke(call("S", "m"));
