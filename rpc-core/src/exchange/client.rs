@@ -118,6 +118,22 @@ struct Live {
 }
 
 impl Live {
+    /// A new open connection to `peer` whose frames go out through `tx`, nothing waiting.
+    fn new(peer: String, tx: mpsc::Sender<Frame>) -> Live {
+        Live {
+            peer,
+            tx,
+            pending: Default::default(),
+            sweeper_idle: AtomicBool::new(false),
+            wake_sweeper: Arc::new(tokio::sync::Notify::new()),
+            closed: AtomicBool::new(false),
+            dead: CancellationToken::new(),
+            started: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+            reason: OnceLock::new(),
+        }
+    }
+
     fn shard(&self, id: u64) -> Result<MutexGuard<'_, PendingShard>> {
         self.pending[(id as usize) % SHARDS]
             .lock()
@@ -643,18 +659,7 @@ async fn supervise(
 
 fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
     let (tx, rx) = mpsc::channel(cfg.queue);
-    let live = Arc::new(Live {
-        peer: conn.peer,
-        tx,
-        pending: Default::default(),
-        sweeper_idle: AtomicBool::new(false),
-        wake_sweeper: Arc::new(tokio::sync::Notify::new()),
-        closed: AtomicBool::new(false),
-        dead: CancellationToken::new(),
-        started: Instant::now(),
-        last_read_ms: AtomicU64::new(0),
-        reason: std::sync::OnceLock::new(),
-    });
+    let live = Arc::new(Live::new(conn.peer, tx));
     let codec = FrameCodec::new(cfg.payload);
     tokio::spawn(write_task(
         live.clone(),
@@ -941,18 +946,7 @@ mod tests {
     /// A connection's state with no socket behind it: the pending table alone.
     fn live() -> Arc<Live> {
         let (tx, _rx) = mpsc::channel(8);
-        Arc::new(Live {
-            peer: "127.0.0.1:1".into(),
-            tx,
-            pending: Default::default(),
-            sweeper_idle: AtomicBool::new(false),
-            wake_sweeper: Arc::new(tokio::sync::Notify::new()),
-            closed: AtomicBool::new(false),
-            dead: CancellationToken::new(),
-            started: Instant::now(),
-            last_read_ms: AtomicU64::new(0),
-            reason: OnceLock::new(),
-        })
+        Arc::new(Live::new("127.0.0.1:1".into(), tx))
     }
 
     fn response(id: u64) -> Frame {
