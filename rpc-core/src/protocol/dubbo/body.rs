@@ -118,67 +118,114 @@ fn attachments_len(a: &Attachments) -> usize {
     a.iter().map(|(k, v)| 4 + k.len() + v.len()).sum()
 }
 
-/// Appends `value` encoded with `ser` as a u32-length-prefixed section.
-fn put_value(out: &mut Vec<u8>, value: &Value, ser: &dyn Serialization) -> Result<()> {
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    match value {
-        Value::Typed(v) => ser.serialize(&**v, out)?,
-        Value::Empty => ser.serialize(&(), out)?,
-        Value::Encoded(p) if p.serialization == ser.id() => out.extend_from_slice(&p.bytes),
-        other => out.extend_from_slice(&other.encode(ser)?.bytes),
+/// Hands `value` encoded with `ser` to `write`: bytes already in `ser` as they are, others
+/// encoded into the calling thread's scratch buffer first, so that the body around them can be
+/// allocated at its exact size (one allocation, kept as it is by the frame; see
+/// [`Frame::body_of`](crate::exchange::Frame::body_of)).
+fn with_value<R>(
+    value: &Value,
+    ser: &dyn Serialization,
+    write: impl FnOnce(&[u8]) -> Result<R>,
+) -> Result<R> {
+    /// A scratch buffer that grew past this is let go after use, not kept by the thread.
+    const KEEP_UP_TO: usize = 64 * 1024;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let len = u32::try_from(out.len() - at - 4)
-        .map_err(|_| RpcError::codec("value larger than 4 GiB"))?;
-    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    if let Value::Encoded(p) = value {
+        if p.serialization == ser.id() {
+            return write(&p.bytes);
+        }
+    }
+    let encode = |out: &mut Vec<u8>| -> Result<()> {
+        match value {
+            Value::Typed(v) => ser.serialize(&**v, out),
+            Value::Empty => ser.serialize(&(), out),
+            other => {
+                out.extend_from_slice(&other.encode(ser)?.bytes);
+                Ok(())
+            }
+        }
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            let result = encode(&mut scratch).and_then(|()| write(&scratch));
+            if scratch.capacity() > KEEP_UP_TO {
+                *scratch = Vec::new();
+            }
+            result
+        }
+        // In use further up this thread's stack (a serializer that encodes a call): a buffer
+        // of its own.
+        Err(_) => {
+            let mut own = Vec::new();
+            encode(&mut own)?;
+            write(&own)
+        }
+    })
+}
+
+/// Appends `bytes` as a u32-length-prefixed section.
+fn put_section(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(|_| RpcError::codec("value larger than 4 GiB"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
     Ok(())
 }
 
-/// Bytes a request buffer holds for the arguments before it must grow.
-const ARGS_ROOM: usize = 128;
-
-/// Encodes a request body for `inv`, arguments in `ser`.
+/// Encodes a request body for `inv`, arguments in `ser`, in a vector of exactly its size.
 pub(crate) fn encode_request(
     inv: &Invocation,
     ser: &dyn Serialization,
     timeout_ms: u32,
 ) -> Result<Vec<u8>> {
     let key = inv.service();
-    // Sized for everything but the arguments, plus room for small arguments: growing the
-    // buffer while the arguments are written would move it (a `realloc`, which takes the
-    // allocator's shared lock).
-    let names = key.interface().len()
-        + key.version().map_or(0, str::len)
-        + key.group().map_or(0, str::len)
-        + inv.method().len();
-    let mut out = Vec::with_capacity(ARGS_ROOM + 32 + names + attachments_len(inv.attachments()));
-    out.push(BODY_VERSION);
-    put_str(&mut out, key.interface(), MAX_NAME, "service path")?;
-    put_str(&mut out, key.version().unwrap_or(""), MAX_NAME, "version")?;
-    put_str(&mut out, key.group().unwrap_or(""), MAX_NAME, "group")?;
-    put_str(&mut out, inv.method(), MAX_NAME, "method name")?;
-    out.extend_from_slice(&timeout_ms.to_be_bytes());
-    put_attachments(&mut out, inv.attachments())?;
-    put_value(&mut out, inv.args(), ser)?;
-    Ok(out)
+    let (version, group) = (key.version().unwrap_or(""), key.group().unwrap_or(""));
+    with_value(inv.args(), ser, |args| {
+        let size = 1
+            + 2 * 4
+            + key.interface().len()
+            + version.len()
+            + group.len()
+            + inv.method().len()
+            + 4
+            + 2
+            + attachments_len(inv.attachments())
+            + 4
+            + args.len();
+        let mut out = Vec::with_capacity(size);
+        out.push(BODY_VERSION);
+        put_str(&mut out, key.interface(), MAX_NAME, "service path")?;
+        put_str(&mut out, version, MAX_NAME, "version")?;
+        put_str(&mut out, group, MAX_NAME, "group")?;
+        put_str(&mut out, inv.method(), MAX_NAME, "method name")?;
+        out.extend_from_slice(&timeout_ms.to_be_bytes());
+        put_attachments(&mut out, inv.attachments())?;
+        put_section(&mut out, args)?;
+        Ok(out)
+    })
 }
 
-/// Encodes an OK response body: outcome kind, attachments, value in `ser`.
+/// Encodes an OK response body: outcome kind, attachments, value in `ser`, in a vector of
+/// exactly its size.
 pub(crate) fn encode_response(
     kind: u8,
     value: &Value,
     attachments: &Attachments,
     ser: &dyn Serialization,
 ) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(ARGS_ROOM + 8 + attachments_len(attachments));
-    out.push(kind);
-    put_attachments(&mut out, attachments)?;
+    let body = |value: &[u8]| {
+        let mut out = Vec::with_capacity(1 + 2 + attachments_len(attachments) + 4 + value.len());
+        out.push(kind);
+        put_attachments(&mut out, attachments)?;
+        put_section(&mut out, value)?;
+        Ok(out)
+    };
     if kind == RESPONSE_EMPTY {
-        out.extend_from_slice(&[0; 4]);
-    } else {
-        put_value(&mut out, value, ser)?;
+        return body(&[]);
     }
-    Ok(out)
+    with_value(value, ser, body)
 }
 
 /// Encodes an error response body: the error kind's name and the message.
@@ -406,7 +453,7 @@ mod tests {
     use crate::serialize::MsgPack;
 
     #[test]
-    fn a_request_with_small_arguments_is_written_without_growing_its_buffer() {
+    fn bodies_are_written_at_their_exact_size() {
         let mut inv = Invocation::new(
             ServiceKey::new("a.Calc", Some("g"), Some("1.0")),
             "add",
@@ -416,14 +463,29 @@ mod tests {
         inv.attachments_mut().insert("traceparent", "0".repeat(55));
         inv.attachments_mut().insert("application", "a".repeat(200));
         let body = encode_request(&inv, &MsgPack, 900).expect("encode");
-        let sized = ARGS_ROOM + 32 + "a.Calc1.0gadd".len() + attachments_len(inv.attachments());
-        assert_eq!(body.capacity(), sized, "{} bytes written", body.len());
+        assert_eq!(body.capacity(), body.len());
         let reply = encode_response(RESPONSE_VALUE, inv.args(), inv.attachments(), &MsgPack)
             .expect("encode");
-        assert_eq!(
-            reply.capacity(),
-            ARGS_ROOM + 8 + attachments_len(inv.attachments())
+        assert_eq!(reply.capacity(), reply.len());
+        let empty = encode_response(RESPONSE_EMPTY, &Value::Empty, inv.attachments(), &MsgPack)
+            .expect("encode");
+        assert_eq!(empty.capacity(), empty.len());
+        // Large arguments too; and the thread's scratch buffer does not keep their size.
+        let big = Invocation::new(
+            ServiceKey::new("a.Calc", None, None),
+            "add",
+            Value::typed((vec![7u8; 200_000],)),
         );
+        let body = encode_request(&big, &MsgPack, 900).expect("encode");
+        assert_eq!(body.capacity(), body.len());
+        let decoded = decode_request(Bytes::from(body)).expect("decode");
+        let args: (Vec<u8>,) = Value::Encoded(Payload {
+            serialization: crate::serialize::ids::MSGPACK,
+            bytes: decoded.args,
+        })
+        .decode()
+        .expect("args");
+        assert_eq!(args.0.len(), 200_000);
     }
 
     #[test]
