@@ -470,7 +470,7 @@ mod tests {
         let empty = encode_response(RESPONSE_EMPTY, &Value::Empty, inv.attachments(), &MsgPack)
             .expect("encode");
         assert_eq!(empty.capacity(), empty.len());
-        // Large arguments too; and the thread's scratch buffer does not keep their size.
+        // Large arguments too.
         let big = Invocation::new(
             ServiceKey::new("a.Calc", None, None),
             "add",
