@@ -85,6 +85,13 @@ struct Waiter {
     state: Waiting,
 }
 
+impl Waiter {
+    /// Whether the call still waits for an answer (one answered but not yet taken does not).
+    fn is_pending(&self) -> bool {
+        matches!(self.state, Waiting::Pending(_))
+    }
+}
+
 enum Waiting {
     /// No answer yet; the waker of the call's last poll, if it was polled.
     Pending(Option<Waker>),
@@ -174,7 +181,7 @@ impl Live {
     ) -> Vec<Waker> {
         let mut wakers = Vec::new();
         for w in shard.values_mut() {
-            if matches!(w.state, Waiting::Pending(_)) && pick(w) {
+            if w.is_pending() && pick(w) {
                 if let Waiting::Pending(Some(waker)) =
                     std::mem::replace(&mut w.state, Waiting::Answered(Err(answer())))
                 {
@@ -193,7 +200,7 @@ impl Live {
             let Ok(mut s) = shard.lock() else { continue };
             let wakers =
                 Live::answer_where(&mut s, |w| w.deadline <= now, || self.deadline_error());
-            waiting |= s.values().any(|w| matches!(w.state, Waiting::Pending(_)));
+            waiting |= s.values().any(Waiter::is_pending);
             drop(s);
             // Woken outside the lock.
             wakers.into_iter().for_each(Waker::wake);
@@ -212,7 +219,7 @@ impl Live {
     fn is_waiting(&self) -> bool {
         self.pending
             .iter()
-            .any(|s| s.lock().map(|s| !s.is_empty()).unwrap_or(false))
+            .any(|s| s.lock().is_ok_and(|s| s.values().any(Waiter::is_pending)))
     }
 
     fn unregister(&self, id: u64) {
@@ -958,6 +965,14 @@ mod tests {
         }
     }
 
+    /// The entries of the pending table, waiting or answered.
+    fn entries(live: &Live) -> usize {
+        live.pending
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.len()))
+            .sum()
+    }
+
     /// A call's wait for `id`, as a task of its own.
     async fn wait(live: Arc<Live>, id: u64) -> Result<Frame> {
         Answer { live: &live, id }.await
@@ -974,7 +989,7 @@ mod tests {
         live.complete(7, Ok(response(7)));
         let frame = Answer { live: &live, id: 7 }.await.expect("answered");
         assert_eq!((frame.id, &frame.body[..]), (7, &b"answer"[..]));
-        assert!(!live.is_waiting(), "the entry is taken out with the answer");
+        assert_eq!(entries(&live), 0, "the entry is taken out with the answer");
     }
 
     #[tokio::test]
@@ -999,6 +1014,7 @@ mod tests {
         live.register(9, Instant::now()).expect("registered");
         live.register(10, later()).expect("registered");
         assert!(live.expire(Instant::now()), "call 10 still waits");
+        assert!(live.is_waiting());
         let before = super::super::dropped_responses();
         live.complete(9, Ok(response(9)));
         assert!(
@@ -1008,6 +1024,10 @@ mod tests {
         let e = Answer { live: &live, id: 9 }.await.expect_err("timed out");
         assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
         live.complete(10, Ok(response(10)));
+        assert!(
+            !live.is_waiting(),
+            "an answer not yet taken keeps no sweeper busy"
+        );
         assert_eq!(
             Answer {
                 live: &live,
@@ -1066,7 +1086,7 @@ mod tests {
                 "no answer yet"
             );
         }
-        assert!(!live.is_waiting());
+        assert_eq!(entries(&live), 0);
         let before = super::super::dropped_responses();
         live.complete(40, Ok(response(40)));
         assert!(super::super::dropped_responses() > before);
