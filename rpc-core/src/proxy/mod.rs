@@ -577,7 +577,11 @@ impl<S: ServiceServer> Invoker for Skeleton<S> {
 
     async fn invoke(&self, mut invocation: Invocation) -> Result<Response> {
         let descriptor = S::descriptor();
-        let Some(method) = descriptor.method(invocation.method()) else {
+        // The declaration the protocol found (one of this service's), else by name.
+        let declared = invocation
+            .method_descriptor()
+            .filter(|m| descriptor.methods.iter().any(|d| std::ptr::eq(d, *m)));
+        let Some(method) = declared.or_else(|| descriptor.method(invocation.method())) else {
             return Err(invocation.annotate(descriptor.method_not_found(invocation.method())));
         };
         if let Some(types) = invocation.parameter_types() {
@@ -937,6 +941,24 @@ mod tests {
         async fn call(&self, method: &'static MethodDescriptor, _: Value) -> Result<Response> {
             Err(DESC.method_not_found(method.name()))
         }
+    }
+
+    /// The skeleton takes the declaration the protocol recorded on the call only when it is
+    /// one of its own service's; another service's is ignored and the method found by name.
+    #[tokio::test]
+    async fn a_recorded_declaration_is_taken_only_from_the_skeletons_own_service() {
+        static FOREIGN: &[MethodDescriptor] = &[MethodDescriptor::new("other", &[], "()")];
+        let skeleton = NoServer.into_invoker();
+        let own = &NoServer::descriptor().methods()[0];
+        let mut call = Invocation::new(DESC.service_key(), "greet", Value::Empty);
+        call.set_method_descriptor(own);
+        let e = skeleton.invoke(call).await.expect_err("no server");
+        assert!(e.message().contains("'greet'"), "{e}");
+        let mut call = Invocation::new(DESC.service_key(), "hello", Value::Empty);
+        call.set_method_descriptor(&FOREIGN[0]);
+        let e = skeleton.invoke(call).await.expect_err("no server");
+        assert!(e.message().contains("'hello'"), "{e}");
+        assert!(!e.message().contains("'other'"), "{e}");
     }
 
     #[test]

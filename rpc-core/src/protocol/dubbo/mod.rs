@@ -123,7 +123,7 @@ use crate::invocation::{
 };
 use crate::protocol::listeners::{Listeners, ServiceTable, SharedListener};
 use crate::protocol::{Exporter, Protocol};
-use crate::proxy::ServiceDescriptor;
+use crate::proxy::{MethodDescriptor, ServiceDescriptor};
 use crate::serialize::{self, ids, Serialization};
 use crate::url::Url;
 
@@ -299,21 +299,22 @@ impl Names {
         })
     }
 
-    /// The method name (`text`, as [`Names::texts`] gave it) as the invocation keeps it: the
-    /// service's own static name when it declares the method (no reference to the body
-    /// kept), else the name as sent.
-    fn method_string(
+    /// The method name (`text`, as [`Names::texts`] gave it) as the invocation keeps it, and
+    /// the method's declaration when the service declares it: then the name is the
+    /// declaration's static one (no reference to the body kept).
+    fn method(
         &self,
         text: &str,
         service: Option<&'static ServiceDescriptor>,
-    ) -> Result<ByteString> {
+    ) -> Result<(ByteString, Option<&'static MethodDescriptor>)> {
         if let Some(declared) = service.and_then(|d| d.method(text)) {
-            return Ok(ByteString::from_static(declared.name()));
+            return Ok((ByteString::from_static(declared.name()), Some(declared)));
         }
-        match self {
-            Names::Native(n) => n.method_string(),
-            Names::Decoded { method, .. } => Ok(method.clone()),
-        }
+        let name = match self {
+            Names::Native(n) => n.method_string()?,
+            Names::Decoded { method, .. } => method.clone(),
+        };
+        Ok((name, None))
     }
 }
 
@@ -440,8 +441,12 @@ impl Dispatcher {
                 style.exception_class = class.to_string();
             }
         }
-        let method = env.names.method_string(method, descriptor)?;
+        let (method, declared) = env.names.method(method, descriptor)?;
         let mut inv = Invocation::with_method(service, method, env.args);
+        // Found once here; the skeleton takes it instead of looking the name up again.
+        if let Some(declared) = declared {
+            inv.set_method_descriptor(declared);
+        }
         if let Some(types) = env.parameter_types {
             inv.set_parameter_types(types);
         }
