@@ -20,7 +20,10 @@
 //! Ordering holds among calls that reach one provider: a consumer that sends the next
 //! message before the previous one was answered keeps their order only on one connection
 //! (`connections=1`, the default), and a retry on another provider after a failure can
-//! overtake calls still queued on the first.
+//! overtake calls still queued on the first. Likewise, when a provider joins and a key's
+//! ring segment passes to it, the key's calls sent before the change may still run on the
+//! old provider while the new one starts on those sent after: a caller that needs the
+//! handover strict waits for each answer before sending the next message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
