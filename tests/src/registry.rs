@@ -109,7 +109,7 @@ impl Backend {
 pub async fn client(url: &Url, name: &str) -> Arc<dyn Registry> {
     rpc_core::extension::get::<dyn RegistryFactory>(url.protocol())
         .expect("registry extension linked")
-        .connect(&url.with_param("client", name))
+        .connect(&url.with_param(keys::CLIENT, name))
         .await
         .expect("connect")
 }

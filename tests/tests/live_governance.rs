@@ -211,8 +211,8 @@ impl Fleet {
             Backend::Local => None,
             _ => Some(Proxy::start(&server).await),
         };
-        let p1 = provider(&direct.with_param("client", "p1"), "p1").await;
-        let p2 = provider(&direct.with_param("client", "p2"), "p2").await;
+        let p1 = provider(&direct.with_param(keys::CLIENT, "p1"), "p1").await;
+        let p2 = provider(&direct.with_param(keys::CLIENT, "p2"), "p2").await;
         let (port1, port2) = (p1.port().expect("port"), p2.port().expect("port"));
         let operator = client(&direct, "operator").await;
         let cache = temp_path(&format!("{namespace}-consumer"));
@@ -237,7 +237,7 @@ impl Fleet {
             .url_at(&address, &self.namespace)
             .with_params(self.extra.iter().cloned())
             .with_param(keys::CACHE_FILE, self.cache.display())
-            .with_param("client", name)
+            .with_param(keys::CLIENT, name)
     }
 
     /// A consumer restarted while the registry cannot be reached starts with the rules it
@@ -410,7 +410,7 @@ async fn provider_side(backend: Backend) {
         return;
     };
     let direct = backend.url_at(&server, &unique("gov-provider"));
-    let p = provider(&direct.with_param("client", "p"), "p").await;
+    let p = provider(&direct.with_param(keys::CLIENT, "p"), "p").await;
     let port = p.port().expect("port");
     let operator = client(&direct, "operator").await;
     until_listed(&*operator, "the provider", |l| {
@@ -637,10 +637,10 @@ async fn mock_and_limits(backend: Backend) {
         return;
     };
     let direct = backend.url_at(&server, &unique("gov-mock"));
-    let p = provider(&direct.with_param("client", "p"), "p").await;
+    let p = provider(&direct.with_param(keys::CLIENT, "p"), "p").await;
     let port = p.port().expect("port");
     let operator = client(&direct, "operator").await;
-    let napper = consumer(&direct.with_param("client", "c")).await;
+    let napper = consumer(&direct.with_param(keys::CLIENT, "c")).await;
     assert_eq!(napper.nap(0).await.expect("call"), "p");
 
     let mock = rule(

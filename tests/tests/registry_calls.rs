@@ -123,7 +123,7 @@ async fn registry_outage(backend: Backend) {
     let through = |name: &str| {
         backend
             .url_at(&proxy.address(), &namespace)
-            .with_param("client", name)
+            .with_param(keys::CLIENT, name)
             .with_param(keys::CACHE_FILE, cache.display())
     };
     let a = provider(&direct, "a").await;

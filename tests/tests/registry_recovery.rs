@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use rpc_core::config::keys;
 use rpc_core::registry::testing::Recorder;
 use rpc_core::registry::Registry;
 use rpc_core::Url;
@@ -158,7 +159,7 @@ async fn etcd_revoked_lease_is_regranted_and_registrations_put_again() {
         return;
     };
     let url: Url = Backend::Etcd.url_at(&address, &unique("ns"));
-    let prov = EtcdRegistry::start(&url.with_param("client", "p")).expect("start");
+    let prov = EtcdRegistry::start(&url.with_param(keys::CLIENT, "p")).expect("start");
     let cons = client(&url, "c").await;
     let old = eventually(Duration::from_secs(5), "a lease", || prov.lease_id()).await;
 

@@ -430,6 +430,12 @@ crate::config_key!(
     "registry URL (nacos): the namespace id (empty: public)"
 );
 crate::config_key!(
+    CLIENT = "client",
+    "",
+    Text,
+    "registry URL: a name for a registry session of its own (one session is shared per URL, so URLs that differ only in this name get one each)"
+);
+crate::config_key!(
     BEAT = "beat",
     "5000",
     Millis,

@@ -141,7 +141,9 @@ impl Config {
                         let text = scalar(v, &format!("[application] {k}"))?;
                         match k.as_str() {
                             "name" => cfg.application = Some(text),
-                            keys::REGISTRY => cfg.registry = Some(Url::parse(&text)?),
+                            keys::REGISTRY => {
+                                cfg.registry = Some(registry_url(&text, "[application] registry")?)
+                            }
                             _ => {
                                 check_param(k, &text, "[application]", APPLICATION_FIELDS, false)?;
                                 cfg.params.insert(k.clone(), text);
@@ -195,7 +197,7 @@ impl Config {
             match rest {
                 "CONFIG" => {}
                 "APPLICATION" => cfg.application = Some(value),
-                "REGISTRY" => cfg.registry = Some(Url::parse(&value)?),
+                "REGISTRY" => cfg.registry = Some(registry_url(&value, "RPC_REGISTRY")?),
                 "PROTOCOL" => cfg.protocol = Some(value),
                 "HOST" => cfg.host = Some(value),
                 "PORT" => cfg.port = Some(parse_port(&value, "RPC_PORT")?),
@@ -345,8 +347,9 @@ impl ConfigBuilder {
     }
 
     /// Sets the registry URL.
+    /// Its parameters must be keys of the key table, with valid values.
     pub fn registry(mut self, url: &str) -> Result<Self> {
-        self.code.registry = Some(Url::parse(url)?);
+        self.code.registry = Some(registry_url(url, "the registry URL")?);
         Ok(self)
     }
 
@@ -458,6 +461,17 @@ fn check_param(key: &str, value: &str, where_: &str, fields: &[&str], method: bo
     }
 }
 
+/// Parses the registry URL given in `where_` and checks each of its parameters against the
+/// key table, as every other setting is checked: a misspelt `sesion=` is refused by name
+/// instead of being silently ignored by the adapter.
+fn registry_url(text: &str, where_: &str) -> Result<Url> {
+    let url = Url::parse(text).map_err(|e| RpcError::config(format!("{where_}: {e}")))?;
+    for (k, v) in url.params() {
+        check_param(k, v, where_, &[], false)?;
+    }
+    Ok(url)
+}
+
 fn check_service(sc: &ServiceConfig, where_: &str, reference: bool) -> Result<()> {
     let fields: &[&str] = if reference { REFERENCE_FIELDS } else { &[] };
     for (k, v) in &sc.params {
@@ -502,6 +516,7 @@ fn parse_service(t: &toml::Table, where_: &str, reference: bool) -> Result<Servi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     const FILE: &str = r#"
 [application]
@@ -614,6 +629,58 @@ timeout = 300
         assert!(e.to_string().contains("malformed URL 'nope'"), "{e}");
         let e = Config::from_toml_str("not toml [").expect_err("syntax");
         assert!(e.to_string().contains("invalid TOML"), "{e}");
+    }
+
+    #[test]
+    fn registry_url_parameters_are_checked_wherever_the_url_comes_from() {
+        // Known keys with valid values pass, from each source.
+        let good = "zookeeper://127.0.0.1:2181?session=4000&timeout=2000&root=dubbo";
+        let cfg = Config::from_toml_str(&format!("[application]\nregistry = \"{good}\"\n"))
+            .expect("valid registry URL");
+        assert_eq!(
+            cfg.registry.as_ref().and_then(|u| u.param("session")),
+            Some("4000")
+        );
+        ConfigBuilder::new().registry(good).expect("valid in code");
+        Config::from_env_vars(vars(&[("RPC_REGISTRY", good)])).expect("valid in env");
+
+        // A misspelt key is refused by name, with the key it nearly spells.
+        let e =
+            Config::from_toml_str("[application]\nregistry = \"zookeeper://h:2181?sesion=4000\"\n")
+                .expect_err("misspelt");
+        let text = e.to_string();
+        assert!(
+            text.contains("unknown key 'sesion' in [application] registry"),
+            "{text}"
+        );
+        assert!(text.contains("did you mean 'session'"), "{text}");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        // A bad value names the key, the source and the value.
+        let e = ConfigBuilder::new()
+            .registry("etcd://h:2379?timeout=soon")
+            .expect_err("bad value");
+        assert!(
+            e.to_string().contains(
+                "'timeout' in the registry URL must be a whole number of milliseconds, not 'soon'"
+            ),
+            "{e}"
+        );
+        let e = Config::from_env_vars(vars(&[("RPC_REGISTRY", "nacos://h:8848?namespce=x")]))
+            .expect_err("env");
+        assert!(
+            e.to_string()
+                .contains("unknown key 'namespce' in RPC_REGISTRY"),
+            "{e}"
+        );
+        // A malformed URL says where it came from.
+        let e = ConfigBuilder::new()
+            .registry("nope")
+            .expect_err("malformed");
+        assert!(
+            e.to_string()
+                .contains("the registry URL: malformed URL 'nope'"),
+            "{e}"
+        );
     }
 
     #[test]
