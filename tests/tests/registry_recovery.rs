@@ -1,14 +1,18 @@
 //! Recovery from lost liveness: a `local` provider process killed with SIGKILL, a ZooKeeper
-//! session expired under the client, an etcd lease revoked under the client.
+//! session expired under the client, an etcd lease revoked under the client; and what does
+//! not go with its provider: a `dynamic=false` registration.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use rpc_core::bootstrap::Provider;
 use rpc_core::config::keys;
+use rpc_core::config::ServiceConfig;
 use rpc_core::registry::testing::Recorder;
-use rpc_core::registry::Registry;
+use rpc_core::registry::{Category, Registry};
 use rpc_core::Url;
+use rpc_examples::{GreeterServer, SignedGreeter};
 use rpc_registry_etcd::client::EtcdClient;
 use rpc_registry_etcd::EtcdRegistry;
 use rpc_registry_zookeeper::ZookeeperRegistry;
@@ -189,4 +193,106 @@ async fn etcd_revoked_lease_is_regranted_and_registrations_put_again() {
     .await;
     let new = prov.lease_id().expect("a new lease");
     assert_ne!(new, old);
+}
+
+/// `dynamic=false` set on a service: the provider's registration outlives its registry
+/// session or lease, as Dubbo's does. Two providers die without unregistering (their runtime
+/// is dropped with them, as in a crash): the default one is removed when its session or
+/// lease ends, the `dynamic=false` one stays listed until an operator unregisters it.
+async fn a_static_registration_outlives_its_dead_provider(backend: Backend) {
+    let Some(registry) = backend.url() else {
+        return;
+    };
+    let started = {
+        let registry = registry.to_string();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async {
+                let start = |name: &str, settings: ServiceConfig| {
+                    Provider::builder()
+                        .without_env()
+                        .application("dying")
+                        .registry(&registry)
+                        .expect("registry url")
+                        .protocol("dubbo", 0)
+                        .service_with(
+                            GreeterServer::new(SignedGreeter {
+                                name: name.to_string(),
+                            }),
+                            settings,
+                        )
+                        .start()
+                };
+                let fixed = start(
+                    "fixed",
+                    ServiceConfig::default().param(keys::DYNAMIC, false),
+                )
+                .await
+                .expect("dynamic=false provider");
+                let usual = start("usual", ServiceConfig::default())
+                    .await
+                    .expect("default provider");
+                let ports = (fixed.port().expect("port"), usual.port().expect("port"));
+                // No shutdown, no unregistering: both die with their runtime.
+                std::mem::forget((fixed, usual));
+                ports
+            })
+            // The runtime is dropped here, with every task of both providers.
+        })
+    };
+    let (fixed, usual) = tokio::task::spawn_blocking(move || started.join())
+        .await
+        .expect("join")
+        .expect("providers started");
+
+    let operator = client(&registry, "operator").await;
+    let rec = Recorder::new();
+    operator
+        .subscribe(&consumer("org.example.Greeter"), rec.clone())
+        .await
+        .expect("subscribe");
+    let left = expect_providers(
+        &rec,
+        backend.death_bound(),
+        "only the dynamic=false provider left after the other's session or lease",
+        |l| l.len() == 1 && l[0].port() == Some(fixed),
+    )
+    .await;
+    assert_ne!(fixed, usual);
+    assert_eq!(left[0].param(keys::DYNAMIC), Some("false"), "{}", left[0]);
+    // It stays: an operator removes it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rec.last(Category::Providers).map(|l| l.len()),
+        Some(1),
+        "still listed"
+    );
+    operator.unregister(&left[0]).await.expect("unregister");
+    expect_providers(
+        &rec,
+        Duration::from_secs(5),
+        "removed by the operator",
+        |l| l.is_empty(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn local_static_registration_outlives_its_dead_provider() {
+    a_static_registration_outlives_its_dead_provider(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn zookeeper_static_registration_outlives_its_dead_provider() {
+    a_static_registration_outlives_its_dead_provider(Backend::Zookeeper).await;
+}
+
+#[tokio::test]
+async fn etcd_static_registration_outlives_its_dead_provider() {
+    a_static_registration_outlives_its_dead_provider(Backend::Etcd).await;
+}
+
+#[tokio::test]
+async fn nacos_static_registration_outlives_its_dead_provider() {
+    a_static_registration_outlives_its_dead_provider(Backend::Nacos).await;
 }

@@ -774,9 +774,12 @@ pub const SIDE: &str = "side";
 /// The registry category a URL is filed under (`providers`, `consumers`, `routers`,
 /// `configurators`); on a subscription, the comma-separated categories it watches.
 pub const CATEGORY: &str = "category";
-/// `false`: a registration that is not tied to its writer's session or lease (rules are
-/// written so); Dubbo writes `true` for providers.
-pub const DYNAMIC: &str = "dynamic";
+crate::config_key!(
+    DYNAMIC = "dynamic",
+    "true",
+    Bool,
+    "service: false registers the provider so that it outlives its registry session or lease (a persistent ZooKeeper node, an etcd key without lease, a persistent Nacos instance, a local entry without expiry), listed until unregistered, as Dubbo's dynamic=false; rules are written so"
+);
 /// The id of the process that registered a URL.
 pub const PID: &str = "pid";
 /// When a provider started, in milliseconds since the epoch (its warm-up counts from it), or
