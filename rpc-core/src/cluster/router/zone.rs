@@ -16,7 +16,8 @@
 //!   blinks up and down does not swing the traffic back and forth (default 0: at once).
 //!
 //! Providers that name no zone belong to no zone: they are used only in a fallback.
-//! A `zone://0.0.0.0/{interface}?zone=..&force=..` rule URL builds the same router.
+//! A `zone://0.0.0.0/{interface}?zone=..&force=..&zone.sticky=..` rule URL builds the same
+//! router (`zone.force` may stand for `force`; `sticky`, the cluster's flag, is refused).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -161,8 +162,14 @@ impl RouterFactory for ZoneRouterFactory {
         let zone = url.param(keys::ZONE).unwrap_or("");
         let force =
             url.param_bool(keys::FORCE, false)? || url.param_bool(keys::ZONE_FORCE, false)?;
-        // On a zone rule, `sticky` is the zone.sticky time (not the cluster's sticky flag).
-        let sticky = url.param_as(keys::STICKY, url.param_as(keys::ZONE_STICKY, 0u64)?)?;
+        // `sticky` is the cluster's flag everywhere else; on a zone rule it would be read as
+        // a time by one reader and a flag by the next, so it is refused for the one key.
+        if url.param(keys::STICKY).is_some() {
+            return Err(RpcError::config(format!(
+                "zone rule: 'sticky' is the cluster's sticky flag; the time a reference waits                  before returning to its zone is 'zone.sticky' (milliseconds): {url}"
+            )));
+        }
+        let sticky = url.param_as(keys::ZONE_STICKY, 0u64)?;
         Ok(Arc::new(
             ZoneRouter::new(zone, force)?.with_sticky(Duration::from_millis(sticky)),
         ))
@@ -210,7 +217,7 @@ mod tests {
             .collect()
     }
 
-    fn route(r: &ZoneRouter, p: &[Arc<Switch>]) -> Vec<String> {
+    fn route(r: &(impl Router + ?Sized), p: &[Arc<Switch>]) -> Vec<String> {
         let list: Vec<Arc<dyn Invoker>> = p.iter().map(|s| s.clone() as Arc<dyn Invoker>).collect();
         let reference = Url::parse("consumer://1.1.1.1/S").expect("url");
         r.route_with(wrap(list), &reference, &call())
@@ -294,5 +301,32 @@ mod tests {
         assert!(ZoneRouterFactory
             .create(&Url::parse("zone://0.0.0.0/S").expect("url"))
             .is_err());
+    }
+
+    #[test]
+    fn a_zone_rule_takes_its_return_delay_as_zone_sticky_only() {
+        let p = switches(&["east", "west"]);
+        let rule = |q: &str| Url::parse(&format!("zone://0.0.0.0/S?zone=east&{q}")).expect("url");
+        let from_rule = ZoneRouterFactory
+            .create(&rule("zone.sticky=60000"))
+            .expect("router");
+        p[0].1.store(false, Ordering::Relaxed);
+        assert_eq!(route(&*from_rule, &p), ["10.0.0.1"], "fell back");
+        p[0].1.store(true, Ordering::Relaxed);
+        assert_eq!(
+            route(&*from_rule, &p),
+            ["10.0.0.1"],
+            "stays away for zone.sticky"
+        );
+        // The cluster's flag is refused by name on a zone rule, as is a time that is not one.
+        for q in ["sticky=true", "sticky=5000", "zone.sticky=soon"] {
+            let e = ZoneRouterFactory.create(&rule(q)).err().expect(q);
+            assert_eq!(e.kind(), crate::ErrorKind::Config, "{q}");
+        }
+        let e = ZoneRouterFactory
+            .create(&rule("sticky=5000"))
+            .err()
+            .expect("sticky");
+        assert!(e.to_string().contains("'zone.sticky'"), "{e}");
     }
 }
