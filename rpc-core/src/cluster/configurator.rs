@@ -19,6 +19,10 @@
 //! - `application=` narrows it to consumers of that application (`*` or absent: any);
 //!   `enabled=false` turns a rule off; `side=provider` makes a rule without a port one for
 //!   every provider (it is then applied whatever the consumer's host).
+//! - `providerAddresses=` (as a config center's YAML rule writes it) narrows the providers a
+//!   rule applies to: each comma-separated item is a provider's `host:port` or `host`
+//!   (`0.0.0.0`, `0.0.0.0:*` or `0.0.0.0:{port}` stand for any host). Such a rule changes
+//!   only the calls to those providers, never the consumer's own cluster settings.
 //!
 //! Every other parameter is a setting laid over the provider URL the consumer uses (the
 //! provider's URL merged with the reference's settings), so a rule wins over both: `timeout`,
@@ -73,6 +77,8 @@ pub struct Override {
     port: Option<u16>,
     application: Option<String>,
     provider_side: bool,
+    /// `providerAddresses`: the providers the rule is for (`None`: every provider).
+    providers: Option<Vec<String>>,
     priority: i64,
     settings: Vec<(String, String)>,
 }
@@ -129,6 +135,7 @@ impl Override {
                 .filter(|a| !a.is_empty() && *a != "*")
                 .map(str::to_string),
             provider_side: url.param(keys::SIDE) == Some("provider"),
+            providers: provider_addresses(url),
             priority,
             settings,
         })
@@ -153,6 +160,21 @@ impl Override {
                 .application
                 .as_deref()
                 .is_none_or(|app| provider.param(keys::APPLICATION) == Some(app))
+            && self.providers.as_deref().is_none_or(|list| {
+                let port = provider.port().map(|p| p.to_string());
+                list.iter().any(|item| match item.split_once(':') {
+                    Some((host, p)) => {
+                        (host == provider.host() || host == ANY_HOST)
+                            && (port.as_deref() == Some(p) || (host == ANY_HOST && p == "*"))
+                    }
+                    None => item == provider.host(),
+                })
+            })
+    }
+
+    /// Whether the rule is for some providers only (`providerAddresses`).
+    fn for_some_providers(&self) -> bool {
+        self.providers.is_some()
     }
 
     fn specificity(&self) -> (bool, i64) {
@@ -204,7 +226,7 @@ impl Overrides {
             reference,
             self.rules
                 .iter()
-                .filter(|r| r.port.is_none() && !r.provider_side)
+                .filter(|r| r.port.is_none() && !r.provider_side && !r.for_some_providers())
                 .filter(|r| r.matches(reference, reference.host())),
         )
     }
@@ -231,6 +253,23 @@ impl Overrides {
                 .iter()
                 .filter(|r| r.matches(provider, consumer_host)),
         )
+    }
+}
+
+/// A rule's `providerAddresses`, trimmed, without empty items; `None` when it names none or
+/// names `0.0.0.0` alone (any provider).
+fn provider_addresses(url: &Url) -> Option<Vec<String>> {
+    let list: Vec<String> = url
+        .param(keys::PROVIDER_ADDRESSES)?
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect();
+    if list.is_empty() || list.iter().any(|a| a == ANY_HOST) {
+        None
+    } else {
+        Some(list)
     }
 }
 
@@ -277,6 +316,54 @@ mod tests {
             None,
             "condition keys are not settings"
         );
+    }
+
+    #[test]
+    fn provider_addresses_narrow_a_consumer_rule_to_those_providers() {
+        let timeout = |r: &Overrides, p: &str| {
+            r.apply(&url(p), "10.9.9.9")
+                .param(keys::TIMEOUT)
+                .map(str::to_string)
+        };
+        let reference = url("consumer://10.9.9.9/a.B?timeout=1000");
+        for list in [
+            "10.0.0.2:20880",
+            "10.0.0.2",
+            " 10.0.0.2:20880 ,10.0.0.7",
+            "0.0.0.0:20880",
+        ] {
+            let r = rules(&[&format!(
+                "override://0.0.0.0/a.B?providerAddresses={list}&timeout=3000"
+            )])
+            .expect("valid");
+            assert_eq!(timeout(&r, P2).as_deref(), Some("3000"), "{list}");
+            if !list.starts_with("0.0.0.0") {
+                assert_eq!(timeout(&r, P1).as_deref(), Some("1000"), "{list}: not P1");
+            }
+            // Calls to some providers only: the consumer's own settings stay.
+            assert_eq!(
+                r.apply_to_consumer(&reference).param(keys::TIMEOUT),
+                Some("1000"),
+                "{list}"
+            );
+        }
+        // Another port, or no match at all: the rule does nothing.
+        for list in ["10.0.0.2:20881", "10.0.0.3", "0.0.0.0:1"] {
+            let r = rules(&[&format!(
+                "override://0.0.0.0/a.B?providerAddresses={list}&timeout=3000"
+            )])
+            .expect("valid");
+            assert_eq!(timeout(&r, P2).as_deref(), Some("1000"), "{list}");
+        }
+        // Any provider: as if no list were given.
+        for list in ["0.0.0.0", "0.0.0.0:*", ""] {
+            let r = rules(&[&format!(
+                "override://0.0.0.0/a.B?providerAddresses={list}&timeout=3000"
+            )])
+            .expect("valid");
+            assert_eq!(timeout(&r, P1).as_deref(), Some("3000"), "{list}");
+            assert_eq!(timeout(&r, P2).as_deref(), Some("3000"), "{list}");
+        }
     }
 
     #[test]

@@ -828,8 +828,9 @@ pub const CONFIG_VERSION: &str = "configVersion";
 /// Dubbo's marker on an override rule converted from its older form; says nothing the rule
 /// sets.
 pub const COMPATIBLE_CONFIG: &str = "compatible_config";
-/// An override rule read from a config center: its `providerAddresses` (`host:port`, comma
-/// separated), kept as Dubbo writes them; says nothing the rule sets.
+/// An override rule's `providerAddresses` (`host:port` or `host`, comma separated), as a
+/// config center's YAML rule writes it: the rule applies only to calls to those providers
+/// (see [`crate::cluster::configurator`]).
 pub const PROVIDER_ADDRESSES: &str = "providerAddresses";
 
 #[cfg(test)]
