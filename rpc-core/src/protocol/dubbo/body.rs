@@ -2,9 +2,10 @@
 
 use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 
 use crate::error::{ErrorKind, Result, RpcError};
+use crate::exchange::Frame;
 use crate::invocation::{Attachments, ByteString, Invocation, Value};
 use crate::serialize::Serialization;
 
@@ -86,26 +87,26 @@ fn not_utf8(what: &str, field: &str) -> RpcError {
     RpcError::codec(format!("{what} field {field} is not UTF-8"))
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str, max: usize, what: &str) -> Result<()> {
+fn put_str(out: &mut impl BufMut, s: &str, max: usize, what: &str) -> Result<()> {
     if s.len() > max {
         return Err(RpcError::codec(format!(
             "{what} is {} bytes long, over the limit of {max}",
             s.len()
         )));
     }
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
+    out.put_u16(s.len() as u16);
+    out.put_slice(s.as_bytes());
     Ok(())
 }
 
-fn put_attachments(out: &mut Vec<u8>, a: &Attachments) -> Result<()> {
+fn put_attachments(out: &mut impl BufMut, a: &Attachments) -> Result<()> {
     if a.len() > MAX_ATTACHMENTS {
         return Err(RpcError::codec(format!(
             "{} attachments, over the limit of {MAX_ATTACHMENTS}",
             a.len()
         )));
     }
-    out.extend_from_slice(&(a.len() as u16).to_be_bytes());
+    out.put_u16(a.len() as u16);
     for (k, v) in a.iter() {
         put_str(out, k, MAX_NAME, "attachment key")?;
         put_str(out, v, MAX_VALUE, "attachment value")?;
@@ -119,9 +120,8 @@ fn attachments_len(a: &Attachments) -> usize {
 }
 
 /// Hands `value` encoded with `ser` to `write`: bytes already in `ser` as they are, others
-/// encoded into the calling thread's scratch buffer first, so that the body around them can be
-/// allocated at its exact size (one allocation, kept as it is by the frame; see
-/// [`Frame::body_of`](crate::exchange::Frame::body_of)).
+/// encoded into the calling thread's scratch buffer first, so that the body around them is
+/// written once, at its known size (see [`Frame::body_with`]).
 fn with_value<R>(
     value: &Value,
     ser: &dyn Serialization,
@@ -167,19 +167,20 @@ fn with_value<R>(
 }
 
 /// Appends `bytes` as a u32-length-prefixed section.
-fn put_section(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
+fn put_section(out: &mut impl BufMut, bytes: &[u8]) -> Result<()> {
     let len = u32::try_from(bytes.len()).map_err(|_| RpcError::codec("value larger than 4 GiB"))?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(bytes);
+    out.put_u32(len);
+    out.put_slice(bytes);
     Ok(())
 }
 
-/// Encodes a request body for `inv`, arguments in `ser`, in a vector of exactly its size.
+/// Encodes a request body for `inv`, arguments in `ser` (see [`Frame::body_with`] for where
+/// it is written).
 pub(crate) fn encode_request(
     inv: &Invocation,
     ser: &dyn Serialization,
     timeout_ms: u32,
-) -> Result<Vec<u8>> {
+) -> Result<Bytes> {
     let key = inv.service();
     let (version, group) = (key.version().unwrap_or(""), key.group().unwrap_or(""));
     with_value(inv.args(), ser, |args| {
@@ -194,33 +195,36 @@ pub(crate) fn encode_request(
             + attachments_len(inv.attachments())
             + 4
             + args.len();
-        let mut out = Vec::with_capacity(size);
-        out.push(BODY_VERSION);
-        put_str(&mut out, key.interface(), MAX_NAME, "service path")?;
-        put_str(&mut out, version, MAX_NAME, "version")?;
-        put_str(&mut out, group, MAX_NAME, "group")?;
-        put_str(&mut out, inv.method(), MAX_NAME, "method name")?;
-        out.extend_from_slice(&timeout_ms.to_be_bytes());
-        put_attachments(&mut out, inv.attachments())?;
-        put_section(&mut out, args)?;
-        Ok(out)
+        Frame::body_with(size, |out| {
+            out.put_u8(BODY_VERSION);
+            put_str(out, key.interface(), MAX_NAME, "service path")?;
+            put_str(out, version, MAX_NAME, "version")?;
+            put_str(out, group, MAX_NAME, "group")?;
+            put_str(out, inv.method(), MAX_NAME, "method name")?;
+            out.put_u32(timeout_ms);
+            put_attachments(out, inv.attachments())?;
+            put_section(out, args)
+        })
     })
 }
 
-/// Encodes an OK response body: outcome kind, attachments, value in `ser`, in a vector of
-/// exactly its size.
+/// Encodes a response body: `kind`, the attachments, then `value` in `ser` (none for
+/// [`RESPONSE_EMPTY`]); written as [`Frame::body_with`] says.
 pub(crate) fn encode_response(
     kind: u8,
     value: &Value,
     attachments: &Attachments,
     ser: &dyn Serialization,
-) -> Result<Vec<u8>> {
+) -> Result<Bytes> {
     let body = |value: &[u8]| {
-        let mut out = Vec::with_capacity(1 + 2 + attachments_len(attachments) + 4 + value.len());
-        out.push(kind);
-        put_attachments(&mut out, attachments)?;
-        put_section(&mut out, value)?;
-        Ok(out)
+        Frame::body_with(
+            1 + 2 + attachments_len(attachments) + 4 + value.len(),
+            |out| {
+                out.put_u8(kind);
+                put_attachments(out, attachments)?;
+                put_section(out, value)
+            },
+        )
     };
     if kind == RESPONSE_EMPTY {
         return body(&[]);
@@ -453,7 +457,7 @@ mod tests {
     use crate::serialize::MsgPack;
 
     #[test]
-    fn bodies_are_written_at_their_exact_size() {
+    fn bodies_are_carved_side_by_side_at_their_exact_size() {
         let mut inv = Invocation::new(
             ServiceKey::new("a.Calc", Some("g"), Some("1.0")),
             "add",
@@ -463,22 +467,36 @@ mod tests {
         inv.attachments_mut().insert("traceparent", "0".repeat(55));
         inv.attachments_mut().insert("application", "a".repeat(200));
         let body = encode_request(&inv, &MsgPack, 900).expect("encode");
-        assert_eq!(body.capacity(), body.len());
         let reply = encode_response(RESPONSE_VALUE, inv.args(), inv.attachments(), &MsgPack)
             .expect("encode");
-        assert_eq!(reply.capacity(), reply.len());
         let empty = encode_response(RESPONSE_EMPTY, &Value::Empty, inv.attachments(), &MsgPack)
             .expect("encode");
-        assert_eq!(empty.capacity(), empty.len());
-        // Large arguments too.
+        // One after the other in the thread's block: each exactly as long as it is, no
+        // allocation of its own.
+        for (a, b) in [(&body, &reply), (&reply, &empty)] {
+            assert_eq!(a.as_ptr() as usize + a.len(), b.as_ptr() as usize);
+        }
+        let end = empty.as_ptr() as usize + empty.len();
+        let req = decode_request(body.clone()).expect("decode");
+        assert_eq!(req.names.method().expect("method"), "add");
+        let (kind, attachments, _) = decode_response(empty).expect("decode");
+        assert_eq!((kind, attachments.len()), (RESPONSE_EMPTY, 2));
+        // A body that fails to encode leaves nothing behind: the next starts where it would.
+        let mut long = inv.clone();
+        long.attachments_mut()
+            .insert("k", "v".repeat(MAX_VALUE + 1));
+        assert!(encode_request(&long, &MsgPack, 0).is_err());
+        let next = encode_request(&inv, &MsgPack, 900).expect("encode");
+        assert_eq!(next.as_ptr() as usize, end);
+        assert_eq!(next, body);
+        // Large arguments get a body of their own and round-trip.
         let big = Invocation::new(
             ServiceKey::new("a.Calc", None, None),
             "add",
             Value::typed((vec![7u8; 200_000],)),
         );
         let body = encode_request(&big, &MsgPack, 900).expect("encode");
-        assert_eq!(body.capacity(), body.len());
-        let decoded = decode_request(Bytes::from(body)).expect("decode");
+        let decoded = decode_request(body).expect("decode");
         let args: (Vec<u8>,) = Value::Encoded(Payload {
             serialization: crate::serialize::ids::MSGPACK,
             bytes: decoded.args,
@@ -497,7 +515,7 @@ mod tests {
         // As long as a known key, one byte off.
         inv.attachments_mut().insert("traceparenx", "u");
         let body = encode_request(&inv, &MsgPack, 0).expect("encode");
-        let req = decode_request(Bytes::from(body)).expect("decode");
+        let req = decode_request(body).expect("decode");
         let keys: Vec<&str> = req.attachments.iter().map(|(k, _)| k).collect();
         assert_eq!(
             keys,
@@ -528,7 +546,7 @@ mod tests {
         );
         inv.attachments_mut().insert("trace", "t-1");
         let body = encode_request(&inv, &MsgPack, 900).expect("encode");
-        let req = decode_request(Bytes::from(body)).expect("decode");
+        let req = decode_request(body).expect("decode");
         assert_eq!(
             (
                 req.names.path().expect("path"),
@@ -557,7 +575,7 @@ mod tests {
             let e = decode_request(Bytes::copy_from_slice(&body[..cut])).expect_err("short");
             assert_eq!(e.kind(), ErrorKind::Codec);
         }
-        let mut long = body.clone();
+        let mut long = body.to_vec();
         long.push(0);
         assert!(decode_request(Bytes::from(long)).is_err());
     }
@@ -592,7 +610,7 @@ mod tests {
     fn names_that_are_not_utf8_are_refused_by_field() {
         let inv = Invocation::new(ServiceKey::new("a.Calc", None, None), "add", Value::Empty);
         let good = encode_request(&inv, &MsgPack, 100).expect("encode");
-        let req = decode_request(Bytes::from(good.clone())).expect("decode");
+        let req = decode_request(good.clone()).expect("decode");
         let names = &req.names;
         assert_eq!(
             (names.path().ok(), names.method().ok()),
@@ -600,12 +618,12 @@ mod tests {
         );
         assert_eq!(names.method_string().ok().as_deref(), Some("add"));
         // The body: version, then the path's length and text.
-        let mut bad_path = good.clone();
+        let mut bad_path = good.to_vec();
         bad_path[3] = 0xff;
         let req = decode_request(Bytes::from(bad_path)).expect("read in place");
         let e = req.names.path().expect_err("bad path");
         assert!(e.to_string().contains("service path is not UTF-8"), "{e}");
-        let mut bad_method = good;
+        let mut bad_method = good.to_vec();
         let at = 1 + 2 + "a.Calc".len() + 2 + 2 + 2;
         bad_method[at] = 0xc3;
         let req = decode_request(Bytes::from(bad_method)).expect("read in place");

@@ -486,6 +486,7 @@ impl Dispatcher {
                     }
                     Reply::Hessian(style) => {
                         hessian::encode_response(&resp.outcome, &resp.attachments, &style)
+                            .map(Frame::body_of)
                     }
                 };
                 let encoded = encoded.and_then(|b| {
@@ -500,11 +501,11 @@ impl Dispatcher {
                     }
                 });
                 match encoded {
-                    Ok(b) => Frame {
+                    Ok(body) => Frame {
                         flag: ser_id,
                         status: status::OK,
                         id,
-                        body: Frame::body_of(b),
+                        body,
                     },
                     Err(e) => {
                         let text = format!("the provider could not encode its result: {e}");
@@ -601,7 +602,7 @@ impl DubboInvoker {
             u32::try_from(budget).unwrap_or(u32::MAX).max(1)
         };
         let body = if ser.id() == ids::HESSIAN2 {
-            hessian::encode_request(inv, timeout_ms)?
+            Frame::body_of(hessian::encode_request(inv, timeout_ms)?)
         } else {
             body::encode_request(inv, &**ser, timeout_ms)?
         };
@@ -618,7 +619,7 @@ impl DubboInvoker {
             flag: FLAG_REQUEST | two_way | ser_id,
             status: 0,
             id: 0,
-            body: Frame::body_of(body),
+            body,
         };
         Ok((frame, deadline))
     }
