@@ -22,6 +22,12 @@ use tokio::io::AsyncReadExt;
 use rpc_serialization_bincode as _;
 use rpc_triple as _;
 
+/// Built with `--features mimalloc`, every target of this binary allocates with mimalloc
+/// instead of the system allocator (BENCHMARKS.md: what the allocator costs each target).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod load;
 mod micro;
 mod run;
