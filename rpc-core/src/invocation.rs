@@ -187,6 +187,29 @@ impl Attachments {
         Attachments((n > 0).then(|| Arc::new(Pairs::with_capacity(n))))
     }
 
+    /// Attachments of `n` pairs, each taken from `next` in turn (a later value of a key
+    /// replaces an earlier one), with room for `extra` more: the pairs are gathered first and
+    /// the shared block is made once, as a decoder that knows the count wants. The first
+    /// error of `next` is returned as it is.
+    pub fn from_pairs<E>(
+        n: usize,
+        extra: usize,
+        mut next: impl FnMut() -> std::result::Result<(ByteString, ByteString), E>,
+    ) -> std::result::Result<Self, E> {
+        if n == 0 {
+            return Ok(Attachments(None));
+        }
+        let mut pairs = Pairs::with_capacity(n + extra);
+        for _ in 0..n {
+            let (key, value) = next()?;
+            match pairs.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => pairs.push((key, value)),
+            }
+        }
+        Ok(Attachments(Some(Arc::new(pairs))))
+    }
+
     fn pairs(&self) -> &[(ByteString, ByteString)] {
         self.0.as_deref().map_or(&[], Pairs::as_slice)
     }
@@ -595,6 +618,31 @@ fn _assert_object_safe(_: &dyn Invoker) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attachments_from_pairs_keep_the_last_value_of_a_key_and_stop_at_an_error() {
+        let mut wire = vec![("a", "1"), ("b", "2"), ("a", "3")].into_iter();
+        let a = Attachments::from_pairs(3, 1, || {
+            let (k, v) = wire.next().ok_or("short")?;
+            Ok::<_, &str>((ByteString::from(k), ByteString::from(v)))
+        })
+        .expect("pairs");
+        assert_eq!(a.iter().collect::<Vec<_>>(), [("a", "3"), ("b", "2")]);
+        assert!(Attachments::from_pairs(0, 4, || Err("never read"))
+            .expect("none")
+            .is_empty());
+        let mut read = 0;
+        let e = Attachments::from_pairs(5, 0, || {
+            read += 1;
+            if read == 2 {
+                Err("bad pair")
+            } else {
+                Ok((ByteString::from("k"), ByteString::from("v")))
+            }
+        })
+        .expect_err("stops");
+        assert_eq!((e, read), ("bad pair", 2));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn within_deadline_times_out_only_calls_that_wait_past_it() {

@@ -371,13 +371,11 @@ impl Reader {
                 self.what
             )));
         }
-        let mut a = Attachments::with_capacity(if n == 0 { 0 } else { n + extra });
-        for _ in 0..n {
+        Attachments::from_pairs(n, extra, || {
             let k = self.string_or(KNOWN_KEYS, MAX_NAME, "attachment key")?;
             let v = self.string(MAX_VALUE, "attachment value")?;
-            a.insert(k, v);
-        }
-        Ok(a)
+            Ok((k, v))
+        })
     }
 
     fn section(&mut self, field: &str) -> Result<Bytes> {
