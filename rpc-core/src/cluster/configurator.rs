@@ -161,13 +161,12 @@ impl Override {
                 .as_deref()
                 .is_none_or(|app| provider.param(keys::APPLICATION) == Some(app))
             && self.providers.as_deref().is_none_or(|list| {
-                let port = provider.port().map(|p| p.to_string());
-                list.iter().any(|item| match item.split_once(':') {
-                    Some((host, p)) => {
-                        (host == provider.host() || host == ANY_HOST)
-                            && (port.as_deref() == Some(p) || (host == ANY_HOST && p == "*"))
-                    }
-                    None => item == provider.host(),
+                list.iter().any(|item| {
+                    let (host, port) = split_address(item);
+                    (host == provider.host() || host == ANY_HOST)
+                        && port.is_none_or(|p| {
+                            p == "*" || provider.port().is_some_and(|q| p == q.to_string())
+                        })
                 })
             })
     }
@@ -256,8 +255,8 @@ impl Overrides {
     }
 }
 
-/// A rule's `providerAddresses`, trimmed, without empty items; `None` when it names none or
-/// names `0.0.0.0` alone (any provider).
+/// A rule's `providerAddresses`, trimmed, without empty items; `None` when it names none, or
+/// names any host on any port among them (`0.0.0.0`, `0.0.0.0:*`).
 fn provider_addresses(url: &Url) -> Option<Vec<String>> {
     let list: Vec<String> = url
         .param(keys::PROVIDER_ADDRESSES)?
@@ -266,10 +265,27 @@ fn provider_addresses(url: &Url) -> Option<Vec<String>> {
         .filter(|a| !a.is_empty())
         .map(str::to_string)
         .collect();
-    if list.is_empty() || list.iter().any(|a| a == ANY_HOST) {
+    let any = |a: &String| matches!(split_address(a), (ANY_HOST, None | Some("*")));
+    if list.is_empty() || list.iter().any(any) {
         None
     } else {
         Some(list)
+    }
+}
+
+/// An address of `providerAddresses` as host and port: `host:port`, `host`, `[v6]:port`,
+/// `[v6]`, or a bare IPv6 host (more than one `:`, no port); brackets are dropped, as
+/// [`Url::host`] drops them.
+fn split_address(item: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = item.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => (item, None),
+        };
+    }
+    match item.split_once(':') {
+        Some((host, port)) if !port.contains(':') => (host, Some(port)),
+        _ => (item, None),
     }
 }
 
@@ -355,15 +371,33 @@ mod tests {
             .expect("valid");
             assert_eq!(timeout(&r, P2).as_deref(), Some("1000"), "{list}");
         }
-        // Any provider: as if no list were given.
-        for list in ["0.0.0.0", "0.0.0.0:*", ""] {
+        // Any provider: as if no list were given, the consumer's settings included.
+        for list in ["0.0.0.0", "0.0.0.0:*", "", "10.0.0.9,0.0.0.0"] {
             let r = rules(&[&format!(
                 "override://0.0.0.0/a.B?providerAddresses={list}&timeout=3000"
             )])
             .expect("valid");
             assert_eq!(timeout(&r, P1).as_deref(), Some("3000"), "{list}");
             assert_eq!(timeout(&r, P2).as_deref(), Some("3000"), "{list}");
+            assert_eq!(
+                r.apply_to_consumer(&reference).param(keys::TIMEOUT),
+                Some("3000"),
+                "{list}"
+            );
         }
+        // IPv6 providers, bracketed with a port or bare.
+        let v6 = "dubbo://[::1]:20880/a.B?timeout=1000";
+        for list in ["[::1]:20880", "[::1]", "::1"] {
+            let r = rules(&[&format!(
+                "override://0.0.0.0/a.B?providerAddresses={list}&timeout=3000"
+            )])
+            .expect("valid");
+            assert_eq!(timeout(&r, v6).as_deref(), Some("3000"), "{list}");
+            assert_eq!(timeout(&r, P1).as_deref(), Some("1000"), "{list}");
+        }
+        assert_eq!(split_address("[::1]:20880"), ("::1", Some("20880")));
+        assert_eq!(split_address("h:1"), ("h", Some("1")));
+        assert_eq!(split_address("fe80::1"), ("fe80::1", None));
     }
 
     #[test]
