@@ -166,7 +166,8 @@ impl RouterFactory for ZoneRouterFactory {
         // a time by one reader and a flag by the next, so it is refused for the one key.
         if url.param(keys::STICKY).is_some() {
             return Err(RpcError::config(format!(
-                "zone rule: 'sticky' is the cluster's sticky flag; the time a reference waits                  before returning to its zone is 'zone.sticky' (milliseconds): {url}"
+                "zone rule: 'sticky' is the cluster's sticky flag; the time a reference waits \
+                 before returning to its zone is 'zone.sticky' (milliseconds): {url}"
             )));
         }
         let sticky = url.param_as(keys::ZONE_STICKY, 0u64)?;
@@ -322,11 +323,13 @@ mod tests {
         for q in ["sticky=true", "sticky=5000", "zone.sticky=soon"] {
             let e = ZoneRouterFactory.create(&rule(q)).err().expect(q);
             assert_eq!(e.kind(), crate::ErrorKind::Config, "{q}");
+            if q.starts_with("sticky") {
+                assert!(
+                    e.to_string()
+                        .contains("waits before returning to its zone is 'zone.sticky'"),
+                    "{e}"
+                );
+            }
         }
-        let e = ZoneRouterFactory
-            .create(&rule("sticky=5000"))
-            .err()
-            .expect("sticky");
-        assert!(e.to_string().contains("'zone.sticky'"), "{e}");
     }
 }
