@@ -59,9 +59,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::Result;
-
 use bytes::{Bytes, BytesMut};
+
+use crate::error::Result;
 
 mod client;
 mod codec;
@@ -136,19 +136,21 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// A body from a freshly encoded vector. `Bytes::from` a vector with spare capacity
-    /// allocates a second block to track it, freed later by whichever thread writes the
-    /// frame, so the body is trimmed to its length first. A small body is copied into a block
-    /// of its exact size: trimming in place is a `realloc`, which glibc serves under its arena
-    /// lock on every call (no per-thread cache), contended by every thread encoding calls.
+    /// A body from a freshly encoded vector. Up to [`CARVE_UP_TO`] bytes it is copied into
+    /// the calling thread's block, as [`Frame::body_with`] writes bodies, and the vector is
+    /// freed here, on the thread that made it. A larger one is kept as it is, trimmed to its
+    /// length (`Bytes::from` a vector with spare capacity would allocate a second block to
+    /// track it).
     pub fn body_of(encoded: Vec<u8>) -> Bytes {
-        /// Up to this length a copy costs less than the lock (glibc's per-thread cache holds
-        /// blocks up to about 1 KiB).
-        const COPY_UP_TO: usize = 1024;
-        if encoded.len() == encoded.capacity() || encoded.len() > COPY_UP_TO {
+        if encoded.len() > CARVE_UP_TO {
             return Bytes::from(encoded.into_boxed_slice());
         }
-        Bytes::from(encoded.as_slice().to_vec().into_boxed_slice())
+        // Writing a slice cannot fail.
+        Frame::body_with(encoded.len(), |out| {
+            out.extend_from_slice(&encoded);
+            Ok(())
+        })
+        .unwrap_or_else(|_| Bytes::from(encoded.into_boxed_slice()))
     }
 
     /// A body of about `len` bytes written by `fill`. A small body is carved from a block the
@@ -297,6 +299,13 @@ mod tests {
             let third = carve(b"three");
             assert_eq!(end(&second), third.as_ptr() as usize);
             assert_eq!(large.len(), CARVE_UP_TO + 1);
+            // An encoded vector is copied in as well, up to the limit; a larger one is kept.
+            let copied = Frame::body_of(b"four".to_vec());
+            assert_eq!(end(&third), copied.as_ptr() as usize);
+            assert_eq!(&copied[..], b"four");
+            let big = vec![9u8; CARVE_UP_TO + 1];
+            let at = big.as_ptr() as usize;
+            assert_eq!(Frame::body_of(big).as_ptr() as usize, at);
             // Filling the block: the next body starts a new one, and the bodies carved from
             // the old one keep their bytes.
             let mut kept = Vec::new();
