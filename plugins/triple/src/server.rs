@@ -411,9 +411,13 @@ fn find_service(
     version: Option<&str>,
     group: Option<&str>,
 ) -> Result<(ServiceKey, Arc<dyn Invoker>), Failure> {
-    if let Some(found) = table.find(interface, group, version, |e| {
-        (e.key.clone(), e.invoker.clone())
-    }) {
+    let found = table.find(
+        interface.as_bytes(),
+        group.map(str::as_bytes),
+        version.map(str::as_bytes),
+        |e| (e.key.clone(), e.invoker.clone()),
+    );
+    if let Some(found) = found {
         return Ok(found);
     }
     let key = ServiceKey::new(interface, group, version);

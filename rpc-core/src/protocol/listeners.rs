@@ -37,7 +37,8 @@ pub struct ExportedService {
 #[derive(Clone, Default)]
 pub struct ServiceTable(Arc<TableInner>);
 
-type Table = HashMap<Box<str>, Vec<Arc<ExportedService>>, RandomState>;
+/// Keyed by the interface name's bytes, as requests carry it.
+type Table = HashMap<Box<[u8]>, Vec<Arc<ExportedService>>, RandomState>;
 
 #[derive(Default)]
 struct TableInner {
@@ -52,14 +53,18 @@ impl ServiceTable {
     /// What `read` takes from the service of `interface` exported with exactly this group and
     /// version (absent and empty are alike), if there is one.
     ///
+    /// The names are bytes as a request carries them: a service is found only when they equal
+    /// an exported key's text, so a found request's names are that text, checked as UTF-8
+    /// when the service was exported, and a request is not checked again.
+    ///
     /// The service is lent, not shared: a call that took a reference to it would write its
     /// count on every call, from every core, and the table's key text allocated beside it
     /// would then be a cache miss for every lookup.
     pub fn find<R>(
         &self,
-        interface: &str,
-        group: Option<&str>,
-        version: Option<&str>,
+        interface: &[u8],
+        group: Option<&[u8]>,
+        version: Option<&[u8]>,
         read: impl FnOnce(&ExportedService) -> R,
     ) -> Option<R> {
         // A key's empty parts are `None`: compared as options, empty text is never handed to
@@ -74,7 +79,10 @@ impl ServiceTable {
             .load()
             .get(interface)?
             .iter()
-            .find(|e| e.key.group() == group && e.key.version() == version)
+            .find(|e| {
+                e.key.group().map(str::as_bytes) == group
+                    && e.key.version().map(str::as_bytes) == version
+            })
             .map(|e| read(e))
     }
 
@@ -83,7 +91,7 @@ impl ServiceTable {
         self.0
             .by_interface
             .load()
-            .get(interface)
+            .get(interface.as_bytes())
             .cloned()
             .unwrap_or_default()
     }
@@ -97,9 +105,11 @@ impl ServiceTable {
     }
 
     /// Adds `service`; `false` (and nothing changed) when its key is exported already.
-    fn insert(&self, service: ExportedService) -> bool {
+    pub(crate) fn insert(&self, service: ExportedService) -> bool {
         self.change(|table| {
-            let same = table.entry(service.key.interface().into()).or_default();
+            let same = table
+                .entry(service.key.interface().as_bytes().into())
+                .or_default();
             if same.iter().any(|e| e.key == service.key) {
                 return false;
             }
@@ -111,10 +121,11 @@ impl ServiceTable {
     /// Removes the service of `key`; whether the table is empty afterwards.
     fn remove(&self, key: &ServiceKey) -> bool {
         self.change(|table| {
-            if let Some(same) = table.get_mut(key.interface()) {
+            let interface = key.interface().as_bytes();
+            if let Some(same) = table.get_mut(interface) {
                 same.retain(|e| e.key != *key);
                 if same.is_empty() {
-                    table.remove(key.interface());
+                    table.remove(interface);
                 }
             }
             table.is_empty()
@@ -264,21 +275,29 @@ mod tests {
             "the same key twice is refused"
         );
         let v1 = table
-            .find("t.Svc", None, Some("1.0"), |s| s.key.clone())
+            .find(b"t.Svc", None, Some(&b"1.0"[..]), |s| s.key.clone())
             .expect("1.0");
         assert_eq!(v1.version(), Some("1.0"));
         // An empty group is no group.
-        assert!(table.find("t.Svc", Some(""), Some("1.0"), |_| ()).is_some());
-        assert!(table.find("t.Svc", None, Some("2.0"), |_| ()).is_none());
         assert!(table
-            .find("t.Svc", Some("gray"), Some("2.0"), |_| ())
+            .find(b"t.Svc", Some(&b""[..]), Some(&b"1.0"[..]), |_| ())
             .is_some());
-        assert!(table.find("t.Other", None, Some("1.0"), |_| ()).is_none());
+        assert!(table
+            .find(b"t.Svc", None, Some(&b"2.0"[..]), |_| ())
+            .is_none());
+        assert!(table
+            .find(b"t.Svc", Some(&b"gray"[..]), Some(&b"2.0"[..]), |_| ())
+            .is_some());
+        assert!(table
+            .find(b"t.Other", None, Some(&b"1.0"[..]), |_| ())
+            .is_none());
         assert_eq!(table.of_interface("t.Svc").len(), 2);
         // A clone shares the table.
         let shared = table.clone();
         assert!(!table.remove(&ServiceKey::new("t.Svc", None, Some("1.0"))));
-        assert!(shared.find("t.Svc", None, Some("1.0"), |_| ()).is_none());
+        assert!(shared
+            .find(b"t.Svc", None, Some(&b"1.0"[..]), |_| ())
+            .is_none());
         assert!(shared.remove(&ServiceKey::new("t.Svc", Some("gray"), Some("2.0"))));
         assert!(table.of_interface("t.Svc").is_empty());
     }

@@ -387,8 +387,11 @@ impl ServiceDescriptor {
     }
 
     /// The method called `name`.
-    pub fn method(&self, name: &str) -> Option<&'static MethodDescriptor> {
-        self.methods.iter().find(|m| m.name == name)
+    /// The name may be text or the bytes a request carries: bytes equal to a declared name
+    /// are that name's text, so a request's name needs no UTF-8 check to be matched.
+    pub fn method(&self, name: impl AsRef<[u8]>) -> Option<&'static MethodDescriptor> {
+        let name = name.as_ref();
+        self.methods.iter().find(|m| m.name.as_bytes() == name)
     }
 
     /// The declared service key (interface, group, version).

@@ -71,8 +71,16 @@ impl Names {
     }
 
     /// The method name.
+    #[cfg(test)]
     pub(crate) fn method(&self) -> Result<&str> {
         self.text(&self.method, "method name")
+    }
+
+    /// The service path, version, group and method name as bytes, unchecked: what a lookup
+    /// that matches them against known names (which are text) needs.
+    pub(crate) fn bytes(&self) -> [&[u8]; 4] {
+        [&self.path, &self.version, &self.group, &self.method]
+            .map(|at| self.body.get(at.clone()).unwrap_or_default())
     }
 
     /// The method name as a string of its own (a slice of the body).

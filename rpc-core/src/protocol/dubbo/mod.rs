@@ -286,28 +286,48 @@ enum Names {
 }
 
 impl Names {
-    /// The service path, version, group and method name, each checked once.
-    fn texts(&self) -> Result<[&str; 4]> {
-        Ok(match self {
-            Names::Native(n) => [n.path()?, n.version()?, n.group()?, n.method()?],
+    /// The service path, version, group and method name as they came, unchecked: matched
+    /// against exported names, which are text, they need no UTF-8 check of their own.
+    fn bytes(&self) -> [&[u8]; 4] {
+        match self {
+            Names::Native(n) => n.bytes(),
             Names::Decoded {
                 path,
                 version,
                 group,
                 method,
-            } => [path, version, group, method],
+            } => [
+                path.as_bytes(),
+                version.as_bytes(),
+                group.as_bytes(),
+                method.as_bytes(),
+            ],
+        }
+    }
+
+    /// The service path, version and group as text: for the error of a request whose
+    /// service is not exported (one that is not UTF-8 fails naming its field).
+    fn service_texts(&self) -> Result<[&str; 3]> {
+        Ok(match self {
+            Names::Native(n) => [n.path()?, n.version()?, n.group()?],
+            Names::Decoded {
+                path,
+                version,
+                group,
+                ..
+            } => [path, version, group],
         })
     }
 
-    /// The method name (`text`, as [`Names::texts`] gave it) as the invocation keeps it, and
-    /// the method's declaration when the service declares it: then the name is the
-    /// declaration's static one (no reference to the body kept).
+    /// The method name as the invocation keeps it, and the method's declaration when the
+    /// service declares it: then the name is the declaration's static one (no reference to
+    /// the body kept, no UTF-8 check); else it is checked and kept.
     fn method(
         &self,
-        text: &str,
         service: Option<&'static ServiceDescriptor>,
     ) -> Result<(ByteString, Option<&'static MethodDescriptor>)> {
-        if let Some(declared) = service.and_then(|d| d.method(text)) {
+        let [.., name] = self.bytes();
+        if let Some(declared) = service.and_then(|d| d.method(name)) {
             return Ok((ByteString::from_static(declared.name()), Some(declared)));
         }
         let name = match self {
@@ -316,6 +336,24 @@ impl Names {
         };
         Ok((name, None))
     }
+}
+
+/// The error of a request for a service this port does not export (or whose names are not
+/// UTF-8: then the error names the field).
+#[cold]
+fn not_exported(names: &Names) -> RpcError {
+    let [path, version, group] = match names.service_texts() {
+        Ok(texts) => texts,
+        Err(e) => return e,
+    };
+    fn opt(s: &str) -> Option<&str> {
+        Some(s).filter(|s| !s.is_empty())
+    }
+    let key = crate::ServiceKey::new(path, opt(group), opt(version));
+    RpcError::new(
+        ErrorKind::ServiceNotFound,
+        format!("service {key} is not exported on this port"),
+    )
 }
 
 /// The methods of Dubbo's `GenericService`.
@@ -418,22 +456,13 @@ impl Dispatcher {
         let ser_id = req.serialization();
         let two_way = req.is_two_way();
         let (env, mut reply) = decode_envelope(ser_id, req.body)?;
-        fn opt(s: &str) -> Option<&str> {
-            Some(s).filter(|s| !s.is_empty())
-        }
-        let [path, version, group, method] = env.names.texts()?;
-        let (invoker, service, descriptor) = self
-            .services
-            .find(path, opt(group), opt(version), |s| {
-                (s.invoker.clone(), s.key.clone(), s.descriptor)
-            })
-            .ok_or_else(|| {
-                let key = crate::ServiceKey::new(path, opt(group), opt(version));
-                RpcError::new(
-                    ErrorKind::ServiceNotFound,
-                    format!("service {key} is not exported on this port"),
-                )
-            })?;
+        let [path, version, group, _] = env.names.bytes();
+        let found = self.services.find(path, Some(group), Some(version), |s| {
+            (s.invoker.clone(), s.key.clone(), s.descriptor)
+        });
+        let Some((invoker, service, descriptor)) = found else {
+            return Err(not_exported(&env.names));
+        };
         if let Reply::Hessian(style) = &mut reply {
             let url = invoker.url();
             style.attachments = AttachmentsMode::from_param(url.param(keys::RESPONSE_ATTACHMENTS))?;
@@ -441,7 +470,7 @@ impl Dispatcher {
                 style.exception_class = class.to_string();
             }
         }
-        let (method, declared) = env.names.method(method, descriptor)?;
+        let (method, declared) = env.names.method(descriptor)?;
         let mut inv = Invocation::with_method(service, method, env.args);
         // Found once here; the skeleton takes it instead of looking the name up again.
         if let Some(declared) = declared {
@@ -755,6 +784,70 @@ mod tests {
             decode_answer(bare).expect_err("err").kind(),
             ErrorKind::ServiceNotFound
         );
+    }
+
+    /// A request's names are matched as the bytes it carries: a declared method gets its
+    /// static name and declaration without a UTF-8 check; an undeclared one is checked and
+    /// kept; a service that is not exported is refused naming its key, and a name that is
+    /// not UTF-8 naming its field.
+    #[test]
+    fn requests_are_matched_by_the_bytes_of_their_names() {
+        use crate::protocol::listeners::ExportedService;
+        use crate::serialize::MsgPack;
+        const CALC: &ServiceDescriptor =
+            &ServiceDescriptor::new("t.Calc", &[MethodDescriptor::new("add", &[], "i32")])
+                .with_version("1.0");
+        let services = ServiceTable::default();
+        assert!(services.insert(ExportedService {
+            key: ServiceKey::new("t.Calc", None, Some("1.0")),
+            invoker: crate::filter::testing::Mock::ok("dubbo://127.0.0.1:1/t.Calc"),
+            descriptor: Some(CALC),
+        }));
+        let dispatcher = Dispatcher {
+            services,
+            payload: 1 << 20,
+        };
+        let body = |path: &str, version: Option<&str>, method: &str| {
+            let key = ServiceKey::new(path, None, version);
+            let inv = Invocation::new(key, method.to_owned(), Value::Empty);
+            body::encode_request(&inv, &MsgPack, 100)
+                .expect("encode")
+                .to_vec()
+        };
+        let start = |body: Vec<u8>| {
+            let req = Frame {
+                flag: FLAG_REQUEST | FLAG_TWO_WAY | ids::MSGPACK,
+                status: 0,
+                id: 7,
+                body: Bytes::from(body),
+            };
+            dispatcher.start(req, &ByteString::from_static("127.0.0.1:9"))
+        };
+
+        let declared = start(body("t.Calc", Some("1.0"), "add")).expect("found");
+        assert_eq!(declared.inv.method(), "add");
+        assert!(declared.inv.method_descriptor().is_some(), "declared");
+        let other = start(body("t.Calc", Some("1.0"), "sub")).expect("found");
+        assert_eq!(other.inv.method(), "sub");
+        assert!(other.inv.method_descriptor().is_none(), "not declared");
+
+        let missing = start(body("t.Calc", Some("2.0"), "add"))
+            .err()
+            .expect("refused");
+        assert_eq!(missing.kind(), ErrorKind::ServiceNotFound);
+        assert!(missing.message().contains("t.Calc:2.0"), "{missing}");
+
+        // The body: version, then the path's length and text.
+        let mut bad_path = body("t.Calc", Some("1.0"), "add");
+        bad_path[3] = 0xff;
+        let e = start(bad_path).err().expect("refused");
+        assert!(e.message().contains("service path is not UTF-8"), "{e}");
+        // An undeclared method name that is not UTF-8 (its last byte made a lead byte).
+        let mut bad_method = body("t.Calc", Some("1.0"), "sub");
+        let at = 1 + 2 + "t.Calc".len() + 2 + "1.0".len() + 2 + 2 + "sub".len() - 1;
+        bad_method[at] = 0xc3;
+        let e = start(bad_method).err().expect("refused");
+        assert!(e.message().contains("method name is not UTF-8"), "{e}");
     }
 
     struct Slow(Url);
