@@ -289,3 +289,93 @@ async fn a_waiting_method_does_not_hold_up_other_calls_on_its_connection() {
     assert!(took >= Duration::from_millis(800));
     exp.unexport().await;
 }
+
+/// A provider whose `spin` computes for the milliseconds it is given without ever waiting,
+/// and whose `meet` computes until another `meet` is running at the same time (or 5 s
+/// passed): it answers whether they met.
+struct Computing {
+    url: Url,
+    inside: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl rpc_core::Invoker for Computing {
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    async fn invoke(&self, mut inv: Invocation) -> rpc_core::Result<rpc_core::Response> {
+        let until = |done: &dyn Fn() -> bool, most: Duration| {
+            let end = std::time::Instant::now() + most;
+            while !done() && std::time::Instant::now() < end {
+                std::hint::spin_loop();
+            }
+            done()
+        };
+        let answer = match inv.method() {
+            "spin" => {
+                let (ms,): (u64,) = inv.take_args().decode()?;
+                until(&|| false, Duration::from_millis(ms));
+                true
+            }
+            _ => {
+                self.inside.fetch_add(1, Ordering::SeqCst);
+                let met = until(
+                    &|| self.inside.load(Ordering::SeqCst) >= 2,
+                    Duration::from_secs(5),
+                );
+                // Seen by the other one, still computing, before this one leaves.
+                until(&|| false, Duration::from_millis(20));
+                self.inside.fetch_sub(1, Ordering::SeqCst);
+                met
+            }
+        };
+        Ok(rpc_core::Response::value(Value::typed(answer)))
+    }
+}
+
+/// A request that completes without waiting is answered where its connection is read; but
+/// once requests computed there for long, the connection's next requests run in tasks of
+/// their own: two long computations sent together run at the same time on the provider's
+/// two workers instead of one after the other, holding up the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_computations_on_one_connection_run_side_by_side() {
+    let url = Url::parse("dubbo://127.0.0.1:0/test.Computing").expect("url");
+    let service = Arc::new(Computing {
+        url: url.clone(),
+        inside: Default::default(),
+    });
+    let exp = dubbo().export(url, service).await.expect("export");
+    let port = exp.url().port().expect("port");
+    let target = format!("dubbo://127.0.0.1:{port}/test.Computing?timeout=30000");
+    let inv = dubbo()
+        .refer(Url::parse(&target).expect("url"))
+        .await
+        .expect("refer");
+    let ask = |method: &'static str, args: Value| {
+        let inv = inv.clone();
+        async move {
+            let key = ServiceKey::new("test.Computing", None, None);
+            inv.invoke(Invocation::new(key, method, args))
+                .await
+                .expect("call")
+                .into_value::<bool>()
+                .expect("bool")
+        }
+    };
+    // Over `inplace.budget` where the connection is read: the first read so is measured by
+    // the thread's CPU time from then on, and the second sends the connection's next
+    // requests to tasks of their own.
+    for _ in 0..2 {
+        assert!(ask("spin", Value::typed((50u64,))).await);
+    }
+    let (a, b) = tokio::join!(
+        tokio::spawn(ask("meet", Value::Empty)),
+        tokio::spawn(ask("meet", Value::Empty))
+    );
+    assert!(
+        a.expect("task") && b.expect("task"),
+        "the two computations ran one after the other"
+    );
+    exp.unexport().await;
+}

@@ -4,7 +4,7 @@
 //! ```text
 //! rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,...]
 //!               [--concurrency 1,64] [--payload 16,4096] [--out FILE]
-//! rpc-bench server <target> [--port 0] [--duration S]
+//! rpc-bench server <target> [--port 0] [--duration S] [--inplace-budget US]
 //! rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
 //! rpc-bench micro [--time S]
 //! ```
@@ -41,7 +41,7 @@ pub type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const USAGE: &str = "usage:
   rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,tonic,rpc,rpc-bincode,rpc-hessian2,rpc-stack,rpc-tls,rpc-service,tri,tri-proto]
                 [--concurrency 1,64] [--payload 16,4096] [--out FILE]
-  rpc-bench server <target> [--port 0] [--duration S]
+  rpc-bench server <target> [--port 0] [--duration S] [--inplace-budget US]
   rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
   rpc-bench micro [--time S]";
 
@@ -141,6 +141,12 @@ fn server(args: &Args) -> BoxResult<()> {
     let target = args.target()?;
     let port: u16 = args.get("port", 0)?;
     let duration = args.seconds("duration", 600.0)?;
+    if let Some(us) = args.flags.get("inplace-budget") {
+        let us = us
+            .parse()
+            .map_err(|e| format!("bad --inplace-budget {us:?}: {e}"))?;
+        targets::framework::set_inplace_budget(us);
+    }
     let rt = runtime()?;
     let result = rt.block_on(async {
         let (port, guard) = targets::start_server(target, port).await?;

@@ -583,6 +583,12 @@ crate::config_key!(
     "provider: requests of one connection executing at once; one more is refused with LimitExceeded"
 );
 crate::config_key!(
+    INPLACE_BUDGET = "inplace.budget",
+    "1000",
+    Int,
+    "provider: CPU microseconds one read's requests may compute where their connection is read; past it the connection's requests run in tasks of their own for a second (0 = always)"
+);
+crate::config_key!(
     PAYLOAD_BUDGET = "payload.budget",
     "67108864",
     Int,

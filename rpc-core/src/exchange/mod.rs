@@ -71,8 +71,8 @@ mod server;
 pub use client::{Client, ClientConfig};
 pub use codec::{FrameCodec, FrameError};
 pub use server::{
-    Handler, Server, ServerConfig, DEFAULT_ACCEPTS, DEFAULT_INFLIGHT, DEFAULT_PAYLOAD_BUDGET,
-    DEFAULT_THREADS,
+    Handler, Placement, Server, ServerConfig, DEFAULT_ACCEPTS, DEFAULT_INFLIGHT,
+    DEFAULT_IN_PLACE_BUDGET_US, DEFAULT_PAYLOAD_BUDGET, DEFAULT_THREADS, OFFLOAD_FOR,
 };
 
 /// The two magic bytes every frame starts with.

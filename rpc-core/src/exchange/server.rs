@@ -30,11 +30,138 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles one request frame from `peer` (the caller's address as the transport saw it);
     /// returns the response frame for two-way requests. Takes the handler's `Arc` so that
     /// the request is one owned future, polled in place or moved into a task as it is.
-    async fn handle(self: Arc<Self>, request: Frame, peer: ByteString) -> Option<Frame>;
+    ///
+    /// The future is first polled where the connection is read, in arrival order. With
+    /// [`Placement::OwnTask`], a request whose order among the others does not matter should
+    /// do no work in that first poll but return `Pending` (yield once), so that it runs in a
+    /// task of its own, which another worker can take.
+    async fn handle(
+        self: Arc<Self>,
+        request: Frame,
+        peer: ByteString,
+        placement: Placement,
+    ) -> Option<Frame>;
 
     /// The response to a request (header `flag` and `id`) refused before it was handled: its
     /// body is over the payload limit, or the server is saturated. `None` sends nothing.
     fn reject(&self, flag: u8, id: u64, error: RpcError) -> Option<Frame>;
+}
+
+/// Where a request's work runs; see [`Handler::handle`].
+///
+/// A request that completes without waiting (most do, once their arguments are decoded) is
+/// answered where its connection is read, without a task of its own and the scheduling it
+/// costs. Requests that compute for long without waiting would hold up every request behind
+/// them on the connection and keep them all on one core: so once a read's requests computed
+/// in place for over the budget (`inplace.budget`, default [`DEFAULT_IN_PLACE_BUDGET_US`]
+/// µs) of the thread's CPU time, the rest of the read's requests, and the connection's for
+/// [`OFFLOAD_FOR`] after, go to tasks of their own.
+///
+/// The wall-clock time of each request run in place is read (one clock read per request);
+/// only when it says the budget is spent is the thread's CPU time read, and that decides:
+/// a thread that waited for a core while a request ran did not compute. The first time, the
+/// CPU time is read to start from, and the connection's next reads are measured by it for
+/// [`OFFLOAD_FOR`]: requests that keep computing for long go to tasks of their own from the
+/// second such read on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Run where the connection is read.
+    InPlace,
+    /// Run in a task of its own, unless the request must keep its place in arrival order.
+    OwnTask,
+}
+
+/// CPU microseconds a read's requests may spend where the connection is read before the
+/// connection's requests go to tasks of their own ([`Placement`]) when the URL does not set
+/// `inplace.budget`.
+pub const DEFAULT_IN_PLACE_BUDGET_US: u64 = 1000;
+
+/// How long a connection's requests go to tasks of their own once its requests computed in
+/// place for over the budget; also how long its reads are measured by CPU time after their
+/// wall-clock time went over it.
+pub const OFFLOAD_FOR: Duration = Duration::from_secs(1);
+
+/// The calling thread's CPU time, where the platform has such a clock.
+fn thread_cpu() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Some(Duration::new(
+            u64::try_from(t.tv_sec).ok()?,
+            u32::try_from(t.tv_nsec).ok()?,
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// How long a connection's requests ran in place, deciding the next one's [`Placement`].
+struct Pacer {
+    /// The CPU time a read's requests may spend in place; zero: none.
+    budget: Duration,
+    /// Until when the connection's requests go to tasks of their own.
+    offload_until: Option<std::time::Instant>,
+    /// Until when the connection's reads are measured by CPU time.
+    measured_until: Option<std::time::Instant>,
+    /// When the last request run in place ended, or the measure began.
+    last: std::time::Instant,
+    /// Wall-clock time of the requests run in place since the measure began.
+    spent: Duration,
+    /// The thread's CPU time when the measure began, when it is measured.
+    cpu_since: Option<Duration>,
+}
+
+impl Pacer {
+    fn new(budget: Duration) -> Pacer {
+        Pacer {
+            budget,
+            offload_until: None,
+            measured_until: None,
+            last: std::time::Instant::now(),
+            spent: Duration::ZERO,
+            cpu_since: None,
+        }
+    }
+
+    /// A read's requests are about to run, on this thread, without a wait among them.
+    fn read_begins(&mut self) {
+        self.last = std::time::Instant::now();
+        self.spent = Duration::ZERO;
+        let measured = self.measured_until.is_some_and(|t| self.last < t);
+        self.cpu_since = if measured { thread_cpu() } else { None };
+    }
+
+    /// Where the next request runs.
+    fn placement(&self) -> Placement {
+        if self.budget.is_zero() || self.offload_until.is_some_and(|t| self.last < t) {
+            Placement::OwnTask
+        } else {
+            Placement::InPlace
+        }
+    }
+
+    /// A request's first poll (its whole work, when it ran in place) just ended.
+    fn ran(&mut self) {
+        let now = std::time::Instant::now();
+        self.spent += now.saturating_duration_since(self.last);
+        self.last = now;
+        if self.spent <= self.budget {
+            return;
+        }
+        // Over the budget by the wall clock: computation, or a thread that waited for a core.
+        let cpu = thread_cpu();
+        if let (Some(before), Some(now_cpu)) = (self.cpu_since, cpu) {
+            if now_cpu.saturating_sub(before) > self.budget {
+                self.offload_until = Some(now + OFFLOAD_FOR);
+            }
+        }
+        // Measured again from here, and the next reads from their start.
+        self.spent = Duration::ZERO;
+        self.cpu_since = cpu;
+        self.measured_until = Some(now + OFFLOAD_FOR);
+    }
 }
 
 /// Requests executing at once on one server when the URL does not set `threads`. Past it a
@@ -79,6 +206,10 @@ pub struct ServerConfig {
     /// a large frame waits for its share (its connection is not read meanwhile) until its
     /// frame deadline, then its connection is closed.
     pub budget: usize,
+    /// `inplace.budget` (µs): CPU time one read's requests may spend where their connection
+    /// is read before the connection's requests go to tasks of their own ([`Placement`];
+    /// zero: always).
+    pub in_place: Duration,
 }
 
 impl ServerConfig {
@@ -102,6 +233,9 @@ impl ServerConfig {
                 .param_as(keys::CONNECTION_INFLIGHT, DEFAULT_INFLIGHT)?
                 .max(1),
             budget: url.param_as(keys::PAYLOAD_BUDGET, DEFAULT_PAYLOAD_BUDGET)?,
+            in_place: Duration::from_micros(
+                url.param_as(keys::INPLACE_BUDGET, DEFAULT_IN_PLACE_BUDGET_US)?,
+            ),
         })
     }
 }
@@ -243,20 +377,26 @@ async fn serve(
     let mut hold = BudgetHold::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut last_read = Instant::now();
+    let mut pacer = Pacer::new(cfg.in_place);
     'conn: loop {
         let mut completed = false;
+        pacer.read_begins();
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     completed = true;
                     hold.release();
-                    dispatch(frame, &peer_name, &handler, &tx, &limits, &mut out);
+                    dispatch(
+                        frame, &peer_name, &handler, &tx, &limits, &mut pacer, &mut out,
+                    );
                     // Many answers to one read go out in pieces, not all held at once.
                     if out.is_full() {
                         if let Err(e) = out.flush().await {
                             tracing::debug!(%peer, error = %e, "write failed; closing");
                             return;
                         }
+                        // The task may go on on another thread (another CPU clock).
+                        pacer.read_begins();
                     }
                 }
                 Ok(None) => break,
@@ -522,6 +662,7 @@ fn dispatch(
     handler: &Arc<dyn Handler>,
     tx: &mpsc::Sender<Frame>,
     limits: &Arc<Limits>,
+    pacer: &mut Pacer,
     out: &mut Outbox,
 ) {
     if !frame.is_request() {
@@ -571,14 +712,18 @@ fn dispatch(
     let entered = Entered(limits);
     // The request is polled once right here: a method that completes without waiting (most
     // do, once their arguments are decoded) is answered without a task of its own and the
-    // scheduling it costs. One that has to wait (I/O, a timer, a lock) continues in its own
-    // task, so it never holds up the other calls on this connection.
-    let mut call = handler.clone().handle(frame, peer.clone());
+    // scheduling it costs. One that has to wait (I/O, a timer, a lock), or that the pacer
+    // sends to a task of its own ([`Placement`]), continues in its own task, so it does not
+    // hold up the other calls on this connection.
+    let mut call = handler
+        .clone()
+        .handle(frame, peer.clone(), pacer.placement());
     // Polled with a waker that does nothing: a request that has to wait is polled again,
     // with its own task's waker, as soon as that task starts.
     let first = call
         .as_mut()
         .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    pacer.ran();
     match first {
         Poll::Ready(answer) => {
             if let Some(answer) = answer {
@@ -598,5 +743,64 @@ fn dispatch(
                 drop(permit);
             });
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// Computes for `d` of the thread's CPU time (however long a loaded machine makes it).
+    fn compute(d: Duration) {
+        let start = thread_cpu().expect("a thread CPU clock");
+        while thread_cpu().expect("a thread CPU clock") - start < d {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Requests go to tasks of their own once reads computed in place for over the budget by
+    /// the thread's CPU time, not when the thread only waited (slept here, as a thread waits
+    /// for a core) while they ran.
+    #[test]
+    fn requests_that_computed_long_in_place_send_the_next_ones_to_tasks() {
+        let budget = Duration::from_micros(DEFAULT_IN_PLACE_BUDGET_US);
+        let over = budget * 3;
+        let mut pacer = Pacer::new(budget);
+        pacer.read_begins();
+        pacer.ran();
+        assert_eq!(pacer.placement(), Placement::InPlace, "a quick request");
+        // Over the budget by the wall clock: measured by CPU time from here on.
+        pacer.read_begins();
+        std::thread::sleep(over);
+        pacer.ran();
+        assert_eq!(pacer.placement(), Placement::InPlace);
+        // Waited again, computed nothing.
+        pacer.read_begins();
+        std::thread::sleep(over);
+        pacer.ran();
+        assert_eq!(pacer.placement(), Placement::InPlace, "it only waited");
+        // Computed.
+        pacer.read_begins();
+        compute(over);
+        pacer.ran();
+        assert_eq!(pacer.placement(), Placement::OwnTask, "it computed");
+        // Many quick requests of one read add up the same way.
+        let mut pacer = Pacer::new(budget);
+        pacer.read_begins();
+        std::thread::sleep(over);
+        pacer.ran();
+        pacer.read_begins();
+        for _ in 0..30 {
+            compute(budget / 10);
+            pacer.ran();
+        }
+        assert_eq!(
+            pacer.placement(),
+            Placement::OwnTask,
+            "together over the budget"
+        );
+        // A budget of zero: every request in a task of its own.
+        let pacer = Pacer::new(Duration::ZERO);
+        assert_eq!(pacer.placement(), Placement::OwnTask);
     }
 }

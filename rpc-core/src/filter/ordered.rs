@@ -76,6 +76,12 @@ impl Drop for InLane<'_> {
     }
 }
 
+/// The `{method}.ordered` setting of a provider: the index (as text) of the argument whose
+/// calls run in arrival order, when `method`'s calls are ordered.
+pub(crate) fn ordering_argument<'u>(url: &'u crate::url::Url, method: &str) -> Option<&'u str> {
+    url.method_param(method, keys::ORDERED)
+}
+
 #[async_trait::async_trait]
 impl Filter for OrderedFilter {
     fn applies_to(&self, next: &dyn Invoker) -> bool {
@@ -87,7 +93,7 @@ impl Filter for OrderedFilter {
 
     async fn invoke(&self, next: &dyn Invoker, invocation: Invocation) -> Result<Response> {
         let method = invocation.method();
-        let Some(index) = next.url().method_param(method, keys::ORDERED) else {
+        let Some(index) = ordering_argument(next.url(), method) else {
             return next.invoke(invocation).await;
         };
         let index: usize = index.parse().map_err(|_| {

@@ -114,7 +114,8 @@ use tokio::time::Instant;
 use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::exchange::{
-    status, Client, Frame, Handler, Server, FLAG_REQUEST, FLAG_TWO_WAY, SERIALIZATION_MASK,
+    status, Client, Frame, Handler, Placement, Server, FLAG_REQUEST, FLAG_TWO_WAY,
+    SERIALIZATION_MASK,
 };
 use crate::extension::AdaptiveCache;
 use crate::filter::DEFAULT_TIMEOUT_MS;
@@ -564,6 +565,7 @@ impl Handler for Dispatcher {
         self: Arc<Self>,
         req: Frame,
         peer: ByteString,
+        placement: Placement,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Frame>> + Send + 't>>
     where
         Self: 't,
@@ -572,7 +574,16 @@ impl Handler for Dispatcher {
         let ser_id = req.serialization();
         let id = req.id;
         let started = self.start(req, &peer);
+        // Sent to a task of its own, a call of an ordered method would start after calls that
+        // arrived later: those keep their place.
+        let own_task = placement == Placement::OwnTask
+            && started.as_ref().is_ok_and(|s| {
+                crate::filter::ordered::ordering_argument(s.invoker.url(), s.inv.method()).is_none()
+            });
         Box::pin(async move {
+            if own_task {
+                tokio::task::yield_now().await;
+            }
             let result = match started {
                 Ok(started) => started.run().await,
                 Err(e) => Err(e),
@@ -786,42 +797,53 @@ mod tests {
         );
     }
 
-    /// A request's names are matched as the bytes it carries: a declared method gets its
-    /// static name and declaration without a UTF-8 check; an undeclared one is checked and
-    /// kept; a service that is not exported is refused naming its key, and a name that is
-    /// not UTF-8 naming its field.
-    #[test]
-    fn requests_are_matched_by_the_bytes_of_their_names() {
+    /// A dispatcher exporting `t.Calc:1.0` (declaring `add`) behind a mock at `url`.
+    fn calc_dispatcher(url: &str) -> Dispatcher {
         use crate::protocol::listeners::ExportedService;
-        use crate::serialize::MsgPack;
         const CALC: &ServiceDescriptor =
             &ServiceDescriptor::new("t.Calc", &[MethodDescriptor::new("add", &[], "i32")])
                 .with_version("1.0");
         let services = ServiceTable::default();
         assert!(services.insert(ExportedService {
             key: ServiceKey::new("t.Calc", None, Some("1.0")),
-            invoker: crate::filter::testing::Mock::ok("dubbo://127.0.0.1:1/t.Calc"),
+            invoker: crate::filter::testing::Mock::ok(url),
             descriptor: Some(CALC),
         }));
-        let dispatcher = Dispatcher {
+        Dispatcher {
             services,
             payload: 1 << 20,
-        };
-        let body = |path: &str, version: Option<&str>, method: &str| {
-            let key = ServiceKey::new(path, None, version);
-            let inv = Invocation::new(key, method.to_owned(), Value::Empty);
-            body::encode_request(&inv, &MsgPack, 100)
-                .expect("encode")
-                .to_vec()
-        };
+        }
+    }
+
+    /// The body of a request for `method` of `path` at `version`.
+    fn request_body(path: &str, version: Option<&str>, method: &str) -> Vec<u8> {
+        let key = ServiceKey::new(path, None, version);
+        let inv = Invocation::new(key, method.to_owned(), Value::Empty);
+        body::encode_request(&inv, &crate::serialize::MsgPack, 100)
+            .expect("encode")
+            .to_vec()
+    }
+
+    /// A two-way msgpack request frame with `body`.
+    fn request(body: Vec<u8>) -> Frame {
+        Frame {
+            flag: FLAG_REQUEST | FLAG_TWO_WAY | ids::MSGPACK,
+            status: 0,
+            id: 7,
+            body: Bytes::from(body),
+        }
+    }
+
+    /// A request's names are matched as the bytes it carries: a declared method gets its
+    /// static name and declaration without a UTF-8 check; an undeclared one is checked and
+    /// kept; a service that is not exported is refused naming its key, and a name that is
+    /// not UTF-8 naming its field.
+    #[test]
+    fn requests_are_matched_by_the_bytes_of_their_names() {
+        let dispatcher = calc_dispatcher("dubbo://127.0.0.1:1/t.Calc");
+        let body = request_body;
         let start = |body: Vec<u8>| {
-            let req = Frame {
-                flag: FLAG_REQUEST | FLAG_TWO_WAY | ids::MSGPACK,
-                status: 0,
-                id: 7,
-                body: Bytes::from(body),
-            };
-            dispatcher.start(req, &ByteString::from_static("127.0.0.1:9"))
+            dispatcher.start(request(body), &ByteString::from_static("127.0.0.1:9"))
         };
 
         let declared = start(body("t.Calc", Some("1.0"), "add")).expect("found");
@@ -848,6 +870,33 @@ mod tests {
         bad_method[at] = 0xc3;
         let e = start(bad_method).err().expect("refused");
         assert!(e.message().contains("method name is not UTF-8"), "{e}");
+    }
+
+    /// Sent to a task of its own, a request yields before its work, so its first poll (where
+    /// the connection is read) does nothing; a call of an ordered method keeps its place in
+    /// arrival order and runs at once. In place, every request runs at once.
+    #[tokio::test]
+    async fn a_request_for_its_own_task_yields_first_unless_its_method_is_ordered() {
+        let dispatcher = Arc::new(calc_dispatcher("dubbo://127.0.0.1:1/t.Calc?add.ordered=0"));
+        let done_at_first_poll = |method: &str, placement| {
+            let mut call = dispatcher.clone().handle(
+                request(request_body("t.Calc", Some("1.0"), method)),
+                ByteString::from_static("127.0.0.1:9"),
+                placement,
+            );
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            call.as_mut().poll(&mut cx).is_ready()
+        };
+        assert!(done_at_first_poll("sub", Placement::InPlace));
+        assert!(done_at_first_poll("add", Placement::InPlace));
+        assert!(
+            !done_at_first_poll("sub", Placement::OwnTask),
+            "yields first"
+        );
+        assert!(
+            done_at_first_poll("add", Placement::OwnTask),
+            "ordered: keeps its place"
+        );
     }
 
     struct Slow(Url);
