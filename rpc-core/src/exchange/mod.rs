@@ -39,12 +39,14 @@
 //! at once, with no task of its own, and the answers to one read go out in one write before
 //! the connection is read again; one that waits (I/O, timers, locks) continues in a spawned
 //! task, so it never holds up the other calls on its connection, and hands its answer back to
-//! the connection's task. A method that blocks its thread
-//! without awaiting (heavy computation) delays the calls queued behind it on that
-//! connection: run such work with `tokio::task::spawn_blocking`, as in any async code. A connection that sends nothing for `idle.timeout` ms (default
-//! three heartbeats) — for instance one that stalls in the middle of a frame — is closed, and
-//! so is one whose answers cannot be written for as long (a peer that stopped reading; on the
-//! consumer side the bound is three heartbeats). At most `threads` requests execute at once
+//! the connection's task. Once a connection's requests compute in place for long (over
+//! `inplace.budget` of the thread's CPU time), its requests run in tasks of their own for a
+//! while ([`Placement`]), so a computation no longer holds up the calls behind it. A method
+//! that blocks its thread (a sleep, blocking I/O) uses no CPU time and is not moved: run such
+//! work with `tokio::task::spawn_blocking`, as in any async code. A connection that sends
+//! nothing for `idle.timeout` ms (default three heartbeats) — for instance one that stalls in
+//! the middle of a frame — is closed, and so is one whose answers cannot be written for as
+//! long (a peer that stopped reading; on the consumer side the bound is three heartbeats). At most `threads` requests execute at once
 //! (status 100 beyond) and at most `accepts` connections are open (unlimited by default).
 //! Closing a server stops the listener; connections stop reading, let in-flight requests
 //! answer, then close.
