@@ -64,6 +64,7 @@ pub trait Handler: Send + Sync + 'static {
 /// [`OFFLOAD_FOR`]: requests that keep computing for long go to tasks of their own from the
 /// second such read on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Placement {
     /// Run where the connection is read.
     InPlace,
