@@ -148,7 +148,8 @@ impl Pacer {
         let now = std::time::Instant::now();
         self.spent += now.saturating_duration_since(self.last);
         self.last = now;
-        if self.spent <= self.budget {
+        // A zero budget sends every request to a task already: nothing to measure.
+        if self.budget.is_zero() || self.spent <= self.budget {
             return;
         }
         // Over the budget by the wall clock: computation, or a thread that waited for a core.
