@@ -274,30 +274,28 @@ mod tests {
             !table.insert(service(None, Some("1.0"))),
             "the same key twice is refused"
         );
-        let v1 = table
-            .find(b"t.Svc", None, Some(&b"1.0"[..]), |s| s.key.clone())
-            .expect("1.0");
+        // Looked up by text here; a request's names are bytes.
+        let find =
+            |table: &ServiceTable, interface: &str, group: Option<&str>, version: Option<&str>| {
+                table.find(
+                    interface.as_bytes(),
+                    group.map(str::as_bytes),
+                    version.map(str::as_bytes),
+                    |s| s.key.clone(),
+                )
+            };
+        let v1 = find(&table, "t.Svc", None, Some("1.0")).expect("1.0");
         assert_eq!(v1.version(), Some("1.0"));
         // An empty group is no group.
-        assert!(table
-            .find(b"t.Svc", Some(&b""[..]), Some(&b"1.0"[..]), |_| ())
-            .is_some());
-        assert!(table
-            .find(b"t.Svc", None, Some(&b"2.0"[..]), |_| ())
-            .is_none());
-        assert!(table
-            .find(b"t.Svc", Some(&b"gray"[..]), Some(&b"2.0"[..]), |_| ())
-            .is_some());
-        assert!(table
-            .find(b"t.Other", None, Some(&b"1.0"[..]), |_| ())
-            .is_none());
+        assert!(find(&table, "t.Svc", Some(""), Some("1.0")).is_some());
+        assert!(find(&table, "t.Svc", None, Some("2.0")).is_none());
+        assert!(find(&table, "t.Svc", Some("gray"), Some("2.0")).is_some());
+        assert!(find(&table, "t.Other", None, Some("1.0")).is_none());
         assert_eq!(table.of_interface("t.Svc").len(), 2);
         // A clone shares the table.
         let shared = table.clone();
         assert!(!table.remove(&ServiceKey::new("t.Svc", None, Some("1.0"))));
-        assert!(shared
-            .find(b"t.Svc", None, Some(&b"1.0"[..]), |_| ())
-            .is_none());
+        assert!(find(&shared, "t.Svc", None, Some("1.0")).is_none());
         assert!(shared.remove(&ServiceKey::new("t.Svc", Some("gray"), Some("2.0"))));
         assert!(table.of_interface("t.Svc").is_empty());
     }

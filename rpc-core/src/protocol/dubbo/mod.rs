@@ -320,14 +320,15 @@ impl Names {
         })
     }
 
-    /// The method name as the invocation keeps it, and the method's declaration when the
-    /// service declares it: then the name is the declaration's static one (no reference to
-    /// the body kept, no UTF-8 check); else it is checked and kept.
+    /// The method name (`name`, as [`Names::bytes`] gave it) as the invocation keeps it, and
+    /// the method's declaration when the service declares it: then the name is the
+    /// declaration's static one (no reference to the body kept, no UTF-8 check); else it is
+    /// checked and kept.
     fn method(
         &self,
+        name: &[u8],
         service: Option<&'static ServiceDescriptor>,
     ) -> Result<(ByteString, Option<&'static MethodDescriptor>)> {
-        let [.., name] = self.bytes();
         if let Some(declared) = service.and_then(|d| d.method(name)) {
             return Ok((ByteString::from_static(declared.name()), Some(declared)));
         }
@@ -457,7 +458,7 @@ impl Dispatcher {
         let ser_id = req.serialization();
         let two_way = req.is_two_way();
         let (env, mut reply) = decode_envelope(ser_id, req.body)?;
-        let [path, version, group, _] = env.names.bytes();
+        let [path, version, group, method] = env.names.bytes();
         let found = self.services.find(path, Some(group), Some(version), |s| {
             (s.invoker.clone(), s.key.clone(), s.descriptor)
         });
@@ -471,7 +472,7 @@ impl Dispatcher {
                 style.exception_class = class.to_string();
             }
         }
-        let (method, declared) = env.names.method(descriptor)?;
+        let (method, declared) = env.names.method(method, descriptor)?;
         let mut inv = Invocation::with_method(service, method, env.args);
         // Found once here; the skeleton takes it instead of looking the name up again.
         if let Some(declared) = declared {
@@ -841,31 +842,30 @@ mod tests {
     #[test]
     fn requests_are_matched_by_the_bytes_of_their_names() {
         let dispatcher = calc_dispatcher("dubbo://127.0.0.1:1/t.Calc");
-        let body = request_body;
         let start = |body: Vec<u8>| {
             dispatcher.start(request(body), &ByteString::from_static("127.0.0.1:9"))
         };
 
-        let declared = start(body("t.Calc", Some("1.0"), "add")).expect("found");
+        let declared = start(request_body("t.Calc", Some("1.0"), "add")).expect("found");
         assert_eq!(declared.inv.method(), "add");
         assert!(declared.inv.method_descriptor().is_some(), "declared");
-        let other = start(body("t.Calc", Some("1.0"), "sub")).expect("found");
+        let other = start(request_body("t.Calc", Some("1.0"), "sub")).expect("found");
         assert_eq!(other.inv.method(), "sub");
         assert!(other.inv.method_descriptor().is_none(), "not declared");
 
-        let missing = start(body("t.Calc", Some("2.0"), "add"))
+        let missing = start(request_body("t.Calc", Some("2.0"), "add"))
             .err()
             .expect("refused");
         assert_eq!(missing.kind(), ErrorKind::ServiceNotFound);
         assert!(missing.message().contains("t.Calc:2.0"), "{missing}");
 
         // The body: version, then the path's length and text.
-        let mut bad_path = body("t.Calc", Some("1.0"), "add");
+        let mut bad_path = request_body("t.Calc", Some("1.0"), "add");
         bad_path[3] = 0xff;
         let e = start(bad_path).err().expect("refused");
         assert!(e.message().contains("service path is not UTF-8"), "{e}");
         // An undeclared method name that is not UTF-8 (its last byte made a lead byte).
-        let mut bad_method = body("t.Calc", Some("1.0"), "sub");
+        let mut bad_method = request_body("t.Calc", Some("1.0"), "sub");
         let at = 1 + 2 + "t.Calc".len() + 2 + "1.0".len() + 2 + 2 + "sub".len() - 1;
         bad_method[at] = 0xc3;
         let e = start(bad_method).err().expect("refused");
