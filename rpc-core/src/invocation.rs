@@ -477,6 +477,12 @@ fn annotate(e: RpcError, service: &ServiceKey, method: &str) -> RpcError {
     e.with_service(service.to_string()).with_method(method)
 }
 
+/// `e`, from a call of the provider at `provider` inside a cluster, naming the call's service
+/// and method and the provider's address (each unless `e` names one already).
+pub fn member_error(label: &CallLabel, provider: &Url, e: RpcError) -> RpcError {
+    label.annotate(e).with_provider(provider.address())
+}
+
 /// The service and method of a call, for annotating errors; see [`Invocation::label`].
 #[derive(Clone, Debug)]
 pub struct CallLabel {
@@ -593,6 +599,23 @@ pub trait Invoker: Send + Sync {
 
     /// Performs the call.
     async fn invoke(&self, invocation: Invocation) -> Result<Response>;
+
+    /// Performs a cluster's call of this invoker as one of its providers: the returned future
+    /// keeps the invoker alive itself, so a cluster strategy that neither retries nor needs to
+    /// know which provider answered hands it on as its own future. An error of the call names
+    /// the service, the method and this invoker's address ([`member_error`]). The default
+    /// wraps [`Invoker::invoke`]; a layer that runs its call in a future of its own overrides
+    /// it to need no second box.
+    fn invoke_as_member(self: Arc<Self>, invocation: Invocation) -> BoxedCall<'static>
+    where
+        Self: 'static,
+    {
+        Box::pin(async move {
+            let label = invocation.label();
+            let result = self.invoke(invocation).await;
+            result.map_err(|e| member_error(&label, self.url(), e))
+        })
+    }
 
     /// Whether this invoker keeps the invocation's deadline itself: it ends the call with
     /// [`ErrorKind::Timeout`] once the deadline passes, and sends the provider the remaining

@@ -245,6 +245,23 @@ impl Invoker for Layer {
         }
     }
 
+    // The run of stages is this box's own future, not a second box inside it.
+    fn invoke_as_member(
+        self: Arc<Self>,
+        invocation: Invocation,
+    ) -> crate::invocation::BoxedCall<'static> {
+        Box::pin(async move {
+            let label = invocation.label();
+            let result = match &self.run {
+                Run::Filter(_, filter) => filter.invoke(&*self.next, invocation).await,
+                Run::Stages(_, stages) => {
+                    stage::Staged::many(stages, &*self.next, invocation).await
+                }
+            };
+            result.map_err(|e| crate::invocation::member_error(&label, self.url(), e))
+        })
+    }
+
     fn destroy(&self) {
         self.next.destroy();
     }

@@ -157,7 +157,7 @@ impl<'f> Stages<'f> {
 ///
 /// Nothing runs until the first poll, as with a filter's `async fn`: a stage that reads
 /// the task's context (the consumer's `context`) reads it where the call is awaited.
-struct Staged<'f> {
+pub(crate) struct Staged<'f> {
     stages: Stages<'f>,
     next: &'f dyn Invoker,
     /// The tickets of the stages whose `before` ran, outermost first.
@@ -177,6 +177,16 @@ enum State<'f> {
 }
 
 impl<'f> Staged<'f> {
+    /// One call through adjacent `stages` (outermost first) around `next`, unboxed: for a
+    /// layer that runs it inside a future of its own.
+    pub(crate) fn many(
+        stages: &'f [Arc<dyn Stage>],
+        next: &'f dyn Invoker,
+        invocation: Invocation,
+    ) -> Self {
+        Staged::new(Stages::Many(stages), next, invocation)
+    }
+
     fn new(stages: Stages<'f>, next: &'f dyn Invoker, invocation: Invocation) -> Self {
         Staged {
             stages,
@@ -333,7 +343,7 @@ pub(crate) fn run_all<'f>(
     next: &'f dyn Invoker,
     invocation: Invocation,
 ) -> BoxedCall<'f> {
-    Box::pin(Staged::new(Stages::Many(stages), next, invocation))
+    Box::pin(Staged::many(stages, next, invocation))
 }
 
 #[cfg(test)]
@@ -541,6 +551,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_member_call_runs_the_stages_in_its_own_future_and_names_its_provider() {
+        let log = Log::default();
+        let refused = Mock::new("dubbo://h:1/S", |_| async {
+            Err(RpcError::network("connection reset"))
+        });
+        let chain = wrap(
+            refused,
+            vec![
+                Logged::filter("a", &log, false),
+                Logged::filter("b", &log, false),
+            ],
+        );
+        let e = chain
+            .clone()
+            .invoke_as_member(call("S", "m"))
+            .await
+            .expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::Network);
+        assert_eq!(e.provider(), Some("h:1"));
+        assert_eq!(e.service(), Some("S"));
+        assert_eq!(e.method(), Some("m"));
+        assert_eq!(
+            taken(&log),
+            [
+                "a before",
+                "b before",
+                "b after: error network",
+                "a after: error network"
+            ]
+        );
+
+        // Dropped before its end: the stages that ran hear so, and the future held the
+        // only other handle on the chain.
+        let hang = wrap(
+            Mock::new("dubbo://h:1/S", |_| std::future::pending()),
+            vec![Logged::filter("a", &log, false)],
+        );
+        let member = hang.clone().invoke_as_member(call("S", "m"));
+        assert_eq!(Arc::strong_count(&hang), 2);
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), member).await;
+        assert!(gave_up.is_err());
+        assert_eq!(taken(&log), ["a before", "a after: dropped"]);
+        assert_eq!(Arc::strong_count(&hang), 1);
+    }
+
+    #[tokio::test]
     async fn a_stage_called_on_its_own_runs_the_same_way() {
         let log = Log::default();
         let p = Mock::ok("dubbo://h:1/S");
@@ -568,9 +624,11 @@ mod tests {
                 ("circuitbreaker", Arc::new(CircuitBreakerFilter::default())),
             ],
         );
-        let call = chain.invoke(call("S", "m"));
-        let size = std::mem::size_of_val(&*call);
+        let size = std::mem::size_of_val(&*chain.invoke(call("S", "m")));
         assert!(size <= 1024, "{size} bytes");
+        // Also as a cluster's call of a provider, which holds the chain.
+        let size = std::mem::size_of_val(&*chain.clone().invoke_as_member(call("S", "m")));
+        assert!(size <= 1024, "{size} bytes as a member");
     }
 
     /// So do the provider's (`metrics` and `context`).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{ClusterBase, ClusterInvoker, Strategy};
 use crate::cluster::{Cluster, Directory};
 use crate::error::Result;
-use crate::invocation::{Invocation, Invoker, Response};
+use crate::invocation::{BoxedCall, Invocation, Invoker};
 
 /// Calls one provider chosen by the load balancer and never retries. For non-idempotent
 /// writes where a duplicate is worse than an error.
@@ -20,9 +20,18 @@ impl Cluster for Failfast {
 
 #[async_trait::async_trait]
 impl Strategy for Failfast {
-    async fn invoke(&self, base: &Arc<ClusterBase>, invocation: Invocation) -> Result<Response> {
-        let provider = base.pick(&invocation, &[])?;
-        super::call(&provider, invocation).await
+    // The provider's call is this strategy's future (no box of its own around it).
+    fn invoke<'s, 'b, 'f>(
+        &'s self,
+        base: &'b Arc<ClusterBase>,
+        invocation: Invocation,
+    ) -> BoxedCall<'f>
+    where
+        's: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        base.select_and_hand_over(invocation, None)
     }
 }
 
@@ -35,6 +44,7 @@ mod tests {
     use crate::cluster::StaticDirectory;
     use crate::config::keys;
     use crate::error::{ErrorKind, RpcError};
+    use crate::invocation::Response;
     use crate::url::Url;
 
     struct Broken(Url);

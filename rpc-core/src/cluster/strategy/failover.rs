@@ -63,9 +63,8 @@ impl Strategy for Failover {
             || settings.idempotent
             || crate::idempotency::key_of(&invocation).is_some();
         if !may_retry || retries == 0 {
-            // The provider is picked here; the future holds only its call.
-            let call = base.select_and_call(Cow::Owned(invocation), &[], Some(&settings));
-            return Box::pin(async move { call.await.1 });
+            // The provider is picked here; its call is this strategy's future.
+            return base.select_and_hand_over(invocation, Some(&settings));
         }
         Box::pin(with_retries(base, invocation, settings, retries))
     }

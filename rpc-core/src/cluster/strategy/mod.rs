@@ -415,6 +415,29 @@ impl ClusterBase {
             Err(e) => Either::Right(ready((None, Err(e)))),
         }
     }
+
+    /// Lists, selects and calls one provider, the call's future handed back as the strategy's
+    /// own: for a strategy that neither retries nor needs to know which provider answered.
+    /// Without a balancer that counts calls, the provider's own future
+    /// ([`Invoker::invoke_as_member`]) is the whole of it: no box of the cluster's around the
+    /// provider's. `settings`: the method's, when the strategy read them already.
+    pub fn select_and_hand_over(
+        &self,
+        invocation: Invocation,
+        settings: Option<&MethodSettings>,
+    ) -> BoxedCall<'static> {
+        let picked = match settings {
+            Some(settings) => self.pick_with(&self.context(&invocation), settings, &[]),
+            None => self.pick(&invocation, &[]),
+        };
+        match picked {
+            Ok(provider) if !crate::cluster::stats::counting() => {
+                provider.invoker().clone().invoke_as_member(invocation)
+            }
+            Ok(provider) => Box::pin(call(&provider, invocation)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
 }
 
 /// Calls `provider`, counting the call in flight and recording its latency for the adaptive
@@ -440,7 +463,7 @@ fn call_owned(
         if let Some(guard) = guard {
             guard.finish();
         }
-        let r = r.map_err(|e| label.annotate(e).with_provider(provider.url().address()));
+        let r = r.map_err(|e| crate::invocation::member_error(&label, provider.url(), e));
         (provider, r)
     }
 }
