@@ -31,6 +31,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
 
 use crate::invocation::{Attachments, ByteString};
@@ -71,7 +72,7 @@ pub fn is_propagated(key: &str) -> bool {
 
 /// The application name, read on every consumer call: a lock-free snapshot of a name that
 /// lives for the rest of the process, so reading it touches no shared counter or lock.
-static APPLICATION: arc_swap::ArcSwapOption<&'static str> = arc_swap::ArcSwapOption::const_empty();
+static APPLICATION: ArcSwapOption<&'static str> = ArcSwapOption::const_empty();
 
 /// Names the application this process runs as; consumer calls send it in the
 /// [`APPLICATION_ATTACHMENT`] attachment (for the provider's per-application `tps` limit and
@@ -94,10 +95,17 @@ pub fn set_application(name: &str) {
 
 /// The name given to [`set_application`], if any.
 pub fn application() -> Option<ByteString> {
-    APPLICATION
-        .load()
-        .as_deref()
-        .map(|name| ByteString::from_static(name))
+    // Each thread keeps the snapshot it last read and checks it is still the one in force
+    // with one plain load, cheaper than a fresh snapshot (a guard slot taken and given back).
+    type Cached = arc_swap::Cache<&'static ArcSwapOption<&'static str>, Option<Arc<&'static str>>>;
+    thread_local!(static CACHED: std::cell::RefCell<Cached> =
+        std::cell::RefCell::new(arc_swap::Cache::new(&APPLICATION)));
+    CACHED.with(|c| {
+        c.borrow_mut()
+            .load()
+            .as_deref()
+            .map(|name| ByteString::from_static(name))
+    })
 }
 
 tokio::task_local! {
@@ -399,9 +407,34 @@ impl fmt::Debug for TraceParent {
     }
 }
 
+/// Held by the tests that set the process's application name, one at a time.
+#[cfg(test)]
+pub(crate) static APPLICATION_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_thread_reads_the_application_name_in_force() {
+        let _one = APPLICATION_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        set_application("first");
+        assert_eq!(application().as_deref(), Some("first"));
+        // A thread that read the name before it changed reads the new one after.
+        let (ask, asked) = std::sync::mpsc::channel::<()>();
+        let (tell, told) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            tell.send(application()).expect("send");
+            asked.recv().expect("asked again");
+            tell.send(application()).expect("send");
+        });
+        assert_eq!(told.recv().expect("first read").as_deref(), Some("first"));
+        set_application("second");
+        assert_eq!(application().as_deref(), Some("second"));
+        ask.send(()).expect("ask");
+        assert_eq!(told.recv().expect("second read").as_deref(), Some("second"));
+        reader.join().expect("reader");
+    }
 
     #[test]
     fn hex_digits_are_the_formatters() {

@@ -128,6 +128,9 @@ mod tests {
     #[test]
     fn both_sides_are_spans_with_the_same_trace_id() {
         // The process's own application name beats the one in the provider's URL.
+        let _one = crate::context::APPLICATION_TESTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         crate::context::set_application("shop");
         let (sent, seen) = capture(|| async {
             let provider = wrap(
