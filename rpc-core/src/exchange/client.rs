@@ -117,6 +117,11 @@ struct Live {
     /// Wakes the idle sweeper ([`deadline_task`]).
     wake_sweeper: Arc<tokio::sync::Notify>,
     closed: AtomicBool,
+    /// Identifies this connection in its slot's [`Slot::open`] (never 0).
+    id: u64,
+    /// The [`Slot::open`] of the slot this connection is put in: cleared when it closes,
+    /// while it still names this connection.
+    open_in: Arc<AtomicU64>,
     dead: CancellationToken,
     started: Instant,
     last_read_ms: AtomicU64,
@@ -125,8 +130,10 @@ struct Live {
 }
 
 impl Live {
-    /// A new open connection to `peer` whose frames go out through `tx`, nothing waiting.
-    fn new(peer: String, tx: mpsc::Sender<Frame>) -> Live {
+    /// A new open connection to `peer` whose frames go out through `tx`, nothing waiting,
+    /// for the slot whose [`Slot::open`] is `open_in`.
+    fn new(peer: String, tx: mpsc::Sender<Frame>, open_in: Arc<AtomicU64>) -> Live {
+        static IDS: AtomicU64 = AtomicU64::new(1);
         Live {
             peer,
             tx,
@@ -134,6 +141,8 @@ impl Live {
             sweeper_idle: AtomicBool::new(false),
             wake_sweeper: Arc::new(tokio::sync::Notify::new()),
             closed: AtomicBool::new(false),
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            open_in,
             dead: CancellationToken::new(),
             started: Instant::now(),
             last_read_ms: AtomicU64::new(0),
@@ -254,9 +263,15 @@ impl Live {
     /// Marks the connection dead and fails every pending call at once.
     fn close(&self, why: &str) {
         let _ = self.reason.set(why.to_string());
-        if self.closed.swap(true, Ordering::AcqRel) {
+        // Sequentially consistent with `Slot::set`, which stores the slot's `open` and then
+        // reads `closed`: one of the two sees the other, so a closed connection never stays
+        // named open.
+        if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        let _ = self
+            .open_in
+            .compare_exchange(self.id, 0, Ordering::SeqCst, Ordering::SeqCst);
         tracing::debug!(peer = %self.peer, why, "connection closed");
         for shard in &self.pending {
             if let Ok(mut s) = shard.lock() {
@@ -300,6 +315,10 @@ struct Slot {
     /// Read on every call by every caller thread: an `ArcSwapOption` reads without writing
     /// to a shared cache line (a lock or a reference count would, on each call).
     live: ArcSwapOption<Live>,
+    /// The id of the connection in `live` while it is open, else 0: whether the slot can take
+    /// calls in one load, as a directory asks on every call (the connection clears it the
+    /// moment it closes).
+    open: Arc<AtomicU64>,
     supervisor_gone: AtomicBool,
     /// Why the last connection closed or the last attempt failed, for calls made meanwhile.
     last_failure: RwLock<Option<String>>,
@@ -311,13 +330,27 @@ impl Slot {
     }
     /// Whether the slot holds a connection that is open, without taking a reference to it.
     fn is_open(&self) -> bool {
-        self.live
-            .load()
-            .as_ref()
-            .is_some_and(|l| !l.closed.load(Ordering::Acquire))
+        self.open.load(Ordering::Acquire) != 0
     }
+    /// Puts `live` in the slot (the connection first, then its id in `open`), or empties it
+    /// (`open` first): a slot named open always holds the connection.
     fn set(&self, live: Option<Arc<Live>>) {
-        self.live.store(live);
+        match live {
+            None => {
+                self.open.store(0, Ordering::SeqCst);
+                self.live.store(None);
+            }
+            Some(live) => {
+                self.live.store(Some(live.clone()));
+                self.open.store(live.id, Ordering::SeqCst);
+                // Closed meanwhile: its `close` may have looked at `open` before this store.
+                if live.closed.load(Ordering::SeqCst) {
+                    let _ =
+                        self.open
+                            .compare_exchange(live.id, 0, Ordering::SeqCst, Ordering::SeqCst);
+                }
+            }
+        }
     }
     fn failed(&self, why: String) {
         if let Ok(mut s) = self.last_failure.write() {
@@ -615,7 +648,7 @@ async fn supervise(
         match attempt {
             Ok(conn) => {
                 let since = Instant::now();
-                let live = start(conn, &cfg);
+                let live = start(conn, &cfg, slot.open.clone());
                 slot.set(Some(live.clone()));
                 if let Ok(mut f) = slot.last_failure.write() {
                     *f = None;
@@ -664,9 +697,9 @@ async fn supervise(
     }
 }
 
-fn start(conn: Connection, cfg: &ClientConfig) -> Arc<Live> {
+fn start(conn: Connection, cfg: &ClientConfig, open_in: Arc<AtomicU64>) -> Arc<Live> {
     let (tx, rx) = mpsc::channel(cfg.queue);
-    let live = Arc::new(Live::new(conn.peer, tx));
+    let live = Arc::new(Live::new(conn.peer, tx, open_in));
     let codec = FrameCodec::new(cfg.payload);
     tokio::spawn(write_task(
         live.clone(),
@@ -953,7 +986,43 @@ mod tests {
     /// A connection's state with no socket behind it: the pending table alone.
     fn live() -> Arc<Live> {
         let (tx, _rx) = mpsc::channel(8);
-        Arc::new(Live::new("127.0.0.1:1".into(), tx))
+        Arc::new(Live::new("127.0.0.1:1".into(), tx, Arc::default()))
+    }
+
+    #[test]
+    fn a_slot_is_open_exactly_while_its_connection_is() {
+        let slot = Slot::default();
+        let live_in = |slot: &Slot| {
+            let (tx, _rx) = mpsc::channel(8);
+            Arc::new(Live::new("127.0.0.1:1".into(), tx, slot.open.clone()))
+        };
+        assert!(!slot.is_open(), "empty");
+        let first = live_in(&slot);
+        slot.set(Some(first.clone()));
+        assert!(slot.is_open());
+        first.close("peer went away");
+        assert!(
+            !slot.is_open(),
+            "closed before its supervisor empties the slot"
+        );
+
+        // A newer connection is not marked closed by the old one closing again or late.
+        let second = live_in(&slot);
+        slot.set(Some(second.clone()));
+        assert!(slot.is_open());
+        first.close("again");
+        assert!(
+            slot.is_open(),
+            "the old connection does not close the new one"
+        );
+        slot.set(None);
+        assert!(!slot.is_open(), "emptied");
+
+        // A connection that closed before it was put in the slot is not open.
+        let dead = live_in(&slot);
+        dead.close("refused at once");
+        slot.set(Some(dead));
+        assert!(!slot.is_open());
     }
 
     fn response(id: u64) -> Frame {
