@@ -111,6 +111,16 @@ impl<'s> Ticket<'s> {
             _ => None,
         }
     }
+
+    /// Whether what runs inside this ticket's stage runs in something of its: a span that
+    /// is recorded, or a context.
+    fn encloses(&self) -> bool {
+        match &self.0 {
+            Kind::Span(s) => !s.is_disabled(),
+            Kind::Scope(..) => true,
+            _ => false,
+        }
+    }
 }
 
 /// The innermost span of `tickets`, entered for as long as the guard lives. Entering the
@@ -162,6 +172,9 @@ pub(crate) struct Staged<'f> {
     next: &'f dyn Invoker,
     /// The tickets of the stages whose `before` ran, outermost first.
     tickets: SmallVec<[Ticket<'f>; 4]>,
+    /// Whether a ticket [encloses](Ticket::encloses) what runs inside its stage; when none
+    /// does (no subscriber records the spans), nothing is looked up around each step.
+    enclosed: bool,
     state: State<'f>,
     /// Set once the `after`s ran.
     done: bool,
@@ -192,6 +205,7 @@ impl<'f> Staged<'f> {
             stages,
             next,
             tickets: SmallVec::new(),
+            enclosed: false,
             state: State::Ready(invocation),
             done: false,
         }
@@ -202,15 +216,16 @@ impl<'f> Staged<'f> {
         let mut timer = None;
         let now = Instant::now();
         while let Some(stage) = self.stages.get(self.tickets.len()) {
-            let before = inside(&self.tickets, || {
-                stage.before(self.next, &mut invocation, now)
-            });
+            let before = self.inside(|| stage.before(self.next, &mut invocation, now));
             match before {
                 Ok(Ticket(Kind::Deadline(t))) => {
                     timer = Some(t);
                     self.tickets.push(Ticket::none());
                 }
-                Ok(ticket) => self.tickets.push(ticket),
+                Ok(ticket) => {
+                    self.enclosed |= ticket.encloses();
+                    self.tickets.push(ticket);
+                }
                 Err(e) => {
                     self.state = State::Over(Some(e));
                     return;
@@ -218,10 +233,19 @@ impl<'f> Staged<'f> {
             }
         }
         let next = self.next;
-        self.state = State::Running(inside(&self.tickets, || match timer {
+        self.state = State::Running(self.inside(|| match timer {
             Some(timer) => timer.run(next, invocation),
             None => next.invoke(invocation),
         }));
+    }
+
+    /// Runs `f` inside what the tickets ask for ([`inside`]), when one asks for anything.
+    fn inside<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.enclosed {
+            inside(&self.tickets, f)
+        } else {
+            f()
+        }
     }
 
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response>> {
@@ -231,11 +255,19 @@ impl<'f> Staged<'f> {
                 self.start(invocation);
             }
         }
+        let enclosed = self.enclosed;
         let result = match &mut self.state {
-            State::Running(call) => match inside(&self.tickets, || call.as_mut().poll(cx)) {
-                Poll::Ready(r) => r,
-                Poll::Pending => return Poll::Pending,
-            },
+            State::Running(call) => {
+                let polled = if enclosed {
+                    inside(&self.tickets, || call.as_mut().poll(cx))
+                } else {
+                    call.as_mut().poll(cx)
+                };
+                match polled {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
             State::Over(e) => Err(e
                 .take()
                 .unwrap_or_else(|| RpcError::internal("a staged call was polled after its end"))),
@@ -266,7 +298,7 @@ impl<'f> Staged<'f> {
             let ticket = std::mem::replace(&mut rest[0], Ticket::none());
             // Spans only: this also runs where a dropped call is dropped, outside any poll,
             // where a task-local context cannot be set.
-            let _spans = enter(outer);
+            let _spans = if self.enclosed { enter(outer) } else { None };
             stage.after(ticket, result, now);
         }
     }
