@@ -188,8 +188,8 @@ impl Attachments {
     }
 
     /// Attachments of `n` pairs, each taken from `next` in turn (a later value of a key
-    /// replaces an earlier one), with room for `extra` more: the pairs are gathered first and
-    /// the shared block is made once, as a decoder that knows the count wants. The first
+    /// replaces an earlier one), with room for `extra` more: the shared block is made once and
+    /// filled in place, as a decoder that knows the count wants. The first
     /// error of `next` is returned as it is.
     pub fn from_pairs<E>(
         n: usize,
@@ -199,7 +199,9 @@ impl Attachments {
         if n == 0 {
             return Ok(Attachments(None));
         }
-        let mut pairs = Pairs::with_capacity(n + extra);
+        // Filled where it is shared: the inline pairs are not moved into the block after.
+        let mut block = Arc::new(Pairs::with_capacity(n + extra));
+        let pairs = Arc::make_mut(&mut block);
         for _ in 0..n {
             let (key, value) = next()?;
             match pairs.iter_mut().find(|(k, _)| *k == key) {
@@ -207,7 +209,7 @@ impl Attachments {
                 None => pairs.push((key, value)),
             }
         }
-        Ok(Attachments(Some(Arc::new(pairs))))
+        Ok(Attachments(Some(block)))
     }
 
     fn pairs(&self) -> &[(ByteString, ByteString)] {
