@@ -185,8 +185,8 @@ enum State<'f> {
     Ready(Invocation),
     /// The call inside is running.
     Running(BoxedCall<'f>),
-    /// A stage failed the call with this error; `None` once handed out, or when over.
-    Over(Option<RpcError>),
+    /// Over: it had its result, or a stage failed it.
+    Over,
 }
 
 impl<'f> Staged<'f> {
@@ -211,8 +211,13 @@ impl<'f> Staged<'f> {
         }
     }
 
-    /// Runs the stages' `before`s and starts the call.
-    fn start(&mut self, mut invocation: Invocation) {
+    /// Runs the stages' `before`s, then starts the call and polls it once, both inside what
+    /// the tickets ask for (one entry into a context, not two); the first poll's result.
+    fn start(
+        &mut self,
+        mut invocation: Invocation,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response>> {
         let mut timer = None;
         let now = Instant::now();
         while let Some(stage) = self.stages.get(self.tickets.len()) {
@@ -226,17 +231,22 @@ impl<'f> Staged<'f> {
                     self.enclosed |= ticket.encloses();
                     self.tickets.push(ticket);
                 }
-                Err(e) => {
-                    self.state = State::Over(Some(e));
-                    return;
-                }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
         let next = self.next;
-        self.state = State::Running(self.inside(|| match timer {
-            Some(timer) => timer.run(next, invocation),
-            None => next.invoke(invocation),
-        }));
+        let (call, first) = self.inside(|| {
+            let mut call = match timer {
+                Some(timer) => timer.run(next, invocation),
+                None => next.invoke(invocation),
+            };
+            let first = call.as_mut().poll(cx);
+            (call, first)
+        });
+        if first.is_pending() {
+            self.state = State::Running(call);
+        }
+        first
     }
 
     /// Runs `f` inside what the tickets ask for ([`inside`]), when one asks for anything.
@@ -249,29 +259,23 @@ impl<'f> Staged<'f> {
     }
 
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response>> {
-        if matches!(self.state, State::Ready(_)) {
-            if let State::Ready(invocation) = std::mem::replace(&mut self.state, State::Over(None))
-            {
-                self.start(invocation);
+        // A running call is polled where it lies (the state is as large as an invocation:
+        // moving it out and back would copy that on every poll).
+        let polled = if let State::Running(call) = &mut self.state {
+            if self.enclosed {
+                inside(&self.tickets, || call.as_mut().poll(cx))
+            } else {
+                call.as_mut().poll(cx)
             }
-        }
-        let enclosed = self.enclosed;
-        let result = match &mut self.state {
-            State::Running(call) => {
-                let polled = if enclosed {
-                    inside(&self.tickets, || call.as_mut().poll(cx))
-                } else {
-                    call.as_mut().poll(cx)
-                };
-                match polled {
-                    Poll::Ready(r) => r,
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            State::Over(e) => Err(e
-                .take()
-                .unwrap_or_else(|| RpcError::internal("a staged call was polled after its end"))),
-            State::Ready(_) => Err(RpcError::internal("a staged call did not start")),
+        } else if let State::Ready(invocation) = std::mem::replace(&mut self.state, State::Over) {
+            self.start(invocation, cx)
+        } else {
+            Poll::Ready(Err(RpcError::internal(
+                "a staged call was polled after its end",
+            )))
+        };
+        let Poll::Ready(result) = polled else {
+            return Poll::Pending;
         };
         self.finish(Some(&result));
         Poll::Ready(result)
@@ -285,7 +289,7 @@ impl<'f> Staged<'f> {
             return;
         }
         self.done = true;
-        self.state = State::Over(None);
+        self.state = State::Over;
         if self.tickets.is_empty() {
             return;
         }
