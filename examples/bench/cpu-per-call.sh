@@ -3,11 +3,12 @@
 # to other work on the machine: the server's utime+stime (from /proc/PID/stat) and the
 # client's (/usr/bin/time) over one 5 s client run, divided by the calls it completed.
 # Usage: examples/bench/cpu-per-call.sh TARGET [CONCURRENCY=64] [PAYLOAD=16]
-# (after `cargo build --release` in examples/bench; run from examples/bench).
+# (after `cargo build --release` in examples/bench; run from examples/bench; BIN overrides the
+# binary).
 set -euo pipefail
 cd "$(dirname "$0")"
 t=$1; c=${2:-64}; p=${3:-16}
-bin=target/release/rpc-bench
+bin=${BIN:-target/release/rpc-bench}
 coproc SRV { exec $bin server $t --port 0 --duration 30; }
 read -r line <&"${SRV[0]}"
 port=$(echo "$line" | grep -o '[0-9]\+' | tail -1)
