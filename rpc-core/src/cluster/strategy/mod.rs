@@ -304,6 +304,21 @@ impl ClusterBase {
         ctx: &CallContext<'_>,
         tried: &[Provider],
     ) -> Result<Provider> {
+        self.choose(lb, sticky, providers, ctx, tried)
+            .map(Cow::into_owned)
+    }
+
+    /// [`ClusterBase::select_among`]'s choice, borrowed from `providers` when it is taken
+    /// from them as listed: a caller that needs only the provider's invoker then takes no
+    /// handle on the provider itself (a reference count every caller thread writes).
+    fn choose<'l>(
+        &self,
+        lb: &dyn LoadBalance,
+        sticky: bool,
+        providers: &'l ProviderList,
+        ctx: &CallContext<'_>,
+        tried: &[Provider],
+    ) -> Result<Cow<'l, Provider>> {
         let method = ctx.method();
         let was_tried = |p: &Provider| tried.iter().any(|t| t.same(p));
         if sticky {
@@ -318,29 +333,25 @@ impl ClusterBase {
                     && !was_tried(&held)
                     && providers.iter().any(|p| p.same(&held))
                 {
-                    return Ok(held);
+                    return Ok(Cow::Owned(held));
                 }
             }
         }
-        let untried: ProviderList;
-        let candidates: &ProviderList = if tried.is_empty() {
-            providers
+        // The providers not tried yet, when some were tried and some were not.
+        let untried: Option<ProviderList> = if tried.is_empty() {
+            None
         } else {
-            untried = providers
+            let rest: ProviderList = providers
                 .iter()
                 .filter(|p| !was_tried(p))
                 .cloned()
                 .collect();
-            if untried.is_empty() {
-                providers
-            } else {
-                &untried
-            }
+            (!rest.is_empty()).then_some(rest)
         };
+        let candidates: &ProviderList = untried.as_ref().unwrap_or(providers);
         let mut chosen = lb
             .select(candidates, ctx)?
-            .and_then(|i| candidates.get(i))
-            .cloned()
+            .filter(|&i| i < candidates.len())
             .ok_or_else(|| {
                 ctx.invocation().annotate(RpcError::new(
                     ErrorKind::NoProvider,
@@ -350,19 +361,24 @@ impl ClusterBase {
                     ),
                 ))
             })?;
-        if !chosen.is_available() {
+        if !candidates[chosen].is_available() {
+            let picked = &candidates[chosen];
             if let Some(other) = candidates
                 .iter()
-                .find(|p| p.is_available() && !p.same(&chosen))
+                .position(|p| p.is_available() && !p.same(picked))
             {
-                chosen = other.clone();
+                chosen = other;
             }
         }
+        let chosen = match &untried {
+            None => Cow::Borrowed(&providers[chosen]),
+            Some(rest) => Cow::Owned(rest[chosen].clone()),
+        };
         if sticky {
             self.sticky
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(method.to_string(), chosen.clone());
+                .insert(method.to_string(), chosen.clone().into_owned());
         }
         Ok(chosen)
     }
@@ -426,17 +442,32 @@ impl ClusterBase {
         invocation: Invocation,
         settings: Option<&MethodSettings>,
     ) -> BoxedCall<'static> {
-        let picked = match settings {
-            Some(settings) => self.pick_with(&self.context(&invocation), settings, &[]),
-            None => self.pick(&invocation, &[]),
+        let failed = |e| -> BoxedCall<'static> { Box::pin(std::future::ready(Err(e))) };
+        let ctx = self.context(&invocation);
+        let mut read = None;
+        let settings = match settings {
+            Some(settings) => settings,
+            None => match self.method_settings(&ctx) {
+                Ok(settings) => &**read.insert(settings),
+                Err(e) => return failed(e),
+            },
         };
-        match picked {
-            Ok(provider) if !crate::cluster::stats::counting() => {
-                provider.invoker().clone().invoke_as_member(invocation)
-            }
-            Ok(provider) => Box::pin(call(&provider, invocation)),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
+        let providers = match self.providers(&ctx) {
+            Ok(providers) => providers,
+            Err(e) => return failed(e),
+        };
+        let chosen = match self.choose(&*settings.balancer, settings.sticky, &providers, &ctx, &[])
+        {
+            Ok(chosen) => chosen,
+            Err(e) => return failed(e),
+        };
+        if crate::cluster::stats::counting() {
+            let provider = chosen.into_owned();
+            return Box::pin(call(&provider, invocation));
         }
+        // Only the invoker is handed on (the provider's own count is left alone).
+        let invoker = chosen.invoker().clone();
+        invoker.invoke_as_member(invocation)
     }
 }
 
