@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,...]
-//!               [--concurrency 1,64] [--payload 16,4096] [--out FILE]
+//!               [--concurrency 1,64] [--payload 16,4096] [--rounds N] [--out FILE]
 //! rpc-bench server <target> [--port 0] [--duration S] [--inplace-budget US]
 //! rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
 //! rpc-bench micro [--time S]
@@ -40,7 +40,7 @@ pub type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage:
   rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,tonic,rpc,rpc-bincode,rpc-hessian2,rpc-stack,rpc-tls,rpc-service,tri,tri-proto]
-                [--concurrency 1,64] [--payload 16,4096] [--out FILE]
+                [--concurrency 1,64] [--payload 16,4096] [--rounds N] [--out FILE]
   rpc-bench server <target> [--port 0] [--duration S] [--inplace-budget US]
   rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
   rpc-bench micro [--time S]";
@@ -231,6 +231,10 @@ fn run_matrix(args: &Args) -> BoxResult<()> {
         warmup: args.seconds("warmup", if quick { 0.5 } else { 1.0 })?,
         measure: args.seconds("measure", if quick { 2.0 } else { 5.0 })?,
         pin: args.has("pin"),
+        rounds: match args.get("rounds", 1usize)? {
+            0 => return Err("bad --rounds 0: at least one round".into()),
+            n => n,
+        },
     };
     let rows = run::run(&plan);
     let report = run::report(&plan, &rows);

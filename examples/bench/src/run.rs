@@ -26,6 +26,11 @@ pub struct Plan {
     /// Pin the server to CPU 0 and the client to CPU 1 (through `taskset`, which execs the
     /// program, so the child's PID stays the benchmark process's).
     pub pin: bool,
+    /// How many times each point is measured, the targets taking turns in each round. Every
+    /// figure reported is the median over the rounds, and each ratio the median of the
+    /// rounds' own ratios (a target against the peer measured moments before it), so that
+    /// the host slowing down for a while moves a ratio less than it moves one measure.
+    pub rounds: usize,
 }
 
 /// A command running this binary, pinned to `cpu` when asked.
@@ -45,6 +50,8 @@ pub struct Row {
     target: Target,
     concurrency: usize,
     payload: usize,
+    /// Which round (from 0) measured it.
+    round: usize,
     result: Result<Measured, String>,
 }
 
@@ -74,12 +81,13 @@ fn last_lines(text: &str) -> String {
     tail.join(" / ")
 }
 
-fn run_point(plan: &Plan, target: Target, concurrency: usize, payload: usize) -> Row {
+fn run_point(plan: &Plan, target: Target, concurrency: usize, payload: usize, round: usize) -> Row {
     let result = measure_point(plan, target, concurrency, payload);
     Row {
         target,
         concurrency,
         payload,
+        round,
         result,
     }
 }
@@ -172,20 +180,27 @@ pub fn run(plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     for &concurrency in &plan.concurrency {
         for &payload in &plan.payloads {
-            for &target in &plan.targets {
-                eprintln!(
-                    "running {:<12} concurrency {concurrency:<3} payload {payload} B",
-                    target.name()
-                );
-                let row = run_point(plan, target, concurrency, payload);
-                match &row.result {
-                    Ok(m) => eprintln!(
-                        "  {:.0} calls/s, p50 {:.1} us, p99 {:.1} us",
-                        m.client.calls_per_sec, m.client.p50_us, m.client.p99_us
-                    ),
-                    Err(e) => eprintln!("  failed: {e}"),
+            for round in 0..plan.rounds.max(1) {
+                for &target in &plan.targets {
+                    let of = if plan.rounds > 1 {
+                        format!("  round {} of {}", round + 1, plan.rounds)
+                    } else {
+                        String::new()
+                    };
+                    eprintln!(
+                        "running {:<12} concurrency {concurrency:<3} payload {payload} B{of}",
+                        target.name()
+                    );
+                    let row = run_point(plan, target, concurrency, payload, round);
+                    match &row.result {
+                        Ok(m) => eprintln!(
+                            "  {:.0} calls/s, p50 {:.1} us, p99 {:.1} us",
+                            m.client.calls_per_sec, m.client.p50_us, m.client.p99_us
+                        ),
+                        Err(e) => eprintln!("  failed: {e}"),
+                    }
+                    rows.push(row);
                 }
-                rows.push(row);
             }
         }
     }
@@ -204,17 +219,78 @@ fn payload_name(b: usize) -> String {
     }
 }
 
-fn find(rows: &[Row], t: Target, c: usize, p: usize) -> Option<&Measured> {
+/// The rounds of one point, in order.
+fn rounds(rows: &[Row], t: Target, c: usize, p: usize) -> impl Iterator<Item = &Row> {
     rows.iter()
-        .find(|r| r.target == t && r.concurrency == c && r.payload == p)
-        .and_then(|r| r.result.as_ref().ok())
+        .filter(move |r| r.target == t && r.concurrency == c && r.payload == p)
 }
 
-fn ratio(a: f64, b: Option<f64>) -> String {
-    match b {
-        Some(b) if b > 0.0 => format!("{:.2}", a / b),
-        _ => "–".into(),
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
+}
+
+/// One point's figures: each the median over the rounds that succeeded (calls and errors
+/// summed); `None` when none did.
+fn find(rows: &[Row], t: Target, c: usize, p: usize) -> Option<Measured> {
+    let ok: Vec<&Measured> = rounds(rows, t, c, p)
+        .filter_map(|r| r.result.as_ref().ok())
+        .collect();
+    let first = *ok.first()?;
+    let of = |f: fn(&Measured) -> f64| median(ok.iter().map(|m| f(m)).collect());
+    let mut client = first.client.clone();
+    client.calls_per_sec = of(|m| m.client.calls_per_sec)?;
+    client.p50_us = of(|m| m.client.p50_us)?;
+    client.p99_us = of(|m| m.client.p99_us)?;
+    client.calls = ok.iter().map(|m| m.client.calls).sum();
+    client.errors = ok.iter().map(|m| m.client.errors).sum();
+    client.first_error = ok.iter().find_map(|m| m.client.first_error.clone());
+    client.client_rss_kib = ok
+        .iter()
+        .map(|m| m.client.client_rss_kib)
+        .max()
+        .unwrap_or(0);
+    Some(Measured {
+        client,
+        server_rss_kib: ok.iter().filter_map(|m| m.server_rss_kib).max(),
+    })
+}
+
+/// The error of a point none of whose rounds succeeded.
+fn failure(rows: &[Row], t: Target, c: usize, p: usize) -> Option<&str> {
+    rounds(rows, t, c, p).find_map(|r| r.result.as_ref().err().map(String::as_str))
+}
+
+/// `f` of `a` over `f` of `b` at one point: the median of the rounds' ratios, each round's
+/// `a` against the same round's `b`; `None` when no round measured both.
+fn ratio_of(
+    rows: &[Row],
+    (a, b): (Target, Target),
+    c: usize,
+    p: usize,
+    f: fn(&Measured) -> f64,
+) -> Option<f64> {
+    let of = |t: Target, round: usize| {
+        rounds(rows, t, c, p)
+            .find(|r| r.round == round)
+            .and_then(|r| r.result.as_ref().ok())
+            .map(f)
+    };
+    let per_round = rounds(rows, a, c, p)
+        .filter_map(|r| Some((of(a, r.round)?, of(b, r.round)?)))
+        .filter(|&(_, y)| y > 0.0)
+        .map(|(x, y)| x / y)
+        .collect();
+    median(per_round)
+}
+
+fn ratio(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.2}"))
 }
 
 /// The results as Markdown: the main table, ratios, and the issue's targets.
@@ -222,13 +298,22 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Warm-up {} s, measuring window {} s per point; one connection per client{}.\n",
+        "Warm-up {} s, measuring window {} s per point; one connection per client{}{}.\n",
         secs(plan.warmup),
         secs(plan.measure),
         if plan.pin {
             "; server pinned to CPU 0, client to CPU 1"
         } else {
             ""
+        },
+        if plan.rounds > 1 {
+            format!(
+                "; {} rounds, the targets taking turns: figures are medians over the rounds, \
+                 ratios the medians of each round's own ratios",
+                plan.rounds
+            )
+        } else {
+            String::new()
         }
     );
     let _ = writeln!(
@@ -236,41 +321,45 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
         "| target | concurrency | payload | calls/s | p50 µs | p99 µs | server peak RSS MiB | client peak RSS MiB | errors |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
-    for r in rows {
-        match &r.result {
-            Ok(m) => {
-                let errors = match (&m.client.first_error, m.client.errors) {
-                    (_, 0) => "0".to_string(),
-                    (Some(e), n) => format!("{n}: {e}"),
-                    (None, n) => n.to_string(),
-                };
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
-                    r.target.name(),
-                    r.concurrency,
-                    payload_name(r.payload),
-                    m.client.calls_per_sec,
-                    m.client.p50_us,
-                    m.client.p99_us,
-                    mib(m.server_rss_kib),
-                    mib(Some(m.client.client_rss_kib)),
-                    errors
-                );
-            }
-            Err(e) => {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | – | – | – | – | – | FAILED: {} |",
-                    r.target.name(),
-                    r.concurrency,
-                    payload_name(r.payload),
-                    e.replace('|', "\\|")
-                );
+    for &c in &plan.concurrency {
+        for &p in &plan.payloads {
+            for &t in &plan.targets {
+                match find(rows, t, c, p) {
+                    Some(m) => {
+                        let errors = match (&m.client.first_error, m.client.errors) {
+                            (_, 0) => "0".to_string(),
+                            (Some(e), n) => format!("{n}: {e}"),
+                            (None, n) => n.to_string(),
+                        };
+                        let _ = writeln!(
+                            s,
+                            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
+                            t.name(),
+                            c,
+                            payload_name(p),
+                            m.client.calls_per_sec,
+                            m.client.p50_us,
+                            m.client.p99_us,
+                            mib(m.server_rss_kib),
+                            mib(Some(m.client.client_rss_kib)),
+                            errors
+                        );
+                    }
+                    None => {
+                        let e = failure(rows, t, c, p).unwrap_or("not measured");
+                        let _ = writeln!(
+                            s,
+                            "| {} | {} | {} | – | – | – | – | – | FAILED: {} |",
+                            t.name(),
+                            c,
+                            payload_name(p),
+                            e.replace('|', "\\|")
+                        );
+                    }
+                }
             }
         }
     }
-
     let _ = writeln!(
         s,
         "\nRatios at each point (calls/s: higher is better; p50/p99: lower is better).\n"
@@ -282,11 +371,8 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
     let _ = writeln!(s, "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for &c in &plan.concurrency {
         for &p in &plan.payloads {
-            let raw = find(rows, Target::Raw, c, p);
-            let tarpc = find(rows, Target::Tarpc, c, p);
-            let tonic = find(rows, Target::Tonic, c, p);
             for &t in &plan.targets {
-                let Some(m) = find(rows, t, c, p) else {
+                if find(rows, t, c, p).is_none() {
                     let _ = writeln!(
                         s,
                         "| {c} | {} | {} | – | – | – | – | – | – | – |",
@@ -294,20 +380,23 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
                         t.name()
                     );
                     continue;
-                };
-                let tput = m.client.calls_per_sec;
+                }
+                let tput = |m: &Measured| m.client.calls_per_sec;
+                let p50 = |m: &Measured| m.client.p50_us;
+                let p99 = |m: &Measured| m.client.p99_us;
+                let r = |other: Target, f| ratio(ratio_of(rows, (t, other), c, p, f));
                 let _ = writeln!(
                     s,
                     "| {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     payload_name(p),
                     t.name(),
-                    ratio(tput, raw.map(|r| r.client.calls_per_sec)),
-                    ratio(tput, tarpc.map(|r| r.client.calls_per_sec)),
-                    ratio(tput, tonic.map(|r| r.client.calls_per_sec)),
-                    ratio(m.client.p50_us, raw.map(|r| r.client.p50_us)),
-                    ratio(m.client.p99_us, raw.map(|r| r.client.p99_us)),
-                    ratio(m.client.p99_us, tarpc.map(|r| r.client.p99_us)),
-                    ratio(m.client.p99_us, tonic.map(|r| r.client.p99_us)),
+                    r(Target::Raw, tput),
+                    r(Target::Tarpc, tput),
+                    r(Target::Tonic, tput),
+                    r(Target::Raw, p50),
+                    r(Target::Raw, p99),
+                    r(Target::Tarpc, p99),
+                    r(Target::Tonic, p99),
                 );
             }
         }
@@ -326,48 +415,41 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
         if !plan.targets.contains(&t) {
             continue;
         }
-        let c64 = find(rows, t, 64, 16);
-        let c1 = find(rows, t, 1, 16);
-        let mut check = |name: &str, value: Option<(f64, f64)>, pass: fn(f64, f64) -> bool| {
+        let mut check = |name: &str, value: Option<f64>, pass: fn(f64) -> bool| {
             let (v, verdict) = match value {
-                Some((a, b)) if b > 0.0 => (
-                    format!("{:.2}", a / b),
-                    if pass(a, b) { "pass" } else { "FAIL" },
-                ),
-                _ => ("–".into(), "not measured"),
+                Some(v) => (format!("{v:.2}"), if pass(v) { "pass" } else { "FAIL" }),
+                None => ("–".into(), "not measured"),
             };
             let _ = writeln!(s, "| {} | {name} | {v} | {verdict} |", t.name());
-        };
-        let pair = |m: Option<&Measured>, o: Option<&Measured>, f: fn(&Measured) -> f64| {
-            Some((f(m?), f(o?)))
         };
         let tput = |m: &Measured| m.client.calls_per_sec;
         let p99 = |m: &Measured| m.client.p99_us;
         let p50 = |m: &Measured| m.client.p50_us;
+        let against = |other: Target, c: usize, f| ratio_of(rows, (t, other), c, 16, f);
         check(
             "c64 16 B: calls/s ≥ 1.3 × tarpc",
-            pair(c64, find(rows, Target::Tarpc, 64, 16), tput),
-            |a, b| a >= 1.3 * b,
+            against(Target::Tarpc, 64, tput),
+            |r| r >= 1.3,
         );
         check(
             "c64 16 B: calls/s ≥ 2 × tonic",
-            pair(c64, find(rows, Target::Tonic, 64, 16), tput),
-            |a, b| a >= 2.0 * b,
+            against(Target::Tonic, 64, tput),
+            |r| r >= 2.0,
         );
         check(
             "c64 16 B: calls/s ≥ 0.8 × raw",
-            pair(c64, find(rows, Target::Raw, 64, 16), tput),
-            |a, b| a >= 0.8 * b,
+            against(Target::Raw, 64, tput),
+            |r| r >= 0.8,
         );
         check(
             "c64 16 B: p99 ≤ tarpc's",
-            pair(c64, find(rows, Target::Tarpc, 64, 16), p99),
-            |a, b| a <= b,
+            against(Target::Tarpc, 64, p99),
+            |r| r <= 1.0,
         );
         check(
             "c1 16 B: p50 ≤ 1.15 × raw",
-            pair(c1, find(rows, Target::Raw, 1, 16), p50),
-            |a, b| a <= 1.15 * b,
+            against(Target::Raw, 1, p50),
+            |r| r <= 1.15,
         );
     }
     let _ = writeln!(
@@ -382,15 +464,10 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
         }
         for &c in &plan.concurrency {
             for &p in &plan.payloads {
-                let value = find(rows, t, c, p)
-                    .zip(find(rows, Target::Tonic, c, p))
-                    .map(|(m, o)| (m.client.calls_per_sec, o.client.calls_per_sec));
+                let value = ratio_of(rows, (t, Target::Tonic), c, p, |m| m.client.calls_per_sec);
                 let (v, verdict) = match value {
-                    Some((a, b)) if b > 0.0 => (
-                        format!("{:.2}", a / b),
-                        if a >= b { "pass" } else { "FAIL" },
-                    ),
-                    _ => ("–".into(), "not measured"),
+                    Some(r) => (format!("{r:.2}"), if r >= 1.0 { "pass" } else { "FAIL" }),
+                    None => ("–".into(), "not measured"),
                 };
                 let _ = writeln!(
                     s,
@@ -435,6 +512,7 @@ mod tests {
             target,
             concurrency,
             payload: 16,
+            round: 0,
             result,
         }
     }
@@ -447,6 +525,7 @@ mod tests {
             warmup: Duration::from_secs(1),
             measure: Duration::from_secs(5),
             pin: false,
+            rounds: 1,
         }
     }
 
@@ -503,6 +582,46 @@ mod tests {
             "| rpc-bincode | c64 16 B: calls/s ≥ 0.8 × raw | 0.60 | FAIL |",
             "| rpc-bincode | c64 16 B: p99 ≤ tarpc's | 1.25 | FAIL |",
             "| rpc-bincode | c1 16 B: p50 ≤ 1.15 × raw | 1.10 | pass |",
+        ] {
+            assert!(r.contains(line), "missing {line:?} in\n{r}");
+        }
+    }
+
+    #[test]
+    fn with_rounds_each_ratio_is_the_median_of_the_rounds_own_ratios() {
+        let at = |target, round, result| Row {
+            round,
+            ..row(target, 64, result)
+        };
+        // The host slowed down in round 1 and the echo's figure in round 2 was a good one:
+        // against each round's own echo, `rpc` ran at 0.8, 0.8 and 0.5 of it.
+        let rows = vec![
+            at(Target::Raw, 0, ok(100_000.0, 500.0, 1000.0)),
+            at(Target::Rpc, 0, ok(80_000.0, 600.0, 1200.0)),
+            at(Target::Raw, 1, ok(50_000.0, 900.0, 2000.0)),
+            at(Target::Rpc, 1, ok(40_000.0, 1000.0, 2400.0)),
+            at(Target::Raw, 2, ok(90_000.0, 550.0, 1100.0)),
+            at(Target::Rpc, 2, Err("no call completed".into())),
+            at(Target::Tarpc, 0, Err("server failed".into())),
+            at(Target::Tarpc, 1, Err("server failed".into())),
+        ];
+        let plan = Plan {
+            concurrency: vec![64],
+            rounds: 3,
+            ..plan()
+        };
+        let r = report(&plan, &rows);
+        for line in [
+            // Medians over the rounds that succeeded.
+            "| raw | 64 | 16 B | 90000 | 550.0 | 1100.0 |",
+            "| rpc | 64 | 16 B | 60000 | 800.0 | 1800.0 |",
+            // No round succeeded: the first error.
+            "| tarpc | 64 | 16 B | – | – | – | – | – | FAILED: server failed |",
+            // Rounds 0 and 1 measured both: 0.8 and 0.8.
+            "| 64 | 16 B | rpc | 0.80 | – | – |",
+            "| rpc | c64 16 B: calls/s ≥ 0.8 × raw | 0.80 | pass |",
+            "| rpc | c64 16 B: calls/s ≥ 1.3 × tarpc | – | not measured |",
+            "3 rounds, the targets taking turns",
         ] {
             assert!(r.contains(line), "missing {line:?} in\n{r}");
         }
