@@ -452,6 +452,7 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
             |r| r <= 1.15,
         );
     }
+    call_path_targets(&mut s, plan, rows);
     let _ = writeln!(
         s,
         "\nTriple against tonic (the same protocol family, one HTTP/2 connection):\n"
@@ -479,6 +480,76 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
         }
     }
     s
+}
+
+/// The call path's targets: what each layer of the framework may cost against the bare echo
+/// and tarpc (BENCHMARKS.md, "The call path").
+fn call_path_targets(s: &mut String, plan: &Plan, rows: &[Row]) {
+    type Check = (
+        Target,
+        &'static str,
+        Target,
+        usize,
+        fn(&Measured) -> f64,
+        fn(f64) -> bool,
+    );
+    let tput: fn(&Measured) -> f64 = |m| m.client.calls_per_sec;
+    let p50: fn(&Measured) -> f64 = |m| m.client.p50_us;
+    let checks: [Check; 5] = [
+        (
+            Target::Rpc,
+            "c64 16 B: calls/s ≥ 0.8 × raw",
+            Target::Raw,
+            64,
+            tput,
+            |r| r >= 0.8,
+        ),
+        (
+            Target::RpcStack,
+            "c64 16 B: calls/s ≥ 0.65 × raw",
+            Target::Raw,
+            64,
+            tput,
+            |r| r >= 0.65,
+        ),
+        (
+            Target::RpcService,
+            "c64 16 B: calls/s ≥ 0.55 × raw",
+            Target::Raw,
+            64,
+            tput,
+            |r| r >= 0.55,
+        ),
+        (
+            Target::RpcService,
+            "c64 16 B: calls/s ≥ 2 × tarpc",
+            Target::Tarpc,
+            64,
+            tput,
+            |r| r >= 2.0,
+        ),
+        (
+            Target::RpcService,
+            "c1 16 B: p50 ≤ 1.2 × raw",
+            Target::Raw,
+            1,
+            p50,
+            |r| r <= 1.2,
+        ),
+    ];
+    let _ = writeln!(s, "\nThe call path's targets:\n");
+    let _ = writeln!(s, "| target | check | value | verdict |");
+    let _ = writeln!(s, "|---|---|---:|---|");
+    for (t, name, other, c, f, pass) in checks {
+        if !plan.targets.contains(&t) {
+            continue;
+        }
+        let (v, verdict) = match ratio_of(rows, (t, other), c, 16, f) {
+            Some(r) => (format!("{r:.2}"), if pass(r) { "pass" } else { "FAIL" }),
+            None => ("–".into(), "not measured"),
+        };
+        let _ = writeln!(s, "| {} | {name} | {v} | {verdict} |", t.name());
+    }
 }
 
 /// Parses a comma-separated list.
@@ -604,6 +675,8 @@ mod tests {
             at(Target::Rpc, 2, Err("no call completed".into())),
             at(Target::Tarpc, 0, Err("server failed".into())),
             at(Target::Tarpc, 1, Err("server failed".into())),
+            at(Target::RpcService, 0, ok(60_000.0, 700.0, 1400.0)),
+            at(Target::RpcService, 1, ok(25_000.0, 1200.0, 2600.0)),
         ];
         let plan = Plan {
             concurrency: vec![64],
@@ -622,6 +695,10 @@ mod tests {
             "| rpc | c64 16 B: calls/s ≥ 0.8 × raw | 0.80 | pass |",
             "| rpc | c64 16 B: calls/s ≥ 1.3 × tarpc | – | not measured |",
             "3 rounds, the targets taking turns",
+            // The call path's targets, on the same medians: 0.6 and 0.5 of the echo.
+            "| rpc-service | c64 16 B: calls/s ≥ 0.55 × raw | 0.55 | pass |",
+            "| rpc-service | c64 16 B: calls/s ≥ 2 × tarpc | – | not measured |",
+            "| rpc-service | c1 16 B: p50 ≤ 1.2 × raw | – | not measured |",
         ] {
             assert!(r.contains(line), "missing {line:?} in\n{r}");
         }
