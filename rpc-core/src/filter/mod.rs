@@ -197,6 +197,20 @@ enum Run {
     Stages(Vec<&'static str>, Vec<Arc<dyn Stage>>),
 }
 
+impl Layer {
+    /// Says at `trace` level which filters a call goes through.
+    fn trace(&self, invocation: &Invocation) {
+        match &self.run {
+            Run::Filter(name, _) => {
+                tracing::trace!(filter = name, method = invocation.method(), "filter");
+            }
+            Run::Stages(names, _) => {
+                tracing::trace!(filters = ?names, method = invocation.method(), "filters");
+            }
+        }
+    }
+}
+
 // Written out rather than with `#[async_trait]`: the filter's own boxed future is handed on
 // as this layer's future, so a layer costs one allocation, not two.
 impl Invoker for Layer {
@@ -233,15 +247,10 @@ impl Invoker for Layer {
         'a: 'f,
         Self: 'f,
     {
+        self.trace(&invocation);
         match &self.run {
-            Run::Filter(name, filter) => {
-                tracing::trace!(filter = name, method = invocation.method(), "filter");
-                filter.invoke(&*self.next, invocation)
-            }
-            Run::Stages(names, stages) => {
-                tracing::trace!(filters = ?names, method = invocation.method(), "filters");
-                stage::run_all(stages, &*self.next, invocation)
-            }
+            Run::Filter(_, filter) => filter.invoke(&*self.next, invocation),
+            Run::Stages(_, stages) => stage::run_all(stages, &*self.next, invocation),
         }
     }
 
@@ -252,6 +261,7 @@ impl Invoker for Layer {
     ) -> crate::invocation::BoxedCall<'static> {
         Box::pin(async move {
             let label = invocation.label();
+            self.trace(&invocation);
             let result = match &self.run {
                 Run::Filter(_, filter) => filter.invoke(&*self.next, invocation).await,
                 Run::Stages(_, stages) => {

@@ -138,8 +138,12 @@ fn enter<'t>(tickets: &'t [Ticket<'_>]) -> Option<tracing::span::Entered<'t>> {
 }
 
 /// Runs `f` inside what the stages of `tickets` asked for: their span entered ([`enter`])
-/// and the innermost context current. Only within a poll: the context is a task-local.
-fn inside<R>(tickets: &[Ticket<'_>], f: impl FnOnce() -> R) -> R {
+/// and the innermost context current; when none of them `enclosed` anything, just `f`. Only
+/// within a poll: the context is a task-local.
+fn inside<R>(enclosed: bool, tickets: &[Ticket<'_>], f: impl FnOnce() -> R) -> R {
+    if !enclosed {
+        return f();
+    }
     let _span = enter(tickets);
     match tickets.iter().rev().find_map(Ticket::context) {
         Some(ctx) => RpcContext::within(ctx, f),
@@ -221,7 +225,9 @@ impl<'f> Staged<'f> {
         let mut timer = None;
         let now = Instant::now();
         while let Some(stage) = self.stages.get(self.tickets.len()) {
-            let before = self.inside(|| stage.before(self.next, &mut invocation, now));
+            let before = inside(self.enclosed, &self.tickets, || {
+                stage.before(self.next, &mut invocation, now)
+            });
             match before {
                 Ok(Ticket(Kind::Deadline(t))) => {
                     timer = Some(t);
@@ -235,7 +241,7 @@ impl<'f> Staged<'f> {
             }
         }
         let next = self.next;
-        let (call, first) = self.inside(|| {
+        let (call, first) = inside(self.enclosed, &self.tickets, || {
             let mut call = match timer {
                 Some(timer) => timer.run(next, invocation),
                 None => next.invoke(invocation),
@@ -249,24 +255,11 @@ impl<'f> Staged<'f> {
         first
     }
 
-    /// Runs `f` inside what the tickets ask for ([`inside`]), when one asks for anything.
-    fn inside<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.enclosed {
-            inside(&self.tickets, f)
-        } else {
-            f()
-        }
-    }
-
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response>> {
         // A running call is polled where it lies (the state is as large as an invocation:
         // moving it out and back would copy that on every poll).
         let polled = if let State::Running(call) = &mut self.state {
-            if self.enclosed {
-                inside(&self.tickets, || call.as_mut().poll(cx))
-            } else {
-                call.as_mut().poll(cx)
-            }
+            inside(self.enclosed, &self.tickets, || call.as_mut().poll(cx))
         } else if let State::Ready(invocation) = std::mem::replace(&mut self.state, State::Over) {
             self.start(invocation, cx)
         } else {
