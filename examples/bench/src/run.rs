@@ -282,7 +282,7 @@ fn ratio_of(
             .map(f)
     };
     let per_round = rounds(rows, a, c, p)
-        .filter_map(|r| Some((of(a, r.round)?, of(b, r.round)?)))
+        .filter_map(|r| Some((f(r.result.as_ref().ok()?), of(b, r.round)?)))
         .filter(|&(_, y)| y > 0.0)
         .map(|(x, y)| x / y)
         .collect();
@@ -416,11 +416,7 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
             continue;
         }
         let mut check = |name: &str, value: Option<f64>, pass: fn(f64) -> bool| {
-            let (v, verdict) = match value {
-                Some(v) => (format!("{v:.2}"), if pass(v) { "pass" } else { "FAIL" }),
-                None => ("–".into(), "not measured"),
-            };
-            let _ = writeln!(s, "| {} | {name} | {v} | {verdict} |", t.name());
+            check_row(&mut s, t, name, value, pass)
         };
         let tput = |m: &Measured| m.client.calls_per_sec;
         let p99 = |m: &Measured| m.client.p99_us;
@@ -466,16 +462,8 @@ pub fn report(plan: &Plan, rows: &[Row]) -> String {
         for &c in &plan.concurrency {
             for &p in &plan.payloads {
                 let value = ratio_of(rows, (t, Target::Tonic), c, p, |m| m.client.calls_per_sec);
-                let (v, verdict) = match value {
-                    Some(r) => (format!("{r:.2}"), if r >= 1.0 { "pass" } else { "FAIL" }),
-                    None => ("–".into(), "not measured"),
-                };
-                let _ = writeln!(
-                    s,
-                    "| {} | c{c} {}: calls/s ≥ tonic's | {v} | {verdict} |",
-                    t.name(),
-                    payload_name(p)
-                );
+                let name = format!("c{c} {}: calls/s ≥ tonic's", payload_name(p));
+                check_row(&mut s, t, &name, value, |r| r >= 1.0);
             }
         }
     }
@@ -544,12 +532,17 @@ fn call_path_targets(s: &mut String, plan: &Plan, rows: &[Row]) {
         if !plan.targets.contains(&t) {
             continue;
         }
-        let (v, verdict) = match ratio_of(rows, (t, other), c, 16, f) {
-            Some(r) => (format!("{r:.2}"), if pass(r) { "pass" } else { "FAIL" }),
-            None => ("–".into(), "not measured"),
-        };
-        let _ = writeln!(s, "| {} | {name} | {v} | {verdict} |", t.name());
+        check_row(s, t, name, ratio_of(rows, (t, other), c, 16, f), pass);
     }
+}
+
+/// One row of a table of checks: `t`'s `value` for the check `name`, and whether it passes.
+fn check_row(s: &mut String, t: Target, name: &str, value: Option<f64>, pass: fn(f64) -> bool) {
+    let (v, verdict) = match value {
+        Some(v) => (format!("{v:.2}"), if pass(v) { "pass" } else { "FAIL" }),
+        None => ("–".into(), "not measured"),
+    };
+    let _ = writeln!(s, "| {} | {name} | {v} | {verdict} |", t.name());
 }
 
 /// Parses a comma-separated list.
