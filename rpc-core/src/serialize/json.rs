@@ -21,8 +21,7 @@ impl Serialization for Json {
     }
 
     fn serialize(&self, value: &dyn erased_serde::Serialize, out: &mut Vec<u8>) -> Result<()> {
-        let mut ser = serde_json::Serializer::new(out);
-        erased_serde::serialize(value, &mut ser).map_err(|e| codec_err("json encode", e))
+        Json::encode(&value, out)
     }
 
     fn deserialize(&self, bytes: &[u8], sink: &mut DeserializeSink<'_>) -> Result<()> {
@@ -33,6 +32,14 @@ impl Serialization for Json {
 }
 
 impl Json {
+    /// Appends `value` encoded as its own type; the one place that sets this format's options.
+    pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+        let mut ser = serde_json::Serializer::new(out);
+        value
+            .serialize(&mut ser)
+            .map_err(|e| codec_err("json encode", e))
+    }
+
     /// Decodes one value straight into `T`, without erasing its type; the same checks as
     /// [`Serialization::deserialize`].
     pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {

@@ -121,6 +121,25 @@ pub fn by_id(id: u8) -> Result<&'static dyn Serialization> {
     }
 }
 
+/// Appends `value` encoded in `ser` to `out`.
+///
+/// The built-in formats encode `T` as its own type; others go through `erased_serde`, a
+/// dynamic call for every field. Either way the bytes are the same.
+pub fn encode<T: serde::Serialize + ?Sized>(
+    ser: &dyn Serialization,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let any: &dyn Any = ser;
+    if any.is::<MsgPack>() {
+        MsgPack::encode(value, out)
+    } else if any.is::<Json>() {
+        Json::encode(value, out)
+    } else {
+        ser.serialize(&value, out)
+    }
+}
+
 /// Decodes a `T` from `bytes` in `ser`.
 ///
 /// The built-in formats decode straight into `T`; others go through `erased_serde`, which
@@ -225,6 +244,53 @@ mod tests {
             let back: Everything = decode(&*ser, &out).expect("decode");
             assert_eq!(back, sample(), "{name}");
         }
+    }
+
+    /// Serialized as a byte string (what `serde_bytes` does for a service's `Vec<u8>`).
+    struct Raw(Vec<u8>);
+
+    impl Serialize for Raw {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    /// A typed value encodes as its own type in the built-in formats and through
+    /// `erased_serde` in the others; a peer cannot tell which: the bytes are the same.
+    #[test]
+    fn typed_and_erased_encodings_are_the_same_bytes() {
+        use crate::invocation::AnyValue;
+        for name in extension::names::<dyn Serialization>() {
+            let ser = extension::get::<dyn Serialization>(name).expect(name);
+            let check = |typed: &dyn AnyValue, what: &str| {
+                let mut erased = Vec::new();
+                let erased_result = ser.serialize(typed, &mut erased);
+                let mut direct = Vec::new();
+                let direct_result = typed.encode_in(&*ser, &mut direct);
+                // A format that cannot write a shape (hessian2's enums) fails both ways.
+                assert_eq!(
+                    erased_result.is_ok(),
+                    direct_result.is_ok(),
+                    "{name}, {what}: {erased_result:?} / {direct_result:?}"
+                );
+                assert_eq!(erased, direct, "{name}, {what}");
+            };
+            check(&sample(), "a struct of everything");
+            check(&(7u32, "two".to_string(), vec![1u8, 2, 3]), "a tuple");
+            check(&(Raw(vec![9u8; 20]),), "bytes");
+            check(&Shape::Rect { w: 1, h: 2 }, "an enum");
+            check(&None::<String>, "nothing");
+        }
+        // The built-in formats take the direct path, and it reads back.
+        let mut out = Vec::new();
+        encode(&MsgPack, &sample(), &mut out).expect("msgpack");
+        assert_eq!(
+            decode::<Everything>(&MsgPack, &out).expect("back"),
+            sample()
+        );
+        let mut out = Vec::new();
+        encode(&Json, &sample(), &mut out).expect("json");
+        assert_eq!(decode::<Everything>(&Json, &out).expect("back"), sample());
     }
 
     #[test]

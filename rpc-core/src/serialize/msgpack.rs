@@ -22,8 +22,7 @@ impl Serialization for MsgPack {
     }
 
     fn serialize(&self, value: &dyn erased_serde::Serialize, out: &mut Vec<u8>) -> Result<()> {
-        let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
-        erased_serde::serialize(value, &mut ser).map_err(|e| codec_err("msgpack encode", e))
+        MsgPack::encode(&value, out)
     }
 
     fn deserialize(&self, bytes: &[u8], sink: &mut DeserializeSink<'_>) -> Result<()> {
@@ -34,6 +33,15 @@ impl Serialization for MsgPack {
 }
 
 impl MsgPack {
+    /// Appends `value` encoded as its own type (no erased call per field); the one place
+    /// that sets this format's options, so the erased path writes the same bytes.
+    pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+        let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
+        value
+            .serialize(&mut ser)
+            .map_err(|e| codec_err("msgpack encode", e))
+    }
+
     /// Decodes one value straight into `T`, without erasing its type (no allocation per
     /// value); the same format and checks as [`Serialization::deserialize`].
     pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {

@@ -147,8 +147,8 @@ fn with_value<R>(
     }
     let encode = |out: &mut Vec<u8>| -> Result<()> {
         match value {
-            Value::Typed(v) => ser.serialize(&**v, out),
-            Value::Empty => ser.serialize(&(), out),
+            Value::Typed(v) => v.encode_in(ser, out),
+            Value::Empty => crate::serialize::encode(ser, &(), out),
             other => {
                 out.extend_from_slice(&other.encode(ser)?.bytes);
                 Ok(())

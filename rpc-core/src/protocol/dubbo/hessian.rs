@@ -7,7 +7,7 @@ use rpc_hessian2::{Decoder, Encoder, Value as H};
 use super::body::{MAX_ATTACHMENTS, MAX_NAME, MAX_VALUE};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::invocation::{Attachments, ByteString, Invocation, Outcome, Payload, Value};
-use crate::serialize::{self, ids, Serialization};
+use crate::serialize::{self, ids};
 
 /// The Dubbo protocol version written in requests (and in the `dubbo` response attachment).
 pub(crate) const DUBBO_VERSION: &str = "2.0.2";
@@ -450,7 +450,7 @@ fn exception_object(class: &str, error: &Value) -> Result<H> {
         Value::Empty => serde_json::Value::Null,
         Value::Typed(t) => {
             let mut out = Vec::new();
-            serialize::Json.serialize(&**t, &mut out)?;
+            t.encode_in(&serialize::Json, &mut out)?;
             serialize::decode(&serialize::Json, &out)?
         }
         Value::Encoded(p) => {
