@@ -262,22 +262,30 @@ impl std::error::Error for RpcError {
 /// The panic hook still runs (and prints, by default); state the panicking code shared with
 /// other calls may be left half-updated, as with any caught panic.
 pub async fn catch_panics<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    use futures_util::FutureExt as _;
-    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
-        Ok(result) => result,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("a panic without a message");
-            tracing::error!(panic = message, "service panicked");
-            Err(RpcError::new(
-                ErrorKind::Biz,
-                format!("the service panicked: {message}"),
-            ))
-        }
-    }
+    let mut call = std::pin::pin!(call);
+    std::future::poll_fn(|cx| poll_caught(call.as_mut(), cx)).await
+}
+
+/// Polls `call` once with a panic caught as [`catch_panics`] catches it: for a caller that
+/// polls a call itself, where an `async` wrapper would cost a future of its own. A call that
+/// panicked is over (`Ready` with the error) and must not be polled again.
+pub fn poll_caught<F: std::future::Future<Output = Result<T>> + ?Sized, T>(
+    call: std::pin::Pin<&mut F>,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<Result<T>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.poll(cx)))
+        .unwrap_or_else(|payload| std::task::Poll::Ready(Err(panicked(&*payload))))
+}
+
+/// The error a caught panic becomes, logged once here.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> RpcError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    tracing::error!(panic = message, "service panicked");
+    RpcError::new(ErrorKind::Biz, format!("the service panicked: {message}"))
 }
 
 /// `T`'s name as a user writes it, for messages: module paths dropped at every level

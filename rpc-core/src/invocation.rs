@@ -608,6 +608,17 @@ pub trait Invoker: Send + Sync {
     /// Performs the call.
     async fn invoke(&self, invocation: Invocation) -> Result<Response>;
 
+    /// Performs the call in a future that keeps the invoker alive itself: what a protocol
+    /// server that may move a started call into a task of its own needs. The default wraps
+    /// [`Invoker::invoke`]; a layer that runs its call in a future of its own overrides it to
+    /// need no second box.
+    fn invoke_owned(self: Arc<Self>, invocation: Invocation) -> BoxedCall<'static>
+    where
+        Self: 'static,
+    {
+        Box::pin(async move { self.invoke(invocation).await })
+    }
+
     /// Performs a cluster's call of this invoker as one of its providers: the returned future
     /// keeps the invoker alive itself, so a cluster strategy that neither retries nor needs to
     /// know which provider answered hands it on as its own future. An error of the call names

@@ -73,7 +73,7 @@ mod server;
 pub use client::{Client, ClientConfig};
 pub use codec::{FrameCodec, FrameError};
 pub use server::{
-    Handler, Placement, Server, ServerConfig, DEFAULT_ACCEPTS, DEFAULT_INFLIGHT,
+    Handled, Handler, Placement, Server, ServerConfig, DEFAULT_ACCEPTS, DEFAULT_INFLIGHT,
     DEFAULT_IN_PLACE_BUDGET_US, DEFAULT_PAYLOAD_BUDGET, DEFAULT_THREADS, OFFLOAD_FOR,
 };
 

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -25,26 +24,30 @@ use crate::transport::{Acceptor, BoxWriter, Connection, Transporter};
 use crate::url::Url;
 
 /// Answers requests; implemented by the protocol (which knows the body layout).
-#[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
-    /// Handles one request frame from `peer` (the caller's address as the transport saw it);
-    /// returns the response frame for two-way requests. Takes the handler's `Arc` so that
-    /// the request is one owned future, polled in place or moved into a task as it is.
+    /// Handles one request frame from `peer` (the caller's address as the transport saw it):
+    /// called where the connection is read, in arrival order.
     ///
-    /// The future is first polled where the connection is read, in arrival order. With
-    /// [`Placement::OwnTask`], a request whose order among the others does not matter should
-    /// do no work in that first poll but return `Pending` (yield once), so that it runs in a
-    /// task of its own, which another worker can take.
-    async fn handle(
-        self: Arc<Self>,
-        request: Frame,
-        peer: ByteString,
-        placement: Placement,
-    ) -> Option<Frame>;
+    /// A request that completes without waiting (most do, once their arguments are decoded)
+    /// is [`Handled::Done`] with its response frame (none for a one-way request). One that
+    /// has to wait hands over the rest of its work as [`Handled::Running`], which runs in a
+    /// task of its own. With [`Placement::OwnTask`], a request whose order among the others
+    /// does not matter should do no work here but hand over all of it, so that another worker
+    /// can take it.
+    fn handle(&self, request: Frame, peer: &ByteString, placement: Placement) -> Handled;
 
     /// The response to a request (header `flag` and `id`) refused before it was handled: its
     /// body is over the payload limit, or the server is saturated. `None` sends nothing.
     fn reject(&self, flag: u8, id: u64, error: RpcError) -> Option<Frame>;
+}
+
+/// What [`Handler::handle`] made of a request.
+pub enum Handled {
+    /// Answered: the response frame (`None`: nothing to send).
+    Done(Option<Frame>),
+    /// Still running: the rest of the request, whose output is the response frame. Run in a
+    /// task of its own, it is polled first with that task's waker.
+    Running(std::pin::Pin<Box<dyn std::future::Future<Output = Option<Frame>> + Send>>),
 }
 
 /// Where a request's work runs; see [`Handler::handle`].
@@ -712,28 +715,21 @@ fn dispatch(
         return;
     };
     let entered = Entered(limits);
-    // The request is polled once right here: a method that completes without waiting (most
-    // do, once their arguments are decoded) is answered without a task of its own and the
-    // scheduling it costs. One that has to wait (I/O, a timer, a lock), or that the pacer
-    // sends to a task of its own ([`Placement`]), continues in its own task, so it does not
-    // hold up the other calls on this connection.
-    let mut call = handler
-        .clone()
-        .handle(frame, peer.clone(), pacer.placement());
-    // Polled with a waker that does nothing: a request that has to wait is polled again,
-    // with its own task's waker, as soon as that task starts.
-    let first = call
-        .as_mut()
-        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    // The request starts right here: a method that completes without waiting (most do, once
+    // their arguments are decoded) is answered without a task of its own and the scheduling it
+    // costs. One that has to wait (I/O, a timer, a lock), or that the pacer sends to a task of
+    // its own ([`Placement`]), continues in its own task, so it does not hold up the other
+    // calls on this connection.
+    let handled = handler.handle(frame, peer, pacer.placement());
     pacer.ran();
-    match first {
-        Poll::Ready(answer) => {
+    match handled {
+        Handled::Done(answer) => {
             if let Some(answer) = answer {
                 out.push(answer);
             }
             drop(entered);
         }
-        Poll::Pending => {
+        Handled::Running(call) => {
             let permit = entered.into_owned();
             let tx = tx.clone();
             tokio::spawn(async move {

@@ -197,7 +197,41 @@ enum Run {
     Stages(Vec<&'static str>, Vec<Arc<dyn Stage>>),
 }
 
+/// One call through a [`Layer`] ([`Layer::call`]).
+// The stages are kept inline on purpose: boxing them would be the second box this saves.
+#[allow(clippy::large_enum_variant)]
+enum LayerCall<'a> {
+    Filter(crate::invocation::BoxedCall<'a>),
+    Stages(stage::Staged<'a>),
+}
+
+impl std::future::Future for LayerCall<'_> {
+    type Output = Result<Response>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Response>> {
+        match self.get_mut() {
+            LayerCall::Filter(call) => call.as_mut().poll(cx),
+            LayerCall::Stages(staged) => std::pin::Pin::new(staged).poll(cx),
+        }
+    }
+}
+
 impl Layer {
+    /// The call through this layer: the filter's own future, or the run of stages unboxed
+    /// (for the caller to put in a box of its own, with whatever else it keeps).
+    fn call(&self, invocation: Invocation) -> LayerCall<'_> {
+        self.trace(&invocation);
+        match &self.run {
+            Run::Filter(_, filter) => LayerCall::Filter(filter.invoke(&*self.next, invocation)),
+            Run::Stages(_, stages) => {
+                LayerCall::Stages(stage::Staged::many(stages, &*self.next, invocation))
+            }
+        }
+    }
+
     /// Says at `trace` level which filters a call goes through.
     fn trace(&self, invocation: &Invocation) {
         match &self.run {
@@ -247,27 +281,27 @@ impl Invoker for Layer {
         'a: 'f,
         Self: 'f,
     {
-        self.trace(&invocation);
-        match &self.run {
-            Run::Filter(_, filter) => filter.invoke(&*self.next, invocation),
-            Run::Stages(_, stages) => stage::run_all(stages, &*self.next, invocation),
+        match self.call(invocation) {
+            LayerCall::Filter(call) => call,
+            LayerCall::Stages(staged) => Box::pin(staged),
         }
     }
 
-    // The run of stages is this box's own future, not a second box inside it.
+    // The layer's call is this box's own future, not a second box inside it.
+    fn invoke_owned(
+        self: Arc<Self>,
+        invocation: Invocation,
+    ) -> crate::invocation::BoxedCall<'static> {
+        Box::pin(async move { self.call(invocation).await })
+    }
+
     fn invoke_as_member(
         self: Arc<Self>,
         invocation: Invocation,
     ) -> crate::invocation::BoxedCall<'static> {
         Box::pin(async move {
             let label = invocation.label();
-            self.trace(&invocation);
-            let result = match &self.run {
-                Run::Filter(_, filter) => filter.invoke(&*self.next, invocation).await,
-                Run::Stages(_, stages) => {
-                    stage::Staged::many(stages, &*self.next, invocation).await
-                }
-            };
+            let result = self.call(invocation).await;
             result.map_err(|e| crate::invocation::member_error(&label, self.url(), e))
         })
     }

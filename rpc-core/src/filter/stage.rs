@@ -366,15 +366,6 @@ pub fn run<'f>(
     Box::pin(Staged::new(Stages::One(stage), next, invocation))
 }
 
-/// Runs adjacent `stages` (outermost first) around `next`, as one layer of a chain.
-pub(crate) fn run_all<'f>(
-    stages: &'f [Arc<dyn Stage>],
-    next: &'f dyn Invoker,
-    invocation: Invocation,
-) -> BoxedCall<'f> {
-    Box::pin(Staged::many(stages, next, invocation))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,6 +616,43 @@ mod tests {
         assert_eq!(Arc::strong_count(&hang), 1);
     }
 
+    /// An owned call (what a protocol server starts) runs the stages as a plain call does, in
+    /// a future that can move to a task of its own, and its error is the chain's own: a
+    /// provider does not name itself as a cluster member would.
+    #[tokio::test]
+    async fn an_owned_call_runs_the_stages_in_its_own_future_and_keeps_its_error_as_it_is() {
+        let log = Log::default();
+        let refused = Mock::new("dubbo://h:1/S", |_| async {
+            tokio::task::yield_now().await;
+            Err(RpcError::network("connection reset"))
+        });
+        let chain = wrap(
+            refused,
+            vec![
+                Logged::filter("a", &log, false),
+                Logged::filter("b", &log, false),
+            ],
+        );
+        let owned = chain.clone().invoke_owned(call("S", "m"));
+        assert_eq!(Arc::strong_count(&chain), 2, "the call holds the chain");
+        let e = tokio::spawn(owned)
+            .await
+            .expect("ran in a task of its own")
+            .expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::Network);
+        assert_eq!(e.provider(), None);
+        assert_eq!(
+            taken(&log),
+            [
+                "a before",
+                "b before",
+                "b after: error network",
+                "a after: error network"
+            ]
+        );
+        assert_eq!(Arc::strong_count(&chain), 1);
+    }
+
     #[tokio::test]
     async fn a_stage_called_on_its_own_runs_the_same_way() {
         let log = Log::default();
@@ -674,8 +702,10 @@ mod tests {
                 ("context", Arc::new(ContextFilter)),
             ],
         );
-        let call = chain.invoke(call("S", "m"));
-        let size = std::mem::size_of_val(&*call);
+        let size = std::mem::size_of_val(&*chain.invoke(call("S", "m")));
         assert!(size <= 1024, "{size} bytes");
+        // Also as the protocol server starts it, holding the chain.
+        let size = std::mem::size_of_val(&*chain.clone().invoke_owned(call("S", "m")));
+        assert!(size <= 1024, "{size} bytes owned");
     }
 }

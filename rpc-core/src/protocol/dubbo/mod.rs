@@ -114,7 +114,7 @@ use tokio::time::Instant;
 use crate::config::keys;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::exchange::{
-    status, Client, Frame, Handler, Placement, Server, FLAG_REQUEST, FLAG_TWO_WAY,
+    status, Client, Frame, Handled, Handler, Placement, Server, FLAG_REQUEST, FLAG_TWO_WAY,
     SERIALIZATION_MASK,
 };
 use crate::extension::AdaptiveCache;
@@ -429,6 +429,9 @@ fn decode_envelope(ser_id: u8, body: Bytes) -> Result<(Envelope, Reply)> {
     ))
 }
 
+/// Why a provider's call ended with a timeout while the call was still running.
+const LATE: &str = "the provider did not finish before the caller's deadline";
+
 /// A request decoded and matched to its service, ready to run: all of a request that comes
 /// before the wait, done before its future is built (which then holds only this).
 struct Started {
@@ -443,12 +446,8 @@ impl Started {
     /// Runs the call; a panic (in a filter or the service) becomes an error response and the
     /// connection lives on.
     async fn run(self) -> Result<(Response, Reply)> {
-        let response = crate::invocation::serve(
-            self.invoker.invoke(self.inv),
-            self.deadline,
-            "the provider did not finish before the caller's deadline",
-        )
-        .await?;
+        let response =
+            crate::invocation::serve(self.invoker.invoke(self.inv), self.deadline, LATE).await?;
         Ok((response, self.reply))
     }
 }
@@ -501,102 +500,118 @@ impl Dispatcher {
             reply,
         })
     }
+}
 
-    /// The response frame of a two-way request `id` in serialization `ser_id`.
-    fn answer(&self, ser_id: u8, id: u64, result: Result<(Response, Reply)>) -> Frame {
-        match result {
-            Ok((resp, reply)) => {
-                let encoded = match reply {
-                    Reply::Native(ser) => {
-                        let (kind, value) = match &resp.outcome {
-                            Outcome::Value(Value::Empty) => (RESPONSE_EMPTY, &Value::Empty),
-                            Outcome::Value(v) => (RESPONSE_VALUE, v),
-                            Outcome::BizError(v) => (RESPONSE_BIZ_ERROR, v),
-                        };
-                        body::encode_response(kind, value, &resp.attachments, ser)
-                    }
-                    Reply::Hessian(style) => {
-                        hessian::encode_response(&resp.outcome, &resp.attachments, &style)
-                            .map(Frame::body_of)
-                    }
-                };
-                let encoded = encoded.and_then(|b| {
-                    if b.len() > self.payload {
-                        Err(RpcError::codec(format!(
-                            "result of {} bytes is over the payload limit of {}",
-                            b.len(),
-                            self.payload
-                        )))
-                    } else {
-                        Ok(b)
-                    }
-                });
-                match encoded {
-                    Ok(body) => Frame {
+/// The response frame of a two-way request `id` in serialization `ser_id`; a body over
+/// `payload` bytes is refused.
+fn answer(payload: usize, ser_id: u8, id: u64, result: Result<(Response, Reply)>) -> Frame {
+    match result {
+        Ok((resp, reply)) => {
+            let encoded = match reply {
+                Reply::Native(ser) => {
+                    let (kind, value) = match &resp.outcome {
+                        Outcome::Value(Value::Empty) => (RESPONSE_EMPTY, &Value::Empty),
+                        Outcome::Value(v) => (RESPONSE_VALUE, v),
+                        Outcome::BizError(v) => (RESPONSE_BIZ_ERROR, v),
+                    };
+                    body::encode_response(kind, value, &resp.attachments, ser)
+                }
+                Reply::Hessian(style) => {
+                    hessian::encode_response(&resp.outcome, &resp.attachments, &style)
+                        .map(Frame::body_of)
+                }
+            };
+            let encoded = encoded.and_then(|b| {
+                if b.len() > payload {
+                    Err(RpcError::codec(format!(
+                        "result of {} bytes is over the payload limit of {}",
+                        b.len(),
+                        payload
+                    )))
+                } else {
+                    Ok(b)
+                }
+            });
+            match encoded {
+                Ok(body) => Frame {
+                    flag: ser_id,
+                    status: status::OK,
+                    id,
+                    body,
+                },
+                Err(e) => {
+                    let text = format!("the provider could not encode its result: {e}");
+                    Frame {
                         flag: ser_id,
-                        status: status::OK,
+                        status: status::BAD_RESPONSE,
                         id,
-                        body,
-                    },
-                    Err(e) => {
-                        let text = format!("the provider could not encode its result: {e}");
-                        Frame {
-                            flag: ser_id,
-                            status: status::BAD_RESPONSE,
-                            id,
-                            body: Bytes::from(if ser_id == ids::HESSIAN2 {
-                                hessian::encode_error(&text)
-                            } else {
-                                body::encode_error(ErrorKind::Codec, &text)
-                            }),
-                        }
+                        body: Bytes::from(if ser_id == ids::HESSIAN2 {
+                            hessian::encode_error(&text)
+                        } else {
+                            body::encode_error(ErrorKind::Codec, &text)
+                        }),
                     }
                 }
             }
-            Err(e) => error_frame(ser_id, id, &e),
         }
+        Err(e) => error_frame(ser_id, id, &e),
     }
 }
 
-#[async_trait::async_trait]
 impl Handler for Dispatcher {
-    // Written out: the request is decoded and matched before the future is built, so the
-    // future (one allocation per request) holds only the call.
-    fn handle<'t>(
-        self: Arc<Self>,
-        req: Frame,
-        peer: ByteString,
-        placement: Placement,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Frame>> + Send + 't>>
-    where
-        Self: 't,
-    {
+    fn handle(&self, req: Frame, peer: &ByteString, placement: Placement) -> Handled {
         let two_way = req.is_two_way();
         let ser_id = req.serialization();
         let id = req.id;
-        let started = self.start(req, &peer);
-        // Sent to a task of its own, a call of an ordered method would start after calls that
-        // arrived later: those keep their place.
-        let own_task = placement == Placement::OwnTask
-            && started.as_ref().is_ok_and(|s| {
-                crate::filter::ordered::ordering_argument(s.invoker.url(), s.inv.method()).is_none()
-            });
-        Box::pin(async move {
-            if own_task {
-                tokio::task::yield_now().await;
-            }
-            let result = match started {
-                Ok(started) => started.run().await,
-                Err(e) => Err(e),
-            };
+        let payload = self.payload;
+        let reply_with = move |result: Result<(Response, Reply)>| {
             if !two_way {
                 if let Err(e) = result {
                     tracing::debug!(id, error = %e, "one-way call failed");
                 }
                 return None;
             }
-            Some(self.answer(ser_id, id, result))
-        })
+            Some(answer(payload, ser_id, id, result))
+        };
+        let started = match self.start(req, peer) {
+            Ok(started) => started,
+            Err(e) => return Handled::Done(reply_with(Err(e))),
+        };
+        // Sent to a task of its own, a call of an ordered method would start after calls that
+        // arrived later: those keep their place.
+        if placement == Placement::OwnTask
+            && crate::filter::ordered::ordering_argument(
+                started.invoker.url(),
+                started.inv.method(),
+            )
+            .is_none()
+        {
+            return Handled::Running(Box::pin(async move {
+                tokio::task::yield_now().await;
+                reply_with(started.run().await)
+            }));
+        }
+        // Polled once here, where a call that completes at once needs no future of its own
+        // around it; polled with a waker that does nothing: a call that has to wait is polled
+        // again, with its own task's waker, as soon as that task starts.
+        let Started {
+            invoker,
+            inv,
+            deadline,
+            reply,
+        } = started;
+        let mut call = invoker.invoke_owned(inv);
+        let first = crate::error::poll_caught(
+            call.as_mut(),
+            &mut std::task::Context::from_waker(std::task::Waker::noop()),
+        );
+        match first {
+            std::task::Poll::Ready(result) => Handled::Done(reply_with(result.map(|r| (r, reply)))),
+            std::task::Poll::Pending => Handled::Running(Box::pin(async move {
+                let result = crate::invocation::serve(call, deadline, LATE).await;
+                reply_with(result.map(|r| (r, reply)))
+            })),
+        }
     }
 
     fn reject(&self, flag: u8, id: u64, error: RpcError) -> Option<Frame> {
@@ -800,6 +815,11 @@ mod tests {
 
     /// A dispatcher exporting `t.Calc:1.0` (declaring `add`) behind a mock at `url`.
     fn calc_dispatcher(url: &str) -> Dispatcher {
+        calc_served_by(crate::filter::testing::Mock::ok(url))
+    }
+
+    /// A dispatcher of `t.Calc:1.0` (method `add`) served by `invoker`.
+    fn calc_served_by(invoker: Arc<dyn Invoker>) -> Dispatcher {
         use crate::protocol::listeners::ExportedService;
         const CALC: &ServiceDescriptor =
             &ServiceDescriptor::new("t.Calc", &[MethodDescriptor::new("add", &[], "i32")])
@@ -807,7 +827,7 @@ mod tests {
         let services = ServiceTable::default();
         assert!(services.insert(ExportedService {
             key: ServiceKey::new("t.Calc", None, Some("1.0")),
-            invoker: crate::filter::testing::Mock::ok(url),
+            invoker,
             descriptor: Some(CALC),
         }));
         Dispatcher {
@@ -879,13 +899,23 @@ mod tests {
     async fn a_request_for_its_own_task_yields_first_unless_its_method_is_ordered() {
         let dispatcher = Arc::new(calc_dispatcher("dubbo://127.0.0.1:1/t.Calc?add.ordered=0"));
         let done_at_first_poll = |method: &str, placement| {
-            let mut call = dispatcher.clone().handle(
+            let handled = dispatcher.handle(
                 request(request_body("t.Calc", Some("1.0"), method)),
-                ByteString::from_static("127.0.0.1:9"),
+                &ByteString::from_static("127.0.0.1:9"),
                 placement,
             );
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            call.as_mut().poll(&mut cx).is_ready()
+            match handled {
+                Handled::Done(answer) => {
+                    assert!(answer.is_some(), "a two-way request is answered");
+                    true
+                }
+                Handled::Running(mut rest) => {
+                    // Handed over before any work: its first poll does it.
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    assert!(rest.as_mut().poll(&mut cx).is_pending(), "yields first");
+                    false
+                }
+            }
         };
         assert!(done_at_first_poll("sub", Placement::InPlace));
         assert!(done_at_first_poll("add", Placement::InPlace));
@@ -896,6 +926,42 @@ mod tests {
         assert!(
             done_at_first_poll("add", Placement::OwnTask),
             "ordered: keeps its place"
+        );
+    }
+
+    /// A panic in the exported chain (a filter or the service) is answered as the service's
+    /// error, both where the request starts (answered at once) and after it waited (answered
+    /// from its own task).
+    #[tokio::test]
+    async fn a_call_that_panics_is_answered_with_the_panic_at_once_or_after_waiting() {
+        use crate::filter::testing::Mock;
+        let url = "dubbo://127.0.0.1:1/t.Calc";
+        let peer = ByteString::from_static("127.0.0.1:9");
+        let add = || request(request_body("t.Calc", Some("1.0"), "add"));
+        let error_of = |answer: Option<Frame>| {
+            decode_answer(answer.expect("a two-way request is answered")).expect_err("an error")
+        };
+
+        let at_once = calc_served_by(Mock::new(url, |_| async { panic!("at once") }));
+        let e = match at_once.handle(add(), &peer, Placement::InPlace) {
+            Handled::Done(answer) => error_of(answer),
+            Handled::Running(_) => panic!("a call that ended at once is answered at once"),
+        };
+        assert_eq!(e.kind(), ErrorKind::Biz);
+        assert!(e.message().contains("the service panicked: at once"), "{e}");
+
+        let later = calc_served_by(Mock::new(url, |_| async {
+            tokio::task::yield_now().await;
+            panic!("after waiting")
+        }));
+        let e = match later.handle(add(), &peer, Placement::InPlace) {
+            Handled::Running(rest) => error_of(rest.await),
+            Handled::Done(_) => panic!("a call that waits goes on in a task of its own"),
+        };
+        assert_eq!(e.kind(), ErrorKind::Biz);
+        assert!(
+            e.message().contains("the service panicked: after waiting"),
+            "{e}"
         );
     }
 
