@@ -197,41 +197,22 @@ enum Run {
     Stages(Vec<&'static str>, Vec<Arc<dyn Stage>>),
 }
 
-/// One call through a [`Layer`] ([`Layer::call`]).
-// The stages are kept inline on purpose: boxing them would be the second box this saves.
-#[allow(clippy::large_enum_variant)]
-enum LayerCall<'a> {
-    Filter(crate::invocation::BoxedCall<'a>),
-    Stages(stage::Staged<'a>),
-}
-
-impl std::future::Future for LayerCall<'_> {
-    type Output = Result<Response>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<Response>> {
-        match self.get_mut() {
-            LayerCall::Filter(call) => call.as_mut().poll(cx),
-            LayerCall::Stages(staged) => std::pin::Pin::new(staged).poll(cx),
+/// Awaits one call through `layer` of `invocation`: the filter's own future, or the layer's
+/// run of stages built right in the awaiting future (a function returning the stages would
+/// move them, as large as an invocation and its tickets, once more per call).
+macro_rules! await_layer_call {
+    ($layer:expr, $invocation:expr) => {{
+        let layer: &Layer = &$layer;
+        let invocation: Invocation = $invocation;
+        layer.trace(&invocation);
+        match &layer.run {
+            Run::Filter(_, filter) => filter.invoke(&*layer.next, invocation).await,
+            Run::Stages(_, stages) => stage::Staged::many(stages, &*layer.next, invocation).await,
         }
-    }
+    }};
 }
 
 impl Layer {
-    /// The call through this layer: the filter's own future, or the run of stages unboxed
-    /// (for the caller to put in a box of its own, with whatever else it keeps).
-    fn call(&self, invocation: Invocation) -> LayerCall<'_> {
-        self.trace(&invocation);
-        match &self.run {
-            Run::Filter(_, filter) => LayerCall::Filter(filter.invoke(&*self.next, invocation)),
-            Run::Stages(_, stages) => {
-                LayerCall::Stages(stage::Staged::many(stages, &*self.next, invocation))
-            }
-        }
-    }
-
     /// Says at `trace` level which filters a call goes through.
     fn trace(&self, invocation: &Invocation) {
         match &self.run {
@@ -281,9 +262,12 @@ impl Invoker for Layer {
         'a: 'f,
         Self: 'f,
     {
-        match self.call(invocation) {
-            LayerCall::Filter(call) => call,
-            LayerCall::Stages(staged) => Box::pin(staged),
+        self.trace(&invocation);
+        match &self.run {
+            Run::Filter(_, filter) => filter.invoke(&*self.next, invocation),
+            Run::Stages(_, stages) => {
+                Box::pin(stage::Staged::many(stages, &*self.next, invocation))
+            }
         }
     }
 
@@ -292,7 +276,7 @@ impl Invoker for Layer {
         self: Arc<Self>,
         invocation: Invocation,
     ) -> crate::invocation::BoxedCall<'static> {
-        Box::pin(async move { self.call(invocation).await })
+        Box::pin(async move { await_layer_call!(self, invocation) })
     }
 
     fn invoke_as_member(
@@ -301,7 +285,7 @@ impl Invoker for Layer {
     ) -> crate::invocation::BoxedCall<'static> {
         Box::pin(async move {
             let label = invocation.label();
-            let result = self.call(invocation).await;
+            let result = await_layer_call!(self, invocation);
             result.map_err(|e| crate::invocation::member_error(&label, self.url(), e))
         })
     }
