@@ -109,8 +109,8 @@ enum Health {
 
 /// Whether a call may go through a breaker.
 enum Admission {
-    /// It may, with the breaker's configuration; `probe` when it tests a half-open circuit.
-    Go { cfg: Config, probe: bool },
+    /// It may; `probe` when it tests a half-open circuit.
+    Go { probe: bool },
     /// It may not: the circuit stays open this long (zero: half-open, probes in flight).
     Refused { open_for: Duration },
 }
@@ -168,16 +168,22 @@ impl Breaker {
         Ok(c)
     }
 
+    /// The configuration the last admitted call was read with (what its outcome is counted
+    /// by): kept by the breaker, so a call's ticket need not carry it.
+    fn admitted_config(&self) -> Option<Config> {
+        self.config.load().as_ref().map(|cached| cached.1)
+    }
+
     /// Decides whether a call through `url` may go. No lock and no clock while the circuit
     /// is closed.
     fn admit(&self, url: &Url, method: &str) -> Result<Admission> {
         let cfg = self.config(url, method)?;
         if self.closed.load(Ordering::Acquire) {
-            return Ok(Admission::Go { cfg, probe: false });
+            return Ok(Admission::Go { probe: false });
         }
         let mut phase = self.lock();
         Ok(match *phase {
-            Phase::Closed => Admission::Go { cfg, probe: false },
+            Phase::Closed => Admission::Go { probe: false },
             Phase::Open { until } => {
                 let now = Instant::now();
                 if now < until {
@@ -189,7 +195,7 @@ impl Breaker {
                         in_flight: 1,
                         succeeded: 0,
                     };
-                    Admission::Go { cfg, probe: true }
+                    Admission::Go { probe: true }
                 }
             }
             Phase::HalfOpen {
@@ -200,7 +206,7 @@ impl Breaker {
                     in_flight: in_flight + 1,
                     succeeded,
                 };
-                Admission::Go { cfg, probe: true }
+                Admission::Go { probe: true }
             }
             Phase::HalfOpen { .. } => Admission::Refused {
                 open_for: Duration::ZERO,
@@ -209,8 +215,10 @@ impl Breaker {
     }
 
     fn epoch(&self, cfg: &Config, now: Instant) -> u64 {
-        let width = cfg.window.as_nanos() / BUCKETS as u128;
-        (now.duration_since(self.origin).as_nanos() / width.max(1)) as u64
+        // In 64 bits (centuries of nanoseconds): a 128-bit division is a library call.
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let width = (nanos(cfg.window) / BUCKETS as u64).max(1);
+        nanos(now.duration_since(self.origin)) / width
     }
 
     /// A fresh window (under the lock).
@@ -330,7 +338,6 @@ fn health_of(result: &Result<Response>) -> Health {
 /// What the breaker stage keeps from admitting a call to recording its outcome.
 pub(crate) struct Admitted<'s> {
     breaker: SiteRef<'s, Breaker>,
-    cfg: Config,
     probe: bool,
     deadline: Option<Instant>,
 }
@@ -380,8 +387,8 @@ impl Stage for CircuitBreakerFilter {
         let admitted = breaker
             .admit(next.url(), invocation.method())
             .map_err(|e| invocation.annotate(e))?;
-        let (cfg, probe) = match admitted {
-            Admission::Go { cfg, probe } => (cfg, probe),
+        let probe = match admitted {
+            Admission::Go { probe } => probe,
             Admission::Refused { open_for: left } => {
                 let msg = if left.is_zero() {
                     "circuit half-open: probe calls in flight, call rejected".to_string()
@@ -398,7 +405,6 @@ impl Stage for CircuitBreakerFilter {
         };
         Ok(Ticket(Kind::Breaker(Admitted {
             breaker,
-            cfg,
             probe,
             deadline: invocation.deadline(),
         })))
@@ -418,7 +424,9 @@ impl Stage for CircuitBreakerFilter {
                 _ => Health::Unknown,
             },
         };
-        a.breaker.record(&a.cfg, a.probe, health, now);
+        if let Some(cfg) = a.breaker.admitted_config() {
+            a.breaker.record(&cfg, a.probe, health, now);
+        }
     }
 }
 

@@ -61,7 +61,9 @@ pub(crate) enum Kind<'s> {
     Breaker(super::circuitbreaker::Admitted<'s>),
     Span(tracing::Span),
     Scope(Arc<RpcContext>, tracing::Span),
-    Deadline(super::timeout::Timer),
+    /// Boxed: the rarer ticket (an invoker that keeps deadlines itself needs none), and the
+    /// largest; inline, it would grow every ticket of every call.
+    Deadline(Box<super::timeout::Timer>),
     Other(Box<dyn Any + Send>),
 }
 
@@ -230,7 +232,7 @@ impl<'f> Staged<'f> {
             });
             match before {
                 Ok(Ticket(Kind::Deadline(t))) => {
-                    timer = Some(t);
+                    timer = Some(*t);
                     self.tickets.push(Ticket::none());
                 }
                 Ok(ticket) => {
@@ -660,6 +662,13 @@ mod tests {
         let (_, a) = Logged::filter("a", &log, false);
         a.invoke(&*p, call("S", "m")).await.expect("ok");
         assert_eq!(taken(&log), ["a before", "a after: ok"]);
+    }
+
+    /// Every call's future holds a ticket per stage inline, and moves with the call: a
+    /// ticket stays within a cache line (the rare, larger ones are boxed).
+    #[test]
+    fn a_ticket_fits_a_cache_line() {
+        assert!(std::mem::size_of::<Ticket<'static>>() <= 64);
     }
 
     /// The consumer's default stages run in one future per call, kept under the size the C

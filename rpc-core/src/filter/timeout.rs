@@ -87,11 +87,11 @@ impl Stage for TimeoutFilter {
         invocation.set_deadline(now + Duration::from_millis(ms));
         Ok(
             match invocation.deadline().filter(|_| !next.enforces_deadline()) {
-                Some(deadline) => Ticket(Kind::Deadline(Timer {
+                Some(deadline) => Ticket(Kind::Deadline(Box::new(Timer {
                     deadline,
                     budget: deadline.saturating_duration_since(now),
                     label: invocation.label(),
-                })),
+                }))),
                 None => Ticket::none(),
             },
         )
