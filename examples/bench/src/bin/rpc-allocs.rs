@@ -2,7 +2,7 @@
 //! and provider in one process, calls one after another on a single-threaded runtime.
 //!
 //! ```text
-//! rpc-allocs [--calls N] [--payload B]
+//! rpc-allocs [--calls N] [--payload B] [--only rpc|rpc-stack|rpc-service]
 //! ```
 //!
 //! The global allocator here counts every allocation (`stats_alloc` around the system
@@ -56,13 +56,19 @@ fn run() -> BoxResult<()> {
     if let Some(unknown) = args
         .iter()
         .step_by(2)
-        .find(|a| *a != "--calls" && *a != "--payload")
+        .find(|a| *a != "--calls" && *a != "--payload" && *a != "--only")
     {
         return Err(format!(
-            "unknown option '{unknown}'; usage: rpc-allocs [--calls N] [--payload B]"
+            "unknown option '{unknown}'; usage: rpc-allocs [--calls N] [--payload B] \
+             [--only rpc|rpc-stack|rpc-service]"
         )
         .into());
     }
+    let only: String = arg(&args, "--only", String::new())?;
+    if !["", "rpc", "rpc-stack", "rpc-service"].contains(&only.as_str()) {
+        return Err(format!("--only: '{only}' is not rpc, rpc-stack or rpc-service").into());
+    }
+    let runs = |target: &str| only.is_empty() || only == target;
     let calls: u64 = arg(&args, "--calls", 20_000)?;
     let payload = vec![7u8; arg(&args, "--payload", 16usize)?];
     if calls == 0 {
@@ -76,17 +82,24 @@ fn run() -> BoxResult<()> {
         println!("|---|---:|---:|");
         let (port, _exporter) = framework::start_server(0, None).await?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let rpc = framework::connect(addr, None).await?;
-        measure("rpc", calls, || framework::call(&*rpc, &payload)).await?;
-        let stack = framework::connect_stack(addr).await?;
-        measure("rpc-stack", calls, || framework::call(&*stack, &payload)).await?;
-        let (service_port, _provider) = framework::start_service(0).await?;
-        let client =
-            framework::connect_service(SocketAddr::from(([127, 0, 0, 1], service_port))).await?;
-        measure("rpc-service", calls, || {
-            framework::call_service(&client, &payload)
-        })
-        .await?;
+        if runs("rpc") {
+            let rpc = framework::connect(addr, None).await?;
+            measure("rpc", calls, || framework::call(&*rpc, &payload)).await?;
+        }
+        if runs("rpc-stack") {
+            let stack = framework::connect_stack(addr).await?;
+            measure("rpc-stack", calls, || framework::call(&*stack, &payload)).await?;
+        }
+        if runs("rpc-service") {
+            let (service_port, _provider) = framework::start_service(0).await?;
+            let client =
+                framework::connect_service(SocketAddr::from(([127, 0, 0, 1], service_port)))
+                    .await?;
+            measure("rpc-service", calls, || {
+                framework::call_service(&client, &payload)
+            })
+            .await?;
+        }
         Ok(())
     })
 }
