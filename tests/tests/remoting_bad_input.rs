@@ -177,6 +177,34 @@ async fn a_peer_that_stalls_mid_frame_is_closed_after_the_idle_timeout() {
     exp.unexport().await;
 }
 
+/// Idle means nothing received for the idle timeout: a peer that keeps sending for several
+/// times that long stays connected, and closed once it goes quiet.
+#[tokio::test]
+async fn a_busy_peer_outlives_the_idle_timeout_and_a_quiet_one_does_not() {
+    let (exp, _) = export_on(0, "idle.timeout=300").await;
+    let mut s = connect(&*exp).await;
+    let body = request_body("test.Echo", "1.0", "echo", &msgpack(&("x",)));
+    let t0 = tokio::time::Instant::now();
+    let mut id = 0u64;
+    let mut last_sent = t0;
+    while t0.elapsed() < Duration::from_millis(1200) {
+        id += 1;
+        last_sent = tokio::time::Instant::now();
+        s.write_all(&frame(REQ | ids::MSGPACK, id, &body))
+            .await
+            .expect("send while busy");
+        let (st, answered, _) = response(&mut s).await;
+        assert_eq!((st, answered), (status::OK, id));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    closed(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        last_sent.elapsed() >= Duration::from_millis(300),
+        "closed only once quiet for the idle timeout"
+    );
+    exp.unexport().await;
+}
+
 #[tokio::test]
 async fn a_peer_that_never_reads_its_answers_is_closed() {
     let (exp, _) = export_on(0, "idle.timeout=300").await;

@@ -168,10 +168,24 @@ impl FrameClock {
         self.started.map(|s| self.limit.saturating_sub(s.elapsed()))
     }
 
+    /// When the frame in progress must be complete, `None` when no frame is in progress.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.started.map(|s| later_by(s, self.limit))
+    }
+
     /// The configured limit.
     pub fn limit(&self) -> Duration {
         self.limit
     }
+}
+
+/// `at + wait`, or a time decades away when a configured wait is too long for the clock (a
+/// deadline then that never comes, not a panic).
+pub(crate) fn later_by(at: Instant, wait: Duration) -> Instant {
+    const DECADES: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    at.checked_add(wait)
+        .or_else(|| at.checked_add(DECADES))
+        .unwrap_or(at)
 }
 
 /// Bytes of partly received large frames all connections of a server may hold at once.
@@ -277,6 +291,17 @@ mod tests {
         assert_eq!(take_log_turn("consumer", Cause::PayloadBudget), Some(1));
     }
 
+    #[test]
+    fn a_wait_too_long_for_the_clock_is_a_deadline_decades_away() {
+        let now = Instant::now();
+        assert_eq!(
+            later_by(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let never = later_by(now, Duration::from_millis(u64::MAX));
+        assert!(never > now + Duration::from_secs(10 * 365 * 24 * 3600));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_frame_clock_runs_from_the_first_byte_and_restarts_per_frame() {
         let mut clock = FrameClock::new(Duration::from_secs(10));
@@ -285,11 +310,16 @@ mod tests {
         tokio::time::advance(Duration::from_secs(4)).await;
         clock.update(true, false);
         assert_eq!(clock.remaining(), Some(Duration::from_secs(6)));
+        assert_eq!(
+            clock.deadline(),
+            Some(Instant::now() + Duration::from_secs(6))
+        );
         // A frame completed and the next one began: a new deadline.
         clock.update(true, true);
         assert_eq!(clock.remaining(), Some(Duration::from_secs(10)));
         clock.update(false, true);
         assert_eq!(clock.remaining(), None);
+        assert_eq!(clock.deadline(), None);
     }
 
     #[tokio::test(start_paused = true)]

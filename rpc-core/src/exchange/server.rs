@@ -382,6 +382,9 @@ async fn serve(
     let mut hold = BudgetHold::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut last_read = Instant::now();
+    // The connection's one timer: its idle deadline, or a frame's (see the read below).
+    let timer = tokio::time::sleep_until(guard::later_by(last_read, cfg.idle));
+    tokio::pin!(timer);
     let mut pacer = Pacer::new(cfg.in_place);
     'conn: loop {
         let mut completed = false;
@@ -468,20 +471,36 @@ async fn serve(
             }
         }
         reserve_for_read(&mut buf);
-        let in_frame = clock.remaining();
-        // Idle is counted from the last byte received, across answers written meanwhile.
-        let idle_left = cfg.idle.saturating_sub(last_read.elapsed());
-        let wait = in_frame.map_or(idle_left, |left| left.min(idle_left));
+        // Idle is counted from the last byte received, across answers written meanwhile; a
+        // frame in progress must also be complete by its own deadline.
+        let idle_at = guard::later_by(last_read, cfg.idle);
+        let frame_at = clock.deadline();
+        let slow_frame = frame_at.is_some_and(|at| at < idle_at);
+        let due = frame_at.map_or(idle_at, |at| at.min(idle_at));
+        // The timer is moved on lazily: it may be early (when it fires before `due`, it moves
+        // to `due`), never late. So it stays armed across reads, not armed and cancelled per
+        // read (each a change to the runtime's timer wheel).
+        if timer.deadline() > due {
+            timer.as_mut().reset(due);
+        }
         let read = tokio::select! {
+            biased;
             _ = stop.cancelled() => break,
             Some(answer) = rx.recv() => {
                 out.push(answer);
                 continue;
             }
-            r = tokio::time::timeout(wait, reader.read_buf(&mut buf)) => r,
+            r = reader.read_buf(&mut buf) => Some(r),
+            () = &mut timer => {
+                if Instant::now() < due {
+                    timer.as_mut().reset(due);
+                    continue;
+                }
+                None
+            }
         };
         match read {
-            Err(_) if in_frame.is_some_and(|left| left < idle_left) => {
+            None if slow_frame => {
                 guard::report(
                     "provider",
                     Cause::SlowFrame,
@@ -495,7 +514,7 @@ async fn serve(
                 );
                 break;
             }
-            Err(_) => {
+            None => {
                 guard::report(
                     "provider",
                     Cause::Idle,
@@ -507,14 +526,14 @@ async fn serve(
                 );
                 break;
             }
-            Ok(Ok(0)) => {
+            Some(Ok(0)) => {
                 if !buf.is_empty() {
                     tracing::warn!(%peer, partial = buf.len(), "connection closed in the middle of a frame");
                 }
                 break;
             }
-            Ok(Ok(_)) => last_read = Instant::now(),
-            Ok(Err(e)) => {
+            Some(Ok(_)) => last_read = Instant::now(),
+            Some(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "read failed");
                 break;
             }
