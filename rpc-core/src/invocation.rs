@@ -297,15 +297,34 @@ pub async fn within_deadline<F: std::future::Future>(
     deadline: Instant,
     call: F,
 ) -> Option<F::Output> {
-    use std::task::Poll;
     let mut call = std::pin::pin!(call);
-    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(out) => Some(out),
+    match first_poll(call.as_mut()).await {
+        std::task::Poll::Ready(out) => Some(out),
         // Boxed: a timer is large, and kept inline it would grow the future of every call,
         // most of which never wait.
-        Poll::Pending => Box::pin(tokio::time::timeout_at(deadline, call)).await.ok(),
+        std::task::Poll::Pending => Box::pin(tokio::time::timeout_at(deadline, call)).await.ok(),
     }
+}
+
+/// Runs `work` for at most `limit` from when it first has to wait; `None` when the limit
+/// came first. Like [`within_deadline`], work done on its first poll (a write the socket
+/// has room for) neither reads the clock nor arms a timer.
+pub(crate) async fn within_limit<F: std::future::Future>(
+    limit: std::time::Duration,
+    work: F,
+) -> Option<F::Output> {
+    let mut work = std::pin::pin!(work);
+    match first_poll(work.as_mut()).await {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => tokio::time::timeout(limit, work).await.ok(),
+    }
+}
+
+/// Polls `f` once, with the waker of the task awaiting this.
+async fn first_poll<F: std::future::Future>(
+    mut f: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await
 }
 
 /// Runs a provider's `call` (an invoker's future) until `deadline` (`None`: to its end), as a
@@ -703,6 +722,34 @@ mod tests {
         let late = within_deadline(deadline, std::future::pending::<()>()).await;
         assert_eq!(late, None);
         assert_eq!(Instant::now(), deadline);
+    }
+
+    /// Work done at its first poll needs no timer at all (this runtime has none: arming one
+    /// would panic); work that waits is limited from when it first waited.
+    #[test]
+    fn within_limit_arms_a_timer_only_for_work_that_waits() {
+        let no_timers = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let done = no_timers.block_on(within_limit(Duration::from_millis(1), async { 7 }));
+        assert_eq!(done, Some(7));
+
+        let timers = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        timers.block_on(async {
+            let waits = within_limit(Duration::from_millis(50), async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                8
+            });
+            assert_eq!(waits.await, Some(8));
+            let start = Instant::now();
+            let stuck = within_limit(Duration::from_millis(100), std::future::pending::<()>());
+            assert_eq!(stuck.await, None);
+            assert_eq!(Instant::now(), start + Duration::from_millis(100));
+        });
     }
 
     #[test]

@@ -800,9 +800,9 @@ pub(crate) async fn write_within(
     buf: &[u8],
     timeout: Duration,
 ) -> std::io::Result<()> {
-    tokio::time::timeout(timeout, writer.write_all(buf))
+    crate::invocation::within_limit(timeout, writer.write_all(buf))
         .await
-        .map_err(|_| {
+        .ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("peer took no data for {} ms", timeout.as_millis()),
