@@ -752,11 +752,14 @@ async fn write_loop(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut last_batch = 1usize;
     let mut batches = 0u32;
+    // Waited on across batches: registered with the token once, not once per batch.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         let first = tokio::select! {
             biased;
             f = rx.recv() => f,
-            _ = stop.cancelled() => None,
+            _ = &mut stopped => None,
         };
         let Some(first) = first else { break };
         encode_or_log(&mut codec, first, &mut buf);
@@ -824,6 +827,9 @@ async fn read_task(
     mut clock: FrameClock,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Waited on across reads: registered with the token once, not once per read.
+    let dead = live.dead.cancelled();
+    tokio::pin!(dead);
     let why: std::borrow::Cow<'static, str> = loop {
         let mut completed = false;
         loop {
@@ -861,13 +867,18 @@ async fn read_task(
         // Between frames the heartbeat watches the connection; inside a frame, its deadline.
         // (No timer at all between frames: the common case costs nothing.)
         let read = match clock.remaining() {
+            // Asked first without waiting, so that a closed connection is noticed even while
+            // the peer keeps sending; waited on last, when the read has to wait anyway.
+            _ if live.dead.is_cancelled() => break "closed".into(),
             None => tokio::select! {
+                biased;
                 r = reader.read_buf(&mut buf) => Ok(r),
-                _ = live.dead.cancelled() => break "closed".into(),
+                _ = &mut dead => break "closed".into(),
             },
             Some(left) => tokio::select! {
+                biased;
                 r = tokio::time::timeout(left, reader.read_buf(&mut buf)) => r,
-                _ = live.dead.cancelled() => break "closed".into(),
+                _ = &mut dead => break "closed".into(),
             },
         };
         let read = match read {

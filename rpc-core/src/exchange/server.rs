@@ -382,6 +382,9 @@ async fn serve(
     let mut hold = BudgetHold::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut last_read = Instant::now();
+    // Waited on across reads: registered with the token once, not once per read.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     // The connection's one timer: its idle deadline, or a frame's (see the read below).
     let timer = tokio::time::sleep_until(guard::later_by(last_read, cfg.idle));
     tokio::pin!(timer);
@@ -452,7 +455,7 @@ async fn serve(
             if len <= cfg.payload.saturating_add(HEADER_LEN) {
                 let wait = clock.remaining().unwrap_or(cfg.frame_timeout);
                 let got = tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = &mut stopped => break,
                     got = hold.ensure(&budget, len, wait) => got,
                 };
                 if !got {
@@ -483,9 +486,13 @@ async fn serve(
         if timer.deadline() > due {
             timer.as_mut().reset(due);
         }
+        // Asked first without waiting, so that a server that stops is noticed even while the
+        // peer keeps sending; waited on last, when everything else has to wait anyway.
+        if stop.is_cancelled() {
+            break;
+        }
         let read = tokio::select! {
             biased;
-            _ = stop.cancelled() => break,
             Some(answer) = rx.recv() => {
                 out.push(answer);
                 continue;
@@ -498,6 +505,7 @@ async fn serve(
                 }
                 None
             }
+            _ = &mut stopped => break,
         };
         match read {
             None if slow_frame => {
