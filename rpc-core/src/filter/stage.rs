@@ -572,19 +572,34 @@ mod tests {
         assert_eq!(taken(&log), ["a before", "a after: panicking"]);
     }
 
+    /// Stages `a` and `b` around a provider that refuses every call (after yielding once,
+    /// so that the call waits).
+    fn refusing_chain(log: &Log) -> Arc<dyn Invoker> {
+        let refused = Mock::new("dubbo://h:1/S", |_| async {
+            tokio::task::yield_now().await;
+            Err(RpcError::network("connection reset"))
+        });
+        wrap(
+            refused,
+            vec![
+                Logged::filter("a", log, false),
+                Logged::filter("b", log, false),
+            ],
+        )
+    }
+
+    /// What the stages of [`refusing_chain`] see of one call.
+    const REFUSED_IN_ORDER: [&str; 4] = [
+        "a before",
+        "b before",
+        "b after: error network",
+        "a after: error network",
+    ];
+
     #[tokio::test]
     async fn a_member_call_runs_the_stages_in_its_own_future_and_names_its_provider() {
         let log = Log::default();
-        let refused = Mock::new("dubbo://h:1/S", |_| async {
-            Err(RpcError::network("connection reset"))
-        });
-        let chain = wrap(
-            refused,
-            vec![
-                Logged::filter("a", &log, false),
-                Logged::filter("b", &log, false),
-            ],
-        );
+        let chain = refusing_chain(&log);
         let e = chain
             .clone()
             .invoke_as_member(call("S", "m"))
@@ -594,15 +609,7 @@ mod tests {
         assert_eq!(e.provider(), Some("h:1"));
         assert_eq!(e.service(), Some("S"));
         assert_eq!(e.method(), Some("m"));
-        assert_eq!(
-            taken(&log),
-            [
-                "a before",
-                "b before",
-                "b after: error network",
-                "a after: error network"
-            ]
-        );
+        assert_eq!(taken(&log), REFUSED_IN_ORDER);
 
         // Dropped before its end: the stages that ran hear so, and the future held the
         // only other handle on the chain.
@@ -624,17 +631,7 @@ mod tests {
     #[tokio::test]
     async fn an_owned_call_runs_the_stages_in_its_own_future_and_keeps_its_error_as_it_is() {
         let log = Log::default();
-        let refused = Mock::new("dubbo://h:1/S", |_| async {
-            tokio::task::yield_now().await;
-            Err(RpcError::network("connection reset"))
-        });
-        let chain = wrap(
-            refused,
-            vec![
-                Logged::filter("a", &log, false),
-                Logged::filter("b", &log, false),
-            ],
-        );
+        let chain = refusing_chain(&log);
         let owned = chain.clone().invoke_owned(call("S", "m"));
         assert_eq!(Arc::strong_count(&chain), 2, "the call holds the chain");
         let e = tokio::spawn(owned)
@@ -643,15 +640,7 @@ mod tests {
             .expect_err("refused");
         assert_eq!(e.kind(), ErrorKind::Network);
         assert_eq!(e.provider(), None);
-        assert_eq!(
-            taken(&log),
-            [
-                "a before",
-                "b before",
-                "b after: error network",
-                "a after: error network"
-            ]
-        );
+        assert_eq!(taken(&log), REFUSED_IN_ORDER);
         assert_eq!(Arc::strong_count(&chain), 1);
     }
 
