@@ -386,11 +386,13 @@ impl TraceParent {
 }
 
 impl TraceParent {
-    /// The header value as an attachment value (one copy of the stack buffer).
+    /// The header value as an attachment value: one copy of the stack buffer, carved from
+    /// the calling thread's block ([`Frame::carved`](crate::exchange::Frame::carved)), as it
+    /// is written on every outgoing call.
     pub fn header(&self) -> ByteString {
         let header = self.encode();
         // `encode` writes only ASCII; the empty fallback is unreachable.
-        ByteString::from(std::str::from_utf8(&header).unwrap_or_default())
+        ByteString::try_from(crate::exchange::Frame::carved(&header)).unwrap_or_default()
     }
 }
 
@@ -486,6 +488,20 @@ mod tests {
         assert_ne!(root.trace_id, caller.trace_id);
         assert_eq!(fresh.trace(), Some(&root));
         assert_eq!(RpcContext::new().trace(), None, "no trace unless asked for");
+    }
+
+    /// Written on every outgoing call, header values are carved side by side from the
+    /// thread's block, not allocated one by one.
+    #[test]
+    fn traceparent_headers_are_carved_side_by_side() {
+        std::thread::spawn(|| {
+            let a = TraceParent::new_root().header();
+            let b = TraceParent::new_root().header();
+            assert_eq!(a.as_ptr() as usize + a.len(), b.as_ptr() as usize);
+            assert_ne!(a, b);
+        })
+        .join()
+        .expect("thread");
     }
 
     #[test]

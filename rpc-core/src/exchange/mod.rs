@@ -147,12 +147,20 @@ impl Frame {
         if encoded.len() > CARVE_UP_TO {
             return Bytes::from(encoded.into_boxed_slice());
         }
+        Frame::carved(&encoded)
+    }
+
+    /// A copy of `bytes` carved from the calling thread's block when it is small, as
+    /// [`Frame::body_with`] writes bodies: for a small value that lives about as long as a
+    /// call (a body, an attachment the framework writes on every call), without an
+    /// allocation of its own.
+    pub fn carved(bytes: &[u8]) -> Bytes {
         // Writing a slice cannot fail.
-        Frame::body_with(encoded.len(), |out| {
-            out.extend_from_slice(&encoded);
+        Frame::body_with(bytes.len(), |out| {
+            out.extend_from_slice(bytes);
             Ok(())
         })
-        .unwrap_or_else(|_| Bytes::from(encoded.into_boxed_slice()))
+        .unwrap_or_else(|_| Bytes::copy_from_slice(bytes))
     }
 
     /// A body of about `len` bytes written by `fill`. A small body is carved from a block the
@@ -277,14 +285,6 @@ mod tests {
     use super::*;
     use bytes::BufMut;
 
-    fn carve(text: &[u8]) -> Bytes {
-        Frame::body_with(text.len(), |out| {
-            out.put_slice(text);
-            Ok(())
-        })
-        .expect("body")
-    }
-
     fn end(b: &Bytes) -> usize {
         b.as_ptr() as usize + b.len()
     }
@@ -293,12 +293,12 @@ mod tests {
     fn small_bodies_share_a_block_and_outlive_it() {
         // A thread of its own: a fresh block.
         std::thread::spawn(|| {
-            let first = carve(b"one");
-            let second = carve(b"two");
+            let first = Frame::carved(b"one");
+            let second = Frame::carved(b"two");
             assert_eq!(end(&first), second.as_ptr() as usize, "side by side");
             // A body over the limit is an allocation of its own; the block goes on after it.
-            let large = carve(&[7u8; CARVE_UP_TO + 1]);
-            let third = carve(b"three");
+            let large = Frame::carved(&[7u8; CARVE_UP_TO + 1]);
+            let third = Frame::carved(b"three");
             assert_eq!(end(&second), third.as_ptr() as usize);
             assert_eq!(large.len(), CARVE_UP_TO + 1);
             // An encoded vector is copied in as well, up to the limit; a larger one is kept.
@@ -312,7 +312,7 @@ mod tests {
             // the old one keep their bytes.
             let mut kept = Vec::new();
             for i in 0..(CARVE_BLOCK / CARVE_UP_TO + 2) {
-                kept.push((i, carve(&[i as u8; CARVE_UP_TO])));
+                kept.push((i, Frame::carved(&[i as u8; CARVE_UP_TO])));
             }
             for (i, b) in &kept {
                 assert!(b.iter().all(|x| *x == *i as u8));
@@ -339,7 +339,7 @@ mod tests {
             let mut inner = None;
             let outer = Frame::body_with(5, |out| {
                 out.put_slice(b"out");
-                inner = Some(carve(b"in"));
+                inner = Some(Frame::carved(b"in"));
                 out.put_slice(b"er");
                 Ok(())
             })
@@ -347,14 +347,14 @@ mod tests {
             assert_eq!(&outer[..], b"outer");
             assert_eq!(inner.as_deref(), Some(&b"in"[..]));
             // A failed fill leaves no bytes behind: the next body starts where it began.
-            let before = carve(b"a");
+            let before = Frame::carved(b"a");
             let e = Frame::body_with(3, |out| {
                 out.put_slice(b"xyz");
                 Err(crate::RpcError::codec("no"))
             })
             .expect_err("failed fill");
             assert_eq!(e.kind(), crate::ErrorKind::Codec);
-            let after = carve(b"b");
+            let after = Frame::carved(b"b");
             assert_eq!(end(&before), after.as_ptr() as usize);
             assert_eq!(&after[..], b"b");
         })
