@@ -269,7 +269,7 @@ pub async fn catch_panics<T>(call: impl std::future::Future<Output = Result<T>>)
 /// Polls `call` once with a panic caught as [`catch_panics`] catches it: for a caller that
 /// polls a call itself, where an `async` wrapper would cost a future of its own. A call that
 /// panicked is over (`Ready` with the error) and must not be polled again.
-pub fn poll_caught<F: std::future::Future<Output = Result<T>> + ?Sized, T>(
+pub(crate) fn poll_caught<F: std::future::Future<Output = Result<T>> + ?Sized, T>(
     call: std::pin::Pin<&mut F>,
     cx: &mut std::task::Context<'_>,
 ) -> std::task::Poll<Result<T>> {

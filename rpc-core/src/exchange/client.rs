@@ -866,10 +866,12 @@ async fn read_task(
         reserve_for_read(&mut buf);
         // Between frames the heartbeat watches the connection; inside a frame, its deadline.
         // (No timer at all between frames: the common case costs nothing.)
+        // Asked first without waiting, so that a closed connection is noticed even while the
+        // peer keeps sending; waited on last, when the read has to wait anyway.
+        if live.dead.is_cancelled() {
+            break "closed".into();
+        }
         let read = match clock.remaining() {
-            // Asked first without waiting, so that a closed connection is noticed even while
-            // the peer keeps sending; waited on last, when the read has to wait anyway.
-            _ if live.dead.is_cancelled() => break "closed".into(),
             None => tokio::select! {
                 biased;
                 r = reader.read_buf(&mut buf) => Ok(r),

@@ -201,13 +201,11 @@ enum Run {
 /// run of stages built right in the awaiting future (a function returning the stages would
 /// move them, as large as an invocation and its tickets, once more per call).
 macro_rules! await_layer_call {
-    ($layer:expr, $invocation:expr) => {{
-        let layer: &Layer = &$layer;
-        let invocation: Invocation = $invocation;
-        layer.trace(&invocation);
-        match &layer.run {
-            Run::Filter(_, filter) => filter.invoke(&*layer.next, invocation).await,
-            Run::Stages(_, stages) => stage::Staged::many(stages, &*layer.next, invocation).await,
+    ($layer:ident, $invocation:ident) => {{
+        $layer.trace(&$invocation);
+        match &$layer.run {
+            Run::Filter(_, filter) => filter.invoke(&*$layer.next, $invocation).await,
+            Run::Stages(_, stages) => stage::Staged::many(stages, &*$layer.next, $invocation).await,
         }
     }};
 }
