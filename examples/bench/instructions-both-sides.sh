@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per call of one target's consumer and provider together, counted by callgrind
-# in `rpc-allocs` (both sides in one single-threaded process, calls one after another): the
-# steadiest figure for comparing two builds, since no scheduling or load varies between runs.
+# in `rpc-allocs` (both sides in one single-threaded process, calls one after another): no
+# scheduling between two processes in it. Runs of one build still spread by about 4 %.
 # Runs 2,000 and 12,000 calls and divides the difference of the totals by 10,000, so start-up
 # and warm-up cancel out.
 # Usage: examples/bench/instructions-both-sides.sh rpc|rpc-stack|rpc-service [PAYLOAD=16]
