@@ -642,6 +642,11 @@ impl Gate {
     fn leave(&self) {
         self.running.fetch_sub(1, Ordering::AcqRel);
     }
+
+    /// Whether half the limit or more is in.
+    fn is_half_full(&self) -> bool {
+        self.running.load(Ordering::Acquire) >= self.limit / 2
+    }
 }
 
 /// The execution limits a request must pass: the server's `threads` and its connection's
@@ -747,7 +752,14 @@ fn dispatch(
     // costs. One that has to wait (I/O, a timer, a lock), or that the pacer sends to a task of
     // its own ([`Placement`]), continues in its own task, so it does not hold up the other
     // calls on this connection.
-    let handled = handler.handle(frame, peer, pacer.placement());
+    // A request sent to a task of its own counts as executing until that task has run: past
+    // half the connection's limit, a burst of requests runs in place instead of piling up
+    // tasks that have not started and being refused at the limit.
+    let placement = match pacer.placement() {
+        Placement::OwnTask if limits.connection.is_half_full() => Placement::InPlace,
+        placement => placement,
+    };
+    let handled = handler.handle(frame, peer, placement);
     pacer.ran();
     match handled {
         Handled::Done(answer) => {
