@@ -82,11 +82,16 @@ etcd_ok() {
     [[ "$reply" == *'"health":"true"'* ]]
 }
 
-# wait_for NAME CHECK PORT PID: bounded wait (30 s) until CHECK PORT answers.
+# wait_for NAME CHECK PORT PID [LOG]: bounded wait (30 s) until CHECK PORT answers; gives up
+# at once when the process exits or LOG shows a panic.
 wait_for() {
     for _ in $(seq 1 150); do
         if ! kill -0 "$4" 2>/dev/null; then
             echo "test.sh: $1 exited early; see its log below" >&2
+            return 1
+        fi
+        if [ -n "${5:-}" ] && grep -q 'panicked at' "$5" 2>/dev/null; then
+            echo "test.sh: $1 panicked while starting" >&2
             return 1
         fi
         if "$2" "$3" 2>/dev/null; then
@@ -172,75 +177,71 @@ if [ -z "${RPC_TEST_NACOS:-}" ]; then
         cargo install rnacos --version "$RNACOS_VERSION" --locked --root "$rnacos_root" \
             >"$work/rnacos-install.log" 2>&1 || tail -20 "$work/rnacos-install.log" >&2 || true
     fi
-    if [ -x "$rnacos_bin" ]; then
-        # rnacos 0.8.8 sometimes loses a start-up race in its raft state machine (a panic in
-        # raftapply.rs): it then answers but never applies a config write. The config API is
-        # probed with a write and a read, and a server that fails it is started again.
-        for attempt in 1 2 3; do
-            port="$(free_port)"
-            grpc="$(free_port)"
-            console="$(free_port)"
-            rm -rf "$work/nacos"
-            mkdir -p "$work/nacos/data"
-            (
-                cd "$work/nacos"
-                RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 \
-                    RNACOS_HTTP_PORT="$port" RNACOS_GRPC_PORT="$grpc" RNACOS_HTTP_CONSOLE_PORT="$console" \
-                    RNACOS_RAFT_NODE_ADDR="127.0.0.1:$grpc" RNACOS_DATA_DIR="$work/nacos/data" \
-                    RNACOS_NAMING_HEALTH_TIMEOUT_SECOND=3 RNACOS_NAMING_INSTANCE_TIMEOUT_SECOND=6 \
-                    RNACOS_ENABLE_METRICS=false \
-                    exec "$rnacos_bin"
-            ) >"$work/nacos.log" 2>&1 &
-            nacos_pid=$!
-            if wait_for rnacos nacos_ok "$port" "$nacos_pid" && nacos_config_ok "$port"; then
-                pids+=("$nacos_pid")
-                export RPC_TEST_NACOS="127.0.0.1:$port"
-                echo "test.sh: rnacos on $RPC_TEST_NACOS" >&2
-                break
-            fi
-            echo "test.sh: rnacos start $attempt failed its config probe; starting it again" >&2
-            tail -5 "$work/nacos.log" >&2 || true
-            kill "$nacos_pid" 2>/dev/null || true
-            wait "$nacos_pid" 2>/dev/null || true
-        done
-    else
+    if [ ! -x "$rnacos_bin" ]; then
         echo "test.sh: rnacos could not be installed; the Nacos tests skip" >&2
     fi
 fi
 
+# start_rnacos NAME CHECK [VAR=VALUE...]: starts rnacos under $work/NAME with the given extra
+# environment and sets rnacos_port once CHECK PORT passes. rnacos 0.8.8 sometimes loses a
+# start-up race in its raft state machine (a panic in raftapply.rs): it then answers HTTP but
+# never applies a write, so neither a config nor the initial login user ever appears. CHECK
+# therefore proves a write took effect; a server that fails it, or logs a panic, is started
+# again (5 tries: a panic shows within a second).
+start_rnacos() {
+    local name="$1" check="$2" attempt pid grpc console
+    shift 2
+    for attempt in 1 2 3 4 5; do
+        rnacos_port="$(free_port)"
+        grpc="$(free_port)"
+        console="$(free_port)"
+        rm -rf "${work:?}/$name" "$work/$name.log"
+        mkdir -p "$work/$name/data"
+        (
+            cd "$work/$name"
+            exec env "$@" RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 \
+                RNACOS_HTTP_PORT="$rnacos_port" RNACOS_GRPC_PORT="$grpc" \
+                RNACOS_HTTP_CONSOLE_PORT="$console" RNACOS_RAFT_NODE_ADDR="127.0.0.1:$grpc" \
+                RNACOS_DATA_DIR="$work/$name/data" RNACOS_ENABLE_METRICS=false \
+                "$rnacos_bin"
+        ) >"$work/$name.log" 2>&1 &
+        pid=$!
+        if wait_for "$name" "$check" "$rnacos_port" "$pid" "$work/$name.log"; then
+            pids+=("$pid")
+            return 0
+        fi
+        echo "test.sh: $name start $attempt failed its probe; starting it again" >&2
+        tail -5 "$work/$name.log" >&2 || true
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    return 1
+}
+
+# Answers, and a config written through the open API can be read back.
+nacos_ready() { nacos_ok "$1" && nacos_config_ok "$1"; }
+
+if [ -z "${RPC_TEST_NACOS:-}" ] && [ -x "$rnacos_bin" ]; then
+    if start_rnacos nacos nacos_ready \
+        RNACOS_NAMING_HEALTH_TIMEOUT_SECOND=3 RNACOS_NAMING_INSTANCE_TIMEOUT_SECOND=6; then
+        export RPC_TEST_NACOS="127.0.0.1:$rnacos_port"
+        echo "test.sh: rnacos on $RPC_TEST_NACOS" >&2
+    fi
+fi
+
 # A second rnacos with open-API login on, for the Nacos login test (RPC_TEST_NACOS_AUTH is
-# user:password@host:port; the password is made up for this run).
+# user:password@host:port; the password is made up for this run). Ready when the made-up
+# user can log in: the user is written by the server itself at start-up.
+nacos_login_ok() {
+    curl -s -m 2 -X POST "http://127.0.0.1:$1/nacos/v1/auth/login" \
+        -d "username=ann&password=$nacos_password" | grep -q '"accessToken"'
+}
 if [ -z "${RPC_TEST_NACOS_AUTH:-}" ] && [ -x "$rnacos_bin" ]; then
-    port="$(free_port)"
-    grpc="$(free_port)"
-    console="$(free_port)"
-    password="pw$RANDOM$RANDOM"
-    mkdir -p "$work/nacos-auth/data"
-    (
-        cd "$work/nacos-auth"
-        RNACOS_ENABLE_OPEN_API_AUTH=true RNACOS_INIT_ADMIN_USERNAME=ann \
-            RNACOS_INIT_ADMIN_PASSWORD="$password" \
-            RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 \
-            RNACOS_HTTP_PORT="$port" RNACOS_GRPC_PORT="$grpc" RNACOS_HTTP_CONSOLE_PORT="$console" \
-            RNACOS_RAFT_NODE_ADDR="127.0.0.1:$grpc" RNACOS_DATA_DIR="$work/nacos-auth/data" \
-            RNACOS_ENABLE_METRICS=false \
-            exec "$rnacos_bin"
-    ) >"$work/nacos-auth.log" 2>&1 &
-    pids+=($!)
-    # Unauthenticated, the probe's answer is a 403 naming the unknown user.
-    nacos_auth_ok() {
-        local reply=""
-        exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-        printf 'GET /nacos/v1/ns/service/list?pageNo=1&pageSize=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-        reply="$(timeout 2 cat <&3 || true)"
-        exec 3>&-
-        [[ "$reply" == *' 403 '* ]]
-    }
-    if wait_for rnacos-login nacos_auth_ok "$port" "$!"; then
-        export RPC_TEST_NACOS_AUTH="ann:$password@127.0.0.1:$port"
-        echo "test.sh: rnacos with login on 127.0.0.1:$port" >&2
-    else
-        tail -20 "$work/nacos-auth.log" >&2 || true
+    nacos_password="pw$RANDOM$RANDOM"
+    if start_rnacos nacos-auth nacos_login_ok RNACOS_ENABLE_OPEN_API_AUTH=true \
+        RNACOS_INIT_ADMIN_USERNAME=ann RNACOS_INIT_ADMIN_PASSWORD="$nacos_password"; then
+        export RPC_TEST_NACOS_AUTH="ann:$nacos_password@127.0.0.1:$rnacos_port"
+        echo "test.sh: rnacos with login on 127.0.0.1:$rnacos_port" >&2
     fi
 fi
 
