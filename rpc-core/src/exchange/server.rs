@@ -440,7 +440,11 @@ async fn serve(
         }
         // Answers that are ready, the ones of this read and any from waiting requests, go
         // out in one write before the connection is read again
-        // (or a large frame waits for its share of the payload budget).
+        // (or a large frame waits for its share of the payload budget). While no request
+        // runs in a task of its own (read before the queue, see `Gate::is_busy`), nothing more
+        // can come into the queue until this loop sends one there: the waits below leave it
+        // alone (a poll that finds it empty costs a waker registration).
+        let tasks_running = limits.connection.is_busy();
         while let Ok(answer) = rx.try_recv() {
             out.push(answer);
         }
@@ -493,7 +497,7 @@ async fn serve(
         }
         let read = tokio::select! {
             biased;
-            Some(answer) = rx.recv() => {
+            Some(answer) = rx.recv(), if tasks_running => {
                 out.push(answer);
                 continue;
             }
@@ -646,6 +650,13 @@ impl Gate {
     /// Whether half the limit or more is in.
     fn is_half_full(&self) -> bool {
         self.running.load(Ordering::Acquire) >= self.limit / 2
+    }
+
+    /// Whether any request is in. Read where none runs in place, it tells whether a task of
+    /// its own may still queue an answer: such a task leaves only after queuing it (acquire:
+    /// an answer queued before the leave is then visible to the reader).
+    fn is_busy(&self) -> bool {
+        self.running.load(Ordering::Acquire) > 0
     }
 }
 
