@@ -440,10 +440,10 @@ async fn serve(
         }
         // Answers that are ready, the ones of this read and any from waiting requests, go
         // out in one write before the connection is read again
-        // (or a large frame waits for its share of the payload budget). While no request
-        // runs in a task of its own (read before the queue, see `Gate::is_busy`), nothing more
-        // can come into the queue until this loop sends one there: the waits below leave it
-        // alone (a poll that finds it empty costs a waker registration).
+        // (or a large frame waits for its share of the payload budget). The queue is fed
+        // only by requests running in tasks of their own, which only this loop starts: when
+        // none runs (the count is read before the queue is emptied, see `Gate::is_busy`), the
+        // waits below leave the queue alone (asking an empty one registers a waker).
         let tasks_running = limits.connection.is_busy();
         while let Ok(answer) = rx.try_recv() {
             out.push(answer);
