@@ -17,6 +17,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
 use super::guard::{self, Cause, FrameClock};
+use super::outlet::{self, Direct, Outlet};
 use super::{
     count_dropped, next_request_id, Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS,
     DEFAULT_PAYLOAD, FLAG_REQUEST,
@@ -110,8 +111,14 @@ const STABLE: Duration = Duration::from_secs(1);
 /// One open connection: its send queue and the calls waiting on it.
 struct Live {
     peer: String,
+    /// The writer task's queue; frames go in through [`Live::try_queue`] or [`queue`], which
+    /// count them in the outlet.
     tx: mpsc::Sender<Frame>,
+    /// The writing end, for a call alone on the connection to write its frame itself.
+    outlet: Arc<Outlet>,
     pending: [Padded<Mutex<PendingShard>>; SHARDS],
+    /// Entries in `pending`: calls waiting, or answered and not yet taken.
+    calls: AtomicUsize,
     /// Set by the deadline sweeper when it found nothing waiting and sleeps until woken.
     sweeper_idle: AtomicBool,
     /// Wakes the idle sweeper ([`deadline_task`]).
@@ -130,14 +137,22 @@ struct Live {
 }
 
 impl Live {
-    /// A new open connection to `peer` whose frames go out through `tx`, nothing waiting,
-    /// for the slot whose [`Slot::open`] is `open_in`.
-    fn new(peer: String, tx: mpsc::Sender<Frame>, open_in: Arc<AtomicU64>) -> Live {
+    /// A new open connection to `peer` whose frames go out through `tx` (and its outlet,
+    /// once a writer is installed there), encoded by `codec`, nothing waiting, for the slot
+    /// whose [`Slot::open`] is `open_in`.
+    fn new(
+        peer: String,
+        tx: mpsc::Sender<Frame>,
+        codec: FrameCodec,
+        open_in: Arc<AtomicU64>,
+    ) -> Live {
         static IDS: AtomicU64 = AtomicU64::new(1);
         Live {
             peer,
             tx,
+            outlet: Arc::new(Outlet::new(codec)),
             pending: Default::default(),
+            calls: AtomicUsize::new(0),
             sweeper_idle: AtomicBool::new(false),
             wake_sweeper: Arc::new(tokio::sync::Notify::new()),
             closed: AtomicBool::new(false),
@@ -164,13 +179,16 @@ impl Live {
             if self.closed.load(Ordering::Acquire) {
                 return Err(self.closed_error());
             }
-            shard.insert(
+            let replaced = shard.insert(
                 id,
                 Waiter {
                     deadline,
                     state: Waiting::Pending(None),
                 },
             );
+            if replaced.is_none() {
+                self.calls.fetch_add(1, Ordering::AcqRel);
+            }
         }
         // Read on every call, written only when the sweeper goes idle or is woken.
         if self.sweeper_idle.load(Ordering::SeqCst)
@@ -231,10 +249,27 @@ impl Live {
             .any(|s| s.lock().is_ok_and(|s| s.values().any(Waiter::is_pending)))
     }
 
+    /// Takes the entry of `id` out of the pending table.
     fn unregister(&self, id: u64) {
-        if let Ok(mut s) = self.shard(id) {
-            s.remove(&id);
+        let taken = self.shard(id).map(|mut s| s.remove(&id));
+        if matches!(taken, Ok(Some(_))) {
+            self.calls.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+
+    /// Whether the pending table holds one entry: the call that just registered is alone.
+    fn is_alone(&self) -> bool {
+        self.calls.load(Ordering::Acquire) == 1
+    }
+
+    /// Hands `frame` to the writer task without waiting for room in its queue.
+    fn try_queue(&self, frame: Frame) -> std::result::Result<(), mpsc::error::TrySendError<Frame>> {
+        self.outlet.queueing();
+        let sent = self.tx.try_send(frame);
+        if sent.is_err() {
+            self.outlet.unqueued();
+        }
+        sent
     }
 
     /// Hands `answer` to the call waiting for `id`; an answer for no call still waiting (it
@@ -541,7 +576,23 @@ impl Client {
             id,
             armed: true,
         };
-        queue(&live, frame, deadline).await?;
+        // A call alone on its connection has no others to share a write with: it writes its
+        // frame itself, unless another frame is on its way (see `outlet`).
+        let frame = if live.is_alone() {
+            match live.outlet.write_now(frame) {
+                Direct::Sent => None,
+                Direct::Busy(frame) => Some(frame),
+                Direct::Failed(e) => {
+                    live.close(&format!("write failed: {e}"));
+                    return Err(live.closed_error());
+                }
+            }
+        } else {
+            Some(frame)
+        };
+        if let Some(frame) = frame {
+            queue(&live, frame, deadline).await?;
+        }
         // No timer per call: the connection's sweeper fails the waiter at its deadline.
         let answer = Answer { live: &live, id }.await;
         guard.armed = false;
@@ -559,14 +610,19 @@ impl Client {
 /// Queues `frame` for writing on `live`, waiting for room until `deadline` (a timer only
 /// when the queue is full).
 async fn queue(live: &Live, frame: Frame, deadline: Instant) -> Result<()> {
-    let frame = match live.tx.try_send(frame) {
+    let frame = match live.try_queue(frame) {
         Ok(()) => return Ok(()),
         Err(mpsc::error::TrySendError::Closed(_)) => return Err(live.closed_error()),
         Err(mpsc::error::TrySendError::Full(frame)) => frame,
     };
     // Boxed: the wait for room (a timer and a send) is rare, and kept inline it would grow
-    // every call's future by its size.
-    match Box::pin(tokio::time::timeout_at(deadline, live.tx.send(frame))).await {
+    // every call's future by its size. Counted while it waits, so that no frame overtakes it.
+    live.outlet.queueing();
+    let sent = Box::pin(tokio::time::timeout_at(deadline, live.tx.send(frame))).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        live.outlet.unqueued();
+    }
+    match sent {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(live.closed_error()),
         Err(_) => Err(RpcError::timeout(format!(
@@ -603,13 +659,18 @@ impl Future for Answer<'_> {
                 }
                 Poll::Pending
             }
-            Waiting::Answered(_) => match shard.remove(&self.id) {
-                Some(Waiter {
-                    state: Waiting::Answered(answer),
-                    ..
-                }) => Poll::Ready(answer),
-                _ => Poll::Ready(Err(self.live.closed_error())),
-            },
+            Waiting::Answered(_) => {
+                let taken = shard.remove(&self.id);
+                drop(shard);
+                self.live.calls.fetch_sub(1, Ordering::AcqRel);
+                match taken {
+                    Some(Waiter {
+                        state: Waiting::Answered(answer),
+                        ..
+                    }) => Poll::Ready(answer),
+                    _ => Poll::Ready(Err(self.live.closed_error())),
+                }
+            }
         }
     }
 }
@@ -699,15 +760,10 @@ async fn supervise(
 
 fn start(conn: Connection, cfg: &ClientConfig, open_in: Arc<AtomicU64>) -> Arc<Live> {
     let (tx, rx) = mpsc::channel(cfg.queue);
-    let live = Arc::new(Live::new(conn.peer, tx, open_in));
     let codec = FrameCodec::new(cfg.payload);
-    tokio::spawn(write_task(
-        live.clone(),
-        rx,
-        conn.writer,
-        codec,
-        cfg.heartbeat * 3,
-    ));
+    let live = Arc::new(Live::new(conn.peer, tx, codec, open_in));
+    live.outlet.install(conn.writer);
+    tokio::spawn(write_task(live.clone(), rx, cfg.heartbeat * 3));
     tokio::spawn(read_task(
         live.clone(),
         conn.reader,
@@ -719,91 +775,32 @@ fn start(conn: Connection, cfg: &ClientConfig, open_in: Arc<AtomicU64>) -> Arc<L
     live
 }
 
-async fn write_task(
-    live: Arc<Live>,
-    rx: mpsc::Receiver<Frame>,
-    writer: BoxWriter,
-    codec: FrameCodec,
-    write_timeout: Duration,
-) {
+async fn write_task(live: Arc<Live>, rx: mpsc::Receiver<Frame>, write_timeout: Duration) {
     let dead = live.dead.clone();
     let peer = live.peer.clone();
+    let outlet = live.outlet.clone();
     // The writer must not keep the connection's sender alive.
     drop(live);
-    if let Err(e) = write_loop(rx, writer, codec, dead.clone(), write_timeout).await {
+    if let Err(e) = outlet::write_loop(outlet, rx, dead.clone(), write_timeout).await {
         tracing::debug!(%peer, error = %e, "write failed");
     }
     // Any exit of the writer means the connection is unusable.
     dead.cancel();
 }
 
-/// Drains `rx` into `writer`, encoding frames into one buffer and writing it out only when
-/// the queue is momentarily empty (or the buffer is large), so concurrent calls share
-/// system calls. Ends when every sender is gone (after flushing) or `stop` fires; fails when
-/// one write cannot complete within `write_timeout` (a peer that stopped reading).
-async fn write_loop(
-    mut rx: mpsc::Receiver<Frame>,
-    mut writer: BoxWriter,
-    mut codec: FrameCodec,
-    stop: CancellationToken,
-    write_timeout: Duration,
-) -> std::io::Result<()> {
-    const FLUSH_AT: usize = 256 * 1024;
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut last_batch = 1usize;
-    let mut batches = 0u32;
-    // Waited on across batches: registered with the token once, not once per batch.
-    let stopped = stop.cancelled();
-    tokio::pin!(stopped);
-    loop {
-        let first = tokio::select! {
-            biased;
-            f = rx.recv() => f,
-            _ = &mut stopped => None,
-        };
-        let Some(first) = first else { break };
-        encode_or_log(&mut codec, first, &mut buf);
-        // Drain what is queued. Under concurrency (the last batch held more than one frame,
-        // or one batch in 64, to notice concurrency starting), then let the tasks that are
-        // about to queue more (the callers) run once before writing, so that concurrent
-        // frames share one write instead of a syscall each. A lone caller does not pay for
-        // the extra scheduling: a yielding writer goes to the back of the run queue, which
-        // wakes an idle worker thread (a futex call) for nothing.
-        let mut frames = 1usize;
-        batches = batches.wrapping_add(1);
-        let mut yielded = last_batch <= 1 && !batches.is_multiple_of(64);
-        loop {
-            while buf.len() < FLUSH_AT {
-                match rx.try_recv() {
-                    Ok(f) => {
-                        frames += 1;
-                        encode_or_log(&mut codec, f, &mut buf);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if yielded || buf.len() >= FLUSH_AT {
-                break;
-            }
-            yielded = true;
-            tokio::task::yield_now().await;
-        }
-        last_batch = frames;
-        write_within(&mut writer, &buf, write_timeout).await?;
-        buf.clear();
-    }
-    writer.flush().await?;
-    writer.shutdown().await
-}
-
-/// Writes all of `buf`, failing with `TimedOut` when the peer takes none of it for
-/// `timeout` (it stopped reading).
+/// Writes all of `buf` and flushes (plain TCP has nothing to flush; TLS may hold the end of
+/// a record), failing with `TimedOut` when that does not complete within `timeout` (the peer
+/// stopped reading).
 pub(crate) async fn write_within(
     writer: &mut BoxWriter,
     buf: &[u8],
     timeout: Duration,
 ) -> std::io::Result<()> {
-    crate::invocation::within_limit(timeout, writer.write_all(buf))
+    let all = async {
+        writer.write_all(buf).await?;
+        writer.flush().await
+    };
+    crate::invocation::within_limit(timeout, all)
         .await
         .ok_or_else(|| {
             std::io::Error::new(
@@ -811,6 +808,14 @@ pub(crate) async fn write_within(
                 format!("peer took no data for {} ms", timeout.as_millis()),
             )
         })?
+}
+
+/// Lets go of a write buffer that a burst of large frames grew past 1 MiB, for a fresh one
+/// of `fresh` bytes: a connection does not keep such a buffer for its life.
+pub(crate) fn let_go_if_large(buf: &mut BytesMut, fresh: usize) {
+    if buf.capacity() > 1024 * 1024 {
+        *buf = BytesMut::with_capacity(fresh);
+    }
 }
 
 pub(crate) fn encode_or_log(codec: &mut FrameCodec, frame: Frame, buf: &mut BytesMut) {
@@ -921,7 +926,7 @@ pub(crate) fn reserve_for_read(buf: &mut BytesMut) {
 fn on_frame(live: &Live, frame: Frame) {
     if frame.is_request() {
         if frame.is_event() && frame.is_two_way() {
-            let _ = live.tx.try_send(frame.heartbeat_reply());
+            let _ = live.try_queue(frame.heartbeat_reply());
         } else {
             tracing::debug!(peer = %live.peer, "unexpected request from provider ignored");
         }
@@ -983,7 +988,7 @@ async fn heartbeat_task(live: Weak<Live>, every: Duration) {
         if silent >= every {
             // In hessian2 with a null body: what every stock Dubbo peer decodes (ours answer
             // any serialization).
-            let _ = l.tx.try_send(Frame::heartbeat(
+            let _ = l.try_queue(Frame::heartbeat(
                 next_request_id(),
                 crate::serialize::ids::HESSIAN2,
             ));
@@ -999,7 +1004,12 @@ mod tests {
     /// A connection's state with no socket behind it: the pending table alone.
     fn live() -> Arc<Live> {
         let (tx, _rx) = mpsc::channel(8);
-        Arc::new(Live::new("127.0.0.1:1".into(), tx, Arc::default()))
+        Arc::new(Live::new(
+            "127.0.0.1:1".into(),
+            tx,
+            FrameCodec::new(DEFAULT_PAYLOAD),
+            Arc::default(),
+        ))
     }
 
     #[test]
@@ -1007,7 +1017,12 @@ mod tests {
         let slot = Slot::default();
         let live_in = |slot: &Slot| {
             let (tx, _rx) = mpsc::channel(8);
-            Arc::new(Live::new("127.0.0.1:1".into(), tx, slot.open.clone()))
+            Arc::new(Live::new(
+                "127.0.0.1:1".into(),
+                tx,
+                FrameCodec::new(DEFAULT_PAYLOAD),
+                slot.open.clone(),
+            ))
         };
         assert!(!slot.is_open(), "empty");
         let first = live_in(&slot);

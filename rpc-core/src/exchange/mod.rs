@@ -21,12 +21,14 @@
 //!
 //! One multiplexed connection per provider address is shared by every reference in the
 //! process (`connections=N` opens N and round-robins over them). Each call takes a request id
-//! from a process-wide counter, parks a oneshot sender in a sharded pending map and waits
+//! from a process-wide counter, parks a waiter in a sharded pending table and waits
 //! until its deadline; on timeout the entry is removed, so a late response finds nobody and is
 //! dropped (counted by [`dropped_responses`]). Writes go through one writer task per
 //! connection draining a bounded queue and flushing only when the queue is momentarily empty,
 //! so concurrent small calls share system calls; a full queue makes senders wait (within their
-//! deadline). Idle connections send heartbeats (`heartbeat` ms, default 60000); a peer silent
+//! deadline). A two-way call alone on its connection, with nothing queued before it, writes
+//! its frame itself without waiting (what the socket does not take at once, the writer task
+//! finishes), so that its frame leaves without a hand-over to the writer task. Idle connections send heartbeats (`heartbeat` ms, default 60000); a peer silent
 //! for three heartbeats is declared dead. A dead connection fails its pending calls at once
 //! with [`ErrorKind::Network`](crate::ErrorKind::Network) and is reopened with exponential
 //! backoff (`reconnect.interval` ms, default 100, doubling up to `reconnect.max` ms, default
@@ -68,6 +70,7 @@ use crate::error::Result;
 mod client;
 mod codec;
 pub mod guard;
+mod outlet;
 mod server;
 
 pub use client::{Client, ClientConfig};

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{encode_or_log, reserve_for_read, write_within};
+use super::client::{encode_or_log, let_go_if_large, reserve_for_read, write_within};
 use super::guard::{self, announced_len, BudgetHold, Cause, FrameClock, PayloadBudget};
 use super::{Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD, HEADER_LEN};
 use crate::config::keys;
@@ -605,10 +605,7 @@ impl Outbox {
         }
         write_within(&mut self.writer, &self.buf, self.write_timeout).await?;
         self.buf.clear();
-        // A burst of large answers does not keep its buffer for the connection's life.
-        if self.buf.capacity() > 1024 * 1024 {
-            self.buf = BytesMut::with_capacity(16 * 1024);
-        }
+        let_go_if_large(&mut self.buf, 16 * 1024);
         Ok(())
     }
 
