@@ -610,27 +610,28 @@ impl Client {
 /// Queues `frame` for writing on `live`, waiting for room until `deadline` (a timer only
 /// when the queue is full).
 async fn queue(live: &Live, frame: Frame, deadline: Instant) -> Result<()> {
-    let frame = match live.try_queue(frame) {
-        Ok(()) => return Ok(()),
-        Err(mpsc::error::TrySendError::Closed(_)) => return Err(live.closed_error()),
-        Err(mpsc::error::TrySendError::Full(frame)) => frame,
-    };
-    // Boxed: the wait for room (a timer and a send) is rare, and kept inline it would grow
-    // every call's future by its size. Counted while it waits, so that no frame overtakes it.
+    // Counted until the writer task has it (or it is given up), so that no frame sent after
+    // it is written directly before it.
     live.outlet.queueing();
-    let sent = Box::pin(tokio::time::timeout_at(deadline, live.tx.send(frame))).await;
-    if !matches!(sent, Ok(Ok(()))) {
-        live.outlet.unqueued();
-    }
-    match sent {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(live.closed_error()),
-        Err(_) => Err(RpcError::timeout(format!(
-            "send queue to {} stayed full until the deadline",
-            live.peer
-        ))
-        .with_provider(live.peer.clone())),
-    }
+    let failed = match live.tx.try_send(frame) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => live.closed_error(),
+        // Boxed: the wait for room (a timer and a send) is rare, and kept inline it would
+        // grow every call's future by its size.
+        Err(mpsc::error::TrySendError::Full(frame)) => {
+            match Box::pin(tokio::time::timeout_at(deadline, live.tx.send(frame))).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(_)) => live.closed_error(),
+                Err(_) => RpcError::timeout(format!(
+                    "send queue to {} stayed full until the deadline",
+                    live.peer
+                ))
+                .with_provider(live.peer.clone()),
+            }
+        }
+    };
+    live.outlet.unqueued();
+    Err(failed)
 }
 
 /// The wait of one call for its answer in the pending table: ready once the reader, the

@@ -119,42 +119,59 @@ impl Outlet {
             return Direct::Busy(frame);
         }
         encode_or_log(codec, frame, left);
-        // Polled with a waker that does nothing: what cannot be done at once is the writer
-        // task's, which polls again with its own.
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut written = 0;
-        while written < left.len() {
-            match Pin::new(&mut **writer).poll_write(&mut cx, &left[written..]) {
-                Poll::Ready(Ok(0)) => {
-                    state.writer = None;
-                    return Direct::Failed(std::io::ErrorKind::WriteZero.into());
-                }
-                Poll::Ready(Ok(n)) => written += n,
-                Poll::Ready(Err(e)) if e.kind() != std::io::ErrorKind::Interrupted => {
-                    state.writer = None;
-                    return Direct::Failed(e);
-                }
-                Poll::Ready(Err(_)) | Poll::Pending => break,
+        match poll_out(&mut **writer, left) {
+            Err(e) => {
+                state.writer = None;
+                return Direct::Failed(e);
             }
-        }
-        if written == left.len() {
-            left.clear();
-            let_go_if_large(left, 0);
-            // Plain TCP has nothing to flush; TLS may hold the end of a record.
-            match Pin::new(&mut **writer).poll_flush(&mut cx) {
-                Poll::Ready(Ok(())) => return Direct::Sent,
-                Poll::Ready(Err(e)) => {
-                    state.writer = None;
-                    return Direct::Failed(e);
-                }
-                Poll::Pending => state.unflushed = true,
+            Ok(Out::All) => {
+                left.clear();
+                let_go_if_large(left, 0);
+                return Direct::Sent;
             }
-        } else {
-            left.advance(written);
+            Ok(Out::Unflushed) => {
+                left.clear();
+                state.unflushed = true;
+            }
+            Ok(Out::Part(written)) => left.advance(written),
         }
         drop(state);
         self.nudge.notify_one();
         Direct::Sent
+    }
+}
+
+/// How far [`poll_out`] got.
+enum Out {
+    /// Written and flushed.
+    All,
+    /// Written; the flush did not complete at once.
+    Unflushed,
+    /// This many bytes written; the socket took no more at once.
+    Part(usize),
+}
+
+/// Writes `buf` to `writer` and flushes it as far as that goes without waiting. Polled with a
+/// waker that does nothing: what cannot be done at once is the writer task's, which polls
+/// again with its own. Plain TCP has nothing to flush; TLS may hold the end of a record.
+fn poll_out(
+    writer: &mut (dyn tokio::io::AsyncWrite + Send + Unpin),
+    buf: &[u8],
+) -> std::io::Result<Out> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut written = 0;
+    while written < buf.len() {
+        match Pin::new(&mut *writer).poll_write(&mut cx, &buf[written..]) {
+            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => written += n,
+            Poll::Ready(Err(e)) if e.kind() != std::io::ErrorKind::Interrupted => return Err(e),
+            Poll::Ready(Err(_)) | Poll::Pending => return Ok(Out::Part(written)),
+        }
+    }
+    match Pin::new(writer).poll_flush(&mut cx) {
+        Poll::Ready(Ok(())) => Ok(Out::All),
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Ok(Out::Unflushed),
     }
 }
 
@@ -188,7 +205,7 @@ pub(super) async fn write_loop(
             () = &mut stopped => break,
         };
         // The writer, and with it what a direct write left: no direct write meanwhile.
-        let (mut writer, codec, flush) = {
+        let (mut writer, mut codec, flush) = {
             let mut state = outlet.lock();
             let Some(writer) = state.writer.take() else {
                 return Err(std::io::Error::other("the connection's writer is gone"));
@@ -197,7 +214,6 @@ pub(super) async fn write_loop(
             let flush = std::mem::take(&mut state.unflushed);
             (writer, state.codec, flush)
         };
-        let mut codec = codec;
         let mut frames = 0usize;
         let mut take = |f: Frame, buf: &mut BytesMut| {
             frames += 1;
