@@ -10,23 +10,23 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Encoder;
 use tokio_util::sync::CancellationToken;
 
 use super::guard::{self, Cause, FrameClock};
+use super::inlet::{Arrived, Inlet};
 use super::outlet::{self, Direct, Outlet};
 use super::{
-    count_dropped, next_request_id, Frame, FrameCodec, FrameError, DEFAULT_HEARTBEAT_MS,
-    DEFAULT_PAYLOAD, FLAG_REQUEST,
+    count_dropped, next_request_id, Frame, FrameCodec, DEFAULT_HEARTBEAT_MS, DEFAULT_PAYLOAD,
 };
 use crate::config::keys;
 use crate::error::{Result, RpcError};
 use crate::extension;
 use crate::padded::Padded;
-use crate::transport::{BoxReader, BoxWriter, Connection, Transporter};
+use crate::transport::{BoxWriter, Connection, Transporter};
 use crate::url::Url;
 
 /// Connection settings read from a provider URL.
@@ -116,6 +116,8 @@ struct Live {
     tx: mpsc::Sender<Frame>,
     /// The writing end, for a call alone on the connection to write its frame itself.
     outlet: Arc<Outlet>,
+    /// The reading end, for a call alone on the connection to read its answer itself.
+    inlet: Inlet,
     pending: [Padded<Mutex<PendingShard>>; SHARDS],
     /// Entries in `pending`: calls waiting, or answered and not yet taken.
     calls: AtomicUsize,
@@ -151,6 +153,7 @@ impl Live {
             peer,
             tx,
             outlet: Arc::new(Outlet::new(codec)),
+            inlet: Inlet::new(),
             pending: Default::default(),
             calls: AtomicUsize::new(0),
             sweeper_idle: AtomicBool::new(false),
@@ -187,7 +190,7 @@ impl Live {
                 },
             );
             if replaced.is_none() {
-                self.calls.fetch_add(1, Ordering::AcqRel);
+                self.calls.fetch_add(1, Ordering::SeqCst);
             }
         }
         // Read on every call, written only when the sweeper goes idle or is woken.
@@ -259,7 +262,10 @@ impl Live {
 
     /// Whether the pending table holds one entry: the call that just registered is alone.
     fn is_alone(&self) -> bool {
-        self.calls.load(Ordering::Acquire) == 1
+        // Sequentially consistent with the inlet's `lent`: of a call that reads for itself
+        // and a second call registering and waiting, at least one sees the other (see
+        // `Answer::poll`).
+        self.calls.load(Ordering::SeqCst) == 1
     }
 
     /// Hands `frame` to the writer task without waiting for room in its queue.
@@ -635,16 +641,17 @@ async fn queue(live: &Live, frame: Frame, deadline: Instant) -> Result<()> {
 }
 
 /// The wait of one call for its answer in the pending table: ready once the reader, the
-/// deadline sweeper or the connection's close answered it (and then takes the entry out).
+/// deadline sweeper or the connection's close answered it (and then takes the entry out). A
+/// call alone on its connection reads the socket itself while it waits (see `inlet`).
 struct Answer<'a> {
     live: &'a Live,
     id: u64,
 }
 
-impl Future for Answer<'_> {
-    type Output = Result<Frame>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Frame>> {
+impl Answer<'_> {
+    /// Takes the answer out of the pending table if it is there. Otherwise leaves `waker` to
+    /// be woken by whoever answers (none: nobody is woken, the call looks again itself).
+    fn look(&self, waker: Option<&Waker>) -> Poll<Result<Frame>> {
         let mut shard = match self.live.shard(self.id) {
             Ok(s) => s,
             Err(e) => return Poll::Ready(Err(e)),
@@ -654,9 +661,11 @@ impl Future for Answer<'_> {
             return Poll::Ready(Err(self.live.closed_error()));
         };
         match &mut waiter.state {
-            Waiting::Pending(waker) => {
-                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *waker = Some(cx.waker().clone());
+            Waiting::Pending(stored) => {
+                match waker {
+                    Some(w) if stored.as_ref().is_some_and(|s| s.will_wake(w)) => {}
+                    Some(w) => *stored = Some(w.clone()),
+                    None => *stored = None,
                 }
                 Poll::Pending
             }
@@ -676,6 +685,36 @@ impl Future for Answer<'_> {
     }
 }
 
+impl Future for Answer<'_> {
+    type Output = Result<Frame>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Frame>> {
+        let live = self.live;
+        if !live.is_alone() {
+            // Another call may have read for itself last: this one must not wait for that
+            // one's polls.
+            live.inlet.take_back_if_lent();
+            return self.look(Some(cx.waker()));
+        }
+        // No waker in the table while this call reads: its own answer, handed out here, does
+        // not wake its own task for nothing (an answer the reader task hands out meanwhile
+        // is found by the look below).
+        if let Poll::Ready(answer) = self.look(None) {
+            return Poll::Ready(answer);
+        }
+        match live.inlet.read_here(cx, &mut |a| arrived(live, a)) {
+            Ok(true) => live.touch(),
+            Ok(false) => {}
+            Err(why) => live.close(&why),
+        }
+        if !live.is_alone() {
+            // A call registered while this one read: it must not wait for this one's polls.
+            live.inlet.take_back_if_lent();
+        }
+        self.look(Some(cx.waker()))
+    }
+}
+
 /// Removes the pending entry when a call stops waiting (timeout or cancellation).
 struct PendingGuard<'a> {
     live: &'a Live,
@@ -687,6 +726,8 @@ impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             self.live.unregister(self.id);
+            // It may have been reading for itself: the reader task reads from now on.
+            self.live.inlet.take_back_if_lent();
         }
     }
 }
@@ -764,13 +805,14 @@ fn start(conn: Connection, cfg: &ClientConfig, open_in: Arc<AtomicU64>) -> Arc<L
     let codec = FrameCodec::new(cfg.payload);
     let live = Arc::new(Live::new(conn.peer, tx, codec, open_in));
     live.outlet.install(conn.writer);
-    tokio::spawn(write_task(live.clone(), rx, cfg.heartbeat * 3));
-    tokio::spawn(read_task(
-        live.clone(),
+    live.inlet.install(
+        live.peer.clone(),
         conn.reader,
         codec,
         FrameClock::new(cfg.frame_timeout),
-    ));
+    );
+    tokio::spawn(write_task(live.clone(), rx, cfg.heartbeat * 3));
+    tokio::spawn(read_task(live.clone()));
     tokio::spawn(heartbeat_task(Arc::downgrade(&live), cfg.heartbeat));
     tokio::spawn(deadline_task(Arc::downgrade(&live)));
     live
@@ -826,91 +868,55 @@ pub(crate) fn encode_or_log(codec: &mut FrameCodec, frame: Frame, buf: &mut Byte
     }
 }
 
-async fn read_task(
-    live: Arc<Live>,
-    mut reader: BoxReader,
-    mut codec: FrameCodec,
-    mut clock: FrameClock,
-) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+/// Reads the connection for every call not reading for itself (see `inlet`), until it
+/// closes; then closes it for everyone.
+async fn read_task(live: Arc<Live>) {
     // Waited on across reads: registered with the token once, not once per read.
     let dead = live.dead.cancelled();
     tokio::pin!(dead);
     let why: std::borrow::Cow<'static, str> = loop {
-        let mut completed = false;
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    completed = true;
-                    on_frame(&live, frame)
-                }
-                Ok(None) => break,
-                Err(FrameError::TooLarge {
-                    flag,
-                    id,
-                    len,
-                    limit,
-                }) if flag & FLAG_REQUEST == 0 => {
-                    // The body is skipped; only the call it answers fails.
-                    completed = true;
-                    live.complete(
-                        id,
-                        Err(RpcError::codec(format!(
-                            "response of {len} bytes is over the payload limit of {limit}"
-                        ))
-                        .with_provider(live.peer.clone())),
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %live.peer, error = %e, "bad frame from provider; closing");
-                    live.close("bad frame");
-                    return;
-                }
-            }
-        }
-        clock.update(!buf.is_empty() || codec.is_skipping(), completed);
-        reserve_for_read(&mut buf);
-        // Between frames the heartbeat watches the connection; inside a frame, its deadline.
-        // (No timer at all between frames: the common case costs nothing.)
         // Asked first without waiting, so that a closed connection is noticed even while the
         // peer keeps sending; waited on last, when the read has to wait anyway.
         if live.dead.is_cancelled() {
             break "closed".into();
         }
-        let read = match clock.remaining() {
+        let turn = std::future::poll_fn(|cx| live.inlet.poll_turn(cx, &mut |a| arrived(&live, a)));
+        // Between frames the heartbeat watches the connection; inside a frame, its deadline.
+        // (No timer at all between frames: the common case costs nothing.)
+        let read = match live.inlet.frame_time_left() {
             None => tokio::select! {
                 biased;
-                r = reader.read_buf(&mut buf) => Ok(r),
+                r = turn => Ok(r),
+                _ = live.inlet.nudged() => continue,
                 _ = &mut dead => break "closed".into(),
             },
             Some(left) => tokio::select! {
                 biased;
-                r = tokio::time::timeout(left, reader.read_buf(&mut buf)) => r,
+                r = tokio::time::timeout(left, turn) => r,
+                _ = live.inlet.nudged() => continue,
                 _ = &mut dead => break "closed".into(),
             },
         };
-        let read = match read {
-            Ok(r) => r,
-            Err(_) => {
+        match read {
+            Ok(Ok(_)) => live.touch(),
+            Ok(Err(why)) => break why,
+            // A call reading for itself may have completed the frame meanwhile: only a frame
+            // still incomplete at its deadline closes the connection.
+            Err(_) if live.inlet.frame_time_left().is_some_and(|d| d.is_zero()) => {
+                let (limit, buffered) = live.inlet.late_frame();
                 guard::report(
                     "consumer",
                     Cause::SlowFrame,
                     &live.peer,
                     &format!(
                         "the provider did not complete a frame within {} ms of its first byte \
-                         (frame.timeout), {} bytes received; reconnecting",
-                        clock.limit().as_millis(),
-                        buf.len()
+                         (frame.timeout), {buffered} bytes received; reconnecting",
+                        limit.as_millis(),
                     ),
                 );
                 break "a frame was not completed in time".into();
             }
-        };
-        match read {
-            Ok(0) => break "peer closed the connection".into(),
-            Ok(_) => live.touch(),
-            // The error's text: a TLS alert from the provider says what it refused.
-            Err(e) => break format!("read failed: {e}").into(),
+            Err(_) => {}
         }
     };
     live.close(&why);
@@ -921,6 +927,21 @@ pub(crate) fn reserve_for_read(buf: &mut BytesMut) {
     const MIN_ROOM: usize = 8 * 1024;
     if buf.capacity() - buf.len() < MIN_ROOM {
         buf.reserve(64 * 1024);
+    }
+}
+
+/// Hands what the reading end took out to the calls: a response to its call (a response
+/// over the payload limit fails only its call), a heartbeat its reply.
+fn arrived(live: &Live, what: Arrived) {
+    match what {
+        Arrived::Frame(frame) => on_frame(live, frame),
+        Arrived::TooLarge { id, len, limit } => live.complete(
+            id,
+            Err(RpcError::codec(format!(
+                "response of {len} bytes is over the payload limit of {limit}"
+            ))
+            .with_provider(live.peer.clone())),
+        ),
     }
 }
 
@@ -939,7 +960,10 @@ fn on_frame(live: &Live, frame: Frame) {
 }
 
 /// Fails the calls of `live` past their deadline, looking every [`DEADLINE_TICK`] while
-/// calls wait and sleeping until the next call when none does. Ends with the connection.
+/// calls wait and sleeping until the next call when none does. At each look, and before it
+/// sleeps, it has the reader task take back a read side a call read for itself (see
+/// `inlet`): a call that stops being polled leaves the connection unread one tick at most.
+/// Ends with the connection.
 async fn deadline_task(live: Weak<Live>) {
     loop {
         let Some(l) = live.upgrade() else { return };
@@ -949,6 +973,9 @@ async fn deadline_task(live: Weak<Live>) {
             // either is seen here or wakes the sweeper (a wake-up before the wait is kept).
             l.sweeper_idle.store(true, Ordering::SeqCst);
             if !l.is_waiting() {
+                // After the look: a call that read for itself and is answered by now is
+                // seen here.
+                l.inlet.take_back_if_lent();
                 let wake = l.wake_sweeper.clone();
                 drop(l);
                 tokio::select! {
@@ -959,6 +986,7 @@ async fn deadline_task(live: Weak<Live>) {
             }
             l.sweeper_idle.store(false, Ordering::SeqCst);
         }
+        l.inlet.take_back_if_lent();
         drop(l);
         tokio::select! {
             _ = dead.cancelled() => return,
@@ -1188,5 +1216,165 @@ mod tests {
         let before = super::super::dropped_responses();
         live.complete(40, Ok(response(40)));
         assert!(super::super::dropped_responses() > before);
+    }
+
+    /// A connection's state reading from an in-memory socket, with no reader task unless a
+    /// test starts one; returns the provider's end.
+    fn live_on_socket(frame_timeout: Duration) -> (Arc<Live>, tokio::io::DuplexStream) {
+        let live = live();
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let (reader, _writer) = tokio::io::split(ours);
+        live.inlet.install(
+            live.peer.clone(),
+            Box::new(reader),
+            FrameCodec::new(DEFAULT_PAYLOAD),
+            FrameClock::new(frame_timeout),
+        );
+        (live, theirs)
+    }
+
+    fn encoded(id: u64) -> BytesMut {
+        let mut buf = BytesMut::new();
+        FrameCodec::new(DEFAULT_PAYLOAD)
+            .encode(response(id), &mut buf)
+            .expect("encoded");
+        buf
+    }
+
+    /// Whether `answer` is still waiting after a short while (it reads for itself meanwhile,
+    /// when alone).
+    async fn still_waiting(answer: Pin<&mut Answer<'_>>) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), answer)
+            .await
+            .is_err()
+    }
+
+    #[tokio::test]
+    async fn a_call_alone_reads_its_own_answer_from_the_socket() {
+        // No reader task at all: the call reads for itself.
+        let (live, mut provider) = live_on_socket(Duration::from_secs(10));
+        live.register(50, later()).expect("registered");
+        let mut answer = std::pin::pin!(Answer {
+            live: &live,
+            id: 50
+        });
+        assert!(still_waiting(answer.as_mut()).await, "no answer yet");
+        provider.write_all(&encoded(50)).await.expect("written");
+        let frame = tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect("read by the call itself")
+            .expect("answered");
+        assert_eq!((frame.id, &frame.body[..]), (50, &b"answer"[..]));
+        assert_eq!(entries(&live), 0);
+        assert!(
+            live.silent_for() < Duration::from_secs(1),
+            "the read counts as life"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_call_has_the_reader_task_take_the_socket_back() {
+        let (live, mut provider) = live_on_socket(Duration::from_secs(10));
+        tokio::spawn(read_task(live.clone()));
+        live.register(60, later()).expect("registered");
+        let mut first = std::pin::pin!(Answer {
+            live: &live,
+            id: 60
+        });
+        // The first call reads for itself, then is not polled for a while (as in a
+        // `select!` whose other branch won): the socket would wake only its task.
+        assert!(still_waiting(first.as_mut()).await);
+        live.register(61, later()).expect("registered");
+        let second = tokio::spawn(wait(live.clone(), 61));
+        provider.write_all(&encoded(61)).await.expect("written");
+        provider.write_all(&encoded(60)).await.expect("written");
+        let frame = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the reader task read for the second call")
+            .expect("joined")
+            .expect("answered");
+        assert_eq!(frame.id, 61);
+        let frame = tokio::time::timeout(Duration::from_secs(5), first)
+            .await
+            .expect("answered meanwhile")
+            .expect("answered");
+        assert_eq!(frame.id, 60);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_stops_being_polled_leaves_the_socket_unread_for_a_tick_at_most() {
+        let (live, provider) = live_on_socket(Duration::from_secs(10));
+        tokio::spawn(read_task(live.clone()));
+        tokio::spawn(deadline_task(Arc::downgrade(&live)));
+        live.register(70, later()).expect("registered");
+        let mut answer = std::pin::pin!(Answer {
+            live: &live,
+            id: 70
+        });
+        assert!(still_waiting(answer.as_mut()).await);
+        // The provider goes away while the call that read last is not polled: the sweeper
+        // has the reader task read again, which sees the end of the stream.
+        drop(provider);
+        tokio::time::timeout(Duration::from_secs(5), live.dead.cancelled())
+            .await
+            .expect("the close is noticed without the call being polled");
+        let e = answer.await.expect_err("closed");
+        assert_eq!(e.kind(), ErrorKind::Network, "{e}");
+        assert!(e.to_string().contains("peer closed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_stops_waiting_gives_the_socket_back_to_the_reader_task() {
+        let (live, provider) = live_on_socket(Duration::from_secs(10));
+        tokio::spawn(read_task(live.clone()));
+        live.register(80, later()).expect("registered");
+        {
+            let _guard = PendingGuard {
+                live: &live,
+                id: 80,
+                armed: true,
+            };
+            let mut answer = std::pin::pin!(Answer {
+                live: &live,
+                id: 80
+            });
+            assert!(still_waiting(answer.as_mut()).await);
+        }
+        // No sweeper here: only the dropped call hands the socket back. The provider going
+        // away is then seen by the reader task.
+        drop(provider);
+        tokio::time::timeout(Duration::from_secs(5), live.dead.cancelled())
+            .await
+            .expect("the reader task reads again");
+    }
+
+    #[tokio::test]
+    async fn a_frame_completed_by_a_call_reading_for_itself_is_not_late() {
+        let limit = Duration::from_millis(300);
+        let (live, mut provider) = live_on_socket(limit);
+        tokio::spawn(read_task(live.clone()));
+        let whole = encoded(90);
+        // The reader task sees the first half: its frame clock starts.
+        provider.write_all(&whole[..10]).await.expect("written");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        live.register(90, later()).expect("registered");
+        let mut answer = std::pin::pin!(Answer {
+            live: &live,
+            id: 90
+        });
+        assert!(still_waiting(answer.as_mut()).await);
+        provider.write_all(&whole[10..]).await.expect("written");
+        let frame = tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect("read")
+            .expect("answered");
+        assert_eq!(frame.id, 90);
+        // The reader task's timer for that frame fires: the frame is complete, so the
+        // connection stays open.
+        tokio::time::sleep(limit * 2).await;
+        assert!(
+            !live.dead.is_cancelled(),
+            "closed for a frame that was not late"
+        );
     }
 }

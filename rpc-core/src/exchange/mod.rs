@@ -26,10 +26,13 @@
 //! dropped (counted by [`dropped_responses`]). Writes go through one writer task per
 //! connection draining a bounded queue and flushing only when the queue is momentarily empty,
 //! so concurrent small calls share system calls; a full queue makes senders wait (within their
-//! deadline). A two-way call alone on its connection, with nothing queued before it, writes
-//! its frame itself without waiting (what the socket does not take at once, the writer task
-//! finishes), so that its frame leaves without a hand-over to the writer task. Idle connections send heartbeats (`heartbeat` ms, default 60000); a peer silent
-//! for three heartbeats is declared dead. A dead connection fails its pending calls at once
+//! deadline). Responses are read by one reader task per connection, which hands each to its
+//! waiter. A two-way call alone on its connection does without both hand-overs: with nothing
+//! queued before it, it writes its frame itself without waiting (what the socket does not
+//! take at once, the writer task finishes), and while it waits it reads the socket itself
+//! (the reader task takes the socket back as soon as another call waits, when the call is
+//! dropped, and at the next 10 ms tick if the call is no longer polled). Idle connections
+//! send heartbeats (`heartbeat` ms, default 60000); a peer silent for three heartbeats is declared dead. A dead connection fails its pending calls at once
 //! with [`ErrorKind::Network`](crate::ErrorKind::Network) and is reopened with exponential
 //! backoff (`reconnect.interval` ms, default 100, doubling up to `reconnect.max` ms, default
 //! 3000); calls made while it is down fail fast.
@@ -70,6 +73,7 @@ use crate::error::Result;
 mod client;
 mod codec;
 pub mod guard;
+mod inlet;
 mod outlet;
 mod server;
 
