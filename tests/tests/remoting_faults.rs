@@ -161,6 +161,45 @@ async fn calls_a_silent_peer_never_answers_time_out_at_their_deadline() {
     server.abort();
 }
 
+/// A call its caller stops polling without dropping it (as a `select!` whose other branch won
+/// leaves it) holds up neither the other calls on its connection nor its own answer: while
+/// it was alone it read the socket for itself, and the connection's reader task takes the
+/// socket back once another call waits.
+#[tokio::test]
+async fn a_call_left_unpolled_holds_up_no_other_call() {
+    let (exp, _) = export_on(0, "").await;
+    let inv = refer(&*exp, "timeout=10000").await;
+    assert_eq!(echo(&*inv, "warm").await.expect("warm"), "warm");
+    let slow = inv.invoke(call("sleep", Value::typed((300u64,))));
+    tokio::pin!(slow);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(30), &mut slow)
+            .await
+            .is_err(),
+        "still sleeping"
+    );
+    // Not polled from here on, until the others are answered.
+    let t0 = Instant::now();
+    for i in 0..5 {
+        let text = format!("other {i}");
+        assert_eq!(echo(&*inv, &text).await.expect("answered"), text);
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "the other calls waited {:?}",
+        t0.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let slept: u64 = tokio::time::timeout(Duration::from_millis(500), slow)
+        .await
+        .expect("its answer was read meanwhile")
+        .expect("answered")
+        .into_value()
+        .expect("a number");
+    assert_eq!(slept, 300);
+    exp.unexport().await;
+}
+
 #[tokio::test]
 async fn pending_calls_fail_fast_when_the_connection_dies() {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
