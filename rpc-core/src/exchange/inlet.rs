@@ -174,7 +174,11 @@ impl Inlet {
         let Some(side) = side.as_mut() else {
             return Poll::Ready(Err("no reader installed".into()));
         };
-        self.lent.store(false, Ordering::SeqCst);
+        // Set only under this lock: read here, it is current. Written only when set, so that
+        // a busy connection's reader task does not write a shared flag on every read.
+        if self.lent.load(Ordering::Relaxed) {
+            self.lent.store(false, Ordering::SeqCst);
+        }
         side.turn(cx, arrived)
     }
 
