@@ -4,8 +4,8 @@
 //! ```text
 //! rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,...]
 //!               [--concurrency 1,64] [--payload 16,4096] [--rounds N] [--out FILE]
-//! rpc-bench server <target> [--port 0] [--duration S] [--inplace-budget US]
-//! rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
+//! rpc-bench server <target> [--port 0] [--duration S] [--inplace-budget US] [--filter LIST]
+//! rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S] [--filter LIST]
 //! rpc-bench micro [--time S]
 //! ```
 
@@ -41,8 +41,9 @@ pub type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const USAGE: &str = "usage:
   rpc-bench run [--quick] [--pin] [--warmup S] [--measure S] [--targets raw,tarpc,tonic,rpc,rpc-bincode,rpc-hessian2,rpc-stack,rpc-tls,rpc-service,tri,tri-proto]
                 [--concurrency 1,64] [--payload 16,4096] [--rounds N] [--out FILE]
-  rpc-bench server <target> [--port 0] [--duration S] [--inplace-budget US]
-  rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S]
+  rpc-bench server <target> [--port 0] [--duration S] [--inplace-budget US] [--filter LIST]
+  rpc-bench client <target> --addr HOST:PORT [--concurrency N] [--payload B] [--warmup S] [--measure S] [--filter LIST]
+  (--filter: the `filter` key of the rpc-service provider or reference, e.g. -context or -default)
   rpc-bench micro [--time S]";
 
 /// Positional arguments and `--flag value` pairs (`--quick` takes no value).
@@ -136,6 +137,13 @@ fn dispatch(args: Args) -> BoxResult<()> {
     }
 }
 
+/// Hands `--filter` on to the `rpc-service` provider or reference this process makes.
+fn set_filter(args: &Args) {
+    if let Some(list) = args.flags.get("filter") {
+        targets::framework::set_filter(list.clone());
+    }
+}
+
 /// Serves until `--duration` passes or stdin closes; prints the bound port first.
 fn server(args: &Args) -> BoxResult<()> {
     let target = args.target()?;
@@ -147,6 +155,7 @@ fn server(args: &Args) -> BoxResult<()> {
             .map_err(|e| format!("bad --inplace-budget {us:?}: {e}"))?;
         targets::framework::set_inplace_budget(us);
     }
+    set_filter(args);
     let rt = runtime()?;
     let result = rt.block_on(async {
         let (port, guard) = targets::start_server(target, port).await?;
@@ -189,6 +198,7 @@ fn client(args: &Args) -> BoxResult<()> {
         warmup: args.seconds("warmup", 1.0)?,
         measure: args.seconds("measure", 5.0)?,
     };
+    set_filter(args);
     if spec.concurrency == 0 || spec.concurrency > 10_000 {
         return Err("--concurrency must be 1..=10000".into());
     }

@@ -54,6 +54,16 @@ fn provider_url(url: Url) -> Url {
     }
 }
 
+/// The `filter` key (a list of filter names, `-name` to leave one out, `-default` for all
+/// defaults) given to the `rpc-service` provider or reference this process makes, when
+/// `--filter` set it: what takes one filter out of a comparison to measure what it costs.
+static FILTER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the `filter` key for the `rpc-service` provider or reference this process makes.
+pub fn set_filter(list: String) {
+    let _ = FILTER.set(list);
+}
+
 /// The provider side: `echo(bytes) -> bytes`.
 pub(crate) struct EchoInvoker {
     pub(crate) url: Url,
@@ -168,6 +178,9 @@ pub async fn start_service(port: u16) -> BoxResult<(u16, RunningProvider)> {
     if let Some(us) = INPLACE_BUDGET.get() {
         builder = builder.param(keys::INPLACE_BUDGET, us)?;
     }
+    if let Some(list) = FILTER.get() {
+        builder = builder.param(keys::FILTER, list)?;
+    }
     let provider = builder
         .without_env()
         .no_registry()
@@ -184,13 +197,17 @@ pub async fn start_service(port: u16) -> BoxResult<(u16, RunningProvider)> {
 /// A generated [`EchoService`] client from `Consumer`, pointed at `addr` with a direct `url`:
 /// proxy, cluster, balancer and consumer filters at their defaults.
 pub async fn connect_service(addr: SocketAddr) -> BoxResult<EchoServiceClient> {
+    let reference = ServiceConfig::default().param(keys::URL, format!("dubbo://{addr}"));
     let consumer = Consumer::builder()
         .without_env()
         .no_registry()
         .application("bench-consumer")
         .reference_config(
             "bench.EchoService",
-            ServiceConfig::default().param(keys::URL, format!("dubbo://{addr}")),
+            match FILTER.get() {
+                Some(list) => reference.param(keys::FILTER, list),
+                None => reference,
+            },
         )
         .build()
         .await?;
