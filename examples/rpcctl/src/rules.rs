@@ -293,6 +293,9 @@ pub(crate) async fn apply(cli: &Cli, interface: &str, change: Change) -> Fallibl
     Ok(ExitCode::SUCCESS)
 }
 
+/// How often [`write()`] reads the rules again while the registry does not show its change.
+const CONFIRM_EVERY: Duration = Duration::from_millis(50);
+
 /// Writes or removes `change.rule` (its `dry_run` is not looked at) and waits until the
 /// registry lists the change; returns the line saying what was done.
 pub(crate) async fn write(
@@ -308,21 +311,141 @@ pub(crate) async fn write(
         reg.register(&change.rule).await
     };
     result.map_err(|e| format!("cannot {verb} the rule: {e}"))?;
-    // A registry that was not reachable may have only queued the change: confirm it.
-    let after = current_within(reg, interface, timeout_ms).await?;
-    let listed = after
-        .overrides
-        .iter()
-        .chain(&after.routes)
-        .any(|r| *r == change.rule);
-    if listed == change.remove {
-        return Err(format!(
-            "the registry did not confirm the change within {timeout_ms} ms; run `rpcctl rules {interface}` to check"
-        ));
+    // A registry that was not reachable may have only queued the change, and one whose lists
+    // lag its writes shows it a little later: read the rules again until they show it.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // The last reads still get a moment to list, so a slow listing is not a failed one.
+        let wait = u64::try_from(left.max(CONFIRM_EVERY).as_millis()).unwrap_or(u64::MAX);
+        let after = current_within(reg, interface, wait).await?;
+        let listed = after
+            .overrides
+            .iter()
+            .chain(&after.routes)
+            .any(|r| *r == change.rule);
+        if listed != change.remove {
+            break;
+        }
+        if left.is_zero() {
+            return Err(format!(
+                "the registry did not confirm the change within {timeout_ms} ms; run `rpcctl rules {interface}` to check"
+            ));
+        }
+        tokio::time::sleep(left.min(CONFIRM_EVERY)).await;
     }
     Ok(format!(
         "{}: {}",
         if change.remove { "removed" } else { "written" },
         show(&change.rule)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rpc_core::registry::NotifyListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// A registry whose lists show a written rule only from its `shows_after`th listing on
+    /// (never, with `usize::MAX`): one whose reads lag its writes.
+    struct Lagging {
+        url: Url,
+        rules: Mutex<Vec<Url>>,
+        listings: AtomicUsize,
+        shows_after: usize,
+    }
+
+    impl Lagging {
+        fn new(shows_after: usize) -> Lagging {
+            Lagging {
+                url: Url::parse("lagging://127.0.0.1:1").expect("url"),
+                rules: Mutex::new(Vec::new()),
+                listings: AtomicUsize::new(0),
+                shows_after,
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Registry for Lagging {
+        fn url(&self) -> &Url {
+            &self.url
+        }
+        fn is_available(&self) -> bool {
+            true
+        }
+        async fn register(&self, url: &Url) -> rpc_core::Result<()> {
+            self.rules.lock().expect("lock").push(url.clone());
+            Ok(())
+        }
+        async fn unregister(&self, url: &Url) -> rpc_core::Result<()> {
+            self.rules.lock().expect("lock").retain(|u| u != url);
+            Ok(())
+        }
+        async fn subscribe(
+            &self,
+            _: &Url,
+            listener: Arc<dyn NotifyListener>,
+        ) -> rpc_core::Result<()> {
+            let n = self.listings.fetch_add(1, Ordering::SeqCst) + 1;
+            let shown = if n >= self.shows_after {
+                self.rules.lock().expect("lock").clone()
+            } else {
+                Vec::new()
+            };
+            listener.notify(Category::Configurators, shown);
+            listener.notify(Category::Routers, Vec::new());
+            Ok(())
+        }
+        async fn unsubscribe(&self, _: &Url, _: &Arc<dyn NotifyListener>) -> rpc_core::Result<()> {
+            Ok(())
+        }
+        async fn lookup(&self, _: &Url) -> rpc_core::Result<Vec<Url>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn weight_zero() -> Change {
+        Change {
+            rule: Url::parse(
+                "override://10.0.0.1:20880/org.Foo?category=configurators&dynamic=false&weight=0",
+            )
+            .expect("rule"),
+            remove: false,
+            dry_run: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_the_registry_lists_late_is_confirmed_once_listed() {
+        let reg = Lagging::new(3);
+        let done = write(&reg, "org.Foo", &weight_zero(), 2000)
+            .await
+            .expect("confirmed on the third listing");
+        assert!(
+            done.starts_with("written: override for provider 10.0.0.1:20880"),
+            "{done}"
+        );
+        assert_eq!(reg.listings.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_write_the_registry_never_lists_fails_after_the_timeout() {
+        let reg = Lagging::new(usize::MAX);
+        let started = tokio::time::Instant::now();
+        let e = write(&reg, "org.Foo", &weight_zero(), 200)
+            .await
+            .expect_err("never listed");
+        assert!(
+            e.contains("did not confirm the change within 200 ms"),
+            "{e}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(
+            reg.listings.load(Ordering::SeqCst) > 1,
+            "read again before giving up"
+        );
+    }
 }

@@ -95,6 +95,8 @@ struct Entry {
 }
 
 struct Subscription {
+    /// Its place in the order subscriptions were made ([`Inner::next_sub`]).
+    seq: u64,
     interface: String,
     categories: Vec<Category>,
     listener: Arc<dyn NotifyListener>,
@@ -108,6 +110,9 @@ struct Inner {
     /// File path → file content, for every URL registered by this process.
     registered: Mutex<BTreeMap<PathBuf, Vec<u8>>>,
     subs: Mutex<Vec<Subscription>>,
+    /// The `seq` of the next subscription; read under the `subs` lock, so a poll knows which
+    /// subscriptions its scan was made for.
+    next_sub: std::sync::atomic::AtomicU64,
     /// Files already warned about, so a bad file is reported once.
     warned: Mutex<HashSet<PathBuf>>,
     /// Held for a whole poll, so two polls never interleave and notify an older set last.
@@ -151,6 +156,7 @@ impl LocalRegistry {
             lease,
             registered: Mutex::new(BTreeMap::new()),
             subs: Mutex::new(Vec::new()),
+            next_sub: std::sync::atomic::AtomicU64::new(0),
             warned: Mutex::new(HashSet::new()),
             polling: Mutex::new(()),
         });
@@ -350,25 +356,59 @@ impl Inner {
         let Ok(_polling) = self.polling.lock() else {
             return;
         };
-        let wanted: Vec<(String, Category)> = match self.subs.lock() {
-            Ok(subs) => subs
-                .iter()
-                .flat_map(|s| s.categories.iter().map(|c| (s.interface.clone(), *c)))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect(),
-            Err(_) => return,
+        if let Some(scanned) = self.scan_subscribed() {
+            self.notify_changed(scanned);
+        }
+    }
+
+    /// Adds a subscription; the next poll notifies it.
+    fn add_subscription(&self, url: &Url, listener: Arc<dyn NotifyListener>) {
+        if let Ok(mut subs) = self.subs.lock() {
+            subs.push(Subscription {
+                seq: self
+                    .next_sub
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                interface: url.interface().to_string(),
+                categories: Category::subscribed(url),
+                listener,
+                last: HashMap::new(),
+            });
+        }
+    }
+
+    /// The lists of every subscribed category as the directory holds them now.
+    fn scan_subscribed(&self) -> Option<Scanned> {
+        let (wanted, before): (Vec<(String, Category)>, u64) = match self.subs.lock() {
+            Ok(subs) => (
+                subs.iter()
+                    .flat_map(|s| s.categories.iter().map(|c| (s.interface.clone(), *c)))
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect(),
+                self.next_sub.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            Err(_) => return None,
         };
-        let current: HashMap<(String, Category), Vec<String>> = wanted
+        let lists = wanted
             .into_iter()
             .map(|(i, c)| {
                 let list = self.scan(&i, c);
                 ((i, c), list)
             })
             .collect();
+        Some(Scanned { lists, before })
+    }
+
+    /// Notifies the subscriptions `scanned` was made for of each list that changed. One made
+    /// after the scan began is left to the next poll, even when the scan holds its category
+    /// (another subscription of the same interface): the directory may have changed since,
+    /// and its first list must not be older than its subscription (an operator's tool that
+    /// removes a rule and then subscribes would read the rule back).
+    fn notify_changed(&self, scanned: Scanned) {
+        let current = scanned.lists;
         let mut to_notify = Vec::new();
         if let Ok(mut subs) = self.subs.lock() {
-            for s in subs.iter_mut() {
+            for s in subs.iter_mut().filter(|s| s.seq < scanned.before) {
                 for c in &s.categories {
                     let Some(now) = current.get(&(s.interface.clone(), *c)) else {
                         continue;
@@ -385,6 +425,13 @@ impl Inner {
             l.notify(c, texts.iter().filter_map(|t| Url::parse(t).ok()).collect());
         }
     }
+}
+
+/// One poll's scan: each subscribed (interface, category)'s list, and the `seq` of the first
+/// subscription made after the scan began.
+struct Scanned {
+    lists: HashMap<(String, Category), Vec<String>>,
+    before: u64,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -450,14 +497,7 @@ impl Registry for LocalRegistry {
     }
 
     async fn subscribe(&self, url: &Url, listener: Arc<dyn NotifyListener>) -> Result<()> {
-        if let Ok(mut subs) = self.inner.subs.lock() {
-            subs.push(Subscription {
-                interface: url.interface().to_string(),
-                categories: Category::subscribed(url),
-                listener,
-                last: HashMap::new(),
-            });
-        }
+        self.inner.add_subscription(url, listener);
         let inner = self.inner.clone();
         blocking(move || inner.poll()).await
     }
@@ -549,6 +589,44 @@ mod tests {
             dir.display()
         ))
         .expect("url")
+    }
+
+    /// A poll that scanned before a rule was removed must not hand its old list to a
+    /// subscription made after: what made `rpcctl` read back a rule it had just removed.
+    #[tokio::test]
+    async fn a_subscription_made_during_a_poll_gets_no_list_older_than_itself() {
+        let url = temp_registry("&poll=600000");
+        let reg = LocalRegistry::start(&url).expect("start");
+        let rule = Url::parse(
+            "override://10.0.0.1:20880/org.Foo?category=configurators&weight=0&dynamic=false",
+        )
+        .expect("rule");
+        reg.register(&rule).await.expect("write the rule");
+        let sub = Url::parse("consumer://10.0.0.9/org.Foo?category=configurators").expect("sub");
+        let early = Recorder::new();
+        reg.subscribe(&sub, early.clone()).await.expect("subscribe");
+        assert_eq!(
+            early.last(Category::Configurators),
+            Some(vec![rule.clone()])
+        );
+
+        // A poll scans (the rule is there), then the rule is removed and a new subscription
+        // is made before that poll notifies.
+        let scanned = reg.inner.scan_subscribed().expect("scan");
+        reg.unregister(&rule).await.expect("remove the rule");
+        let late = Recorder::new();
+        reg.inner.add_subscription(&sub, late.clone());
+        reg.inner.notify_changed(scanned);
+        assert_eq!(
+            late.count(),
+            0,
+            "the late subscription got the scan made before it"
+        );
+        // Its own poll gives it the list as it is now; the early one sees the removal too.
+        reg.inner.poll();
+        assert_eq!(late.last(Category::Configurators), Some(vec![]));
+        assert_eq!(early.last(Category::Configurators), Some(vec![]));
+        let _ = std::fs::remove_dir_all(format!("/{}", url.path()));
     }
 
     #[test]
