@@ -613,12 +613,7 @@ async fn remove_rule(
     let in_force = rules::current_within(&*console.registry, interface, console.timeout_ms)
         .await
         .map_err(failed)?;
-    if !in_force
-        .overrides
-        .iter()
-        .chain(&in_force.routes)
-        .any(|r| *r == rule)
-    {
+    if !in_force.contains(&rule) {
         return Err(bad(format!(
             "no such rule is in force for {interface}: {rule}"
         )));

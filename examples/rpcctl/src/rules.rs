@@ -85,7 +85,7 @@ pub(crate) async fn print_rules(cli: &Cli, reg: &dyn Registry, interface: &str) 
         return print_documents(reg, interface).await;
     }
     say!("rules in force:");
-    for r in rules.overrides.iter().chain(&rules.routes) {
+    for r in rules.all() {
         say!("  {}", show(r));
     }
     if let Err(e) = rules.checked_overrides() {
@@ -234,14 +234,10 @@ pub(crate) async fn list(cli: &Cli, interface: &str) -> Fallible<ExitCode> {
 pub(crate) async fn apply(cli: &Cli, interface: &str, change: Change) -> Fallible<ExitCode> {
     let reg = connect(cli).await?;
     let before = current(cli, &*reg, interface).await?;
-    let in_force = before
-        .overrides
-        .iter()
-        .chain(&before.routes)
-        .any(|r| *r == change.rule);
+    let in_force = before.contains(&change.rule);
     if change.remove && !in_force {
         let mut known = String::new();
-        for r in before.overrides.iter().chain(&before.routes) {
+        for r in before.all() {
             known.push_str(&format!("\n  {}", show(r)));
         }
         return Err(format!(
@@ -319,12 +315,7 @@ pub(crate) async fn write(
         // The last reads still get a moment to list, so a slow listing is not a failed one.
         let wait = u64::try_from(left.max(CONFIRM_EVERY).as_millis()).unwrap_or(u64::MAX);
         let after = current_within(reg, interface, wait).await?;
-        let listed = after
-            .overrides
-            .iter()
-            .chain(&after.routes)
-            .any(|r| *r == change.rule);
-        if listed != change.remove {
+        if after.contains(&change.rule) != change.remove {
             break;
         }
         if left.is_zero() {

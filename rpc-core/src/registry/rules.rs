@@ -84,6 +84,16 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// Every rule, overrides first.
+    pub fn all(&self) -> impl Iterator<Item = &Url> {
+        self.overrides.iter().chain(&self.routes)
+    }
+
+    /// Whether `rule` is one of them (in force).
+    pub fn contains(&self, rule: &Url) -> bool {
+        self.all().any(|r| r == rule)
+    }
+
     /// The override rules as consumers would apply them; the error names a rule they would
     /// refuse (and so the list they would keep not applying).
     pub fn checked_overrides(&self) -> Result<Overrides> {
