@@ -12,9 +12,12 @@ they lie on are what the processor has to fetch into its instruction cache for a
 something else ran in between (the kernel's network stack, another process), those lines are
 cold again, and each costs a fetch from further out.
 
-Work that a call hands to a batch (one loop per 64 calls) counts here as if every call ran
-it, so batched code is over-counted. The lines are listed per function (a line shared by
-several functions is split between them).
+A function entered less than half a time per call (a sweeper every few milliseconds, a
+batch handed on every 64 calls) is left out even when a loop in it runs often; a function
+never entered in the window (an event loop that lives across calls) is kept. What such a
+batch calls once per item (a recorder's per-value function) still counts as if every call
+ran it, so the figures are an upper bound. The lines are listed per function (a line shared
+by several functions is split between them).
 """
 
 import collections
@@ -25,9 +28,12 @@ LINE = 64
 
 
 def load(path):
-    """Instruction address -> (executions, function name) from one dump."""
+    """From one dump: executions per instruction address, the function of each address, and
+    how often each function was entered."""
     names = {}
     counts = collections.Counter()
+    entries = collections.Counter()
+    callee = None
     owner = {}
     function = None
     npos = 1
@@ -55,12 +61,15 @@ def load(path):
                         names[m.group(1)] = m.group(2)
                     if line.startswith("fn="):
                         function = m.group(1)
+                    else:
+                        callee = m.group(1)
                 elif line.startswith("fn="):
                     function = line[3:].strip()
                 continue
             if line.startswith("calls="):
                 # The next cost line is the call's inclusive cost, not this function's own.
                 after_calls = True
+                entries[callee] += int(line[6:].split()[0])
                 continue
             if not line or not (line[0].isdigit() or line[0] in "+-*"):
                 continue
@@ -76,7 +85,14 @@ def load(path):
             if len(tokens) > npos:
                 counts[pos[0]] += int(tokens[npos])
                 owner[pos[0]] = function
-    return counts, {a: names.get(f, f) for a, f in owner.items()}
+    def name(f):
+        # Callgrind names the deeper levels of a recursion `f'2`, `f'3`: one function.
+        return re.sub(r"'\d+$", "", names.get(f, f))
+
+    entered = collections.Counter()
+    for f, n in entries.items():
+        entered[name(f)] += n
+    return counts, {a: name(f) for a, f in owner.items()}, entered
 
 
 def main():
@@ -85,9 +101,18 @@ def main():
     calls = int(long_calls) - int(short_calls)
     if calls <= 0:
         sys.exit("the long run made no more calls than the short one")
-    short, _ = load(short_path)
-    long, owner = load(long_path)
-    hot = [a for a, n in long.items() if n - short.get(a, 0) >= 0.5 * calls]
+    short, _, short_entered = load(short_path)
+    long, owner, long_entered = load(long_path)
+
+    def per_call(f):
+        entered = long_entered.get(f, 0) - short_entered.get(f, 0)
+        return entered == 0 and long_entered.get(f, 0) == 0 or entered >= 0.5 * calls
+
+    hot = [
+        a
+        for a, n in long.items()
+        if n - short.get(a, 0) >= 0.5 * calls and per_call(owner[a])
+    ]
     lines = collections.defaultdict(set)
     for a in hot:
         lines[a // LINE].add(owner[a])
