@@ -85,6 +85,7 @@ def load(path):
             if len(tokens) > npos:
                 counts[pos[0]] += int(tokens[npos])
                 owner[pos[0]] = function
+
     def name(f):
         # Callgrind names the deeper levels of a recursion `f'2`, `f'3`: one function.
         return re.sub(r"'\d+$", "", names.get(f, f))
@@ -105,8 +106,10 @@ def main():
     long, owner, long_entered = load(long_path)
 
     def per_call(f):
-        entered = long_entered.get(f, 0) - short_entered.get(f, 0)
-        return entered == 0 and long_entered.get(f, 0) == 0 or entered >= 0.5 * calls
+        # Entered at least half a time per call, or never entered at all (an event loop).
+        if long_entered.get(f, 0) == 0:
+            return True
+        return long_entered[f] - short_entered.get(f, 0) >= 0.5 * calls
 
     hot = [
         a
