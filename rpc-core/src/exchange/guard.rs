@@ -112,6 +112,7 @@ fn take_log_turn(side: &'static str, cause: Cause) -> Option<u64> {
 /// Records that a limit acted: the counter `rpc_connection_limits_total{side, reason}` is
 /// incremented every time, and a warning naming the peer and `detail` is logged once per
 /// cause and [`LOG_EVERY`] (with the count of the occurrences it stands for).
+#[cold]
 pub fn report(side: &'static str, cause: Cause, peer: &str, detail: &str) {
     metrics::counter!(
         "rpc_connection_limits_total",
