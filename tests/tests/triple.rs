@@ -12,7 +12,8 @@ use rpc_core::config::keys;
 use rpc_core::protocol::{Exporter, Protocol};
 use rpc_core::{extension, ErrorKind, Url};
 use rpc_tests::triple::{
-    EchoClient, EchoServer, GreetRequest, Impl, ProtoGreeterClient, ProtoGreeterServer,
+    CountRequest, EchoClient, EchoServer, GreetRequest, Impl, ProtoGreeterClient,
+    ProtoGreeterServer, ProtoStreamerClient,
 };
 
 fn tri() -> std::sync::Arc<dyn Protocol> {
@@ -799,8 +800,13 @@ async fn bad_provider() -> u16 {
                         if case == "badstatus" {
                             head = head.header("grpc-status", "nope");
                         }
+                        // Trailers-only: how grpc-go, grpc-java and Dubbo end a stream of
+                        // no messages (not hostile: the one well-formed case here).
+                        if case == "Count" {
+                            head = head.header("grpc-status", "0");
+                        }
                         let head = head.body(()).expect("head");
-                        let end = case == "unavailable" || case == "badstatus";
+                        let end = matches!(case.as_str(), "unavailable" | "badstatus" | "Count");
                         let Ok(mut send) = respond.send_response(head, end) else {
                             return;
                         };
@@ -858,6 +864,26 @@ async fn our_consumer_survives_a_hostile_provider() {
         assert_eq!(e.kind(), kind, "{case}: {e}");
         assert!(e.message().contains(text), "{case}: {e}");
     }
+}
+
+/// A server stream of no messages answered trailers-only (`grpc-status: 0` in the response
+/// headers, END_STREAM on them), as stock gRPC servers answer it, reads as an empty stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailers_only_answer_is_an_empty_stream() {
+    let port = bad_provider().await;
+    let url = Url::parse(&format!(
+        "tri://127.0.0.1:{port}/org.example.Streamer?timeout=3000"
+    ))
+    .expect("url");
+    let streamer: ProtoStreamerClient = rpc_core::proxy::refer(&*tri(), url).await.expect("refer");
+    let items = streamer
+        .count(CountRequest { n: 0 })
+        .await
+        .expect("call")
+        .collect_all()
+        .await
+        .expect("an empty stream, not an error");
+    assert!(items.is_empty(), "{items:?}");
 }
 
 // --- raw HTTP/2 -----------------------------------------------------------------------------

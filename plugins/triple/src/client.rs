@@ -341,8 +341,12 @@ impl TriInvoker {
             if let Some(answer) = finished(&parts.headers)? {
                 return Ok(answer);
             }
+            // An OK status in the headers is a trailers-only answer: a stream that ended with
+            // no message (how grpc-go, grpc-java and Dubbo answer an empty server stream).
+            let trailers = parts.headers.get(headers::GRPC_STATUS).is_none();
             let codec = ItemCodec::for_method(method, protobuf, slot, ser.clone(), false);
-            let items = streams::read_items(body, self.payload, codec, true, Some(deadline), pump);
+            let items =
+                streams::read_items(body, self.payload, codec, trailers, Some(deadline), pump);
             Ok(Response {
                 outcome: Outcome::Value(rpc_core::Value::Typed(Arc::new(ValueStream::new(items)))),
                 attachments: headers::attachments_of(&parts.headers),
