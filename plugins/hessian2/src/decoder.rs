@@ -27,9 +27,11 @@ pub struct Limits {
     pub max_type_names: usize,
     /// Maximum number of lists, maps and objects in one message (default 1 048 576).
     pub max_refs: usize,
-    /// Maximum number of input bytes re-read to expand back-references (`Q`) into copies,
-    /// over the whole message (default 8 MiB). Bounds the blow-up of inputs in which
-    /// references refer to values that themselves contain references.
+    /// Maximum number of bytes copied to expand back-references over the whole message
+    /// (default 8 MiB): input re-read for a reference to a value (`Q`), and the names a
+    /// reference to a definition brings along (an object's class and field names, copied
+    /// into each [`Value::Object`](crate::Value::Object); a list's or map's type name).
+    /// Bounds the blow-up of inputs in which a few bytes refer to something much larger.
     pub max_ref_expansion: usize,
 }
 
@@ -51,6 +53,9 @@ impl Default for Limits {
 pub(crate) struct ClassDef {
     pub(crate) name: String,
     pub(crate) fields: Vec<String>,
+    /// The bytes of the name and the field names: what each instance read as a
+    /// [`Value::Object`](crate::Value::Object) copies.
+    pub(crate) names_len: usize,
 }
 
 /// The start of one value: scalars complete, containers with what is needed to read their
@@ -179,6 +184,13 @@ impl<'de> Decoder<'de> {
         self.value()
     }
 
+    /// Reads past the next value without building it: what [`read_value`](Self::read_value)
+    /// checks and registers (class definitions, type names, references for the values after
+    /// it) without its allocations, for a reader that only needs to know where a value ends.
+    pub fn skip_value(&mut self) -> Result<()> {
+        self.skip()
+    }
+
     /// Reads the next value into any `Deserialize` type (see the crate documentation for
     /// the mapping).
     pub fn deserialize<T: Deserialize<'de>>(&mut self) -> Result<T> {
@@ -301,31 +313,35 @@ impl<'de> Decoder<'de> {
                 ))
             }
         };
-        let over = |d: &Self| {
-            Error::at(
-                ErrorKind::LimitExceeded,
-                at,
-                format!(
-                    "back-references expand to more than {} bytes",
-                    d.limits.max_ref_expansion
-                ),
-            )
-        };
-        if self.expanded > self.limits.max_ref_expansion {
-            return Err(over(self));
-        }
+        self.charge(0, at)?;
         let saved = self.pos;
         self.pos = start;
         self.replaying += 1;
         let r = f(self);
         self.replaying -= 1;
-        self.expanded = self.expanded.saturating_add(self.pos.saturating_sub(start));
+        let replayed = self.pos.saturating_sub(start);
         self.pos = saved;
         let r = r?;
-        if self.expanded > self.limits.max_ref_expansion {
-            return Err(over(self));
-        }
+        self.charge(replayed, at)?;
         Ok(r)
+    }
+
+    /// Counts `bytes` copied to expand a back-reference (at offset `at`) against
+    /// [`Limits::max_ref_expansion`].
+    fn charge(&mut self, bytes: usize, at: usize) -> Result<()> {
+        self.expanded = self.expanded.saturating_add(bytes);
+        if self.expanded > self.limits.max_ref_expansion {
+            return Err(Error::at(
+                ErrorKind::LimitExceeded,
+                at,
+                format!(
+                    "back-references expand to more than {} bytes (copies of referenced values, \
+                     class names, field names and type names)",
+                    self.limits.max_ref_expansion
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Reads an `int` in any of its forms (lengths, indices).
@@ -400,7 +416,7 @@ impl<'de> Decoder<'de> {
             }
             Some(0x80..=0xd7 | b'I') => {
                 let (i, at) = self.index("type reference")?;
-                self.types.get(i).cloned().ok_or_else(|| {
+                let t = self.types.get(i).cloned().ok_or_else(|| {
                     Error::at(
                         ErrorKind::InvalidData,
                         at,
@@ -409,7 +425,9 @@ impl<'de> Decoder<'de> {
                             self.types.len()
                         ),
                     )
-                })
+                })?;
+                self.charge(t.len(), at)?;
+                Ok(t)
             }
             Some(tag) => Err(Error::at(
                 ErrorKind::UnexpectedTag,
@@ -474,7 +492,14 @@ impl<'de> Decoder<'de> {
                     format!("more than {} class definitions", self.limits.max_class_defs),
                 ));
             }
-            self.classes.push(Arc::new(ClassDef { name, fields }));
+            let names_len = fields
+                .iter()
+                .fold(name.len(), |n, f| n.saturating_add(f.len()));
+            self.classes.push(Arc::new(ClassDef {
+                name,
+                fields,
+                names_len,
+            }));
         }
         Ok(())
     }
@@ -912,6 +937,7 @@ impl<'de> Decoder<'de> {
                 Value::Map { type_name, entries }
             }
             Header::Object { def, slot } => {
+                self.charge(def.names_len, at)?;
                 self.enter(at)?;
                 let mut fields = Vec::with_capacity(def.fields.len());
                 for name in &def.fields {

@@ -806,6 +806,64 @@ fn limits() {
     assert!(err.is_err());
 }
 
+/// A few bytes that refer to a long class or type name defined once: each reference copies
+/// the name into the value, so a 6 KB message would build 4 MB. The copies count against
+/// `max_ref_expansion`, as a back-reference's do.
+#[test]
+fn names_copied_per_reference_count_against_the_expansion_limit() {
+    let long = |b: &mut Vec<u8>| {
+        b.extend([b'S', 0x07, 0xd0]);
+        b.extend([b'a'; 2000]);
+    };
+    let one_mib = Limits {
+        max_ref_expansion: 1 << 20,
+        ..Limits::default()
+    };
+    // A class of a 2000-byte name and no fields, then a list of 2000 instances (one byte each).
+    let mut objects = vec![b'C'];
+    long(&mut objects);
+    objects.extend([0x90, b'X', 0xcf, 0xd0]);
+    objects.extend([0x60; 2000]);
+    let err = Decoder::with_limits(&objects, one_mib)
+        .read_value()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+    assert!(err.message().contains("class names"), "{err}");
+    // Skipping, or reading into a Rust type, copies no names: nothing to bound.
+    let mut d = Decoder::with_limits(&objects, one_mib);
+    d.skip_value().expect("skipped");
+    assert!(d.is_empty());
+    assert!(from_slice_with_limits::<serde::de::IgnoredAny>(&objects, one_mib).is_ok());
+    // The same instances under a limit they fit: every one is read, with its class.
+    let roomy = Limits {
+        max_ref_expansion: 8 << 20,
+        ..Limits::default()
+    };
+    match Decoder::with_limits(&objects, roomy).read_value() {
+        Ok(Value::List { items, .. }) => {
+            assert_eq!(items.len(), 2000);
+            assert!(matches!(&items[1999], Value::Object { class, .. } if class.len() == 2000));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A typed list of a 2000-byte type name, then 2000 empty lists referring to that type.
+    let mut types = vec![b'X', 0xcf, 0xd1, 0x70];
+    long(&mut types);
+    for _ in 0..2000 {
+        types.extend([0x70, 0x90]);
+    }
+    let err = Decoder::with_limits(&types, one_mib)
+        .read_value()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+    // Here skipping copies the type name too (it is a part of each list's header).
+    let err = Decoder::with_limits(&types, one_mib)
+        .skip_value()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+}
+
 #[test]
 fn trailing_bytes_and_type_mismatches() {
     let err = decode(&hex("91 92")).unwrap_err();

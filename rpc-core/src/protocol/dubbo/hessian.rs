@@ -240,7 +240,9 @@ pub(crate) fn decode_request(body: Bytes) -> Result<Request> {
                 "hessian2 request ends after {i} of the {count} arguments `{parameter_types}` describes"
             )));
         }
-        d.read_value()
+        // Only where the arguments end is needed here: they are decoded once, by the
+        // skeleton, into the method's types.
+        d.skip_value()
             .map_err(|e| codec(&format!("argument {i}"), e))?;
     }
     let end = d.position();
@@ -603,7 +605,7 @@ pub(crate) fn decode_response(body: Bytes) -> Result<Answer> {
         FLAG_NULL => Outcome::Value(Value::Empty),
         FLAG_VALUE => {
             let start = d.position();
-            d.read_value().map_err(|e| codec("result", e))?;
+            d.skip_value().map_err(|e| codec("result", e))?;
             Outcome::Value(Value::Encoded(Payload {
                 serialization: ids::HESSIAN2,
                 bytes: body.slice(start..d.position()),
@@ -907,6 +909,46 @@ mod tests {
             w
         };
         assert!(encode_request(&wrong, 0).is_err());
+    }
+
+    /// A request for `m(List)` whose argument is `arg`, as raw Hessian bytes.
+    fn request_with_argument(arg: &[u8]) -> Bytes {
+        let mut e = Encoder::new();
+        for s in ["2.0.2", "S", "0.0.0", "m", "Ljava/util/List;"] {
+            e.write_string(s);
+        }
+        let mut b = e.into_bytes();
+        b.extend_from_slice(arg);
+        Bytes::from(b)
+    }
+
+    /// A hostile request: a few bytes that refer, again and again, to a long class or type
+    /// name defined once. Finding where the arguments end builds nothing from them, and what
+    /// the names would expand to is bounded.
+    #[test]
+    fn arguments_that_refer_to_long_names_are_bounded() {
+        let name = |b: &mut Vec<u8>| {
+            b.extend([b'S', 0x75, 0x30]);
+            b.extend([b'a'; 30_000]);
+        };
+        // 30,000 instances of a class with a 30 KB name: 900 MB as values. Skipped, the
+        // request decodes, and the arguments are left as the bytes they came as.
+        let mut objects = vec![b'C'];
+        name(&mut objects);
+        objects.extend([0x90, b'X', 0xd4, 0x75, 0x30]);
+        objects.extend([0x60; 30_000]);
+        let r = decode_request(request_with_argument(&objects)).expect("decoded");
+        assert_eq!(&r.args[..], &objects[..]);
+        // 300 lists that each name a 30 KB type by reference: 9 MB of copied names.
+        let mut types = vec![b'X', 0xc9, 0x2d, 0x70];
+        name(&mut types);
+        for _ in 0..300 {
+            types.extend([0x70, 0x90]);
+        }
+        let e = decode_request(request_with_argument(&types)).expect_err("over the bound");
+        assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+        assert!(e.message().contains("argument 0"), "{e}");
+        assert!(e.message().contains("expand to more than"), "{e}");
     }
 
     fn frame_bytes(f: crate::exchange::Frame) -> Vec<u8> {
