@@ -64,6 +64,13 @@ const CONDITION_KEYS: &[&str] = &[
     keys::VERSION,
 ];
 
+/// The value of `key` in a rule, unless it is empty or `*` (any).
+fn named(url: &Url, key: &str) -> Option<String> {
+    url.param(key)
+        .filter(|v| !v.is_empty() && *v != "*")
+        .map(str::to_string)
+}
+
 /// The address every host matches.
 const ANY_HOST: &str = "0.0.0.0";
 
@@ -76,6 +83,9 @@ pub struct Override {
     host: String,
     port: Option<u16>,
     application: Option<String>,
+    /// The group and the version the rule is for (`None`: any).
+    group: Option<String>,
+    version: Option<String>,
     provider_side: bool,
     /// `providerAddresses`: the providers the rule is for (`None`: every provider).
     providers: Option<Vec<String>>,
@@ -130,10 +140,9 @@ impl Override {
             absent,
             host: url.host().to_string(),
             port: url.port().filter(|p| *p != 0),
-            application: url
-                .param(keys::APPLICATION)
-                .filter(|a| !a.is_empty() && *a != "*")
-                .map(str::to_string),
+            application: named(url, keys::APPLICATION),
+            group: named(url, keys::GROUP),
+            version: named(url, keys::VERSION),
             provider_side: url.param(keys::SIDE) == Some("provider"),
             providers: provider_addresses(url),
             priority,
@@ -160,6 +169,14 @@ impl Override {
                 .application
                 .as_deref()
                 .is_none_or(|app| provider.param(keys::APPLICATION) == Some(app))
+            && self
+                .group
+                .as_deref()
+                .is_none_or(|g| provider.param(keys::GROUP) == Some(g))
+            && self
+                .version
+                .as_deref()
+                .is_none_or(|v| provider.param(keys::VERSION) == Some(v))
             && self.providers.as_deref().is_none_or(|list| {
                 list.iter().any(|item| {
                     let (host, port) = split_address(item);
@@ -332,6 +349,59 @@ mod tests {
             None,
             "condition keys are not settings"
         );
+    }
+
+    /// A rule naming a group or a version is for that group or version only; one naming
+    /// neither (or `*`) is for all of them.
+    #[test]
+    fn a_rule_naming_a_version_or_group_is_for_it_alone() {
+        let v1 = url("consumer://10.9.9.9/a.B?version=1.0.0&timeout=1000");
+        let v2 = url("consumer://10.9.9.9/a.B?version=2.0.0&group=blue&timeout=1000");
+        let timeout = |rule: &str, reference: &Url| {
+            let r = rules(&[rule]).expect("valid");
+            let merged = url(P1).with_params(reference.params().iter());
+            (
+                r.apply_to_consumer(reference)
+                    .param(keys::TIMEOUT)
+                    .map(str::to_string),
+                r.apply(&merged, "10.9.9.9")
+                    .param(keys::TIMEOUT)
+                    .map(str::to_string),
+            )
+        };
+        let set = (Some("3000".to_string()), Some("3000".to_string()));
+        let kept = (Some("1000".to_string()), Some("1000".to_string()));
+        for (rule, on_v1, on_v2) in [
+            (
+                "override://0.0.0.0/a.B?version=2.0.0&timeout=3000",
+                &kept,
+                &set,
+            ),
+            (
+                "override://0.0.0.0/a.B?group=blue&timeout=3000",
+                &kept,
+                &set,
+            ),
+            (
+                "override://0.0.0.0/a.B?group=red&timeout=3000",
+                &kept,
+                &kept,
+            ),
+            (
+                "override://0.0.0.0/a.B?version=1.0.0&timeout=3000",
+                &set,
+                &kept,
+            ),
+            ("override://0.0.0.0/a.B?timeout=3000", &set, &set),
+            (
+                "override://0.0.0.0/a.B?version=*&group=&timeout=3000",
+                &set,
+                &set,
+            ),
+        ] {
+            assert_eq!(&timeout(rule, &v1), on_v1, "{rule} on 1.0.0");
+            assert_eq!(&timeout(rule, &v2), on_v2, "{rule} on blue 2.0.0");
+        }
     }
 
     #[test]

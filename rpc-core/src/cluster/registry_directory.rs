@@ -96,6 +96,12 @@ pub fn merge_direct_url(provider: &Url, reference: &Url) -> Url {
     }
 }
 
+/// Whether `a` and `b` name the same group and version (an empty value counts as none).
+pub(crate) fn same_group_and_version(a: &Url, b: &Url) -> bool {
+    let same = |key| a.param(key).unwrap_or("") == b.param(key).unwrap_or("");
+    same(keys::GROUP) && same(keys::VERSION)
+}
+
 /// Provider URL keys a consumer's settings never override (an override rule may).
 const PROVIDER_ONLY: &[&str] = &[
     keys::ZONE,
@@ -305,8 +311,15 @@ impl RegistryDirectory {
         }
     }
 
+    /// Whether the reference can call `url`. A registry lists every provider of an
+    /// interface, whatever its group and version: only those of the reference's own group
+    /// and version serve it (as a Dubbo consumer matches them; a provider answers only
+    /// calls for its own).
     fn usable(&self, url: &Url) -> bool {
-        if url.protocol() == "empty" || !url.param_bool(keys::ENABLED, true).unwrap_or(true) {
+        if url.protocol() == "empty"
+            || !url.param_bool(keys::ENABLED, true).unwrap_or(true)
+            || !same_group_and_version(url, &self.url)
+        {
             return false;
         }
         match self.url.param(keys::PROTOCOL) {
@@ -1007,6 +1020,32 @@ mod tests {
         );
         dir.refresh().await;
         assert_eq!(addrs(&dir), ["10.2.0.2:20880"]);
+    }
+
+    /// A registry lists the providers of every group and version of an interface; a
+    /// reference calls only those of its own.
+    #[tokio::test]
+    async fn only_providers_of_the_references_group_and_version_are_used() {
+        for (reference, expected) in [
+            ("version=1.0.0", "10.2.0.1:20880"),
+            ("version=2.0.0", "10.2.0.2:20880"),
+            ("", "10.2.0.3:20880"),
+            ("group=blue&version=1.0.0", "10.2.0.4:20880"),
+        ] {
+            let url = Url::parse(&format!("consumer://127.0.0.1/rd.S?{reference}")).expect("url");
+            let dir = RegistryDirectory::new(url, Arc::new(Factory::default()));
+            dir.notify(
+                Category::Providers,
+                vec![
+                    provider(1, "version=1.0.0"),
+                    provider(2, "version=2.0.0"),
+                    provider(3, "version="),
+                    provider(4, "version=1.0.0&group=blue"),
+                ],
+            );
+            dir.refresh().await;
+            assert_eq!(addrs(&dir), [expected], "reference {reference:?}");
+        }
     }
 
     #[tokio::test]
