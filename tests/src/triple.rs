@@ -28,7 +28,7 @@ pub trait Echo {
     async fn greet(&self, name: String) -> String;
     /// `a + b`.
     async fn add(&self, a: i32, b: i64) -> i64;
-    /// A business error for `bob`.
+    /// A business error for `bob`; for `long:<n>`, one of `n` bytes.
     async fn check(&self, name: String) -> Result<String, String>;
     /// Sleeps `ms`, then returns it.
     async fn sleep(&self, ms: u64) -> u64;
@@ -185,6 +185,8 @@ impl Echo for Impl {
     async fn check(&self, name: String) -> Result<String, String> {
         if name == "bob" {
             Err(format!("no such user: {name}"))
+        } else if let Some(n) = name.strip_prefix("long:").and_then(|n| n.parse().ok()) {
+            Err("x".repeat(n))
         } else {
             Ok(name)
         }

@@ -53,6 +53,41 @@ fn reference(port: u16, interface: &str) -> Url {
     .expect("url")
 }
 
+/// A business error too large for the trailers (which a peer bounds, and answers going far
+/// over with the end of the whole connection) arrives as a business error with its message
+/// cut, and the other calls on the shared connection go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_business_error_too_large_for_the_trailers_fails_only_its_call() {
+    let (_imp, exporters, port) = export_both(None).await;
+    let c: EchoClient = rpc_core::proxy::refer(&*tri(), reference(port, "org.example.Echo"))
+        .await
+        .expect("refer");
+    // A small one still arrives whole, as the method's error type.
+    assert_eq!(
+        c.check("long:3000".into()).await.expect("rpc ok"),
+        Err("x".repeat(3000))
+    );
+    let slow = {
+        let c = c.clone();
+        tokio::spawn(async move { c.sleep(400).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let e = c
+        .check("long:60000".into())
+        .await
+        .expect_err("too large to arrive as the method's error");
+    assert_eq!(e.kind(), ErrorKind::Biz, "{e}");
+    assert!(e.message().contains("xxxx"), "{e}");
+    assert!(
+        e.message().len() < 8 << 10,
+        "cut: {} bytes",
+        e.message().len()
+    );
+    assert_eq!(slow.await.expect("joined").expect("the other call"), 400);
+    assert_eq!(c.ping().await.expect("the connection goes on"), "pong");
+    unexport(exporters).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrapper_mode_carries_serde_methods_unchanged() {
     let (_imp, exporters, port) = export_both(None).await;

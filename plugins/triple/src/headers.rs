@@ -100,6 +100,54 @@ pub(crate) fn put_status(h: &mut HeaderMap, status: u32, e: &RpcError) {
     h.insert(ERROR_KIND, HeaderValue::from_static(e.kind().as_str()));
 }
 
+/// The most the trailing metadata of a response (or the headers of a trailers-only answer)
+/// may take, counted as HTTP/2 counts a header list: each field's name and value and 32
+/// bytes. A peer resets a stream whose header list is over its limit, and closes a
+/// connection (every call on it) that goes far over; 8 KiB is grpc-java's default limit,
+/// ours is 16 KiB.
+pub(crate) const MAX_TRAILERS: usize = 8 << 10;
+
+fn list_size(h: &HeaderMap) -> usize {
+    h.iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
+}
+
+/// Keeps the trailing metadata `h` within [`MAX_TRAILERS`]: when it is over, a business
+/// error's value is left out first (the call still ends in a business error, with its
+/// message, which the caller cannot decode into its type), then the attachments. What is
+/// left (the status, its bounded message, the kind) always fits.
+pub(crate) fn bound_trailers(h: &mut HeaderMap) {
+    let size = list_size(h);
+    if size <= MAX_TRAILERS {
+        return;
+    }
+    if h.remove(BIZ_ERROR).is_some() {
+        tracing::warn!(
+            size,
+            limit = MAX_TRAILERS,
+            "a business error's value left out of the trailers: over their bound"
+        );
+        if list_size(h) <= MAX_TRAILERS {
+            return;
+        }
+    }
+    let attachments: Vec<HeaderName> = h
+        .keys()
+        .filter(|name| !reserved(name.as_str()))
+        .cloned()
+        .collect();
+    for name in &attachments {
+        h.remove(name);
+    }
+    tracing::warn!(
+        size,
+        limit = MAX_TRAILERS,
+        left_out = attachments.len(),
+        "response attachments left out of the trailers: over their bound"
+    );
+}
+
 /// Adds a business error's wrapper.
 pub(crate) fn put_biz_error(h: &mut HeaderMap, wrapper: &[u8]) {
     let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(wrapper);

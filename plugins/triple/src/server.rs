@@ -334,6 +334,8 @@ async fn stream(
             if send.send_data(message, json).is_err() || json {
                 return;
             }
+            let mut trailers = trailers;
+            headers::bound_trailers(&mut trailers);
             let _ = send.send_trailers(trailers);
         }
         Ok(None) => {} // the caller reset the stream: nobody to answer
@@ -357,6 +359,7 @@ fn send_failure(respond: &mut SendResponse<Bytes>, f: &Failure, ct: HeaderValue,
     if let Some(b) = &f.biz {
         headers::put_biz_error(h, b);
     }
+    headers::bound_trailers(h);
     if !json {
         let _ = respond.send_response(head, true);
         return;

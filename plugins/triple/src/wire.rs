@@ -138,26 +138,30 @@ const MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 
 /// Escapes a status message for `grpc-message`.
 pub fn encode_message(m: &str) -> String {
-    // Bounded: a status message is for humans, and headers have a size limit.
-    let m = truncate(m, 4096);
-    // Non-ASCII bytes are always escaped, so the result is printable ASCII.
-    utf8_percent_encode(m, MESSAGE).to_string()
+    // Bounded once escaped (a status message is for humans, and headers have a size limit),
+    // at a character's end. Non-ASCII bytes are always escaped, so the result is printable
+    // ASCII.
+    let mut escaped = 0;
+    let mut end = 0;
+    for (i, c) in m.char_indices() {
+        let width: usize = utf8_percent_encode(c.encode_utf8(&mut [0; 4]), MESSAGE)
+            .map(str::len)
+            .sum();
+        if escaped + width > MAX_MESSAGE {
+            break;
+        }
+        escaped += width;
+        end = i + c.len_utf8();
+    }
+    utf8_percent_encode(&m[..end], MESSAGE).to_string()
 }
+
+/// The most bytes a `grpc-message` takes, escaped.
+pub const MAX_MESSAGE: usize = 4096;
 
 /// Unescapes a `grpc-message` value (invalid escapes are kept as they are).
 pub fn decode_message(m: &str) -> String {
     percent_decode_str(m).decode_utf8_lossy().into_owned()
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// The 5-byte prefix of every gRPC message: compressed flag and big-endian length.
@@ -352,6 +356,21 @@ mod tests {
         assert!(e.is_ascii() && !e.contains('\n'), "{e}");
         assert_eq!(decode_message(&e), m);
         assert_eq!(decode_message("bad %zz escape"), "bad %zz escape");
+        // Bounded once escaped, and never cut inside an escape.
+        for long in [
+            "ü".repeat(5000),
+            format!("a{}", "ü".repeat(5000)),
+            "a".repeat(9000),
+        ] {
+            let e = encode_message(&long);
+            assert!(
+                e.len() <= MAX_MESSAGE && e.len() > MAX_MESSAGE - 6,
+                "{}",
+                e.len()
+            );
+            let back = decode_message(&e);
+            assert!(long.starts_with(&back) && !back.contains('%'), "{back}");
+        }
     }
 
     #[test]
