@@ -278,8 +278,9 @@ impl Router for ConditionRouter {
     }
 
     fn priority(&self) -> i32 {
-        // Dubbo runs higher priorities first; the chain runs ascending.
-        -self.priority
+        // Dubbo runs higher priorities first; the chain runs ascending. Saturating: the
+        // lowest priority a rule can name runs last, as any other low one.
+        self.priority.saturating_neg()
     }
 
     fn cacheable(&self) -> bool {
@@ -483,6 +484,13 @@ mod tests {
             Url::parse(&format!("condition://0.0.0.0/S?rule={rule}&priority=5")).expect("url");
         let r = super::super::from_url(&url).expect("router");
         assert_eq!(r.priority(), -5);
+        let lowest = Url::parse(&format!(
+            "condition://0.0.0.0/S?rule={rule}&priority={}",
+            i32::MIN
+        ))
+        .expect("url");
+        let r = super::super::from_url(&lowest).expect("router");
+        assert_eq!(r.priority(), i32::MAX, "runs last");
         assert_eq!(
             r.route_with(sample(), &consumer("1.1.1.1", ""), &call("m"))
                 .len(),
