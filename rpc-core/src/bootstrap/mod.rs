@@ -244,7 +244,7 @@ impl ProviderBuilder {
                 &url,
                 <dyn crate::serialize::Serialization as extension::ExtensionPoint>::DEFAULT,
             );
-            check_extension_names(&url)?;
+            crate::config::check_extension_names(&url)?;
             let url = crate::filter::token::resolve_token(&url)?;
             let protocol = extension::get::<dyn Protocol>(url.protocol())?;
             crate::protocol::check_streams(&*protocol, url.protocol(), svc.descriptor)?;
@@ -321,27 +321,6 @@ impl ProviderBuilder {
             metrics_addr,
         })
     }
-}
-
-/// Checks every extension name a reference or service URL selects (protocol, transporter,
-/// serialization, cluster, loadbalance, filter, each also per method), so a mistyped name
-/// fails when the reference or export is built, with a suggestion, not on every call.
-fn check_extension_names(url: &Url) -> Result<()> {
-    use crate::cluster::LoadBalance;
-    use crate::filter::Filter;
-    use crate::serialize::Serialization;
-    use crate::transport::Transporter;
-    let interface = url.path().to_string();
-    extension::check_url::<dyn Protocol>(url, false)
-        .and_then(|()| extension::check_url::<dyn Transporter>(url, false))
-        .and_then(|()| extension::check_url::<dyn Serialization>(url, false))
-        .and_then(|()| extension::check_url::<dyn Cluster>(url, false))
-        .and_then(|()| extension::check_url::<dyn LoadBalance>(url, false))
-        .and_then(|()| extension::check_url::<dyn Filter>(url, true))
-        .and_then(|()| {
-            extension::check_url::<dyn crate::idempotency::IdempotencyStoreFactory>(url, false)
-        })
-        .map_err(|e| e.with_service(interface))
 }
 
 /// Installs the Prometheus recorder before the first call, so the metrics filters record into
@@ -563,7 +542,7 @@ impl Consumer {
 
     /// The cluster invoker for a reference URL (`consumer://host/{interface}?...`).
     pub async fn refer_url(&self, url: Url) -> Result<Arc<dyn Invoker>> {
-        check_extension_names(&url)?;
+        crate::config::check_extension_names(&url)?;
         let factory: Arc<dyn InvokerFactory> = Arc::new(ConsumerInvokerFactory);
         let cluster = extension::adaptive::<dyn Cluster>(&url, "")?;
         if let Some(direct) = url.param(keys::URL).filter(|s| !s.trim().is_empty()) {

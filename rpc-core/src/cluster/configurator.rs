@@ -135,6 +135,8 @@ impl Override {
             }
             settings.push((k.clone(), v.clone()));
         }
+        // A name no extension has would fail every call the rule reaches.
+        crate::config::check_extension_names(url).map_err(|e| refuse(e.message().into()))?;
         Ok(Override {
             url: url.clone(),
             absent,
@@ -580,6 +582,15 @@ mod tests {
                 "override://0.0.0.0/a.B?enabled=perhaps&timeout=1",
                 "enabled",
             ),
+            (
+                "override://0.0.0.0/a.B?loadbalance=roundRobin",
+                "unknown loadbalance 'roundRobin'",
+            ),
+            (
+                "override://0.0.0.0/a.B?greet.cluster=nosuch",
+                "unknown cluster 'nosuch'",
+            ),
+            ("override://0.0.0.0/a.B?filter=-metrics,nosuch", "'nosuch'"),
         ] {
             let err = rules(&["override://0.0.0.0/a.B?timeout=5", bad]).expect_err(bad);
             assert_eq!(err.kind(), ErrorKind::Config, "{err}");

@@ -513,6 +513,30 @@ fn parse_service(t: &toml::Table, where_: &str, reference: bool) -> Result<Servi
     Ok(sc)
 }
 
+/// Checks every extension name a URL selects (protocol, transporter, serialization, cluster,
+/// loadbalance, filter, idempotency store, each also per method), so a mistyped name fails
+/// where it is given (a reference or export when it is built, an override rule when it
+/// arrives), with a suggestion, not on every call.
+pub(crate) fn check_extension_names(url: &Url) -> Result<()> {
+    use crate::cluster::{Cluster, LoadBalance};
+    use crate::extension;
+    use crate::filter::Filter;
+    use crate::protocol::Protocol;
+    use crate::serialize::Serialization;
+    use crate::transport::Transporter;
+    let interface = url.path().to_string();
+    extension::check_url::<dyn Protocol>(url, false)
+        .and_then(|()| extension::check_url::<dyn Transporter>(url, false))
+        .and_then(|()| extension::check_url::<dyn Serialization>(url, false))
+        .and_then(|()| extension::check_url::<dyn Cluster>(url, false))
+        .and_then(|()| extension::check_url::<dyn LoadBalance>(url, false))
+        .and_then(|()| extension::check_url::<dyn Filter>(url, true))
+        .and_then(|()| {
+            extension::check_url::<dyn crate::idempotency::IdempotencyStoreFactory>(url, false)
+        })
+        .map_err(|e| e.with_service(interface))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
