@@ -301,3 +301,60 @@ async fn protocols_without_streams_refuse_streaming_services_and_injvm_carries_t
     );
     exp.unexport().await;
 }
+
+/// A caller that grants no room to send in (an HTTP/2 window of 0, never read) does not hold
+/// a server stream past its deadline: the stream ends with DEADLINE_EXCEEDED, which needs no
+/// room, and the producer is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_takes_nothing_does_not_hold_a_stream_past_its_deadline() {
+    let imp = Impl::default();
+    let (exporters, port) = export(&imp).await;
+    let trailers = tokio::time::timeout(Duration::from_secs(5), async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let (send, conn) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .expect("handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut send = send.ready().await.expect("ready");
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!(
+                "http://127.0.0.1:{port}/org.example.Streamer/Count"
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", "300m")
+            .body(())
+            .expect("request");
+        let (response, mut stream) = send.send_request(req, false).expect("send");
+        // `CountRequest { n: 0 }`: count until the caller goes away.
+        stream
+            .send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+            .expect("body");
+        let mut body = response.await.expect("response").into_body();
+        body.trailers().await.expect("trailers").expect("some")
+    })
+    .await
+    .expect("the stream ends by its deadline");
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"4"[..]),
+        "{trailers:?}"
+    );
+    let emitted = imp.emitted.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        imp.emitted.load(Ordering::SeqCst),
+        emitted,
+        "the producer stopped"
+    );
+    for e in exporters {
+        e.unexport().await;
+    }
+}

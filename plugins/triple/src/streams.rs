@@ -296,7 +296,21 @@ pub(crate) async fn write_items(
         };
         let mut framed = BytesMut::with_capacity(wire::PREFIX + message.len());
         wire::frame(&message, &mut framed);
-        if send_flow(send, framed.freeze(), false).await.is_err() {
+        // A peer that grants no room to send in does not hold the stream past its deadline.
+        let sent = match deadline {
+            Some(d) => {
+                match tokio::time::timeout_at(d, send_flow(send, framed.freeze(), false)).await {
+                    Ok(sent) => sent,
+                    Err(_) => {
+                        return Written::Failed(RpcError::timeout(
+                            "the stream did not end before the deadline (the caller took no more)",
+                        ))
+                    }
+                }
+            }
+            None => send_flow(send, framed.freeze(), false).await,
+        };
+        if sent.is_err() {
             return Written::Reset;
         }
     }
