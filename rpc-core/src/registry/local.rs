@@ -242,15 +242,17 @@ impl Inner {
     }
 
     /// The live URLs of one category, sorted by text.
-    fn scan(&self, interface: &str, category: Category) -> Vec<String> {
+    fn scan(&self, interface: &str, category: Category) -> std::io::Result<Vec<String>> {
         self.scan_up_to(interface, category, MAX_ENTRIES)
     }
 
-    /// Whether `interface` has a live registration in any category.
+    /// Whether `interface` has a live registration in any category (a category that cannot
+    /// be read counts as having one: it is not known to have none).
     fn has_live(&self, interface: &str) -> bool {
-        Category::ALL
-            .into_iter()
-            .any(|c| !self.scan_up_to(interface, c, 1).is_empty())
+        Category::ALL.into_iter().any(|c| {
+            self.scan_up_to(interface, c, 1)
+                .map_or(true, |l| !l.is_empty())
+        })
     }
 
     /// The interfaces with a live registration in any category, sorted: one directory per
@@ -293,15 +295,26 @@ impl Inner {
         Ok(out)
     }
 
-    /// The live URLs of one category, sorted by text; stops after `limit` of them.
-    fn scan_up_to(&self, interface: &str, category: Category, limit: usize) -> Vec<String> {
+    /// The live URLs of one category, sorted by text; stops after `limit` of them. A
+    /// directory that does not exist holds none; one that cannot be read, or a file in it
+    /// that cannot, is an error, never a shorter list (which would tell subscribers that
+    /// providers went away).
+    fn scan_up_to(
+        &self,
+        interface: &str,
+        category: Category,
+        limit: usize,
+    ) -> std::io::Result<Vec<String>> {
         let dir = self.category_dir(interface, category);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
         };
         let now = SystemTime::now();
         let mut out = Vec::new();
-        for (i, entry) in entries.flatten().enumerate() {
+        for (i, entry) in entries.enumerate() {
+            let entry = entry?;
             if i >= MAX_ENTRIES {
                 self.warn_once(&dir, &format!("files beyond the first {MAX_ENTRIES}"));
                 break;
@@ -310,7 +323,12 @@ impl Inner {
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue; // a temporary file being written
             }
-            let Ok(meta) = entry.metadata() else { continue };
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Removed since it was listed: gone, as it would be from the next listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             if !meta.is_file() {
                 continue;
             }
@@ -323,10 +341,12 @@ impl Inner {
                 .ok()
                 .and_then(|m| now.duration_since(m).ok())
                 .unwrap_or_default();
-            let Some(e) = std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
-            else {
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let Ok(e) = serde_json::from_slice::<Entry>(&bytes) else {
                 self.warn_once(&path, "a malformed registration file");
                 continue;
             };
@@ -348,7 +368,7 @@ impl Inner {
         }
         out.sort();
         out.dedup();
-        out
+        Ok(out)
     }
 
     /// Scans every subscribed category and notifies those whose set changed.
@@ -389,11 +409,17 @@ impl Inner {
             ),
             Err(_) => return None,
         };
+        // A category that cannot be read now is left out: its subscribers keep the list
+        // they have until a poll reads it.
         let lists = wanted
             .into_iter()
-            .map(|(i, c)| {
-                let list = self.scan(&i, c);
-                ((i, c), list)
+            .filter_map(|(i, c)| match self.scan(&i, c) {
+                Ok(list) => Some(((i, c), list)),
+                Err(e) => {
+                    let dir = self.category_dir(&i, c);
+                    self.warn_once(&dir, &format!("a directory that cannot be read ({e})"));
+                    None
+                }
             })
             .collect();
         Some(Scanned { lists, before })
@@ -513,7 +539,11 @@ impl Registry for LocalRegistry {
     async fn lookup(&self, url: &Url) -> Result<Vec<Url>> {
         let inner = self.inner.clone();
         let interface = url.interface().to_string();
-        let texts = blocking(move || inner.scan(&interface, Category::Providers)).await?;
+        let texts = blocking(move || inner.scan(&interface, Category::Providers))
+            .await?
+            .map_err(|e| {
+                RpcError::network(format!("local registry: cannot read the providers: {e}"))
+            })?;
         Ok(texts.iter().filter_map(|t| Url::parse(t).ok()).collect())
     }
 
@@ -626,6 +656,45 @@ mod tests {
         reg.inner.poll();
         assert_eq!(late.last(Category::Configurators), Some(vec![]));
         assert_eq!(early.last(Category::Configurators), Some(vec![]));
+        let _ = std::fs::remove_dir_all(format!("/{}", url.path()));
+    }
+
+    /// A directory that cannot be read is not an empty one: subscribers keep their list (a
+    /// consumer would otherwise drop every provider), and a lookup fails saying why.
+    #[tokio::test]
+    async fn a_category_that_cannot_be_read_is_not_reported_empty() {
+        let url = temp_registry("&poll=600000");
+        let reg = LocalRegistry::start(&url).expect("start");
+        let p = Url::parse("dubbo://10.0.0.1:20880/org.Io").expect("url");
+        reg.register(&p).await.expect("register");
+        let sub = Url::parse("consumer://10.0.0.9/org.Io").expect("sub");
+        let seen = Recorder::new();
+        reg.subscribe(&sub, seen.clone()).await.expect("subscribe");
+        assert_eq!(seen.last(Category::Providers), Some(vec![p.clone()]));
+        // The background poll's first tick, at start, is over before the directory goes
+        // away for a moment below (and the next is ten minutes away).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(reg.inner.polling.lock());
+        let count = seen.count();
+
+        // The providers directory replaced by a file: reading it fails (not "not found").
+        let dir = PathBuf::from(format!("/{}", url.path())).join("org.Io");
+        std::fs::rename(dir.join("providers"), dir.join("away")).expect("move");
+        std::fs::write(dir.join("providers"), b"").expect("a file in its place");
+        reg.inner.poll();
+        assert_eq!(seen.count(), count, "no list notified");
+        assert_eq!(seen.last(Category::Providers), Some(vec![p.clone()]));
+        let e = reg.lookup(&sub).await.expect_err("unreadable");
+        assert!(e.message().contains("cannot read the providers"), "{e}");
+
+        // Readable again: the same list, nothing to notify; a real change is notified.
+        std::fs::remove_file(dir.join("providers")).expect("remove the file");
+        std::fs::rename(dir.join("away"), dir.join("providers")).expect("move back");
+        reg.inner.poll();
+        assert_eq!(seen.count(), count);
+        reg.unregister(&p).await.expect("unregister");
+        reg.inner.poll();
+        assert_eq!(seen.last(Category::Providers), Some(vec![]));
         let _ = std::fs::remove_dir_all(format!("/{}", url.path()));
     }
 
