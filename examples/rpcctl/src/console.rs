@@ -61,6 +61,8 @@ struct Console {
     registry: Arc<dyn Registry>,
     registry_text: String,
     token: Option<String>,
+    /// The providers' `admin.token`, sent with every call to their admin service.
+    provider_token: Option<String>,
     timeout_ms: u64,
     /// `host:port` values the console answers to.
     hosts: Vec<String>,
@@ -115,6 +117,7 @@ pub(crate) async fn serve(cli: &Cli, listen: &str, token: Option<String>) -> Fal
         registry,
         registry_text: cli.registry.clone().unwrap_or_default(),
         token: token.clone(),
+        provider_token: cli.provider_admin_token.clone(),
         timeout_ms: cli.timeout,
         hosts,
         admins: Default::default(),
@@ -277,7 +280,9 @@ impl Console {
         if let Some(a) = admins.get(address) {
             return Ok(a.clone());
         }
-        let client = admin_at(address, self.timeout_ms).await.map_err(failed)?;
+        let client = admin_at(address, self.timeout_ms, self.provider_token.as_deref())
+            .await
+            .map_err(failed)?;
         admins.insert(address.to_string(), client.clone());
         Ok(client)
     }

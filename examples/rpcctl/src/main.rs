@@ -66,6 +66,15 @@ struct Cli {
     /// Call timeout in milliseconds.
     #[arg(long, global = true, default_value_t = 3000)]
     timeout: u64,
+    /// The `admin.token` of the providers, for their admin service (describe, metrics,
+    /// offline, online); without one, a provider takes offline/online from its own host only.
+    #[arg(
+        long,
+        global = true,
+        env = "RPC_PROVIDER_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    provider_admin_token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -536,18 +545,33 @@ async fn resolve_service_key(
 }
 
 async fn admin(cli: &Cli, addr: &str) -> Fallible<AdminClient> {
-    admin_at(addr, cli.timeout).await
+    admin_at(addr, cli.timeout, cli.provider_admin_token.as_deref()).await
 }
 
-/// A client of the admin service of the provider at `addr`, calls cut off after `timeout_ms`.
-pub(crate) async fn admin_at(addr: &str, timeout_ms: u64) -> Fallible<AdminClient> {
+/// A client of the admin service of the provider at `addr`, calls cut off after `timeout_ms`
+/// and carrying the provider's admin `token`, if one is given.
+pub(crate) async fn admin_at(
+    addr: &str,
+    timeout_ms: u64,
+    token: Option<&str>,
+) -> Fallible<AdminClient> {
+    // The token is the provider's, so it is written into the provider's URL (a reference's
+    // own settings never override a provider's token).
+    let provider = match token.filter(|t| !t.is_empty()) {
+        Some(t) => format!(
+            "dubbo://{addr}?{}={}",
+            keys::TOKEN,
+            rpc_core::url::encode_component(t)
+        ),
+        None => format!("dubbo://{addr}"),
+    };
     Consumer::builder()
         .without_env()
         .no_registry()
         .reference_config(
             ADMIN_INTERFACE,
             ServiceConfig::default()
-                .param(keys::URL, format!("dubbo://{addr}"))
+                .param(keys::URL, provider)
                 .param(keys::TIMEOUT, timeout_ms)
                 .param(keys::RETRIES, 0),
         )

@@ -556,3 +556,59 @@ async fn config_center_documents_are_written_shown_and_removed() {
     p1.shutdown().await;
     p2.shutdown().await;
 }
+
+/// A provider with `admin.token`: its admin service answers only callers that carry it, and
+/// the secret is never published with its services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_admin_token_guards_its_admin_service() {
+    let reg = registry_url("admin-token");
+    let p = Provider::builder()
+        .without_env()
+        .application("ctl-test")
+        .registry(&reg)
+        .expect("registry")
+        .protocol("dubbo", 0)
+        .param(keys::SHUTDOWN_WAIT, 0)
+        .expect("key")
+        .param(keys::ADMIN_TOKEN, "s3cret-admin")
+        .expect("key")
+        .service(GreeterServer::new(SignedGreeter { name: "p1".into() }))
+        .start()
+        .await
+        .expect("provider");
+    let addr = format!("127.0.0.1:{}", p.port().expect("port"));
+
+    let (code, out, err) = rpcctl(args(&["--provider", &addr, "offline"])).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("token"), "{err}");
+    assert!(p.is_online());
+    let (code, _, err) = rpcctl(args(&[
+        "--provider",
+        &addr,
+        "--provider-admin-token",
+        "wrong-one",
+        "offline",
+    ]))
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(p.is_online());
+    let (code, out, err) = rpcctl(args(&[
+        "--provider",
+        &addr,
+        "--provider-admin-token",
+        "s3cret-admin",
+        "offline",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("offline"), "{out}");
+    assert!(!p.is_online());
+
+    let (code, out, err) = rpcctl(args(&["--registry", &reg, "list"])).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains("s3cret"),
+        "the secret is not published: {out}"
+    );
+    p.shutdown().await;
+}

@@ -96,6 +96,9 @@ pub(crate) struct ProviderState {
     /// The filter chain of each service (by its exported URL), rebuilt for the settings
     /// those rules give it.
     pub(crate) chains: Mutex<HashMap<String, Arc<crate::filter::LiveChain>>>,
+    /// Whether the admin service was exported with a token (`admin.token`, or the
+    /// application's `token`), so that its `token` filter checks every caller.
+    pub(crate) admin_token: AtomicBool,
 }
 
 impl ProviderState {
@@ -238,6 +241,35 @@ impl NotifyListener for ProviderRules {
 #[derive(Clone)]
 pub(crate) struct AdminImpl(pub(crate) Arc<ProviderState>);
 
+impl AdminImpl {
+    /// Whether the caller may take the provider offline or online: one that carried the
+    /// admin token (checked by the `token` filter before the call got here), or, without a
+    /// token, one on this host (a peer could otherwise take any provider it can reach out of
+    /// the registry).
+    fn may_switch(&self) -> Result<(), String> {
+        if self.0.admin_token.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let peer = crate::context::RpcContext::with_current(|c| {
+            c.and_then(|c| c.get(crate::context::REMOTE_ADDRESS_ATTACHMENT))
+                .map(str::to_string)
+        });
+        let local = peer
+            .as_deref()
+            .and_then(|p| p.parse::<std::net::SocketAddr>().ok())
+            .is_some_and(|a| a.ip().is_loopback());
+        if local {
+            Ok(())
+        } else {
+            Err(format!(
+                "taking a provider offline or online needs a caller on its own host (this one \
+                 is {}) or, when the provider sets `admin.token`, that token",
+                peer.as_deref().unwrap_or("unknown")
+            ))
+        }
+    }
+}
+
 impl Admin for AdminImpl {
     async fn services(&self) -> Vec<ServiceInfo> {
         let services = self
@@ -280,10 +312,77 @@ impl Admin for AdminImpl {
     }
 
     async fn offline(&self) -> Result<(), String> {
+        self.may_switch()?;
         self.0.set_online(false).await.map_err(|e| e.to_string())
     }
 
     async fn online(&self) -> Result<(), String> {
+        self.may_switch()?;
         self.0.set_online(true).await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{RpcContext, REMOTE_ADDRESS_ATTACHMENT};
+
+    fn state() -> Arc<ProviderState> {
+        Arc::new(ProviderState {
+            registry: None,
+            services: Default::default(),
+            online: AtomicBool::new(true),
+            switch: Default::default(),
+            rules: Default::default(),
+            chains: Default::default(),
+            admin_token: AtomicBool::new(false),
+        })
+    }
+
+    /// A context as the provider's `context` filter makes it for a caller at `addr`.
+    fn from(addr: &str) -> RpcContext {
+        let mut ctx = RpcContext::new();
+        ctx.attachments_mut()
+            .insert(REMOTE_ADDRESS_ATTACHMENT, addr.to_string());
+        ctx
+    }
+
+    /// Without a token only a caller on the provider's host switches it; with one, the
+    /// `token` filter has checked the caller before the call gets here.
+    #[tokio::test]
+    async fn only_a_local_caller_or_one_with_the_token_takes_a_provider_offline() {
+        let state = state();
+        let admin = AdminImpl(state.clone());
+        for remote in ["10.1.2.3:5555", "[2001:db8::1]:5555", "not an address"] {
+            let e = from(remote)
+                .scope(admin.offline())
+                .await
+                .expect_err("a remote caller");
+            assert!(e.contains(remote) && e.contains("admin.token"), "{e}");
+        }
+        let e = admin
+            .offline()
+            .await
+            .expect_err("a caller of unknown address");
+        assert!(e.contains("unknown"), "{e}");
+        assert!(state.online.load(Ordering::SeqCst), "still online");
+
+        from("127.0.0.1:5555")
+            .scope(admin.offline())
+            .await
+            .expect("a local caller");
+        assert!(!state.online.load(Ordering::SeqCst));
+        from("[::1]:5555")
+            .scope(admin.online())
+            .await
+            .expect("a local caller over IPv6");
+        assert!(state.online.load(Ordering::SeqCst));
+
+        state.admin_token.store(true, Ordering::SeqCst);
+        from("10.1.2.3:5555")
+            .scope(admin.offline())
+            .await
+            .expect("a caller the token filter let through");
+        assert!(!state.online.load(Ordering::SeqCst));
     }
 }

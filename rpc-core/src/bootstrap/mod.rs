@@ -204,6 +204,7 @@ impl ProviderBuilder {
             switch: tokio::sync::Mutex::new(()),
             rules: std::sync::Mutex::new(Default::default()),
             chains: std::sync::Mutex::new(Default::default()),
+            admin_token: AtomicBool::new(false),
         });
         let mut services = self.services;
         let admin_on = match cfg.params.get(keys::ADMIN).map(String::as_str) {
@@ -245,7 +246,20 @@ impl ProviderBuilder {
                 <dyn crate::serialize::Serialization as extension::ExtensionPoint>::DEFAULT,
             );
             crate::config::check_extension_names(&url)?;
+            // The admin secret guards the admin service alone, and is never published.
+            let url = url.without_param(keys::ADMIN_TOKEN);
+            let url = match cfg.params.get(keys::ADMIN_TOKEN) {
+                Some(t) if Some(i) == admin_index && !t.is_empty() => {
+                    url.with_param(keys::TOKEN, t)
+                }
+                _ => url,
+            };
             let url = crate::filter::token::resolve_token(&url)?;
+            if Some(i) == admin_index {
+                state
+                    .admin_token
+                    .store(url.param(keys::TOKEN).is_some(), Ordering::SeqCst);
+            }
             let protocol = extension::get::<dyn Protocol>(url.protocol())?;
             crate::protocol::check_streams(&*protocol, url.protocol(), svc.descriptor)?;
             let skeleton = (svc.make)(url.clone());

@@ -758,6 +758,12 @@ crate::config_key!(
     Bool,
     "provider: export the admin service (describe, metrics, offline/online) on the service port"
 );
+crate::config_key!(
+    ADMIN_TOKEN = "admin.token",
+    "",
+    Text,
+    "provider: a secret every admin call must carry (`rpcctl --provider-admin-token`); without one, only callers on the provider's own host may take it offline or online"
+);
 
 // ---------------------------------------------------------------------------------------
 // Keys the framework writes into URLs, or reads from URLs that registries, rules and Dubbo
