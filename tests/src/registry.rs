@@ -296,6 +296,8 @@ pub struct Proxy {
     port: u16,
     target: String,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// While set, what clients send is held, not forwarded (see [`Proxy::stall`]).
+    stalled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -307,6 +309,7 @@ impl Proxy {
             port,
             target: target.to_string(),
             tasks: Arc::new(Mutex::new(Vec::new())),
+            stalled: Arc::default(),
         };
         proxy.serve(listener);
         proxy
@@ -320,16 +323,39 @@ impl Proxy {
     fn serve(&self, listener: TcpListener) {
         let target = self.target.clone();
         let tasks = self.tasks.clone();
+        let stalled = self.stalled.clone();
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 let target = target.clone();
+                let stalled = stalled.clone();
                 let conn = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let mut inbound = inbound;
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    use std::sync::atomic::Ordering;
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_server, mut to_server) = outbound.into_split();
+                    let up = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = from_client.read(&mut buf).await?;
+                            if n == 0 {
+                                return to_server.shutdown().await;
+                            }
+                            while stalled.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            to_server.write_all(&buf[..n]).await?;
+                        }
+                    };
+                    let down = tokio::io::copy(&mut from_server, &mut to_client);
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
                     }
                 });
                 if let Ok(mut t) = tasks.lock() {
@@ -349,8 +375,18 @@ impl Proxy {
         }
     }
 
-    /// Listens again on the same port.
+    /// Holds what clients send from now on (their connections stay open, nothing reaches
+    /// the server): requests under way when the proxy is then [cut](Proxy::cut) are lost
+    /// with the connection.
+    pub fn stall(&self) {
+        self.stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Listens again on the same port (forwarding again, if it was stalled).
     pub async fn restore(&self) {
+        self.stalled
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let mut last_err = None;
         for _ in 0..50 {
             match TcpListener::bind(("127.0.0.1", self.port)).await {

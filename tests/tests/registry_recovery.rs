@@ -157,6 +157,64 @@ async fn zookeeper_session_expiry_is_recovered_without_restart() {
     assert!(cons.is_available() && prov.is_available());
 }
 
+/// A registration under way when the connection drops fails with it, while the session lives
+/// on (a drop shorter than the session timeout: nothing is replayed for a new session). It is
+/// made once the connection is back.
+#[tokio::test]
+async fn zookeeper_registration_lost_with_the_connection_is_made_when_it_returns() {
+    let Some(address) = Backend::Zookeeper.address() else {
+        return;
+    };
+    let namespace = unique("ns");
+    let proxy = Proxy::start(&address).await;
+    let prov = std::sync::Arc::new(
+        ZookeeperRegistry::start(
+            &Backend::Zookeeper
+                .url_at(&proxy.address(), &namespace)
+                .with_param("session", 20_000)
+                .with_param("timeout", 5_000),
+        )
+        .expect("start"),
+    );
+    let cons =
+        ZookeeperRegistry::start(&Backend::Zookeeper.url_at(&address, &namespace)).expect("start");
+    let session = eventually(Duration::from_secs(5), "provider session", || {
+        prov.session()
+    })
+    .await;
+    let interface = unique("org.example.Drop");
+    let rec = Recorder::new();
+    cons.subscribe(&consumer(&interface), rec.clone())
+        .await
+        .expect("subscribe");
+
+    // The registration's requests reach the proxy and go no further; then the connection
+    // drops, failing them.
+    proxy.stall();
+    let p1 = provider(&interface, 20893);
+    let registering = {
+        let (prov, p1) = (prov.clone(), p1.clone());
+        tokio::spawn(async move { prov.register(&p1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.cut();
+    registering
+        .await
+        .expect("join")
+        .expect("recorded, to be made when the connection is back");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore().await;
+    expect_providers(&rec, Duration::from_secs(10), "p1 once reconnected", |l| {
+        l == std::slice::from_ref(&p1)
+    })
+    .await;
+    assert_eq!(
+        prov.session().map(|s| s.id()),
+        Some(session.id()),
+        "the same session went on"
+    );
+}
+
 #[tokio::test]
 async fn etcd_revoked_lease_is_regranted_and_registrations_put_again() {
     let Some(address) = Backend::Etcd.address() else {

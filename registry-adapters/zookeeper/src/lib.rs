@@ -242,6 +242,16 @@ impl Shared {
     /// Creates the node of `url` in this session (ephemeral, or persistent for
     /// `dynamic=false`), replacing a node left by an older session of ours. A provider's
     /// registration first creates the category nodes of its interface.
+    /// Creates the node of every recorded registration that `client`'s session lacks (one it
+    /// already holds is left as it is).
+    async fn replay_registrations(&self, client: &zk::Client) {
+        for (path, url) in self.registered.snapshot() {
+            if let Err(e) = self.create_node(client, &path, &url).await {
+                tracing::warn!(path, error = %e, "zookeeper: cannot re-create registration");
+            }
+        }
+    }
+
     async fn create_node(
         &self,
         client: &zk::Client,
@@ -368,23 +378,29 @@ async fn supervise(shared: Arc<Shared>) {
         let started = tokio::time::Instant::now();
         let mut states = client.state_watcher();
         shared.conn.set(client.clone());
-        for (path, url) in shared.registered.snapshot() {
-            if let Err(e) = shared.create_node(&client, &path, &url).await {
-                tracing::warn!(path, error = %e, "zookeeper: cannot re-create registration");
-            }
-        }
+        shared.replay_registrations(&client).await;
         for sub in shared.subs.snapshot() {
             drop(shared.start_watch(&client, &sub));
         }
         shared.conn.set_available(true);
         tracing::info!(registry = %shared.url, session = ?client.session_id(), "zookeeper: session established");
+        let mut reconnecting = false;
         loop {
             match states.changed().await {
-                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                zk::SessionState::SyncConnected => {
+                    shared.conn.set_available(true);
+                    // The same session goes on, but a registration made while the connection
+                    // was down failed (it was only recorded): put back what is missing.
+                    if std::mem::take(&mut reconnecting) {
+                        shared.replay_registrations(&client).await;
+                    }
+                }
+                zk::SessionState::ConnectedReadOnly => {
                     shared.conn.set_available(true);
                 }
                 zk::SessionState::Disconnected => {
                     shared.conn.set_available(false);
+                    reconnecting = true;
                 }
                 terminal => {
                     tracing::warn!(registry = %shared.url, state = %terminal,
