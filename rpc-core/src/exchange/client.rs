@@ -1272,6 +1272,21 @@ mod tests {
         );
     }
 
+    /// A frame the codec refuses closes the connection, and the calls on it fail saying
+    /// what was wrong with it.
+    #[tokio::test]
+    async fn calls_closed_by_a_bad_frame_say_what_was_wrong() {
+        let (live, mut provider) = live_on_socket(Duration::from_secs(10));
+        live.register(55, later()).expect("registered");
+        provider.write_all(&[0u8; 16]).await.expect("written");
+        let e = tokio::time::timeout(Duration::from_secs(5), wait(live.clone(), 55))
+            .await
+            .expect("failed at once")
+            .expect_err("closed");
+        assert_eq!(e.kind(), ErrorKind::Network, "{e}");
+        assert!(e.to_string().contains("bad magic 0x0000"), "{e}");
+    }
+
     #[tokio::test]
     async fn a_second_call_has_the_reader_task_take_the_socket_back() {
         let (live, mut provider) = live_on_socket(Duration::from_secs(10));

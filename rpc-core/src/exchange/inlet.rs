@@ -117,7 +117,8 @@ impl ReadSide {
                 }
                 Err(e) => {
                     tracing::warn!(peer = %self.peer, error = %e, "bad frame from provider; closing");
-                    return Err("bad frame".into());
+                    // The calls this closes fail saying what was wrong with the frame.
+                    return Err(format!("bad frame ({e})").into());
                 }
             }
         }

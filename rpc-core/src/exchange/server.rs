@@ -711,7 +711,11 @@ fn dispatch(
     out: &mut Outbox,
 ) {
     if !frame.is_request() {
-        // Answers to heartbeats we never send, or noise: nothing to do.
+        // Answers to heartbeats we never send, or a request without its request flag (a
+        // peer's bug: nothing can answer it, and its caller waits for its own timeout).
+        if !frame.is_event() {
+            tracing::debug!(%peer, id = frame.id, flag = frame.flag, "a frame without the request flag; ignored");
+        }
         return;
     }
     if frame.is_event() {

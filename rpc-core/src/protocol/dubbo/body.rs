@@ -17,8 +17,6 @@ pub(crate) const MAX_NAME: usize = 1024;
 pub(crate) const MAX_VALUE: usize = u16::MAX as usize;
 /// Most attachments in one envelope.
 pub(crate) const MAX_ATTACHMENTS: usize = 256;
-/// Longest error message sent back (longer ones are cut).
-const MAX_MESSAGE: usize = 16 * 1024;
 
 /// Response body kinds (status OK).
 pub(crate) const RESPONSE_BIZ_ERROR: u8 = 0;
@@ -242,14 +240,7 @@ pub(crate) fn encode_response(
 
 /// Encodes an error response body: the error kind's name and the message.
 pub(crate) fn encode_error(kind: ErrorKind, message: &str) -> Vec<u8> {
-    let mut msg = message;
-    if msg.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE;
-        while !msg.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        msg = &msg[..cut];
-    }
+    let msg = super::cut_message(message);
     let name = kind.as_str();
     let mut out = Vec::with_capacity(8 + name.len() + msg.len());
     out.extend_from_slice(&(name.len() as u16).to_be_bytes());
@@ -453,7 +444,10 @@ pub(crate) fn decode_error(body: Bytes) -> Result<(ByteString, String)> {
     let mut r = Reader::new(body, "error body");
     let name = r.string(64, "error kind")?;
     let msg = r.section("message")?;
-    Ok((name, String::from_utf8_lossy(&msg).into_owned()))
+    // As bounded as what a provider of ours sends (a character cut at the end shows as one
+    // replacement character).
+    let msg = String::from_utf8_lossy(&msg[..msg.len().min(super::MAX_ERROR_MESSAGE)]);
+    Ok((name, msg.into_owned()))
 }
 
 #[cfg(test)]
@@ -604,10 +598,18 @@ mod tests {
 
     #[test]
     fn error_body_round_trips_and_long_messages_are_cut() {
-        let body = encode_error(ErrorKind::MethodNotFound, &"é".repeat(MAX_MESSAGE));
+        let max = super::super::MAX_ERROR_MESSAGE;
+        let body = encode_error(ErrorKind::MethodNotFound, &"é".repeat(max));
         let (name, msg) = decode_error(Bytes::from(body)).expect("decode");
         assert_eq!(name, "method_not_found");
-        assert!(msg.len() <= MAX_MESSAGE);
+        assert!(msg.len() <= max);
+        // A peer's longer message is cut on receipt too.
+        let mut long = encode_error(ErrorKind::Biz, "");
+        long.truncate(long.len() - 4);
+        long.extend_from_slice(&(1u32 << 20).to_be_bytes());
+        long.extend(std::iter::repeat_n(b'x', 1 << 20));
+        let (_, msg) = decode_error(Bytes::from(long)).expect("decode");
+        assert_eq!(msg.len(), max);
     }
 
     /// A name that is not UTF-8 is refused, naming the field, whether it is read in place

@@ -20,8 +20,6 @@ const WITH_ATTACHMENTS: i32 = 3;
 pub(crate) const MAX_ARGS: usize = 255;
 /// Longest parameter descriptor.
 const MAX_DESCRIPTOR: usize = 16 * 1024;
-/// Longest error text sent back.
-const MAX_MESSAGE: usize = 16 * 1024;
 /// The parameter descriptor of `$invoke(String, String[], Object[])`.
 pub(crate) const GENERIC_DESCRIPTOR: &str =
     "Ljava/lang/String;[Ljava/lang/String;[Ljava/lang/Object;";
@@ -530,31 +528,25 @@ pub(crate) fn encode_response(
     Ok(e.into_bytes())
 }
 
-fn cut(message: &str) -> &str {
-    if message.len() <= MAX_MESSAGE {
-        return message;
-    }
-    let mut at = MAX_MESSAGE;
-    while !message.is_char_boundary(at) {
-        at -= 1;
-    }
-    &message[..at]
-}
-
 /// The body of a non-OK response: the error text as a Hessian string.
 pub(crate) fn encode_error(message: &str) -> Vec<u8> {
     let mut e = Encoder::new();
-    e.write_string(cut(message));
+    e.write_string(super::cut_message(message));
     e.into_bytes()
 }
 
 /// The text of a non-OK response body (lenient: any value is shown).
 pub(crate) fn decode_error(body: &[u8]) -> String {
-    match serialize::decode_hessian_value(body) {
+    let mut text = match serialize::decode_hessian_value(body) {
         Ok(H::String(s)) => s,
         Ok(other) => serialize::hessian_to_json(&other).to_string(),
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
-    }
+        Err(_) => {
+            String::from_utf8_lossy(&body[..body.len().min(super::MAX_ERROR_MESSAGE)]).into_owned()
+        }
+    };
+    let kept = super::cut_message(&text).len();
+    text.truncate(kept);
+    text
 }
 
 /// A decoded OK response.
@@ -575,14 +567,14 @@ fn java_exception(v: &H) -> RpcError {
             };
             RpcError::new(
                 ErrorKind::Biz,
-                format!("the provider threw {class}{}", cut(&msg)),
+                format!("the provider threw {class}{}", super::cut_message(&msg)),
             )
         }
         other => RpcError::new(
             ErrorKind::Biz,
             format!(
                 "the provider threw {}",
-                cut(&serialize::hessian_to_json(other).to_string())
+                super::cut_message(&serialize::hessian_to_json(other).to_string())
             ),
         ),
     }
@@ -909,6 +901,19 @@ mod tests {
             w
         };
         assert!(encode_request(&wrong, 0).is_err());
+    }
+
+    /// A provider's error text is bounded on receipt, as ours is when sent.
+    #[test]
+    fn a_long_error_text_is_cut_on_receipt() {
+        let mut e = Encoder::new();
+        e.write_string(&"y".repeat(1 << 20));
+        assert_eq!(
+            decode_error(&e.into_bytes()).len(),
+            super::super::MAX_ERROR_MESSAGE
+        );
+        let garbage = vec![0xffu8; 1 << 20];
+        assert!(decode_error(&garbage).len() <= super::super::MAX_ERROR_MESSAGE);
     }
 
     /// A request for `m(List)` whose argument is `arg`, as raw Hessian bytes.

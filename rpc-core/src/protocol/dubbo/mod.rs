@@ -131,6 +131,19 @@ use crate::url::Url;
 mod body;
 mod hessian;
 
+/// The most bytes of an error message a response carries, sent or received: a message is
+/// for people, and a peer's is as untrusted as the rest of its answer.
+const MAX_ERROR_MESSAGE: usize = 16 * 1024;
+
+/// `message` cut to [`MAX_ERROR_MESSAGE`] bytes, at a character's end.
+fn cut_message(message: &str) -> &str {
+    let mut at = message.len().min(MAX_ERROR_MESSAGE);
+    while !message.is_char_boundary(at) {
+        at -= 1;
+    }
+    &message[..at]
+}
+
 use body::{RESPONSE_BIZ_ERROR, RESPONSE_EMPTY, RESPONSE_VALUE};
 pub use hessian::split_descriptor;
 use hessian::{AttachmentsMode, ReplyStyle};
