@@ -482,6 +482,12 @@ impl RegistryDirectory {
     fn apply_routers(&self, urls: Vec<Url>) {
         let mut routers = self.own_routers.clone();
         for u in urls.iter().filter(|u| u.protocol() != "empty") {
+            // A rule of a type no router here runs (Dubbo's `script://`, say) cannot be
+            // applied; it does not keep the rules beside it out of force.
+            if !router::is_known(u) {
+                tracing::warn!(rule = %u, router = router::router_type(u), "routing rule of a type this process has no router for; skipped");
+                continue;
+            }
             match router::from_url(u) {
                 Ok(r) => routers.push(r),
                 Err(e) => {
@@ -1065,6 +1071,21 @@ mod tests {
         // A bad rule keeps the previous chain.
         let bad = Url::parse("condition://0.0.0.0/rd.S?rule=host%20%3D").expect("url");
         dir.notify(Category::Routers, vec![bad]);
+        assert_eq!(addrs(&dir).len(), 2);
+
+        // Dubbo Admin's form of a condition rule (`route://`, the type in `router`) is run;
+        // a rule of a type no router here runs is skipped, not a reason to refuse the rest.
+        let only3 = crate::url::encode_component("=> host = 10.2.0.3");
+        let route = Url::parse(&format!(
+            "route://0.0.0.0/rd.S?category=routers&router=condition&dynamic=false&rule={only3}"
+        ))
+        .expect("url");
+        let script = Url::parse("script://0.0.0.0/rd.S?category=routers&rule=x").expect("url");
+        let cond = Url::parse(&format!("condition://0.0.0.0/rd.S?rule={rule}")).expect("url");
+        dir.notify(Category::Routers, vec![route, script, cond.clone()]);
+        assert_eq!(dir.router_count(), 2);
+        assert_eq!(addrs(&dir), ["10.2.0.3:20880"]);
+        dir.notify(Category::Routers, vec![cond]);
         assert_eq!(addrs(&dir).len(), 2);
 
         // Providers change under the rule; the chain stays.

@@ -829,6 +829,9 @@ pub const FORCE: &str = "force";
 pub const PRIORITY: &str = "priority";
 /// A condition rule's text (`method = find* => host = 10.0.0.*`).
 pub const RULE: &str = "rule";
+/// A routing rule's type when its protocol does not say it: Dubbo Admin writes
+/// `route://…?router=condition`.
+pub const ROUTER: &str = "router";
 /// A tag rule's tags with their addresses (`name=addr|addr;name=addr`).
 pub const TAGS: &str = "tags";
 /// A route rule read from a config center: the service or application it was written for.

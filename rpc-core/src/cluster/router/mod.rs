@@ -29,7 +29,20 @@ pub use zone::{ZoneRouter, ZoneRouterFactory};
 /// Builds a router from a rule URL with the factory named by its protocol (`condition://`,
 /// `tag://`).
 pub fn from_url(url: &Url) -> Result<Arc<dyn Router>> {
-    extension::get::<dyn RouterFactory>(url.protocol())?.create(url)
+    extension::get::<dyn RouterFactory>(router_type(url))?.create(url)
+}
+
+/// The type of router a rule URL is for: its `router` parameter, as Dubbo Admin writes
+/// `route://` rules (and Dubbo reads them), else its protocol.
+pub fn router_type(url: &Url) -> &str {
+    url.param(crate::config::keys::ROUTER)
+        .filter(|t| !t.is_empty())
+        .unwrap_or(url.protocol())
+}
+
+/// Whether a router of `url`'s type is linked into this process.
+pub fn is_known(url: &Url) -> bool {
+    extension::get::<dyn RouterFactory>(router_type(url)).is_ok()
 }
 
 /// Runs `routers` (already sorted by priority) over `providers`.
