@@ -191,10 +191,11 @@ impl ProviderBuilder {
             builder = builder.env()?;
         }
         let cfg = builder.build();
-        let registry = connect_registry(&cfg, self.no_registry).await?;
+        // Before the registry: its cache file is named after the application.
         if let Some(app) = &cfg.application {
             crate::context::set_application(app);
         }
+        let registry = connect_registry(&cfg, self.no_registry).await?;
         install_metrics();
         let metrics_addr = serve_metrics(&cfg).await?;
         let state = Arc::new(ProviderState {

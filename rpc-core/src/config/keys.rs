@@ -380,7 +380,7 @@ crate::config_key!(
     Bool,
     "registry URL: keep provider lists in a disk cache used while the registry is down"
 );
-crate::config_key!(CACHE_FILE = "cache.file", "", Text, "registry URL: path of the provider-list cache file (default `~/.rpc/cache/registry-<address>.json`)");
+crate::config_key!(CACHE_FILE = "cache.file", "", Text, "registry URL: path of the provider-list cache file (default `~/.rpc/cache/registry-<application>-<address>.json`)");
 crate::config_key!(
     CONFIG_ENABLED = "config.enabled",
     "true",

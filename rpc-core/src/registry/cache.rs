@@ -13,7 +13,10 @@
 //! an outage as the provider lists do.
 //!
 //! File location: the `file` or `cache.file` key of the registry URL, else
-//! `registry-{registry address}.json` (the address made file-name safe) in the directory
+//! `registry-{application}-{registry address}.json` (made file-name safe; the application as
+//! [`set_application`](crate::context::set_application) named it, so that two applications on
+//! one host, which subscribe to different services, keep a file each, as Dubbo names its
+//! cache files) in the directory
 //! `RPC_CACHE_DIR`, else in `$HOME/.rpc/cache` (the system temp dir when `HOME` is unset). The file is bounded ([`MAX_FILE_BYTES`],
 //! [`MAX_URLS`]); a file that is too big or malformed is ignored with a warning, never a panic.
 
@@ -56,6 +59,8 @@ struct CacheFile {
 struct State {
     lists: Lists,
     configs: Configs,
+    /// Counts the changes, so that of two writes of the file the newer state stays.
+    version: u64,
 }
 
 /// The last known lists (and config entries) of one registry, mirrored to a file.
@@ -63,6 +68,8 @@ pub struct RegistryCache {
     registry: String,
     path: Option<PathBuf>,
     state: Mutex<State>,
+    /// The version of the state last written to the file; held while writing it.
+    written: Mutex<u64>,
 }
 
 impl std::fmt::Debug for RegistryCache {
@@ -76,8 +83,8 @@ impl std::fmt::Debug for RegistryCache {
 /// The environment variable naming the directory of the cache files (see the module docs).
 pub const CACHE_DIR_VAR: &str = "RPC_CACHE_DIR";
 
-/// The default cache file of `registry` (see the module docs).
-pub fn default_path(registry: &Url) -> PathBuf {
+/// The default cache file of `registry` for `application` (see the module docs).
+pub fn default_path(registry: &Url, application: Option<&str>) -> PathBuf {
     let base = std::env::var_os(CACHE_DIR_VAR)
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
@@ -88,7 +95,8 @@ pub fn default_path(registry: &Url) -> PathBuf {
         })
         .unwrap_or_else(|| std::env::temp_dir().join("rpc-cache"));
     let raw = format!(
-        "{}-{}-{}",
+        "{}{}-{}-{}",
+        application.map_or(String::new(), |a| format!("{a}-")),
         registry.protocol(),
         registry.address(),
         registry.path()
@@ -118,7 +126,7 @@ impl RegistryCache {
             .param(keys::CACHE_FILE)
             .or_else(|| registry.param(keys::FILE))
             .map(PathBuf::from)
-            .unwrap_or_else(|| default_path(registry));
+            .unwrap_or_else(|| default_path(registry, crate::context::application().as_deref()));
         let state = match load(&path) {
             Ok(l) => l,
             Err(e) => {
@@ -130,6 +138,7 @@ impl RegistryCache {
             registry: registry.to_string(),
             path: Some(path),
             state: Mutex::new(state),
+            written: Mutex::new(0),
         }
     }
 
@@ -139,6 +148,7 @@ impl RegistryCache {
             registry: registry.to_string(),
             path: None,
             state: Mutex::new(State::default()),
+            written: Mutex::new(0),
         }
     }
 
@@ -185,6 +195,7 @@ impl RegistryCache {
                 return;
             }
             *slot = texts;
+            state.version += 1;
             state.clone()
         };
         self.write(snapshot);
@@ -215,12 +226,21 @@ impl RegistryCache {
                 Some(c) => state.configs.insert(name, c.to_string()),
                 None => state.configs.remove(&name),
             };
+            state.version += 1;
             state.clone()
         };
         self.write(snapshot);
     }
 
+    /// Writes `snapshot` to the file, unless a newer state was written meanwhile: writers
+    /// take their snapshots under the state's lock but write after it, in any order.
     fn write(&self, snapshot: State) {
+        let Ok(mut written) = self.written.lock() else {
+            return;
+        };
+        if snapshot.version <= *written {
+            return;
+        }
         if let Some(path) = &self.path {
             let file = CacheFile {
                 version: FORMAT_VERSION,
@@ -232,6 +252,7 @@ impl RegistryCache {
                 tracing::warn!(file = %path.display(), error = %e, "registry cache not written");
             }
         }
+        *written = snapshot.version;
     }
 }
 
@@ -285,6 +306,7 @@ fn load(path: &Path) -> Result<State> {
     Ok(State {
         lists: out,
         configs: file.configs,
+        version: 0,
     })
 }
 
@@ -574,6 +596,28 @@ mod tests {
         let _ = std::fs::remove_file(file);
     }
 
+    /// Writers take their snapshots in order but may write them in any order: an older one
+    /// written last does not replace the newer state in the file.
+    #[test]
+    fn an_older_snapshot_written_last_does_not_replace_a_newer_one() {
+        let file = temp_file("order");
+        let reg = Url::parse("zookeeper://127.0.0.1:1")
+            .expect("url")
+            .with_param(keys::FILE, file.display());
+        let p1 = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
+        let p2 = Url::parse("dubbo://10.0.0.2:20880/org.Foo").expect("url");
+        let cache = RegistryCache::open(&reg);
+        cache.put("org.Foo", Category::Providers, std::slice::from_ref(&p1));
+        let older = cache.state.lock().expect("state").clone();
+        cache.put("org.Foo", Category::Providers, std::slice::from_ref(&p2));
+        cache.write(older);
+        assert_eq!(
+            RegistryCache::open(&reg).get("org.Foo", Category::Providers),
+            Some(vec![p2])
+        );
+        let _ = std::fs::remove_file(file);
+    }
+
     #[test]
     fn malformed_or_oversized_files_are_ignored() {
         let file = temp_file("bad");
@@ -605,9 +649,19 @@ mod tests {
 
     #[test]
     fn default_path_is_a_safe_file_name_under_rpc_cache() {
-        let p = default_path(&Url::parse("zookeeper://127.0.0.1:2181").expect("url"));
-        let name = p.file_name().expect("name").to_string_lossy().into_owned();
-        assert_eq!(name, "registry-zookeeper-127.0.0.1_2181.json");
+        let zk = Url::parse("zookeeper://127.0.0.1:2181").expect("url");
+        let name = |app| {
+            default_path(&zk, app)
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
+        };
+        assert_eq!(name(None), "registry-zookeeper-127.0.0.1_2181.json");
+        assert_eq!(
+            name(Some("shop/eu")),
+            "registry-shop_eu-zookeeper-127.0.0.1_2181.json"
+        );
     }
 
     #[tokio::test]
