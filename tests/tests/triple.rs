@@ -337,11 +337,13 @@ async fn bad_input_gets_the_right_status_and_the_server_lives_on() {
     // Not protobuf at all.
     let a = raw(port, path, &[], grpc_frame(b"\xff\xff\xff"), Finish::End).await;
     assert_eq!(a.grpc_status(), Some(13), "{a:?}");
-    // Compressed without an agreed encoding; an unsupported grpc-encoding.
+    // Compressed without an agreed encoding: a protocol error, INTERNAL (as grpc-go and
+    // grpc-java answer it); an unsupported grpc-encoding: UNIMPLEMENTED, saying which
+    // encodings are accepted.
     let mut z = grpc_frame(&encode_request("ann"));
     z[0] = 1;
     let a = raw(port, path, &[], z, Finish::End).await;
-    assert_eq!(a.grpc_status(), Some(12), "{a:?}");
+    assert_eq!(a.grpc_status(), Some(13), "{a:?}");
     let a = raw(
         port,
         path,
@@ -351,6 +353,11 @@ async fn bad_input_gets_the_right_status_and_the_server_lives_on() {
     )
     .await;
     assert_eq!(a.grpc_status(), Some(12), "{a:?}");
+    assert_eq!(
+        a.headers.get("grpc-accept-encoding").map(|v| v.as_bytes()),
+        Some(&b"identity"[..]),
+        "{a:?}"
+    );
     // Two messages for a unary method.
     let mut two = grpc_frame(&encode_request("a"));
     two.extend(grpc_frame(&encode_request("b")));

@@ -356,6 +356,14 @@ fn send_failure(respond: &mut SendResponse<Bytes>, f: &Failure, ct: HeaderValue,
     let h = head.headers_mut();
     h.insert(http::header::CONTENT_TYPE, ct);
     headers::put_status(h, f.status, &f.error);
+    if !json {
+        // Which encodings a caller may use (required with an unsupported grpc-encoding's
+        // UNIMPLEMENTED, harmless elsewhere).
+        h.insert(
+            headers::GRPC_ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
     if let Some(b) = &f.biz {
         headers::put_biz_error(h, b);
     }
@@ -491,7 +499,9 @@ fn frame_failure(e: wire::FrameError) -> Failure {
     Failure {
         status: match e {
             wire::FrameError::TooLarge { .. } => code::RESOURCE_EXHAUSTED,
-            wire::FrameError::Compressed => code::UNIMPLEMENTED,
+            // Identity is the only encoding accepted, so a compressed message is one without
+            // an agreed encoding: a protocol error (the gRPC compression spec).
+            wire::FrameError::Compressed => code::INTERNAL,
             wire::FrameError::BadFlag(_) => code::INTERNAL,
         },
         http: StatusCode::OK,
