@@ -88,6 +88,63 @@ async fn a_business_error_too_large_for_the_trailers_fails_only_its_call() {
     unexport(exporters).await;
 }
 
+/// The caller's `grpc-timeout` counts from when its request arrived: a body that is slow to
+/// arrive leaves the call that much less time (a nested call gets no more than the caller
+/// has left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_budget_counts_from_the_requests_arrival() {
+    let (_imp, exporters, port) = export_both(None).await;
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let (send, conn) = h2::client::handshake(tcp).await.expect("handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut send = send.ready().await.expect("ready");
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://127.0.0.1:{port}/org.example.Greeter/Greet"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("tri-service-version", "1.0.0")
+            .header("grpc-timeout", "1S")
+            .body(())
+            .expect("request");
+        let (response, mut stream) = send.send_request(req, false).expect("send");
+        // The 1 s starts here; the provider then sleeps 700 ms after the body took 600 ms.
+        let frame = grpc_frame(&encode_request("sleep:700"));
+        let rest = frame[4..].to_vec();
+        stream
+            .send_data(Bytes::from(frame[..4].to_vec()), false)
+            .expect("part");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stream.send_data(Bytes::from(rest), true).expect("rest");
+        let (head, mut body) = response.await.expect("response").into_parts();
+        if let Some(s) = head.headers.get("grpc-status") {
+            return Some(s.clone()); // trailers-only
+        }
+        while let Some(chunk) = body.data().await {
+            let _ = body
+                .flow_control()
+                .release_capacity(chunk.expect("data").len());
+        }
+        body.trailers()
+            .await
+            .expect("trailers")
+            .and_then(|t| t.get("grpc-status").cloned())
+    })
+    .await
+    .expect("answered");
+    assert_eq!(
+        status.as_ref().map(|v| v.as_bytes()),
+        Some(&b"4"[..]),
+        "DEADLINE_EXCEEDED at the caller's deadline"
+    );
+    unexport(exporters).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrapper_mode_carries_serde_methods_unchanged() {
     let (_imp, exporters, port) = export_both(None).await;

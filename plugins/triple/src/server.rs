@@ -653,6 +653,9 @@ async fn serve(
     if let (Some(d), None) = (descriptor, method_desc) {
         return Err(d.method_not_found(method_name).into());
     }
+    // The caller's budget counts from when its request arrived, not from when its body was
+    // read.
+    let arrived = tokio::time::Instant::now();
     let timeout = match h.get(headers::GRPC_TIMEOUT) {
         Some(v) => Some(
             v.to_str()
@@ -710,7 +713,7 @@ async fn serve(
     } else {
         // The request must arrive within the caller's deadline, and without one within
         // REQUEST_READ_LIMIT: a stream that never ends its request holds no task forever.
-        let read_by = tokio::time::Instant::now()
+        let read_by = arrived
             + timeout
                 .unwrap_or(REQUEST_READ_LIMIT)
                 .min(REQUEST_READ_LIMIT);
@@ -759,7 +762,7 @@ async fn serve(
     inv.attachments_mut()
         .insert(ByteString::from_static(REMOTE_ADDRESS_ATTACHMENT), peer);
     if let Some(t) = timeout {
-        inv.set_timeout(t);
+        inv.set_deadline(arrived + t);
     }
     let deadline = inv.deadline();
     let call = rpc_core::invocation::serve(
