@@ -296,8 +296,8 @@ pub struct Proxy {
     port: u16,
     target: String,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    /// While set, what clients send is held, not forwarded (see [`Proxy::stall`]).
-    stalled: Arc<std::sync::atomic::AtomicBool>,
+    /// Per connection open: while set, what its client sends is held (see [`Proxy::stall`]).
+    stalled: Arc<Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>>,
 }
 
 impl Proxy {
@@ -330,7 +330,13 @@ impl Proxy {
                     return;
                 };
                 let target = target.clone();
-                let stalled = stalled.clone();
+                let stalled = {
+                    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    if let Ok(mut all) = stalled.lock() {
+                        all.push(flag.clone());
+                    }
+                    flag
+                };
                 let conn = tokio::spawn(async move {
                     use std::sync::atomic::Ordering;
                     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -375,18 +381,20 @@ impl Proxy {
         }
     }
 
-    /// Holds what clients send from now on (their connections stay open, nothing reaches
-    /// the server): requests under way when the proxy is then [cut](Proxy::cut) are lost
-    /// with the connection.
+    /// Holds what the clients of the connections open now send from now on (the
+    /// connections stay open, nothing more reaches the server: a path gone dark); new
+    /// connections are forwarded as usual. Requests under way when the proxy is then
+    /// [cut](Proxy::cut) are lost with the connection.
     pub fn stall(&self) {
-        self.stalled
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(all) = self.stalled.lock() {
+            for flag in all.iter() {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
     }
 
-    /// Listens again on the same port (forwarding again, if it was stalled).
+    /// Listens again on the same port.
     pub async fn restore(&self) {
-        self.stalled
-            .store(false, std::sync::atomic::Ordering::SeqCst);
         let mut last_err = None;
         for _ in 0..50 {
             match TcpListener::bind(("127.0.0.1", self.port)).await {

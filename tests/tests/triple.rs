@@ -145,6 +145,74 @@ async fn the_callers_budget_counts_from_the_requests_arrival() {
     unexport(exporters).await;
 }
 
+/// A connection whose path went dark (no FIN, nothing comes back) is checked with a PING
+/// once a call on it times out, and closed when the PING is not answered: the calls after
+/// it dial again instead of timing out one by one until the system gives the connection up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_gone_dark_is_closed_after_a_call_times_out() {
+    let (_imp, exporters, port) = export_both(None).await;
+    let proxy = rpc_tests::registry::Proxy::start(&format!("127.0.0.1:{port}")).await;
+    let url = Url::parse(&format!(
+        "tri://{}/org.example.Echo?version=1.0.0&timeout=300",
+        proxy.address()
+    ))
+    .expect("url");
+    let c: EchoClient = rpc_core::proxy::refer(&*tri(), url).await.expect("refer");
+    assert_eq!(c.ping().await.expect("ping"), "pong");
+    proxy.stall();
+    let e = c.ping().await.expect_err("the path is dark");
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match c.ping().await {
+            Ok(pong) => {
+                assert_eq!(pong, "pong");
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still on the dark connection: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    unexport(exporters).await;
+}
+
+/// A provider PINGs its connections every `heartbeat` and closes one whose peer does not
+/// answer: a client that vanished holds no connection for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_closes_a_connection_whose_peer_does_not_answer_pings() {
+    let url =
+        Url::parse("tri://127.0.0.1:0/org.example.Echo?version=1.0.0&heartbeat=200").expect("url");
+    let exporter = rpc_core::proxy::export(&*tri(), url, EchoServer::new(Impl::default()))
+        .await
+        .expect("export");
+    let port = exporter.url().port().expect("port");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // The HTTP/2 preface and an empty SETTINGS frame; then nothing is ever answered.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the provider closed the silent connection");
+    exporter.unexport().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrapper_mode_carries_serde_methods_unchanged() {
     let (_imp, exporters, port) = export_both(None).await;

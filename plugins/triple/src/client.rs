@@ -28,6 +28,9 @@ use crate::{headers, H2Settings};
 pub(crate) struct Channel {
     address: String,
     current: Mutex<Option<(u64, SendRequest<Bytes>)>>,
+    /// The current connection's generation, PINGer, and the switch that closes it: what a
+    /// call that timed out checks the connection with ([`Channel::probe`]).
+    liveness: tokio::sync::Mutex<Option<(u64, h2::PingPong, Arc<tokio::sync::Notify>)>>,
     connecting: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     backoff: Mutex<Backoff>,
@@ -74,6 +77,9 @@ impl Backoff {
     }
 }
 
+/// How long a connection under suspicion has to answer a PING ([`Channel::probe`]).
+const PROBE_WITHIN: Duration = Duration::from_secs(3);
+
 /// An HTTP/2 failure: the connection or the stream broke (or was reset by the peer).
 fn h2_error(what: &str, e: h2::Error) -> RpcError {
     RpcError::network(format!("{what}: {e}"))
@@ -89,6 +95,7 @@ impl Channel {
         Arc::new(Channel {
             address,
             current: Mutex::new(None),
+            liveness: tokio::sync::Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             backoff: Mutex::new(backoff),
@@ -177,19 +184,30 @@ impl Channel {
             .max_header_list_size(s.max_header_list)
             .max_send_buffer_size(s.stream_window as usize)
             .handshake::<_, Bytes>(io);
-        let (send, conn) = tokio::time::timeout_at(deadline, handshake)
+        let (send, mut conn) = tokio::time::timeout_at(deadline, handshake)
             .await
             .map_err(|_| late())?
             .map_err(|e| h2_error(&format!("HTTP/2 handshake with {}", self.address), e))?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let close = Arc::new(tokio::sync::Notify::new());
+        if let Some(ping) = conn.ping_pong() {
+            *self.liveness.lock().await = Some((generation, ping, close.clone()));
+        }
         if let Ok(mut c) = self.current.lock() {
             *c = Some((generation, send.clone()));
         }
         let me: Weak<Channel> = Arc::downgrade(self);
         let address = self.address.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%address, error = %e, "HTTP/2 connection ended");
+            tokio::select! {
+                ended = conn => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%address, error = %e, "HTTP/2 connection ended");
+                    }
+                }
+                () = close.notified() => {
+                    tracing::debug!(%address, "HTTP/2 connection closed: no answer to a PING");
+                }
             }
             if let Some(me) = me.upgrade() {
                 if let Ok(mut c) = me.current.lock() {
@@ -200,6 +218,37 @@ impl Channel {
             }
         });
         Ok(send)
+    }
+
+    /// After a call timed out: PINGs the connection it went out on, and closes it when no
+    /// answer comes within [`PROBE_WITHIN`] (a provider that vanished without a FIN, a path
+    /// that went dark), so that the calls after it dial again instead of timing out one by
+    /// one until the system gives the connection up. Only after a timeout, never while idle:
+    /// stock gRPC servers refuse frequent PINGs (grpc-go's default allows one in 5 minutes).
+    pub(crate) fn probe(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let Ok(mut liveness) = me.liveness.try_lock() else {
+                return; // another call is probing it
+            };
+            let Some((generation, ping, close)) = liveness.as_mut() else {
+                return;
+            };
+            let answered = tokio::time::timeout(PROBE_WITHIN, ping.ping(h2::Ping::opaque()))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if answered {
+                return;
+            }
+            close.notify_one();
+            let generation = *generation;
+            *liveness = None;
+            if let Ok(mut c) = me.current.lock() {
+                if c.as_ref().is_some_and(|(g, _)| *g == generation) {
+                    *c = None;
+                }
+            }
+        });
     }
 
     /// Drops the connection after a failure that concerns it, so the next call dials again.
@@ -354,11 +403,15 @@ impl TriInvoker {
         };
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(r) => r,
-            // Dropping the stream resets it (CANCEL): the provider drops the call.
-            Err(_) => Err(RpcError::timeout(format!(
-                "no answer within {} ms",
-                budget.as_millis()
-            ))),
+            // Dropping the stream resets it (CANCEL): the provider drops the call. The
+            // connection may be what failed it: it is checked.
+            Err(_) => {
+                self.channel.probe();
+                Err(RpcError::timeout(format!(
+                    "no answer within {} ms",
+                    budget.as_millis()
+                )))
+            }
         }
     }
 

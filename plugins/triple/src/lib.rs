@@ -87,6 +87,9 @@ pub mod wire;
 /// The port used when a provider URL gives none (Dubbo's Triple default).
 pub const DEFAULT_PORT: u16 = 50051;
 
+/// How often a provider PINGs each connection when the `heartbeat` key does not say.
+const DEFAULT_HEARTBEAT_MS: u64 = 60_000;
+
 /// HTTP/2 settings of both sides.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct H2Settings {
@@ -94,6 +97,10 @@ pub(crate) struct H2Settings {
     connection_window: u32,
     max_streams: u32,
     max_header_list: u32,
+    /// A provider PINGs each connection this often (the `heartbeat` key), and closes one
+    /// whose peer does not answer within two more: a client that vanished without a FIN
+    /// (power lost, a NAT that forgot it) holds no connection and no calls for ever.
+    heartbeat: Duration,
 }
 
 impl Default for H2Settings {
@@ -103,6 +110,7 @@ impl Default for H2Settings {
             connection_window: 4 << 20,
             max_streams: 1024,
             max_header_list: 16 << 10,
+            heartbeat: Duration::from_millis(DEFAULT_HEARTBEAT_MS),
         }
     }
 }
@@ -133,6 +141,13 @@ impl Protocol for Triple {
         let payload = url.param_as(keys::PAYLOAD, rpc_core::exchange::DEFAULT_PAYLOAD)?;
         let tls = rpc_core::transport::tls::enabled(&url)?;
         let tls_url = url.clone();
+        let settings = H2Settings {
+            heartbeat: Duration::from_millis(
+                url.param_as(keys::HEARTBEAT, DEFAULT_HEARTBEAT_MS)?
+                    .max(100),
+            ),
+            ..H2Settings::default()
+        };
         self.listeners
             .export(
                 &url,
@@ -152,8 +167,7 @@ impl Protocol for Triple {
                     let server_tls = tls
                         .then(|| rpc_core::transport::tls::ServerTls::start(&tls_url, &[b"h2"]))
                         .transpose()?;
-                    server::Listener::bind(&host, port, payload, H2Settings::default(), server_tls)
-                        .await
+                    server::Listener::bind(&host, port, payload, settings, server_tls).await
                 },
             )
             .await

@@ -163,6 +163,8 @@ where
     };
     let peer = ByteString::from(peer);
     let mut closing = false;
+    let alive = keepalive(conn.ping_pong(), s.heartbeat);
+    tokio::pin!(alive);
     loop {
         let next = tokio::select! {
             next = conn.accept() => next,
@@ -170,6 +172,10 @@ where
                 closing = true;
                 conn.graceful_shutdown();
                 continue;
+            }
+            () = &mut alive => {
+                tracing::debug!(%peer, "no answer to a PING within two heartbeats; connection closed");
+                return;
             }
         };
         match next {
@@ -183,6 +189,21 @@ where
                 return;
             }
             None => return,
+        }
+    }
+}
+
+/// PINGs the peer every `every`; returns when one is not answered within two more (the
+/// connection is dead), never when the connection has no pinger.
+pub(crate) async fn keepalive(ping: Option<h2::PingPong>, every: Duration) {
+    let Some(mut ping) = ping else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        match tokio::time::timeout(every * 2, ping.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return,
         }
     }
 }
