@@ -358,3 +358,35 @@ async fn a_caller_that_takes_nothing_does_not_hold_a_stream_past_its_deadline() 
         e.unexport().await;
     }
 }
+
+/// A provider going away gracefully (GOAWAY) while a stream keeps its connection open: a
+/// call made then has not left, so it goes out on a new connection (to the provider that
+/// took the port over) instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_after_a_goaway_goes_out_on_a_new_connection() {
+    let imp = Impl::default();
+    let (exporters, port) = export(&imp).await;
+    let (streamer, _) = clients(port, 5_000).await;
+    let mut endless = streamer.count(CountRequest { n: 0 }).await.expect("call");
+    assert_eq!(endless.message().await.expect("item").expect("ok").value, 1);
+    for e in exporters {
+        e.unexport().await;
+    }
+    let again = rpc_core::proxy::export(
+        &*protocol("tri"),
+        Url::parse(&format!("tri://127.0.0.1:{port}/org.example.Streamer")).expect("url"),
+        ProtoStreamerServer::new(imp.clone()),
+    )
+    .await
+    .expect("export again on the same port");
+    let counted = streamer
+        .count(CountRequest { n: 2 })
+        .await
+        .expect("sent on a new connection")
+        .collect_all()
+        .await
+        .expect("items");
+    assert_eq!(counted.iter().map(|n| n.value).collect::<Vec<_>>(), [1, 2]);
+    drop(endless);
+    again.unexport().await;
+}

@@ -344,11 +344,25 @@ impl TriInvoker {
         let req = self.request(inv, &path_method, budget)?;
         let slot = Arc::new(OnceLock::from(ser.clone()));
         let exchange = async {
-            let send = self.channel.sender(deadline).await?;
-            let mut send = send.ready().await.map_err(|e| {
-                self.channel.forget();
-                h2_error("the connection is closed", e)
-            })?;
+            let mut send = match self.channel.sender(deadline).await?.ready().await {
+                Ok(send) => send,
+                // The connection is going away (the provider sent GOAWAY, or closed it) and
+                // this request has not left: it goes out once on a new connection, whatever
+                // the method (nothing of it reached the provider).
+                Err(first) => {
+                    tracing::debug!(error = %first, "connection gone before the request left; dialling again");
+                    self.channel.forget();
+                    self.channel
+                        .sender(deadline)
+                        .await?
+                        .ready()
+                        .await
+                        .map_err(|e| {
+                            self.channel.forget();
+                            h2_error("the connection is closed", e)
+                        })?
+                }
+            };
             let (response, mut stream) = send
                 .send_request(req, false)
                 .map_err(|e| h2_error("cannot open a stream", e))?;
