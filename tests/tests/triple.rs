@@ -95,14 +95,7 @@ async fn a_business_error_too_large_for_the_trailers_fails_only_its_call() {
 async fn the_callers_budget_counts_from_the_requests_arrival() {
     let (_imp, exporters, port) = export_both(None).await;
     let status = tokio::time::timeout(Duration::from_secs(10), async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        let (send, conn) = h2::client::handshake(tcp).await.expect("handshake");
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut send = send.ready().await.expect("ready");
+        let mut send = h2_connect(port).await;
         let req = http::Request::builder()
             .method("POST")
             .uri(format!("http://127.0.0.1:{port}/org.example.Greeter/Greet"))
@@ -1165,6 +1158,19 @@ async fn raw_with_type(
     raw_request(port, "POST", path, content_type, headers, body, finish).await
 }
 
+/// An HTTP/2 connection to the provider at `port` (driven by a task of its own), ready to
+/// open a stream.
+async fn h2_connect(port: u16) -> h2::client::SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (send, conn) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send.ready().await.expect("ready")
+}
+
 async fn raw_request(
     port: u16,
     method: &str,
@@ -1175,14 +1181,7 @@ async fn raw_request(
     finish: Finish,
 ) -> Answer {
     tokio::time::timeout(Duration::from_secs(10), async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        let (send, conn) = h2::client::handshake(tcp).await.expect("handshake");
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut send = send.ready().await.expect("ready");
+        let mut send = h2_connect(port).await;
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("http://127.0.0.1:{port}{path}"))

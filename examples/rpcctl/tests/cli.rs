@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use rpc_core::bootstrap::{Provider, RunningProvider};
+use rpc_core::bootstrap::{Provider, ProviderBuilder, RunningProvider};
 use rpc_core::config::keys;
 use rpc_core::config::ServiceConfig;
 use rpc_core::registry;
@@ -23,8 +23,8 @@ async fn provider(reg: &str) -> RunningProvider {
     provider_named(reg, "p1").await
 }
 
-/// A Greeter provider answering "... from {name}".
-async fn provider_named(reg: &str, name: &str) -> RunningProvider {
+/// A provider of the application `ctl-test` on `reg`, on a free port, stopping at once.
+fn provider_builder(reg: &str) -> ProviderBuilder {
     Provider::builder()
         .without_env()
         .application("ctl-test")
@@ -33,6 +33,11 @@ async fn provider_named(reg: &str, name: &str) -> RunningProvider {
         .protocol("dubbo", 0)
         .param(keys::SHUTDOWN_WAIT, 0)
         .expect("key")
+}
+
+/// A Greeter provider answering "... from {name}".
+async fn provider_named(reg: &str, name: &str) -> RunningProvider {
+    provider_builder(reg)
         .service(GreeterServer::new(SignedGreeter { name: name.into() }))
         .start()
         .await
@@ -245,14 +250,7 @@ async fn describe_invoke_metrics_and_offline_online() {
 async fn several_providers_are_listed_not_guessed() {
     let reg = registry_url("two");
     let p1 = provider(&reg).await;
-    let p2 = Provider::builder()
-        .without_env()
-        .application("ctl-test")
-        .registry(&reg)
-        .expect("registry")
-        .protocol("dubbo", 0)
-        .param(keys::SHUTDOWN_WAIT, 0)
-        .expect("key")
+    let p2 = provider_builder(&reg)
         .service_with(
             GreeterServer::new(SignedGreeter { name: "p2".into() }),
             ServiceConfig::default().param(keys::VERSION, "2.0.0"),
@@ -562,14 +560,7 @@ async fn config_center_documents_are_written_shown_and_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_admin_token_guards_its_admin_service() {
     let reg = registry_url("admin-token");
-    let p = Provider::builder()
-        .without_env()
-        .application("ctl-test")
-        .registry(&reg)
-        .expect("registry")
-        .protocol("dubbo", 0)
-        .param(keys::SHUTDOWN_WAIT, 0)
-        .expect("key")
+    let p = provider_builder(&reg)
         .param(keys::ADMIN_TOKEN, "s3cret-admin")
         .expect("key")
         .service(GreeterServer::new(SignedGreeter { name: "p1".into() }))
