@@ -33,6 +33,11 @@ pub struct Limits {
     /// into each [`Value::Object`](crate::Value::Object); a list's or map's type name).
     /// Bounds the blow-up of inputs in which a few bytes refer to something much larger.
     pub max_ref_expansion: usize,
+    /// Maximum number of values [`Decoder::read_value`] builds over the whole message
+    /// (default 1 048 576). A [`Value`](crate::Value) takes about 48 bytes however small its
+    /// encoding (a null is one byte), so this bounds the tree a message can make. Reading
+    /// into Rust types, or skipping, builds none.
+    pub max_values: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +49,7 @@ impl Default for Limits {
             max_type_names: 4096,
             max_refs: 1 << 20,
             max_ref_expansion: 8 << 20,
+            max_values: 1 << 20,
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct Decoder<'de> {
     /// > 0 while re-reading the span of a referenced value: nothing is registered then.
     replaying: usize,
     expanded: usize,
+    /// Values built by `read_value` so far.
+    built: usize,
 }
 
 impl<'de> Decoder<'de> {
@@ -145,6 +153,7 @@ impl<'de> Decoder<'de> {
             refs: Vec::new(),
             replaying: 0,
             expanded: 0,
+            built: 0,
         }
     }
 
@@ -891,6 +900,14 @@ impl<'de> Decoder<'de> {
 
     fn value(&mut self) -> Result<Value> {
         let at = self.pos;
+        self.built += 1;
+        if self.built > self.limits.max_values {
+            return Err(Error::at(
+                ErrorKind::LimitExceeded,
+                at,
+                format!("more than {} values in one message", self.limits.max_values),
+            ));
+        }
         Ok(match self.header()? {
             Header::Null => Value::Null,
             Header::Bool(b) => Value::Bool(b),

@@ -793,17 +793,53 @@ fn limits() {
     for k in 1..=40u8 {
         bomb.extend([0x7a, 0x51, 0x90 + k, 0x51, 0x90 + k]);
     }
-    let err = decode(&bomb).unwrap_err();
+    // (Its copies would also be more values than a message may build: that bound is
+    // lifted here to see this one.)
+    let unbounded_values = Limits {
+        max_values: usize::MAX,
+        ..Limits::default()
+    };
+    let err = Decoder::with_limits(&bomb, unbounded_values)
+        .read_value()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitExceeded);
     assert!(
         err.message()
             .contains("back-references expand to more than"),
         "{err}"
     );
+    assert_eq!(decode(&bomb).unwrap_err().kind(), ErrorKind::LimitExceeded);
     let err = from_slice::<Vec<serde::de::IgnoredAny>>(&bomb);
     assert!(err.is_ok(), "skipping does not expand references");
     let err = from_slice::<Vec<Vec<Vec<Vec<Vec<Vec<serde::de::IgnoredAny>>>>>>>(&bomb);
     assert!(err.is_err());
+}
+
+/// Every value `read_value` builds costs the same memory however small its encoding: how
+/// many one message may build is bounded; reading into Rust types or skipping is not.
+#[test]
+fn values_built_per_message_are_bounded() {
+    let few = Limits {
+        max_values: 1000,
+        ..Limits::default()
+    };
+    // A list of 999 nulls is 1000 values; one more null is over.
+    let list = |n: u16| {
+        let mut b = vec![b'X', 0xd4];
+        b.extend(n.to_be_bytes());
+        b.extend(std::iter::repeat_n(b'N', usize::from(n)));
+        b
+    };
+    assert!(Decoder::with_limits(&list(999), few).read_value().is_ok());
+    let err = Decoder::with_limits(&list(1000), few)
+        .read_value()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+    assert!(err.message().contains("more than 1000 values"), "{err}");
+    let over = list(1000);
+    let mut d = Decoder::with_limits(&over, few);
+    d.skip_value().expect("skipping builds nothing");
+    assert!(from_slice_with_limits::<Vec<Option<i32>>>(&over, few).is_ok());
 }
 
 /// A few bytes that refer to a long class or type name defined once: each reference copies

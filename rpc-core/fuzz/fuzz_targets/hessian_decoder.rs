@@ -55,9 +55,11 @@ fuzz_target!(|data: &[u8]| {
         if !has_ref(&v) {
             let bytes = encode(&v).expect("a decoded value encodes");
             // Back-references were expanded into copies, so the re-encoding may hold more
-            // lists, maps and objects than the input did.
+            // lists, maps and objects than the input did, and refer to its type names where
+            // the input spelled them out.
             let limits = Limits {
                 max_refs: usize::MAX,
+                max_ref_expansion: usize::MAX,
                 ..Limits::default()
             };
             let mut again = Decoder::with_limits(&bytes, limits);
