@@ -279,13 +279,16 @@ impl ProviderBuilder {
             if let Some(p) = exporter.url().port() {
                 port = p;
             }
-            tracing::info!(url = %exporter.url(), "exported");
-            if Some(i) != admin_index {
-                // Local TLS material (paths, PEM text) is never published; `tls=true` is.
-                let mut public = exporter.url().clone();
-                for k in crate::transport::tls::LOCAL_KEYS {
-                    public = public.without_param(k);
-                }
+            // Local TLS material (paths, PEM text: a private key) is never published or
+            // logged; `tls=true` is. Nor is the admin service's token.
+            let mut public = exporter.url().clone();
+            for k in crate::transport::tls::LOCAL_KEYS {
+                public = public.without_param(k);
+            }
+            if Some(i) == admin_index {
+                tracing::info!(url = %public.without_param(keys::TOKEN), "exported");
+            } else {
+                tracing::info!(url = %public, "exported");
                 if let Some(live) = live_chains.last() {
                     state
                         .chains
@@ -689,6 +692,30 @@ impl InvokerFactory for ConsumerInvokerFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a provider logs of its exports holds no secret: neither the admin token nor TLS
+    /// key material given inline.
+    #[test]
+    fn exports_are_logged_without_secrets() {
+        let (_, seen) = crate::filter::testing::capture(|| async {
+            let p = Provider::builder()
+                .without_env()
+                .no_registry()
+                .protocol("dubbo", 0)
+                .param(keys::ADMIN_TOKEN, "s3cret-admin")
+                .expect("key")
+                .param(keys::TLS_KEY, "-----BEGIN PRIVATE KEY----- inline")
+                .expect("key")
+                .start()
+                .await
+                .expect("provider");
+            p.shutdown().await;
+        });
+        let text = format!("{:?}", seen.events);
+        assert!(text.contains("exported"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!text.contains("PRIVATE"), "{text}");
+    }
 
     #[test]
     fn check_is_a_wait_in_ms_or_dubbos_boolean() {

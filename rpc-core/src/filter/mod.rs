@@ -341,7 +341,7 @@ pub fn wrap(
     let mut run: Vec<(&'static str, Arc<dyn Stage>)> = Vec::new();
     for (name, filter) in filters.into_iter().rev() {
         if !filter.applies_to(&*next) {
-            tracing::trace!(filter = name, url = %next.url(), "filter left out");
+            tracing::trace!(filter = name, service = %next.url().service_key(), "filter left out");
             continue;
         }
         let filter = filter.bind(&next).unwrap_or(filter);
