@@ -133,6 +133,35 @@ async fn two_providers_share_keys_and_a_dead_holders_claim_lapses() {
     b.release("k3");
 }
 
+/// A claim whose answer could not be stored (etcd refused it) is released, as the filter
+/// asks: the next attempt runs at once, instead of waiting out the claim's lease (a minute
+/// here) while nothing runs.
+#[tokio::test]
+async fn a_claim_whose_answer_was_not_stored_is_released() {
+    let Some(etcd) = Backend::Etcd.address() else {
+        return;
+    };
+    let prefix = format!("/rpc-it/{}/", unique("idem"));
+    let url = store_url(&etcd, &prefix, 60_000);
+    let a = EtcdStoreFactory.open(&url).expect("store a");
+    let b = EtcdStoreFactory.open(&url).expect("store b");
+    let far = || Instant::now() + Duration::from_secs(10);
+    assert!(matches!(
+        a.claim("k", far()).await.expect("claim"),
+        Claim::Run
+    ));
+    // A window longer than etcd grants a lease for: the answer is refused.
+    a.complete("k", answer("done"), Duration::from_secs(10_000_000_000))
+        .await
+        .expect_err("etcd refuses the window's lease");
+    a.release("k");
+    let soon = Instant::now() + Duration::from_secs(8);
+    assert!(
+        matches!(b.claim("k", soon).await.expect("claim"), Claim::Run),
+        "the key was released"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_endpoint_is_a_config_error() {
     let url = Url::parse("dubbo://127.0.0.1:1/S?idempotency.store=etcd").expect("url");

@@ -239,6 +239,32 @@ impl IdempotencyStore for EtcdStore {
             }
             return Ok(());
         }
+        let stored = self.store_answer(client, key, bytes, window).await;
+        // Stored or not, the claim goes: a failure here is one the filter answers by letting
+        // the next attempt run (`release`), which finds no claim left to drop once it was
+        // taken from `held` above.
+        if let Some(id) = claim {
+            revoke_later(Some(client.clone()), id);
+        }
+        stored
+    }
+
+    fn release(&self, key: &str) {
+        if let Some(id) = self.held_lease(key) {
+            revoke_later(self.client.get().cloned(), id);
+        }
+    }
+}
+
+impl EtcdStore {
+    /// Puts the answer under `key` for `window` and deletes its lock, in one transaction.
+    async fn store_answer(
+        &self,
+        client: &EtcdClient,
+        key: &str,
+        bytes: Vec<u8>,
+        window: Duration,
+    ) -> Result<()> {
         let window_lease = self
             .grant(
                 client,
@@ -272,15 +298,6 @@ impl IdempotencyStore for EtcdStore {
         .await
         .map_err(|_| RpcError::network("etcd idempotency store: complete timed out"))?
         .map_err(|e| etcd_error("complete", e))?;
-        if let Some(id) = claim {
-            revoke_later(Some(client.clone()), id);
-        }
         Ok(())
-    }
-
-    fn release(&self, key: &str) {
-        if let Some(id) = self.held_lease(key) {
-            revoke_later(self.client.get().cloned(), id);
-        }
     }
 }
