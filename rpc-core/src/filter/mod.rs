@@ -18,9 +18,9 @@
 //!                           rpc.client span                          RpcContext, rpc.server
 //!  mock             -12000  mock= degrade
 //!  timeout          -10000  deadline        token            -17000  [token]
-//!  deadline          -9000  send budget     idempotency      -16500  [{m}.idempotency]
-//!  actives           -8500  [actives]       tps              -16000  [tps] per method+app
-//!  circuitbreaker    -8000  per provider    ordered          -15500  [{m}.ordered]
+//!  deadline          -9000  send budget     ordered          -16700  [{m}.ordered]
+//!  actives           -8500  [actives]       idempotency      -16500  [{m}.idempotency]
+//!  circuitbreaker    -8000  per provider    tps              -16000  [tps] per method+app
 //!                                           executes         -15000  [executes]
 //!                                           isolation        -14000  [isolation]
 //!  token             -6000  [token]           |
@@ -476,7 +476,7 @@ mod tests {
         );
         assert_eq!(
             active(Side::Provider, ""),
-            ["metrics", "context", "idempotency", "ordered"]
+            ["metrics", "context", "ordered", "idempotency"]
         );
         assert_eq!(
             active(
@@ -488,16 +488,16 @@ mod tests {
                 "accesslog",
                 "context",
                 "token",
+                "ordered",
                 "idempotency",
                 "tps",
-                "ordered",
                 "executes",
                 "isolation"
             ]
         );
         assert_eq!(
             active(Side::Provider, "filter=-metrics,executes"),
-            ["context", "idempotency", "ordered", "executes"]
+            ["context", "ordered", "idempotency", "executes"]
         );
     }
 

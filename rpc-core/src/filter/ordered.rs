@@ -194,7 +194,10 @@ crate::register!(
     dyn Filter,
     "ordered",
     || Arc::new(OrderedFilter::default()),
-    activate = Activate::provider(-15_500)
+    // Outside `idempotency` (-16 500): the dispatcher keeps ordered calls in arrival order by
+    // polling each once where it reads them, which holds only while taking the key's place is
+    // the call's first wait; a shared idempotency store (etcd) waits on the network first.
+    activate = Activate::provider(-16_700)
 );
 
 #[cfg(test)]
