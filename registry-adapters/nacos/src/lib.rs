@@ -252,16 +252,19 @@ struct Client {
 
 impl Client {
     /// One request; the answer's text, or an error naming the call. 401/403 are
-    /// `Unauthorized`, everything else `Network`.
+    /// `Unauthorized`, another 4xx `Config` (a request the server refuses), everything else
+    /// `Network`.
     async fn call(&self, method: Method, path: &str, params: &[(&str, String)]) -> Result<String> {
         let (status, text) = self.send(method.clone(), path, params).await?;
         if status.is_success() {
             return Ok(text);
         }
-        let kind = if status.as_u16() == 401 || status.as_u16() == 403 {
-            ErrorKind::Unauthorized
-        } else {
-            ErrorKind::Network
+        // 4xx but 401/403: the server refused this request (it would refuse it again), not a
+        // fault of the connection.
+        let kind = match status.as_u16() {
+            401 | 403 => ErrorKind::Unauthorized,
+            400..=499 => ErrorKind::Config,
+            _ => ErrorKind::Network,
         };
         Err(RpcError::new(
             kind,
@@ -503,9 +506,25 @@ impl Shared {
             .await?;
         if answer.get("code").and_then(Value::as_i64) == Some(20404) {
             tracing::info!(service = %name, "nacos: instance unknown to the server, registering it again");
-            self.register_instance(client, url).await?;
+            self.replay_registration(client, &Shared::key(url), url)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Registers a recorded instance again (a new session, a server that forgot it). One the
+    /// server refuses (it would refuse it every time: a persistent instance of a service that
+    /// has ephemeral ones, say) is dropped with an error log; only a fault of the connection
+    /// fails, so that one refused instance never keeps the others from being registered.
+    async fn replay_registration(&self, client: &Client, key: &str, url: &Url) -> Result<()> {
+        match self.register_instance(client, url).await {
+            Err(e) if e.kind() == ErrorKind::Config => {
+                tracing::error!(key, error = %e, "nacos: the server refuses this registration; dropped");
+                self.registered.remove(key);
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Every service name of this namespace and group, in pages, at most [`MAX_SERVICES`].
@@ -828,8 +847,8 @@ async fn reconnect_forever(shared: &Arc<Shared>) {
 async fn run_session(shared: &Arc<Shared>) -> Result<()> {
     let client = shared.connect().await?;
     shared.conn.set(client.clone());
-    for (_, url) in shared.registered.snapshot() {
-        shared.register_instance(&client, &url).await?;
+    for (key, url) in shared.registered.snapshot() {
+        shared.replay_registration(&client, &key, &url).await?;
     }
     for sub in shared.subs.snapshot() {
         drop(shared.start_watch(&client, &sub));
@@ -878,7 +897,7 @@ impl Registry for NacosRegistry {
         };
         match self.shared.register_instance(&client, url).await {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::Unauthorized => {
+            Err(e) if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Config) => {
                 self.shared.registered.remove(&key);
                 Err(e.with_service(url.service_key()))
             }
@@ -1180,6 +1199,104 @@ mod tests {
                 listener,
             }
         }
+    }
+
+    /// A Nacos stand-in that refuses (HTTP 400) to register an instance on port 20999, accepts
+    /// everything else, and records each request as `METHOD path body`.
+    async fn refusing_server() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = tcp.accept().await {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                let complete = |r: &[u8]| {
+                    let Some(end) = r.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        return false;
+                    };
+                    let head = String::from_utf8_lossy(&r[..end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    r.len() >= end + 4 + len
+                };
+                while !complete(&req) && req.len() < 65536 {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).into_owned();
+                let first = text.lines().next().unwrap_or("").to_string();
+                let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+                let mut words = first.split_whitespace();
+                let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let path = target.split('?').next().unwrap_or("");
+                log.lock()
+                    .expect("lock")
+                    .push(format!("{method} {path} {body}"));
+                let refused = method == "POST"
+                    && path == "/nacos/v1/ns/instance"
+                    && body.contains("port=20999");
+                let (status, answer) = if refused {
+                    (
+                        "400 Bad Request",
+                        "caused: is ephemeral service, can't register persistent instance"
+                            .to_string(),
+                    )
+                } else if path == "/nacos/v1/ns/instance/beat" {
+                    (
+                        "200 OK",
+                        r#"{"clientBeatInterval":5000,"code":10200}"#.to_string(),
+                    )
+                } else {
+                    ("200 OK", "ok".to_string())
+                };
+                let _ = conn
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                            answer.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            }
+        });
+        (port, seen)
+    }
+
+    /// An instance the server refuses to register fails its `register` and is not kept
+    /// (registered again after every reconnection, it would stop every other one from being
+    /// registered); the other instances are registered and beat.
+    #[tokio::test]
+    async fn a_refused_registration_fails_and_is_not_kept() {
+        let (port, seen) = refusing_server().await;
+        let reg = NacosRegistry::start(&url(&format!(
+            "nacos://127.0.0.1:{port}?timeout=1000&beat=200"
+        )))
+        .expect("start");
+        let refused = url("dubbo://10.0.0.9:20999/a.B?version=1.0.0&dynamic=false");
+        let e = reg.register(&refused).await.expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("HTTP 400"), "{e}");
+        assert!(reg.shared.registered.snapshot().is_empty(), "not kept");
+        let good = url("dubbo://10.0.0.9:20880/a.B?version=1.0.0");
+        reg.register(&good).await.expect("registered");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let seen = seen.lock().expect("lock").clone();
+        assert!(
+            seen.iter()
+                .any(|r| r.starts_with("PUT /nacos/v1/ns/instance/beat") && r.contains("20880")),
+            "{seen:?}"
+        );
     }
 
     fn host(port: u16) -> Value {
