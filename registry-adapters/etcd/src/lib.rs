@@ -80,6 +80,22 @@ fn interface_of_key<'k>(root_prefix: &str, key: &'k str) -> Option<(&'k str, Str
     Some((segment, decode_interface_segment(segment)?))
 }
 
+/// The value and lease the key of `url` is put with (see [`Shared::put`]), the session's
+/// lease being `lease` (0: none, as between two sessions). A dynamic registration is never
+/// put without a lease: it would outlive its process. It waits for the next session, which
+/// puts every recorded registration again.
+fn put_value(key: &str, url: &Url, lease: i64) -> Result<(String, i64)> {
+    if url.param(keys::DYNAMIC) == Some("false") {
+        return Ok((java_string_hash(key).to_string(), 0));
+    }
+    if lease == 0 {
+        return Err(RpcError::network(format!(
+            "etcd: no lease for {key} (between sessions); it is put by the next one"
+        )));
+    }
+    Ok((lease.to_string(), lease))
+}
+
 /// Java's `String.hashCode()` of `s` (over its UTF-16 code units, wrapping).
 fn java_string_hash(s: &str) -> i32 {
     s.encode_utf16()
@@ -213,12 +229,7 @@ impl Shared {
     /// (decimal) as value, or, for `dynamic=false`, without lease and with Java's
     /// `String.hashCode` of the key as value.
     async fn put(&self, client: &EtcdClient, key: &str, url: &Url) -> Result<()> {
-        let (value, lease) = if url.param(keys::DYNAMIC) == Some("false") {
-            (java_string_hash(key).to_string(), 0)
-        } else {
-            let lease = self.lease.load(Ordering::SeqCst);
-            (lease.to_string(), lease)
-        };
+        let (value, lease) = put_value(key, url, self.lease.load(Ordering::SeqCst))?;
         tokio::time::timeout(self.timeout, client.put(key, value, lease))
             .await
             .map_err(|_| RpcError::timeout(format!("etcd put of {key} timed out")))?
@@ -636,6 +647,25 @@ mod tests {
         // "hello".hashCode() and a value that wraps.
         assert_eq!(java_string_hash("hello"), 99_162_322);
         assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+    }
+
+    /// A dynamic registration is put on the session's lease, never without one (a session
+    /// that ended between the check and the put): it would outlive its process. A
+    /// persistent one carries no lease, as Dubbo writes it.
+    #[test]
+    fn a_dynamic_registration_is_never_put_without_a_lease() {
+        let dynamic = Url::parse("dubbo://10.0.0.1:20880/org.Foo").expect("url");
+        assert_eq!(
+            put_value("k", &dynamic, 42).expect("leased"),
+            ("42".to_string(), 42)
+        );
+        let e = put_value("k", &dynamic, 0).expect_err("no lease");
+        assert!(e.to_string().contains("no lease"), "{e}");
+        let persistent = Url::parse("dubbo://10.0.0.1:20880/org.Foo?dynamic=false").expect("url");
+        assert_eq!(
+            put_value("a", &persistent, 0).expect("persistent"),
+            ("97".to_string(), 0)
+        );
     }
 
     #[test]
